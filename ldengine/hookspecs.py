@@ -1,0 +1,44 @@
+"""The hooks a plugin can implement.
+
+Every hook receives a ``register`` callback (or the click group) and returns
+nothing; the engine calls each plugin's implementation separately so it knows
+which plugin registered what and a broken plugin cannot lock the others out.
+Built-in plugins (``plugins.*``) use exactly these hooks.
+"""
+import pluggy
+
+hookspec = pluggy.HookspecMarker("ldengine")
+hookimpl = pluggy.HookimplMarker("ldengine")
+
+
+@hookspec
+def ldengine_register_tasks(register):
+    """Register tasks: ``register(task)`` with an object having ``name``,
+    ``description``, ``pipeline`` (the stage names of one decision step, in
+    order), ``play(agent, seed, evader, trace)`` and ``summarize(results)``."""
+
+
+@hookspec
+def ldengine_register_functions(register):
+    """Register function-base modules: ``register(task, source, filename)``
+    with the module's source text. The source is never imported: it is compiled
+    by the sandbox, and every docstring must be a manual entry (summary,
+    Stage, Reads, Returns, Rules, Example)."""
+
+
+@hookspec
+def ldengine_register_evaders(register):
+    """Register evader policies: ``register(name, policy, description)`` where
+    ``policy(legal_cells, pursuers, rng)`` returns one of ``legal_cells``."""
+
+
+@hookspec
+def ldengine_register_agents(register):
+    """Register agents: ``register(name, factory, description)`` where
+    ``factory(context)`` gets an ``AgentContext`` and returns an object with
+    ``act(state) -> action``, ``last_functions`` and ``stats() -> dict``."""
+
+
+@hookspec
+def ldengine_register_commands(cli):
+    """Add click commands to the ``ldengine`` group ``cli``."""

@@ -1,0 +1,85 @@
+"""The decision loop (Algorithm 1 of the paper).
+
+For each stage j of a step: a candidate provider proposes functions, a selector
+picks one, the sandbox runs it on the previous stage's output
+(``o_j = f_j(o_{j-1})``, ``o_0`` = the state), and the last output is the
+action. The selector and the candidate provider are pluggable: the expert uses
+the whole base and an oracle; the learned agent uses a retriever and a student.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ldengine.functionbase import FunctionBase
+from ldengine.manual import ManualEntry
+from ldengine.sandbox import SandboxResult
+
+
+class CandidateProvider(Protocol):
+    def candidates(self, stage: str, state: Any) -> list[ManualEntry]: ...
+
+
+class Selector(Protocol):
+    def select(self, stage: str, state: Any, candidates: list[ManualEntry]) -> int: ...
+
+
+@dataclass
+class StageRecord:
+    stage: str
+    candidates: list[str]
+    chosen: str
+    oracle: str
+    result: SandboxResult
+
+    @property
+    def correct(self) -> bool:
+        return self.chosen == self.oracle
+
+
+@dataclass
+class Decision:
+    """A step's action (None when a stage failed) and what each stage did."""
+    action: Any
+    stages: list[StageRecord] = field(default_factory=list)
+
+    @property
+    def functions(self) -> list[str]:
+        return [s.chosen for s in self.stages]
+
+
+def decide(state: Any, pipeline: list[str], base: FunctionBase,
+           provider: CandidateProvider, selector: Selector) -> Decision:
+    """Runs one decision step through every stage of ``pipeline``."""
+    decision, value = Decision(None), state
+    for stage in pipeline:
+        candidates = provider.candidates(stage, value)
+        chosen = candidates[selector.select(stage, value, candidates)]
+        result = base.call(chosen.name, value)
+        decision.stages.append(StageRecord(stage, [c.name for c in candidates], chosen.name,
+                                           base.oracle(stage).name, result))
+        if not result.ok:
+            return decision
+        value = result.value
+    decision.action = value
+    return decision
+
+
+class WholeBase:
+    """Candidate provider offering every function of the base (no retrieval)."""
+
+    def __init__(self, base: FunctionBase):
+        self.entries = list(base.entries.values())
+
+    def candidates(self, stage: str, state: Any) -> list[ManualEntry]:
+        return self.entries
+
+
+class OracleSelector:
+    """Picks the function whose manual's Stage field names the stage."""
+
+    def select(self, stage: str, state: Any, candidates: list[ManualEntry]) -> int:
+        for i, entry in enumerate(candidates):
+            if entry.stage == stage:
+                return i
+        return 0

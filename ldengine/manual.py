@@ -1,0 +1,142 @@
+"""Manual entries: a function's docstring, parsed into the fields of DESIGN.md.
+
+Parsing uses ``ast`` only; nothing here executes the code it reads.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+from dataclasses import dataclass, field
+
+from ldengine.errors import ManualError
+
+FIELDS = ("Stage", "Reads", "Returns", "Rules", "Example")
+
+
+@dataclass(frozen=True)
+class ExampleCall:
+    """One ``>>> name(args)`` line of an Example and its expected value."""
+    function: str
+    args: tuple
+    expected: object
+    text: str
+
+
+@dataclass(frozen=True)
+class ManualEntry:
+    """One function of the base, as the manual describes it."""
+    name: str            # unique name in the base (a duplicate gets a suffix)
+    def_name: str        # the name of the def inside its module
+    task: str
+    stage: str
+    summary: str
+    reads: str
+    returns: str
+    rules: str
+    example: str
+    examples: tuple[ExampleCall, ...]
+    module: str          # filename of the module
+    module_version: str
+    source_hash: str
+    plugin: str
+    source: str = field(repr=False, default="")
+
+    @property
+    def version(self) -> str:
+        return f"{self.module_version}+{self.source_hash[:8]}"
+
+    @property
+    def docstring(self) -> str:
+        return "\n".join([self.summary, "", f"Stage: {self.stage}", f"Reads: {self.reads}",
+                          f"Returns: {self.returns}", f"Rules: {self.rules}",
+                          "Example:", self.example])
+
+    def retrieval_text(self) -> str:
+        """The text a retriever indexes and a student reads."""
+        return (f"{self.name}: {self.summary} Stage: {self.stage}. Reads: {self.reads}. "
+                f"Returns: {self.returns}. Rules: {self.rules}")
+
+
+def source_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_fields(doc: str, where: str) -> dict[str, str]:
+    """Split a docstring into its summary and named fields; ManualError names what is missing."""
+    lines = inspect.cleandoc(doc).splitlines()
+    fields, current = {"summary": lines[0].strip() if lines else ""}, None
+    for line in lines[1:]:
+        head = line.split(":", 1)[0].strip()
+        if head in FIELDS and ":" in line and not line.startswith(" "):
+            current = head
+            fields[current] = line.split(":", 1)[1].strip()
+        elif current:
+            sep = "\n" if current == "Example" else " "
+            fields[current] = (fields[current] + sep + line.rstrip()).strip(" ")
+    missing = [f for f in FIELDS if not fields.get(f)]
+    if not fields["summary"] or missing:
+        what = ", ".join((["summary"] if not fields["summary"] else []) + missing)
+        raise ManualError(f"{where}: docstring lacks manual field(s): {what}")
+    return fields
+
+
+def parse_examples(text: str, where: str) -> tuple[ExampleCall, ...]:
+    """Each ``>>> f(literal, ...)`` line with the literal on the following line(s)."""
+    calls, pending, expected = [], None, []
+    for line in text.splitlines() + [">>>"]:
+        stripped = line.strip()
+        if stripped.startswith(">>>"):
+            if pending is not None:
+                calls.append(_example(pending, " ".join(expected), where))
+            pending, expected = stripped[3:].strip(), []
+        elif stripped:
+            expected.append(stripped)
+    if not calls:
+        raise ManualError(f"{where}: Example has no '>>> call' line")
+    return tuple(calls)
+
+
+def _example(call: str, expected: str, where: str) -> ExampleCall:
+    try:
+        node = ast.parse(call, mode="eval").body
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords):
+            raise ValueError("not a plain call")
+        args = tuple(ast.literal_eval(a) for a in node.args)
+        return ExampleCall(node.func.id, args, ast.literal_eval(expected), call)
+    except (SyntaxError, ValueError) as exc:
+        raise ManualError(f"{where}: Example {call!r} -> {expected!r} is not a literal call "
+                          f"and value ({exc})") from None
+
+
+def module_version(tree: ast.Module, filename: str) -> str:
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "VERSION"
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            return node.value.value
+    raise ManualError(f"{filename}: module has no VERSION = \"x.y.z\" string")
+
+
+def entries_from_source(source: str, filename: str, task: str, plugin: str) -> list[ManualEntry]:
+    """The manual entries of every top-level def in a module's source."""
+    try:
+        tree = ast.parse(source, filename=filename)
+    except SyntaxError as exc:
+        raise ManualError(f"plugin {plugin!r}, {filename}: syntax error line {exc.lineno}: {exc.msg}") from None
+    version = module_version(tree, f"plugin {plugin!r}, {filename}")
+    return [_entry(node, source, filename, task, plugin, version)
+            for node in tree.body if isinstance(node, ast.FunctionDef)]
+
+
+def _entry(node: ast.FunctionDef, source: str, filename: str, task: str, plugin: str,
+           version: str) -> ManualEntry:
+    where = f"plugin {plugin!r}, {filename}, function {node.name!r}"
+    doc = ast.get_docstring(node)
+    if not doc:
+        raise ManualError(f"{where}: has no docstring (its manual entry)")
+    f = parse_fields(doc, where)
+    text = ast.get_source_segment(source, node) or ""
+    return ManualEntry(node.name, node.name, task, f["Stage"], f["summary"], f["Reads"],
+                       f["Returns"], f["Rules"], f["Example"], parse_examples(f["Example"], where),
+                       filename, version, source_hash(text), plugin, text)

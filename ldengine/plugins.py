@@ -1,0 +1,83 @@
+"""The plugin manager: built-in plugins first, then third-party entry points.
+
+Built-ins register by module name through the same hooks a third party uses.
+Third-party plugins come from the setuptools entry-point group ``ldengine``;
+each loads inside its own try/except so one broken plugin is reported by
+``ldengine plugins`` instead of locking users out. (``pm.load_setuptools_entrypoints``
+would stop at the first failure, so the loop is written here.)
+Set ``LDENGINE_LOAD_PLUGINS`` to a comma-separated list of entry-point names to
+load only those (empty: none).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+from dataclasses import dataclass, field
+
+import pluggy
+
+from ldengine import hookspecs
+
+DEFAULT_PLUGINS = ("plugins.pursuit", "plugins.agents")
+ENTRY_POINT_GROUP = "ldengine"
+
+
+@dataclass
+class PluginInfo:
+    """Where a loaded (or broken) plugin came from."""
+    name: str
+    origin: str            # "built-in" or "distribution-name version"
+    error: str | None = None
+    hooks: list[str] = field(default_factory=list)
+
+
+def _third_party_entry_points():
+    allowed = os.environ.get("LDENGINE_LOAD_PLUGINS")
+    names = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if names is None or ep.name in names:
+            yield ep
+
+
+def _origin(ep) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{dist.name} {dist.version}" if dist else f"entry point {ep.value}"
+
+
+def build_plugin_manager() -> tuple[pluggy.PluginManager, list[PluginInfo]]:
+    """A plugin manager with every plugin that loaded, and what happened to each."""
+    pm = pluggy.PluginManager("ldengine")
+    pm.add_hookspecs(hookspecs)
+    infos = []
+    for name in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(name), name=name)
+        infos.append(PluginInfo(name, "built-in"))
+    for ep in _third_party_entry_points():
+        info = PluginInfo(ep.name, _origin(ep))
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as exc:  # a broken plugin must not lock users out
+            info.error = f"{type(exc).__name__}: {exc}"
+        infos.append(info)
+    _drop_misspelt(pm, infos)
+    for info in infos:
+        plugin = pm.get_plugin(info.name)
+        if plugin is not None:
+            info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+    return pm, infos
+
+
+def _drop_misspelt(pm: pluggy.PluginManager, infos: list[PluginInfo]) -> None:
+    """Like pytest's ``check_pending``, but a plugin with an unknown hook is
+    unregistered and reported rather than stopping the engine."""
+    while True:
+        try:
+            pm.check_pending()
+            return
+        except pluggy.PluginValidationError as exc:
+            name = pm.get_name(exc.plugin)
+            pm.unregister(exc.plugin)
+            for info in infos:
+                if info.name == name:
+                    info.error = str(exc)

@@ -1,0 +1,94 @@
+"""What the plugins registered: tasks, function-base modules, evaders, agents.
+
+``Registry.load()`` calls each plugin's hook implementation on its own, with a
+``register`` callback that knows the plugin's name, so every item carries its
+provenance and a plugin whose hook raises is reported, not fatal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ldengine.errors import PluginError, UnknownNameError
+from ldengine.plugins import PluginInfo, build_plugin_manager
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One named thing a plugin registered."""
+    name: str
+    obj: Any
+    description: str
+    plugin: str
+
+
+@dataclass(frozen=True)
+class ModuleSource:
+    """A function-base module as source text; compiled by the sandbox, never imported."""
+    task: str
+    source: str
+    filename: str
+    plugin: str
+
+
+@dataclass
+class Registry:
+    tasks: dict[str, Registered] = field(default_factory=dict)
+    evaders: dict[str, Registered] = field(default_factory=dict)
+    agents: dict[str, Registered] = field(default_factory=dict)
+    modules: list[ModuleSource] = field(default_factory=list)
+    plugins: list[PluginInfo] = field(default_factory=list)
+    pm: Any = None
+
+    @classmethod
+    def load(cls) -> "Registry":
+        reg = cls()
+        reg.pm, reg.plugins = build_plugin_manager()
+        reg._collect("ldengine_register_tasks", reg._task_register)
+        reg._collect("ldengine_register_evaders", lambda p: reg._named(reg.evaders, "evader", p))
+        reg._collect("ldengine_register_agents", lambda p: reg._named(reg.agents, "agent", p))
+        reg._collect("ldengine_register_functions", reg._module_register)
+        return reg
+
+    def _collect(self, hook: str, make_register: Callable[[str], Callable]) -> None:
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            try:
+                impl.function(register=make_register(impl.plugin_name))
+            except Exception as exc:  # one plugin's failure is reported, not fatal
+                self._mark_broken(impl.plugin_name, f"{hook}: {type(exc).__name__}: {exc}")
+
+    def _mark_broken(self, plugin: str, message: str) -> None:
+        for info in self.plugins:
+            if info.name == plugin:
+                info.error = message
+
+    def _named(self, table: dict, kind: str, plugin: str) -> Callable:
+        def register(name: str, obj: Any, description: str = "") -> None:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise PluginError(f"plugin {plugin!r} registered {kind} with invalid name {name!r}")
+            if name in table:
+                raise PluginError(f"plugin {plugin!r} registered {kind} {name!r}, "
+                                  f"already registered by {table[name].plugin!r}")
+            table[name] = Registered(name, obj, description, plugin)
+        return register
+
+    def _task_register(self, plugin: str) -> Callable:
+        named = self._named(self.tasks, "task", plugin)
+        return lambda task: named(task.name, task, task.description)
+
+    def _module_register(self, plugin: str) -> Callable:
+        def register(task: str, source: str, filename: str) -> None:
+            if not isinstance(source, str):
+                raise PluginError(f"plugin {plugin!r}: module {filename!r} source must be text")
+            self.modules.append(ModuleSource(task, source, filename, plugin))
+        return register
+
+    def get(self, kind: str, name: str) -> Registered:
+        table = getattr(self, kind)
+        if name not in table:
+            known = ", ".join(sorted(table)) or "none"
+            raise UnknownNameError(f"unknown {kind[:-1]} {name!r} (known: {known})")
+        return table[name]
+
+    def modules_for(self, task: str) -> list[ModuleSource]:
+        return [m for m in self.modules if m.task == task]

@@ -1,0 +1,85 @@
+"""The pursuit task: plays seeded games between an agent's pursuers and an evader policy."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from plugins.pursuit.rules import (FAIL_NO_VIOLATION, FAIL_VIOLATION, SUCCESS, PursuitGame,
+                                   parse_cell, random_start)
+
+Emit = Callable[[dict], None]
+OUTCOMES = (SUCCESS, FAIL_NO_VIOLATION, FAIL_VIOLATION)
+
+
+@dataclass
+class GameResult:
+    game: int
+    seed: int
+    outcome: str
+    steps: int
+    violations: int
+    pursuers: list      # trajectory: per step, the three pursuer cells
+    evader: list        # trajectory: per step, the evader's cell
+
+    def record(self) -> dict:
+        return {"game": self.game, "seed": self.seed, "outcome": self.outcome,
+                "steps": self.steps, "violations": self.violations}
+
+
+class PursuitTask:
+    name = "pursuit"
+    description = "three pursuers must surround an evader on a 21x21 board (DESIGN.md rules)"
+    pipeline = ["pursuer.observe", "pursuer.generate", "pursuer.filter", "pursuer.decide"]
+
+    def __init__(self, size: int = 21):
+        self.size = size
+
+    def new_game(self, seed: int, forbidden: frozenset = frozenset()) -> tuple[PursuitGame, random.Random]:
+        rng = random.Random(seed)
+        pursuers, evader = random_start(rng, self.size, forbidden)
+        return PursuitGame(self.size, pursuers, evader, forbidden), rng
+
+    def play(self, agent: Any, game_index: int, seed: int, evader: Callable,
+             emit: Emit, agent_name: str = "", evader_name: str = "") -> GameResult:
+        game, rng = self.new_game(seed)
+        emit(_game_record(game, game_index, seed, agent_name, evader_name))
+        trail_p, trail_e = [list(game.pursuers)], [game.evader]
+        while game.outcome is None:
+            step = game.pursuer_step(agent.act(game.state()))
+            emit({"type": "pursuers", "game": game_index, "step": game.steps,
+                  "proposed": [_cell_or_none(p) for p in step.proposed],
+                  "positions": [list(p) for p in step.positions], "illegal": step.illegal,
+                  "functions": list(getattr(agent, "last_functions", []))})
+            trail_p.append(list(game.pursuers))
+            if game.outcome is None:
+                cell = game.evader_step(lambda legal, g: evader(legal, g.pursuers, rng))
+                emit({"type": "evader", "game": game_index, "step": game.steps, "position": list(cell)})
+            trail_e.append(game.evader)
+        emit({"type": "end", "game": game_index, "outcome": game.outcome,
+              "steps": game.steps, "violations": game.violations})
+        return GameResult(game_index, seed, game.outcome, game.steps, game.violations, trail_p, trail_e)
+
+    def summarize(self, results: list[GameResult]) -> dict:
+        n = len(results)
+        wins = [r.steps for r in results if r.outcome == SUCCESS]
+        rates = {o: (sum(r.outcome == o for r in results) / n if n else 0.0) for o in OUTCOMES}
+        return {"games": n, **rates,
+                "avg_steps_success": sum(wins) / len(wins) if wins else None,
+                "violations": sum(r.violations for r in results)}
+
+    def plot(self, result: GameResult, path: str, title: str = "") -> None:
+        from plugins.pursuit.plot import plot_trajectories
+        plot_trajectories(result, self.size, path, title)
+
+
+def _game_record(game: PursuitGame, index: int, seed: int, agent: str, evader: str) -> dict:
+    return {"type": "game", "task": "pursuit", "game": index, "seed": seed, "size": game.size,
+            "forbidden": sorted(list(c) for c in game.forbidden),
+            "pursuers": [list(p) for p in game.pursuers], "evader": list(game.evader),
+            "agent": agent, "evader_policy": evader}
+
+
+def _cell_or_none(value) -> list | None:
+    cell = parse_cell(value)
+    return list(cell) if cell is not None else None

@@ -1,0 +1,32 @@
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+# Timing belongs in benchmarks/, not in tests: no deadlines, no speed health checks
+# (CI machines are small and shared).
+settings.register_profile("ldengine", deadline=None, max_examples=60,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ldengine")
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def registry():
+    from ldengine.registry import Registry
+    return Registry.load()
+
+
+@pytest.fixture(scope="session")
+def pursuit_base(registry):
+    from ldengine.functionbase import FunctionBase
+    return FunctionBase.build("pursuit", registry.modules_for("pursuit"))
+
+
+@pytest.fixture(scope="session")
+def pursuit_task(registry):
+    return registry.get("tasks", "pursuit").obj

@@ -1,0 +1,100 @@
+"""The command line: output contracts of DESIGN.md and one-line errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from ldengine.cli import cli
+from tests.referee import check_trace
+
+SUMMARY_KEYS = {"agent", "task", "games", "success", "failure_without_violation",
+                "failure_with_violation", "avg_steps_success", "violations", "wall_s"}
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_run_writes_the_summary_json_and_a_trace_the_referee_accepts(tmp_path):
+    """It writes the summary keys of DESIGN.md and a trace an independent referee replays."""
+    out, trace, plot = tmp_path / "r.json", tmp_path / "t.jsonl", tmp_path / "g.png"
+    result = invoke("run", "pursuit", "--agent", "expert", "--games", "4", "--seed", "3",
+                    "--json", str(out), "--trace", str(trace), "--plot", str(plot))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(out.read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["games"] == 4 and summary["success"] == 1.0 and summary["violations"] == 0
+    assert summary["selection_accuracy"] == 1.0
+    ends = check_trace(trace)
+    assert [e["game"] for e in ends] == [0, 1, 2, 3]
+    assert summary["avg_steps_success"] == sum(e["steps"] for e in ends) / 4
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert "success 1.000" in result.output
+
+
+def test_run_is_reproducible_for_a_seed(tmp_path):
+    """It plays the same games for the same seed, and other games for another seed."""
+    traces = []
+    for seed in (5, 5, 6):
+        path = tmp_path / f"t{len(traces)}.jsonl"
+        invoke("run", "pursuit", "--games", "2", "--seed", str(seed), "--trace", str(path))
+        traces.append(path.read_text())
+    assert traces[0] == traces[1] != traces[2]
+
+
+def test_run_against_the_random_evader(tmp_path):
+    """It plays against the seeded random evader and the referee accepts its moves."""
+    trace = tmp_path / "t.jsonl"
+    result = invoke("run", "pursuit", "--games", "3", "--evader", "random", "--trace", str(trace))
+    assert result.exit_code == 0
+    assert all(e["outcome"] == "success" for e in check_trace(trace, evader_policy="random"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "chess"], "unknown task 'chess'"),
+    (["run", "pursuit", "--agent", "oracle9"], "unknown agent 'oracle9'"),
+    (["run", "pursuit", "--evader", "teleport"], "unknown evader 'teleport'"),
+    (["run", "pursuit", "--games", "0"], "--games"),
+    (["run", "pursuit", "--json", "/nonexistent-dir/r.json"], "does not exist"),
+    (["functions", "show", "no_such_function"], "no function 'no_such_function'"),
+    (["sandbox", "run", "missing.py", "--function", "f"], "does not exist"),
+])
+def test_bad_arguments_give_a_one_line_error(args, message):
+    """It answers a bad argument with a one-line error and exit code 1 or 2, no traceback."""
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code in (1, 2)
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_functions_list_and_show_print_manual_entries(pursuit_base):
+    """It lists every function with stage and version, and shows one manual entry in full."""
+    listing = invoke("functions", "list").output
+    for entry in pursuit_base.entries.values():
+        assert entry.name in listing and entry.version in listing
+    entry = pursuit_base.oracle("pursuer.decide")
+    shown = invoke("functions", "show", entry.name).output
+    assert entry.source_hash in shown and "Stage: pursuer.decide" in shown and ">>>" in shown
+
+
+def test_sandbox_run_prints_a_result_or_an_error(tmp_path):
+    """It runs one function of a file in the isolated sandbox and prints its value or error."""
+    src = tmp_path / "f.py"
+    src.write_text("def add(a, b):\n    return [a + b]\n\ndef spin(a):\n    while True:\n        a += 1\n")
+    ok = invoke("sandbox", "run", str(src), "--function", "add", "--args", "[2, 3]")
+    assert ok.exit_code == 0 and json.loads(ok.stdout.splitlines()[0]) == [5]
+    hang = CliRunner().invoke(cli, ["sandbox", "run", str(src), "--function", "spin",
+                                    "--args", "[1]", "--timeout", "0.5"])
+    assert hang.exit_code == 1 and "error:" in hang.output
+    bad = CliRunner().invoke(cli, ["sandbox", "run", str(src), "--function", "add", "--args", "{oops"])
+    assert bad.exit_code == 2 and "not JSON" in bad.output
+
+
+def test_help_does_not_import_heavy_libraries():
+    """It starts `ldengine --help` without importing torch, transformers, peft or hnswlib."""
+    code = ("import sys; from ldengine.cli import main; sys.argv=['ldengine','--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch','transformers','peft','hnswlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

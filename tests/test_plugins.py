@@ -1,0 +1,176 @@
+"""Plugins: built-ins and third-party entry points register through the same hooks."""
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+import ldengine.cli as cli_module
+from ldengine.errors import ManualError
+from ldengine.functionbase import FunctionBase
+from ldengine.registry import Registry
+
+GOOD_FUNCTION = '''
+VERSION = "0.3.0"
+
+def stay_put(obs):
+    """Keep every pursuer where it is.
+
+    Stage: pursuer.hold
+    Reads: obs["pursuers"]
+    Returns: the pursuers' current cells as the action
+    Rules: staying is always a legal move.
+    Example:
+        >>> stay_put({"pursuers": [[1, 2], [3, 4], [5, 6]]})
+        [[1, 2], [3, 4], [5, 6]]
+    """
+    return obs["pursuers"]
+'''
+
+PLUGIN = '''
+from ldengine.hookspecs import hookimpl
+
+SOURCE = {source!r}
+
+@hookimpl
+def ldengine_register_functions(register):
+    register("pursuit", SOURCE, "testplugin/hold.py")
+
+@hookimpl
+def ldengine_register_evaders(register):
+    register("frozen", lambda legal, pursuers, rng: legal[0], "never moves")
+
+@hookimpl
+def ldengine_register_agents(register):
+    pass
+
+@hookimpl
+def ldengine_register_tasks(register):
+    pass
+
+@hookimpl
+def ldengine_register_commands(cli):
+    import click
+
+    @cli.command(name="hello-plugin")
+    def hello():
+        click.echo("hello from a plugin")
+'''
+
+
+def install_plugin(tmp_path, name: str, code: str) -> None:
+    """A real distribution on sys.path with an ``ldengine`` entry point."""
+    (tmp_path / f"{name}.py").write_text(code)
+    info = tmp_path / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[ldengine]\n{name} = {name}\n")
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    """Puts tmp_path on sys.path for the test, and takes it (and its modules) away after."""
+    sys.path.insert(0, str(tmp_path))
+    monkeypatch.setattr(cli_module, "_REGISTRY", None)
+    try:
+        yield tmp_path
+    finally:
+        sys.path.remove(str(tmp_path))
+        for mod in [m for m in sys.modules if m.startswith("ldtest_")]:
+            del sys.modules[mod]
+
+
+def test_it_lists_built_in_plugins_with_their_hooks(registry):
+    """It loads the built-in plugins through the same hooks as third-party ones."""
+    names = {p.name: p for p in registry.plugins}
+    assert names["plugins.pursuit"].origin == "built-in"
+    assert "ldengine_register_functions" in names["plugins.pursuit"].hooks
+    assert {"greedy", "random"} <= set(registry.evaders)
+    assert "expert" in registry.agents and "pursuit" in registry.tasks
+
+
+def test_it_loads_a_third_party_plugin_from_its_entry_point(plugin_dir):
+    """It registers a third-party plugin's function, evader and command, naming its distribution."""
+    install_plugin(plugin_dir, "ldtest_good", PLUGIN.format(source=GOOD_FUNCTION))
+    reg = Registry.load()
+    info = {p.name: p for p in reg.plugins}["ldtest_good"]
+    assert info.origin == "ldtest_good 0.1" and info.error is None
+    assert reg.evaders["frozen"].plugin == "ldtest_good"
+    base = FunctionBase.build("pursuit", reg.modules_for("pursuit"))
+    entry = base.entry("stay_put")
+    assert entry.plugin == "ldtest_good" and entry.version.startswith("0.3.0+")
+    assert base.call("stay_put", {"pursuers": [[0, 0]]}).value == [[0, 0]]
+    out = CliRunner().invoke(cli_module.cli, ["plugins"], catch_exceptions=False).output
+    assert "ldtest_good" in out and "frozen" in out
+
+
+def test_it_adds_commands_from_plugins(plugin_dir):
+    """It lets a plugin add a CLI command through ldengine_register_commands."""
+    install_plugin(plugin_dir, "ldtest_cmd", PLUGIN.format(source=GOOD_FUNCTION))
+    group = cli_module.cli
+    try:
+        cli_module._load_plugin_commands()
+        result = CliRunner().invoke(group, ["hello-plugin"], catch_exceptions=False)
+        assert result.output.strip() == "hello from a plugin"
+    finally:
+        group.commands.pop("hello-plugin", None)
+
+
+def test_it_reports_a_broken_plugin_and_carries_on(plugin_dir):
+    """It reports a plugin that fails to import, and still loads everything else."""
+    install_plugin(plugin_dir, "ldtest_broken", "raise RuntimeError('boom at import')\n")
+    reg = Registry.load()
+    info = {p.name: p for p in reg.plugins}["ldtest_broken"]
+    assert "boom at import" in info.error
+    assert "pursuit" in reg.tasks
+    out = CliRunner().invoke(cli_module.cli, ["plugins"], catch_exceptions=False).output
+    assert "BROKEN" in out and "boom at import" in out
+
+
+def test_it_reports_a_misspelt_hook(plugin_dir):
+    """It unregisters and reports a plugin implementing a hook that does not exist."""
+    code = "from ldengine.hookspecs import hookimpl\n\n@hookimpl\ndef ldengine_register_taks(register):\n    pass\n"
+    install_plugin(plugin_dir, "ldtest_typo", code)
+    reg = Registry.load()
+    info = {p.name: p for p in reg.plugins}["ldtest_typo"]
+    assert "ldengine_register_taks" in info.error
+
+
+def test_it_reports_a_plugin_whose_hook_raises(plugin_dir):
+    """It records a hook that raises as the plugin's error; other plugins' items stay."""
+    code = ("from ldengine.hookspecs import hookimpl\n\n@hookimpl\n"
+            "def ldengine_register_evaders(register):\n    register('bad name!', None)\n")
+    install_plugin(plugin_dir, "ldtest_raises", code)
+    reg = Registry.load()
+    assert "invalid name" in {p.name: p for p in reg.plugins}["ldtest_raises"].error
+    assert "greedy" in reg.evaders
+
+
+def test_it_loads_only_allowed_plugins(plugin_dir, monkeypatch):
+    """It loads only the entry points named in LDENGINE_LOAD_PLUGINS."""
+    install_plugin(plugin_dir, "ldtest_skipped", PLUGIN.format(source=GOOD_FUNCTION))
+    monkeypatch.setenv("LDENGINE_LOAD_PLUGINS", "")
+    assert "ldtest_skipped" not in {p.name for p in Registry.load().plugins}
+
+
+def test_it_rejects_a_function_without_manual_fields(plugin_dir):
+    """It names the plugin and the function whose docstring lacks a manual field."""
+    bad = GOOD_FUNCTION.replace("    Stage: pursuer.hold\n", "")
+    install_plugin(plugin_dir, "ldtest_nomanual", PLUGIN.format(source=bad))
+    reg = Registry.load()
+    with pytest.raises(ManualError, match=r"ldtest_nomanual.*stay_put.*Stage"):
+        FunctionBase.build("pursuit", reg.modules_for("pursuit"))
+    result = CliRunner().invoke(cli_module.cli, ["functions", "list"])
+    assert result.exit_code == 1 and "Stage" in result.output and "Traceback" not in result.output
+
+
+def test_it_gives_a_duplicate_name_a_version_suffix(plugin_dir):
+    """It keeps both functions when two plugins register the same name."""
+    install_plugin(plugin_dir, "ldtest_dup_a", PLUGIN.format(source=GOOD_FUNCTION))
+    install_plugin(plugin_dir, "ldtest_dup_b", PLUGIN.format(source=GOOD_FUNCTION))
+    reg = Registry.load()
+    base = FunctionBase.build("pursuit", reg.modules_for("pursuit"))
+    assert {"stay_put", "stay_put_v2"} <= set(base.entries)
+    assert base.call("stay_put_v2", {"pursuers": [[2, 2]]}).value == [[2, 2]]
+    # the second plugin's evader clashes by name: reported on that plugin, not fatal
+    assert "already registered" in {p.name: p for p in reg.plugins}["ldtest_dup_b"].error
