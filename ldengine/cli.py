@@ -147,12 +147,13 @@ def sandbox():
 @click.option("--memory-mb", default=256, show_default=True, type=click.IntRange(16, 8192), help="Memory limit (MB).")
 def sandbox_run(file, name, args_json, timeout, memory_mb):
     """Run FUNCTION of FILE with ARGS in an isolated worker; print its result or error."""
-    from ldengine.sandbox import IsolatedSandbox, Limits
+    from ldengine.sandbox import IsolatedSandbox, Limits, compile_module
     args = _json_args(args_json)
     source = Path(file).read_text(encoding="utf-8", errors="replace")
+    module = compile_module(source, filename=Path(file).name, load=False)  # loads only in the worker
     limits = Limits(wall_s=timeout, cpu_s=timeout, memory_mb=memory_mb)
     with IsolatedSandbox(limits) as box:
-        result = box.call(source, name, *args)
+        result = box.call(module, name, *args)
     if result.ok:
         click.echo(json.dumps(result.value))
         click.echo(f"ok in {result.duration * 1000:.1f} ms", err=True)

@@ -1,0 +1,173 @@
+"""Pursuer decision: one legal cell per pursuer, closing in on the evader from several sides."""
+
+VERSION = "1.0.0"
+
+# A joint move is scored after the evader's predicted reply: the farthest
+# pursuer's distance counts in full, the sum of all distances a little (so no
+# pursuer idles), and each pursuer's slant a little: a pursuer on one of the
+# evader's diagonals blocks two of its four escape directions, one straight
+# beside, above or below it blocks only one.
+SUM_WEIGHT = 0.01
+SLANT_WEIGHT = 0.01
+# Rounds of changing one pursuer's cell while the other pursuers keep theirs,
+# for this step's move and for the next step's when looking ahead.
+ROUNDS = 2
+FOLLOW_ROUNDS = 1
+# How many of the best joint moves are looked at one step further.
+BEAM = 5
+# Path distance of a cell that forbidden cells cut off from the evader.
+FAR = 999
+# A pursuer's moves: every offset within Manhattan distance 2, staying included.
+STEPS = ((-2, 0), (-1, -1), (-1, 0), (-1, 1), (0, -2), (0, -1), (0, 0), (0, 1), (0, 2),
+         (1, -1), (1, 0), (1, 1), (2, 0))
+
+
+def encircle_evader(obs):
+    """Choose each pursuer's cell so that the three surround the evader, never an illegal one.
+
+    Stage: pursuer.decide
+    Reads: obs["candidates"] (legal cells per pursuer), obs["pursuers"], obs["evader"], obs["size"], obs["forbidden"]
+    Returns: the action, a list with one cell [x, y] per pursuer, each taken from that pursuer's legal candidates
+    Rules: the evader is captured when every pursuer is within Manhattan distance 1 of it, checked right after
+        the pursuers move, so capture at once whenever every pursuer can step next to the evader. Otherwise
+        predict the greedy evader's reply (it stays or steps to the cell that maximises its distance to the
+        nearest pursuer, then the sum; ties go to stay, x+1, x-1, y+1, y-1) and prefer the joint move that
+        leaves the farthest pursuer closest to it, the pursuers approaching along its diagonals from different
+        sides; the best few joint moves are judged one step further. Distances go around forbidden cells.
+        Pursuers may share a cell; a pursuer with no candidate stays.
+    Example:
+        >>> encircle_evader({"size": 5, "evader": [2, 2], "forbidden": [], "pursuers": [[0, 2], [4, 2], [2, 4]], "candidates": [[[0, 2], [1, 2]], [[4, 2], [3, 2]], [[2, 4], [2, 3]]]})
+        [[1, 2], [3, 2], [2, 3]]
+        >>> encircle_evader({"size": 9, "evader": [4, 4], "forbidden": [], "pursuers": [[0, 0], [8, 8], [8, 0]], "candidates": [[[0, 0], [1, 1], [2, 0]], [[8, 8], [7, 7], [6, 8]], [[8, 0], [7, 1], [6, 0]]]})
+        [[1, 1], [7, 7], [7, 1]]
+    """
+    size = obs["size"]
+    evader = (obs["evader"][0], obs["evader"][1])
+    forbidden = set((c[0], c[1]) for c in obs["forbidden"])
+    first = []
+    for i, p in enumerate(obs["pursuers"]):
+        cells = [(c[0], c[1]) for c in obs["candidates"][i]]
+        first.append(cells if cells else [(p[0], p[1])])
+
+    # How much longer than the Manhattan distance the way from the evader to
+    # each cell is, going around forbidden cells (None: nothing is forbidden).
+    detour = None
+    if forbidden:
+        ex, ey = evader
+        detour = [[FAR] * size for x in range(size)]
+        detour[ex][ey] = 0
+        queue = [evader]
+        head = 0
+        while head < len(queue):
+            x, y = queue[head]
+            head = head + 1
+            step = detour[x][y] + 1
+            for nx, ny in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
+                if 0 <= nx < size and 0 <= ny < size and detour[nx][ny] == FAR and (nx, ny) not in forbidden:
+                    detour[nx][ny] = step
+                    queue.append((nx, ny))
+        for x in range(size):
+            for y in range(size):
+                detour[x][y] = detour[x][y] - abs(x - ex) - abs(y - ey)
+
+    def replies_of(e):
+        # The evader's cells in the greedy policy's tie-break order (pursuers aside).
+        ex, ey = e
+        steps = [(ex + 1, ey), (ex - 1, ey), (ex, ey + 1), (ex, ey - 1)]
+        return [e] + [r for r in steps if 0 <= r[0] < size and 0 <= r[1] < size and r not in forbidden]
+
+    def greedy_reply(e, cells):
+        best, key = e, -1
+        for r in replies_of(e):
+            ds = [abs(c[0] - r[0]) + abs(c[1] - r[1]) for c in cells]
+            if min(ds) > 0 and min(ds) * 100000 + sum(ds) > key:
+                best, key = r, min(ds) * 100000 + sum(ds)
+        return best
+
+    def plan(moves, e, want):
+        # The `want` best joint moves found, as (score, cells), lowest score first.
+        ex, ey = e
+        adjacent = [[c for c in cells if abs(c[0] - ex) + abs(c[1] - ey) == 1] for cells in moves]
+        if all(adjacent):
+            return [(-10.0, [cells[0] for cells in adjacent])]
+        replies = replies_of(e)
+        nreplies = len(replies)
+        # Per pursuer, its cells as rows: (order, cell, distance to each reply
+        # cell, detour, score terms for each reply cell), straight diagonal
+        # approach first.
+        options = []
+        for cells in moves:
+            rows = []
+            for c in cells:
+                extra_path = 0 if detour is None else detour[c[0]][c[1]]
+                dist = [abs(c[0] - r[0]) + abs(c[1] - r[1]) for r in replies]
+                terms = [SUM_WEIGHT * (dist[k] + extra_path)
+                         + SLANT_WEIGHT * abs(abs(c[0] - replies[k][0]) - abs(c[1] - replies[k][1]))
+                         for k in range(nreplies)]
+                order = (abs(c[0] - ex) + abs(c[1] - ey) + extra_path, abs(abs(c[0] - ex) - abs(c[1] - ey)))
+                rows.append((order, c, dist, extra_path, terms))
+            rows.sort(key=lambda row: row[0])
+            options.append(rows)
+
+        def fixed(others):
+            # Per reply cell, what the pursuers keeping their cells contribute:
+            # min, sum and max of their distances, max path distance, score terms.
+            ctx = []
+            for k in range(nreplies):
+                ds = [row[2][k] for row in others] or [FAR]
+                ctx.append((min(ds), sum(ds), max(ds),
+                            max([row[2][k] + row[3] for row in others] or [0]),
+                            sum(row[4][k] for row in others)))
+            return ctx
+
+        def score(row, ctx):
+            # The greedy reply to the joint move, then how well the evader is surrounded there.
+            best, key = 0, -1
+            for k in range(nreplies):
+                d, c = row[2][k], ctx[k]
+                if d > 0 and c[0] > 0 and min(d, c[0]) * 100000 + d + c[1] > key:
+                    best, key = k, min(d, c[0]) * 100000 + d + c[1]
+            c = ctx[best]
+            if max(row[2][best], c[2]) <= 1:
+                return -5.0
+            return max(row[2][best] + row[3], c[3]) + row[4][best] + c[4]
+
+        # From each pursuer's straight approach, change one pursuer's cell at a
+        # time whenever that improves the score.
+        chosen = [rows[0] for rows in options]
+        value = score(chosen[0], fixed(chosen[1:]))
+        seen = {tuple(row[1] for row in chosen): value}
+        for sweep in range(ROUNDS if want > 1 else FOLLOW_ROUNDS):
+            improved = False
+            for i in range(len(options)):
+                others = chosen[:i] + chosen[i + 1:]
+                ctx = fixed(others)
+                for row in options[i]:
+                    trial_value = score(row, ctx)
+                    if want > 1:
+                        seen[tuple(r[1] for r in others[:i] + [row] + others[i:])] = trial_value
+                    if trial_value < value:
+                        chosen, value, improved = others[:i] + [row] + others[i:], trial_value, True
+            if not improved:
+                break
+        if want == 1:
+            return [(value, [row[1] for row in chosen])]
+        return sorted([(v, list(cells)) for cells, v in seen.items()], key=lambda vc: vc[0])[:want]
+
+    # Look one step further at the best joint moves: after the evader's reply,
+    # how well can the pursuers do next?
+    ranked = plan(first, evader, BEAM)
+    best, best_key = ranked[0][1], None
+    if ranked[0][0] > -1:
+        for value, cells in ranked:
+            reply = greedy_reply(evader, cells)
+            if all(abs(c[0] - reply[0]) + abs(c[1] - reply[1]) <= 1 for c in cells):
+                best = cells
+                break
+            moves = [[(c[0] + dx, c[1] + dy) for dx, dy in STEPS] for c in cells]
+            moves = [[m for m in ms if 0 <= m[0] < size and 0 <= m[1] < size and m not in forbidden and m != reply]
+                     for ms in moves]
+            key = (plan(moves, reply, 1)[0][0], value)
+            if best_key is None or key < best_key:
+                best, best_key = cells, key
+    return [[c[0], c[1]] for c in best]
