@@ -173,10 +173,12 @@ def _json_args(text: str) -> list:
 
 
 def _load_plugin_commands() -> None:
-    try:
-        registry().pm.hook.ldengine_register_commands(cli=cli)
-    except LDEngineError as exc:
-        click.echo(f"warning: {exc}", err=True)
+    """Each plugin's commands on their own: one that raises is reported, not fatal."""
+    for impl in registry().pm.hook.ldengine_register_commands.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:
+            click.echo(f"warning: plugin {impl.plugin_name!r} could not add its commands: {exc}", err=True)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ and indexes can say exactly which base produced them.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ldengine.errors import ManualError, SandboxCompileError, UnknownNameError
 from ldengine.manual import ManualEntry, entries_from_source
@@ -22,6 +22,7 @@ class FunctionBase:
     entries: dict[str, ManualEntry]
     modules: dict[str, CompiledModule]
     sandbox: Sandbox
+    _oracles: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, task: str, sources: list[ModuleSource], sandbox: Sandbox | None = None) -> "FunctionBase":
@@ -54,11 +55,13 @@ class FunctionBase:
 
     def oracle(self, stage: str) -> ManualEntry:
         """The one function whose manual names this stage (the expert's choice)."""
-        found = self.for_stage(stage)
-        if len(found) != 1:
-            names = ", ".join(e.name for e in found) or "none"
-            raise ManualError(f"{self.task}: stage {stage!r} needs exactly one function, found {names}")
-        return found[0]
+        if stage not in self._oracles:
+            found = self.for_stage(stage)
+            if len(found) != 1:
+                names = ", ".join(e.name for e in found) or "none"
+                raise ManualError(f"{self.task}: stage {stage!r} needs exactly one function, found {names}")
+            self._oracles[stage] = found[0]
+        return self._oracles[stage]
 
     @property
     def hash(self) -> str:

@@ -70,16 +70,21 @@ def _summary(cfg, task, agent, base, results, wall, interrupted) -> dict:
 
 
 class _Emitter:
+    """Holds one game's trace records and writes them when the game is over, so an
+    interrupted run leaves only whole games in the trace."""
+
     def __init__(self, fh):
-        self.fh = fh
+        self.fh, self.pending = fh, []
 
     def __call__(self, record: dict) -> None:
         if self.fh is not None:
-            self.fh.write(json.dumps(record, separators=(", ", ": ")) + "\n")
+            self.pending.append(json.dumps(record, separators=(", ", ": ")))
 
     def flush(self) -> None:
         if self.fh is not None:
+            self.fh.write("".join(line + "\n" for line in self.pending))
             self.fh.flush()
+        self.pending = []
 
 
 def _emitter(stack: ExitStack, path: str | None) -> _Emitter:

@@ -98,3 +98,22 @@ def test_help_does_not_import_heavy_libraries():
             "print(sorted(m for m in ('torch','transformers','peft','hnswlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_an_interrupted_run_keeps_every_finished_game(tmp_path):
+    """It stops on Ctrl-C after whole games: the trace and the summary cover exactly those."""
+    import signal
+    import time
+    trace, out = tmp_path / "t.jsonl", tmp_path / "r.json"
+    proc = subprocess.Popen([sys.executable, "-c", "from ldengine.cli import main; main()", "run", "pursuit",
+                             "--games", "100000", "--quiet", "--trace", str(trace), "--json", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not trace.exists() or trace.stat().st_size < 20000):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "interrupted after" in err and "Traceback" not in err
+    summary = json.loads(out.read_text())
+    ends = check_trace(trace)
+    assert summary["interrupted"] is True and summary["games"] == len(ends) > 0

@@ -53,3 +53,39 @@ def filter_legal_cells(obs):
     out = dict(obs)
     out["candidates"] = legal
     return out
+
+
+def evader_candidate_cells(obs):
+    """List the cells the evader could step to this turn, before any legality check.
+
+    Stage: evader.generate
+    Reads: obs["evader"]
+    Returns: obs plus "evader_candidates": the evader's own cell and its four neighbours, in the order stay, x+1, x-1, y+1, y-1, off-board cells too
+    Rules: the evader moves to a cell within Manhattan distance 1 of its cell (staying is a move); it never moves diagonally.
+    Example:
+        >>> evader_candidate_cells({"evader": [0, 3]})
+        {'evader': [0, 3], 'evader_candidates': [[0, 3], [1, 3], [-1, 3], [0, 4], [0, 2]]}
+    """
+    x, y = obs["evader"]
+    out = dict(obs)
+    out["evader_candidates"] = [[x, y], [x + 1, y], [x - 1, y], [x, y + 1], [x, y - 1]]
+    return out
+
+
+def evader_legal_cells(obs):
+    """Keep only the cells the evader may legally step to.
+
+    Stage: evader.filter
+    Reads: obs["evader_candidates"], obs["size"], obs["forbidden"], obs["pursuers"]
+    Returns: obs with "evader_candidates" narrowed to the legal cells, in the same order
+    Rules: the evader's cell must be on the board (0 <= x, y < size), not forbidden and not a pursuer's cell.
+    Example:
+        >>> evader_legal_cells({"size": 3, "forbidden": [[1, 2]], "pursuers": [[1, 0]], "evader_candidates": [[1, 1], [2, 1], [0, 1], [1, 2], [1, 0]]})
+        {'size': 3, 'forbidden': [[1, 2]], 'pursuers': [[1, 0]], 'evader_candidates': [[1, 1], [2, 1], [0, 1]]}
+    """
+    size = obs["size"]
+    blocked = set((c[0], c[1]) for c in obs["forbidden"]) | set((p[0], p[1]) for p in obs["pursuers"])
+    out = dict(obs)
+    out["evader_candidates"] = [[c[0], c[1]] for c in obs["evader_candidates"]
+                                if 0 <= c[0] < size and 0 <= c[1] < size and (c[0], c[1]) not in blocked]
+    return out

@@ -1,4 +1,9 @@
-"""Pursuer decision: one legal cell per pursuer, closing in on the evader from several sides."""
+"""Pursuer decision: one legal cell per pursuer, closing in on the evader from several sides.
+
+Also a plain chase (a yardstick) and the greedy evader's rule seen from both sides.
+encircle_evader keeps its helpers nested: every top-level def of a function-base
+module is a manual entry, and helpers are not functions a selector should see.
+"""
 
 VERSION = "1.0.0"
 
@@ -171,3 +176,74 @@ def encircle_evader(obs):
             if best_key is None or key < best_key:
                 best, best_key = cells, key
     return [[c[0], c[1]] for c in best]
+
+
+def chase_nearest(obs):
+    """Move every pursuer straight at the evader: the plain chase, a yardstick for other strategies.
+
+    Stage: pursuer.baseline
+    Reads: obs["candidates"] (legal cells per pursuer), obs["pursuers"], obs["evader"]
+    Returns: an action, one cell [x, y] per pursuer: its candidate closest to the evader
+    Rules: each pursuer independently takes the legal cell with the smallest Manhattan distance to the evader,
+        the first one on ties; a pursuer with no candidate stays. It ignores the other pursuers.
+    Example:
+        >>> chase_nearest({"evader": [2, 2], "pursuers": [[0, 0], [4, 4], [0, 4]], "candidates": [[[0, 0], [1, 1], [2, 0]], [[4, 4], [3, 3]], []]})
+        [[1, 1], [3, 3], [0, 4]]
+    """
+    ex, ey = obs["evader"]
+    action = []
+    for p, cells in zip(obs["pursuers"], obs["candidates"]):
+        ranked = sorted(cells, key=lambda c: abs(c[0] - ex) + abs(c[1] - ey))
+        action.append([ranked[0][0], ranked[0][1]] if ranked else [p[0], p[1]])
+    return action
+
+
+def predict_evader_reply(obs):
+    """Predict the cell the greedy evader steps to, given where the pursuers stand.
+
+    Stage: pursuer.analyse
+    Reads: obs["pursuers"] (their cells after moving), obs["evader"], obs["size"], obs["forbidden"]
+    Returns: the evader's predicted cell [x, y]
+    Rules: the greedy evader stays or steps to x+1, x-1, y+1 or y-1 onto a board cell that is neither forbidden
+        nor a pursuer's cell, maximising the Manhattan distance to the nearest pursuer, then the sum of distances;
+        ties go to the first in the order stay, x+1, x-1, y+1, y-1.
+    Example:
+        >>> predict_evader_reply({"size": 5, "evader": [2, 2], "forbidden": [], "pursuers": [[0, 2], [2, 0], [0, 0]]})
+        [3, 2]
+        >>> predict_evader_reply({"size": 3, "evader": [2, 2], "forbidden": [], "pursuers": [[1, 2], [2, 1], [0, 0]]})
+        [2, 2]
+    """
+    ex, ey = obs["evader"]
+    size = obs["size"]
+    pursuers = obs["pursuers"]
+    blocked = set((c[0], c[1]) for c in obs["forbidden"]) | set((p[0], p[1]) for p in pursuers)
+    best, best_key = [ex, ey], None
+    for x, y in ((ex, ey), (ex + 1, ey), (ex - 1, ey), (ex, ey + 1), (ex, ey - 1)):
+        if 0 <= x < size and 0 <= y < size and (x, y) not in blocked:
+            ds = [abs(p[0] - x) + abs(p[1] - y) for p in pursuers]
+            key = (min(ds), sum(ds))
+            if best_key is None or key > best_key:
+                best, best_key = [x, y], key
+    return best
+
+
+def evader_flee_greedy(obs):
+    """Pick the evader's step that keeps it farthest from the pursuers (the greedy evader).
+
+    Stage: evader.decide
+    Reads: obs["evader_candidates"] (the evader's legal cells), obs["pursuers"], obs["evader"]
+    Returns: the evader's next cell [x, y]
+    Rules: among its legal cells, maximise the Manhattan distance to the nearest pursuer, then the sum of the
+        distances to all pursuers; ties go to the first cell in the order stay, x+1, x-1, y+1, y-1. With no
+        legal cell it stays.
+    Example:
+        >>> evader_flee_greedy({"evader": [2, 2], "pursuers": [[0, 2], [2, 0], [0, 0]], "evader_candidates": [[2, 2], [3, 2], [1, 2], [2, 3], [2, 1]]})
+        [3, 2]
+    """
+    best, best_key = [obs["evader"][0], obs["evader"][1]], None
+    for c in obs["evader_candidates"]:
+        ds = [abs(p[0] - c[0]) + abs(p[1] - c[1]) for p in obs["pursuers"]]
+        key = (min(ds), sum(ds))
+        if best_key is None or key > best_key:
+            best, best_key = [c[0], c[1]], key
+    return best

@@ -114,7 +114,7 @@ class PursuitGame:
         """Moves the evader with ``choose(legal_cells, game)``; checks capture and the step limit."""
         legal = evader_moves(self.evader, self.pursuers, self.size, self.forbidden)
         if legal:
-            cell = choose(legal, self)
+            cell = parse_cell(choose(legal, self))  # a policy may answer [x, y]
             self.evader = cell if cell in legal else legal[0]
         if captured(self.evader, self.pursuers):
             self.outcome = SUCCESS
