@@ -48,19 +48,20 @@ def cli():
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), help="Write the summary as JSON.")
 @click.option("--trace", type=click.Path(dir_okay=False, writable=True), help="Write a JSON Lines trace.")
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), help="Draw the first game's trajectories (PNG).")
+@click.option("--audit", type=click.Path(dir_okay=False, writable=True), help="Log every sandbox call as JSON Lines.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run(task, agent, games, seed, evader, json_path, trace, plot, quiet):
+def run(task, agent, games, seed, evader, json_path, trace, plot, audit, quiet):
     """Play GAMES seeded games of TASK and print a summary."""
     from ldengine.runner import RunConfig, run_games
-    _check_writable(json_path, trace, plot)
+    _check_writable(json_path, trace, plot, audit)
     reg = registry()
-    cfg = RunConfig(task, agent, games, seed, evader, trace, progress=not quiet)
+    cfg = RunConfig(task, agent, games, seed, evader, trace, audit, progress=not quiet)
     outcome = run_games(reg, cfg)
     click.echo(format_summary(outcome.summary))
     if json_path:
         Path(json_path).write_text(json.dumps(outcome.summary, indent=2) + "\n", encoding="utf-8")
     if plot and outcome.results:
-        reg.get("tasks", task).obj.plot(outcome.results[0], plot, f"{agent} vs {evader}")
+        reg.get("tasks", task).obj.plot(outcome.results[0], plot, f"{agent} vs {evader} evader")
         click.echo(f"plot: {plot}")
     if outcome.interrupted:
         raise click.ClickException(f"interrupted after {len(outcome.results)} game(s); "
@@ -77,7 +78,8 @@ def format_summary(s: dict) -> str:
     games = s["games"]
     seeds = f"seeds {s['seed']}-{s['seed'] + games - 1}" if games else "no games"
     avg = "-" if s["avg_steps_success"] is None else f"{s['avg_steps_success']:.2f}"
-    lines = [f"{s['task']} | agent {s['agent']} | evader {s['evader']} | {games} games ({seeds})",
+    plural = "game" if games == 1 else "games"
+    lines = [f"{s['task']} | agent {s['agent']} | evader {s['evader']} | {games} {plural} ({seeds})",
              f"success {s['success']:.3f}  failure without violation {s['failure_without_violation']:.3f}"
              f"  failure with violation {s['failure_with_violation']:.3f}",
              f"average steps of success {avg}  violations {s['violations']}"]

@@ -9,11 +9,12 @@ import json
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ldengine.agents import AgentContext
 from ldengine.functionbase import FunctionBase
 from ldengine.registry import Registry
+from ldengine.sandbox import Sandbox, SandboxResult
 
 
 @dataclass
@@ -24,6 +25,7 @@ class RunConfig:
     seed: int = 0
     evader: str = "greedy"
     trace: str | None = None
+    audit: str | None = None
     progress: bool = True
     options: dict = field(default_factory=dict)
 
@@ -35,18 +37,19 @@ class RunOutcome:
     interrupted: bool = False
 
 
-def build_agent(registry: Registry, task: Any, agent: str, options: dict | None = None):
+def build_agent(registry: Registry, task: Any, agent: str, options: dict | None = None,
+                audit: Callable | None = None):
     factory = registry.get("agents", agent).obj
-    base = FunctionBase.build(task.name, registry.modules_for(task.name))
+    base = FunctionBase.build(task.name, registry.modules_for(task.name), Sandbox(audit=audit))
     return factory(AgentContext(task, base, dict(options or {}))), base
 
 
 def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
     task = registry.get("tasks", cfg.task).obj
     policy = registry.get("evaders", cfg.evader).obj
-    agent, base = build_agent(registry, task, cfg.agent, cfg.options)
     results, interrupted, start = [], False, time.perf_counter()
     with ExitStack() as stack:
+        agent, base = build_agent(registry, task, cfg.agent, cfg.options, _auditor(stack, cfg.audit))
         emit = _emitter(stack, cfg.trace)
         bar = stack.enter_context(_progress(cfg))
         try:
@@ -89,6 +92,19 @@ class _Emitter:
 
 def _emitter(stack: ExitStack, path: str | None) -> _Emitter:
     return _Emitter(stack.enter_context(open(path, "w", encoding="utf-8")) if path else None)
+
+
+def _auditor(stack: ExitStack, path: str | None) -> Callable | None:
+    """Writes every sandbox call (function, source hash, time, outcome) as a JSON line."""
+    if not path:
+        return None
+    fh = stack.enter_context(open(path, "w", encoding="utf-8"))
+
+    def audit(result: SandboxResult) -> None:
+        fh.write(json.dumps({"function": result.function, "source_hash": result.source_hash,
+                             "duration_ms": round(result.duration * 1000, 3), "ok": result.ok,
+                             "error": result.error}) + "\n")
+    return audit
 
 
 def _progress(cfg: RunConfig):

@@ -34,6 +34,18 @@ def test_run_writes_the_summary_json_and_a_trace_the_referee_accepts(tmp_path):
     assert "success 1.000" in result.output
 
 
+def test_run_audits_every_sandbox_call(tmp_path):
+    """It logs each sandbox call with function, source hash, duration and outcome."""
+    audit = tmp_path / "audit.jsonl"
+    out = tmp_path / "r.json"
+    invoke("run", "pursuit", "--games", "2", "--audit", str(audit), "--json", str(out))
+    calls = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert len(calls) == json.loads(out.read_text())["selections"]
+    assert all(c["ok"] and len(c["source_hash"]) == 64 and c["duration_ms"] >= 0 for c in calls)
+    assert {c["function"] for c in calls} == {"observe_positions", "pursuer_candidate_cells",
+                                              "filter_legal_cells", "encircle_evader"}
+
+
 def test_run_is_reproducible_for_a_seed(tmp_path):
     """It plays the same games for the same seed, and other games for another seed."""
     traces = []

@@ -19,7 +19,8 @@ def plot_trajectories(result, size: int, path: str, title: str = "") -> None:
     ax.set_yticks(range(0, size, 2))
     ax.grid(True, linewidth=0.3)
     ax.set_aspect("equal")
-    ax.set_title(title or f"game {result.game} (seed {result.seed}): {result.outcome}, {result.steps} steps")
+    summary = f"game {result.game} (seed {result.seed}): {result.outcome}, {result.steps} steps"
+    ax.set_title(f"{title}\n{summary}" if title else summary)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
