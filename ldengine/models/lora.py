@@ -1,0 +1,87 @@
+"""LoRA adapters for the student: attach, identify, save with a manifest, load.
+
+An adapter is versioned in the repo next to the function base it was trained
+on, so it is small (rank 8 on q/v of SmolLM2-135M: 0.46 M parameters, 1.8 MB)
+and carries a manifest saying which base weights it belongs to; loading it on
+other weights is refused rather than silently giving nonsense selections.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from ldengine.errors import LDEngineError
+
+TARGET_MODULES = ["q_proj", "v_proj"]
+MANIFEST = "manifest.json"
+WEIGHTS = "adapter_model.safetensors"
+
+
+def attach(model: Any, rank: int) -> Any:
+    """A peft model with a fresh adapter, or ``model`` itself with its loaded
+    adapter made trainable; in both only the LoRA weights require grad."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if not isinstance(model, PeftModel):
+        config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
+                            target_modules=TARGET_MODULES, task_type="CAUSAL_LM")
+        return get_peft_model(model, config)
+    for name, param in model.named_parameters():
+        param.requires_grad = "lora_" in name
+    return model
+
+
+def adapter_hash(model: Any) -> str | None:
+    """sha256 of the adapter's tensors (names and values), None without one; the
+    same in memory after training and after a save/load round trip."""
+    from peft import PeftModel, get_peft_model_state_dict
+
+    if not isinstance(model, PeftModel):
+        return None
+    digest = hashlib.sha256()
+    for name, tensor in sorted(get_peft_model_state_dict(model).items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save(model: Any, directory: Path, manifest: dict) -> None:
+    """Adapter weights, peft's adapter_config.json, and manifest.json."""
+    import peft
+    import torch
+    import transformers
+
+    config = model.peft_config["default"]
+    # peft records the base model's local path (a cache directory on this
+    # machine); the manifest's name and hash identify it portably instead.
+    config.base_model_name_or_path = manifest.get("base_model")
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(directory))
+    (directory / "README.md").unlink(missing_ok=True)  # peft's model-card stub; manifest.json documents it
+    full = {**manifest, "rank": config.r, "lora_alpha": config.lora_alpha,
+            "target_modules": sorted(config.target_modules), "peft_version": peft.__version__,
+            "transformers_version": transformers.__version__, "torch_version": torch.__version__}
+    (directory / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+
+
+def read_manifest(directory: Path) -> dict:
+    """The adapter's manifest, or {} for a plain peft adapter directory."""
+    path = directory / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def load(model: Any, directory: Path, model_hash: str) -> Any:
+    """``model`` with the adapter in ``directory`` applied (inference mode)."""
+    from peft import PeftModel
+
+    if not (directory / "adapter_config.json").is_file():
+        raise LDEngineError(f"no LoRA adapter in {directory} (adapter_config.json missing)")
+    expected = read_manifest(directory).get("base_model_hash")
+    if expected and expected != model_hash:
+        raise LDEngineError(f"the adapter in {directory} was trained on base weights {expected[:16]}, "
+                            f"not on the loaded student's {model_hash[:16]}")
+    if isinstance(model, PeftModel):
+        raise LDEngineError("this student already has an adapter; load a fresh student to apply another")
+    return PeftModel.from_pretrained(model, str(directory), is_trainable=False).eval()
