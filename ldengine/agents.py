@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ldengine.functionbase import FunctionBase
 from ldengine.loop import Decision, OracleSelector, WholeBase, decide
@@ -27,11 +27,14 @@ class LoopAgent:
         self.provider, self.selector = provider, selector
         self.last_functions: list[str] = []
         self.counts: Counter = Counter()
+        self.observers: list[Callable[[Decision], None]] = []
 
     def act(self, state: Any) -> Any:
         decision = decide(state, self.task.pipeline, self.base, self.provider, self.selector)
         self.last_functions = decision.functions
         self._count(decision)
+        for observe in self.observers:
+            observe(decision)
         return decision.action
 
     def _count(self, decision: Decision) -> None:
@@ -39,13 +42,16 @@ class LoopAgent:
         for stage in decision.stages:
             self.counts["selections"] += 1
             self.counts["correct"] += stage.correct
-            self.counts["function_errors"] += not stage.result.ok
+            if stage.cause:
+                self.counts[stage.cause] += 1
         self.counts["failed_steps"] += decision.action is None
 
     def stats(self) -> dict:
+        """Selection accuracy against the oracle, and each wrong stage counted by its cause."""
         c = self.counts
         return {"selection_accuracy": c["correct"] / c["selections"] if c["selections"] else None,
-                "selections": c["selections"], "function_errors": c["function_errors"],
+                "selections": c["selections"], "retrieval_miss": c["retrieval_miss"],
+                "wrong_pick": c["wrong_pick"], "function_errors": c["function_error"],
                 "failed_steps": c["failed_steps"]}
 
 

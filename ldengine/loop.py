@@ -27,6 +27,7 @@ class Selector(Protocol):
 @dataclass
 class StageRecord:
     stage: str
+    state: Any              # the stage's input, o_{j-1}
     candidates: list[str]
     chosen: str
     oracle: str
@@ -35,6 +36,15 @@ class StageRecord:
     @property
     def correct(self) -> bool:
         return self.chosen == self.oracle
+
+    @property
+    def cause(self) -> str | None:
+        """Why the stage went wrong: retrieval_miss, wrong_pick or function_error (None if right)."""
+        if self.oracle not in self.candidates:
+            return "retrieval_miss"
+        if not self.correct:
+            return "wrong_pick"
+        return None if self.result.ok else "function_error"
 
 
 @dataclass
@@ -56,7 +66,7 @@ def decide(state: Any, pipeline: list[str], base: FunctionBase,
         candidates = provider.candidates(stage, value)
         chosen = candidates[selector.select(stage, value, candidates)]
         result = base.call(chosen.name, value)
-        decision.stages.append(StageRecord(stage, [c.name for c in candidates], chosen.name,
+        decision.stages.append(StageRecord(stage, value, [c.name for c in candidates], chosen.name,
                                            base.oracle(stage).name, result))
         if not result.ok:
             return decision

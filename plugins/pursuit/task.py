@@ -27,10 +27,28 @@ class GameResult:
                 "steps": self.steps, "violations": self.violations}
 
 
+RULES = (
+    "Pursuit game on a 21x21 grid of cells (x, y), 0 <= x, y <= 20. Three pursuers chase one evader. "
+    "Each step every pursuer moves to a cell within Manhattan distance 2 (staying is allowed) that is "
+    "on the board, not forbidden and not the evader's cell; an illegal move is a violation and the "
+    "pursuer stays. The pursuers win when all three are within distance 1 of the evader. Then the "
+    "evader moves one cell (or stays), away from the pursuers. More than 7 violations or 100 steps "
+    "without capture is a failure.")
+
+STAGES = {
+    "pursuer.observe": "read the positions of the pursuers and the evader and their distances",
+    "pursuer.generate": "list every cell each pursuer could move to within its reach",
+    "pursuer.filter": "keep only the legal candidate cells of each pursuer",
+    "pursuer.decide": "choose one legal cell per pursuer that closes in on and surrounds the evader",
+}
+
+
 class PursuitTask:
     name = "pursuit"
     description = "three pursuers must surround an evader on a 21x21 board (DESIGN.md rules)"
-    pipeline = ["pursuer.observe", "pursuer.generate", "pursuer.filter", "pursuer.decide"]
+    pipeline = list(STAGES)
+    rules = RULES
+    stages = STAGES
 
     def __init__(self, size: int = 21):
         self.size = size
@@ -68,6 +86,20 @@ class PursuitTask:
                 "avg_steps_success": sum(wins) / len(wins) if wins else None,
                 "violations": sum(r.violations for r in results)}
 
+    def summarize_state(self, state: Any) -> str:
+        """A short text of what a stage's input holds, for queries and prompts."""
+        if not isinstance(state, dict):
+            return "no state"
+        parts = [f"evader at {_cell_text(state.get('evader'))}",
+                 "pursuers at " + ", ".join(_cell_text(p) for p in state.get("pursuers", []))]
+        if "distances" in state:
+            parts.append(f"distances {state['distances']}")
+        if "candidates" in state:
+            sizes = [len(c) for c in state["candidates"] if isinstance(c, list)]
+            parts.append(f"candidate cells per pursuer {sizes}")
+        parts.append(f"{len(state.get('forbidden', []))} forbidden cells")
+        return "; ".join(parts)
+
     def plot(self, result: GameResult, path: str, title: str = "") -> None:
         from plugins.pursuit.plot import plot_trajectories
         plot_trajectories(result, self.size, path, title)
@@ -78,6 +110,10 @@ def _game_record(game: PursuitGame, index: int, seed: int, agent: str, evader: s
             "forbidden": sorted(list(c) for c in game.forbidden),
             "pursuers": [list(p) for p in game.pursuers], "evader": list(game.evader),
             "agent": agent, "evader_policy": evader}
+
+
+def _cell_text(cell) -> str:
+    return f"({cell[0]}, {cell[1]})" if isinstance(cell, list) and len(cell) == 2 else "?"
 
 
 def _cell_or_none(value) -> list | None:

@@ -1,0 +1,112 @@
+"""Logic Distillation's learned selection: a retriever proposes the top-K
+functions for a stage, the student picks one (Eq. 3 of the paper).
+
+The prompt has a fixed prefix (task rules and stage list: its key/value cache
+is reused) and a short per-stage part (stage, state summary, the K options).
+Training examples for the student are built here too, from expert rollouts, so
+training and play see exactly the same text.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from ldengine.functionbase import FunctionBase
+from ldengine.manual import ManualEntry
+
+DEFAULT_K = 5
+
+
+def prompt_prefix(task: Any) -> str:
+    """The fixed part of every selection prompt for a task."""
+    stages = "\n".join(f"- {stage}: {text}" for stage, text in task.stages.items())
+    return (f"Rules: {task.rules}\n"
+            f"A decision step runs these stages in order, one function each:\n{stages}\n"
+            "Choose the function that performs the given stage.\n")
+
+
+def stage_query(task: Any, stage: str, state: Any) -> str:
+    """The per-stage text: which stage, what it must do, what the state holds."""
+    return (f"Stage: {stage} ({task.stages.get(stage, '')})\n"
+            f"State: {task.summarize_state(state)}\n")
+
+
+def option_text(entry: ManualEntry) -> str:
+    return f"{entry.name}: {entry.summary} (Stage: {entry.stage})"
+
+
+class RetrieverProvider:
+    """Top-K candidates from the dense retriever, for a stage and its input state."""
+
+    def __init__(self, task: Any, base: FunctionBase, retriever: Any, k: int = DEFAULT_K):
+        self.task, self.base, self.retriever, self.k = task, base, retriever, k
+
+    def query(self, stage: str, state: Any) -> str:
+        from ldengine.retriever import build_query
+        return build_query(self.task.rules, f"{stage}: {self.task.stages.get(stage, '')}",
+                           self.task.summarize_state(state))
+
+    def candidates(self, stage: str, state: Any) -> list[ManualEntry]:
+        hits = self.retriever.search(self.query(stage, state), self.k)
+        return [self.base.entry(name) for name, _ in hits]
+
+
+class StudentSelector:
+    """The student scores the K options in one forward pass; its choice is always one of them."""
+
+    def __init__(self, task: Any, student: Any):
+        self.task, self.student, self.prefix = task, student, prompt_prefix(task)
+        self.last_probabilities: list[float] = []
+
+    def select(self, stage: str, state: Any, candidates: list[ManualEntry]) -> int:
+        selection = self.student.select(self.prefix, stage_query(self.task, stage, state),
+                                        [option_text(c) for c in candidates])
+        self.last_probabilities = selection.probabilities
+        return selection.index
+
+
+@dataclass(frozen=True)
+class SelectionExample:
+    """One training or evaluation item: the texts the student sees and the right option."""
+    prefix: str
+    query: str
+    options: tuple[str, ...]
+    answer: int
+    stage: str
+    retrieved: bool     # was the right function in the retriever's top-K?
+
+    def as_tuple(self) -> tuple[str, str, list[str], int]:
+        return (self.prefix, self.query, list(self.options), self.answer)
+
+
+def stage_inputs(task: Any, base: FunctionBase, evader: Any, seeds: list[int]) -> list[tuple[str, Any]]:
+    """(stage, input state) pairs met by the expert over seeded games."""
+    from ldengine.agents import AgentContext, expert_agent
+    agent, pairs = expert_agent(AgentContext(task, base)), []
+    agent.observers.append(lambda d: pairs.extend((s.stage, s.state) for s in d.stages))
+    for i, seed in enumerate(seeds):
+        task.play(agent, i, seed, evader, lambda r: None)
+    return pairs
+
+
+def selection_examples(task: Any, base: FunctionBase, provider: RetrieverProvider,
+                       pairs: list[tuple[str, Any]], shuffle_seed: int | None = None) -> list[SelectionExample]:
+    """Retrieved top-K candidates -> the oracle's index. For training (``shuffle_seed``
+    set) a missed oracle replaces the last candidate and the order is shuffled, so
+    the student learns the stage, not a position."""
+    rng = random.Random(shuffle_seed) if shuffle_seed is not None else None
+    prefix, examples = prompt_prefix(task), []
+    for stage, state in pairs:
+        candidates = provider.candidates(stage, state)
+        oracle = base.oracle(stage)
+        retrieved = oracle in candidates
+        if rng is not None:
+            if not retrieved:
+                candidates[-1] = oracle
+            rng.shuffle(candidates)
+        answer = candidates.index(oracle) if oracle in candidates else -1
+        examples.append(SelectionExample(prefix, stage_query(task, stage, state),
+                                         tuple(option_text(c) for c in candidates), answer,
+                                         stage, retrieved))
+    return examples
