@@ -49,13 +49,17 @@ def cli():
 @click.option("--trace", type=click.Path(dir_okay=False, writable=True), help="Write a JSON Lines trace.")
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), help="Draw the first game's trajectories (PNG).")
 @click.option("--audit", type=click.Path(dir_okay=False, writable=True), help="Log every sandbox call as JSON Lines.")
+@click.option("--student", type=click.Path(exists=True), help="Student model: a .gguf file or a local HF model folder.")
+@click.option("--adapter", type=click.Path(exists=True, file_okay=False), help="LoRA adapter folder (default: the committed one for this base).")
+@click.option("-k", "k", type=click.IntRange(1, 20), default=5, show_default=True, help="Retriever top-K.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run(task, agent, games, seed, evader, json_path, trace, plot, audit, quiet):
+def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student, adapter, k, quiet):
     """Play GAMES seeded games of TASK and print a summary."""
     from ldengine.runner import RunConfig, run_games
     _check_writable(json_path, trace, plot, audit)
     reg = registry()
-    cfg = RunConfig(task, agent, games, seed, evader, trace, audit, progress=not quiet)
+    options = {"student": student, "adapter": adapter, "k": k}
+    cfg = RunConfig(task, agent, games, seed, evader, trace, audit, progress=not quiet, options=options)
     outcome = run_games(reg, cfg)
     click.echo(format_summary(outcome.summary))
     if json_path:
@@ -134,6 +138,39 @@ def functions_show(name, task):
     e = _base(task).entry(name)
     click.echo(f"{e.name}  (version {e.version}, sha256 {e.source_hash}, {e.module}, plugin {e.plugin})\n")
     click.echo(e.docstring)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--task", default="pursuit", show_default=True)
+@click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True)
+def retrieve(query, task, k):
+    """Show the top-K manual entries the dense retriever returns for QUERY."""
+    from ldengine.retriever import Retriever
+    base = _base(task)
+    for rank, (name, score) in enumerate(Retriever.for_base(base).search(query, k), 1):
+        e = base.entry(name)
+        click.echo(f"{rank}. {score:.3f}  {name:<28} {e.stage:<18} {e.summary}")
+
+
+@cli.command()
+@click.option("--task", default="pursuit", show_default=True)
+@click.option("--student", type=click.Path(exists=True), help="Student model (default: SmolLM2-135M-Instruct GGUF).")
+@click.option("--steps", default=120, show_default=True, type=click.IntRange(1, 100_000), help="LoRA training steps.")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 512))
+@click.option("--lr", default=3e-4, show_default=True, type=click.FloatRange(1e-6, 1.0))
+@click.option("--train-games", default=30, show_default=True, type=click.IntRange(1, 10_000), help="Expert games for training data.")
+@click.option("--heldout-games", default=10, show_default=True, type=click.IntRange(1, 10_000), help="Held-out games for evaluation.")
+@click.option("--out", type=click.Path(file_okay=False), help="Adapter folder (default: a versioned folder under function_base/TASK/adapters/).")
+def finetune(task, student, steps, batch_size, lr, train_games, heldout_games, out):
+    """Fine-tune the student (LoRA) to select the manual's functions; save adapter + manifest."""
+    from ldengine.finetune import FinetuneConfig, finetune as run_finetune
+    registry().get("tasks", task)
+    cfg = FinetuneConfig(task, student, steps, batch_size, lr, out=out,
+                         train_seeds=list(range(10_000, 10_000 + train_games)),
+                         heldout_seeds=list(range(20_000, 20_000 + heldout_games)))
+    manifest = run_finetune(registry(), cfg, log=click.echo)
+    click.echo(f"adapter: {manifest['path']}  held-out accuracy {manifest['heldout_accuracy']:.3f}")
 
 
 @cli.group(cls=_Group)

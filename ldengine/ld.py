@@ -110,3 +110,38 @@ def selection_examples(task: Any, base: FunctionBase, provider: RetrieverProvide
                                          tuple(option_text(c) for c in candidates), answer,
                                          stage, retrieved))
     return examples
+
+
+def find_adapter(task: str, base: FunctionBase, root: Any = None) -> Any:
+    """The newest committed adapter trained on this exact function base."""
+    import json
+    from pathlib import Path
+
+    from ldengine.errors import LDEngineError
+    from ldengine.finetune import default_adapter_dir
+    root = Path(root) if root else default_adapter_dir(task)
+    found = []
+    for manifest in sorted(root.glob("*/manifest.json")) if root.is_dir() else []:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        if data.get("function_base_hash") == base.hash:
+            found.append((data.get("created", ""), manifest.parent))
+    if not found:
+        raise LDEngineError(f"no adapter in {root} was trained on this {task} function base "
+                            f"(hash {base.hash[:12]}); run `ldengine finetune --task {task}` "
+                            "or pass --adapter DIR")
+    return max(found)[1]
+
+
+def ld_agent(context: Any) -> Any:
+    """Retriever + fine-tuned student choose each stage's function; the sandbox runs it."""
+    from ldengine.agents import LoopAgent
+    from ldengine.models import load_student
+    from ldengine.retriever import Retriever
+    opts = context.options
+    retriever = Retriever.for_base(context.base)
+    adapter = opts.get("adapter") or find_adapter(context.task.name, context.base)
+    student = load_student(opts.get("student"), adapter=adapter)
+    provider = RetrieverProvider(context.task, context.base, retriever, opts.get("k") or DEFAULT_K)
+    agent = LoopAgent(context, provider, StudentSelector(context.task, student))
+    agent.name = "ld"
+    return agent
