@@ -15,6 +15,18 @@ class AgentContext:
     task: Any
     base: FunctionBase
     options: dict = field(default_factory=dict)
+    registry: Any = None
+
+    def load_student(self, adapter: Any = None) -> Any:
+        """The student backend named by the ``backend`` option (default ``transformers``),
+        loaded from the ``student`` option's path (default: the backend's own model)."""
+        from ldengine.models import load_by_name
+        table = {name: item.obj for name, item in self.registry.students.items()} if self.registry else {}
+        if not table:
+            from ldengine.models import load_student
+            table = {"transformers": load_student}
+        return load_by_name(self.options.get("backend") or "transformers", table,
+                            path=self.options.get("student"), adapter=adapter)
 
 
 class LoopAgent:

@@ -41,7 +41,7 @@ def cli():
 
 @cli.command()
 @click.argument("task")
-@click.option("--agent", default="expert", show_default=True, help="Agent that plays the pursuers.")
+@click.option("--agent", default="ld", show_default=True, help="Agent that plays the pursuers (ldengine plugins lists them).")
 @click.option("--games", default=1, show_default=True, type=click.IntRange(1, 100_000), help="Number of games.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Game i uses seed SEED+i.")
 @click.option("--evader", default="greedy", show_default=True, help="Evader policy (ldengine plugins lists them).")
@@ -51,14 +51,15 @@ def cli():
 @click.option("--audit", type=click.Path(dir_okay=False, writable=True), help="Log every sandbox call as JSON Lines.")
 @click.option("--student", type=click.Path(exists=True), help="Student model: a .gguf file or a local HF model folder.")
 @click.option("--adapter", type=click.Path(exists=True, file_okay=False), help="LoRA adapter folder (default: the committed one for this base).")
+@click.option("--backend", default="transformers", show_default=True, help="Student backend (ldengine plugins lists them).")
 @click.option("-k", "k", type=click.IntRange(1, 20), default=5, show_default=True, help="Retriever top-K.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student, adapter, k, quiet):
+def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student, adapter, backend, k, quiet):
     """Play GAMES seeded games of TASK and print a summary."""
     from ldengine.runner import RunConfig, run_games
     _check_writable(json_path, trace, plot, audit)
     reg = registry()
-    options = {"student": student, "adapter": adapter, "k": k}
+    options = {"student": student, "adapter": adapter, "backend": backend, "k": k}
     cfg = RunConfig(task, agent, games, seed, evader, trace, audit, progress=not quiet, options=options)
     outcome = run_games(reg, cfg)
     click.echo(format_summary(outcome.summary))
@@ -101,7 +102,7 @@ def plugins_cmd():
     for info in reg.plugins:
         status = f"BROKEN: {info.error}" if info.error else ", ".join(info.hooks)
         click.echo(f"{info.name:<20} {info.origin:<24} {status}")
-    for kind in ("tasks", "evaders", "agents"):
+    for kind in ("tasks", "evaders", "agents", "students"):
         for item in getattr(reg, kind).values():
             click.echo(f"  {kind[:-1]:<7} {item.name:<12} from {item.plugin}: {item.description}")
     for mod in reg.modules:
@@ -156,21 +157,23 @@ def retrieve(query, task, k):
 @cli.command()
 @click.option("--task", default="pursuit", show_default=True)
 @click.option("--student", type=click.Path(exists=True), help="Student model (default: SmolLM2-135M-Instruct GGUF).")
-@click.option("--steps", default=120, show_default=True, type=click.IntRange(1, 100_000), help="LoRA training steps.")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 512))
-@click.option("--lr", default=3e-4, show_default=True, type=click.FloatRange(1e-6, 1.0))
-@click.option("--train-games", default=30, show_default=True, type=click.IntRange(1, 10_000), help="Expert games for training data.")
+@click.option("--steps", default=24, show_default=True, type=click.IntRange(1, 100_000), help="LoRA training steps.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 512))
+@click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(1e-6, 1.0))
+@click.option("--top-layers", default=6, show_default=True, type=click.IntRange(0, 1000), help="LoRA on the last N layers (0: all).")
+@click.option("--train-games", default=10, show_default=True, type=click.IntRange(1, 10_000), help="Expert games for training data.")
 @click.option("--heldout-games", default=10, show_default=True, type=click.IntRange(1, 10_000), help="Held-out games for evaluation.")
 @click.option("--out", type=click.Path(file_okay=False), help="Adapter folder (default: a versioned folder under function_base/TASK/adapters/).")
-def finetune(task, student, steps, batch_size, lr, train_games, heldout_games, out):
+def finetune(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, out):
     """Fine-tune the student (LoRA) to select the manual's functions; save adapter + manifest."""
     from ldengine.finetune import FinetuneConfig, finetune as run_finetune
     registry().get("tasks", task)
-    cfg = FinetuneConfig(task, student, steps, batch_size, lr, out=out,
+    cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out,
                          train_seeds=list(range(10_000, 10_000 + train_games)),
                          heldout_seeds=list(range(20_000, 20_000 + heldout_games)))
     manifest = run_finetune(registry(), cfg, log=click.echo)
-    click.echo(f"adapter: {manifest['path']}  held-out accuracy {manifest['heldout_accuracy']:.3f}")
+    click.echo(f"adapter: {manifest['path']}  held-out accuracy {manifest['heldout_accuracy']:.3f} "
+               f"(shuffled candidates {manifest['heldout_shuffled_accuracy']:.3f})")
 
 
 @cli.group(cls=_Group)

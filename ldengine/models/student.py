@@ -1,11 +1,12 @@
 """The student backend on Hugging Face transformers (SmolLM2-135M-Instruct by default).
 
-Selection (Eq. 3 of the paper) is one forward pass: the text is
-``prefix + query + "\\n" + "A) ...\\n" ... + "Answer:"`` and the next-token
-logits of the labels `` A``, `` B``, ... are softmaxed over the K options.
-The prefix is tokenised on its own and the suffix appended as tokens, with or
-without the prefix cache, so both paths score exactly the same token sequence
-(end a prefix with a newline to keep the two tokenisations natural).
+Selection (Eq. 3 of the paper) scores each of the K candidates: the model reads
+``prefix + query`` once, then, for every candidate in one batched pass over
+that context's keys and values, ``"Candidate: ...\nDoes the candidate perform
+this stage? Answer:"``; the candidate's score is the logit of `` Yes`` minus
+that of `` No``, and the K scores are softmaxed. The choice is always one of
+the candidates. The prefix's keys and values are cached across selections; with
+or without that cache the same token sequence is scored.
 
 torch is imported inside methods only: importing ``ldengine.models`` must not
 cost the CLI the seconds torch takes to import. Not thread-safe: one student
@@ -15,22 +16,24 @@ from __future__ import annotations
 
 import random
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 from ldengine.errors import LDEngineError
 from ldengine.models import lora
-from ldengine.models.base import LABELS, Selection, selection_suffix
+from ldengine.models.base import NO, YES, Selection, check_options, option_row, selection_context
 from ldengine.models.kv import PrefixCache, cache_layers, expanded_cache
 
-MICRO_BATCH = 16  # rows per forward pass in select_batch; bounds memory, not results
+MEMO_SIZE = 4096  # selections remembered by prompt (a few hundred bytes each)
 
 
 class TransformersStudent:
     """A causal LM that selects among candidate functions and writes new ones."""
 
     def __init__(self, model: Any, tokenizer: Any, name: str, model_hash: str, device: str,
-                 use_prefix_cache: bool = True, prefix_cache_size: int = 8):
+                 use_prefix_cache: bool = True, prefix_cache_size: int = 8,
+                 memo_size: int = MEMO_SIZE):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -39,44 +42,89 @@ class TransformersStudent:
         self.adapter_hash: str | None = None
         self.use_prefix_cache = use_prefix_cache
         self._prefixes = PrefixCache(prefix_cache_size)
+        self._memo: OrderedDict = OrderedDict()   # (weights version, prompt parts) -> Selection
+        self.memo_size = memo_size
         self._weights_version = 0
-        self._label_ids = label_token_ids(tokenizer)
+        self._yes_id, self._no_id = answer_token_ids(tokenizer)
         self._pad_id = pad_token_id(tokenizer)
 
     # ---- selection -------------------------------------------------------------
 
     def selection_prompt(self, prefix: str, query: str, options: list[str]) -> str:
-        """The exact text whose next token is scored."""
-        return prefix + selection_suffix(query, options)
+        """The text read for one selection: prefix and query once, then each candidate's row."""
+        check_options(options)
+        return prefix + selection_context(query) + "\n".join(option_row(o) for o in options)
 
     def select(self, prefix: str, query: str, options: list[str]) -> Selection:
         """Pick one of ``options``; its probabilities sum to 1."""
         return self.select_batch([(prefix, query, options)])[0]
 
     def select_batch(self, items: list[tuple[str, str, list[str]]]) -> list[Selection]:
-        """Select for several decisions at once (e.g. games played together);
-        items sharing a prefix run as one padded batch over that prefix's cache."""
+        """Select for several decisions at once (e.g. games played together).
+
+        Selection is a pure function of the prompt and the weights, so a prompt
+        seen before (the same stage, state summary and candidates: most steps of
+        a game) is answered from a memo of the last ``memo_size`` selections.
+        ``memo_size=0`` runs the model every time (benchmarks use it).
+        """
+        for _, _, options in items:
+            check_options(options)
+        keys = [(self._weights_version, p, q, tuple(o)) for p, q, o in items]
+        todo = {key: item for key, item in zip(keys, items) if key not in self._memo}
+        found = {}
+        if todo:
+            import torch
+            with torch.inference_mode():
+                found = {key: _selection(self._scores(*item)) for key, item in todo.items()}
+        results = [found[key] if key in found else self._memo[key] for key in keys]
+        for key, selection in zip(keys, results):
+            self._remember(key, selection)
+        return results
+
+    def _remember(self, key: tuple, selection: Selection) -> None:
+        if self.memo_size <= 0:
+            return
+        self._memo[key] = selection
+        self._memo.move_to_end(key)
+        while len(self._memo) > self.memo_size:
+            self._memo.popitem(last=False)
+
+    def _scores(self, prefix: str, query: str, options: list[str]) -> Any:
+        """The K candidates' scores (Yes minus No logits), a float tensor [K]."""
         import torch
 
-        results: list[Selection | None] = [None] * len(items)
-        for prefix, indices in _group_by_prefix(items).items():
-            for start in range(0, len(indices), MICRO_BATCH):
-                chunk = indices[start:start + MICRO_BATCH]
-                with torch.inference_mode():
-                    logits = self._group_logits(prefix, [items[i][1:] for i in chunk])
-                for i, row in zip(chunk, logits):
-                    results[i] = _selection(row[:len(items[i][2])])
-        return results  # type: ignore[return-value]
-
-    def _group_logits(self, prefix: str, queries: list[tuple[str, list[str]]]) -> Any:
-        """Label logits [B, max K] for queries sharing ``prefix`` (-inf beyond each K)."""
         prefix_ids = self._encode(prefix, special=True)
-        suffixes = [self._encode(selection_suffix(q, opts), special=not prefix_ids) for q, opts in queries]
-        ks = [len(opts) for _, opts in queries]
+        context_ids = self._encode(selection_context(query), special=not prefix_ids)
         if self.use_prefix_cache and prefix_ids:
-            layers = self._cached_prefix(prefix, prefix_ids)
-            return self._suffix_logits(layers, len(prefix_ids), suffixes, ks)
-        return self._suffix_logits(None, 0, [prefix_ids + s for s in suffixes], ks)
+            layers, start, ids = self._cached_prefix(prefix, prefix_ids), len(prefix_ids), context_ids
+        else:
+            layers, start, ids = None, 0, prefix_ids + context_ids
+        positions = torch.arange(start, start + len(ids), device=self.device).unsqueeze(0)
+        cache = expanded_cache(layers, 1, self.model.config) if layers else None
+        out = self.model(input_ids=torch.tensor([ids], device=self.device), position_ids=positions,
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        context = cache_layers(out.past_key_values)
+        rows = [self._encode(option_row(o), special=False) for o in options]
+        return self._row_scores(context, start + len(ids), rows)
+
+    def _row_scores(self, context: list, context_len: int, rows: list[list[int]]) -> Any:
+        """One forward pass of the right-padded candidate rows over the context's cache.
+
+        Right padding keeps every real token's position and causal context exactly
+        as in an unpadded run; only each row's last real token's logits are kept.
+        """
+        import torch
+
+        ids, mask, last = _pad_right(rows, self._pad_id, self.device)
+        batch, width = ids.shape
+        positions = (context_len + torch.arange(width, device=self.device)).expand(batch, width)
+        mask = torch.cat([mask.new_ones(batch, context_len), mask], dim=1)
+        keep = torch.unique(last)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                         past_key_values=expanded_cache(context, batch, self.model.config),
+                         use_cache=True, logits_to_keep=keep)
+        logits = out.logits[torch.arange(batch, device=self.device), torch.searchsorted(keep, last)]
+        return (logits[:, self._yes_id] - logits[:, self._no_id]).float()
 
     def _cached_prefix(self, prefix: str, prefix_ids: list[int]) -> list:
         key = (prefix, self._weights_version)
@@ -93,28 +141,6 @@ class TransformersStudent:
         ids = torch.tensor([prefix_ids], device=self.device)
         out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
         return cache_layers(out.past_key_values)
-
-    def _suffix_logits(self, layers: list | None, prefix_len: int, suffixes: list[list[int]],
-                       ks: list[int]) -> Any:
-        """One forward pass over right-padded suffixes after an optional prefix cache.
-
-        Right padding keeps every real token's position and causal context exactly
-        as in an unpadded run; only the logits at each row's last real token are
-        computed (``logits_to_keep``), then narrowed to the label tokens.
-        """
-        import torch
-
-        ids, mask, last = _pad_right(suffixes, self._pad_id, self.device)
-        batch, width = ids.shape
-        positions = (prefix_len + torch.arange(width, device=self.device)).expand(batch, width)
-        if prefix_len:
-            mask = torch.cat([mask.new_ones(batch, prefix_len), mask], dim=1)
-        cache = expanded_cache(layers, batch, self.model.config) if layers else None
-        keep = torch.unique(last)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=cache is not None, logits_to_keep=keep)
-        rows = out.logits[torch.arange(batch, device=self.device), torch.searchsorted(keep, last)]
-        return _label_scores(rows, self._label_ids[:max(ks)], ks)
 
     def _encode(self, text: str, special: bool) -> list[int]:
         return self.tokenizer(text, add_special_tokens=special)["input_ids"]
@@ -156,11 +182,13 @@ class TransformersStudent:
     # ---- LoRA --------------------------------------------------------------------
 
     def train_lora(self, examples: list[tuple[str, str, list[str], int]], steps: int, lr: float = 2e-4,
-                   batch_size: int = 16, rank: int = 8, seed: int = 0, progress: bool = True) -> dict:
+                   batch_size: int = 16, rank: int = 8, seed: int = 0, progress: bool = True,
+                   top_layers: int | None = None) -> dict:
         """Fine-tune a LoRA adapter (q and v projections) so that ``select`` picks
-        the right option: cross-entropy over the K label logits, scored exactly as
+        the right option: cross-entropy over the K candidate scores, scored exactly as
         ``select`` scores them. Only the adapter trains; an adapter already loaded
-        is trained further (``rank`` then has no effect).
+        is trained further (``rank`` and ``top_layers`` then have no effect).
+        ``top_layers`` limits the adapter to the last N layers (see ``lora.attach``).
 
         Each step runs every distinct prefix of the batch once, with grad, and
         expands it over that prefix's rows, as ``select_batch`` does.
@@ -171,26 +199,19 @@ class TransformersStudent:
             raise LDEngineError("train_lora needs at least one example")
         _check_targets(examples)
         torch.manual_seed(seed)
-        self.model = lora.attach(self.model, rank)
+        self.model = lora.attach(self.model, rank, top_layers)
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-        encoded = self._encode_examples(examples)
         batches = _batches(len(examples), batch_size, steps, seed)
         start = time.perf_counter()
-        losses = self._train_steps(encoded, batches, optimizer, params, progress)
+        losses = self._train_steps(examples, batches, optimizer, params, progress)
         seconds = time.perf_counter() - start
         self._after_weights_change()
         return {"steps": steps, "first_loss": losses[0] if losses else None,
                 "final_loss": losses[-1] if losses else None, "losses": losses,
                 "seconds": seconds, "trainable_parameters": sum(p.numel() for p in params)}
 
-    def _encode_examples(self, examples: list[tuple[str, str, list[str], int]]) -> list[tuple]:
-        """(prefix text, prefix ids, suffix ids, K, right index) per example."""
-        prefix_ids = {p: self._encode(p, special=True) for p in {e[0] for e in examples}}
-        return [(p, prefix_ids[p], self._encode(selection_suffix(q, opts), special=not prefix_ids[p]),
-                 len(opts), right) for p, q, opts, right in examples]
-
-    def _train_steps(self, encoded: list[tuple], batches: list[list[int]], optimizer: Any,
+    def _train_steps(self, examples: list[tuple], batches: list[list[int]], optimizer: Any,
                      params: list, progress: bool) -> list[float]:
         import torch
         from tqdm.auto import tqdm
@@ -200,7 +221,7 @@ class TransformersStudent:
         bar = tqdm(batches, desc="LoRA", unit="step", disable=not progress)
         for batch in bar:
             optimizer.zero_grad(set_to_none=True)
-            loss = self._batch_loss([encoded[i] for i in batch])
+            loss = self._batch_loss([examples[i] for i in batch])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -210,21 +231,20 @@ class TransformersStudent:
         return losses
 
     def _batch_loss(self, rows: list[tuple]) -> Any:
-        """Mean cross-entropy of the right labels over a batch, grouped by prefix."""
+        """Mean cross-entropy of the right candidates over a batch, scored as ``select`` scores.
+
+        A prefix's keys and values are computed once per step, with grad, and
+        shared by the batch's selections that use it.
+        """
         import torch
         import torch.nn.functional as F
 
+        self._prefixes.clear()  # this step's weights: fresh prefixes, kept for the step only
         total = 0.0
-        for prefix, members in _group_by_prefix(rows).items():
-            group = [rows[i] for i in members]
-            prefix_ids, ks = group[0][1], [r[3] for r in group]
-            targets = torch.tensor([r[4] for r in group], device=self.device)
-            if prefix_ids:
-                logits = self._suffix_logits(self._prefix_layers(prefix_ids), len(prefix_ids),
-                                             [r[2] for r in group], ks)
-            else:
-                logits = self._suffix_logits(None, 0, [r[2] for r in group], ks)
-            total = total + F.cross_entropy(logits.float(), targets, reduction="sum")
+        for prefix, query, options, right in rows:
+            scores = self._scores(prefix, query, list(options))
+            total = total + F.cross_entropy(scores.unsqueeze(0), torch.tensor([right], device=self.device))
+        self._prefixes.clear()
         return total / len(rows)
 
     def load_adapter(self, directory: str | Path) -> None:
@@ -244,22 +264,17 @@ class TransformersStudent:
         """New weights: forget cached prefixes and record the adapter's identity."""
         self._weights_version += 1
         self._prefixes.clear()
+        self._memo.clear()
         self.adapter_hash = lora.adapter_hash(self.model)
 
 
-def label_token_ids(tokenizer: Any) -> list[int]:
-    """Token ids of `` A``, `` B``, ...: each label must be one token so that one
-    next-token distribution scores all options."""
-    ids = []
-    for label in LABELS:
-        pieces = tokenizer(" " + label, add_special_tokens=False)["input_ids"]
-        if len(pieces) != 1:
-            break
-        ids.append(pieces[0])
-    if len(ids) < 2:
-        raise LDEngineError("this tokenizer does not encode the option labels ' A', ' B' as single "
-                            "tokens, so it cannot be used as a selecting student")
-    return ids
+def answer_token_ids(tokenizer: Any) -> tuple[int, int]:
+    """Token ids of `` Yes`` and `` No``; each must be one token."""
+    ids = [tokenizer(word, add_special_tokens=False)["input_ids"] for word in (YES, NO)]
+    if any(len(i) != 1 for i in ids):
+        raise LDEngineError("this tokenizer does not encode ' Yes' and ' No' as single tokens, "
+                            "so it cannot be used as a selecting student")
+    return ids[0][0], ids[1][0]
 
 
 def pad_token_id(tokenizer: Any) -> int:
@@ -267,16 +282,6 @@ def pad_token_id(tokenizer: Any) -> int:
         if candidate is not None:
             return candidate
     return 0
-
-
-def _label_scores(rows: Any, label_ids: list[int], ks: list[int]) -> Any:
-    """Logits of the label tokens, -inf for labels beyond a row's K."""
-    import torch
-
-    scores = rows[:, label_ids].float()
-    width = torch.arange(len(label_ids), device=rows.device)
-    beyond = width.unsqueeze(0) >= torch.tensor(ks, device=rows.device).unsqueeze(1)
-    return scores.masked_fill(beyond, float("-inf"))
 
 
 def _selection(logits: Any) -> Selection:
@@ -296,13 +301,6 @@ def _pad_right(seqs: list[list[int]], pad_id: int, device: str) -> tuple:
         mask[row, :len(seq)] = 1
     last = torch.tensor([len(s) - 1 for s in seqs])
     return ids.to(device), mask.to(device), last.to(device)
-
-
-def _group_by_prefix(items: list[tuple]) -> dict[str, list[int]]:
-    groups: dict[str, list[int]] = {}
-    for i, item in enumerate(items):
-        groups.setdefault(item[0], []).append(i)
-    return groups
 
 
 def _batches(n: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:

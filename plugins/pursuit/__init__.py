@@ -5,6 +5,7 @@ from importlib import resources
 
 from ldengine.hookspecs import hookimpl
 from plugins.pursuit import evaders
+from plugins.pursuit.baseline import student_agent
 from plugins.pursuit.task import PursuitTask
 
 
@@ -17,6 +18,12 @@ def ldengine_register_tasks(register):
 def ldengine_register_evaders(register):
     register("greedy", evaders.greedy, "maximise distance to the nearest pursuer, then the sum")
     register("random", evaders.uniform, "a seeded uniformly random legal cell")
+
+
+@hookimpl
+def ldengine_register_agents(register):
+    register("student", student_agent,
+             "S-LLM baseline: the untuned student answers each step in text (parsed; bad answers are violations)")
 
 
 @hookimpl

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from plugins.pursuit.rules import (FAIL_NO_VIOLATION, FAIL_VIOLATION, SUCCESS, PursuitGame,
-                                   parse_cell, random_start)
+                                   is_legal_pursuer_move, parse_cell, random_start)
 
 Emit = Callable[[dict], None]
 OUTCOMES = (SUCCESS, FAIL_NO_VIOLATION, FAIL_VIOLATION)
@@ -45,7 +45,7 @@ STAGES = {
 
 class PursuitTask:
     name = "pursuit"
-    description = "three pursuers must surround an evader on a 21x21 board (DESIGN.md rules)"
+    description = "three pursuers must surround an evader on a 21x21 board"
     pipeline = list(STAGES)
     rules = RULES
     stages = STAGES
@@ -87,17 +87,23 @@ class PursuitTask:
                 "violations": sum(r.violations for r in results)}
 
     def summarize_state(self, state: Any) -> str:
-        """A short text of what a stage's input holds, for queries and prompts."""
+        """What a stage's input holds, in words, for retrieval queries and selection prompts.
+
+        It says which facts are already computed (distances, candidate cells,
+        whether they are all legal), since that is what tells the next function
+        apart. Coordinates and counts are left out: with coordinates in the query
+        the retriever ranked the generate stage's function lower, and without
+        counts most steps of a game give the same text, which the student's
+        selection memo then answers at once.
+        """
         if not isinstance(state, dict):
             return "no state"
-        parts = [f"evader at {_cell_text(state.get('evader'))}",
-                 "pursuers at " + ", ".join(_cell_text(p) for p in state.get("pursuers", []))]
-        if "distances" in state:
-            parts.append(f"distances {state['distances']}")
-        if "candidates" in state:
-            sizes = [len(c) for c in state["candidates"] if isinstance(c, list)]
-            parts.append(f"candidate cells per pursuer {sizes}")
-        parts.append(f"{len(state.get('forbidden', []))} forbidden cells")
+        parts = ["distances to the evader " + ("measured" if "distances" in state else "not measured")]
+        if isinstance(state.get("candidates"), list):
+            parts.append("candidate cells generated, " + ("all legal" if _all_legal(state) else "some illegal"))
+        else:
+            parts.append("candidate cells not generated")
+        parts.append("forbidden cells " + ("present" if state.get("forbidden") else "none"))
         return "; ".join(parts)
 
     def plot(self, result: GameResult, path: str, title: str = "") -> None:
@@ -112,8 +118,19 @@ def _game_record(game: PursuitGame, index: int, seed: int, agent: str, evader: s
             "agent": agent, "evader_policy": evader}
 
 
-def _cell_text(cell) -> str:
-    return f"({cell[0]}, {cell[1]})" if isinstance(cell, list) and len(cell) == 2 else "?"
+def _all_legal(state: dict) -> bool:
+    """Every candidate cell is a legal move for its pursuer (DESIGN.md rules)."""
+    evader, size = parse_cell(state.get("evader")), state.get("size")
+    forbidden = frozenset(c for c in map(parse_cell, state.get("forbidden") or []) if c is not None)
+    if evader is None or not isinstance(size, int):
+        return False
+    for pursuer, cells in zip(state.get("pursuers") or [], state["candidates"]):
+        src = parse_cell(pursuer)
+        if src is None or not isinstance(cells, list):
+            return False
+        if not all(is_legal_pursuer_move(src, cell, evader, size, forbidden) for cell in cells):
+            return False
+    return True
 
 
 def _cell_or_none(value) -> list | None:

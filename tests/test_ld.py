@@ -1,0 +1,116 @@
+"""Logic Distillation end to end with the real parts: retriever, default student,
+the committed adapter, LoRA fine-tuning for a few steps, and the S-LLM baseline."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import ldengine.cli as cli_module
+from ldengine.errors import LDEngineError
+from ldengine.finetune import FinetuneConfig, finetune, shuffled
+from ldengine.ld import SelectionExample, find_adapter, option_text, prompt_prefix, stage_query
+from plugins.pursuit.baseline import legal_cells, parse_answer, prompt
+
+
+def run_cli(*args):
+    return CliRunner().invoke(cli_module.cli, list(args), catch_exceptions=False)
+
+
+def test_the_committed_adapter_matches_the_function_base_and_records_its_figures(pursuit_base):
+    """It ships an adapter for this exact base whose manifest pins model, base and data."""
+    manifest = json.loads((find_adapter("pursuit", pursuit_base) / "manifest.json").read_text())
+    assert manifest["function_base_hash"] == pursuit_base.hash
+    assert len(manifest["base_model_sha256"]) == 64 and len(manifest["data_sha256"]) == 64
+    assert manifest["heldout_shuffled_accuracy"] >= 0.99 and manifest["retrieval_recall_at_5"] >= 0.99
+
+
+def test_the_ld_agent_plays_with_the_student_choosing_every_stage(tmp_path):
+    """It plays two games with retriever + fine-tuned student; every stage's pick is right
+    and the trace names the functions chosen."""
+    trace, summary = tmp_path / "t.jsonl", tmp_path / "r.json"
+    result = run_cli("run", "pursuit", "--agent", "ld", "--games", "2", "--seed", "1", "--quiet",
+                     "--trace", str(trace), "--json", str(summary))
+    assert result.exit_code == 0, result.output
+    data = json.loads(summary.read_text())
+    assert data["agent"] == "ld" and data["success"] == 1.0 and data["failure_with_violation"] == 0
+    assert data["selection_accuracy"] == 1.0
+    assert data["retrieval_miss"] == data["wrong_pick"] == data["function_errors"] == 0
+    steps = [json.loads(line) for line in trace.read_text().splitlines()]
+    chosen = [r["functions"] for r in steps if r["type"] == "pursuers"]
+    assert chosen and all(f == ["observe_positions", "pursuer_candidate_cells", "filter_legal_cells",
+                                "encircle_evader"] for f in chosen)
+
+
+def test_a_few_finetuning_steps_write_an_adapter_with_its_manifest(registry, tmp_path):
+    """It builds the data from expert games, trains three LoRA steps, evaluates on held-out
+    seeds and saves the adapter with a manifest naming model, base, data and accuracy."""
+    cfg = FinetuneConfig(steps=3, batch_size=4, train_seeds=[10_000], heldout_seeds=[20_000],
+                         shuffles=2, out=str(tmp_path / "adapter"))
+    lines = []
+    manifest = finetune(registry, cfg, progress=False, log=lines.append)
+    saved = json.loads((tmp_path / "adapter" / "manifest.json").read_text())
+    assert saved["training"]["steps"] == 3 and len(saved["losses"]) == 3
+    assert saved["function_base_hash"] == manifest["function_base_hash"]
+    assert 0.0 <= saved["heldout_shuffled_accuracy"] <= 1.0 and saved["train_examples"] > 0
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").stat().st_size < 4_000_000
+    assert any("before training" in line for line in lines)
+
+
+def test_shuffled_held_out_examples_move_the_right_answer():
+    """It puts each distinct example's candidates in several orders, the answer following."""
+    e = SelectionExample("p", "q", ("a", "b", "c"), 0, "s", True)
+    out = shuffled([e, e], times=6, seed=1)
+    assert len(out) == 6 and all(x.options[x.answer] == "a" for x in out)
+    assert len({x.answer for x in out}) > 1
+
+
+def test_the_selection_texts_name_the_stage_and_the_candidates(pursuit_task, pursuit_base):
+    """It puts the rules and stages in the fixed prefix and keeps the per-stage part short."""
+    state = pursuit_task.new_game(0)[0].state()
+    assert pursuit_task.rules in prompt_prefix(pursuit_task)
+    query = stage_query(pursuit_task, "pursuer.observe", state)
+    assert query.startswith("Stage: pursuer.observe\n") and "not measured" in query
+    assert option_text(pursuit_base.entry("filter_legal_cells")) == "filter_legal_cells (stage pursuer.filter)"
+
+
+def test_a_missing_adapter_is_a_clear_error(pursuit_base, tmp_path):
+    """It says how to make an adapter when none matches the base."""
+    with pytest.raises(LDEngineError, match="ldengine finetune --task pursuit"):
+        find_adapter("pursuit", pursuit_base, root=tmp_path)
+
+
+def test_the_baseline_prompt_lists_each_pursuers_legal_cells(pursuit_task):
+    """It gives the student the rules, the evader and every legal cell of each pursuer."""
+    state = pursuit_task.new_game(0)[0].state()
+    text = prompt(pursuit_task.rules, state)
+    cells = legal_cells(state)
+    assert pursuit_task.rules in text and len(cells) == 3
+    assert all(f"({x}, {y})" in text for x, y in cells[0])
+
+
+@pytest.mark.parametrize("answer, cells", [
+    ("Pursuer 1: (3, 4)\nPursuer 2: (5, 6)\nPursuer 3: [7, 8]", [[3, 4], [5, 6], [7, 8]]),
+    ("(1,1) (2,2) (3,3) (4,4)", [[1, 1], [2, 2], [3, 3]]),
+    ("Pursuer 1 moves up.", None),
+    ("(1, 2) and (3, 4)", None),
+])
+def test_the_baseline_answer_is_parsed_into_three_cells_or_nothing(answer, cells):
+    """It reads the first three cells of the answer; fewer is no action (a violation)."""
+    assert parse_answer(answer) == cells
+
+
+def test_the_untuned_student_answers_a_step_in_text_which_is_parsed(pursuit_task, registry, pursuit_base):
+    """It asks the real untuned student for one step and turns the answer into three cells
+    or into no action, counting what happened (a whole game can take 100 slow steps)."""
+    from ldengine.agents import AgentContext
+    agent = registry.get("agents", "student").obj(AgentContext(pursuit_task, pursuit_base, {}, registry))
+    state = pursuit_task.new_game(1)[0].state()
+    action = agent.act(state)
+    stats = agent.stats()
+    assert agent.last_answer.strip() and stats["steps_answered"] == 1
+    if action is None:
+        assert stats["unparseable_answers"] == 1
+    else:
+        assert len(action) == 3 and all(len(c) == 2 for c in action)
+        legal = legal_cells(state)
+        assert stats["illegal_cells_proposed"] == sum(c not in l for c, l in zip(action, legal))

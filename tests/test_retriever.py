@@ -1,0 +1,123 @@
+"""The dense retriever: real all-MiniLM-L6-v2 encoder, real hnswlib index on disk.
+
+Each test that writes an index gets its own cache folder; the encoder is loaded
+once per module (about 1 s).
+"""
+import json
+from dataclasses import replace
+
+import pytest
+
+from ldengine.errors import LDEngineError
+from ldengine.functionbase import FunctionBase
+from ldengine.ld import RetrieverProvider, stage_inputs
+from ldengine.registry import ModuleSource
+from ldengine.retriever import Encoder, Retriever, build_query, rank_of, recall_at_k
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return Encoder()
+
+
+@pytest.fixture(scope="module")
+def retriever(pursuit_base, encoder, tmp_path_factory):
+    return Retriever.for_base(pursuit_base, encoder, cache_dir=tmp_path_factory.mktemp("index"))
+
+
+def test_encodings_are_unit_vectors_and_similar_texts_are_closer(encoder):
+    """It embeds texts as unit vectors; a paraphrase is nearer than an unrelated text."""
+    v = encoder.encode(["keep the legal cells of each pursuer",
+                        "filter the candidate moves to the legal ones",
+                        "the weather in Paris is mild"])
+    assert v.shape == (3, encoder.dim)
+    assert abs(float((v * v).sum(1).max()) - 1) < 1e-4
+    assert float(v[0] @ v[1]) > float(v[0] @ v[2])
+
+
+def test_the_index_is_stored_then_loaded_with_the_same_results(pursuit_base, encoder, tmp_path):
+    """It builds and stores the index once; the next retriever loads it and ranks alike."""
+    first = Retriever.for_base(pursuit_base, encoder, cache_dir=tmp_path)
+    second = Retriever.for_base(pursuit_base, encoder, cache_dir=tmp_path)
+    assert not first.loaded and second.loaded and first.path.is_file()
+    assert first.index_hash == second.index_hash
+    query = "Stage: pursuer.filter: keep only the legal candidate cells"
+    assert first.search(query, 5) == second.search(query, 5)
+
+
+def test_a_damaged_index_file_is_rebuilt_not_trusted(pursuit_base, encoder, tmp_path):
+    """It checks the stored file's checksum and rebuilds when the file was altered."""
+    built = Retriever.for_base(pursuit_base, encoder, cache_dir=tmp_path)
+    data = bytearray(built.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    built.path.write_bytes(bytes(data))
+    again = Retriever.for_base(pursuit_base, encoder, cache_dir=tmp_path)
+    assert not again.loaded and again.index_hash == built.index_hash
+
+
+def test_a_changed_function_base_gets_its_own_index(pursuit_base, registry, encoder, tmp_path):
+    """It names the index by the base's hash, so a new function makes a new index that finds it."""
+    extra = ModuleSource("pursuit", '''"""Extra."""
+
+
+def stay_put(state):
+    """Keep every pursuer on its cell: the do-nothing move.
+
+    Stage: pursuer.wait
+    Reads: state["pursuers"].
+    Returns: one [x, y] per pursuer, its current cell.
+    Rules: never moves.
+    Example: stay_put({"pursuers": [[1, 1]]}) == [[1, 1]]
+    """
+    return [list(p) for p in state["pursuers"]]
+''', "pursuit/extra.py", "test")
+    grown = FunctionBase.build("pursuit", [*registry.modules_for("pursuit"), extra])
+    old = Retriever.for_base(pursuit_base, encoder, cache_dir=tmp_path)
+    new = Retriever.for_base(grown, encoder, cache_dir=tmp_path)
+    assert new.path != old.path and len(new) == len(old) + 1
+    assert new.search("Stage: pursuer.wait: keep every pursuer where it is", 1)[0][0] == "stay_put"
+
+
+def test_each_stage_query_ranks_its_function_first_on_expert_games(retriever, pursuit_base, pursuit_task,
+                                                                   registry):
+    """It finds the right function of every stage met in two expert games (recall@1 and @5)."""
+    pairs = stage_inputs(pursuit_task, pursuit_base, registry.get("evaders", "greedy").obj, [3, 4])
+    provider = RetrieverProvider(pursuit_task, pursuit_base, retriever, k=5)
+    examples = [(provider.query(stage, state), pursuit_base.oracle(stage).name) for stage, state in pairs]
+    assert {stage for stage, _ in pairs} == set(pursuit_task.pipeline)
+    assert recall_at_k(retriever, examples, ks=(1, 5)) == {1: 1.0, 5: 1.0}
+    candidates = provider.candidates("pursuer.decide", pairs[3][1])
+    assert len(candidates) == 5 and candidates[0].name == pursuit_base.oracle("pursuer.decide").name
+
+
+def test_k_is_clamped_to_the_base_and_scores_are_sorted(retriever, pursuit_base):
+    """It returns every entry at most once, best first, whatever k is asked for."""
+    hits = retriever.search("cells", 100)
+    assert sorted(n for n, _ in hits) == sorted(pursuit_base.entries)
+    assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+    assert retriever.search("cells", 0) == []
+    assert rank_of("nope", hits) is None
+
+
+def test_pure_dense_mode_scores_are_cosines(pursuit_base, encoder, tmp_path):
+    """It gives plain cosine similarities (at most 1) when the lexical term is off."""
+    dense = Retriever.for_base(pursuit_base, encoder, cache_dir=tmp_path, lexical_weight=0.0)
+    assert all(-1.0 <= s <= 1.0001 for _, s in dense.search("legal cells of each pursuer", 5))
+
+
+def test_the_query_puts_stage_state_then_task():
+    """It builds one line from the stage, the state summary and the task text, skipping blanks."""
+    q = build_query("a chase game.", "pursuer.filter: keep legal cells", "")
+    assert q == "Stage: pursuer.filter: keep legal cells. Task: a chase game."
+
+
+def test_an_empty_base_is_a_clear_error(pursuit_base, encoder, tmp_path):
+    """It refuses to index a base without functions."""
+    with pytest.raises(LDEngineError, match="empty"):
+        Retriever.for_base(replace(pursuit_base, entries={}), encoder, cache_dir=tmp_path)
+
+
+def test_the_stored_metadata_names_the_entries_in_index_order(retriever):
+    """It writes a JSON file beside the index naming the entries and the index checksum."""
+    meta = json.loads(retriever.path.with_suffix(".json").read_text())
+    assert meta["names"] == retriever.names and meta["index_sha256"] == retriever.index_hash
