@@ -58,6 +58,7 @@ def test_a_damaged_index_file_is_rebuilt_not_trusted(pursuit_base, encoder, tmp_
 def test_a_changed_function_base_gets_its_own_index(pursuit_base, registry, encoder, tmp_path):
     """It names the index by the base's hash, so a new function makes a new index that finds it."""
     extra = ModuleSource("pursuit", '''"""Extra."""
+VERSION = "0.1.0"
 
 
 def stay_put(state):
@@ -67,7 +68,9 @@ def stay_put(state):
     Reads: state["pursuers"].
     Returns: one [x, y] per pursuer, its current cell.
     Rules: never moves.
-    Example: stay_put({"pursuers": [[1, 1]]}) == [[1, 1]]
+    Example:
+        >>> stay_put({"pursuers": [[1, 1]]})
+        [[1, 1]]
     """
     return [list(p) for p in state["pursuers"]]
 ''', "pursuit/extra.py", "test")
