@@ -11,8 +11,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Hashable
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -73,3 +74,37 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class LRU:
+    """A map that keeps its ``maxsize`` most recently used entries (0: keeps nothing).
+
+    Used for what a process computes again and again: prefix keys and values,
+    selections, retrieval results. ``maxsize`` may be changed at any time.
+    """
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable) -> Any:
+        """The value, or None when absent (values are never None)."""
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > max(self.maxsize, 0):
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -36,7 +36,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ldengine.cache import cache_root, cached_sha256, read_json, sha256_file, temp_beside, write_atomic
+from ldengine.cache import LRU, cache_root, cached_sha256, read_json, sha256_file, temp_beside, write_atomic
 from ldengine.errors import LDEngineError
 
 if TYPE_CHECKING:
@@ -120,17 +120,12 @@ class Encoder:
 
 def _load_model(path: Path, device: str) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    # transformers draws a weight-loading progress bar; the CLI's output should not carry it.
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
+    from ldengine.models.loading import quiet_loading
+
+    with quiet_loading():  # no weight-loading progress bar in the CLI's output
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
-    finally:
-        if bar:
-            hf_logging.enable_progress_bar()
     return tokenizer, model
 
 
@@ -230,8 +225,7 @@ class Retriever:
         self.loaded = loaded      # True: read from disk; False: built (and stored) by this process
         self.lexical_weight = lexical_weight
         self._passages_of = _group(owners, len(names))
-        self._memo: dict[tuple[str, int], list[tuple[str, float]]] = {}  # a game repeats its queries
-        self.memo_size = MEMO_SIZE    # 0: encode every query (benchmarks)
+        self._memo = LRU(MEMO_SIZE)  # (query, k) -> hits: a game repeats its queries
 
     @classmethod
     def for_base(cls, base: "FunctionBase", encoder: Encoder | None = None,
@@ -271,18 +265,26 @@ class Retriever:
         if not queries or k == 0:
             return [[] for _ in queries]
         todo = list(dict.fromkeys(q for q in queries if (q, k) not in self._memo))
+        fresh = {}
         if todo:
             vectors = self.encoder.encode(todo)
             pool = min(len(self.owners), max(POOL, 6 * k))
             labels, distances = self.index.knn_query(vectors, k=pool)
-            if len(self._memo) + len(todo) > self.memo_size:
-                self._memo.clear()
             fresh = {(query, k): self._rank(query, vector, row_l, row_d, k)
                      for query, vector, row_l, row_d in zip(todo, vectors, labels, distances)}
-            if self.memo_size > 0:
-                self._memo.update(fresh)
-            return [list(fresh[(q, k)] if (q, k) in fresh else self._memo[(q, k)]) for q in queries]
-        return [list(self._memo[(q, k)]) for q in queries]
+        hits = [fresh[(q, k)] if (q, k) in fresh else self._memo.get((q, k)) for q in queries]
+        for q, found in zip(queries, hits):
+            self._memo.put((q, k), found)
+        return [list(found) for found in hits]
+
+    @property
+    def memo_size(self) -> int:
+        """How many queries are remembered with their results (0: every query is encoded)."""
+        return self._memo.maxsize
+
+    @memo_size.setter
+    def memo_size(self, size: int) -> None:
+        self._memo.maxsize = size
 
     def _rank(self, query: str, vector: "np.ndarray", labels, distances, k: int) -> list[tuple[str, float]]:
         """Scores the entries hnswlib found and those BM25 likes, best first."""

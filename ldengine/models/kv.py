@@ -11,37 +11,9 @@ the stored ones. ``tests/test_models.py`` checks this.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Any, Hashable
+from typing import Any
 
 PrefixLayers = list  # [(keys, values)] per layer, each [1, kv_heads, prefix_len, head_dim]
-
-
-class PrefixCache:
-    """A small LRU of prefix key/value tensors; keys include the weights version,
-    so a trained or newly loaded adapter never sees a stale prefix."""
-
-    def __init__(self, maxsize: int = 8):
-        self.maxsize = maxsize
-        self._entries: OrderedDict[Hashable, PrefixLayers] = OrderedDict()
-
-    def get(self, key: Hashable) -> PrefixLayers | None:
-        layers = self._entries.get(key)
-        if layers is not None:
-            self._entries.move_to_end(key)
-        return layers
-
-    def put(self, key: Hashable, layers: PrefixLayers) -> None:
-        self._entries[key] = layers
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.maxsize:
-            self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 def cache_layers(cache: Any) -> PrefixLayers:

@@ -102,7 +102,7 @@ def _convert(gguf: Path, out: Path) -> None:
     except ImportError:
         pass
     try:
-        with _quiet():
+        with quiet_loading():
             model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), **options)
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
                                                       local_files_only=True)
@@ -122,7 +122,7 @@ def _load_hf(model_dir: Path, device: str, dtype: str | None) -> tuple[Any, Any]
     if device == "cpu":
         _limit_threads()
     try:
-        with _quiet():
+        with quiet_loading():
             tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
             model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True,
                                                          dtype=torch_dtype)
@@ -158,7 +158,7 @@ def _limit_threads() -> None:
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_loading() -> Iterator[None]:
     """Hide transformers' per-tensor progress bars while loading; restore after."""
     from transformers.utils import logging as hf_logging
 

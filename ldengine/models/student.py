@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import random
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 from ldengine.errors import LDEngineError
 from ldengine.models import lora
 from ldengine.models.base import NO, YES, Selection, check_options, option_row, selection_context
-from ldengine.models.kv import PrefixCache, cache_layers, expanded_cache
+from ldengine.cache import LRU
+from ldengine.models.kv import cache_layers, expanded_cache
 
 MEMO_SIZE = 4096  # selections remembered by prompt (a few hundred bytes each)
 
@@ -41,9 +41,8 @@ class TransformersStudent:
         self.device = device
         self.adapter_hash: str | None = None
         self.use_prefix_cache = use_prefix_cache
-        self._prefixes = PrefixCache(prefix_cache_size)
-        self._memo: OrderedDict = OrderedDict()   # (weights version, prompt parts) -> Selection
-        self.memo_size = memo_size
+        self._prefixes = LRU(prefix_cache_size)   # (prefix, weights version) -> its keys and values
+        self._memo = LRU(memo_size)               # (weights version, prompt parts) -> Selection
         self._weights_version = 0
         self._yes_id, self._no_id = answer_token_ids(tokenizer)
         self._pad_id = pad_token_id(tokenizer)
@@ -76,18 +75,19 @@ class TransformersStudent:
             import torch
             with torch.inference_mode():
                 found = {key: _selection(self._scores(*item)) for key, item in todo.items()}
-        results = [found[key] if key in found else self._memo[key] for key in keys]
+        results = [found[key] if key in found else self._memo.get(key) for key in keys]
         for key, selection in zip(keys, results):
-            self._remember(key, selection)
+            self._memo.put(key, selection)
         return results
 
-    def _remember(self, key: tuple, selection: Selection) -> None:
-        if self.memo_size <= 0:
-            return
-        self._memo[key] = selection
-        self._memo.move_to_end(key)
-        while len(self._memo) > self.memo_size:
-            self._memo.popitem(last=False)
+    @property
+    def memo_size(self) -> int:
+        """How many selections are remembered (0: the model runs for every selection)."""
+        return self._memo.maxsize
+
+    @memo_size.setter
+    def memo_size(self, size: int) -> None:
+        self._memo.maxsize = size
 
     def _scores(self, prefix: str, query: str, options: list[str]) -> Any:
         """The K candidates' scores (Yes minus No logits), a float tensor [K]."""
