@@ -95,6 +95,70 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
+@cli.command(name="eval")
+@click.argument("task")
+@click.option("--agents", default="ld,kd,student,expert", show_default=True,
+              help="Comma-separated agents; each plays the same seeded games.")
+@click.option("--games", default=200, show_default=True, type=click.IntRange(1, 100_000), help="Games per agent.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Game i uses seed SEED+i.")
+@click.option("--evader", default="greedy", show_default=True, help="Evader policy.")
+@click.option("--out", default="results/eval", show_default=True, type=click.Path(file_okay=False),
+              help="Output folder (run.json, games.jsonl, results.json, table.md, figures).")
+@click.option("--resume", is_flag=True, help="Continue the run in OUT: play only the games it lacks.")
+@click.option("--start", help="Start of the trajectory figures: a named start (pursuit: 'paper', the "
+              "paper's Figure 6) instead of game 0's.")
+@click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
+@click.option("--batch", default=16, show_default=True, type=click.IntRange(1, 256),
+              help="Games played side by side by agents that answer in batches (student, kd).")
+@click.option("--student", type=click.Path(exists=True), help="Student model: a .gguf file or a local HF model folder.")
+@click.option("--adapter", "adapters", multiple=True, metavar="AGENT=DIR",
+              help="LoRA adapter for one agent, e.g. kd=path/to/adapter (default: the committed ones).")
+@click.option("--backend", default="transformers", show_default=True, help="Student backend.")
+@click.option("-k", "k", type=click.IntRange(1, 20), default=5, show_default=True, help="Retriever top-K (ld).")
+@click.option("--teacher-url", help="OpenAI-compatible endpoint for the teacher agent, e.g. http://localhost:8000/v1.")
+@click.option("--teacher-model", help="Model name at the teacher endpoint.")
+@click.option("--teacher-key-env", default="LDENGINE_TEACHER_KEY", show_default=True,
+              help="Environment variable holding the teacher's API key.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def eval_cmd(task, agents, games, seed, evader, out, resume, start, no_figures, batch, student, adapters,
+             backend, k, teacher_url, teacher_model, teacher_key_env, quiet):
+    """Every agent plays the same GAMES seeded games of TASK; write Table 1, results and figures.
+
+    Results go to OUT game by game; after Ctrl-C or a crash, the same command
+    with --resume plays only the missing games.
+    """
+    from ldengine.evaluate import EvalConfig, command_line, evaluate, write_results
+    names = [a.strip() for a in agents.split(",") if a.strip()]
+    if not names:
+        raise click.BadParameter("name at least one agent", param_hint="--agents")
+    options = {"student": student, "backend": backend, "k": k, "teacher_url": teacher_url,
+               "teacher_model": teacher_model, "teacher_key_env": teacher_key_env}
+    cfg = EvalConfig(task, list(dict.fromkeys(names)), games, seed, evader, out, resume, start,
+                     not no_figures, not quiet, batch, options, _adapters(adapters), command_line())
+    try:
+        results = evaluate(registry(), cfg, log=click.echo)
+    except KeyboardInterrupt:
+        if (Path(out) / "run.json").exists():
+            run = json.loads((Path(out) / "run.json").read_text(encoding="utf-8"))
+            write_results(registry(), Path(out), run)
+        raise click.ClickException(f"interrupted; finished games are in {out}/games.jsonl and the "
+                                   "partial table in table.md; run the same command with --resume") from None
+    click.echo((Path(out) / "table.md").read_text(encoding="utf-8"))
+    click.echo(f"results: {out}/results.json, games: {out}/games.jsonl")
+
+
+def _adapters(pairs) -> dict:
+    table = {}
+    for pair in pairs:
+        agent, sep, path = pair.partition("=")
+        if not sep or not agent or not path:
+            raise click.BadParameter(f"{pair!r} is not AGENT=DIR", param_hint="--adapter")
+        if not Path(path).is_dir():
+            raise click.BadParameter(f"{path!r} is not a folder", param_hint="--adapter")
+        table[agent] = path
+    return table
+
+
 @cli.command(name="plugins")
 def plugins_cmd():
     """List loaded plugins, where they came from, and what they registered."""
@@ -161,16 +225,29 @@ def retrieve(query, task, k):
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 512))
 @click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(1e-6, 1.0))
 @click.option("--top-layers", default=6, show_default=True, type=click.IntRange(0, 1000), help="LoRA on the last N layers (0: all).")
-@click.option("--train-games", default=10, show_default=True, type=click.IntRange(1, 10_000), help="Expert games for training data.")
-@click.option("--heldout-games", default=10, show_default=True, type=click.IntRange(1, 10_000), help="Held-out games for evaluation.")
+@click.option("--train-games", type=click.IntRange(1, 10_000), help="Expert games for training data [ld: 10, kd: 221].")
+@click.option("--heldout-games", type=click.IntRange(1, 10_000), help="Held-out games for evaluation [ld: 10, kd: 3].")
+@click.option("--method", type=click.Choice(["ld", "kd"]), default="ld", show_default=True,
+              help="ld: select the manual's functions; kd: copy the expert's moves (the KD baseline).")
 @click.option("--out", type=click.Path(file_okay=False), help="Adapter folder (default: a versioned folder under function_base/TASK/adapters/).")
-def finetune(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, out):
-    """Fine-tune the student (LoRA) to select the manual's functions; save adapter + manifest."""
-    from ldengine.finetune import FinetuneConfig, finetune as run_finetune
+def finetune(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, method, out):
+    """Fine-tune the student (LoRA) and save adapter + manifest.
+
+    --method ld teaches it to select the manual's functions (Logic Distillation);
+    --method kd teaches it to write the expert's move for each pursuer.
+    """
+    from ldengine.finetune import KD_TRAIN_GAMES, FinetuneConfig, finetune as run_finetune, finetune_kd
     registry().get("tasks", task)
+    train_games = train_games or (KD_TRAIN_GAMES if method == "kd" else 10)
+    heldout_games = heldout_games or (3 if method == "kd" else 10)
     cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out,
                          train_seeds=list(range(10_000, 10_000 + train_games)),
                          heldout_seeds=list(range(20_000, 20_000 + heldout_games)))
+    if method == "kd":
+        manifest = finetune_kd(registry(), cfg, log=click.echo)
+        click.echo(f"adapter: {manifest['path']}  held-out move accuracy "
+                   f"{manifest['heldout_move_accuracy']:.3f} (legal answers {manifest['heldout_legal_answer_rate']:.3f})")
+        return
     manifest = run_finetune(registry(), cfg, log=click.echo)
     click.echo(f"adapter: {manifest['path']}  held-out accuracy {manifest['heldout_accuracy']:.3f} "
                f"(shuffled candidates {manifest['heldout_shuffled_accuracy']:.3f})")

@@ -123,8 +123,9 @@ def selection_examples(task: Any, base: FunctionBase, provider: RetrieverProvide
     return examples
 
 
-def find_adapter(task: str, base: FunctionBase, root: Any = None) -> Any:
-    """The newest committed adapter trained on this exact function base."""
+def find_adapter(task: str, base: FunctionBase, root: Any = None, method: str = "ld") -> Any:
+    """The newest committed adapter of ``method`` (``ld``: selection, ``kd``: moves)
+    trained on this exact function base."""
     import json
     from pathlib import Path
 
@@ -134,13 +135,17 @@ def find_adapter(task: str, base: FunctionBase, root: Any = None) -> Any:
     found = []
     for manifest in sorted(root.glob("*/manifest.json")) if root.is_dir() else []:
         data = json.loads(manifest.read_text(encoding="utf-8"))
-        if data.get("function_base_hash") == base.hash:
+        if data.get("function_base_hash") == base.hash and _method(data) == method:
             found.append((data.get("created", ""), manifest.parent))
     if not found:
-        raise LDEngineError(f"no adapter in {root} was trained on this {task} function base "
-                            f"(hash {base.hash[:12]}); run `ldengine finetune --task {task}` "
-                            "or pass --adapter DIR")
+        raise LDEngineError(f"no {method} adapter in {root} was trained on this {task} function base "
+                            f"(hash {base.hash[:12]}); run `ldengine finetune --task {task} "
+                            f"--method {method}` or pass --adapter DIR")
     return max(found)[1]
+
+
+def _method(manifest: dict) -> str:
+    return "kd" if manifest.get("method") == "kd" else "ld"
 
 
 def ld_agent(context: Any) -> Any:
@@ -154,4 +159,9 @@ def ld_agent(context: Any) -> Any:
     provider = RetrieverProvider(context.task, context.base, retriever, opts.get("k") or DEFAULT_K)
     agent = LoopAgent(context, provider, StudentSelector(context.task, student))
     agent.name = "ld"
+    agent.usage = lambda: dict(getattr(student, "usage", {}))
+    agent.identity = lambda: {"model": student.name, "model_sha256": student.model_hash,
+                              "adapter_hash": student.adapter_hash,
+                              "retriever_index_hash": getattr(retriever, "index_hash", None),
+                              "k": provider.k}
     return agent

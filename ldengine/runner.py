@@ -2,6 +2,11 @@
 
 The trace is flushed game by game, so an interrupted run keeps every finished
 game; the summary then says how many games were played and that it was cut short.
+
+An agent with ``act_batch(states)`` (the text-answering agents) plays up to
+``batch`` games side by side: each round it decides one step of every running
+game at once, and a finished game's place goes to the next one. Results are
+the same as one game at a time, up to float rounding in batched matrix products.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ldengine.agents import AgentContext
+from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.registry import Registry
 from ldengine.sandbox import Sandbox, SandboxResult
@@ -28,6 +34,22 @@ class RunConfig:
     audit: str | None = None
     progress: bool = True
     options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Played:
+    """One finished game (or the error that stopped it) and what it cost."""
+    game: int
+    seed: int
+    result: Any = None        # the task's GameResult, None when the game errored
+    error: str | None = None
+    wall_s: float = 0.0
+    model_calls: float = 0.0
+    tokens: float = 0.0
+
+    def cost(self) -> dict:
+        return {"wall_s": round(self.wall_s, 4), "model_calls": round(self.model_calls, 2),
+                "tokens": round(self.tokens, 1)}
 
 
 @dataclass
@@ -52,15 +74,111 @@ def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
         agent, base = build_agent(registry, task, cfg.agent, cfg.options, _auditor(stack, cfg.audit))
         emit = _emitter(stack, cfg.trace)
         bar = stack.enter_context(_progress(cfg))
+        games = [(i, cfg.seed + i) for i in range(cfg.games)]
         try:
-            for i in range(cfg.games):
-                results.append(task.play(agent, i, cfg.seed + i, policy, emit, cfg.agent, cfg.evader))
-                emit.flush()
+            for played in play_games(task, agent, games, policy, emit, cfg.agent, cfg.evader):
+                if played.error:
+                    raise LDEngineError(f"game {played.game} (seed {played.seed}) failed: {played.error}")
+                results.append(played.result)
                 bar.update(1)
         except KeyboardInterrupt:
             interrupted = True
+    results.sort(key=lambda r: r.game)
     summary = _summary(cfg, task, agent, base, results, time.perf_counter() - start, interrupted)
     return RunOutcome(summary, results, interrupted)
+
+
+def play_games(task: Any, agent: Any, games: list[tuple[int, int]], policy: Callable, emit: "Emitter",
+               agent_name: str = "", evader_name: str = "", batch: int = 16, start: dict | None = None):
+    """Play ``games`` ((index, seed) pairs); yield a ``Played`` as each game ends.
+
+    A game whose agent or task raises is yielded with its error, and the others
+    go on. Each game's trace records are written when it ends.
+    """
+    if callable(getattr(agent, "act_batch", None)) and hasattr(task, "game_steps") and batch > 1:
+        yield from _play_side_by_side(task, agent, games, policy, emit, agent_name, evader_name, batch, start)
+        return
+    for index, seed in games:
+        before, t0 = usage_of(agent), time.perf_counter()
+        played = Played(index, seed)
+        try:
+            played.result = task.play(agent, index, seed, policy, emit, agent_name, evader_name,
+                                      **({"start": start} if start else {}))
+        except (KeyboardInterrupt, LDEngineError):
+            raise
+        except Exception as exc:  # a broken agent or plugin: this game is an error, the run goes on
+            played.error = f"{type(exc).__name__}: {exc}"
+        _charge([played], time.perf_counter() - t0, before, usage_of(agent))
+        emit.flush(index)
+        yield played
+
+
+def _play_side_by_side(task, agent, games, policy, emit, agent_name, evader_name, batch, start):
+    waiting = list(games)
+    running: dict[int, list] = {}   # index -> [Played, generator, state]
+    while waiting or running:
+        while waiting and len(running) < batch:
+            index, seed = waiting.pop(0)
+            steps = task.game_steps(index, seed, policy, emit, agent_name, evader_name,
+                                    **({"start": start} if start else {}))
+            running[index] = [Played(index, seed), steps, next(steps)]
+        order = list(running)
+        before, t0 = usage_of(agent), time.perf_counter()
+        actions = _act_each(agent, [running[i][2] for i in order])
+        _charge([running[i][0] for i in order], time.perf_counter() - t0, before, usage_of(agent))
+        for index, action in zip(order, actions):
+            played, steps, _ = running[index]
+            try:
+                if isinstance(action, _Failed):
+                    raise action.error
+                running[index][2] = steps.send((action, []))
+                continue
+            except StopIteration as done:
+                played.result = done.value
+            except Exception as exc:
+                played.error = f"{type(exc).__name__}: {exc}"
+            del running[index]
+            emit.flush(index)
+            yield played
+
+
+@dataclass
+class _Failed:
+    error: Exception
+
+
+def _act_each(agent: Any, states: list) -> list:
+    """``agent.act_batch(states)``; if it raises, each state on its own, so one
+    bad game does not take the others down with it."""
+    try:
+        return list(agent.act_batch(states))
+    except (KeyboardInterrupt, LDEngineError):
+        raise
+    except Exception:
+        out = []
+        for state in states:
+            try:
+                out.append(agent.act_batch([state])[0])
+            except (KeyboardInterrupt, LDEngineError):
+                raise
+            except Exception as exc:
+                out.append(_Failed(exc))
+        return out
+
+
+def usage_of(agent: Any) -> dict:
+    """The agent's cumulative model use (``model_calls``, ``tokens``); none for agents without a model."""
+    usage = getattr(agent, "usage", None)
+    return dict(usage() if callable(usage) else usage or {})
+
+
+def _charge(played: list[Played], wall: float, before: dict, after: dict) -> None:
+    """Split a round's wall time and model use evenly among the games it decided for."""
+    share = 1 / len(played)
+    for p in played:
+        p.wall_s += wall * share
+        p.model_calls += (after.get("model_calls", 0) - before.get("model_calls", 0)) * share
+        p.tokens += (after.get("tokens", 0) - before.get("tokens", 0)) * share
 
 
 def _summary(cfg, task, agent, base, results, wall, interrupted) -> dict:
@@ -72,26 +190,27 @@ def _summary(cfg, task, agent, base, results, wall, interrupted) -> dict:
     return summary
 
 
-class _Emitter:
-    """Holds one game's trace records and writes them when the game is over, so an
+class Emitter:
+    """Holds each game's trace records and writes them when that game is over, so an
     interrupted run leaves only whole games in the trace."""
 
     def __init__(self, fh):
-        self.fh, self.pending = fh, []
+        self.fh, self.pending = fh, {}
 
     def __call__(self, record: dict) -> None:
         if self.fh is not None:
-            self.pending.append(json.dumps(record, separators=(", ", ": ")))
+            self.pending.setdefault(record.get("game"), []).append(
+                json.dumps(record, separators=(", ", ": ")))
 
-    def flush(self) -> None:
-        if self.fh is not None:
-            self.fh.write("".join(line + "\n" for line in self.pending))
+    def flush(self, game: Any) -> None:
+        lines = self.pending.pop(game, [])
+        if self.fh is not None and lines:
+            self.fh.write("".join(line + "\n" for line in lines))
             self.fh.flush()
-        self.pending = []
 
 
-def _emitter(stack: ExitStack, path: str | None) -> _Emitter:
-    return _Emitter(stack.enter_context(open(path, "w", encoding="utf-8")) if path else None)
+def _emitter(stack: ExitStack, path: str | None) -> Emitter:
+    return Emitter(stack.enter_context(open(path, "w", encoding="utf-8")) if path else None)
 
 
 def _auditor(stack: ExitStack, path: str | None) -> Callable | None:

@@ -39,6 +39,9 @@ class Student(Protocol):
     def generate(self, prompt: str, max_new_tokens: int = 256, temperature: float = 0.0,
                  seed: int = 0, num_return_sequences: int = 1) -> list[str]: ...
 
+    def generate_batch(self, prompts: list[str], prefix: str = "", max_new_tokens: int = 48,
+                       stop: Callable[[str], bool] | None = None, chat: bool = True) -> list[str]: ...
+
 
 def check_options(options: list[str]) -> None:
     """Refuse an empty option list, and one too long to be a top-K."""

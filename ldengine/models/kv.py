@@ -32,3 +32,62 @@ def expanded_cache(layers: PrefixLayers, batch: int, config: Any) -> Any:
 
     data = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in layers]
     return DynamicCache(ddp_cache_data=data, config=config)
+
+
+def with_room(cache: Any, extra: int) -> Any:
+    """Give every layer of a ``DynamicCache`` room for ``extra`` more tokens.
+
+    A ``DynamicLayer`` grows by ``torch.cat``, which copies the whole cache for
+    every generated token; at a batch of 16 on a CPU those copies were most of
+    a decoding step. The layers become ``_RoomyLayer``s that write new tokens
+    into a buffer allocated once and return views of it.
+    """
+    cache.layers[:] = [_RoomyLayer.around(layer, extra) for layer in cache.layers]
+    return cache
+
+
+def _roomy_layer_class():
+    from transformers.cache_utils import DynamicLayer
+
+    class RoomyLayer(DynamicLayer):
+        @classmethod
+        def around(cls, layer: Any, extra: int) -> Any:
+            import torch
+
+            new = cls()
+            new.dtype, new.device, new.is_initialized = layer.keys.dtype, layer.keys.device, True
+            batch, heads, length, dim = layer.keys.shape
+            new._k = torch.empty(batch, heads, length + extra, dim, dtype=new.dtype, device=new.device)
+            new._v = torch.empty_like(new._k)
+            new._k[:, :, :length], new._v[:, :, :length] = layer.keys, layer.values
+            new._length = length
+            new.keys, new.values = new._k[:, :, :length], new._v[:, :, :length]
+            return new
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple:
+            end = self._length + key_states.shape[-2]
+            if end > self._k.shape[-2]:  # out of room: grow as a DynamicLayer does
+                import torch
+                self._k = torch.cat([self._k[:, :, :self._length], key_states], dim=-2)
+                self._v = torch.cat([self._v[:, :, :self._length], value_states], dim=-2)
+            else:
+                self._k[:, :, self._length:end] = key_states
+                self._v[:, :, self._length:end] = value_states
+            self._length = end
+            self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+            return self.keys, self.values
+
+    return RoomyLayer
+
+
+class _Lazy:
+    """Builds the layer class on first use (transformers is imported only then)."""
+    cls = None
+
+    def around(self, layer: Any, extra: int) -> Any:
+        if _Lazy.cls is None:
+            _Lazy.cls = _roomy_layer_class()
+        return _Lazy.cls.around(layer, extra)
+
+
+_RoomyLayer = _Lazy()

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ldengine.errors import LDEngineError
 from ldengine.models import lora
 from ldengine.models.base import NO, YES, Selection, check_options, option_row, selection_context
 from ldengine.cache import LRU
-from ldengine.models.kv import cache_layers, expanded_cache
+from ldengine.models.kv import cache_layers, expanded_cache, with_room
 
 MEMO_SIZE = 4096  # selections remembered by prompt (a few hundred bytes each)
 
@@ -46,6 +47,7 @@ class TransformersStudent:
         self._weights_version = 0
         self._yes_id, self._no_id = answer_token_ids(tokenizer)
         self._pad_id = pad_token_id(tokenizer)
+        self.usage: Counter = Counter()           # model_calls, tokens (read or written)
 
     # ---- selection -------------------------------------------------------------
 
@@ -105,7 +107,12 @@ class TransformersStudent:
                          past_key_values=cache, use_cache=True, logits_to_keep=1)
         context = cache_layers(out.past_key_values)
         rows = [self._encode(option_row(o), special=False) for o in options]
+        self._count(1, len(ids) + sum(len(r) for r in rows))
         return self._row_scores(context, start + len(ids), rows)
+
+    def _count(self, calls: int, tokens: int) -> None:
+        self.usage["model_calls"] += calls
+        self.usage["tokens"] += tokens
 
     def _row_scores(self, context: list, context_len: int, rows: list[list[int]]) -> Any:
         """One forward pass of the right-padded candidate rows over the context's cache.
@@ -140,6 +147,7 @@ class TransformersStudent:
 
         ids = torch.tensor([prefix_ids], device=self.device)
         out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        self._count(0, len(prefix_ids))
         return cache_layers(out.past_key_values)
 
     def _encode(self, text: str, special: bool) -> list[int]:
@@ -170,6 +178,83 @@ class TransformersStudent:
         texts = self.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
         return texts if sample else texts * num_return_sequences
 
+    def generate_batch(self, prompts: list[str], prefix: str = "", max_new_tokens: int = 48,
+                       stop: Callable[[str], bool] | None = None, chat: bool = True) -> list[str]:
+        """Greedy answers to several prompts that share ``prefix`` (e.g. a task's rules).
+
+        The text read for prompt i is ``prefix + prompts[i]`` (inside the chat
+        template when ``chat``); the prefix's keys and values are computed once
+        and kept, so each call runs only the prompts and the answers. Prompts are
+        run together, right-padded, each at its own positions; an answer ends at
+        the end-of-sequence token, after ``max_new_tokens``, or as soon as
+        ``stop(answer_so_far)`` is true. Used by the text-answering agents.
+        """
+        if not prompts:
+            return []
+        import torch
+
+        head, tail = self._chat_parts() if chat else ("", "")
+        prefix_ids = self._encode(head + prefix, special=True)
+        rows = [self._encode(p + tail, special=not prefix_ids) for p in prompts]
+        with torch.inference_mode():
+            answers = self._greedy(head + prefix, prefix_ids, rows, max_new_tokens, stop)
+        return [self.tokenizer.decode(a, skip_special_tokens=True) for a in answers]
+
+    def _chat_parts(self) -> tuple[str, str]:
+        """The chat template's text before and after a user message (no template: none)."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            return "", ""
+        marker = "\x00ldengine\x00"
+        text = self.tokenizer.apply_chat_template([{"role": "user", "content": marker}],
+                                                  tokenize=False, add_generation_prompt=True)
+        head, _, tail = text.partition(marker)
+        return head, tail
+
+    def _greedy(self, prefix: str, prefix_ids: list[int], rows: list[list[int]], max_new_tokens: int,
+                stop: Callable[[str], bool] | None) -> list[list[int]]:
+        import torch
+
+        layers = None
+        if prefix_ids:
+            layers = (self._cached_prefix(prefix, prefix_ids)
+                      if self.use_prefix_cache else self._prefix_layers(prefix_ids))
+        start = len(prefix_ids)
+        ids, mask, last = _pad_right(rows, self._pad_id, self.device)
+        batch, width = ids.shape
+        positions = (start + torch.arange(width, device=self.device)).expand(batch, width)
+        mask = torch.cat([mask.new_ones(batch, start), mask], dim=1)
+        keep = torch.unique(last)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                         past_key_values=expanded_cache(layers, batch, self.model.config) if layers else None,
+                         use_cache=True, logits_to_keep=keep)
+        logits = out.logits[torch.arange(batch, device=self.device), torch.searchsorted(keep, last)]
+        self._count(len(rows), sum(len(r) for r in rows))
+        answers: list[list[int]] = [[] for _ in rows]
+        done = [False] * batch
+        cache = with_room(out.past_key_values, max_new_tokens)
+        position = last + start + 1
+        eos = self.tokenizer.eos_token_id
+        for step in range(max_new_tokens):
+            tokens = logits.argmax(-1)
+            for row in range(batch):
+                if not done[row]:
+                    token = int(tokens[row])
+                    if token == eos:
+                        done[row] = True
+                        continue
+                    answers[row].append(token)
+                    done[row] = (stop is not None and stop(self.tokenizer.decode(answers[row])))
+            self._count(0, batch - sum(done))
+            if all(done) or step == max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
+            out = self.model(input_ids=tokens.unsqueeze(1), attention_mask=mask,
+                             position_ids=position.unsqueeze(1), past_key_values=cache,
+                             use_cache=True)
+            logits = out.logits[:, -1]
+            position = position + 1
+        return answers
+
     def _generation_ids(self, prompt: str, chat: bool) -> Any:
         import torch
 
@@ -193,18 +278,37 @@ class TransformersStudent:
         Each step runs every distinct prefix of the batch once, with grad, and
         expands it over that prefix's rows, as ``select_batch`` does.
         """
-        import torch
-
         if not examples:
             raise LDEngineError("train_lora needs at least one example")
         _check_targets(examples)
+        return self._train(examples, self._batch_loss, steps, lr, batch_size, rank, seed, progress, top_layers)
+
+    def train_lora_text(self, examples: list[tuple[str, str, str]], steps: int, lr: float = 2e-3,
+                        batch_size: int = 16, rank: int = 8, seed: int = 0, progress: bool = True,
+                        top_layers: int | None = None, chat: bool = True) -> dict:
+        """Fine-tune a LoRA adapter so that ``generate_batch(prompt, prefix=prefix)``
+        answers ``answer``: cross-entropy on the answer's tokens only, read after
+        exactly the tokens ``generate_batch`` reads (examples are
+        ``(prefix, prompt, answer)``; knowledge distillation uses it).
+        """
+        if not examples:
+            raise LDEngineError("train_lora_text needs at least one example")
+        if any(not answer for _, _, answer in examples):
+            raise LDEngineError("every training example needs a non-empty answer")
+        loss = lambda rows: self._text_loss(rows, chat)  # noqa: E731
+        return self._train(examples, loss, steps, lr, batch_size, rank, seed, progress, top_layers)
+
+    def _train(self, examples: list, loss_fn: Callable, steps: int, lr: float, batch_size: int,
+               rank: int, seed: int, progress: bool, top_layers: int | None) -> dict:
+        import torch
+
         torch.manual_seed(seed)
         self.model = lora.attach(self.model, rank, top_layers)
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
         batches = _batches(len(examples), batch_size, steps, seed)
         start = time.perf_counter()
-        losses = self._train_steps(examples, batches, optimizer, params, progress)
+        losses = self._train_steps(examples, batches, optimizer, params, progress, loss_fn)
         seconds = time.perf_counter() - start
         self._after_weights_change()
         return {"steps": steps, "first_loss": losses[0] if losses else None,
@@ -212,7 +316,7 @@ class TransformersStudent:
                 "seconds": seconds, "trainable_parameters": sum(p.numel() for p in params)}
 
     def _train_steps(self, examples: list[tuple], batches: list[list[int]], optimizer: Any,
-                     params: list, progress: bool) -> list[float]:
+                     params: list, progress: bool, loss_fn: Callable) -> list[float]:
         import torch
         from tqdm.auto import tqdm
 
@@ -221,7 +325,7 @@ class TransformersStudent:
         bar = tqdm(batches, desc="LoRA", unit="step", disable=not progress)
         for batch in bar:
             optimizer.zero_grad(set_to_none=True)
-            loss = self._batch_loss([examples[i] for i in batch])
+            loss = loss_fn([examples[i] for i in batch])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -246,6 +350,44 @@ class TransformersStudent:
             total = total + F.cross_entropy(scores.unsqueeze(0), torch.tensor([right], device=self.device))
         self._prefixes.clear()
         return total / len(rows)
+
+    def _text_loss(self, rows: list[tuple[str, str, str]], chat: bool) -> Any:
+        """Mean cross-entropy of the answers' tokens, each prefix run once with grad."""
+        import torch
+        import torch.nn.functional as F
+
+        head, tail = self._chat_parts() if chat else ("", "")
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for prefix, prompt, answer in rows:
+            groups.setdefault(prefix, []).append((prompt, answer))
+        total, count = 0.0, 0
+        for prefix, items in groups.items():
+            prefix_ids = self._encode(head + prefix, special=True)
+            layers = self._prefix_layers(prefix_ids) if prefix_ids else None
+            seqs, answer_spans = [], []
+            for prompt, answer in items:
+                question = self._encode(prompt + tail, special=not prefix_ids)
+                reply = self._encode(answer, special=False)
+                seqs.append(question + reply)
+                answer_spans.append((len(question), len(question) + len(reply)))
+            ids, mask, _ = _pad_right(seqs, self._pad_id, self.device)
+            batch, width = ids.shape
+            start = len(prefix_ids)
+            positions = (start + torch.arange(width, device=self.device)).expand(batch, width)
+            mask = torch.cat([mask.new_ones(batch, start), mask], dim=1)
+            cache = expanded_cache(layers, batch, self.model.config) if layers else None
+            # logits at position t predict token t+1: keep those before each answer token
+            keep = torch.tensor(sorted({t for a, b in answer_spans for t in range(a - 1, b - 1)}),
+                                device=self.device)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                             past_key_values=cache, use_cache=True, logits_to_keep=keep)
+            where = {int(t): i for i, t in enumerate(keep)}
+            for row, (a, b) in enumerate(answer_spans):
+                cols = torch.tensor([where[t] for t in range(a - 1, b - 1)], device=self.device)
+                logits = out.logits[row, cols]
+                total = total + F.cross_entropy(logits.float(), ids[row, a:b], reduction="sum")
+                count += b - a
+        return total / count
 
     def load_adapter(self, directory: str | Path) -> None:
         """Apply a saved LoRA adapter (refused if its manifest names other base weights)."""

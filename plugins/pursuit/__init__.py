@@ -5,7 +5,8 @@ from importlib import resources
 
 from ldengine.hookspecs import hookimpl
 from plugins.pursuit import evaders
-from plugins.pursuit.baseline import student_agent
+from plugins.pursuit.baseline import student_agent, teacher_agent
+from plugins.pursuit.kd import kd_agent
 from plugins.pursuit.task import PursuitTask
 
 
@@ -24,6 +25,10 @@ def ldengine_register_evaders(register):
 def ldengine_register_agents(register):
     register("student", student_agent,
              "S-LLM baseline: the untuned student answers each step in text (parsed; bad answers are violations)")
+    register("kd", kd_agent,
+             "KD baseline: the student fine-tuned on the expert's moves answers each pursuer's cell in text")
+    register("teacher", teacher_agent,
+             "L-LLM baseline: an OpenAI-compatible chat endpoint answers like the student agent (--teacher-url)")
 
 
 @hookimpl

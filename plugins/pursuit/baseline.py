@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from plugins.pursuit.rules import REACH, is_legal_pursuer_move
 
@@ -31,17 +31,37 @@ def legal_cells(state: dict) -> list[list[list[int]]]:
     return out
 
 
+def rules_prefix(rules: str) -> str:
+    """The part of every prompt that never changes (its keys and values are cached)."""
+    return f"Rules: {rules}\n"
+
+
 def prompt(rules: str, state: dict) -> str:
     """The question the student answers at each step."""
+    return rules_prefix(rules) + step_question(state)
+
+
+def step_question(state: dict) -> str:
+    """The part of the prompt that describes this step."""
     cells = legal_cells(state)
-    lines = [f"Rules: {rules}",
-             f"Evader at ({state['evader'][0]}, {state['evader'][1]}).",
+    lines = [f"Evader at ({state['evader'][0]}, {state['evader'][1]}).",
              *(f"Pursuer {i + 1} at ({p[0]}, {p[1]}) can move to: "
                + ", ".join(f"({x}, {y})" for x, y in cells[i])
                for i, p in enumerate(state["pursuers"])),
              "Choose one cell for each pursuer so that the pursuers surround the evader. "
              "Answer with exactly three lines:\nPursuer 1: (x, y)\nPursuer 2: (x, y)\nPursuer 3: (x, y)"]
     return "\n".join(lines)
+
+
+def has_cells(n: int) -> Callable[[str], bool]:
+    """A stop test for generation: the answer already holds ``n`` cells (the rest is never read)."""
+    return lambda text: len(_CELL.findall(text)) >= n
+
+
+def first_cell(text: str) -> list[int] | None:
+    """The first cell written in the answer, or None."""
+    m = _CELL.search(text)
+    return [int(m[1] or m[3]), int(m[2] or m[4])] if m else None
 
 
 def parse_answer(text: str) -> list[list[int]] | None:
@@ -51,7 +71,11 @@ def parse_answer(text: str) -> list[list[int]] | None:
 
 
 class StudentBaseline:
-    """Untuned student, text in and text out (the paper's S-LLM)."""
+    """Untuned student, text in and text out (the paper's S-LLM).
+
+    ``act_batch`` answers several games' steps in one batched generation; the
+    rules are a cached prefix, and an answer stops once it holds three cells.
+    """
 
     name = "student"
 
@@ -62,9 +86,20 @@ class StudentBaseline:
         self.last_answer = ""
 
     def act(self, state: dict) -> list[list[int]] | None:
-        self.last_answer = self.student.generate(prompt(self.task.rules, state),
-                                                 max_new_tokens=MAX_NEW_TOKENS)[0]
-        cells = parse_answer(self.last_answer)
+        return self.act_batch([state])[0]
+
+    def act_batch(self, states: list[dict]) -> list[list[list[int]] | None]:
+        answers = self._answers(states)
+        self.last_answer = answers[-1]
+        return [self._judge(state, answer) for state, answer in zip(states, answers)]
+
+    def _answers(self, states: list[dict]) -> list[str]:
+        return self.student.generate_batch([step_question(s) for s in states],
+                                           prefix=rules_prefix(self.task.rules),
+                                           max_new_tokens=MAX_NEW_TOKENS, stop=has_cells(3))
+
+    def _judge(self, state: dict, answer: str) -> list[list[int]] | None:
+        cells = parse_answer(answer)
         self.counts["steps"] += 1
         if cells is None:
             self.counts["unparseable"] += 1
@@ -73,10 +108,57 @@ class StudentBaseline:
         self.counts["illegal_cells"] += sum(c not in options for c, options in zip(cells, legal))
         return cells
 
+    def usage(self) -> dict:
+        return dict(self.student.usage)
+
+    def identity(self) -> dict:
+        return {"model": self.student.name, "model_sha256": self.student.model_hash,
+                "adapter_hash": self.student.adapter_hash}
+
     def stats(self) -> dict:
         c = self.counts
         return {"steps_answered": c["steps"], "unparseable_answers": c["unparseable"],
                 "illegal_cells_proposed": c["illegal_cells"]}
+
+
+class TeacherBaseline(StudentBaseline):
+    """The paper's L-LLM: a large model behind an OpenAI-compatible endpoint, asked
+    exactly what the ``student`` agent is asked, its answer parsed the same way."""
+
+    name = "teacher"
+
+    def __init__(self, task: Any, client: Any):
+        super().__init__(task, student=None)
+        self.client = client
+
+    def act(self, state: dict) -> list[list[int]] | None:
+        answer = self.client.chat(prompt(self.task.rules, state), max_tokens=MAX_NEW_TOKENS)
+        self.last_answer = answer
+        return self._judge(state, answer)
+
+    act_batch = None  # one request per step: endpoints batch on their side
+
+    def usage(self) -> dict:
+        return {"model_calls": self.client.calls, "tokens": self.client.tokens}
+
+    def identity(self) -> dict:
+        return {"teacher_url": self.client.url, "teacher_model": self.client.model}
+
+
+def teacher_agent(context: Any) -> TeacherBaseline:
+    """The teacher endpoint named by the ``teacher_url``/``teacher_model`` options."""
+    from ldengine.errors import LDEngineError
+    from ldengine.teacher import DEFAULT_KEY_ENV, ChatClient
+
+    opts = context.options
+    if getattr(context.task, "name", "") != "pursuit":
+        raise LDEngineError("the teacher baseline agent plays only the pursuit task")
+    if not opts.get("teacher_url"):
+        raise LDEngineError("no teacher endpoint: pass --teacher-url and --teacher-model "
+                            "(an OpenAI-compatible chat API; key from $" + DEFAULT_KEY_ENV + ")")
+    client = ChatClient(opts["teacher_url"], opts.get("teacher_model") or "",
+                        opts.get("teacher_key_env") or DEFAULT_KEY_ENV)
+    return TeacherBaseline(context.task, client)
 
 
 def student_agent(context: Any) -> StudentBaseline:

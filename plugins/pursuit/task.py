@@ -53,22 +53,48 @@ class PursuitTask:
     def __init__(self, size: int = 21):
         self.size = size
 
-    def new_game(self, seed: int, forbidden: frozenset = frozenset()) -> tuple[PursuitGame, random.Random]:
+    # The start of the paper's Figure 6 (blue pursuers, orange evader).
+    starts = {"paper": {"pursuers": [[3, 8], [14, 19], [17, 2]], "evader": [20, 18]}}
+
+    def new_game(self, seed: int, forbidden: frozenset = frozenset(),
+                 start: dict | None = None) -> tuple[PursuitGame, random.Random]:
+        """Game ``seed``: a seeded random start, or ``start`` (pursuers, evader) with
+        the same seeded evader randomness."""
         rng = random.Random(seed)
-        pursuers, evader = random_start(rng, self.size, forbidden)
+        if start is None:
+            pursuers, evader = random_start(rng, self.size, forbidden)
+        else:
+            pursuers, evader = [tuple(p) for p in start["pursuers"]], tuple(start["evader"])
         return PursuitGame(self.size, pursuers, evader, forbidden), rng
 
     def play(self, agent: Any, game_index: int, seed: int, evader: Callable,
-             emit: Emit, agent_name: str = "", evader_name: str = "") -> GameResult:
-        game, rng = self.new_game(seed)
+             emit: Emit, agent_name: str = "", evader_name: str = "",
+             start: dict | None = None) -> GameResult:
+        """One game with ``agent.act(state)`` deciding each pursuer step."""
+        steps = self.game_steps(game_index, seed, evader, emit, agent_name, evader_name, start)
+        state = next(steps)
+        while True:
+            action = agent.act(state)
+            try:
+                state = steps.send((action, list(getattr(agent, "last_functions", []))))
+            except StopIteration as done:
+                return done.value
+
+    def game_steps(self, game_index: int, seed: int, evader: Callable, emit: Emit,
+                   agent_name: str = "", evader_name: str = "", start: dict | None = None):
+        """The game as a generator: yields the state of each pursuer step, receives
+        ``(action, functions used)``, and returns the ``GameResult``. Several games
+        driven side by side let an agent decide for all of them at once."""
+        game, rng = self.new_game(seed, start=start)
         emit(_game_record(game, game_index, seed, agent_name, evader_name))
         trail_p, trail_e = [list(game.pursuers)], [game.evader]
         while game.outcome is None:
-            step = game.pursuer_step(agent.act(game.state()))
+            action, functions = yield game.state()
+            step = game.pursuer_step(action)
             emit({"type": "pursuers", "game": game_index, "step": game.steps,
                   "proposed": [_cell_or_none(p) for p in step.proposed],
                   "positions": [list(p) for p in step.positions], "illegal": step.illegal,
-                  "functions": list(getattr(agent, "last_functions", []))})
+                  "functions": list(functions)})
             trail_p.append(list(game.pursuers))
             if game.outcome is None:
                 cell = game.evader_step(lambda legal, g: evader(legal, g.pursuers, rng))
@@ -77,6 +103,12 @@ class PursuitTask:
         emit({"type": "end", "game": game_index, "outcome": game.outcome,
               "steps": game.steps, "violations": game.violations})
         return GameResult(game_index, seed, game.outcome, game.steps, game.violations, trail_p, trail_e)
+
+    @property
+    def kd(self):
+        """Knowledge-distillation data and scoring for ``ldengine finetune --method kd``."""
+        from plugins.pursuit import kd
+        return kd
 
     def summarize(self, results: list[GameResult]) -> dict:
         n = len(results)

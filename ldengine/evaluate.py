@@ -1,0 +1,327 @@
+"""``ldengine eval``: every agent plays the same seeded games; the paper's Table 1.
+
+Files in the output folder:
+
+- ``run.json``: the run's manifest, written first (config, command line, engine
+  version, and each agent's identity: function base, model, adapter, retriever
+  index hashes). ``--resume`` refuses to continue a run whose config or agents differ.
+- ``games.jsonl``: one line per game and agent, appended (and flushed to disk)
+  as each game ends, so nothing finished is lost to Ctrl-C or a crash; a game
+  that raised is a line with ``"outcome": "error"`` and its message.
+- ``results.json``, ``table.md``, ``outcomes.png``, ``trajectory-AGENT.png``:
+  built from ``games.jsonl`` alone, so a resumed run writes exactly what an
+  uninterrupted one does (wall times aside).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ldengine import __version__
+from ldengine.errors import LDEngineError
+from ldengine.registry import Registry
+from ldengine.runner import build_agent, play_games
+
+OUTCOME_COLUMNS = (("success", "Success"), ("failure_without_violation", "Failure without Violation"),
+                   ("failure_with_violation", "Failure with Violation"))
+Z95 = 1.959964
+
+
+@dataclass
+class EvalConfig:
+    task: str = "pursuit"
+    agents: list[str] = field(default_factory=lambda: ["ld", "kd", "student", "expert"])
+    games: int = 200
+    seed: int = 0
+    evader: str = "greedy"
+    out: str = "results/eval"
+    resume: bool = False
+    start: str | None = None            # trajectory figures: a named start of the task ("paper") or game 0's
+    figures: bool = True
+    progress: bool = True
+    batch: int = 16                     # games played side by side by agents that answer in batches
+    options: dict = field(default_factory=dict)           # student, backend, k, teacher_*
+    adapters: dict = field(default_factory=dict)          # agent -> adapter folder
+    command: str = ""
+
+    def key(self) -> dict:
+        """What must match for ``--resume`` to continue a run."""
+        return {"task": self.task, "games": self.games, "seed": self.seed, "evader": self.evader}
+
+
+def evaluate(registry: Registry, cfg: EvalConfig, log: Callable[[str], None] = print) -> dict:
+    """Plays every agent's missing games, then writes results, table and figures."""
+    task = registry.get("tasks", cfg.task).obj
+    policy = registry.get("evaders", cfg.evader).obj
+    for name in cfg.agents:
+        registry.get("agents", name)
+    if cfg.start and cfg.start not in getattr(task, "starts", {}):
+        known = ", ".join(getattr(task, "starts", {})) or "none"
+        raise LDEngineError(f"task {cfg.task!r} has no start named {cfg.start!r} (known: {known})")
+    out = Path(cfg.out)
+    run = _open_run(out, cfg)
+    done = _finished(out / "games.jsonl")
+    with open(out / "games.jsonl", "a", encoding="utf-8") as fh:
+        for name in cfg.agents:
+            _play_agent(registry, task, policy, cfg, run, name, done, fh, out, log)
+    results = write_results(registry, out, run)
+    return results
+
+
+def _open_run(out: Path, cfg: EvalConfig) -> dict:
+    manifest = out / "run.json"
+    if manifest.exists() and not cfg.resume:
+        raise LDEngineError(f"{out} already holds a run; pass --resume to continue it, "
+                            "or choose another --out")
+    if cfg.resume and manifest.exists():
+        run = json.loads(manifest.read_text(encoding="utf-8"))
+        if run.get("config") != cfg.key():
+            raise LDEngineError(f"--resume: {out} holds a run of {run.get('config')}, not {cfg.key()}")
+        run["agents"] = list(dict.fromkeys(run["agents"] + cfg.agents))
+        run.setdefault("commands", []).append(cfg.command)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        run = {"engine_version": __version__, "config": cfg.key(), "agents": list(cfg.agents),
+               "seeds": [cfg.seed, cfg.seed + cfg.games - 1], "start": cfg.start,
+               "identities": {}, "not_run": {}, "commands": [cfg.command],
+               "python": sys.version.split()[0], "created": _now()}
+    _save_run(out, run)
+    return run
+
+
+def _save_run(out: Path, run: dict) -> None:
+    from ldengine.cache import write_atomic
+    write_atomic(out / "run.json", (json.dumps(run, indent=2) + "\n").encode())
+
+
+def _finished(path: Path) -> set[tuple[str, int]]:
+    """(agent, game) pairs already in ``games.jsonl``; a torn last line (a crash
+    mid-write) is cut off so that appending goes on from a whole line."""
+    if not path.exists():
+        return set()
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        data = data[:data.rfind(b"\n") + 1]
+        path.write_bytes(data)
+    done = set()
+    for line in data.decode("utf-8").splitlines():
+        try:
+            row = json.loads(line)
+            done.add((row["agent"], int(row["game"])))
+        except (ValueError, KeyError, TypeError):
+            raise LDEngineError(f"{path} has a line that is not a game record: {line[:80]!r}") from None
+    return done
+
+
+def _play_agent(registry, task, policy, cfg, run, name, done, fh, out, log) -> None:
+    todo = [(i, cfg.seed + i) for i in range(cfg.games) if (name, i) not in done]
+    figure = out / f"trajectory-{name}.png"
+    if not todo and (figure.exists() or not cfg.figures):
+        return
+    options = {**cfg.options, "adapter": cfg.adapters.get(name)}
+    t0 = time.perf_counter()
+    try:
+        agent, base = build_agent(registry, task, name, options)
+    except LDEngineError as exc:
+        run["not_run"][name] = str(exc)
+        _save_run(out, run)
+        log(f"{name}: not run: {exc}")
+        return
+    run["not_run"].pop(name, None)
+    identity = {"function_base_hash": base.hash, **_identity(agent)}
+    known = run["identities"].get(name)
+    if known and known != identity:
+        raise LDEngineError(f"--resume: agent {name!r} is not the one this run started with "
+                            f"(was {known}, now {identity}); use another --out")
+    run["identities"][name] = identity
+    run.setdefault("load_s", {})[name] = round(time.perf_counter() - t0, 2)
+    _save_run(out, run)
+    _play_todo(task, agent, policy, cfg, name, todo, fh)
+    if cfg.figures and not figure.exists():
+        _trajectory(task, agent, policy, cfg, name, figure)
+
+
+def _play_todo(task, agent, policy, cfg, name, todo, fh) -> None:
+    from tqdm import tqdm
+
+    from ldengine.runner import Emitter
+    bar = tqdm(total=cfg.games, initial=cfg.games - len(todo), desc=f"{cfg.task}/{name}", unit="game",
+               disable=not cfg.progress, leave=False)
+    with bar:
+        for played in play_games(task, agent, todo, policy, Emitter(None), name, cfg.evader, cfg.batch):
+            row = {"agent": name, "game": played.game, "seed": played.seed}
+            if played.error:
+                row.update(outcome="error", error=played.error)
+            else:
+                row.update(played.result.record())
+                row.pop("seed", None)
+                row["seed"] = played.seed
+            row.update(played.cost())
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            bar.update(1)
+
+
+def _trajectory(task, agent, policy, cfg, name, path: Path) -> None:
+    """One more game, from the figure start, drawn (not counted in the table)."""
+    from ldengine.runner import Emitter
+    start = task.starts[cfg.start] if cfg.start else None
+    played = next(play_games(task, agent, [(0, cfg.seed)], policy, Emitter(None), name, cfg.evader,
+                             1, start))
+    if played.result is not None and hasattr(task, "plot"):
+        where = f"start '{cfg.start}'" if cfg.start else f"seed {cfg.seed}"
+        task.plot(played.result, str(path), f"{name} vs {cfg.evader} evader ({where})")
+
+
+def _identity(agent: Any) -> dict:
+    ident = getattr(agent, "identity", None)
+    return dict(ident() if callable(ident) else ident or {})
+
+
+# ---- results -------------------------------------------------------------------
+
+def read_games(out: Path) -> list[dict]:
+    path = out / "games.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_results(registry: Registry, out: Path, run: dict) -> dict:
+    rows = read_games(out)
+    agents = {}
+    for name in run["agents"]:
+        if name in run.get("not_run", {}):
+            agents[name] = {"agent": name, "not_run": run["not_run"][name]}
+            continue
+        mine = sorted((r for r in rows if r["agent"] == name), key=lambda r: r["game"])
+        agents[name] = summarize(name, run, mine)
+    results = {"manifest": {**run, "results_written": _now()}, "agents": agents}
+    from ldengine.cache import write_atomic
+    write_atomic(out / "results.json", (json.dumps(results, indent=2) + "\n").encode())
+    write_atomic(out / "table.md", table(results).encode())
+    if any("games" in a for a in agents.values()):
+        outcome_chart(results, out / "outcomes.png")
+    return results
+
+
+def summarize(name: str, run: dict, rows: list[dict]) -> dict:
+    """The summary keys of DESIGN.md, 95% intervals, errors and cost, for one agent."""
+    played = [r for r in rows if r["outcome"] != "error"]
+    n = len(played)
+    out: dict[str, Any] = {"agent": name, "task": run["config"]["task"], "games": n}
+    for key, _ in OUTCOME_COLUMNS:
+        k = sum(r["outcome"] == key for r in played)
+        out[key] = k / n if n else 0.0
+        out[f"{key}_ci95"] = list(wilson(k, n))
+    wins = [r["steps"] for r in played if r["outcome"] == "success"]
+    out["avg_steps_success"] = sum(wins) / len(wins) if wins else None
+    out["avg_steps_success_ci95"] = list(mean_interval(wins)) if wins else None
+    out["violations"] = sum(r["violations"] for r in played)
+    wall = sum(r.get("wall_s", 0.0) for r in rows)
+    out["wall_s"] = round(wall, 3)
+    out["errors"] = len(rows) - n
+    if out["errors"]:
+        out["error_examples"] = sorted({r["error"] for r in rows if r["outcome"] == "error"})[:5]
+    out["missing_games"] = run["config"]["games"] - len(rows)
+    out["seed"], out["evader"] = run["config"]["seed"], run["config"]["evader"]
+    out.update(run.get("identities", {}).get(name, {}))
+    out["cost"] = {"wall_s": round(wall, 3), "games_per_min": round(60 * len(rows) / wall, 2) if wall else None,
+                   "model_calls": round(sum(r.get("model_calls", 0) for r in rows)),
+                   "tokens": round(sum(r.get("tokens", 0) for r in rows)),
+                   "load_s": run.get("load_s", {}).get(name)}
+    return out
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for k successes in n trials (valid at 0 and n too)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4))
+
+
+def mean_interval(values: list[float], z: float = Z95) -> tuple[float, float]:
+    """Normal-approximation 95% interval of the mean (one value: the value itself)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return (mean, mean)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return (round(mean - z * sd / math.sqrt(n), 3), round(mean + z * sd / math.sqrt(n), 3))
+
+
+def table(results: dict) -> str:
+    """Table 1 of the paper, one row per agent, 95% intervals in brackets."""
+    head = ["Agent", *(label for _, label in OUTCOME_COLUMNS), "Average Steps of Success", "Games", "Games/min"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, s in results["agents"].items():
+        if "not_run" in s:
+            lines.append(f"| {name} | not run: {s['not_run']} |" + " |" * (len(head) - 2))
+            continue
+        cells = [name]
+        for key, _ in OUTCOME_COLUMNS:
+            lo, hi = s[f"{key}_ci95"]
+            cells.append(f"{100 * s[key]:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]")
+        if s["avg_steps_success"] is None:
+            cells.append("-")
+        else:
+            lo, hi = s["avg_steps_success_ci95"]
+            cells.append(f"{s['avg_steps_success']:.2f} [{lo:.2f}, {hi:.2f}]")
+        games = str(s["games"])
+        if s["errors"]:
+            games += f" (+{s['errors']} errors)"
+        if s["missing_games"]:
+            games += f" ({s['missing_games']} not played yet)"
+        cells += [games, "-" if s["cost"]["games_per_min"] is None else f"{s['cost']['games_per_min']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    config = results["manifest"]["config"]
+    lines.append("")
+    lines.append(f"{config['task']}, evader {config['evader']}, seeds {config['seed']}-"
+                 f"{config['seed'] + config['games'] - 1}; 95% intervals: Wilson for rates, "
+                 "normal approximation for steps.")
+    return "\n".join(lines) + "\n"
+
+
+def outcome_chart(results: dict, path: Path) -> None:
+    """Grouped bars: each agent's outcome rates with their 95% intervals."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    played = {n: s for n, s in results["agents"].items() if "games" in s}
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(played), 4))
+    width = 0.8 / len(OUTCOME_COLUMNS)
+    colours = ("tab:green", "tab:gray", "tab:red")
+    for j, ((key, label), colour) in enumerate(zip(OUTCOME_COLUMNS, colours)):
+        xs = [i + (j - 1) * width for i in range(len(played))]
+        ys = [s[key] for s in played.values()]
+        err = [[y - s[f"{key}_ci95"][0] for y, s in zip(ys, played.values())],
+               [s[f"{key}_ci95"][1] - y for y, s in zip(ys, played.values())]]
+        ax.bar(xs, ys, width, label=label, color=colour, yerr=err, capsize=3)
+    ax.set_xticks(range(len(played)), list(played))
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("share of games")
+    config = results["manifest"]["config"]
+    ax.set_title(f"{config['task']}: outcomes over {config['games']} games (seed {config['seed']})")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def command_line() -> str:
+    return shlex.join(["ldengine", *sys.argv[1:]])
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

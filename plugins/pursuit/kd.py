@@ -1,0 +1,129 @@
+"""Knowledge distillation (KD), the paper's second baseline: the student copies the teacher's moves.
+
+Data: the expert (the teacher's function base, run in the sandbox) plays seeded
+random starts; every pursuer of every step gives one example, the rules, the
+state and that pursuer's candidate cells -> the cell the expert chose. The
+student is fine-tuned (LoRA) to write that cell, and the ``kd`` agent plays by
+asking it, pursuer by pursuer, in text; the answer is parsed like the
+``student`` agent's. No function base, retriever or sandbox at play time.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from plugins.pursuit.baseline import first_cell, has_cells, legal_cells, rules_prefix  # noqa: F401 (rules_prefix: used by finetune)
+
+MAX_NEW_TOKENS = 12
+
+
+@dataclass(frozen=True)
+class MoveExample:
+    """One pursuer's move: the question the student reads and the expert's cell."""
+    question: str
+    answer: str
+    legal: tuple        # the pursuer's legal cells, for judging an answer
+
+
+def question(state: dict, pursuer: int, cells: list | None = None) -> str:
+    """What the KD student reads for one pursuer (after the rules, a cached prefix)."""
+    cells = legal_cells(state)[pursuer] if cells is None else cells
+    px, py = state["pursuers"][pursuer]
+    others = ", ".join(f"({x}, {y})" for i, (x, y) in enumerate(state["pursuers"]) if i != pursuer)
+    return (f"Evader at ({state['evader'][0]}, {state['evader'][1]}). Other pursuers at {others}.\n"
+            f"Pursuer {pursuer + 1} at ({px}, {py}) can move to: "
+            + ", ".join(f"({x}, {y})" for x, y in cells)
+            + f"\nWhich cell should pursuer {pursuer + 1} move to? Answer with one cell (x, y).")
+
+
+def answer_text(cell: list) -> str:
+    return f"({cell[0]}, {cell[1]})"
+
+
+def move_examples(task: Any, base: Any, evader: Any, seeds: list[int]) -> list[MoveExample]:
+    """Expert rollouts from the seeded starts ``seeds``: one example per pursuer and step."""
+    from ldengine.agents import AgentContext, expert_agent
+
+    agent, examples = expert_agent(AgentContext(task, base)), []
+
+    def record(decision: Any) -> None:
+        state = decision.stages[0].state if decision.stages else None
+        if not isinstance(state, dict) or not isinstance(decision.action, list):
+            return
+        cells = legal_cells(state)
+        for i, cell in enumerate(decision.action):
+            examples.append(MoveExample(question(state, i, cells[i]), answer_text(cell),
+                                        tuple(tuple(c) for c in cells[i])))
+
+    agent.observers.append(record)
+    for i, seed in enumerate(seeds):
+        task.play(agent, i, seed, evader, lambda r: None)
+    return examples
+
+
+def move_accuracy(student: Any, rules: str, examples: list[MoveExample], batch: int = 16) -> dict:
+    """Share of held-out moves where the student writes the expert's cell, and where it
+    writes a legal one."""
+    same = legal = 0
+    for i in range(0, len(examples), batch):
+        chunk = examples[i:i + batch]
+        answers = student.generate_batch([e.question for e in chunk], prefix=rules_prefix(rules),
+                                          max_new_tokens=MAX_NEW_TOKENS, stop=has_cells(1))
+        for e, text in zip(chunk, answers):
+            cell = first_cell(text)
+            same += cell is not None and answer_text(cell) == e.answer
+            legal += cell is not None and tuple(cell) in e.legal
+    n = max(len(examples), 1)
+    return {"move_accuracy": same / n, "legal_answer_rate": legal / n}
+
+
+class KDAgent:
+    """Plays with a KD adapter: one short generation per pursuer, all pursuers
+    (and, through ``act_batch``, several games) in one batch."""
+
+    name = "kd"
+
+    def __init__(self, task: Any, student: Any):
+        self.task, self.student = task, student
+        self.last_functions: list[str] = []
+        self.counts: Counter = Counter()
+
+    def act(self, state: dict) -> list:
+        return self.act_batch([state])[0]
+
+    def act_batch(self, states: list[dict]) -> list[list]:
+        questions = [question(s, i) for s in states for i in range(len(s["pursuers"]))]
+        answers = iter(self.student.generate_batch(questions, prefix=rules_prefix(self.task.rules),
+                                                   max_new_tokens=MAX_NEW_TOKENS, stop=has_cells(1)))
+        actions = []
+        for state in states:
+            legal = legal_cells(state)
+            cells = []
+            for i in range(len(state["pursuers"])):
+                cell = first_cell(next(answers))
+                self.counts["moves"] += 1
+                self.counts["unparseable"] += cell is None
+                self.counts["illegal_cells"] += cell is not None and cell not in legal[i]
+                cells.append(cell)
+            actions.append(cells)
+        return actions
+
+    def usage(self) -> dict:
+        return dict(self.student.usage)
+
+    def stats(self) -> dict:
+        c = self.counts
+        return {"moves_answered": c["moves"], "unparseable_answers": c["unparseable"],
+                "illegal_cells_proposed": c["illegal_cells"]}
+
+
+def kd_agent(context: Any) -> KDAgent:
+    """The student with the committed KD adapter (or ``--adapter DIR``)."""
+    from ldengine.errors import LDEngineError
+    from ldengine.ld import find_adapter
+
+    if getattr(context.task, "name", "") != "pursuit":
+        raise LDEngineError("the kd agent plays only the pursuit task")
+    adapter = context.options.get("adapter") or find_adapter(context.task.name, context.base, method="kd")
+    return KDAgent(context.task, context.load_student(adapter=adapter))

@@ -1,0 +1,100 @@
+"""Knowledge distillation: expert-move data, LoRA on text answers, the kd agent,
+and batched generation with a cached prefix (what the text agents run on)."""
+import json
+
+import pytest
+
+from ldengine.errors import LDEngineError
+from ldengine.finetune import FinetuneConfig, finetune_kd
+from ldengine.ld import find_adapter
+from plugins.pursuit import kd
+from plugins.pursuit.baseline import has_cells, legal_cells, parse_answer, prompt, rules_prefix, step_question
+
+
+@pytest.fixture(scope="module")
+def student():
+    from ldengine.models import load_student
+    return load_student()
+
+
+@pytest.fixture(scope="module")
+def moves(registry, pursuit_task, pursuit_base):
+    return kd.move_examples(pursuit_task, pursuit_base, registry.get("evaders", "greedy").obj, [10_000])
+
+
+def test_kd_examples_are_the_experts_moves_one_per_pursuer_and_step(registry, pursuit_task, pursuit_base, moves):
+    """Each step of an expert game gives three examples; each answer is one of that pursuer's
+    legal cells, which the question lists."""
+    result = pursuit_task.play(_expert(pursuit_task, pursuit_base), 0, 10_000,
+                               registry.get("evaders", "greedy").obj, lambda r: None)
+    assert len(moves) == 3 * result.steps
+    for e in moves:
+        cell = tuple(parse_answer(e.answer * 3)[0])
+        assert cell in e.legal and e.answer in e.question
+
+
+def _expert(task, base):
+    from ldengine.agents import AgentContext, expert_agent
+    return expert_agent(AgentContext(task, base))
+
+
+def test_batched_generation_with_a_cached_prefix_writes_what_generate_writes(student, pursuit_task):
+    """Greedy answers are the same token for token: one prompt at a time through transformers'
+    generate, or several at once, right-padded, after the rules' cached keys and values."""
+    states = [pursuit_task.new_game(seed)[0].state() for seed in (0, 1, 2)]
+    one_by_one = [student.generate(prompt(pursuit_task.rules, s), max_new_tokens=20)[0] for s in states]
+    together = student.generate_batch([step_question(s) for s in states], prefix=rules_prefix(pursuit_task.rules),
+                                      max_new_tokens=20)
+    assert together == one_by_one
+    stopped = student.generate_batch([step_question(states[0])], prefix=rules_prefix(pursuit_task.rules),
+                                     max_new_tokens=20, stop=has_cells(1))
+    assert one_by_one[0].startswith(stopped[0]) and len(stopped[0]) < len(one_by_one[0])
+
+
+def test_text_lora_lowers_the_loss_on_its_answers(student, moves, pursuit_task):
+    """Four steps on four examples: the answer tokens' loss goes down; the adapter changes answers' scores."""
+    from ldengine.models import load_student
+    fresh = load_student()
+    rows = [(rules_prefix(pursuit_task.rules), e.question, e.answer) for e in moves[:4]]
+    metrics = fresh.train_lora_text(rows, steps=4, batch_size=4, lr=5e-3, progress=False, top_layers=2)
+    assert metrics["final_loss"] < metrics["first_loss"]
+    assert fresh.adapter_hash
+    with pytest.raises(LDEngineError, match="non-empty answer"):
+        fresh.train_lora_text([(rows[0][0], rows[0][1], "")], steps=1)
+
+
+def test_finetune_kd_writes_an_adapter_with_its_manifest(registry, tmp_path):
+    cfg = FinetuneConfig(steps=2, batch_size=4, lr=2e-3, train_seeds=[10_000], heldout_seeds=[20_000],
+                         out=str(tmp_path / "kd"))
+    lines = []
+    manifest = finetune_kd(registry, cfg, progress=False, log=lines.append)
+    saved = json.loads((tmp_path / "kd" / "manifest.json").read_text())
+    assert saved["method"] == "kd" and saved["train_games"] == 1 and saved["train_examples"] > 0
+    assert 0 <= saved["heldout_move_accuracy"] <= 1 and saved["examples_seen"] == 8
+    assert len(saved["data_sha256"]) == 64 and saved["adapter_hash"] == manifest["adapter_hash"]
+    assert any("held-out move accuracy" in line for line in lines)
+
+
+def test_the_committed_kd_adapter_learned_the_experts_moves(pursuit_base):
+    """The shipped KD adapter is found for this base, and its held-out move accuracy and
+    legal-answer rate are above the untuned student's."""
+    manifest = json.loads((find_adapter("pursuit", pursuit_base, method="kd") / "manifest.json").read_text())
+    assert manifest["method"] == "kd" and manifest["function_base_hash"] == pursuit_base.hash
+    assert manifest["heldout_move_accuracy"] > manifest["heldout_move_accuracy_before"]
+    assert manifest["heldout_legal_answer_rate"] > manifest["heldout_legal_answer_rate_before"]
+
+
+def test_the_kd_agent_answers_one_cell_per_pursuer(registry, pursuit_task, moves):
+    """With the committed adapter, on four positions of an expert game: three cells per state,
+    each answer counted; most are legal."""
+    from ldengine.runner import build_agent
+    agent, _ = build_agent(registry, pursuit_task, "kd", {})
+    states = [pursuit_task.new_game(seed)[0].state() for seed in (30, 31, 32, 33)]
+    actions = agent.act_batch(states)
+    assert len(actions) == 4 and all(len(a) == 3 for a in actions)
+    stats = agent.stats()
+    assert stats["moves_answered"] == 12
+    legal = sum(cell in cells for state, action in zip(states, actions)
+                for cell, cells in zip(action, legal_cells(state)))
+    assert legal >= 6
+    assert agent.identity()["adapter_hash"]
