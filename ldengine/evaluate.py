@@ -84,7 +84,7 @@ def _open_run(out: Path, cfg: EvalConfig) -> dict:
         run = json.loads(manifest.read_text(encoding="utf-8"))
         if run.get("config") != cfg.key():
             raise LDEngineError(f"--resume: {out} holds a run of {run.get('config')}, not {cfg.key()}")
-        run["agents"] = list(dict.fromkeys(run["agents"] + cfg.agents))
+        run["agents"] = list(dict.fromkeys(cfg.agents + run["agents"]))  # this command's order first
         run.setdefault("commands", []).append(cfg.command)
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -157,12 +157,7 @@ def _play_todo(task, agent, policy, cfg, name, todo, fh) -> None:
     with bar:
         for played in play_games(task, agent, todo, policy, Emitter(None), name, cfg.evader, cfg.batch):
             row = {"agent": name, "game": played.game, "seed": played.seed}
-            if played.error:
-                row.update(outcome="error", error=played.error)
-            else:
-                row.update(played.result.record())
-                row.pop("seed", None)
-                row["seed"] = played.seed
+            row.update({"outcome": "error", "error": played.error} if played.error else played.result.record())
             row.update(played.cost())
             fh.write(json.dumps(row) + "\n")
             fh.flush()

@@ -58,6 +58,11 @@ def has_cells(n: int) -> Callable[[str], bool]:
     return lambda text: len(_CELL.findall(text)) >= n
 
 
+def student_identity(student: Any) -> dict:
+    """What pins a student's answers: its model file and adapter."""
+    return {"model": student.name, "model_sha256": student.model_hash, "adapter_hash": student.adapter_hash}
+
+
 def first_cell(text: str) -> list[int] | None:
     """The first cell written in the answer, or None."""
     m = _CELL.search(text)
@@ -112,8 +117,7 @@ class StudentBaseline:
         return dict(self.student.usage)
 
     def identity(self) -> dict:
-        return {"model": self.student.name, "model_sha256": self.student.model_hash,
-                "adapter_hash": self.student.adapter_hash}
+        return student_identity(self.student)
 
     def stats(self) -> dict:
         c = self.counts

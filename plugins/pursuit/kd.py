@@ -13,7 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from plugins.pursuit.baseline import first_cell, has_cells, legal_cells, rules_prefix  # noqa: F401 (rules_prefix: used by finetune)
+from plugins.pursuit.baseline import (first_cell, has_cells, legal_cells,  # noqa: F401 (rules_prefix: finetune)
+                                      rules_prefix, student_identity)
 
 MAX_NEW_TOKENS = 12
 
@@ -111,6 +112,9 @@ class KDAgent:
 
     def usage(self) -> dict:
         return dict(self.student.usage)
+
+    def identity(self) -> dict:
+        return student_identity(self.student)
 
     def stats(self) -> dict:
         c = self.counts
