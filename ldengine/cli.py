@@ -133,8 +133,12 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, start, no_figures, 
         raise click.BadParameter("name at least one agent", param_hint="--agents")
     options = {"student": student, "backend": backend, "k": k, "teacher_url": teacher_url,
                "teacher_model": teacher_model, "teacher_key_env": teacher_key_env}
+    ctx = click.get_current_context()
+    params = [(p.opts[0], ctx.params[p.name]) for p in ctx.command.params
+              if p.name != "task" and p.name in ctx.params]
     cfg = EvalConfig(task, list(dict.fromkeys(names)), games, seed, evader, out, resume, start,
-                     not no_figures, not quiet, batch, options, _adapters(adapters), command_line())
+                     not no_figures, not quiet, batch, options, _adapters(adapters),
+                     command_line(ctx.command_path, [task], params))
     try:
         results = evaluate(registry(), cfg, log=click.echo)
     except KeyboardInterrupt:

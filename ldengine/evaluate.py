@@ -258,7 +258,8 @@ def mean_interval(values: list[float], z: float = Z95) -> tuple[float, float]:
 
 def table(results: dict) -> str:
     """Table 1 of the paper, one row per agent, 95% intervals in brackets."""
-    head = ["Agent", *(label for _, label in OUTCOME_COLUMNS), "Average Steps of Success", "Games", "Games/min"]
+    head = ["Agent", *(label for _, label in OUTCOME_COLUMNS), "Average Steps of Success", "Games",
+            "Games/min", "Model calls", "Tokens"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in results["agents"].items():
         if "not_run" in s:
@@ -278,7 +279,9 @@ def table(results: dict) -> str:
             games += f" (+{s['errors']} errors)"
         if s["missing_games"]:
             games += f" ({s['missing_games']} not played yet)"
-        cells += [games, "-" if s["cost"]["games_per_min"] is None else f"{s['cost']['games_per_min']:.1f}"]
+        cost = s["cost"]
+        cells += [games, "-" if cost["games_per_min"] is None else f"{cost['games_per_min']:.1f}",
+                  f"{cost['model_calls']:,}", f"{cost['tokens']:,}"]
         lines.append("| " + " | ".join(cells) + " |")
     config = results["manifest"]["config"]
     lines.append("")
@@ -314,8 +317,21 @@ def outcome_chart(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def command_line() -> str:
-    return shlex.join(["ldengine", *sys.argv[1:]])
+def command_line(command: str, arguments: list[str], options: list[tuple[str, Any]]) -> str:
+    """The command with every effective option spelled out (defaults included), to replay
+    it; ``options`` are (flag, value) pairs (``--resume`` and ``--quiet`` are left out)."""
+    words = ["ldengine", *command.split()[1:], *arguments]
+    for flag, value in options:
+        if value is None or value is False or flag in ("--resume", "--quiet"):
+            continue
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                words += [flag, str(item)]
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)
 
 
 def _now() -> str:

@@ -44,7 +44,8 @@ def ldengine_register_students(register):
     """Register student backends: ``register(name, loader, description)`` where
     ``loader(path=None, adapter=None)`` returns a student with
     ``select(prefix, query, options) -> Selection``, ``select_batch(items)``,
-    ``generate(prompt) -> [text]``, ``name`` and ``model_hash`` (see
+    ``generate(prompt) -> [text]``, ``generate_batch(prompts, prefix, max_new_tokens,
+    stop) -> [text]`` (the text-answering agents use it), ``name`` and ``model_hash`` (see
     ``ldengine.models.base.Student``). ``--backend NAME`` picks one."""
 
 

@@ -65,6 +65,9 @@ class FirstChoice:
     def generate(self, prompt, **kw):
         return [""]
 
+    def generate_batch(self, prompts, **kw):
+        return [""] * len(prompts)
+
 @hookimpl
 def ldengine_register_students(register):
     register("first", FirstChoice, "always the first candidate")
