@@ -104,4 +104,5 @@ def load(model: Any, directory: Path, model_hash: str) -> Any:
                             f"not on the loaded student's {model_hash[:16]}")
     if isinstance(model, PeftModel):
         raise LDEngineError("this student already has an adapter; load a fresh student to apply another")
+    _quiet_peft()
     return PeftModel.from_pretrained(model, str(directory), is_trainable=False).eval()
