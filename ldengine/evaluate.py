@@ -307,11 +307,12 @@ def outcome_chart(results: dict, path: Path) -> None:
         err = [[y - s[f"{key}_ci95"][0] for y, s in zip(ys, played.values())],
                [s[f"{key}_ci95"][1] - y for y, s in zip(ys, played.values())]]
         ax.bar(xs, ys, width, label=label, color=colour, yerr=err, capsize=3)
-    ax.set_xticks(range(len(played)), list(played))
+    ax.set_xticks(range(len(played)), [f"{n}\n{s['games']} games" for n, s in played.items()])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share of games")
     config = results["manifest"]["config"]
-    ax.set_title(f"{config['task']}: outcomes over {config['games']} games (seed {config['seed']})")
+    ax.set_title(f"{config['task']}: outcomes, seeds {config['seed']}-{config['seed'] + config['games'] - 1}"
+                 f", evader {config['evader']}")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
