@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ldengine import __version__
+from ldengine import __version__, clock
 from ldengine.errors import LDEngineError
 from ldengine.registry import Registry
 from ldengine.runner import build_agent, play_games
@@ -126,7 +126,7 @@ def _play_agent(registry, task, policy, cfg, run, name, done, fh, out, log) -> N
     if not todo and (figure.exists() or not cfg.figures):
         return
     options = {**cfg.options, "adapter": cfg.adapters.get(name)}
-    t0 = time.perf_counter()
+    t0 = clock.now()
     try:
         agent, base = build_agent(registry, task, name, options)
     except LDEngineError as exc:
@@ -141,7 +141,7 @@ def _play_agent(registry, task, policy, cfg, run, name, done, fh, out, log) -> N
         raise LDEngineError(f"--resume: agent {name!r} is not the one this run started with "
                             f"(was {known}, now {identity}); use another --out")
     run["identities"][name] = identity
-    run.setdefault("load_s", {})[name] = round(time.perf_counter() - t0, 2)
+    run.setdefault("load_s", {})[name] = round(clock.now() - t0, 2)
     _save_run(out, run)
     _play_todo(task, agent, policy, cfg, name, todo, fh)
     if cfg.figures and not figure.exists():

@@ -11,11 +11,11 @@ the same as one game at a time, up to float rounding in batched matrix products.
 from __future__ import annotations
 
 import json
-import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ldengine import clock
 from ldengine.agents import AgentContext
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
@@ -69,7 +69,7 @@ def build_agent(registry: Registry, task: Any, agent: str, options: dict | None 
 def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
     task = registry.get("tasks", cfg.task).obj
     policy = registry.get("evaders", cfg.evader).obj
-    results, interrupted, start = [], False, time.perf_counter()
+    results, interrupted, start = [], False, clock.now()
     with ExitStack() as stack:
         agent, base = build_agent(registry, task, cfg.agent, cfg.options, _auditor(stack, cfg.audit))
         emit = _emitter(stack, cfg.trace)
@@ -84,7 +84,7 @@ def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
         except KeyboardInterrupt:
             interrupted = True
     results.sort(key=lambda r: r.game)
-    summary = _summary(cfg, task, agent, base, results, time.perf_counter() - start, interrupted)
+    summary = _summary(cfg, task, agent, base, results, clock.now() - start, interrupted)
     return RunOutcome(summary, results, interrupted)
 
 
@@ -99,7 +99,7 @@ def play_games(task: Any, agent: Any, games: list[tuple[int, int]], policy: Call
         yield from _play_side_by_side(task, agent, games, policy, emit, agent_name, evader_name, batch, start)
         return
     for index, seed in games:
-        before, t0 = usage_of(agent), time.perf_counter()
+        before, t0 = usage_of(agent), clock.now()
         played = Played(index, seed)
         try:
             played.result = task.play(agent, index, seed, policy, emit, agent_name, evader_name,
@@ -108,7 +108,7 @@ def play_games(task: Any, agent: Any, games: list[tuple[int, int]], policy: Call
             raise
         except Exception as exc:  # a broken agent or plugin: this game is an error, the run goes on
             played.error = f"{type(exc).__name__}: {exc}"
-        _charge([played], time.perf_counter() - t0, before, usage_of(agent))
+        _charge([played], clock.now() - t0, before, usage_of(agent))
         emit.flush(index)
         yield played
 
@@ -123,9 +123,9 @@ def _play_side_by_side(task, agent, games, policy, emit, agent_name, evader_name
                                     **({"start": start} if start else {}))
             running[index] = [Played(index, seed), steps, next(steps)]
         order = list(running)
-        before, t0 = usage_of(agent), time.perf_counter()
+        before, t0 = usage_of(agent), clock.now()
         actions = _act_each(agent, [running[i][2] for i in order])
-        _charge([running[i][0] for i in order], time.perf_counter() - t0, before, usage_of(agent))
+        _charge([running[i][0] for i in order], clock.now() - t0, before, usage_of(agent))
         for index, action in zip(order, actions):
             played, steps, _ = running[index]
             try:
