@@ -36,13 +36,14 @@ class LoopAgent:
 
     def __init__(self, context: AgentContext, provider, selector):
         self.task, self.base = context.task, context.base
+        self.pipeline = list(context.task.pipeline)
         self.provider, self.selector = provider, selector
         self.last_functions: list[str] = []
         self.counts: Counter = Counter()
         self.observers: list[Callable[[Decision], None]] = []
 
     def act(self, state: Any) -> Any:
-        decision = decide(state, self.task.pipeline, self.base, self.provider, self.selector)
+        decision = decide(state, self.pipeline, self.base, self.provider, self.selector)
         self.last_functions = decision.functions
         self._count(decision)
         for observe in self.observers:
@@ -64,7 +65,15 @@ class LoopAgent:
         return {"selection_accuracy": c["correct"] / c["selections"] if c["selections"] else None,
                 "selections": c["selections"], "retrieval_miss": c["retrieval_miss"],
                 "wrong_pick": c["wrong_pick"], "function_errors": c["function_error"],
-                "failed_steps": c["failed_steps"]}
+                "failed_steps": c["failed_steps"], **_emergency_stats(getattr(self, "emergency", None))}
+
+
+def _emergency_stats(written) -> dict:
+    """Whether the agent adopted a verified function for the emergency, and after how many attempts."""
+    if written is None:
+        return {}
+    return {"emergency_function": written.name if written.passed else None,
+            "emergency_attempts": len(written.attempts) or written.provenance.get("accepted_attempt")}
 
 
 def expert_agent(context: AgentContext) -> LoopAgent:

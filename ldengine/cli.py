@@ -39,6 +39,16 @@ def cli():
     """Logic Distillation: small models select sandboxed functions from a teacher's function base."""
 
 
+def _emergency_options(command):
+    """--emergency, --emergency-seed and --attempts, shared by run and eval."""
+    command = click.option("--attempts", default=8, show_default=True, type=click.IntRange(1, 64),
+                           help="Functions the student may write for the emergency before giving up.")(command)
+    command = click.option("--emergency-seed", type=click.IntRange(0),
+                           help="Draws the emergency's parameters (default: --seed).")(command)
+    return click.option("--emergency", metavar="NAME",
+                        help="Put a new rule in force (ldengine plugins lists them, e.g. restricted-area).")(command)
+
+
 @cli.command()
 @click.argument("task")
 @click.option("--agent", default="ld", show_default=True, help="Agent that plays the pursuers (ldengine plugins lists them).")
@@ -53,14 +63,23 @@ def cli():
 @click.option("--adapter", type=click.Path(exists=True, file_okay=False), help="LoRA adapter folder (default: the committed one for this base).")
 @click.option("--backend", default="transformers", show_default=True, help="Student backend (ldengine plugins lists them).")
 @click.option("-k", "k", type=click.IntRange(1, 20), default=5, show_default=True, help="Retriever top-K.")
+@_emergency_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student, adapter, backend, k, quiet):
-    """Play GAMES seeded games of TASK and print a summary."""
+def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student, adapter, backend, k,
+        emergency, emergency_seed, attempts, quiet):
+    """Play GAMES seeded games of TASK and print a summary.
+
+    With --emergency NAME a new rule is in force; the ld agent has the student
+    write a function for it (verified in the isolated sandbox) or reuses a
+    stored verified one.
+    """
     from ldengine.runner import RunConfig, run_games
     _check_writable(json_path, trace, plot, audit)
     reg = registry()
-    options = {"student": student, "adapter": adapter, "backend": backend, "k": k}
-    cfg = RunConfig(task, agent, games, seed, evader, trace, audit, progress=not quiet, options=options)
+    options = {"student": student, "adapter": adapter, "backend": backend, "k": k, "attempts": attempts,
+               "log": lambda line: click.echo(line, err=True)}
+    cfg = RunConfig(task, agent, games, seed, evader, trace, audit, progress=not quiet, options=options,
+                    emergency=emergency, emergency_seed=seed if emergency_seed is None else emergency_seed)
     outcome = run_games(reg, cfg)
     click.echo(format_summary(outcome.summary))
     if json_path:
@@ -119,9 +138,10 @@ def format_summary(s: dict) -> str:
 @click.option("--teacher-model", help="Model name at the teacher endpoint.")
 @click.option("--teacher-key-env", default="LDENGINE_TEACHER_KEY", show_default=True,
               help="Environment variable holding the teacher's API key.")
+@_emergency_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def eval_cmd(task, agents, games, seed, evader, out, resume, start, no_figures, batch, student, adapters,
-             backend, k, teacher_url, teacher_model, teacher_key_env, quiet):
+             backend, k, teacher_url, teacher_model, teacher_key_env, emergency, emergency_seed, attempts, quiet):
     """Every agent plays the same GAMES seeded games of TASK; write Table 1, results and figures.
 
     Results go to OUT game by game; after Ctrl-C or a crash, the same command
@@ -132,13 +152,15 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, start, no_figures, 
     if not names:
         raise click.BadParameter("name at least one agent", param_hint="--agents")
     options = {"student": student, "backend": backend, "k": k, "teacher_url": teacher_url,
-               "teacher_model": teacher_model, "teacher_key_env": teacher_key_env}
+               "teacher_model": teacher_model, "teacher_key_env": teacher_key_env, "attempts": attempts,
+               "log": click.echo}
     ctx = click.get_current_context()
     params = [(p.opts[0], ctx.params[p.name]) for p in ctx.command.params
               if p.name != "task" and p.name in ctx.params]
     cfg = EvalConfig(task, list(dict.fromkeys(names)), games, seed, evader, out, resume, start,
                      not no_figures, not quiet, batch, options, _adapters(adapters),
-                     command_line(ctx.command_path, [task], params))
+                     command_line(ctx.command_path, [task], params), emergency,
+                     seed if emergency_seed is None else emergency_seed)
     try:
         results = evaluate(registry(), cfg, log=click.echo)
     except KeyboardInterrupt:
@@ -173,6 +195,8 @@ def plugins_cmd():
     for kind in ("tasks", "evaders", "agents", "students"):
         for item in getattr(reg, kind).values():
             click.echo(f"  {kind[:-1]:<7} {item.name:<12} from {item.plugin}: {item.description}")
+    for item in reg.emergencies.values():
+        click.echo(f"  emergency {item.name:<16} from {item.plugin} ({item.obj.split}): {item.description}")
     for mod in reg.modules:
         click.echo(f"  module  {mod.filename:<24} from {mod.plugin} (task {mod.task})")
 
@@ -229,19 +253,29 @@ def retrieve(query, task, k):
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 512))
 @click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(1e-6, 1.0))
 @click.option("--top-layers", default=6, show_default=True, type=click.IntRange(0, 1000), help="LoRA on the last N layers (0: all).")
-@click.option("--train-games", type=click.IntRange(1, 10_000), help="Expert games for training data [ld: 10, kd: 221].")
-@click.option("--heldout-games", type=click.IntRange(1, 10_000), help="Held-out games for evaluation [ld: 10, kd: 3].")
-@click.option("--method", type=click.Choice(["ld", "kd"]), default="ld", show_default=True,
-              help="ld: select the manual's functions; kd: copy the expert's moves (the KD baseline).")
+@click.option("--train-games", type=click.IntRange(1, 10_000),
+              help="Expert games for training data [ld: 10, kd: 221]; write: parameter seeds per kind [40].")
+@click.option("--heldout-games", type=click.IntRange(1, 10_000),
+              help="Held-out games for evaluation [ld: 10, kd: 3]; write: seeds per held-out kind [10].")
+@click.option("--method", type=click.Choice(["ld", "kd", "write"]), default="ld", show_default=True,
+              help="ld: select the manual's functions; kd: copy the expert's moves (the KD baseline); "
+                   "write: write functions for emergencies (trained on the training kinds only).")
+@click.option("--attempts", default=8, show_default=True, type=click.IntRange(1, 64),
+              help="write: attempts per held-out rule when measuring the pass rate.")
 @click.option("--out", type=click.Path(file_okay=False), help="Adapter folder (default: a versioned folder under function_base/TASK/adapters/).")
-def finetune(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, method, out):
+def finetune(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, method, attempts, out):
     """Fine-tune the student (LoRA) and save adapter + manifest.
 
     --method ld teaches it to select the manual's functions (Logic Distillation);
-    --method kd teaches it to write the expert's move for each pursuer.
+    --method kd teaches it to write the expert's move for each pursuer;
+    --method write teaches it to write functions for new rules (emergencies), on
+    the training kinds only, and measures it on the held-out kinds.
     """
     from ldengine.finetune import KD_TRAIN_GAMES, FinetuneConfig, finetune as run_finetune, finetune_kd
     registry().get("tasks", task)
+    if method == "write":
+        _finetune_write(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, attempts, out)
+        return
     train_games = train_games or (KD_TRAIN_GAMES if method == "kd" else 10)
     heldout_games = heldout_games or (3 if method == "kd" else 10)
     cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out,
@@ -255,6 +289,162 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
     manifest = run_finetune(registry(), cfg, log=click.echo)
     click.echo(f"adapter: {manifest['path']}  held-out accuracy {manifest['heldout_accuracy']:.3f} "
                f"(shuffled candidates {manifest['heldout_shuffled_accuracy']:.3f})")
+
+
+@cli.command()
+@click.argument("text")
+@click.option("--task", default="pursuit", show_default=True)
+@click.option("--param", "params", multiple=True, metavar="K=V", help="A parameter of the rule (repeatable).")
+@click.option("--kind", help="A registered emergency kind whose rule the text describes: examples are derived "
+              "from it and PARAMS (default: the kind whose parameter names match PARAMS, if exactly one).")
+@click.option("--allow", multiple=True, metavar="X,Y|PX,PY>X,Y", help="A move the rule allows (repeatable).")
+@click.option("--forbid", multiple=True, metavar="X,Y|PX,PY>X,Y", help="A move the rule forbids (repeatable).")
+@click.option("--attempts", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Sampling and case seed.")
+@click.option("--student", type=click.Path(exists=True), help="Student model (default: SmolLM2-135M-Instruct GGUF).")
+@click.option("--adapter", type=click.Path(exists=True, file_okay=False),
+              help="LoRA adapter for writing (default: the committed writing adapter, if any).")
+@click.option("--no-store", is_flag=True, help="Verify only; do not add the function to function_base/.")
+def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, adapter, no_store):
+    """A new rule in words: the student writes a function for it, the isolated sandbox
+    verifies it, and a passing one is stored (with provenance) in the function base.
+
+    \b
+    ldengine emergency "No piece may enter a cell with 4 <= x <= 8 and 10 <= y <= 14" \\
+        --param x0=4 --param y0=10 --param x1=8 --param y1=14
+    ldengine emergency "Pursuers may not enter column 10" --forbid 10,5 --allow 9,5
+    """
+    from ldengine import emergency as em
+    reg = registry()
+    task_obj = reg.get("tasks", task).obj
+    values = _params(params)
+    rule = _rule(reg, task_obj, text, values, kind, allow, forbid)
+    cases = rule.cases(values, seed)
+    if not cases:
+        raise click.ClickException("no example can be checked: give --allow/--forbid moves that are legal "
+                                   "under the old rules, or --kind/--param to derive examples")
+    click.echo(f"rule: {rule.describe(values)}")
+    click.echo(f"checking against {len(cases)} examples; up to {attempts} attempts")
+    from ldengine.agents import AgentContext
+    from ldengine.functionbase import FunctionBase
+    context = AgentContext(task_obj, FunctionBase.build(task, reg.modules_for(task)),
+                           {"student": student, "writer_adapter": adapter}, reg)
+    writer = context.load_student(adapter=em.writing_adapter(context))
+
+    def show(attempt):
+        click.echo(f"attempt {attempt.number} (temperature {attempt.temperature}): {attempt.check.line()}")
+        click.echo("".join("    | " + line + "\n" for line in attempt.source.splitlines()[-6:]))
+    written = em.write_function(rule, values, writer, em.worked_examples(reg, task), attempts, seed, cases,
+                                report=show)
+    if not written.passed:
+        raise click.ClickException(f"no function passed verification in {attempts} attempts")
+    if no_store:
+        click.echo(f"passed at attempt {written.attempts_to_pass} (not stored)")
+        return
+    path = em.save(written)
+    click.echo(f"passed at attempt {written.attempts_to_pass}; stored {path} (+ .json provenance)")
+
+
+@cli.group(cls=_Group)
+def emergencies():
+    """The emergency kinds (new rules) and how well the student writes functions for them."""
+
+
+@emergencies.command(name="list")
+@click.option("--task", default="pursuit", show_default=True)
+def emergencies_list(task):
+    """Each kind: whether it is evaluated (held out of the writing fine-tune) or for training, and its rule."""
+    for item in registry().emergencies.values():
+        kind = item.obj
+        if kind.task == task:
+            click.echo(f"{kind.name:<18} {kind.split:<6} {kind.describe(kind.params(0))}")
+
+
+@emergencies.command(name="measure")
+@click.option("--task", default="pursuit", show_default=True)
+@click.option("--kinds", default="eval", show_default=True,
+              help="Comma-separated kind names, or 'eval' (the held-out kinds) or 'all'.")
+@click.option("--seeds", default=10, show_default=True, type=click.IntRange(1, 10_000),
+              help="Parameter seeds per kind for the writing pass rate.")
+@click.option("--attempts", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option("--games", default=50, show_default=True, type=click.IntRange(1, 100_000),
+              help="Games per agent (ld, expert) with each kind in force.")
+@click.option("--out", default="results/emergencies", show_default=True, type=click.Path(file_okay=False))
+@click.option("--student", type=click.Path(exists=True), help="Student model (default: SmolLM2-135M-Instruct GGUF).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def emergencies_measure(task, kinds, seeds, attempts, games, out, student, quiet):
+    """Per kind: pass rate of the student's functions (attempts to first pass) and LD's success
+    with the kind in force, against the expert that nobody adapted. Writes OUT/table.md."""
+    from ldengine import emergency as em
+    reg = registry()
+    reg.get("tasks", task)
+    if kinds in ("eval", "all"):
+        chosen = [r.obj for r in reg.emergencies.values() if r.obj.task == task
+                  and (kinds == "all" or r.obj.split == "eval")]
+    else:
+        chosen = [reg.get("emergencies", name.strip()).obj for name in kinds.split(",") if name.strip()]
+    options = {"student": student, "log": click.echo}
+    report = em.measure(reg, task, chosen, list(range(100, 100 + seeds)), attempts, games, Path(out), options,
+                        click.echo, not quiet)
+    click.echo(em.measure_table(report))
+
+
+def _params(pairs) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise click.BadParameter(f"{pair!r} is not K=V", param_hint="--param")
+        try:
+            out[key] = int(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _moves(items, hint: str) -> list:
+    out = []
+    for item in items:
+        try:
+            parts = [tuple(int(v) for v in side.split(",")) for side in item.split(">")]
+            if len(parts) > 2 or any(len(p) != 2 for p in parts):
+                raise ValueError
+        except ValueError:
+            raise click.BadParameter(f"{item!r} is not X,Y or PX,PY>X,Y", param_hint=hint) from None
+        out.append(parts[0] if len(parts) == 1 else tuple(parts))
+    return out
+
+
+def _rule(reg, task, text: str, values: dict, kind: str | None, allow, forbid):
+    """The rule to check against: a registered kind (named, or matched by parameter names),
+    else the user's own examples."""
+    if not hasattr(task, "custom_emergency"):
+        raise click.ClickException(f"task {task.name!r} takes no emergencies")
+    allowed, forbidden = _moves(allow, "--allow"), _moves(forbid, "--forbid")
+    if not kind and values and not (allowed or forbidden):
+        matches = [r.name for r in reg.emergencies.values()
+                   if r.obj.task == task.name and hasattr(r.obj, "draw")
+                   and set(r.obj.params(0)) == set(values)]
+        kind = matches[0] if len(matches) == 1 else None
+    if kind:
+        base = reg.get("emergencies", kind).obj
+        missing = set(base.params(0)) - set(values)
+        if missing:
+            raise click.BadParameter(f"{kind} needs --param for {', '.join(sorted(missing))}", param_hint="--param")
+        return task.custom_emergency(text, values, like=base)
+    if not (allowed or forbidden):
+        raise click.ClickException("say how to check the function: --allow/--forbid examples, or "
+                                   "--param values of a known kind (ldengine plugins lists them)")
+    return task.custom_emergency(text, values, allowed=allowed, forbidden=forbidden)
+
+
+def _finetune_write(task, student, steps, batch_size, lr, top_layers, train_seeds, heldout_seeds, attempts, out):
+    from ldengine.finetune import WRITE_HELDOUT_SEEDS, WRITE_TRAIN_SEEDS, FinetuneConfig, finetune_write
+    cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out,
+                         train_seeds=list(range(1, 1 + train_seeds)) if train_seeds else WRITE_TRAIN_SEEDS,
+                         heldout_seeds=list(range(100, 100 + heldout_seeds)) if heldout_seeds else WRITE_HELDOUT_SEEDS)
+    manifest = finetune_write(registry(), cfg, attempts, log=click.echo)
+    click.echo(f"adapter: {manifest['path']}")
 
 
 @cli.group(cls=_Group)

@@ -50,15 +50,21 @@ class EvalConfig:
     options: dict = field(default_factory=dict)           # student, backend, k, teacher_*
     adapters: dict = field(default_factory=dict)          # agent -> adapter folder
     command: str = ""
+    emergency: str | None = None        # an emergency kind in force (Table 2)
+    emergency_seed: int = 0             # draws its parameters (e.g. where the restricted area lies)
 
     def key(self) -> dict:
         """What must match for ``--resume`` to continue a run."""
-        return {"task": self.task, "games": self.games, "seed": self.seed, "evader": self.evader}
+        key = {"task": self.task, "games": self.games, "seed": self.seed, "evader": self.evader}
+        if self.emergency:
+            key.update(emergency=self.emergency, emergency_seed=self.emergency_seed)
+        return key
 
 
 def evaluate(registry: Registry, cfg: EvalConfig, log: Callable[[str], None] = print) -> dict:
     """Plays every agent's missing games, then writes results, table and figures."""
-    task = registry.get("tasks", cfg.task).obj
+    from ldengine.emergency import under_emergency
+    task = under_emergency(registry, registry.get("tasks", cfg.task).obj, cfg.emergency, cfg.emergency_seed)
     policy = registry.get("evaders", cfg.evader).obj
     for name in cfg.agents:
         registry.get("agents", name)
@@ -66,7 +72,7 @@ def evaluate(registry: Registry, cfg: EvalConfig, log: Callable[[str], None] = p
         known = ", ".join(getattr(task, "starts", {})) or "none"
         raise LDEngineError(f"task {cfg.task!r} has no start named {cfg.start!r} (known: {known})")
     out = Path(cfg.out)
-    run = _open_run(out, cfg)
+    run = _open_run(out, cfg, task)
     done = _finished(out / "games.jsonl")
     with open(out / "games.jsonl", "a", encoding="utf-8") as fh:
         for name in cfg.agents:
@@ -75,7 +81,7 @@ def evaluate(registry: Registry, cfg: EvalConfig, log: Callable[[str], None] = p
     return results
 
 
-def _open_run(out: Path, cfg: EvalConfig) -> dict:
+def _open_run(out: Path, cfg: EvalConfig, task: Any = None) -> dict:
     manifest = out / "run.json"
     if manifest.exists() and not cfg.resume:
         raise LDEngineError(f"{out} already holds a run; pass --resume to continue it, "
@@ -90,10 +96,18 @@ def _open_run(out: Path, cfg: EvalConfig) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         run = {"engine_version": __version__, "config": cfg.key(), "agents": list(cfg.agents),
                "seeds": [cfg.seed, cfg.seed + cfg.games - 1], "start": cfg.start,
+               **_emergency_record(task),
                "identities": {}, "not_run": {}, "commands": [cfg.command],
                "python": sys.version.split()[0], "created": _now()}
     _save_run(out, run)
     return run
+
+
+def _emergency_record(task: Any) -> dict:
+    instance = getattr(task, "emergency", None)
+    if instance is None:
+        return {}
+    return {"emergency": {"name": instance.kind.name, "params": dict(instance.params), "rule": instance.description}}
 
 
 def _save_run(out: Path, run: dict) -> None:
@@ -288,6 +302,11 @@ def table(results: dict) -> str:
     lines.append(f"{config['task']}, evader {config['evader']}, seeds {config['seed']}-"
                  f"{config['seed'] + config['games'] - 1}; 95% intervals: Wilson for rates, "
                  "normal approximation for steps.")
+    emergency = results["manifest"].get("emergency")
+    if emergency:
+        lines.append(f"Emergency {emergency['name']} {json.dumps(emergency['params'])} in force: "
+                     f"{emergency['rule']} The expert is the teacher's function base without any function "
+                     "for it; ld adopts the function the student wrote.")
     return "\n".join(lines) + "\n"
 
 

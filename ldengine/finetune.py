@@ -184,26 +184,76 @@ def finetune_kd(registry: Registry, cfg: FinetuneConfig, progress: bool = True, 
         f"(legal answers {after['legal_answer_rate']:.3f})")
     digest = hashlib.sha256(json.dumps([(e.question, e.answer) for e in train]).encode()).hexdigest()
     manifest = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "engine_version": __version__, "task": cfg.task, "method": "kd",
-        "base_model": student.name, "base_model_sha256": student.model_hash,
-        "function_base_hash": base.hash, "data_sha256": digest,
+        **_header(cfg, student, base, "kd"), "data_sha256": digest,
         "train_games": len(cfg.train_seeds), "train_examples": len(train), "heldout_examples": len(held),
-        "examples_seen": cfg.steps * cfg.batch_size,
-        "config": {k: v for k, v in asdict(cfg).items() if k not in ("train_seeds", "heldout_seeds")},
-        "train_seeds": [cfg.train_seeds[0], cfg.train_seeds[-1]],
-        "heldout_seeds": [cfg.heldout_seeds[0], cfg.heldout_seeds[-1]],
         "heldout_move_accuracy_before": round(before["move_accuracy"], 4),
         "heldout_legal_answer_rate_before": round(before["legal_answer_rate"], 4),
         "heldout_move_accuracy": round(after["move_accuracy"], 4),
         "heldout_legal_answer_rate": round(after["legal_answer_rate"], 4),
-        "training": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()
-                     if k != "losses"},
-        "losses": [round(x, 4) for x in metrics.get("losses", [])],
-        "seconds": round(time.perf_counter() - start, 1),
     }
+    return _save(cfg, student, base, manifest, metrics, start, "kd")
+
+
+def _header(cfg: FinetuneConfig, student: Any, base: FunctionBase, method: str) -> dict:
+    """What every text-adapter manifest starts with: when, what, from which base and seeds."""
+    return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "engine_version": __version__, "task": cfg.task, "method": method,
+            "base_model": student.name, "base_model_sha256": student.model_hash,
+            "function_base_hash": base.hash, "examples_seen": cfg.steps * cfg.batch_size,
+            "config": {k: v for k, v in asdict(cfg).items() if k not in ("train_seeds", "heldout_seeds")},
+            "train_seeds": [cfg.train_seeds[0], cfg.train_seeds[-1]],
+            "heldout_seeds": [cfg.heldout_seeds[0], cfg.heldout_seeds[-1]]}
+
+
+def _save(cfg: FinetuneConfig, student: Any, base: FunctionBase, manifest: dict, metrics: dict,
+          start: float, suffix: str) -> dict:
+    """Adds the training figures, saves adapter + manifest (default: a versioned folder)."""
+    manifest.update({"training": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()
+                                  if k != "losses"},
+                     "losses": [round(x, 4) for x in metrics.get("losses", [])],
+                     "seconds": round(time.perf_counter() - start, 1)})
     out = Path(cfg.out) if cfg.out else (default_adapter_dir(cfg.task)
-                                         / f"{_version_name(student, base, cfg)}-kd")
+                                         / f"{_version_name(student, base, cfg)}-{suffix}")
     student.save_adapter(out, manifest)
     manifest["path"] = str(out)
     return manifest
+
+
+WRITE_TRAIN_SEEDS = list(range(1, 41))
+WRITE_HELDOUT_SEEDS = list(range(100, 110))
+
+
+def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, progress: bool = True,
+                   log=print) -> dict:
+    """Teach the student to write emergency functions: LoRA on the teacher's functions for
+    the training kinds only; then, for every evaluated (held-out) kind, the share of
+    seeds whose written function passes verification within ``attempts``, before and
+    after. Saves adapter and manifest (method ``write``)."""
+    from ldengine import emergency as em
+    from ldengine.errors import LDEngineError
+    from ldengine.models import load_student
+    start = time.perf_counter()
+    registry.get("tasks", cfg.task)
+    held_kinds, train_kinds = em.kinds_of(registry, cfg.task, "eval"), em.kinds_of(registry, cfg.task, "train")
+    if not train_kinds:
+        raise LDEngineError(f"task {cfg.task!r} has no training emergency kinds (--method write)")
+    data = em.writing_data(registry, cfg.task, cfg.train_seeds)
+    log(f"data: {len(data)} functions of {len(train_kinds)} training kinds; held out: "
+        f"{', '.join(k.name for k in held_kinds)}")
+    student = load_student(cfg.student)
+    base = FunctionBase.build(cfg.task, registry.modules_for(cfg.task))
+    metrics = student.train_lora_text(data, steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size,
+                                      rank=cfg.rank, seed=cfg.seed, progress=progress,
+                                      top_layers=cfg.top_layers, chat=False)
+    log(f"loss {metrics['first_loss']:.3f} -> {metrics['final_loss']:.3f} in {metrics['seconds']:.0f} s")
+    after = em.pass_rates(registry, cfg.task, student, held_kinds, cfg.heldout_seeds, attempts, progress)
+    for name, row in after.items():
+        log(f"held-out kind {name}: passed {row['passed']}/{row['seeds']} seeds within {attempts} attempts "
+            f"(mean attempts to pass {row['mean_attempts_to_pass']})")
+    digest = hashlib.sha256(json.dumps(data).encode()).hexdigest()
+    manifest = {
+        **_header(cfg, student, base, "write"), "data_sha256": digest, "train_examples": len(data),
+        "train_kinds": [k.name for k in train_kinds], "held_out_kinds": [k.name for k in held_kinds],
+        "attempts": attempts, "heldout_pass_rates": after,
+    }
+    return _save(cfg, student, base, manifest, metrics, start, "write")

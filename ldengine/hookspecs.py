@@ -50,5 +50,14 @@ def ldengine_register_students(register):
 
 
 @hookspec
+def ldengine_register_emergencies(register):
+    """Register emergency kinds (new rules): ``register(kind)`` with an object having
+    ``name`` (lowercase words joined by hyphens), ``task``, ``split`` ("eval" or
+    "train"), ``params(seed, size)``, ``describe(params)``, ``allows(params, piece,
+    src, dst)``, ``header(params, name)``, ``cases(params, seed)``,
+    ``properties(input, output)`` and ``reference(params)`` (see ``ldengine.emergency``)."""
+
+
+@hookspec
 def ldengine_register_commands(cli):
     """Add click commands to the ``ldengine`` group ``cli``."""

@@ -135,33 +135,53 @@ def find_adapter(task: str, base: FunctionBase, root: Any = None, method: str = 
     found = []
     for manifest in sorted(root.glob("*/manifest.json")) if root.is_dir() else []:
         data = json.loads(manifest.read_text(encoding="utf-8"))
-        if data.get("function_base_hash") == base.hash and _method(data) == method:
+        if data.get("function_base_hash") == base.teacher_hash and _method(data) == method:
             found.append((data.get("created", ""), manifest.parent))
     if not found:
         raise LDEngineError(f"no {method} adapter in {root} was trained on this {task} function base "
-                            f"(hash {base.hash[:12]}); run `ldengine finetune --task {task} "
+                            f"(hash {base.teacher_hash[:12]}); run `ldengine finetune --task {task} "
                             f"--method {method}` or pass --adapter DIR")
     return max(found)[1]
 
 
 def _method(manifest: dict) -> str:
-    return "kd" if manifest.get("method") == "kd" else "ld"
+    return manifest.get("method") or "ld"
 
 
 def ld_agent(context: Any) -> Any:
     """Retriever + fine-tuned student choose each stage's function; the sandbox runs it."""
     from ldengine.agents import LoopAgent
+    from ldengine.emergency import adopt, with_stage
     from ldengine.retriever import Retriever
     opts = context.options
+    written = adopt(context, opts.get("log") or _stderr)
     retriever = Retriever.for_base(context.base)
     adapter = opts.get("adapter") or find_adapter(context.task.name, context.base)
     student = context.load_student(adapter=adapter)
     provider = RetrieverProvider(context.task, context.base, retriever, opts.get("k") or DEFAULT_K)
     agent = LoopAgent(context, provider, StudentSelector(context.task, student))
     agent.name = "ld"
+    if written is not None and written.passed:
+        kind = context.task.emergency.kind
+        agent.pipeline = with_stage(agent.pipeline, kind.stage, kind.after)
+    agent.emergency = written
     agent.usage = lambda: dict(getattr(student, "usage", {}))
     agent.identity = lambda: {"model": student.name, "model_sha256": student.model_hash,
                               "adapter_hash": student.adapter_hash,
                               "retriever_index_hash": getattr(retriever, "index_hash", None),
-                              "k": provider.k}
+                              "k": provider.k, **_emergency_identity(written)}
     return agent
+
+
+def _emergency_identity(written: Any) -> dict:
+    if written is None:
+        return {}
+    import hashlib
+    return {"emergency_function": written.name if written.passed else None,
+            "emergency_function_sha256": hashlib.sha256(written.source.encode()).hexdigest()
+            if written.passed else None}
+
+
+def _stderr(line: str) -> None:
+    import sys
+    print(line, file=sys.stderr)

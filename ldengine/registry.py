@@ -6,6 +6,7 @@ provenance and a plugin whose hook raises is reported, not fatal.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -37,6 +38,7 @@ class Registry:
     evaders: dict[str, Registered] = field(default_factory=dict)
     agents: dict[str, Registered] = field(default_factory=dict)
     students: dict[str, Registered] = field(default_factory=dict)
+    emergencies: dict[str, Registered] = field(default_factory=dict)
     modules: list[ModuleSource] = field(default_factory=list)
     plugins: list[PluginInfo] = field(default_factory=list)
     pm: Any = None
@@ -50,6 +52,7 @@ class Registry:
         reg._collect("ldengine_register_agents", lambda p: reg._named(reg.agents, "agent", p))
         reg._collect("ldengine_register_students", lambda p: reg._named(reg.students, "student", p))
         reg._collect("ldengine_register_functions", reg._module_register)
+        reg._collect("ldengine_register_emergencies", reg._emergency_register)
         return reg
 
     def _collect(self, hook: str, make_register: Callable[[str], Callable]) -> None:
@@ -78,6 +81,18 @@ class Registry:
         named = self._named(self.tasks, "task", plugin)
         return lambda task: named(task.name, task, task.description)
 
+    def _emergency_register(self, plugin: str) -> Callable:
+        def register(kind: Any) -> None:
+            name = getattr(kind, "name", None)
+            if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name):
+                raise PluginError(f"plugin {plugin!r} registered an emergency with invalid name {name!r} "
+                                  "(lowercase words joined by hyphens)")
+            if name in self.emergencies:
+                raise PluginError(f"plugin {plugin!r} registered emergency {name!r}, "
+                                  f"already registered by {self.emergencies[name].plugin!r}")
+            self.emergencies[name] = Registered(name, kind, getattr(kind, "summary", ""), plugin)
+        return register
+
     def _module_register(self, plugin: str) -> Callable:
         def register(task: str, source: str, filename: str) -> None:
             if not isinstance(source, str):
@@ -89,7 +104,8 @@ class Registry:
         table = getattr(self, kind)
         if name not in table:
             known = ", ".join(sorted(table)) or "none"
-            raise UnknownNameError(f"unknown {kind[:-1]} {name!r} (known: {known})")
+            singular = "emergency" if kind == "emergencies" else kind[:-1]
+            raise UnknownNameError(f"unknown {singular} {name!r} (known: {known})")
         return table[name]
 
     def modules_for(self, task: str) -> list[ModuleSource]:

@@ -34,6 +34,8 @@ class RunConfig:
     audit: str | None = None
     progress: bool = True
     options: dict = field(default_factory=dict)
+    emergency: str | None = None        # an emergency kind in force (its parameters drawn with emergency_seed)
+    emergency_seed: int = 0
 
 
 @dataclass
@@ -67,7 +69,8 @@ def build_agent(registry: Registry, task: Any, agent: str, options: dict | None 
 
 
 def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
-    task = registry.get("tasks", cfg.task).obj
+    from ldengine.emergency import under_emergency
+    task = under_emergency(registry, registry.get("tasks", cfg.task).obj, cfg.emergency, cfg.emergency_seed)
     policy = registry.get("evaders", cfg.evader).obj
     results, interrupted, start = [], False, clock.now()
     with ExitStack() as stack:

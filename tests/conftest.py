@@ -1,4 +1,6 @@
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,9 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("ldengine", deadline=None, max_examples=60,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ldengine")
+
+# Functions the student writes in tests go to a throwaway store, not function_base/.
+os.environ["LDENGINE_EMERGENCY_DIR"] = tempfile.mkdtemp(prefix="ldengine-emergencies-")
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:

@@ -51,7 +51,9 @@ def check_trace(path, evader_policy="greedy"):
 
 def _check_game(records, i, policy):
     head = records[i]
-    check(head["type"] == "game" and set(head) == KEYS["game"], f"bad game record {head}")
+    # an emergency in force adds its name and parameters; its closed cells are in "forbidden"
+    check(head["type"] == "game" and KEYS["game"] <= set(head) <= KEYS["game"] | {"emergency"},
+          f"bad game record {head}")
     size, forb = head["size"], head["forbidden"]
     pursuers, evader = head["pursuers"], head["evader"]
     check(all(dist(p, evader) >= 3 for p in pursuers), "start too close")

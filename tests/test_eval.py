@@ -17,7 +17,6 @@ from click.testing import CliRunner
 import ldengine.cli as cli_module
 from ldengine.evaluate import EvalConfig, evaluate, mean_interval, wilson
 from ldengine.registry import Registered
-from plugins.pursuit.baseline import legal_cells
 
 ROOT = Path(__file__).resolve().parent.parent
 COST_KEYS = ("wall_s", "model_calls", "tokens")

@@ -1,5 +1,4 @@
 """The pursuit function base: its manual, its examples, and the expert built on it."""
-import random
 
 import pytest
 from hypothesis import given, strategies as st

@@ -99,3 +99,6 @@ def test_the_kd_agent_answers_one_cell_per_pursuer(registry, pursuit_task, moves
                 for cell, cells in zip(action, legal_cells(state)))
     assert legal >= 6
     assert agent.identity()["adapter_hash"]
+    calls = agent.usage()["model_calls"]
+    assert agent.act_batch(states[:2]) == actions[:2]       # seen questions: answered from the memo
+    assert agent.usage()["model_calls"] == calls and agent.stats()["memo_hits"] == 6

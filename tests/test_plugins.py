@@ -1,6 +1,5 @@
 """Plugins: built-ins and third-party entry points register through the same hooks."""
 import sys
-import textwrap
 
 import pytest
 from click.testing import CliRunner
@@ -73,6 +72,12 @@ def ldengine_register_students(register):
     register("first", FirstChoice, "always the first candidate")
 
 @hookimpl
+def ldengine_register_emergencies(register):
+    from plugins.pursuit.emergencies import PursuitEmergency
+    register(PursuitEmergency("no-corner", "No piece may enter a cell (x, y) with x + y < {s}.", "not (x + y < {s})",
+                              lambda c, p, k: c[0] + c[1] >= k["s"], lambda rng, size: {"s": 3}))
+
+@hookimpl
 def ldengine_register_commands(cli):
     import click
 
@@ -126,6 +131,31 @@ def test_it_loads_a_third_party_plugin_from_its_entry_point(plugin_dir):
     assert base.call("stay_put", {"pursuers": [[0, 0]]}).value == [[0, 0]]
     out = CliRunner().invoke(cli_module.cli, ["plugins"], catch_exceptions=False).output
     assert "ldtest_good" in out and "frozen" in out and "first" in out
+
+
+def test_a_plugin_adds_an_emergency_kind_that_games_obey(plugin_dir, pursuit_task):
+    """A third party's new rule is listed, and with it in force the referee enforces it."""
+    from ldengine.emergency import under_emergency
+    install_plugin(plugin_dir, "ldtest_rule", PLUGIN.format(source=GOOD_FUNCTION))
+    reg = Registry.load()
+    assert reg.emergencies["no-corner"].plugin == "ldtest_rule"
+    task = under_emergency(reg, pursuit_task, "no-corner", 0)
+    game, _ = task.new_game(0)
+    game.pursuers = [(2, 2), (5, 5), (9, 9)]
+    step = game.pursuer_step([[1, 1], [5, 5], [9, 9]])
+    assert step.illegal == [True, False, False]
+    out = CliRunner().invoke(cli_module.cli, ["emergencies", "list"], catch_exceptions=False).output
+    assert "no-corner" in out and "x + y < 3" in out
+
+
+def test_an_emergency_with_a_bad_name_marks_its_plugin_broken(plugin_dir):
+    code = ("from ldengine.hookspecs import hookimpl\n\n@hookimpl\n"
+            "def ldengine_register_emergencies(register):\n"
+            "    class K:\n        name = 'Bad Name'\n    register(K())\n")
+    install_plugin(plugin_dir, "ldtest_badrule", code)
+    reg = Registry.load()
+    assert "invalid name" in {p.name: p for p in reg.plugins}["ldtest_badrule"].error
+    assert "restricted-area" in reg.emergencies
 
 
 def test_a_plugin_student_backend_is_loaded_by_name(plugin_dir, pursuit_base, pursuit_task):

@@ -1,7 +1,7 @@
 """Move legality and game bookkeeping, property-tested against DESIGN.md's rules."""
 import random
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from plugins.pursuit import evaders
 from plugins.pursuit.rules import (MAX_VIOLATIONS, PursuitGame, captured, evader_moves,

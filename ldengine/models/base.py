@@ -40,7 +40,8 @@ class Student(Protocol):
                  seed: int = 0, num_return_sequences: int = 1) -> list[str]: ...
 
     def generate_batch(self, prompts: list[str], prefix: str = "", max_new_tokens: int = 48,
-                       stop: Callable[[str], bool] | None = None, chat: bool = True) -> list[str]: ...
+                       stop: Callable[[str], bool] | None = None, chat: bool = True,
+                       temperature: float = 0.0, seed: int = 0) -> list[str]: ...
 
 
 def check_options(options: list[str]) -> None:

@@ -179,8 +179,10 @@ class TransformersStudent:
         return texts if sample else texts * num_return_sequences
 
     def generate_batch(self, prompts: list[str], prefix: str = "", max_new_tokens: int = 48,
-                       stop: Callable[[str], bool] | None = None, chat: bool = True) -> list[str]:
-        """Greedy answers to several prompts that share ``prefix`` (e.g. a task's rules).
+                       stop: Callable[[str], bool] | None = None, chat: bool = True,
+                       temperature: float = 0.0, seed: int = 0) -> list[str]:
+        """Greedy answers to several prompts that share ``prefix`` (e.g. a task's rules);
+        with ``temperature`` > 0, sampled ones (seeded: the same call gives the same texts).
 
         The text read for prompt i is ``prefix + prompts[i]`` (inside the chat
         template when ``chat``); the prefix's keys and values are computed once
@@ -197,7 +199,8 @@ class TransformersStudent:
         prefix_ids = self._encode(head + prefix, special=True)
         rows = [self._encode(p + tail, special=not prefix_ids) for p in prompts]
         with torch.inference_mode():
-            answers = self._greedy(head + prefix, prefix_ids, rows, max_new_tokens, stop)
+            pick = _sampler(temperature, seed, self.device)
+            answers = self._greedy(head + prefix, prefix_ids, rows, max_new_tokens, stop, pick)
         return [self.tokenizer.decode(a, skip_special_tokens=True) for a in answers]
 
     def _chat_parts(self) -> tuple[str, str]:
@@ -211,7 +214,7 @@ class TransformersStudent:
         return head, tail
 
     def _greedy(self, prefix: str, prefix_ids: list[int], rows: list[list[int]], max_new_tokens: int,
-                stop: Callable[[str], bool] | None) -> list[list[int]]:
+                stop: Callable[[str], bool] | None, pick: Callable | None = None) -> list[list[int]]:
         import torch
 
         layers = None
@@ -235,7 +238,7 @@ class TransformersStudent:
         position = last + start + 1
         eos = self.tokenizer.eos_token_id
         for step in range(max_new_tokens):
-            tokens = logits.argmax(-1)
+            tokens = pick(logits) if pick else logits.argmax(-1)
             for row in range(batch):
                 if not done[row]:
                     token = int(tokens[row])
@@ -465,3 +468,16 @@ def _check_targets(examples: list[tuple[str, str, list[str], int]]) -> None:
         if not 0 <= right < len(options):
             raise LDEngineError(f"training example {query[:60]!r} names option {right}, "
                                 f"but has {len(options)} options")
+
+
+def _sampler(temperature: float, seed: int, device: Any) -> Callable | None:
+    """None (greedy) at temperature 0, else a seeded sampler from softmax(logits / temperature)."""
+    if temperature <= 0:
+        return None
+    import torch
+    generator = torch.Generator(device=device).manual_seed(seed)
+
+    def pick(logits: Any) -> Any:
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    return pick

@@ -4,7 +4,7 @@ from __future__ import annotations
 from importlib import resources
 
 from ldengine.hookspecs import hookimpl
-from plugins.pursuit import evaders
+from plugins.pursuit import emergencies, evaders
 from plugins.pursuit.baseline import student_agent, teacher_agent
 from plugins.pursuit.kd import kd_agent
 from plugins.pursuit.task import PursuitTask
@@ -37,3 +37,9 @@ def ldengine_register_functions(register):
     for item in sorted(folder.iterdir(), key=lambda p: p.name):
         if item.name.endswith(".py") and item.name != "__init__.py":
             register("pursuit", item.read_text(encoding="utf-8"), f"pursuit/{item.name}")
+
+
+@hookimpl
+def ldengine_register_emergencies(register):
+    for kind in emergencies.KINDS:
+        register(kind)

@@ -81,22 +81,37 @@ def move_accuracy(student: Any, rules: str, examples: list[MoveExample], batch: 
 
 class KDAgent:
     """Plays with a KD adapter: one short generation per pursuer, all pursuers
-    (and, through ``act_batch``, several games) in one batch."""
+    (and, through ``act_batch``, several games) in one batch.
+
+    Answers are greedy, so the same question always gets the same answer: a memo
+    answers a question seen before without running the model (a KD student that
+    stops chasing meets the same positions step after step until the 100th).
+    Usage counts only the generations actually run.
+    """
 
     name = "kd"
 
-    def __init__(self, task: Any, student: Any):
+    def __init__(self, task: Any, student: Any, memo_size: int = 4096):
+        from ldengine.cache import LRU
         self.task, self.student = task, student
         self.last_functions: list[str] = []
         self.counts: Counter = Counter()
+        self.memo = LRU(memo_size)
 
     def act(self, state: dict) -> list:
         return self.act_batch([state])[0]
 
     def act_batch(self, states: list[dict]) -> list[list]:
         questions = [question(s, i) for s in states for i in range(len(s["pursuers"]))]
-        answers = iter(self.student.generate_batch(questions, prefix=rules_prefix(self.task.rules),
-                                                   max_new_tokens=MAX_NEW_TOKENS, stop=has_cells(1)))
+        known = {q: self.memo.get(q) for q in questions if q in self.memo}
+        new = list(dict.fromkeys(q for q in questions if q not in known))
+        written = self.student.generate_batch(new, prefix=rules_prefix(self.task.rules),
+                                              max_new_tokens=MAX_NEW_TOKENS, stop=has_cells(1))
+        for q, text in zip(new, written):
+            self.memo.put(q, text)
+            known[q] = text
+        self.counts["memo_hits"] += len(questions) - len(new)
+        answers = iter([known[q] for q in questions])
         actions = []
         for state in states:
             legal = legal_cells(state)
@@ -119,7 +134,7 @@ class KDAgent:
     def stats(self) -> dict:
         c = self.counts
         return {"moves_answered": c["moves"], "unparseable_answers": c["unparseable"],
-                "illegal_cells_proposed": c["illegal_cells"]}
+                "illegal_cells_proposed": c["illegal_cells"], "memo_hits": c["memo_hits"]}
 
 
 def kd_agent(context: Any) -> KDAgent:

@@ -10,6 +10,10 @@ def plot_trajectories(result, size: int, path: str, title: str = "") -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 6))
+    closed = getattr(result, "forbidden", ())
+    if closed:      # cells an emergency closed (e.g. the restricted area), shaded
+        ax.scatter([c[0] for c in closed], [c[1] for c in closed], marker="s", s=90, color="tab:red",
+                   alpha=0.25, label="closed cells")
     for i in range(len(result.pursuers[0])):
         _trail(ax, [step[i] for step in result.pursuers], PURSUER_COLOURS[i % 3], f"pursuer {i + 1}")
     _trail(ax, result.evader, "tab:orange", "evader")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 Cell = tuple[int, int]
 REACH = 2          # a pursuer moves up to Manhattan distance 2
@@ -36,20 +37,23 @@ def parse_cell(value) -> Cell | None:
 
 
 def is_legal_pursuer_move(src: Cell, dst, evader: Cell, size: int,
-                          forbidden: frozenset) -> bool:
-    """On the board, within reach, not forbidden, not the evader's cell."""
+                          forbidden: frozenset, rule=None) -> bool:
+    """On the board, within reach, not forbidden, not the evader's cell, and allowed by
+    the emergency ``rule`` in force, if any (``rule.allows(piece, src, dst)``)."""
     cell = parse_cell(dst)
     return (cell is not None and on_board(cell, size)
             and manhattan(src, cell) <= REACH
-            and cell not in forbidden and cell != evader)
+            and cell not in forbidden and cell != evader
+            and (rule is None or rule.allows("pursuer", src, cell)))
 
 
-def evader_moves(evader: Cell, pursuers, size: int, forbidden: frozenset) -> list[Cell]:
+def evader_moves(evader: Cell, pursuers, size: int, forbidden: frozenset, rule=None) -> list[Cell]:
     """The evader's legal cells in the tie-break order stay, x+1, x-1, y+1, y-1."""
     x, y = evader
     order = [(x, y), (x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)]
     blocked = set(pursuers) | forbidden
-    return [c for c in order if on_board(c, size) and c not in blocked]
+    return [c for c in order if on_board(c, size) and c not in blocked
+            and (rule is None or rule.allows("evader", evader, c))]
 
 
 def captured(evader: Cell, pursuers) -> bool:
@@ -82,23 +86,28 @@ class PursuitGame:
     pursuers: list[Cell]
     evader: Cell
     forbidden: frozenset = frozenset()
+    rule: Any = None        # an emergency in force (``Instance``): its new rule binds every move
     steps: int = 0
     violations: int = 0
     outcome: str | None = None
     history: list = field(default_factory=list)
 
     def state(self) -> dict:
-        """The state as plain data, the decision loop's o_0."""
-        return {"size": self.size, "step": self.steps, "reach": REACH,
-                "pursuers": [list(p) for p in self.pursuers],
-                "evader": list(self.evader),
-                "forbidden": sorted(list(c) for c in self.forbidden)}
+        """The state as plain data, the decision loop's o_0. An emergency appears as
+        ``"emergency": {"name", "rule", "params"}``; the teacher's functions do not read it."""
+        state = {"size": self.size, "step": self.steps, "reach": REACH,
+                 "pursuers": [list(p) for p in self.pursuers],
+                 "evader": list(self.evader),
+                 "forbidden": sorted(list(c) for c in self.forbidden)}
+        if self.rule is not None:
+            state["emergency"] = self.rule.state()
+        return state
 
     def pursuer_step(self, proposals) -> StepResult:
         proposals = _as_three(proposals, len(self.pursuers))
         illegal, moved = [], []
         for src, dst in zip(self.pursuers, proposals):
-            ok = is_legal_pursuer_move(src, dst, self.evader, self.size, self.forbidden)
+            ok = is_legal_pursuer_move(src, dst, self.evader, self.size, self.forbidden, self.rule)
             illegal.append(not ok)
             moved.append(parse_cell(dst) if ok else src)
         self.pursuers = moved
@@ -112,7 +121,7 @@ class PursuitGame:
 
     def evader_step(self, choose) -> Cell:
         """Moves the evader with ``choose(legal_cells, game)``; checks capture and the step limit."""
-        legal = evader_moves(self.evader, self.pursuers, self.size, self.forbidden)
+        legal = evader_moves(self.evader, self.pursuers, self.size, self.forbidden, self.rule)
         if legal:
             cell = parse_cell(choose(legal, self))  # a policy may answer [x, y]
             self.evader = cell if cell in legal else legal[0]

@@ -21,6 +21,7 @@ class GameResult:
     violations: int
     pursuers: list      # trajectory: per step, the three pursuer cells
     evader: list        # trajectory: per step, the evader's cell
+    forbidden: tuple = ()   # cells closed to the pieces (an emergency's), for figures
 
     def record(self) -> dict:
         return {"game": self.game, "seed": self.seed, "outcome": self.outcome,
@@ -43,15 +44,53 @@ STAGES = {
 }
 
 
+EMERGENCY_STAGE = "apply the new rule: drop the candidate cells it forbids"
+
+
 class PursuitTask:
+    """The game; ``with_emergency(instance)`` gives the same game under a new rule.
+
+    Under an emergency the referee applies the new rule to every move, the state
+    carries it (``"emergency"``), the rules text the models read gains it, and the
+    stage list names the stage its function fills; ``pipeline`` stays the
+    teacher's: only an agent that adopts a function for the rule inserts it.
+    """
     name = "pursuit"
     description = "three pursuers must surround an evader on a 21x21 board"
     pipeline = list(STAGES)
-    rules = RULES
-    stages = STAGES
 
-    def __init__(self, size: int = 21):
-        self.size = size
+    def __init__(self, size: int = 21, emergency: Any = None):
+        self.size, self.emergency = size, emergency
+
+    def with_emergency(self, emergency: Any) -> "PursuitTask":
+        return PursuitTask(self.size, emergency)
+
+    @property
+    def rules(self) -> str:
+        if self.emergency is None:
+            return RULES
+        return f"{RULES} New rule: {self.emergency.description}"
+
+    @property
+    def stages(self) -> dict:
+        if self.emergency is None:
+            return STAGES
+        stage, after = self.emergency.kind.stage, self.emergency.kind.after
+        out = {}
+        for name, text in STAGES.items():
+            out[name] = text
+            if name == after:
+                out[stage] = EMERGENCY_STAGE
+        return out
+
+    def custom_emergency(self, text: str, params: dict, allowed=(), forbidden=(), like: Any = None) -> Any:
+        """A rule a user gives in words, checked against their examples or a known kind's rule."""
+        from plugins.pursuit.emergencies import custom_rule
+        return custom_rule(text, params, allowed, forbidden, like, self.size)
+
+    def blocked(self) -> frozenset:
+        """Cells the emergency in force closes to some piece (starts avoid them)."""
+        return self.emergency.kind.blocked(self.emergency.params, self.size) if self.emergency else frozenset()
 
     # The start of the paper's Figure 6 (blue pursuers, orange evader).
     starts = {"paper": {"pursuers": [[3, 8], [14, 19], [17, 2]], "evader": [20, 18]}}
@@ -62,10 +101,10 @@ class PursuitTask:
         the same seeded evader randomness."""
         rng = random.Random(seed)
         if start is None:
-            pursuers, evader = random_start(rng, self.size, forbidden)
+            pursuers, evader = random_start(rng, self.size, forbidden | self.blocked())
         else:
             pursuers, evader = [tuple(p) for p in start["pursuers"]], tuple(start["evader"])
-        return PursuitGame(self.size, pursuers, evader, forbidden), rng
+        return PursuitGame(self.size, pursuers, evader, forbidden, self.emergency), rng
 
     def play(self, agent: Any, game_index: int, seed: int, evader: Callable,
              emit: Emit, agent_name: str = "", evader_name: str = "",
@@ -86,7 +125,7 @@ class PursuitTask:
         ``(action, functions used)``, and returns the ``GameResult``. Several games
         driven side by side let an agent decide for all of them at once."""
         game, rng = self.new_game(seed, start=start)
-        emit(_game_record(game, game_index, seed, agent_name, evader_name))
+        emit(_game_record(game, game_index, seed, agent_name, evader_name, self.blocked()))
         trail_p, trail_e = [list(game.pursuers)], [game.evader]
         while game.outcome is None:
             action, functions = yield game.state()
@@ -102,7 +141,8 @@ class PursuitTask:
             trail_e.append(game.evader)
         emit({"type": "end", "game": game_index, "outcome": game.outcome,
               "steps": game.steps, "violations": game.violations})
-        return GameResult(game_index, seed, game.outcome, game.steps, game.violations, trail_p, trail_e)
+        return GameResult(game_index, seed, game.outcome, game.steps, game.violations, trail_p, trail_e,
+                          tuple(sorted(game.forbidden | self.blocked())))
 
     @property
     def kd(self):
@@ -143,11 +183,17 @@ class PursuitTask:
         plot_trajectories(result, self.size, path, title)
 
 
-def _game_record(game: PursuitGame, index: int, seed: int, agent: str, evader: str) -> dict:
-    return {"type": "game", "task": "pursuit", "game": index, "seed": seed, "size": game.size,
-            "forbidden": sorted(list(c) for c in game.forbidden),
-            "pursuers": [list(p) for p in game.pursuers], "evader": list(game.evader),
-            "agent": agent, "evader_policy": evader}
+def _game_record(game: PursuitGame, index: int, seed: int, agent: str, evader: str,
+                 blocked: frozenset = frozenset()) -> dict:
+    """The trace's "game" record; "forbidden" includes cells an emergency closes, and
+    "emergency" names it and its parameters."""
+    record = {"type": "game", "task": "pursuit", "game": index, "seed": seed, "size": game.size,
+              "forbidden": sorted(list(c) for c in game.forbidden | blocked),
+              "pursuers": [list(p) for p in game.pursuers], "evader": list(game.evader),
+              "agent": agent, "evader_policy": evader}
+    if game.rule is not None:
+        record["emergency"] = {"name": game.rule.kind.name, "params": dict(game.rule.params)}
+    return record
 
 
 def _all_legal(state: dict) -> bool:

@@ -1,0 +1,474 @@
+"""Emergencies: a new rule appears, the student writes a function for it (Eq. 6 of
+the paper), the isolated sandbox verifies it, and the function base takes it in.
+
+An emergency kind is a plugin object (``ldengine_register_emergencies``) with
+``name``, ``task``, ``stage`` and ``after`` (where its function goes in the
+pipeline), ``split`` ("eval" or "train"), ``params(seed, size)``,
+``describe(params)``, ``header(params, name)`` (the def line and the manual
+entry the engine writes; the student writes the body), ``cases(params, seed)``
+((input, expected output) pairs), ``properties(input, output)`` (what any
+answer must keep, e.g. "returns a subset of its input") and
+``reference(params)`` (the teacher's function, for training and examples).
+
+Generated code is hostile until proven otherwise: every candidate is compiled
+with the sandbox's policy here, but loaded and run only in an
+``IsolatedSandbox`` worker (CPU, memory, wall-clock limits), during
+verification and during play alike.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ldengine.cache import write_atomic
+from ldengine.errors import LDEngineError, SandboxCompileError
+
+DEFAULT_ATTEMPTS = 8
+TEMPERATURE = 0.8          # attempts after the first (greedy) one are sampled
+MAX_NEW_TOKENS = 160
+FUNCTION_ROOT = Path(__file__).resolve().parent.parent / "function_base"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """An emergency in force: its kind and its drawn parameters."""
+    kind: Any
+    params: dict = field(default_factory=dict)
+
+    @property
+    def description(self) -> str:
+        return self.kind.describe(self.params)
+
+    def state(self) -> dict:
+        """How the state shows it (plain data): name, rule text, parameters."""
+        return {"name": self.kind.name, "rule": self.description, "params": dict(self.params)}
+
+    def allows(self, piece: str, src: Any, dst: Any) -> bool:
+        return self.kind.allows(self.params, piece, src, dst)
+
+
+def under_emergency(registry: Any, task: Any, name: str | None, seed: int = 0) -> Any:
+    """``task`` with the emergency ``name`` in force (parameters drawn with ``seed``), or
+    ``task`` itself when ``name`` is empty."""
+    if not name:
+        return task
+    kind = registry.get("emergencies", name).obj
+    if kind.task != task.name or not hasattr(task, "with_emergency"):
+        raise LDEngineError(f"emergency {name!r} is for the {kind.task} task, not {task.name}")
+    return task.with_emergency(Instance(kind, kind.params(seed, getattr(task, "size", 21))))
+
+
+@dataclass
+class Check:
+    """What verification found: passed only if every case and property held."""
+    passed: bool
+    reasons: list[str]
+    cases: int
+    cases_passed: int
+
+    def line(self) -> str:
+        if self.passed:
+            return f"passed {self.cases_passed}/{self.cases} cases"
+        return f"failed ({self.cases_passed}/{self.cases} cases passed): " + "; ".join(self.reasons[:2])
+
+
+@dataclass
+class Attempt:
+    number: int
+    temperature: float
+    seed: int
+    source: str
+    check: Check
+
+
+@dataclass
+class Written:
+    """The outcome of writing a function for one emergency instance."""
+    kind: str
+    params: dict
+    name: str
+    attempts: list[Attempt] = field(default_factory=list)
+    source: str | None = None          # the accepted function, if any
+    provenance: dict = field(default_factory=dict)
+    path: Path | None = None           # where the accepted module is stored
+
+    @property
+    def passed(self) -> bool:
+        return self.source is not None
+
+    @property
+    def attempts_to_pass(self) -> int | None:
+        return len(self.attempts) if self.passed else None
+
+
+# ---- verification --------------------------------------------------------------------------
+
+def check_function(source: str, name: str, cases: list[tuple[Any, Any]],
+                   properties: Callable[[Any, Any], list[str]], sandbox: Any) -> Check:
+    """Compile ``source`` (one plain def) and run ``name`` on every case in ``sandbox``
+    (an ``IsolatedSandbox``); it passes if each output keeps the properties and equals
+    the expected output, and a second run of the first case gives the same answer."""
+    from ldengine.sandbox import compile_function
+    try:
+        module = compile_function(source, filename=f"<emergency {name}>")
+    except SandboxCompileError as exc:
+        return Check(False, [f"rejected before running: {exc}"], len(cases), 0)
+    if name not in module.names:
+        return Check(False, [f"defines no function {name!r}"], len(cases), 0)
+    reasons, passed = [], 0
+    for i, (given, expected) in enumerate(cases, 1):
+        problem = _judge(sandbox.call(module, name, given), given, expected, properties)
+        if problem:     # one failure rejects it; a hanging candidate costs one deadline, not eight
+            reasons.append(f"case {i}: {problem}")
+            break
+        passed += 1
+    if cases and not reasons:
+        first, again = sandbox.call(module, name, cases[0][0]), sandbox.call(module, name, cases[0][0])
+        if not again.ok or again.value != first.value:
+            reasons.append("case 1 run twice gives another answer")
+    return Check(not reasons and passed == len(cases), reasons, len(cases), passed)
+
+
+def _judge(result: Any, given: Any, expected: Any, properties: Callable) -> str | None:
+    if not result.ok:
+        return result.error
+    problems = properties(given, result.value)
+    if problems:
+        return problems[0]
+    if hasattr(expected, "problem"):            # a partial expectation (a user's example)
+        return expected.problem(result.value)
+    if result.value != expected:
+        return _difference(result.value, expected)
+    return None
+
+
+def _difference(got: Any, expected: Any) -> str:
+    """Which cells a wrong answer kept or dropped (for candidate lists), else a short repr."""
+    try:
+        for i, (a, b) in enumerate(zip(got["candidates"], expected["candidates"])):
+            extra, missing = [c for c in a if c not in b], [c for c in b if c not in a]
+            if extra:
+                return f"pursuer {i + 1} keeps cells the rule forbids: {extra[:4]}"
+            if missing:
+                return f"pursuer {i + 1} drops cells the rule allows: {missing[:4]}"
+    except (KeyError, TypeError, IndexError):
+        pass
+    return f"returns {str(got)[:120]}, expected {str(expected)[:120]}"
+
+
+# ---- writing (Eq. 6) -----------------------------------------------------------------------
+
+def examples_prefix(examples: list[str]) -> str:
+    """The part of the writing prompt every emergency shares: the manual's worked emergency
+    functions (its keys and values are computed once per student and kept)."""
+    return ("# Functions for new rules of the game. Each keeps, for every pursuer at (px, py), only\n"
+            "# the candidate cells (x, y) that the rule allows.\n\n"
+            + "".join(e.rstrip() + "\n\n\n" for e in examples))
+
+
+def writing_prompt(examples: list[str], header: str) -> str:
+    """The whole prompt: the worked examples, then the new function's def line and manual
+    entry; the student continues with its body."""
+    return examples_prefix(examples) + header
+
+
+def body_done(text: str) -> bool:
+    """A stop test for writing: the body has returned, or an unindented line began."""
+    lines = text.split("\n")[:-1]          # complete lines only
+    return any(line.strip().startswith("return") or (line.strip() and not line[:1].isspace())
+               for line in lines)
+
+
+def body_of(completion: str) -> str:
+    """The function body a completion starts with: its lines up to the first unindented one."""
+    lines = []
+    for line in completion.splitlines():
+        if line.strip() and not line[:1].isspace():
+            break
+        lines.append(line.rstrip())
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines) + "\n"
+
+
+def write_function(kind: Any, params: dict, student: Any, examples: list[str], attempts: int = DEFAULT_ATTEMPTS,
+                   seed: int = 0, cases: list | None = None, name: str | None = None,
+                   report: Callable[[Attempt], None] = lambda a: None) -> Written:
+    """Up to ``attempts`` candidates (greedy first, then sampled), each verified in a fresh
+    isolated sandbox; the first that passes is accepted."""
+    from ldengine.sandbox import IsolatedSandbox
+    name = name or kind.function_name()
+    header = kind.header(params, name)
+    prefix, prompt = examples_prefix(examples), writing_prompt(examples, header)
+    cases = cases if cases is not None else kind.cases(params, seed)
+    written = Written(kind.name, dict(params), name)
+    with IsolatedSandbox() as sandbox:
+        for number, temperature, sample_seed, text in _completions(student, prefix, header, attempts, seed):
+            source = header + body_of(text)
+            check = (check_function(source, name, cases, kind.properties, sandbox) if body_of(text).strip()
+                     else Check(False, ["the student wrote no function body"], len(cases), 0))
+            attempt = Attempt(number, temperature, sample_seed, source, check)
+            written.attempts.append(attempt)
+            report(attempt)
+            if attempt.check.passed:
+                written.source = source
+                break
+    written.provenance = _provenance(kind, written, student, prompt, cases)
+    return written
+
+
+def _completions(student: Any, prefix: str, header: str, attempts: int, seed: int):
+    """(number, temperature, seed, text): one greedy answer, then sampled ones, four at a time."""
+    if attempts < 1:
+        return
+    def write(n: int, temperature: float, sample_seed: int) -> list[str]:
+        return student.generate_batch([header] * n, prefix=prefix, max_new_tokens=MAX_NEW_TOKENS,
+                                      stop=body_done, chat=False, temperature=temperature, seed=sample_seed)
+    yield 1, 0.0, seed, write(1, 0.0, seed)[0]
+    number = 1
+    while number < attempts:
+        n = min(4, attempts - number)
+        for text in write(n, TEMPERATURE, seed + number):
+            number += 1
+            yield number, TEMPERATURE, seed + number - 1, text
+
+
+def _provenance(kind: Any, written: Written, student: Any, prompt: str, cases: list) -> dict:
+    return {"kind": kind.name, "task": kind.task, "params": written.params, "function": written.name,
+            "rule": kind.describe(written.params), "stage": kind.stage, "after": kind.after,
+            "model": getattr(student, "name", None), "model_sha256": getattr(student, "model_hash", None),
+            "adapter_hash": getattr(student, "adapter_hash", None),
+            "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest(),
+            "cases_sha256": hashlib.sha256(json.dumps(cases, sort_keys=True, default=repr).encode()).hexdigest(),
+            "attempts": [{"number": a.number, "temperature": a.temperature, "seed": a.seed,
+                          "passed": a.check.passed, "check": asdict(a.check),
+                          "source_sha256": hashlib.sha256(a.source.encode()).hexdigest()}
+                         for a in written.attempts],
+            "accepted_attempt": written.attempts_to_pass, "version": "1.0.0"}
+
+
+# ---- the store under function_base/ --------------------------------------------------------
+
+def store_dir(task: str) -> Path:
+    """Where verified functions live: ``$LDENGINE_EMERGENCY_DIR`` or ``function_base/<task>/emergencies``."""
+    root = os.environ.get("LDENGINE_EMERGENCY_DIR")
+    return Path(root) / task if root else FUNCTION_ROOT / task / "emergencies"
+
+
+def params_key(params: dict) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def module_path(kind: Any, params: dict, folder: Path | None = None) -> Path:
+    return (folder or store_dir(kind.task)) / f"{kind.name}-{params_key(params)}.py"
+
+
+def module_source(written: Written) -> str:
+    return (f'"""Written by the student for the emergency {written.kind} {json.dumps(written.params)};\n'
+            f'verified in the isolated sandbox. Provenance: the .json file beside this one."""\n\n'
+            f'VERSION = "1.0.0"\n\n\n{written.source}')
+
+
+def save(written: Written, folder: Path | None = None, kind: Any = None) -> Path:
+    """Store an accepted function and its provenance (atomically, never half-written)."""
+    if not written.passed:
+        raise LDEngineError(f"no verified function for {written.kind} to store")
+    path = (folder or store_dir(written.provenance["task"])) / f"{written.kind}-{params_key(written.params)}.py"
+    write_atomic(path.with_suffix(".json"), json.dumps(written.provenance, indent=2).encode())
+    write_atomic(path, module_source(written).encode())
+    written.path = path
+    return path
+
+
+def load_stored(kind: Any, params: dict, folder: Path | None = None, seed: int = 0) -> Written | None:
+    """A stored function for this instance, verified again (a file may have been edited), or None."""
+    from ldengine.sandbox import IsolatedSandbox
+    path = module_path(kind, params, folder)
+    if not path.is_file() or not path.with_suffix(".json").is_file():
+        return None
+    provenance = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    name = provenance.get("function", kind.function_name())
+    source = _function_text(path.read_text(encoding="utf-8"), name)
+    with IsolatedSandbox() as sandbox:
+        check = check_function(source, name, kind.cases(params, seed), kind.properties, sandbox)
+    if not check.passed:
+        return None
+    return Written(kind.name, dict(params), name, [], source, provenance, path)
+
+
+def _function_text(module_text: str, name: str) -> str:
+    """The ``def name`` of a stored module, as text (read with ``ast``, never executed)."""
+    import ast
+    tree = ast.parse(module_text)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return (ast.get_source_segment(module_text, node) or "") + "\n"
+    return ""
+
+
+# ---- adopting a function: what an agent does when the emergency appears --------------------
+
+def worked_examples(registry: Any, task: str, seed: int = 0) -> list[str]:
+    """The manual's emergency functions shown in the writing prompt: the teacher's reference
+    functions of some training kinds (never of an evaluated kind)."""
+    train = [r.obj for r in registry.emergencies.values() if r.obj.task == task and r.obj.split == "train"]
+    chosen = [k for k in train if getattr(k, "example", False)] or train[:3]
+    return [k.reference(k.params(seed)) for k in chosen]
+
+
+def adopt(context: Any, log: Callable[[str], None] = lambda s: None) -> Written | None:
+    """The emergency in force on ``context.task``: its stored verified function, or one the
+    student writes now (stored when it passes); an accepted one joins ``context.base``
+    as untrusted code. Returns None when no emergency is in force."""
+    instance = getattr(context.task, "emergency", None)
+    if instance is None:
+        return None
+    kind, params = instance.kind, instance.params
+    written = load_stored(kind, params)
+    if written is not None:
+        log(f"{kind.name}: using the verified function {written.path.name}")
+    else:
+        writer = context.load_student(adapter=writing_adapter(context))
+        attempts = int(context.options.get("attempts") or DEFAULT_ATTEMPTS)
+        log(f"{kind.name}: the student writes a function ({attempts} attempts at most)")
+        written = write_function(kind, params, writer, worked_examples(context.registry, kind.task),
+                                 attempts, report=lambda a: log(f"  attempt {a.number}: {a.check.line()}"))
+        if written.passed:
+            save(written)
+    if written.passed:
+        context.base.add_generated(module_source(written), f"{kind.task}/emergencies/{written.path.name}")
+    else:
+        log(f"{kind.name}: no function passed verification in {len(written.attempts)} attempts; "
+            "playing on without one")
+    return written
+
+
+def writing_adapter(context: Any) -> Path | None:
+    """The committed LoRA adapter for writing emergency functions, if there is one."""
+    from ldengine.ld import find_adapter
+    if context.options.get("writer_adapter"):
+        return Path(context.options["writer_adapter"])
+    try:
+        return find_adapter(context.task.name, context.base, method="write")
+    except LDEngineError:
+        return None
+
+
+def with_stage(pipeline: list[str], stage: str, after: str) -> list[str]:
+    """``pipeline`` with ``stage`` inserted right after ``after``."""
+    out = []
+    for name in pipeline:
+        out.append(name)
+        if name == after:
+            out.append(stage)
+    if stage not in out:
+        raise LDEngineError(f"the pipeline has no stage {after!r} to put {stage!r} after")
+    return out
+
+
+# ---- teaching the student to write (LoRA on other kinds) and measuring it --------------------
+
+def kinds_of(registry: Any, task: str, split: str) -> list[Any]:
+    return [r.obj for r in registry.emergencies.values() if r.obj.task == task and r.obj.split == split]
+
+
+def writing_data(registry: Any, task: str, seeds: list[int]) -> list[tuple[str, str, str]]:
+    """(prefix, header, body) for the training kinds only: the evaluated kinds are held out.
+    Kinds without parameters give one example each."""
+    prefix = examples_prefix(worked_examples(registry, task))
+    rows = {}
+    for kind in kinds_of(registry, task, "train"):
+        for seed in seeds:
+            params = kind.params(seed)
+            head, full = kind.header(params), kind.reference(params)
+            rows[(kind.name, json.dumps(params, sort_keys=True))] = (prefix, head, full[len(head):])
+    return list(rows.values())
+
+
+def pass_rates(registry: Any, task: str, student: Any, kinds: list[Any], seeds: list[int],
+               attempts: int = DEFAULT_ATTEMPTS, progress: bool = True) -> dict:
+    """For each kind: over ``seeds`` (each draws the rule's parameters and the verification
+    cases), the share whose function passed within ``attempts``, and the attempts it took."""
+    from tqdm.auto import tqdm
+    examples = worked_examples(registry, task)
+    out = {}
+    bar = tqdm(total=len(kinds) * len(seeds), desc="writing", unit="rule", disable=not progress)
+    for kind in kinds:
+        took = []
+        for seed in seeds:
+            written = write_function(kind, kind.params(seed), student, examples, attempts, seed)
+            took.append(written.attempts_to_pass)
+            bar.update(1)
+        passed = [t for t in took if t is not None]
+        out[kind.name] = {"seeds": len(seeds), "passed": len(passed), "pass_rate": round(len(passed) / len(seeds), 4),
+                          "attempts_to_pass": took,
+                          "mean_attempts_to_pass": round(sum(passed) / len(passed), 2) if passed else None}
+    bar.close()
+    return out
+
+
+def measure(registry: Any, task: str, kinds: list[Any], seeds: list[int], attempts: int, games: int,
+            out: Path, options: dict, log: Callable[[str], None] = print, progress: bool = True) -> dict:
+    """The table over emergencies: per kind, the writing pass rate over ``seeds`` (attempts to
+    first pass) and, with the kind in force, LD's and the unadapted expert's games (an eval
+    run per kind under ``out/KIND``, resumable)."""
+    from ldengine.agents import AgentContext
+    from ldengine.evaluate import EvalConfig, evaluate
+    from ldengine.functionbase import FunctionBase
+    context = AgentContext(registry.get("tasks", task).obj, FunctionBase.build(task, registry.modules_for(task)),
+                           options, registry)
+    adapter = writing_adapter(context)
+    writer = context.load_student(adapter=adapter)
+    rows = {}
+    for kind in kinds:
+        rates = pass_rates(registry, task, writer, [kind], seeds, attempts, progress)[kind.name]
+        log(f"{kind.name}: functions passed for {rates['passed']}/{rates['seeds']} seeds")
+        cfg = EvalConfig(task, ["ld", "expert"], games, 0, "greedy", str(out / kind.name), resume=True,
+                         figures=False, progress=progress, options=options, emergency=kind.name,
+                         command=f"ldengine emergencies measure --task {task} (kind {kind.name})")
+        results = evaluate(registry, cfg, log)["agents"]
+        rows[kind.name] = {"split": kind.split, "writing": rates, "ld": _short(results.get("ld", {})),
+                           "expert": _short(results.get("expert", {}))}
+    report = {"task": task, "attempts": attempts, "seeds": seeds, "games": games,
+              "writer_adapter": str(adapter) if adapter else None,
+              "writer_adapter_hash": getattr(writer, "adapter_hash", None), "kinds": rows}
+    write_atomic(out / "results.json", (json.dumps(report, indent=2) + "\n").encode())
+    write_atomic(out / "table.md", measure_table(report).encode())
+    return report
+
+
+def _short(summary: dict) -> dict:
+    keys = ("games", "success", "success_ci95", "failure_with_violation", "failure_without_violation",
+            "avg_steps_success", "violations", "emergency_function", "not_run")
+    return {k: summary[k] for k in keys if k in summary}
+
+
+def measure_table(report: dict) -> str:
+    head = ["Emergency", "Held out of training", f"Functions passing within {report['attempts']} attempts",
+            "Mean attempts to first pass", "LD success", "LD failure with violation",
+            "Expert (not adapted) success", "Expert failure with violation"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in report["kinds"].items():
+        w, ld, ex = row["writing"], row["ld"], row["expert"]
+        lines.append("| " + " | ".join([
+            name, "yes" if row["split"] == "eval" else "no",
+            f"{w['passed']}/{w['seeds']} ({100 * w['pass_rate']:.0f}%)",
+            "-" if w["mean_attempts_to_pass"] is None else f"{w['mean_attempts_to_pass']:.2f}",
+            _rate(ld, "success"), _rate(ld, "failure_with_violation"),
+            _rate(ex, "success"), _rate(ex, "failure_with_violation")]) + " |")
+    lines += ["", f"{report['task']}: writing measured over parameter seeds {report['seeds'][0]}-"
+              f"{report['seeds'][-1]} (each draws the rule, the cases and the sampling); games: "
+              f"{report['games']} per agent, seeds 0-{report['games'] - 1}, emergency seed 0."]
+    return "\n".join(lines) + "\n"
+
+
+def _rate(summary: dict, key: str) -> str:
+    if "not_run" in summary:
+        return "not run"
+    if key not in summary:
+        return "-"
+    return f"{100 * summary[key]:.1f}%"

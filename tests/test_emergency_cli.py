@@ -1,0 +1,79 @@
+"""Emergencies end to end, as a user runs them: the real student (with the committed
+writing adapter) writes, the isolated sandbox verifies, games are played under the new rule."""
+import json
+import os
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from ldengine.cli import cli
+from tests.referee import check_trace
+
+AREA = ["--param", "x0=4", "--param", "y0=10", "--param", "x1=8", "--param", "y1=14"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_a_user_describes_a_rule_and_gets_a_verified_stored_function():
+    """A rule in words whose parameters match a known kind: examples are derived from that
+    kind; each attempt is shown with its verdict; the passing function is stored with its
+    provenance, and verifies again when read back."""
+    result = invoke("emergency", "Lava: no piece may enter a cell (x, y) with 4 <= x <= 8 and 10 <= y <= 14.",
+                    *AREA, "--attempts", "4")
+    assert result.exit_code == 0, result.output
+    assert "attempt 1 (temperature 0.0):" in result.output and "passed at attempt" in result.output
+    stored = Path(result.output.split("stored ")[1].split(" (+")[0])
+    provenance = json.loads(stored.with_suffix(".json").read_text())
+    assert stored.parent.parent == Path(os.environ["LDENGINE_EMERGENCY_DIR"])
+    assert provenance["params"] == {"x0": 4, "y0": 10, "x1": 8, "y1": 14}
+    assert provenance["attempts"][-1]["passed"] and provenance["adapter_hash"]
+    assert {"model", "model_sha256", "prompt_sha256", "accepted_attempt", "version"} <= set(provenance)
+
+
+def test_user_examples_check_a_rule_no_kind_knows():
+    """--allow/--forbid moves are the checks when no kind matches; every attempt is reported."""
+    result = CliRunner().invoke(cli, ["emergency", "Pursuers may no longer enter a cell (x, y) with x == 10.",
+                                      "--forbid", "10,5", "--forbid", "9,5>10,6", "--allow", "9,6",
+                                      "--attempts", "2", "--no-store"])
+    assert "checking against 3 examples" in result.output
+    assert "attempt 1 (temperature 0.0):" in result.output
+    assert result.exit_code == 0 and "not stored" in result.output or \
+        result.exit_code == 1 and "no function passed verification in 2 attempts" in result.output
+
+
+def test_a_rule_without_any_way_to_check_it_is_refused_in_one_line():
+    result = CliRunner().invoke(cli, ["emergency", "Pursuers must dance."])
+    assert result.exit_code != 0 and "--allow/--forbid" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["emergency", "x", "--forbid", "ten,5"])
+    assert result.exit_code != 0 and "is not X,Y" in result.output
+
+
+def test_the_expert_nobody_adapted_breaks_the_new_rule_and_the_trace_shows_it(tmp_path):
+    """Under restricted-area the teacher's base alone walks into the area: violations; the
+    trace's game record names the emergency and lists the 25 cells; an independent referee
+    (which treats them as forbidden) accepts the trace."""
+    out, trace = tmp_path / "r.json", tmp_path / "t.jsonl"
+    result = invoke("run", "pursuit", "--agent", "expert", "--games", "6", "--emergency", "restricted-area",
+                    "--json", str(out), "--trace", str(trace), "--quiet")
+    assert result.exit_code == 0, result.output
+    record = json.loads(trace.read_text().splitlines()[0])
+    assert record["emergency"]["name"] == "restricted-area" and len(record["forbidden"]) == 25
+    check_trace(trace)
+    assert json.loads(out.read_text())["violations"] > 0
+
+
+def test_ld_adopts_the_students_function_and_obeys_the_new_rule(tmp_path):
+    """The ld agent has the student write the function (or reuses the stored one), puts it
+    after the legality filter, and plays without a violation."""
+    out, trace = tmp_path / "r.json", tmp_path / "t.jsonl"
+    result = invoke("run", "pursuit", "--agent", "ld", "--games", "4", "--emergency", "restricted-area",
+                    "--json", str(out), "--trace", str(trace), "--quiet")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(out.read_text())
+    assert summary["emergency_function"] == "obey_restricted_area"
+    assert summary["violations"] == 0 and summary["success"] == 1.0
+    check_trace(trace)
+    steps = [json.loads(line) for line in trace.read_text().splitlines() if '"pursuers"' in line]
+    assert all("obey_restricted_area" in s["functions"] for s in steps if s.get("type") == "pursuers")

@@ -1,0 +1,124 @@
+"""Generated functions are hostile until proven otherwise: verification runs them only in
+the isolated sandbox and rejects bad ones with a reason; an adopted one runs only there
+too, and a game goes on when it breaks."""
+import json
+
+import pytest
+
+from ldengine import emergency as em
+from ldengine.agents import AgentContext, expert_agent
+from ldengine.functionbase import FunctionBase
+from ldengine.sandbox import IsolatedSandbox
+from plugins.pursuit.emergencies import KINDS
+
+KIND = next(k for k in KINDS if k.name == "restricted-area")
+PARAMS = KIND.params(0)
+NAME = KIND.function_name()
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with IsolatedSandbox() as isolated:
+        yield isolated
+
+
+def check(body, sandbox):
+    return em.check_function(KIND.header(PARAMS) + body, NAME, KIND.cases(PARAMS), KIND.properties, sandbox)
+
+
+HOSTILE = {
+    "an endless loop": ("    while True:\n        pass\n", "Timeout"),
+    "an import": ("    import os\n    return os.listdir('.')\n", "import of 'os' is not allowed"),
+    "a dunder walk": ("    return ().__class__.__bases__[0].__subclasses__()\n", "__class__"),
+    "a memory bomb": ("    return [0] * (10 ** 10)\n", "Error"),
+    "changing the state": ("    obs['pursuers'] = []\n    return obs\n", "changes obs['pursuers']"),
+    "returning something else": ("    return 42\n", "not the state dict"),
+    "inventing cells": ("    out = dict(obs)\n    out['candidates'] = [[[99, 99]] for c in obs['candidates']]\n"
+                        "    return out\n", "not a subset"),
+    "ignoring the rule": ("    return dict(obs)\n", "keeps cells the rule forbids"),
+    "an empty answer": ("    out = dict(obs)\n    out['candidates'] = [[] for c in obs['candidates']]\n"
+                        "    return out\n", "drops cells the rule allows"),
+}
+
+
+@pytest.mark.parametrize("what", list(HOSTILE))
+def test_it_rejects_a_bad_function_with_its_reason(what, sandbox):
+    """It rejects a function with an endless loop, an import, a dunder walk, a memory bomb,
+    a change to the state, a wrong type, invented cells, an ignored rule, an empty answer,
+    and says why."""
+    body, reason = HOSTILE[what]
+    result = check(body, sandbox)
+    assert not result.passed
+    assert reason in " ".join(result.reasons), result.reasons
+
+
+def test_the_sandbox_still_works_after_hostile_code(sandbox):
+    check(HOSTILE["an endless loop"][0], sandbox)
+    assert check(KIND.reference(PARAMS)[len(KIND.header(PARAMS)):], sandbox).passed
+
+
+def test_stored_functions_are_verified_again_when_loaded(tmp_path, sandbox):
+    """A stored function edited afterwards (here: made to ignore the rule) is not used."""
+    written = em.Written(KIND.name, PARAMS, NAME, [], KIND.reference(PARAMS),
+                         {"task": "pursuit", "function": NAME})
+    path = em.save(written, tmp_path)
+    assert json.loads(path.with_suffix(".json").read_text())["function"] == NAME
+    assert em.load_stored(KIND, PARAMS, tmp_path).source == written.source
+    path.write_text(path.read_text().replace("return out", "return dict(obs)"))
+    assert em.load_stored(KIND, PARAMS, tmp_path) is None
+
+
+def test_an_adopted_function_loads_and_runs_only_in_the_isolated_worker(pursuit_base, registry):
+    """add_generated compiles without executing; calls go to a worker process; the
+    teacher's hash (what adapters match) is unchanged while the base's hash pins it."""
+    base = FunctionBase.build("pursuit", registry.modules_for("pursuit"))
+    before, teacher = base.hash, base.teacher_hash
+    written = em.Written(KIND.name, PARAMS, NAME, [], KIND.reference(PARAMS), {"task": "pursuit"})
+    filename = "pursuit/emergencies/test.py"
+    base.add_generated(em.module_source(written), filename)
+    assert base.modules[filename]._namespace is None            # not loaded here
+    obs, expected = KIND.cases(PARAMS)[0]
+    result = base.call(NAME, obs)
+    assert result.ok and result.value == expected
+    assert base.isolated is not None and base.isolated.worker_pid not in (None, __import__("os").getpid())
+    assert base.modules[filename]._namespace is None             # still not loaded here
+    assert base.hash != before and base.teacher_hash == teacher
+    base.isolated.close()
+
+
+BREAKS_LATER = '''"""A generated function that passes its cases but raises later in a game."""
+
+VERSION = "1.0.0"
+
+
+def obey_restricted_area(obs):
+    """Drop the candidate cells that the new rule forbids.
+
+    Stage: pursuer.emergency
+    Reads: obs["candidates"], obs["pursuers"]
+    Returns: obs with "candidates" narrowed
+    Rules: a broken rule
+    Example:
+        >>> obey_restricted_area({"pursuers": [[0, 0]], "candidates": [[[0, 0]]]})
+        {"pursuers": [[0, 0]], "candidates": [[[0, 0]]]}
+    """
+    if obs["step"] >= 2:
+        while True:
+            pass
+    return dict(obs)
+'''
+
+
+def test_a_game_goes_on_when_an_adopted_function_breaks(registry, pursuit_task):
+    """A generated function that hangs from step 2 on: the worker is killed each time, the
+    step fails (its pursuers stay, counted as violations), and the game reaches its end."""
+    task = em.under_emergency(registry, pursuit_task, "restricted-area", 0)
+    base = FunctionBase.build("pursuit", registry.modules_for("pursuit"))
+    base.add_generated(BREAKS_LATER, "pursuit/emergencies/broken.py")
+    agent = expert_agent(AgentContext(task, base))
+    agent.pipeline = em.with_stage(agent.pipeline, "pursuer.emergency", "pursuer.filter")
+    result = task.play(agent, 0, 5, registry.get("evaders", "greedy").obj, lambda r: None)
+    stats = agent.stats()
+    assert result.outcome == "failure_with_violation" and result.violations > 7
+    assert stats["failed_steps"] >= 1 and stats["function_errors"] == stats["failed_steps"]
+    base.isolated.close()

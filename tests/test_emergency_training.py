@@ -1,0 +1,57 @@
+"""Teaching the student to write functions: trained on the training kinds only, measured
+on the held-out (evaluated) kinds; and Table 2's eval with an emergency in force."""
+import json
+
+import pytest
+
+from ldengine import emergency as em
+from ldengine.errors import LDEngineError
+from ldengine.evaluate import EvalConfig, evaluate
+from ldengine.finetune import FinetuneConfig, finetune_write
+from ldengine.ld import find_adapter
+
+
+def test_writing_data_holds_out_every_evaluated_kind(registry):
+    data = em.writing_data(registry, "pursuit", [1, 2])
+    held = em.kinds_of(registry, "pursuit", "eval")
+    prefix = data[0][0]
+    for _, header, body in data:
+        assert not any(f"def {k.function_name()}(" in header for k in held)
+        assert body.startswith("    out = dict(obs)") and body.rstrip().endswith("return out")
+    assert not any(f"def {k.function_name()}(" in prefix for k in held)
+
+
+def test_a_short_writing_fine_tune_records_what_it_held_out(registry, tmp_path):
+    """Two LoRA steps, one held-out seed per evaluated kind: the manifest names the training
+    and held-out kinds (disjoint) and the measured pass rates."""
+    cfg = FinetuneConfig("pursuit", steps=2, batch_size=2, lr=3e-3, top_layers=2, train_seeds=[1],
+                         heldout_seeds=[100], out=str(tmp_path / "w"))
+    manifest = finetune_write(registry, cfg, attempts=1, progress=False, log=lambda s: None)
+    saved = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    assert saved["method"] == "write" and saved["train_examples"] > 0
+    assert set(saved["held_out_kinds"]) == {k.name for k in em.kinds_of(registry, "pursuit", "eval")}
+    assert not set(saved["held_out_kinds"]) & set(saved["train_kinds"])
+    assert set(saved["heldout_pass_rates"]) == set(saved["held_out_kinds"])
+    assert manifest["losses"][0] > 0
+
+
+def test_the_committed_writing_adapter_was_trained_on_this_base(registry, pursuit_base):
+    manifest = json.loads((find_adapter("pursuit", pursuit_base, method="write") / "manifest.json").read_text())
+    assert manifest["method"] == "write" and "restricted-area" in manifest["held_out_kinds"]
+    assert manifest["heldout_pass_rates"]["restricted-area"]["pass_rate"] >= 0.9
+
+
+def test_eval_under_an_emergency_records_it_and_refuses_to_mix_runs(registry, tmp_path):
+    """The manifest and table name the emergency and its parameters; resuming with another
+    emergency seed is refused."""
+    out = tmp_path / "t2"
+    cfg = EvalConfig("pursuit", ["expert"], 3, 0, "greedy", str(out), figures=False, progress=False,
+                     emergency="restricted-area", emergency_seed=0)
+    results = evaluate(registry, cfg, log=lambda s: None)
+    assert results["manifest"]["emergency"]["name"] == "restricted-area"
+    assert results["manifest"]["config"]["emergency_seed"] == 0
+    assert "Emergency restricted-area" in (out / "table.md").read_text()
+    again = EvalConfig("pursuit", ["expert"], 3, 0, "greedy", str(out), resume=True, figures=False,
+                       progress=False, emergency="restricted-area", emergency_seed=1)
+    with pytest.raises(LDEngineError, match="--resume"):
+        evaluate(registry, again, log=lambda s: None)
