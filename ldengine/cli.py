@@ -294,7 +294,8 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
 @cli.command()
 @click.argument("text")
 @click.option("--task", default="pursuit", show_default=True)
-@click.option("--param", "params", multiple=True, metavar="K=V", help="A parameter of the rule (repeatable).")
+@click.option("--param", "params", multiple=True, metavar="K=V",
+              help="A parameter of the rule (repeatable); {K} in TEXT is replaced by its value.")
 @click.option("--kind", help="A registered emergency kind whose rule the text describes: examples are derived "
               "from it and PARAMS (default: the kind whose parameter names match PARAMS, if exactly one).")
 @click.option("--allow", multiple=True, metavar="X,Y|PX,PY>X,Y", help="A move the rule allows (repeatable).")
@@ -310,8 +311,8 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
     verifies it, and a passing one is stored (with provenance) in the function base.
 
     \b
-    ldengine emergency "No piece may enter a cell with 4 <= x <= 8 and 10 <= y <= 14" \\
-        --param x0=4 --param y0=10 --param x1=8 --param y1=14
+    ldengine emergency "Lava: no piece may enter a cell (x, y) with {x0} <= x <= {x1} \\
+        and {y0} <= y <= {y1}." --param x0=4 --param y0=10 --param x1=8 --param y1=14
     ldengine emergency "Pursuers may not enter column 10" --forbid 10,5 --allow 9,5
     """
     from ldengine import emergency as em

@@ -145,7 +145,9 @@ def find_adapter(task: str, base: FunctionBase, root: Any = None, method: str = 
 
 
 def _method(manifest: dict) -> str:
-    return manifest.get("method") or "ld"
+    """kd, write, or ld (selection adapters say "ld-selection", or nothing when old)."""
+    method = manifest.get("method")
+    return method if method in ("kd", "write") else "ld"
 
 
 def ld_agent(context: Any) -> Any:

@@ -17,11 +17,11 @@ def invoke(*args):
 
 
 def test_a_user_describes_a_rule_and_gets_a_verified_stored_function():
-    """A rule in words whose parameters match a known kind: examples are derived from that
-    kind; each attempt is shown with its verdict; the passing function is stored with its
+    """A rule in words ({name} fields filled from --param) whose parameters match a known
+    kind: examples are derived from that kind; each attempt is shown with its verdict; the passing function is stored with its
     provenance, and verifies again when read back."""
-    result = invoke("emergency", "Lava: no piece may enter a cell (x, y) with 4 <= x <= 8 and 10 <= y <= 14.",
-                    *AREA, "--attempts", "4")
+    result = invoke("emergency", "Lava: no piece may enter a cell (x, y) with {x0} <= x <= {x1} and "
+                    "{y0} <= y <= {y1}.", *AREA, "--attempts", "4")
     assert result.exit_code == 0, result.output
     assert "attempt 1 (temperature 0.0):" in result.output and "passed at attempt" in result.output
     stored = Path(result.output.split("stored ")[1].split(" (+")[0])

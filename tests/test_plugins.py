@@ -74,8 +74,9 @@ def ldengine_register_students(register):
 @hookimpl
 def ldengine_register_emergencies(register):
     from plugins.pursuit.emergencies import PursuitEmergency
-    register(PursuitEmergency("no-corner", "No piece may enter a cell (x, y) with x + y < {s}.", "not (x + y < {s})",
-                              lambda c, p, k: c[0] + c[1] >= k["s"], lambda rng, size: {"s": 3}))
+    register(PursuitEmergency("no-corner", "No piece may enter a cell (x, y) with x + y < {{s}}.",
+                              "not (x + y < {{s}})", lambda c, p, k: c[0] + c[1] >= k["s"],
+                              lambda rng, size: {{"s": 3}}))
 
 @hookimpl
 def ldengine_register_commands(cli):

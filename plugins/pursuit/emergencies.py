@@ -400,8 +400,13 @@ class CustomRule:
         return dict(self.given_params)
 
     def describe(self, params: dict) -> str:
-        extra = ", ".join(f"{k} = {v}" for k, v in params.items())
-        return self.text + (f" (parameters: {extra})" if extra else "")
+        """The text with its {name} fields filled in; parameters it does not mention are appended."""
+        try:
+            text = self.text.format(**params)
+        except (KeyError, IndexError, ValueError):
+            text = self.text
+        extra = ", ".join(f"{k} = {v}" for k, v in params.items() if "{" + k + "}" not in self.text)
+        return text + (f" (parameters: {extra})" if extra else "")
 
     def function_name(self) -> str:
         return "obey_new_rule"
