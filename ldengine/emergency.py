@@ -177,10 +177,11 @@ def writing_prompt(examples: list[str], header: str) -> str:
 
 
 def body_done(text: str) -> bool:
-    """A stop test for writing: the body has returned, or an unindented line began."""
+    """A stop test for writing: the body returned at its own level (four spaces; a return
+    nested in an ``if`` does not end it), or an unindented line began."""
     lines = text.split("\n")[:-1]          # complete lines only
-    return any(line.strip().startswith("return") or (line.strip() and not line[:1].isspace())
-               for line in lines)
+    return any((line.startswith("    return") and not line.startswith("     "))
+               or (line.strip() and not line[:1].isspace()) for line in lines)
 
 
 def body_of(completion: str) -> str:
@@ -198,8 +199,9 @@ def body_of(completion: str) -> str:
 def write_function(kind: Any, params: dict, student: Any, examples: list[str], attempts: int = DEFAULT_ATTEMPTS,
                    seed: int = 0, cases: list | None = None, name: str | None = None,
                    report: Callable[[Attempt], None] = lambda a: None) -> Written:
-    """Up to ``attempts`` candidates (greedy first, then sampled), each verified in a fresh
-    isolated sandbox; the first that passes is accepted."""
+    """Up to ``attempts`` candidates (greedy first, then sampled), each verified in an
+    isolated sandbox worker (replaced whenever a candidate kills it); the first that
+    passes is accepted."""
     from ldengine.sandbox import IsolatedSandbox
     name = name or kind.function_name()
     header = kind.header(params, name)

@@ -158,6 +158,11 @@ def _play_agent(registry, task, policy, cfg, run, name, done, fh, out, log) -> N
     run.setdefault("load_s", {})[name] = round(clock.now() - t0, 2)
     _save_run(out, run)
     _play_todo(task, agent, policy, cfg, name, todo, fh)
+    if todo and callable(getattr(agent, "stats", None)):
+        # e.g. selection accuracy, wrong picks, the emergency function adopted, memo hits
+        stats = json.loads(json.dumps(agent.stats(), default=str))
+        run.setdefault("agent_stats", {})[name] = {"games_counted": len(todo), **stats}
+        _save_run(out, run)
     if cfg.figures and not figure.exists():
         _trajectory(task, agent, policy, cfg, name, figure)
 
@@ -243,6 +248,8 @@ def summarize(name: str, run: dict, rows: list[dict]) -> dict:
     out["missing_games"] = run["config"]["games"] - len(rows)
     out["seed"], out["evader"] = run["config"]["seed"], run["config"]["evader"]
     out.update(run.get("identities", {}).get(name, {}))
+    if name in run.get("agent_stats", {}):
+        out["agent_stats"] = run["agent_stats"][name]      # over the games the last command played
     out["cost"] = {"wall_s": round(wall, 3), "games_per_min": round(60 * len(rows) / wall, 2) if wall else None,
                    "model_calls": round(sum(r.get("model_calls", 0) for r in rows)),
                    "tokens": round(sum(r.get("tokens", 0) for r in rows)),

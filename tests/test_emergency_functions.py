@@ -122,3 +122,13 @@ def test_a_game_goes_on_when_an_adopted_function_breaks(registry, pursuit_task):
     assert result.outcome == "failure_with_violation" and result.violations > 7
     assert stats["failed_steps"] >= 1 and stats["function_errors"] == stats["failed_steps"]
     base.isolated.close()
+
+
+def test_writing_stops_at_the_bodys_own_return_and_keeps_only_the_body():
+    """Generation stops when the body returns at its own level or a new unindented line
+    starts; a return nested in an ``if`` does not stop it; the body keeps indented lines."""
+    assert em.body_done("    out = dict(obs)\n    return out\n")
+    assert not em.body_done("    for c in cells:\n        if c:\n            return c\n")
+    assert em.body_done("    x = 1\ndef other(obs):\n")
+    assert em.body_of("    x = 1\n\n    return x\n\ndef other(obs):\n    pass\n") == "    x = 1\n\n    return x\n"
+    assert em.body_of("\ndef other(obs):\n").strip() == ""

@@ -64,6 +64,7 @@ def test_eval_writes_table_results_games_and_figures(tmp_path):
                 "avg_steps_success", "violations", "wall_s", "success_ci95", "cost"):
         assert key in expert and key in student
     assert expert["success"] == 1.0 and student["cost"]["model_calls"] > 0 and student["cost"]["tokens"] > 0
+    assert expert["agent_stats"]["selection_accuracy"] == 1.0 and expert["agent_stats"]["games_counted"] == 3
     assert "no teacher endpoint" in results["agents"]["teacher"]["not_run"]
     manifest = results["manifest"]
     assert manifest["config"] == {"task": "pursuit", "games": 3, "seed": 5, "evader": "greedy"}
