@@ -332,7 +332,9 @@ def _build_index(path: Path, names: list[str], owners: list[int], texts: list[st
     import numpy as np
 
     index = _new_index(encoder.dim, len(texts))
-    index.add_items(encoder.encode(texts), np.arange(len(texts)))
+    # one thread: hnswlib's parallel insertion makes the graph (and the file's hash, which
+    # results record) depend on scheduling; for a few hundred passages it costs nothing
+    index.add_items(encoder.encode(texts), np.arange(len(texts)), num_threads=1)
     index.set_ef(max(POOL * 2, len(texts)))
     tmp = temp_beside(path)
     try:
