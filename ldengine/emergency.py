@@ -436,7 +436,7 @@ def measure(registry: Any, task: str, kinds: list[Any], seeds: list[int], attemp
         rows[kind.name] = {"split": kind.split, "writing": rates, "ld": _short(results.get("ld", {})),
                            "expert": _short(results.get("expert", {}))}
     report = {"task": task, "attempts": attempts, "seeds": seeds, "games": games,
-              "writer_adapter": str(adapter) if adapter else None,
+              "writer_adapter": Path(adapter).name if adapter else None,
               "writer_adapter_hash": getattr(writer, "adapter_hash", None), "kinds": rows}
     write_atomic(out / "results.json", (json.dumps(report, indent=2) + "\n").encode())
     write_atomic(out / "table.md", measure_table(report).encode())
