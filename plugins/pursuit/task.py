@@ -61,6 +61,7 @@ class PursuitTask:
 
     def __init__(self, size: int = 21, emergency: Any = None):
         self.size, self.emergency = size, emergency
+        self._blocked: frozenset | None = None
 
     def with_emergency(self, emergency: Any) -> "PursuitTask":
         return PursuitTask(self.size, emergency)
@@ -89,8 +90,11 @@ class PursuitTask:
         return custom_rule(text, params, allowed, forbidden, like, self.size)
 
     def blocked(self) -> frozenset:
-        """Cells the emergency in force closes to some piece (starts avoid them)."""
-        return self.emergency.kind.blocked(self.emergency.params, self.size) if self.emergency else frozenset()
+        """Cells the emergency in force closes to some piece (starts avoid them); computed once."""
+        if self._blocked is None:
+            self._blocked = (self.emergency.kind.blocked(self.emergency.params, self.size)
+                             if self.emergency else frozenset())
+        return self._blocked
 
     # The start of the paper's Figure 6 (blue pursuers, orange evader).
     starts = {"paper": {"pursuers": [[3, 8], [14, 19], [17, 2]], "evader": [20, 18]}}
