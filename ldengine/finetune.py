@@ -38,6 +38,9 @@ class FinetuneConfig:
     shuffles: int = 8                   # held-out: each distinct selection in this many candidate orders
     train_seeds: list[int] = field(default_factory=lambda: list(range(10_000, 10_010)))
     heldout_seeds: list[int] = field(default_factory=lambda: list(range(20_000, 20_010)))
+    # selections with an emergency in force: training kinds only; the evaluated kinds are held out
+    emergency_seeds: list[int] = field(default_factory=lambda: [0, 1])
+    emergency_steps: int = 4
     seed: int = 0
     out: str | None = None
 
@@ -83,7 +86,11 @@ def shuffled(examples: list[SelectionExample], times: int, seed: int = 0) -> lis
 
 
 def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None):
-    """Training and held-out selection examples, plus the retriever used."""
+    """Training and held-out selection examples, plus the retriever used. With the
+    task's training emergency kinds in force, more training examples (the new stage
+    in the pipeline, its reference function in the base); the evaluated kinds give
+    held-out ones (``emergency_held``: never trained on)."""
+    from ldengine.emergency import emergency_selection_examples, kinds_of
     from ldengine.retriever import Retriever
     task = registry.get("tasks", cfg.task).obj
     base = FunctionBase.build(cfg.task, registry.modules_for(cfg.task))
@@ -93,33 +100,68 @@ def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None):
     train = selection_examples(task, base, provider, stage_inputs(task, base, greedy, cfg.train_seeds),
                                shuffle_seed=cfg.seed)
     held = selection_examples(task, base, provider, stage_inputs(task, base, greedy, cfg.heldout_seeds))
-    return base, retriever, train, held
+    emergency_held = []
+    if cfg.emergency_seeds and hasattr(task, "with_emergency"):
+        encoder = getattr(retriever, "encoder", None)
+        train += emergency_selection_examples(registry, task, kinds_of(registry, cfg.task, "train"),
+                                              cfg.emergency_seeds, greedy, cfg.k, cfg.emergency_steps,
+                                              cfg.seed + 1, encoder)
+        emergency_held = emergency_selection_examples(registry, task, kinds_of(registry, cfg.task, "eval"),
+                                                      cfg.emergency_seeds, greedy, cfg.k, cfg.emergency_steps,
+                                                      encoder=encoder)
+    return base, retriever, train, held, emergency_held
 
 
 def finetune(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log=print) -> dict:
     """Trains, evaluates and saves an adapter; returns its manifest."""
     from ldengine.models import load_student
     start = time.perf_counter()
-    base, retriever, train, held = build_data(registry, cfg)
+    base, retriever, train, held, emergency_held = build_data(registry, cfg)
     log(f"data: {len(train)} training and {len(held)} held-out selections "
-        f"(retrieval recall@{cfg.k} on held-out: {_recall(held):.3f})")
+        f"(retrieval recall@{cfg.k} on held-out: {_recall(held):.3f}); "
+        f"{len(emergency_held)} held-out selections under the evaluated emergencies")
     mixed = shuffled(held, cfg.shuffles, cfg.seed)
     student = load_student(cfg.student)
-    before = (accuracy(student, held), accuracy(student, mixed))
+    before = _accuracies(student, held, mixed, emergency_held)
     log(f"held-out selection accuracy before training: {before[0]:.3f} in retrieval order, "
-        f"{before[1]:.3f} with shuffled candidates ({len(mixed)})")
+        f"{before[1]:.3f} with shuffled candidates ({len(mixed)}); under emergencies {before[2]:.3f}, "
+        f"at their new stage {before[3]:.3f}")
     metrics = student.train_lora([e.as_tuple() for e in train], steps=cfg.steps, lr=cfg.lr,
                                  batch_size=cfg.batch_size, rank=cfg.rank, seed=cfg.seed,
                                  progress=progress, top_layers=cfg.top_layers)
-    after = (accuracy(student, held), accuracy(student, mixed))
+    after = _accuracies(student, held, mixed, emergency_held)
     log(f"held-out selection accuracy after {cfg.steps} steps: {after[0]:.3f} in retrieval order, "
-        f"{after[1]:.3f} with shuffled candidates")
+        f"{after[1]:.3f} with shuffled candidates; under emergencies {after[2]:.3f}, "
+        f"at their new stage {after[3]:.3f}")
     manifest = _manifest(cfg, student, base, retriever, train, held, len(mixed), before, after, metrics,
                          time.perf_counter() - start)
+    manifest.update(_emergency_manifest(registry, cfg, train, emergency_held, before, after))
     out = Path(cfg.out) if cfg.out else default_adapter_dir(cfg.task) / _version_name(student, base, cfg)
     student.save_adapter(out, manifest)
     manifest["path"] = str(out)
     return manifest
+
+
+def _accuracies(student: Any, held: list, mixed: list, emergency_held: list) -> tuple:
+    """Held-out accuracy: retrieval order, shuffled, under emergencies, at the emergency stage."""
+    new_stage = [e for e in emergency_held if e.stage.endswith(".emergency")]
+    return (accuracy(student, held), accuracy(student, mixed), accuracy(student, emergency_held),
+            accuracy(student, new_stage))
+
+
+def _emergency_manifest(registry: Registry, cfg: FinetuneConfig, train: list, emergency_held: list,
+                        before: tuple, after: tuple) -> dict:
+    from ldengine.emergency import kinds_of
+    if not emergency_held:
+        return {}
+    return {"emergency_train_kinds": [k.name for k in kinds_of(registry, cfg.task, "train")],
+            "emergency_held_out_kinds": [k.name for k in kinds_of(registry, cfg.task, "eval")],
+            "emergency_train_examples": sum(e.prefix != train[0].prefix for e in train),
+            "heldout_emergency_examples": len(emergency_held),
+            "heldout_emergency_accuracy_before": round(before[2], 4),
+            "heldout_emergency_accuracy": round(after[2], 4),
+            "heldout_emergency_stage_accuracy_before": round(before[3], 4),
+            "heldout_emergency_stage_accuracy": round(after[3], 4)}
 
 
 def _recall(examples: list[SelectionExample]) -> float:

@@ -256,6 +256,21 @@ def _half(rng: random.Random, size: int) -> dict:
     return {"x": rng.randint(3, 7)}
 
 
+def _canal(rng: random.Random, size: int) -> dict:
+    y, x0 = rng.randint(3, size - 5), rng.randint(2, size - 8)
+    return {"y": y, "y_next": y + 1, "x0": x0, "x1": x0 + rng.randint(2, 4)}
+
+
+def _rect(rng: random.Random, size: int) -> dict:
+    x0, y0 = rng.randint(2, size - 10), rng.randint(2, size - 10)
+    return {"x0": x0, "y0": y0, "x1": x0 + rng.randint(5, 7), "y1": y0 + rng.randint(5, 7)}
+
+
+def _band(rng: random.Random, size: int) -> dict:
+    y0 = rng.randint(2, size - 9)
+    return {"y0": y0, "y1": y0 + rng.randint(3, 6)}
+
+
 KINDS = (
     # evaluated (held out of the writing fine-tune)
     PursuitEmergency(
@@ -342,6 +357,26 @@ KINDS = (
                      lambda c, p, k: not (p[1] < k["y"] <= c[1] and (k["x0"] <= p[0] <= k["x1"]
                                                                     or k["x0"] <= c[0] <= k["x1"])),
                      _barrier, pieces=("pursuer",), split="train", summary="no northward crossing of a row segment"),
+    PursuitEmergency("canal", "A canal runs between rows y = {y} and y = {y_next}, crossable only on the bridge at "
+                     "columns {x0} to {x1}: a move from (px, py) to (x, y) is forbidden when min(py, y) <= {y} < "
+                     "max(py, y) and not ({x0} <= px <= {x1} and {x0} <= x <= {x1}).",
+                     "not (min(py, y) <= {y} < max(py, y) and not ({x0} <= px <= {x1} and {x0} <= x <= {x1}))",
+                     lambda c, p, k: not (min(p[1], c[1]) <= k["y"] < max(p[1], c[1])
+                                          and not (k["x0"] <= p[0] <= k["x1"] and k["x0"] <= c[0] <= k["x1"])),
+                     _canal, split="train", summary="a row boundary crossed only on a bridge"),
+    PursuitEmergency("corral", "Pursuers inside the corral may not leave it: a move from (px, py) to (x, y) is "
+                     "forbidden when {x0} <= px <= {x1} and {y0} <= py <= {y1} and not ({x0} <= x <= {x1} and "
+                     "{y0} <= y <= {y1}).",
+                     "not ({x0} <= px <= {x1} and {y0} <= py <= {y1} and not ({x0} <= x <= {x1} and "
+                     "{y0} <= y <= {y1}))",
+                     lambda c, p, k: not (k["x0"] <= p[0] <= k["x1"] and k["y0"] <= p[1] <= k["y1"]
+                                          and not (k["x0"] <= c[0] <= k["x1"] and k["y0"] <= c[1] <= k["y1"])),
+                     _rect, pieces=("pursuer",), split="train", summary="pursuers inside a rectangle stay in it"),
+    PursuitEmergency("lanes", "In rows {y0} to {y1} pursuers must keep their column: a move from (px, py) to (x, y) "
+                     "is forbidden when x != px and ({y0} <= py <= {y1} or {y0} <= y <= {y1}).",
+                     "not (x != px and ({y0} <= py <= {y1} or {y0} <= y <= {y1}))",
+                     lambda c, p, k: not (c[0] != p[0] and (k["y0"] <= p[1] <= k["y1"] or k["y0"] <= c[1] <= k["y1"])),
+                     _band, pieces=("pursuer",), split="train", summary="no sideways moves in a band of rows"),
 )
 
 
