@@ -124,6 +124,8 @@ def format_summary(s: dict) -> str:
 @click.option("--out", default="results/eval", show_default=True, type=click.Path(file_okay=False),
               help="Output folder (run.json, games.jsonl, results.json, table.md, figures).")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT: play only the games it lacks.")
+@click.option("--replay", metavar="AGENTS", help="With --resume: drop these agents' recorded games (comma-separated) "
+              "and play them again, e.g. after retraining an adapter.")
 @click.option("--start", help="Start of the trajectory figures: a named start (pursuit: 'paper', the "
               "paper's Figure 6) instead of game 0's.")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
@@ -140,7 +142,7 @@ def format_summary(s: dict) -> str:
               help="Environment variable holding the teacher's API key.")
 @_emergency_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def eval_cmd(task, agents, games, seed, evader, out, resume, start, no_figures, batch, student, adapters,
+def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_figures, batch, student, adapters,
              backend, k, teacher_url, teacher_model, teacher_key_env, emergency, emergency_seed, attempts, quiet):
     """Every agent plays the same GAMES seeded games of TASK; write Table 1, results and figures.
 
@@ -151,6 +153,12 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, start, no_figures, 
     names = [a.strip() for a in agents.split(",") if a.strip()]
     if not names:
         raise click.BadParameter("name at least one agent", param_hint="--agents")
+    again = [a.strip() for a in (replay or "").split(",") if a.strip()]
+    if again and not resume:
+        raise click.BadParameter("replaying agents continues a run: add --resume", param_hint="--replay")
+    if set(again) - set(names):
+        raise click.BadParameter(f"{', '.join(sorted(set(again) - set(names)))} not in --agents",
+                                 param_hint="--replay")
     options = {"student": student, "backend": backend, "k": k, "teacher_url": teacher_url,
                "teacher_model": teacher_model, "teacher_key_env": teacher_key_env, "attempts": attempts,
                "log": click.echo}
@@ -160,7 +168,7 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, start, no_figures, 
     cfg = EvalConfig(task, list(dict.fromkeys(names)), games, seed, evader, out, resume, start,
                      not no_figures, not quiet, batch, options, _adapters(adapters),
                      command_line(ctx.command_path, [task], params), emergency,
-                     seed if emergency_seed is None else emergency_seed)
+                     seed if emergency_seed is None else emergency_seed, again)
     try:
         results = evaluate(registry(), cfg, log=click.echo)
     except KeyboardInterrupt:

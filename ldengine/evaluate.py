@@ -52,6 +52,7 @@ class EvalConfig:
     command: str = ""
     emergency: str | None = None        # an emergency kind in force (Table 2)
     emergency_seed: int = 0             # draws its parameters (e.g. where the restricted area lies)
+    replay: list = field(default_factory=list)              # agents whose recorded games are dropped and replayed
 
     def key(self) -> dict:
         """What must match for ``--resume`` to continue a run."""
@@ -73,6 +74,8 @@ def evaluate(registry: Registry, cfg: EvalConfig, log: Callable[[str], None] = p
         raise LDEngineError(f"task {cfg.task!r} has no start named {cfg.start!r} (known: {known})")
     out = Path(cfg.out)
     run = _open_run(out, cfg, task)
+    if cfg.replay:
+        _forget(out, run, cfg.replay, log)
     done = _finished(out / "games.jsonl")
     with open(out / "games.jsonl", "a", encoding="utf-8") as fh:
         for name in cfg.agents:
@@ -101,6 +104,25 @@ def _open_run(out: Path, cfg: EvalConfig, task: Any = None) -> dict:
                "python": sys.version.split()[0], "created": _now()}
     _save_run(out, run)
     return run
+
+
+def _forget(out: Path, run: dict, agents: list[str], log: Callable[[str], None]) -> None:
+    """Drops ``agents``' games, identities, stats and trajectory figures from the run in
+    ``out`` (e.g. after retraining an adapter), so that they are played again; the
+    other agents' games stay as they are."""
+    from ldengine.cache import write_atomic
+    path = out / "games.jsonl"
+    _finished(path)     # cuts a torn last line first
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
+    kept = [line for line in lines if json.loads(line).get("agent") not in agents]
+    write_atomic(path, "".join(kept).encode())
+    for table in ("identities", "agent_stats", "load_s", "not_run"):
+        for name in agents:
+            run.get(table, {}).pop(name, None)
+    for name in agents:
+        (out / f"trajectory-{name}.png").unlink(missing_ok=True)
+    _save_run(out, run)
+    log(f"replay: dropped {len(lines) - len(kept)} recorded games of {', '.join(agents)}")
 
 
 def _emergency_record(task: Any) -> dict:
