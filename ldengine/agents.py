@@ -19,14 +19,16 @@ class AgentContext:
 
     def load_student(self, adapter: Any = None) -> Any:
         """The student backend named by the ``backend`` option (default ``transformers``),
-        loaded from the ``student`` option's path (default: the backend's own model)."""
+        loaded from the ``student`` option's path (default: the backend's own model), in
+        the ``dtype`` option's type when one is given."""
         from ldengine.models import load_by_name
         table = {name: item.obj for name, item in self.registry.students.items()} if self.registry else {}
         if not table:
             from ldengine.models import load_student
             table = {"transformers": load_student}
+        extra = {"dtype": self.options["dtype"]} if self.options.get("dtype") else {}
         return load_by_name(self.options.get("backend") or "transformers", table,
-                            path=self.options.get("student"), adapter=adapter)
+                            path=self.options.get("student"), adapter=adapter, **extra)
 
 
 class LoopAgent:

@@ -154,6 +154,7 @@ def ld_agent(context: Any) -> Any:
     """Retriever + fine-tuned student choose each stage's function; the sandbox runs it."""
     from ldengine.agents import LoopAgent
     from ldengine.emergency import adopt, with_stage
+    from ldengine.models.base import dtype_identity
     from ldengine.retriever import Retriever
     opts = context.options
     written = adopt(context, opts.get("log") or _stderr)
@@ -171,7 +172,7 @@ def ld_agent(context: Any) -> Any:
     agent.identity = lambda: {"model": student.name, "model_sha256": student.model_hash,
                               "adapter_hash": student.adapter_hash,
                               "retriever_index_hash": getattr(retriever, "index_hash", None),
-                              "k": provider.k, **_emergency_identity(written)}
+                              "k": provider.k, **dtype_identity(student), **_emergency_identity(written)}
     return agent
 
 

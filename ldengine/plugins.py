@@ -19,7 +19,7 @@ import pluggy
 
 from ldengine import hookspecs
 
-DEFAULT_PLUGINS = ("plugins.pursuit", "plugins.agents")
+DEFAULT_PLUGINS = ("plugins.pursuit", "plugins.twentyone", "plugins.agents")
 ENTRY_POINT_GROUP = "ldengine"
 
 

@@ -113,6 +113,31 @@ def test_killed_eval_resumes_to_the_same_results(tmp_path):
     assert len(json.loads((cut / "run.json").read_text())["commands"]) == 2
 
 
+def test_replay_plays_one_agent_again_and_keeps_the_others_games(tmp_path):
+    """--replay ld (after retraining, say) drops ld's recorded games and identity and plays
+    them again; expert's games stay byte for byte, and the results equal a fresh run's."""
+    args = ["eval", "pursuit", "--agents", "expert,ld", "--games", "3", "--seed", "5", "--no-figures", "--quiet"]
+    out = tmp_path / "run"
+    assert run_cli(*args, "--out", str(out)).exit_code == 0
+    expert_lines = [line for line in (out / "games.jsonl").read_text().splitlines() if '"expert"' in line]
+    run = json.loads((out / "run.json").read_text())
+    run["identities"]["ld"]["adapter_hash"] = "an adapter retrained since"
+    (out / "run.json").write_text(json.dumps(run))
+    refused = run_cli(*args, "--out", str(out), "--resume")      # nothing to play: nothing checked
+    assert refused.exit_code == 0
+    result = run_cli("eval", "pursuit", "--agents", "ld", "--games", "3", "--seed", "5", "--no-figures",
+                     "--quiet", "--out", str(out), "--resume", "--replay", "ld")
+    assert result.exit_code == 0, result.output
+    assert "dropped 3 recorded games of ld" in result.output
+    lines = (out / "games.jsonl").read_text().splitlines()
+    assert [line for line in lines if '"expert"' in line] == expert_lines
+    assert sum('"ld"' in line for line in lines) == 3
+    assert json.loads((out / "run.json").read_text())["identities"]["ld"]["adapter_hash"] != "an adapter retrained since"
+    fresh = tmp_path / "fresh"
+    assert run_cli(*args, "--out", str(fresh)).exit_code == 0
+    assert games_without_cost(out) == games_without_cost(fresh)
+
+
 def test_a_game_that_raises_is_recorded_as_an_error_and_the_rest_go_on(registry, tmp_path):
     """An agent that raises on its 10th step: that game is an error line with the message,
     the other games are played and the summary counts the error."""
@@ -236,6 +261,9 @@ def test_side_by_side_games_match_one_at_a_time(registry, tmp_path):
 def test_eval_refuses_bad_input_with_one_line_errors(tmp_path):
     for args, message in [(["--agents", "nope"], "unknown agent 'nope'"),
                           (["--start", "moon"], "no start named 'moon'"),
-                          (["--adapter", "kd"], "is not AGENT=DIR")]:
+                          (["--adapter", "kd"], "is not AGENT=DIR"),
+                          (["--replay", "ld"], "add --resume"),
+                          (["--agents", "expert", "--resume", "--replay", "ld"], "ld not in --agents"),
+                          (["--dtype", "int3"], "'int3' is not one of")]:
         result = run_cli("eval", "pursuit", "--games", "1", "--out", str(tmp_path / "x"), *args)
         assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output

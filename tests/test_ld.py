@@ -22,6 +22,23 @@ def test_the_committed_adapter_matches_the_function_base_and_records_its_figures
     assert manifest["function_base_hash"] == pursuit_base.hash
     assert len(manifest["base_model_sha256"]) == 64 and len(manifest["data_sha256"]) == 64
     assert manifest["heldout_shuffled_accuracy"] >= 0.99 and manifest["retrieval_recall_at_5"] >= 0.99
+    assert manifest["heldout_emergency_stage_accuracy"] >= 0.99
+
+
+def test_under_a_held_out_emergency_the_student_picks_the_new_stages_function(registry, pursuit_task, pursuit_base):
+    """With an evaluated emergency in force (never in its training data), the committed
+    adapter picks the emergency function at the new stage, for every evaluated kind,
+    also where the state summary reads as it does before ``decide`` (wall, short-reach)."""
+    from ldengine.emergency import emergency_selection_examples, kinds_of
+    from ldengine.finetune import accuracy
+    from ldengine.models import load_student
+    kinds = kinds_of(registry, "pursuit", "eval")
+    examples = emergency_selection_examples(registry, pursuit_task, kinds, [7], registry.get("evaders", "greedy").obj,
+                                            5, steps=1)
+    new_stage = [e for e in examples if e.stage == "pursuer.emergency"]
+    assert len(new_stage) == len(kinds) and all(e.retrieved for e in new_stage)
+    student = load_student(adapter=find_adapter("pursuit", pursuit_base))
+    assert accuracy(student, new_stage) == 1.0
 
 
 def test_the_ld_agent_plays_with_the_student_choosing_every_stage(tmp_path):
@@ -45,7 +62,7 @@ def test_a_few_finetuning_steps_write_an_adapter_with_its_manifest(registry, tmp
     """It builds the data from expert games, trains three LoRA steps, evaluates on held-out
     seeds and saves the adapter with a manifest naming model, base, data and accuracy."""
     cfg = FinetuneConfig(steps=3, batch_size=4, train_seeds=[10_000], heldout_seeds=[20_000],
-                         shuffles=2, out=str(tmp_path / "adapter"))
+                         shuffles=2, emergency_seeds=[0], emergency_steps=1, out=str(tmp_path / "adapter"))
     lines = []
     manifest = finetune(registry, cfg, progress=False, log=lines.append)
     saved = json.loads((tmp_path / "adapter" / "manifest.json").read_text())
@@ -54,6 +71,10 @@ def test_a_few_finetuning_steps_write_an_adapter_with_its_manifest(registry, tmp
     assert 0.0 <= saved["heldout_shuffled_accuracy"] <= 1.0 and saved["train_examples"] > 0
     assert (tmp_path / "adapter" / "adapter_model.safetensors").stat().st_size < 4_000_000
     assert any("before training" in line for line in lines)
+    # selections under emergencies: training kinds for training, the evaluated kinds held out
+    assert not set(saved["emergency_train_kinds"]) & set(saved["emergency_held_out_kinds"])
+    assert "restricted-area" in saved["emergency_held_out_kinds"] and saved["emergency_train_examples"] > 0
+    assert 0.0 <= saved["heldout_emergency_stage_accuracy"] <= 1.0 and saved["heldout_emergency_examples"] > 0
 
 
 def test_shuffled_held_out_examples_move_the_right_answer():

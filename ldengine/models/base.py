@@ -80,3 +80,10 @@ def load_by_name(name: str, registry: dict[str, Callable[..., Any]], **kwargs: A
         known = ", ".join(sorted(registry)) or "none"
         raise UnknownNameError(f"no student backend named {name!r}; registered: {known}") from None
     return loader(**kwargs)
+
+
+def dtype_identity(student: Any) -> dict:
+    """``{"dtype": ...}`` when a student runs in another type than float32 (older runs
+    recorded none, and float32 is what they used)."""
+    dtype = getattr(student, "dtype", "float32")
+    return {} if dtype == "float32" else {"dtype": dtype}

@@ -41,6 +41,7 @@ class TransformersStudent:
         self.model_hash = model_hash
         self.device = device
         self.adapter_hash: str | None = None
+        self.dtype = str(getattr(model, "dtype", "torch.float32")).replace("torch.", "")
         self.use_prefix_cache = use_prefix_cache
         self._prefixes = LRU(prefix_cache_size)   # (prefix, weights version) -> its keys and values
         self._memo = LRU(memo_size)               # (weights version, prompt parts) -> Selection

@@ -59,8 +59,10 @@ def has_cells(n: int) -> Callable[[str], bool]:
 
 
 def student_identity(student: Any) -> dict:
-    """What pins a student's answers: its model file and adapter."""
-    return {"model": student.name, "model_sha256": student.model_hash, "adapter_hash": student.adapter_hash}
+    """What pins a student's answers: its model file, adapter and (when not float32) weight type."""
+    from ldengine.models.base import dtype_identity
+    return {"model": student.name, "model_sha256": student.model_hash, "adapter_hash": student.adapter_hash,
+            **dtype_identity(student)}
 
 
 def first_cell(text: str) -> list[int] | None:
