@@ -233,34 +233,43 @@ def read_games(out: Path) -> list[dict]:
 
 def write_results(registry: Registry, out: Path, run: dict) -> dict:
     rows = read_games(out)
+    task = registry.get("tasks", run["config"]["task"]).obj
     agents = {}
     for name in run["agents"]:
         if name in run.get("not_run", {}):
             agents[name] = {"agent": name, "not_run": run["not_run"][name]}
             continue
         mine = sorted((r for r in rows if r["agent"] == name), key=lambda r: r["game"])
-        agents[name] = summarize(name, run, mine)
+        agents[name] = summarize(name, run, mine, task)
     results = {"manifest": {**run, "results_written": _now()}, "agents": agents}
+    reference = getattr(task, "eval_reference", None)
+    if callable(reference):
+        results["reference"] = reference()
     from ldengine.cache import write_atomic
     write_atomic(out / "results.json", (json.dumps(results, indent=2) + "\n").encode())
-    write_atomic(out / "table.md", table(results).encode())
+    write_atomic(out / "table.md", table(results, task).encode())
     if any("games" in a for a in agents.values()):
-        outcome_chart(results, out / "outcomes.png")
+        outcome_chart(results, out / "outcomes.png", task)
     return results
 
 
-def summarize(name: str, run: dict, rows: list[dict]) -> dict:
-    """The summary keys of DESIGN.md, 95% intervals, errors and cost, for one agent."""
+def outcome_columns(task: Any = None) -> tuple:
+    """(outcome, column label) pairs: the task's ``outcome_columns``, or pursuit's."""
+    return tuple(getattr(task, "outcome_columns", None) or OUTCOME_COLUMNS)
+
+
+def summarize(name: str, run: dict, rows: list[dict], task: Any = None) -> dict:
+    """The summary keys of DESIGN.md, 95% intervals, errors and cost, for one agent; a task
+    with ``eval_metrics(rows)`` adds its own figures (else: average steps of success)."""
     played = [r for r in rows if r["outcome"] != "error"]
     n = len(played)
     out: dict[str, Any] = {"agent": name, "task": run["config"]["task"], "games": n}
-    for key, _ in OUTCOME_COLUMNS:
+    for key, _ in outcome_columns(task):
         k = sum(r["outcome"] == key for r in played)
         out[key] = k / n if n else 0.0
         out[f"{key}_ci95"] = list(wilson(k, n))
-    wins = [r["steps"] for r in played if r["outcome"] == "success"]
-    out["avg_steps_success"] = sum(wins) / len(wins) if wins else None
-    out["avg_steps_success_ci95"] = list(mean_interval(wins)) if wins else None
+    metrics = getattr(task, "eval_metrics", None)
+    out.update(metrics(played) if callable(metrics) else steps_of_success(played))
     out["violations"] = sum(r["violations"] for r in played)
     wall = sum(r.get("wall_s", 0.0) for r in rows)
     out["wall_s"] = round(wall, 3)
@@ -279,6 +288,19 @@ def summarize(name: str, run: dict, rows: list[dict]) -> dict:
     return out
 
 
+def steps_of_success(played: list[dict]) -> dict:
+    wins = [r["steps"] for r in played if r["outcome"] == "success"]
+    return {"avg_steps_success": sum(wins) / len(wins) if wins else None,
+            "avg_steps_success_ci95": list(mean_interval(wins)) if wins else None}
+
+
+def steps_cells(s: dict) -> list[str]:
+    if s["avg_steps_success"] is None:
+        return ["-"]
+    lo, hi = s["avg_steps_success_ci95"]
+    return [f"{s['avg_steps_success']:.2f} [{lo:.2f}, {hi:.2f}]"]
+
+
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval for k successes in n trials (valid at 0 and n too)."""
     if n == 0:
@@ -289,34 +311,36 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return (round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4))
 
 
-def mean_interval(values: list[float], z: float = Z95) -> tuple[float, float]:
+def mean_interval(values: list[float], z: float = Z95, digits: int = 3) -> tuple[float, float]:
     """Normal-approximation 95% interval of the mean (one value: the value itself)."""
     n = len(values)
     mean = sum(values) / n
     if n < 2:
         return (mean, mean)
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return (round(mean - z * sd / math.sqrt(n), 3), round(mean + z * sd / math.sqrt(n), 3))
+    return (round(mean - z * sd / math.sqrt(n), digits), round(mean + z * sd / math.sqrt(n), digits))
 
 
-def table(results: dict) -> str:
-    """Table 1 of the paper, one row per agent, 95% intervals in brackets."""
-    head = ["Agent", *(label for _, label in OUTCOME_COLUMNS), "Average Steps of Success", "Games",
-            "Games/min", "Model calls", "Tokens"]
+def table(results: dict, task: Any = None) -> str:
+    """Table 1 of the paper, one row per agent, 95% intervals in brackets; a task with
+    ``eval_headers`` and ``eval_cells(summary)`` shows its own figures (else: average
+    steps of success), and its ``results["reference"]`` row closes the table."""
+    columns = outcome_columns(task)
+    custom = callable(getattr(task, "eval_cells", None))
+    cells_of = task.eval_cells if custom else steps_cells
+    head = ["Agent", *(label for _, label in columns),
+            *(task.eval_headers if custom else ["Average Steps of Success"]),
+            "Games", "Games/min", "Model calls", "Tokens"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in results["agents"].items():
         if "not_run" in s:
             lines.append(f"| {name} | not run: {s['not_run']} |" + " |" * (len(head) - 2))
             continue
         cells = [name]
-        for key, _ in OUTCOME_COLUMNS:
+        for key, _ in columns:
             lo, hi = s[f"{key}_ci95"]
             cells.append(f"{100 * s[key]:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]")
-        if s["avg_steps_success"] is None:
-            cells.append("-")
-        else:
-            lo, hi = s["avg_steps_success_ci95"]
-            cells.append(f"{s['avg_steps_success']:.2f} [{lo:.2f}, {hi:.2f}]")
+        cells += cells_of(s)
         games = str(s["games"])
         if s["errors"]:
             games += f" (+{s['errors']} errors)"
@@ -326,11 +350,11 @@ def table(results: dict) -> str:
         cells += [games, "-" if cost["games_per_min"] is None else f"{cost['games_per_min']:.1f}",
                   f"{cost['model_calls']:,}", f"{cost['tokens']:,}"]
         lines.append("| " + " | ".join(cells) + " |")
-    config = results["manifest"]["config"]
-    lines.append("")
-    lines.append(f"{config['task']}, evader {config['evader']}, seeds {config['seed']}-"
-                 f"{config['seed'] + config['games'] - 1}; 95% intervals: Wilson for rates, "
-                 "normal approximation for steps.")
+    reference = results.get("reference")
+    if reference:
+        cells = [reference["name"], *reference["cells"]]
+        lines.append("| " + " | ".join(cells + ["-"] * (len(head) - len(cells))) + " |")
+    lines += ["", _table_note(results, task)]
     emergency = results["manifest"].get("emergency")
     if emergency:
         lines.append(f"Emergency {emergency['name']} {json.dumps(emergency['params'])} in force: "
@@ -339,7 +363,17 @@ def table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def outcome_chart(results: dict, path: Path) -> None:
+def _table_note(results: dict, task: Any) -> str:
+    config = results["manifest"]["config"]
+    seeds = f"seeds {config['seed']}-{config['seed'] + config['games'] - 1}"
+    note = getattr(task, "eval_note", None)
+    if note:
+        return f"{config['task']}, {seeds}; {note}"
+    return (f"{config['task']}, evader {config['evader']}, {seeds}; 95% intervals: Wilson for rates, "
+            "normal approximation for steps.")
+
+
+def outcome_chart(results: dict, path: Path, task: Any = None) -> None:
     """Grouped bars: each agent's outcome rates with their 95% intervals."""
     import matplotlib
     matplotlib.use("Agg")
@@ -347,9 +381,10 @@ def outcome_chart(results: dict, path: Path) -> None:
 
     played = {n: s for n, s in results["agents"].items() if "games" in s}
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(played), 4))
-    width = 0.8 / len(OUTCOME_COLUMNS)
+    columns = outcome_columns(task)
+    width = 0.8 / len(columns)
     colours = ("tab:green", "tab:gray", "tab:red")
-    for j, ((key, label), colour) in enumerate(zip(OUTCOME_COLUMNS, colours)):
+    for j, ((key, label), colour) in enumerate(zip(columns, colours)):
         xs = [i + (j - 1) * width for i in range(len(played))]
         ys = [s[key] for s in played.values()]
         err = [[y - s[f"{key}_ci95"][0] for y, s in zip(ys, played.values())],

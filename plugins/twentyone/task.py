@@ -58,6 +58,10 @@ class TwentyOneTask:
     starts: dict = {}
     emergency = None
     outcomes = ("win", "push", "loss")
+    outcome_columns = (("win", "Win"), ("push", "Push"), ("loss", "Loss"))
+    eval_headers = ["Expected Return per Hand", "Violations", "Agreement with Optimal"]
+    eval_note = ("95% intervals: Wilson for rates, normal approximation for the expected return; agreement: "
+                 "share of the agent's choices that the optimal policy makes too.")
     uses_evader = False
 
     def play(self, agent: Any, game_index: int, seed: int, evader: Callable = None, emit: Emit = lambda r: None,
@@ -110,6 +114,27 @@ class TwentyOneTask:
                 "violations": sum(r.violations for r in results),
                 "agreement": sum(r.agreed for r in results) / decisions if decisions else None,
                 "optimal_return": self.optimal_return()}
+
+    def eval_metrics(self, rows: list[dict]) -> dict:
+        """For ``ldengine eval``: the mean return with its interval, and agreement, from game rows."""
+        from ldengine.evaluate import mean_interval
+        returns = [r["return"] for r in rows]
+        decisions = sum(r["decisions"] for r in rows)
+        return {"expected_return": sum(returns) / len(returns) if returns else None,
+                "expected_return_ci95": list(mean_interval(returns, digits=4)) if returns else None,
+                "agreement": sum(r["agreed"] for r in rows) / decisions if decisions else None,
+                "decisions": decisions}
+
+    def eval_cells(self, s: dict) -> list[str]:
+        ret = "-" if s["expected_return"] is None else (
+            f"{s['expected_return']:+.4f} [{s['expected_return_ci95'][0]:+.4f}, {s['expected_return_ci95'][1]:+.4f}]")
+        agreement = "-" if s["agreement"] is None else f"{100 * s['agreement']:.2f}%"
+        return [ret, str(s["violations"]), agreement]
+
+    def eval_reference(self) -> dict:
+        """The optimal policy's row: its exact expected return (no games played)."""
+        return {"name": "optimal policy (exact)", "expected_return": self.optimal_return(),
+                "cells": ["-", "-", "-", f"{self.optimal_return():+.4f} (exact)", "0", "100.00%"]}
 
     def summary_lines(self, s: dict) -> list[str]:
         """The human summary of ``ldengine run twentyone``."""
