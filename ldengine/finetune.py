@@ -199,7 +199,7 @@ KD_TRAIN_GAMES = 221   # the paper's KD data set: expert rollouts from 221 seede
 def finetune_kd(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log=print) -> dict:
     """Knowledge distillation: LoRA on the expert's moves (one example per pursuer and
     step of seeded expert games); held-out move accuracy before and after; saves
-    adapter and manifest. The task plugin provides the data (``kd_data``)."""
+    adapter and manifest. The task plugin provides the data (``task.kd``)."""
     from ldengine.errors import LDEngineError
     from ldengine.models import load_student
     start = time.perf_counter()

@@ -1,5 +1,6 @@
 """Built-in agents and the built-in student backend."""
 from ldengine.agents import expert_agent
+from ldengine.baselines import kd_agent, student_agent, teacher_agent
 from ldengine.hookspecs import hookimpl
 from ldengine.ld import ld_agent
 from ldengine.models import load_student
@@ -11,6 +12,13 @@ def ldengine_register_agents(register):
              "oracle selection: the manual's function for each stage, run in the sandbox")
     register("ld", ld_agent,
              "Logic Distillation: retriever top-K + fine-tuned student select each stage's function")
+    register("student", student_agent,
+             "S-LLM baseline: the untuned student answers each step in text (parsed; bad answers are violations)")
+    register("kd", kd_agent,
+             "KD baseline: the student fine-tuned on the expert's moves answers in text (each pursuer's cell, "
+             "hit or stand)")
+    register("teacher", teacher_agent,
+             "L-LLM baseline: an OpenAI-compatible chat endpoint answers like the student agent (--teacher-url)")
 
 
 @hookimpl

@@ -5,8 +5,6 @@ from importlib import resources
 
 from ldengine.hookspecs import hookimpl
 from plugins.pursuit import emergencies, evaders
-from plugins.pursuit.baseline import student_agent, teacher_agent
-from plugins.pursuit.kd import kd_agent
 from plugins.pursuit.task import PursuitTask
 
 
@@ -19,16 +17,6 @@ def ldengine_register_tasks(register):
 def ldengine_register_evaders(register):
     register("greedy", evaders.greedy, "maximise distance to the nearest pursuer, then the sum")
     register("random", evaders.uniform, "a seeded uniformly random legal cell")
-
-
-@hookimpl
-def ldengine_register_agents(register):
-    register("student", student_agent,
-             "S-LLM baseline: the untuned student answers each step in text (parsed; bad answers are violations)")
-    register("kd", kd_agent,
-             "KD baseline: the student fine-tuned on the expert's moves answers each pursuer's cell in text")
-    register("teacher", teacher_agent,
-             "L-LLM baseline: an OpenAI-compatible chat endpoint answers like the student agent (--teacher-url)")
 
 
 @hookimpl

@@ -9,12 +9,11 @@ asking it, pursuer by pursuer, in text; the answer is parsed like the
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from plugins.pursuit.baseline import (first_cell, has_cells, legal_cells,  # noqa: F401 (rules_prefix: finetune)
-                                      rules_prefix, student_identity)
+                                      rules_prefix)
 
 MAX_NEW_TOKENS = 12
 
@@ -77,72 +76,3 @@ def move_accuracy(student: Any, rules: str, examples: list[MoveExample], batch: 
             legal += cell is not None and tuple(cell) in e.legal
     n = max(len(examples), 1)
     return {"move_accuracy": same / n, "legal_answer_rate": legal / n}
-
-
-class KDAgent:
-    """Plays with a KD adapter: one short generation per pursuer, all pursuers
-    (and, through ``act_batch``, several games) in one batch.
-
-    Answers are greedy, so the same question always gets the same answer: a memo
-    answers a question seen before without running the model (a KD student that
-    stops chasing meets the same positions step after step until the 100th).
-    Usage counts only the generations actually run.
-    """
-
-    name = "kd"
-
-    def __init__(self, task: Any, student: Any, memo_size: int = 4096):
-        from ldengine.cache import LRU
-        self.task, self.student = task, student
-        self.last_functions: list[str] = []
-        self.counts: Counter = Counter()
-        self.memo = LRU(memo_size)
-
-    def act(self, state: dict) -> list:
-        return self.act_batch([state])[0]
-
-    def act_batch(self, states: list[dict]) -> list[list]:
-        questions = [question(s, i) for s in states for i in range(len(s["pursuers"]))]
-        known = {q: self.memo.get(q) for q in questions if q in self.memo}
-        new = list(dict.fromkeys(q for q in questions if q not in known))
-        written = self.student.generate_batch(new, prefix=rules_prefix(self.task.rules),
-                                              max_new_tokens=MAX_NEW_TOKENS, stop=has_cells(1))
-        for q, text in zip(new, written):
-            self.memo.put(q, text)
-            known[q] = text
-        self.counts["memo_hits"] += len(questions) - len(new)
-        answers = iter([known[q] for q in questions])
-        actions = []
-        for state in states:
-            legal = legal_cells(state)
-            cells = []
-            for i in range(len(state["pursuers"])):
-                cell = first_cell(next(answers))
-                self.counts["moves"] += 1
-                self.counts["unparseable"] += cell is None
-                self.counts["illegal_cells"] += cell is not None and cell not in legal[i]
-                cells.append(cell)
-            actions.append(cells)
-        return actions
-
-    def usage(self) -> dict:
-        return dict(self.student.usage)
-
-    def identity(self) -> dict:
-        return student_identity(self.student)
-
-    def stats(self) -> dict:
-        c = self.counts
-        return {"moves_answered": c["moves"], "unparseable_answers": c["unparseable"],
-                "illegal_cells_proposed": c["illegal_cells"], "memo_hits": c["memo_hits"]}
-
-
-def kd_agent(context: Any) -> KDAgent:
-    """The student with the committed KD adapter (or ``--adapter DIR``)."""
-    from ldengine.errors import LDEngineError
-    from ldengine.ld import find_adapter
-
-    if getattr(context.task, "name", "") != "pursuit":
-        raise LDEngineError("the kd agent plays only the pursuit task")
-    adapter = context.options.get("adapter") or find_adapter(context.task.name, context.base, method="kd")
-    return KDAgent(context.task, context.load_student(adapter=adapter))

@@ -149,6 +149,12 @@ class PursuitTask:
                           tuple(sorted(game.forbidden | self.blocked())))
 
     @property
+    def text(self):
+        """What the text-answering baselines are asked, and how their answers are read."""
+        from plugins.pursuit.baseline import TEXT
+        return TEXT
+
+    @property
     def kd(self):
         """Knowledge-distillation data and scoring for ``ldengine finetune --method kd``."""
         from plugins.pursuit import kd

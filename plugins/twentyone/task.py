@@ -97,6 +97,18 @@ class TwentyOneTask:
         return HandResult(game_index, seed, hand.result, decisions, hand.violations, decisions, agreed,
                           list(hand.player), list(hand.dealer))
 
+    @property
+    def text(self):
+        """What the text-answering baselines are asked, and how their answers are read."""
+        from plugins.twentyone.text import TEXT
+        return TEXT
+
+    @property
+    def kd(self):
+        """Knowledge-distillation data and scoring for ``ldengine finetune --method kd``."""
+        from plugins.twentyone import text
+        return text
+
     def optimal_return(self) -> float:
         """The exact expected return per hand of the optimal policy."""
         return float(optimal_return())

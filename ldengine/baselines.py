@@ -1,0 +1,179 @@
+"""The paper's baselines that answer in text: the untuned student (S-LLM), the teacher
+behind an endpoint (L-LLM) and knowledge distillation (KD).
+
+No function base, retriever or sandbox: each step the model reads the rules and a
+question and writes its answer, which is parsed. What to ask and how to read the
+answer is the task's (``task.text``, a text protocol): ``prefix(rules)``,
+``question(state)``, ``max_new_tokens``, ``stop(text)``, ``judge(state, answer) ->
+(action, counts)``; for KD, ``kd_questions(state)``, ``kd_max_new_tokens``,
+``kd_stop(text)`` and ``kd_action(state, answers) -> (action, counts)``. ``counts``
+name what went wrong (e.g. unparseable answers), summed in the agent's stats.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from ldengine.errors import LDEngineError
+
+
+def text_protocol(task: Any, agent: str) -> Any:
+    protocol = getattr(task, "text", None)
+    if protocol is None:
+        raise LDEngineError(f"the {agent} agent needs a text protocol, which task {task.name!r} does not offer")
+    return protocol
+
+
+def student_identity(student: Any) -> dict:
+    """What pins a student's answers: its model file, adapter and (when not float32) weight type."""
+    from ldengine.models.base import dtype_identity
+    return {"model": student.name, "model_sha256": student.model_hash, "adapter_hash": student.adapter_hash,
+            **dtype_identity(student)}
+
+
+class StudentBaseline:
+    """Untuned student, text in and text out (the paper's S-LLM).
+
+    ``act_batch`` answers several games' steps in one batched generation; the
+    rules are a cached prefix, and an answer stops once the protocol has read enough.
+    """
+
+    name = "student"
+
+    def __init__(self, task: Any, student: Any):
+        self.task, self.student, self.text = task, student, text_protocol(task, self.name)
+        self.last_functions: list[str] = []
+        self.counts: Counter = Counter()
+        self.last_answer = ""
+
+    def act(self, state: dict) -> Any:
+        return self.act_batch([state])[0]
+
+    def act_batch(self, states: list[dict]) -> list[Any]:
+        answers = self.student.generate_batch([self.text.question(s) for s in states],
+                                              prefix=self.text.prefix(self.task.rules),
+                                              max_new_tokens=self.text.max_new_tokens, stop=self.text.stop)
+        self.last_answer = answers[-1]
+        return [self._judge(state, answer) for state, answer in zip(states, answers)]
+
+    def _judge(self, state: dict, answer: str) -> Any:
+        action, counts = self.text.judge(state, answer)
+        self.counts["steps"] += 1
+        self.counts.update(counts)
+        return action
+
+    def usage(self) -> dict:
+        return dict(self.student.usage)
+
+    def identity(self) -> dict:
+        return student_identity(self.student)
+
+    def stats(self) -> dict:
+        return {"steps_answered": self.counts["steps"],
+                **{k: v for k, v in self.counts.items() if k != "steps"}}
+
+
+class TeacherBaseline(StudentBaseline):
+    """The paper's L-LLM: a large model behind an OpenAI-compatible endpoint, asked
+    exactly what the ``student`` agent is asked, its answer parsed the same way."""
+
+    name = "teacher"
+
+    def __init__(self, task: Any, client: Any):
+        super().__init__(task, student=None)
+        self.client = client
+
+    def act(self, state: dict) -> Any:
+        answer = self.client.chat(self.text.prefix(self.task.rules) + self.text.question(state),
+                                  max_tokens=self.text.max_new_tokens)
+        self.last_answer = answer
+        return self._judge(state, answer)
+
+    act_batch = None  # one request per step: endpoints batch on their side
+
+    def usage(self) -> dict:
+        return {"model_calls": self.client.calls, "tokens": self.client.tokens}
+
+    def identity(self) -> dict:
+        return {"teacher_url": self.client.url, "teacher_model": self.client.model}
+
+
+class KDAgent:
+    """Plays with a KD adapter: short generations (one per question the protocol asks,
+    e.g. one per pursuer), all of a step's (and, through ``act_batch``, several
+    games') questions in one batch.
+
+    Answers are greedy, so the same question always gets the same answer: a memo
+    answers a question seen before without running the model (a KD student that
+    stops chasing meets the same positions step after step until the 100th).
+    Usage counts only the generations actually run.
+    """
+
+    name = "kd"
+
+    def __init__(self, task: Any, student: Any, memo_size: int = 4096):
+        from ldengine.cache import LRU
+        self.task, self.student, self.text = task, student, text_protocol(task, self.name)
+        self.last_functions: list[str] = []
+        self.counts: Counter = Counter()
+        self.memo = LRU(memo_size)
+
+    def act(self, state: dict) -> Any:
+        return self.act_batch([state])[0]
+
+    def act_batch(self, states: list[dict]) -> list[Any]:
+        asked = [self.text.kd_questions(s) for s in states]
+        questions = [q for qs in asked for q in qs]
+        known = {q: self.memo.get(q) for q in questions if q in self.memo}
+        new = list(dict.fromkeys(q for q in questions if q not in known))
+        written = self.student.generate_batch(new, prefix=self.text.prefix(self.task.rules),
+                                              max_new_tokens=self.text.kd_max_new_tokens, stop=self.text.kd_stop)
+        for q, text in zip(new, written):
+            self.memo.put(q, text)
+            known[q] = text
+        self.counts["memo_hits"] += len(questions) - len(new)
+        actions = []
+        for state, qs in zip(states, asked):
+            action, counts = self.text.kd_action(state, [known[q] for q in qs])
+            self.counts.update(counts)
+            actions.append(action)
+        return actions
+
+    def usage(self) -> dict:
+        return dict(self.student.usage)
+
+    def identity(self) -> dict:
+        return student_identity(self.student)
+
+    def stats(self) -> dict:
+        return dict(self.counts)
+
+
+def student_agent(context: Any) -> StudentBaseline:
+    """The untuned default student (or ``--student PATH``), no adapter."""
+    text_protocol(context.task, "student")
+    if context.options.get("adapter"):
+        raise LDEngineError("the student baseline is the untuned model: --adapter does not apply")
+    return StudentBaseline(context.task, context.load_student())
+
+
+def teacher_agent(context: Any) -> TeacherBaseline:
+    """The teacher endpoint named by the ``teacher_url``/``teacher_model`` options."""
+    from ldengine.teacher import DEFAULT_KEY_ENV, ChatClient
+
+    text_protocol(context.task, "teacher")
+    opts = context.options
+    if not opts.get("teacher_url"):
+        raise LDEngineError("no teacher endpoint: pass --teacher-url and --teacher-model "
+                            "(an OpenAI-compatible chat API; key from $" + DEFAULT_KEY_ENV + ")")
+    client = ChatClient(opts["teacher_url"], opts.get("teacher_model") or "",
+                        opts.get("teacher_key_env") or DEFAULT_KEY_ENV)
+    return TeacherBaseline(context.task, client)
+
+
+def kd_agent(context: Any) -> KDAgent:
+    """The student with the committed KD adapter of the task (or ``--adapter DIR``)."""
+    from ldengine.ld import find_adapter
+    text_protocol(context.task, "kd")
+    adapter = context.options.get("adapter") or find_adapter(context.task.name, context.base, method="kd")
+    return KDAgent(context.task, context.load_student(adapter=adapter))
