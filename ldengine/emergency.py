@@ -28,7 +28,10 @@ from ldengine.cache import write_atomic
 from ldengine.errors import LDEngineError, SandboxCompileError
 
 DEFAULT_ATTEMPTS = 8
-TEMPERATURE = 0.8          # attempts after the first (greedy) one are sampled
+# Attempts after the first (greedy) one are sampled. Hot on purpose: when the greedy body
+# miscopies the rule (e.g. the wall's "py" written as "x"), samples at 0.8 made the same
+# slip (wall: 7/10 seeds within 8 attempts); at 1.2 every held-out seed passed within 8.
+TEMPERATURE = 1.2
 MAX_NEW_TOKENS = 160
 FUNCTION_ROOT = Path(__file__).resolve().parent.parent / "function_base"
 
@@ -435,7 +438,7 @@ def measure(registry: Any, task: str, kinds: list[Any], seeds: list[int], attemp
         results = evaluate(registry, cfg, log)["agents"]
         rows[kind.name] = {"split": kind.split, "writing": rates, "ld": _short(results.get("ld", {})),
                            "expert": _short(results.get("expert", {}))}
-    report = {"task": task, "attempts": attempts, "seeds": seeds, "games": games,
+    report = {"task": task, "attempts": attempts, "temperature": TEMPERATURE, "seeds": seeds, "games": games,
               "writer_adapter": Path(adapter).name if adapter else None,
               "writer_adapter_hash": getattr(writer, "adapter_hash", None), "kinds": rows}
     write_atomic(out / "results.json", (json.dumps(report, indent=2) + "\n").encode())
@@ -463,7 +466,8 @@ def measure_table(report: dict) -> str:
             _rate(ld, "success"), _rate(ld, "failure_with_violation"),
             _rate(ex, "success"), _rate(ex, "failure_with_violation")]) + " |")
     lines += ["", f"{report['task']}: writing measured over parameter seeds {report['seeds'][0]}-"
-              f"{report['seeds'][-1]} (each draws the rule, the cases and the sampling); games: "
+              f"{report['seeds'][-1]} (each draws the rule, the cases and the sampling; attempt 1 greedy, "
+              f"then sampled at temperature {report.get('temperature', 0.8)}); games: "
               f"{report['games']} per agent, seeds 0-{report['games'] - 1}, emergency seed 0."]
     return "\n".join(lines) + "\n"
 

@@ -296,6 +296,6 @@ def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, p
     manifest = {
         **_header(cfg, student, base, "write"), "data_sha256": digest, "train_examples": len(data),
         "train_kinds": [k.name for k in train_kinds], "held_out_kinds": [k.name for k in held_kinds],
-        "attempts": attempts, "heldout_pass_rates": after,
+        "attempts": attempts, "sampling_temperature": em.TEMPERATURE, "heldout_pass_rates": after,
     }
     return _save(cfg, student, base, manifest, metrics, start, "write")
