@@ -1,0 +1,49 @@
+"""The shipped third-party plugin (plugins/ldengine-pursuit-extras), installed with pip into
+the test environment, shown by ``ldengine plugins`` and ``functions list``, used in a game,
+and uninstalled."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "plugins" / "ldengine-pursuit-extras"
+
+
+def pip(*args):
+    return subprocess.run([sys.executable, "-m", "pip", *args, "--quiet", "--disable-pip-version-check"],
+                          capture_output=True, text=True, timeout=300)
+
+
+def ldengine(*args):
+    return subprocess.run([sys.executable, "-m", "ldengine", *args], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+
+
+def test_the_extras_plugin_installs_with_pip_registers_and_plays(tmp_path):
+    """It installs the package with pip (its own setup.cfg, entry point in group ``ldengine``);
+    ldengine then lists the plugin, its evader and its function, compiles that function in
+    the sandbox, and plays games against the new evader; uninstalled, all of it is gone."""
+    source = tmp_path / "package"      # a copy: building leaves build/ and .egg-info behind
+    shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    installed = pip("install", "--no-deps", "--no-build-isolation", str(source))
+    assert installed.returncode == 0, installed.stderr
+    try:
+        plugins = ldengine("plugins")
+        assert plugins.returncode == 0, plugins.stderr
+        assert "pursuit_extras" in plugins.stdout and "ldengine-pursuit-extras 0.1.0" in plugins.stdout
+        assert "lookahead" in plugins.stdout
+        functions = ldengine("functions", "list", "--task", "pursuit")
+        assert "evader_room" in functions.stdout and "pursuer.analyse" in functions.stdout
+        summary = tmp_path / "s.json"
+        played = ldengine("run", "pursuit", "--agent", "expert", "--evader", "lookahead", "--games", "3",
+                          "--quiet", "--json", str(summary))
+        assert played.returncode == 0, played.stderr
+        result = json.loads(summary.read_text())
+        assert result["evader"] == "lookahead" and result["games"] == 3 and result["failure_with_violation"] == 0
+    finally:
+        removed = pip("uninstall", "--yes", "ldengine-pursuit-extras")
+    assert removed.returncode == 0, removed.stderr
+    after = ldengine("plugins")
+    assert "pursuit_extras" not in after.stdout
