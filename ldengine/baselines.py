@@ -31,11 +31,32 @@ def student_identity(student: Any) -> dict:
             **dtype_identity(student)}
 
 
+class Memo:
+    """Greedy answers are deterministic, so a question asked before is answered from here
+    without running the model (usage then counts only the generations actually run)."""
+
+    def __init__(self, student: Any, size: int = 4096):
+        from ldengine.cache import LRU
+        self.student, self.known, self.hits = student, LRU(size), 0
+
+    def answers(self, questions: list[str], prefix: str, max_new_tokens: int, stop: Any) -> list[str]:
+        found = {q: self.known.get(q) for q in questions if q in self.known}
+        new = list(dict.fromkeys(q for q in questions if q not in found))
+        written = self.student.generate_batch(new, prefix=prefix, max_new_tokens=max_new_tokens, stop=stop) \
+            if new else []
+        for q, text in zip(new, written):
+            self.known.put(q, text)
+            found[q] = text
+        self.hits += len(questions) - len(new)
+        return [found[q] for q in questions]
+
+
 class StudentBaseline:
     """Untuned student, text in and text out (the paper's S-LLM).
 
     ``act_batch`` answers several games' steps in one batched generation; the
-    rules are a cached prefix, and an answer stops once the protocol has read enough.
+    rules are a cached prefix, an answer stops once the protocol has read enough,
+    and a question asked before is answered from a memo.
     """
 
     name = "student"
@@ -45,14 +66,14 @@ class StudentBaseline:
         self.last_functions: list[str] = []
         self.counts: Counter = Counter()
         self.last_answer = ""
+        self.memo = Memo(student)
 
     def act(self, state: dict) -> Any:
         return self.act_batch([state])[0]
 
     def act_batch(self, states: list[dict]) -> list[Any]:
-        answers = self.student.generate_batch([self.text.question(s) for s in states],
-                                              prefix=self.text.prefix(self.task.rules),
-                                              max_new_tokens=self.text.max_new_tokens, stop=self.text.stop)
+        answers = self.memo.answers([self.text.question(s) for s in states], self.text.prefix(self.task.rules),
+                                    self.text.max_new_tokens, self.text.stop)
         self.last_answer = answers[-1]
         return [self._judge(state, answer) for state, answer in zip(states, answers)]
 
@@ -69,7 +90,7 @@ class StudentBaseline:
         return student_identity(self.student)
 
     def stats(self) -> dict:
-        return {"steps_answered": self.counts["steps"],
+        return {"steps_answered": self.counts["steps"], "memo_hits": self.memo.hits,
                 **{k: v for k, v in self.counts.items() if k != "steps"}}
 
 
@@ -103,38 +124,28 @@ class KDAgent:
     e.g. one per pursuer), all of a step's (and, through ``act_batch``, several
     games') questions in one batch.
 
-    Answers are greedy, so the same question always gets the same answer: a memo
-    answers a question seen before without running the model (a KD student that
-    stops chasing meets the same positions step after step until the 100th).
-    Usage counts only the generations actually run.
+    A memo answers a question seen before without running the model (a KD student
+    that stops chasing meets the same positions step after step until the 100th).
     """
 
     name = "kd"
 
     def __init__(self, task: Any, student: Any, memo_size: int = 4096):
-        from ldengine.cache import LRU
         self.task, self.student, self.text = task, student, text_protocol(task, self.name)
         self.last_functions: list[str] = []
         self.counts: Counter = Counter()
-        self.memo = LRU(memo_size)
+        self.memo = Memo(student, memo_size)
 
     def act(self, state: dict) -> Any:
         return self.act_batch([state])[0]
 
     def act_batch(self, states: list[dict]) -> list[Any]:
         asked = [self.text.kd_questions(s) for s in states]
-        questions = [q for qs in asked for q in qs]
-        known = {q: self.memo.get(q) for q in questions if q in self.memo}
-        new = list(dict.fromkeys(q for q in questions if q not in known))
-        written = self.student.generate_batch(new, prefix=self.text.prefix(self.task.rules),
-                                              max_new_tokens=self.text.kd_max_new_tokens, stop=self.text.kd_stop)
-        for q, text in zip(new, written):
-            self.memo.put(q, text)
-            known[q] = text
-        self.counts["memo_hits"] += len(questions) - len(new)
+        answers = iter(self.memo.answers([q for qs in asked for q in qs], self.text.prefix(self.task.rules),
+                                         self.text.kd_max_new_tokens, self.text.kd_stop))
         actions = []
         for state, qs in zip(states, asked):
-            action, counts = self.text.kd_action(state, [known[q] for q in qs])
+            action, counts = self.text.kd_action(state, [next(answers) for _ in qs])
             self.counts.update(counts)
             actions.append(action)
         return actions
@@ -146,7 +157,7 @@ class KDAgent:
         return student_identity(self.student)
 
     def stats(self) -> dict:
-        return dict(self.counts)
+        return {**self.counts, "memo_hits": self.memo.hits}
 
 
 def student_agent(context: Any) -> StudentBaseline:

@@ -127,3 +127,25 @@ def test_run_and_eval_play_hands_and_report_the_optimal_return(tmp_path):
     assert "| optimal policy (exact) |" in table and "-0.0466 (exact)" in table
     rows = [json.loads(line) for line in (out / "games.jsonl").read_text().splitlines()]
     assert len(rows) == 30 and all(r["outcome"] in ("win", "push", "loss") for r in rows)
+
+
+def test_the_untuned_student_plays_in_text_and_bad_answers_are_violations(tmp_path):
+    """It asks the real student "hit or stand?" each decision; an answer with neither word is
+    a violation (the player stands), so violations equal the unparseable answers."""
+    result = run_cli("run", "twentyone", "--agent", "student", "--hands", "6", "--quiet",
+                     "--json", str(tmp_path / "s.json"))
+    assert result.exit_code == 0, result.output
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["games"] == 6 and s["steps_answered"] >= 6
+    assert s["violations"] == s["unparseable_answers"]
+
+
+def test_kd_data_are_the_experts_choices_in_the_students_words(registry):
+    """It turns every decision of seeded expert hands into question -> the expert's choice."""
+    task = registry.get("tasks", "twentyone").obj
+    base = FunctionBase.build("twentyone", registry.modules_for("twentyone"))
+    examples = task.kd.move_examples(task, base, None, [1, 2, 3, 4, 5])
+    assert len(examples) >= 5 and {e.answer for e in examples} <= {"hit", "stand"}
+    assert all("The dealer shows" in e.question and "hit or stand" in e.question for e in examples)
+    assert task.text.judge({}, "I would Stand here.")[0] == "stand"
+    assert task.text.judge({}, "fold")[1] == {"unparseable_answers": 1}
