@@ -149,3 +149,16 @@ def test_kd_data_are_the_experts_choices_in_the_students_words(registry):
     assert all("The dealer shows" in e.question and "hit or stand" in e.question for e in examples)
     assert task.text.judge({}, "I would Stand here.")[0] == "stand"
     assert task.text.judge({}, "fold")[1] == {"unparseable_answers": 1}
+
+
+def test_a_bfloat16_student_plays_and_its_identity_says_so(registry):
+    """``--dtype bfloat16`` loads the student in bfloat16; the agent's identity (what eval
+    pins per agent) records it, so a run cannot mix float32 and bfloat16 games."""
+    from ldengine.runner import build_agent
+    task = registry.get("tasks", "twentyone").obj
+    agent, _ = build_agent(registry, task, "student", {"dtype": "bfloat16"})
+    assert agent.identity()["dtype"] == "bfloat16"
+    result = task.play(agent, 0, 3)
+    assert result.outcome in ("win", "push", "loss")
+    plain, _ = build_agent(registry, task, "student", {})
+    assert "dtype" not in plain.identity()
