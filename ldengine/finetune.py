@@ -118,21 +118,19 @@ def finetune(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log
     start = time.perf_counter()
     base, retriever, train, held, emergency_held = build_data(registry, cfg)
     log(f"data: {len(train)} training and {len(held)} held-out selections "
-        f"(retrieval recall@{cfg.k} on held-out: {_recall(held):.3f}); "
-        f"{len(emergency_held)} held-out selections under the evaluated emergencies")
+        f"(retrieval recall@{cfg.k} on held-out: {_recall(held):.3f})"
+        + (f"; {len(emergency_held)} held-out selections under the evaluated emergencies" if emergency_held else ""))
     mixed = shuffled(held, cfg.shuffles, cfg.seed)
     student = load_student(cfg.student)
     before = _accuracies(student, held, mixed, emergency_held)
     log(f"held-out selection accuracy before training: {before[0]:.3f} in retrieval order, "
-        f"{before[1]:.3f} with shuffled candidates ({len(mixed)}); under emergencies {before[2]:.3f}, "
-        f"at their new stage {before[3]:.3f}")
+        f"{before[1]:.3f} with shuffled candidates ({len(mixed)})" + _emergency_words(before, emergency_held))
     metrics = student.train_lora([e.as_tuple() for e in train], steps=cfg.steps, lr=cfg.lr,
                                  batch_size=cfg.batch_size, rank=cfg.rank, seed=cfg.seed,
                                  progress=progress, top_layers=cfg.top_layers)
     after = _accuracies(student, held, mixed, emergency_held)
     log(f"held-out selection accuracy after {cfg.steps} steps: {after[0]:.3f} in retrieval order, "
-        f"{after[1]:.3f} with shuffled candidates; under emergencies {after[2]:.3f}, "
-        f"at their new stage {after[3]:.3f}")
+        f"{after[1]:.3f} with shuffled candidates" + _emergency_words(after, emergency_held))
     manifest = _manifest(cfg, student, base, retriever, train, held, len(mixed), before, after, metrics,
                          time.perf_counter() - start)
     manifest.update(_emergency_manifest(registry, cfg, train, emergency_held, before, after))
@@ -140,6 +138,12 @@ def finetune(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log
     student.save_adapter(out, manifest)
     manifest["path"] = str(out)
     return manifest
+
+
+def _emergency_words(accuracies: tuple, emergency_held: list) -> str:
+    if not emergency_held:
+        return ""
+    return f"; under emergencies {accuracies[2]:.3f}, at their new stage {accuracies[3]:.3f}"
 
 
 def _accuracies(student: Any, held: list, mixed: list, emergency_held: list) -> tuple:
