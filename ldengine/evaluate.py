@@ -159,7 +159,8 @@ def _finished(path: Path) -> set[tuple[str, int]]:
 def _play_agent(registry, task, policy, cfg, run, name, done, fh, out, log) -> None:
     todo = [(i, cfg.seed + i) for i in range(cfg.games) if (name, i) not in done]
     figure = out / f"trajectory-{name}.png"
-    if not todo and (figure.exists() or not cfg.figures):
+    figures = cfg.figures and callable(getattr(task, "plot", None))
+    if not todo and (figure.exists() or not figures):
         return
     options = {**cfg.options, "adapter": cfg.adapters.get(name)}
     t0 = clock.now()
@@ -185,7 +186,7 @@ def _play_agent(registry, task, policy, cfg, run, name, done, fh, out, log) -> N
         stats = json.loads(json.dumps(agent.stats(), default=str))
         run.setdefault("agent_stats", {})[name] = {"games_counted": len(todo), **stats}
         _save_run(out, run)
-    if cfg.figures and not figure.exists():
+    if figures and not figure.exists():
         _trajectory(task, agent, policy, cfg, name, figure)
 
 
