@@ -451,7 +451,11 @@ def _rule(reg, task, text: str, values: dict, kind: str | None, allow, forbid):
         matches = [r.name for r in reg.emergencies.values()
                    if r.obj.task == task.name and hasattr(r.obj, "draw")
                    and set(r.obj.params(0)) == set(values)]
-        kind = matches[0] if len(matches) == 1 else None
+        # several kinds may share parameter names: the one whose rule reads most like TEXT
+        matches.sort(key=lambda name: -_word_overlap(text, reg.get("emergencies", name).obj.describe(values)))
+        kind = matches[0] if matches else None
+        if kind:
+            click.echo(f"examples derived from the rule of {kind} (--kind to choose another)")
     if kind:
         base = reg.get("emergencies", kind).obj
         missing = set(base.params(0)) - set(values)
@@ -462,6 +466,12 @@ def _rule(reg, task, text: str, values: dict, kind: str | None, allow, forbid):
         raise click.ClickException("say how to check the function: --allow/--forbid examples, or "
                                    "--param values of a known kind (ldengine plugins lists them)")
     return task.custom_emergency(text, values, allowed=allowed, forbidden=forbidden)
+
+
+def _word_overlap(a: str, b: str) -> float:
+    import re
+    x, y = set(re.findall(r"\w+", a.lower())), set(re.findall(r"\w+", b.lower()))
+    return len(x & y) / len(x | y) if x | y else 0.0
 
 
 def _finetune_write(task, student, steps, batch_size, lr, top_layers, train_seeds, heldout_seeds, attempts, out):
