@@ -1,9 +1,8 @@
 """Built-in plugin: the pursuit task, its evader policies and its function base."""
 from __future__ import annotations
 
-from importlib import resources
-
 from ldengine.hookspecs import hookimpl
+from ldengine.taskkit import register_function_folder
 from plugins.pursuit import emergencies, evaders
 from plugins.pursuit.task import PursuitTask
 
@@ -21,10 +20,7 @@ def ldengine_register_evaders(register):
 
 @hookimpl
 def ldengine_register_functions(register):
-    folder = resources.files("function_base") / "pursuit"
-    for item in sorted(folder.iterdir(), key=lambda p: p.name):
-        if item.name.endswith(".py") and item.name != "__init__.py":
-            register("pursuit", item.read_text(encoding="utf-8"), f"pursuit/{item.name}")
+    register_function_folder(register, "pursuit")
 
 
 @hookimpl

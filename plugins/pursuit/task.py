@@ -5,6 +5,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ldengine.taskkit import play_through
 from plugins.pursuit.rules import (FAIL_NO_VIOLATION, FAIL_VIOLATION, SUCCESS, PursuitGame,
                                    is_legal_pursuer_move, parse_cell, random_start)
 
@@ -115,13 +116,7 @@ class PursuitTask:
              start: dict | None = None) -> GameResult:
         """One game with ``agent.act(state)`` deciding each pursuer step."""
         steps = self.game_steps(game_index, seed, evader, emit, agent_name, evader_name, start)
-        state = next(steps)
-        while True:
-            action = agent.act(state)
-            try:
-                state = steps.send((action, list(getattr(agent, "last_functions", []))))
-            except StopIteration as done:
-                return done.value
+        return play_through(agent, steps)
 
     def game_steps(self, game_index: int, seed: int, evader: Callable, emit: Emit,
                    agent_name: str = "", evader_name: str = "", start: dict | None = None):

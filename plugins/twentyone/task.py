@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ldengine.taskkit import play_through
 from plugins.twentyone.rules import Hand, hand_value, optimal_choice, optimal_return, outcome
 
 Emit = Callable[[dict], None]
@@ -67,13 +68,7 @@ class TwentyOneTask:
     def play(self, agent: Any, game_index: int, seed: int, evader: Callable = None, emit: Emit = lambda r: None,
              agent_name: str = "", evader_name: str = "", start: dict | None = None) -> HandResult:
         steps = self.game_steps(game_index, seed, evader, emit, agent_name, evader_name)
-        state = next(steps)
-        while True:
-            action = agent.act(state)
-            try:
-                state = steps.send((action, list(getattr(agent, "last_functions", []))))
-            except StopIteration as done:
-                return done.value
+        return play_through(agent, steps)
 
     def game_steps(self, game_index: int, seed: int, evader: Callable = None, emit: Emit = lambda r: None,
                    agent_name: str = "", evader_name: str = "", start: dict | None = None):

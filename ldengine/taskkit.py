@@ -1,0 +1,26 @@
+"""Pieces every built-in task plugin shares: registering its function-base folder, and
+playing a game generator (``task.game_steps``) with an agent's ``act``."""
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any, Callable, Generator
+
+
+def register_function_folder(register: Callable, task: str) -> None:
+    """Hand every module of ``function_base/TASK/`` to ``register`` as text (never imported)."""
+    folder = resources.files("function_base") / task
+    for item in sorted(folder.iterdir(), key=lambda p: p.name):
+        if item.name.endswith(".py") and item.name != "__init__.py":
+            register(task, item.read_text(encoding="utf-8"), f"{task}/{item.name}")
+
+
+def play_through(agent: Any, steps: Generator) -> Any:
+    """Feed ``agent.act(state)`` (and the functions it used) to a game generator until it
+    returns; its return value is the game's result."""
+    state = next(steps)
+    while True:
+        action = agent.act(state)
+        try:
+            state = steps.send((action, list(getattr(agent, "last_functions", []))))
+        except StopIteration as done:
+            return done.value
