@@ -262,17 +262,24 @@ def functions_show(name, task):
 @click.argument("query")
 @click.option("--task", default="pursuit", show_default=True)
 @click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True)
-def retrieve(query, task, k):
-    """Show the top-K manual entries the dense retriever returns for QUERY."""
+@click.option("--only-task", is_flag=True, help="Search TASK's functions alone, not the index shared by every task.")
+def retrieve(query, task, k, only_task):
+    """Show the top-K manual entries the dense retriever returns for QUERY.
+
+    The agents search one index over every task's functions; another task's
+    function shows as task:name."""
     from ldengine.retriever import Retriever
     base = _base(task)
-    for rank, (name, score) in enumerate(Retriever.for_base(base).search(query, k), 1):
-        e = base.entry(name)
+    found = Retriever.for_base(base) if only_task else Retriever.for_library(base, registry())
+    for rank, (name, score) in enumerate(found.search(query, k), 1):
+        e = found.entry(name)
         click.echo(f"{rank}. {score:.3f}  {name:<28} {e.stage:<18} {e.summary}")
 
 
 @cli.command()
-@click.option("--task", default="pursuit", show_default=True)
+@click.option("--task", default="pursuit", show_default=True,
+              help="The task; for --method ld several, comma-separated (pursuit,twentyone): one adapter "
+                   "learns every one's manual and is saved under function_base/adapters/.")
 @click.option("--student", type=click.Path(exists=True), help="Student model (default: SmolLM2-135M-Instruct GGUF).")
 @click.option("--steps", default=24, show_default=True, type=click.IntRange(1, 100_000), help="LoRA training steps.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 512))
@@ -297,7 +304,11 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
     the training kinds only, and measures it on the held-out kinds.
     """
     from ldengine.finetune import KD_TRAIN_GAMES, FinetuneConfig, finetune as run_finetune, finetune_kd
-    registry().get("tasks", task)
+    tasks = [t.strip() for t in task.split(",") if t.strip()]
+    for name in tasks or [task]:
+        registry().get("tasks", name)
+    if len(tasks) > 1 and method != "ld":
+        raise click.UsageError(f"--method {method} trains on one task at a time; several tasks need --method ld")
     if method == "write":
         _finetune_write(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, attempts, out)
         return
@@ -313,7 +324,8 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
         return
     manifest = run_finetune(registry(), cfg, log=click.echo)
     click.echo(f"adapter: {manifest['path']}  held-out accuracy {manifest['heldout_accuracy']:.3f} "
-               f"(shuffled candidates {manifest['heldout_shuffled_accuracy']:.3f})")
+               f"(shuffled candidates {manifest['heldout_shuffled_accuracy']:.3f})"
+               + ("" if len(tasks) < 2 else ", pooled over " + ", ".join(tasks)))
 
 
 @cli.command()

@@ -516,7 +516,7 @@ def emergency_selection_examples(registry: Any, task: Any, kinds: list[Any], see
             agent.observers.append(lambda d: pairs.append([(s.stage, s.state) for s in d.stages]))
             try:
                 in_force.play(agent, 0, seed, evader, lambda r: None)
-                provider = RetrieverProvider(in_force, base, Retriever.for_base(base, encoder), k)
+                provider = RetrieverProvider(in_force, base, Retriever.for_library(base, registry, encoder), k)
                 flat = [pair for step in pairs[:steps] for pair in step]
                 examples += selection_examples(in_force, base, provider, flat,
                                                None if shuffle_seed is None else shuffle_seed + len(examples))

@@ -44,9 +44,17 @@ class FinetuneConfig:
     seed: int = 0
     out: str | None = None
 
+    @property
+    def tasks(self) -> list[str]:
+        """``task`` may name several, comma-separated: one adapter is trained on all of them."""
+        return [t.strip() for t in self.task.split(",") if t.strip()]
+
 
 def default_adapter_dir(task: str) -> Path:
     return ADAPTER_ROOT / task / "adapters"
+
+
+SHARED_ADAPTER_DIR = ADAPTER_ROOT / "adapters"     # adapters trained on several tasks' manuals
 
 
 def data_hash(examples: list[SelectionExample]) -> str:
@@ -94,7 +102,7 @@ def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None):
     from ldengine.retriever import Retriever
     task = registry.get("tasks", cfg.task).obj
     base = FunctionBase.build(cfg.task, registry.modules_for(cfg.task))
-    retriever = retriever or Retriever.for_base(base)
+    retriever = retriever or Retriever.for_library(base, registry)
     provider = RetrieverProvider(task, base, retriever, cfg.k)
     greedy = registry.get("evaders", "greedy").obj
     train = selection_examples(task, base, provider, stage_inputs(task, base, greedy, cfg.train_seeds),
@@ -112,31 +120,96 @@ def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None):
     return base, retriever, train, held, emergency_held
 
 
-def finetune(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log=print) -> dict:
-    """Trains, evaluates and saves an adapter; returns its manifest."""
-    from ldengine.models import load_student
-    start = time.perf_counter()
-    base, retriever, train, held, emergency_held = build_data(registry, cfg)
-    log(f"data: {len(train)} training and {len(held)} held-out selections "
+@dataclass
+class TaskData:
+    """One task's selection examples, and what they were drawn with."""
+    task: str
+    base: FunctionBase
+    retriever: Any
+    train: list
+    held: list
+    emergency_held: list
+    mixed: list
+
+
+def task_data(registry: Registry, cfg: FinetuneConfig, task: str, log=print) -> TaskData:
+    base, retriever, train, held, emergency_held = build_data(registry, replace(cfg, task=task))
+    log(f"{task}: {len(train)} training and {len(held)} held-out selections "
         f"(retrieval recall@{cfg.k} on held-out: {_recall(held):.3f})"
         + (f"; {len(emergency_held)} held-out selections under the evaluated emergencies" if emergency_held else ""))
-    mixed = shuffled(held, cfg.shuffles, cfg.seed)
+    return TaskData(task, base, retriever, train, held, emergency_held, shuffled(held, cfg.shuffles, cfg.seed))
+
+
+def finetune(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log=print) -> dict:
+    """Trains, evaluates and saves an adapter; returns its manifest. With several tasks
+    (``cfg.tasks``) one adapter learns every task's manual, each task's held-out
+    accuracy measured on its own."""
+    from ldengine.models import load_student
+    start = time.perf_counter()
+    data = [task_data(registry, cfg, task, log) for task in cfg.tasks]
     student = load_student(cfg.student)
-    before = _accuracies(student, held, mixed, emergency_held)
-    log(f"held-out selection accuracy before training: {before[0]:.3f} in retrieval order, "
-        f"{before[1]:.3f} with shuffled candidates ({len(mixed)})" + _emergency_words(before, emergency_held))
+    before = {d.task: _accuracies(student, d.held, d.mixed, d.emergency_held) for d in data}
+    for d in data:
+        log(f"{d.task}: held-out selection accuracy before training: " + _accuracy_words(before[d.task], d))
+    train = balanced([d.train for d in data])
     metrics = student.train_lora([e.as_tuple() for e in train], steps=cfg.steps, lr=cfg.lr,
                                  batch_size=cfg.batch_size, rank=cfg.rank, seed=cfg.seed,
                                  progress=progress, top_layers=cfg.top_layers)
-    after = _accuracies(student, held, mixed, emergency_held)
-    log(f"held-out selection accuracy after {cfg.steps} steps: {after[0]:.3f} in retrieval order, "
-        f"{after[1]:.3f} with shuffled candidates" + _emergency_words(after, emergency_held))
-    manifest = _manifest(cfg, student, base, retriever, train, held, len(mixed), before, after, metrics,
-                         time.perf_counter() - start)
-    manifest.update(_emergency_manifest(registry, cfg, train, emergency_held, before, after))
-    out = Path(cfg.out) if cfg.out else default_adapter_dir(cfg.task) / _version_name(student, base, cfg)
+    after = {d.task: _accuracies(student, d.held, d.mixed, d.emergency_held) for d in data}
+    for d in data:
+        log(f"{d.task}: held-out selection accuracy after {cfg.steps} steps: " + _accuracy_words(after[d.task], d))
+    seconds = time.perf_counter() - start
+    if len(data) == 1:
+        d = data[0]
+        manifest = _manifest(cfg, student, d.base, d.retriever, train, d.held, len(d.mixed),
+                             before[d.task], after[d.task], metrics, seconds)
+        manifest.update(_emergency_manifest(registry, replace(cfg, task=d.task), d.train, d.emergency_held,
+                                            before[d.task], after[d.task]))
+        out = Path(cfg.out) if cfg.out else default_adapter_dir(d.task) / _version_name(student, d.base, cfg)
+    else:
+        manifest = _joint_manifest(registry, cfg, student, data, train, before, after, metrics, seconds)
+        out = Path(cfg.out) if cfg.out else SHARED_ADAPTER_DIR / (
+            f"{student.name}-{'+'.join(cfg.tasks)}-lib{manifest['library_hash'][:8]}-s{cfg.steps}")
     student.save_adapter(out, manifest)
     manifest["path"] = str(out)
+    return manifest
+
+
+def balanced(groups: list[list]) -> list:
+    """The groups together, a smaller one repeated (whole times) to about the largest's size,
+    so that one task's many examples do not drown another's few."""
+    most = max((len(g) for g in groups), default=0)
+    return [e for g in groups if g for e in g * max(1, round(most / len(g)))]
+
+
+def _accuracy_words(accuracies: tuple, d: TaskData) -> str:
+    return (f"{accuracies[0]:.3f} in retrieval order, {accuracies[1]:.3f} with shuffled candidates "
+            f"({len(d.mixed)})" + _emergency_words(accuracies, d.emergency_held))
+
+
+def _joint_manifest(registry, cfg, student, data, train, before, after, metrics, seconds) -> dict:
+    """One adapter for several tasks: pooled held-out figures, then each task's own."""
+    n_held, n_mixed = sum(len(d.held) for d in data), sum(len(d.mixed) for d in data)
+    pooled = lambda acc, i, n: sum(acc[d.task][i] * (len(d.held) if i == 0 else len(d.mixed))  # noqa: E731
+                                   for d in data) / n if n else 0.0
+    library = hashlib.sha256("".join(f"{d.task}:{d.base.hash}\n" for d in sorted(data, key=lambda d: d.task))
+                             .encode()).hexdigest()
+    per_task = {}
+    for d in data:
+        one = _manifest(replace(cfg, task=d.task), student, d.base, d.retriever, d.train, d.held, len(d.mixed),
+                        before[d.task], after[d.task], {}, 0.0)
+        one.update(_emergency_manifest(registry, replace(cfg, task=d.task), d.train, d.emergency_held,
+                                       before[d.task], after[d.task]))
+        per_task[d.task] = {k: v for k, v in one.items() if k.startswith(("heldout", "retrieval", "emergency",
+                                                                          "function_base", "train_examples"))}
+    manifest = _manifest(cfg, student, data[0].base, data[0].retriever, train, [e for d in data for e in d.held], n_mixed,
+                         (pooled(before, 0, n_held), pooled(before, 1, n_mixed)),
+                         (pooled(after, 0, n_held), pooled(after, 1, n_mixed)), metrics, seconds)
+    del manifest["function_base_hash"]
+    most = max(len(d.train) for d in data)
+    manifest.update({"tasks": cfg.tasks, "library_hash": library,
+                     "train_repeats": {d.task: max(1, round(most / len(d.train))) for d in data if d.train},
+                     "function_base_hashes": {d.task: d.base.hash for d in data}, "per_task": per_task})
     return manifest
 
 

@@ -60,7 +60,7 @@ class RetrieverProvider:
 
     def candidates(self, stage: str, state: Any) -> list[ManualEntry]:
         hits = self.retriever.search(self.query(stage, state), self.k)
-        return [self.base.entry(name) for name, _ in hits]
+        return [self.retriever.entry(name) for name, _ in hits]
 
 
 class StudentSelector:
@@ -125,20 +125,22 @@ def selection_examples(task: Any, base: FunctionBase, provider: RetrieverProvide
 
 def find_adapter(task: str, base: FunctionBase, root: Any = None, method: str = "ld") -> Any:
     """The newest committed adapter of ``method`` (``ld``: selection, ``kd``: moves)
-    trained on this exact function base."""
+    trained on this exact function base: the task's own, or one trained on several
+    tasks' manuals (``function_base/adapters/``) that names this base among its own."""
     import json
     from pathlib import Path
 
     from ldengine.errors import LDEngineError
-    from ldengine.finetune import default_adapter_dir
-    root = Path(root) if root else default_adapter_dir(task)
+    from ldengine.finetune import SHARED_ADAPTER_DIR, default_adapter_dir
+    roots = [Path(root)] if root else [default_adapter_dir(task), SHARED_ADAPTER_DIR]
     found = []
-    for manifest in sorted(root.glob("*/manifest.json")) if root.is_dir() else []:
+    for manifest in (m for r in roots if r.is_dir() for m in sorted(r.glob("*/manifest.json"))):
         data = json.loads(manifest.read_text(encoding="utf-8"))
-        if data.get("function_base_hash") == base.teacher_hash and _method(data) == method:
+        hashes = data.get("function_base_hashes") or {task: data.get("function_base_hash")}
+        if hashes.get(task) == base.teacher_hash and _method(data) == method:
             found.append((data.get("created", ""), manifest.parent))
     if not found:
-        raise LDEngineError(f"no {method} adapter in {root} was trained on this {task} function base "
+        raise LDEngineError(f"no {method} adapter in {roots[0]} was trained on this {task} function base "
                             f"(hash {base.teacher_hash[:12]}); run `ldengine finetune --task {task} "
                             f"--method {method}` or pass --adapter DIR")
     return max(found)[1]
@@ -158,7 +160,8 @@ def ld_agent(context: Any) -> Any:
     from ldengine.retriever import Retriever
     opts = context.options
     written = adopt(context, opts.get("log") or _stderr)
-    retriever = Retriever.for_base(context.base)
+    retriever = (Retriever.for_library(context.base, context.registry) if context.registry
+                 else Retriever.for_base(context.base))
     adapter = opts.get("adapter") or find_adapter(context.task.name, context.base)
     student = context.load_student(adapter=adapter)
     provider = RetrieverProvider(context.task, context.base, retriever, opts.get("k") or DEFAULT_K)

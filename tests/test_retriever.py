@@ -123,4 +123,48 @@ def test_an_empty_base_is_a_clear_error(pursuit_base, encoder, tmp_path):
 def test_the_stored_metadata_names_the_entries_in_index_order(retriever):
     """It writes a JSON file beside the index naming the entries and the index checksum."""
     meta = json.loads(retriever.path.with_suffix(".json").read_text())
-    assert meta["names"] == retriever.names and meta["index_sha256"] == retriever.index_hash
+    assert meta["names"] == [f"pursuit:{n}" for n in retriever.names]
+    assert meta["index_sha256"] == retriever.index_hash
+
+
+def test_one_index_holds_every_tasks_functions_and_each_task_finds_its_own(registry, encoder, tmp_path):
+    """It indexes pursuit and twentyone together in one file; on expert games of each task
+    every stage's function is in the top 5 and the first hit is always the task's own;
+    another task's hits are named task:name and resolve to that task's manual entry."""
+    found = {}
+    for name, seeds in (("pursuit", [3]), ("twentyone", list(range(6)))):
+        task = registry.get("tasks", name).obj
+        base = FunctionBase.build(name, registry.modules_for(name))
+        retriever = Retriever.for_library(base, registry, encoder, cache_dir=tmp_path)
+        provider = RetrieverProvider(task, base, retriever, k=5)
+        pairs = stage_inputs(task, base, registry.get("evaders", "greedy").obj, seeds)
+        examples = [(provider.query(stage, state), base.oracle(stage).name) for stage, state in pairs]
+        assert {stage for stage, _ in pairs} == set(task.pipeline)
+        assert recall_at_k(retriever, examples, ks=(5,)) == {5: 1.0}
+        assert all(":" not in hits[0][0] for hits in retriever.search_batch([q for q, _ in examples], 1))
+        found[name] = retriever
+    assert found["pursuit"].path == found["twentyone"].path and found["twentyone"].loaded
+    assert len(found["pursuit"]) == len(found["twentyone"]) > 20
+    foreign = [n for n, _ in found["pursuit"].search("Stage: player.decide: hit or stand", 3) if ":" in n]
+    assert foreign and foreign[0].startswith("twentyone:")
+    assert found["pursuit"].entry(foreign[0]).task == "twentyone"
+
+
+def test_another_tasks_function_picked_by_mistake_fails_the_stage_without_running(registry, encoder,
+                                                                                  pursuit_base, pursuit_task,
+                                                                                  tmp_path):
+    """It never runs a twentyone function on a pursuit state: the stage fails as a wrong pick."""
+    from ldengine.loop import decide
+
+    class PickForeign:
+        def select(self, stage, state, candidates):
+            return next(i for i, c in enumerate(candidates) if c.task != "pursuit")
+
+    retriever = Retriever.for_library(pursuit_base, registry, encoder, cache_dir=tmp_path)
+    provider = RetrieverProvider(pursuit_task, pursuit_base, retriever, k=len(retriever))
+    state = pursuit_task.new_game(0)[0].state()
+    decision = decide(state, pursuit_task.pipeline, pursuit_base, provider, PickForeign())
+    stage = decision.stages[0]
+    assert decision.action is None and len(decision.stages) == 1
+    assert stage.chosen.startswith("twentyone:") and stage.cause == "wrong_pick"
+    assert stage.result.error_type == "ForeignFunction" and "twentyone" in stage.result.error
