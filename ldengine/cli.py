@@ -40,6 +40,22 @@ def cli():
     """Logic Distillation: small models select sandboxed functions from a teacher's function base."""
 
 
+def _student_source(ctx, param, value):
+    """A model path that exists, or an openai: address (then the backend is ``openai``)."""
+    if value is None or Path(value).exists():
+        return value
+    if value.startswith(("openai:", "http://", "https://")):
+        return value
+    raise click.BadParameter(f"{value} does not exist (a .gguf file, a model folder or openai:URL#MODEL)")
+
+
+def _backend(student: str | None, backend: str) -> str:
+    """``--student openai:...`` picks the openai backend unless one was named."""
+    if student and student.startswith(("openai:", "http://", "https://")) and backend == "transformers":
+        return "openai"
+    return backend
+
+
 def _dtype_option(command):
     return click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
                         help="Student weights' type: bfloat16 is about 3x faster on CPUs with AMX (answers may "
@@ -67,7 +83,8 @@ def _emergency_options(command):
 @click.option("--trace", type=click.Path(dir_okay=False, writable=True), help="Write a JSON Lines trace.")
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), help="Draw the first game's trajectories (PNG).")
 @click.option("--audit", type=click.Path(dir_okay=False, writable=True), help="Log every sandbox call as JSON Lines.")
-@click.option("--student", type=click.Path(exists=True), help="Student model: a .gguf file or a local HF model folder.")
+@click.option("--student", callback=_student_source, help="Student model: a .gguf file, a local HF model folder, "
+              "or openai:http://HOST:PORT/v1#MODEL (a server such as `ldengine serve`; implies --backend openai).")
 @click.option("--adapter", type=click.Path(exists=True, file_okay=False), help="LoRA adapter folder (default: the committed one for this base).")
 @click.option("--backend", default="transformers", show_default=True, help="Student backend (ldengine plugins lists them).")
 @click.option("-k", "k", type=click.IntRange(1, 20), default=5, show_default=True, help="Retriever top-K.")
@@ -85,7 +102,8 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
     from ldengine.runner import RunConfig, run_games
     _check_writable(json_path, trace, plot, audit)
     reg = registry()
-    options = {"student": student, "adapter": adapter, "backend": backend, "k": k, "attempts": attempts,
+    options = {"student": student, "adapter": adapter, "backend": _backend(student, backend), "k": k,
+               "attempts": attempts,
                "dtype": None if dtype == "float32" else dtype, "log": lambda line: click.echo(line, err=True)}
     cfg = RunConfig(task, agent, games, seed, evader, trace, audit, progress=not quiet, options=options,
                     emergency=emergency, emergency_seed=seed if emergency_seed is None else emergency_seed)
@@ -146,7 +164,8 @@ def format_summary(s: dict, task: Any = None) -> str:
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("--batch", default=16, show_default=True, type=click.IntRange(1, 256),
               help="Games played side by side by agents that answer in batches (student, kd).")
-@click.option("--student", type=click.Path(exists=True), help="Student model: a .gguf file or a local HF model folder.")
+@click.option("--student", callback=_student_source, help="Student model: a .gguf file, a local HF model folder, "
+              "or openai:http://HOST:PORT/v1#MODEL (a server such as `ldengine serve`; implies --backend openai).")
 @click.option("--adapter", "adapters", multiple=True, metavar="AGENT=DIR",
               help="LoRA adapter for one agent, e.g. kd=path/to/adapter (default: the committed ones).")
 @click.option("--backend", default="transformers", show_default=True, help="Student backend.")
@@ -176,7 +195,7 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_f
     if set(again) - set(names):
         raise click.BadParameter(f"{', '.join(sorted(set(again) - set(names)))} not in --agents",
                                  param_hint="--replay")
-    options = {"student": student, "backend": backend, "k": k, "teacher_url": teacher_url,
+    options = {"student": student, "backend": _backend(student, backend), "k": k, "teacher_url": teacher_url,
                "teacher_model": teacher_model, "teacher_key_env": teacher_key_env, "attempts": attempts,
                "dtype": None if dtype == "float32" else dtype, "log": click.echo}
     ctx = click.get_current_context()
@@ -540,6 +559,11 @@ def _load_plugin_commands() -> None:
             impl.function(cli=cli)
         except Exception as exc:
             click.echo(f"warning: plugin {impl.plugin_name!r} could not add its commands: {exc}", err=True)
+
+
+from ldengine.serve import serve_command  # noqa: E402 (after cli: it is added to it)
+
+cli.add_command(serve_command, "serve")
 
 
 def main() -> None:

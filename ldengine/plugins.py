@@ -19,7 +19,7 @@ import pluggy
 
 from ldengine import hookspecs
 
-DEFAULT_PLUGINS = ("plugins.pursuit", "plugins.twentyone", "plugins.agents")
+DEFAULT_PLUGINS = ("plugins.pursuit", "plugins.twentyone", "plugins.agents", "plugins.openai_student")
 ENTRY_POINT_GROUP = "ldengine"
 
 
