@@ -62,6 +62,12 @@ def _dtype_option(command):
                              "differ a little from float32; results record it).")(command)
 
 
+def _function_base_option(command):
+    return click.option("--function-base", metavar="VERSION",
+                        help="A stored function base version (ldengine functions versions) instead of the "
+                             "plugins' modules.")(command)
+
+
 def _emergency_options(command):
     """--emergency, --emergency-seed and --attempts, shared by run and eval."""
     command = click.option("--attempts", default=8, show_default=True, type=click.IntRange(1, 64),
@@ -90,9 +96,10 @@ def _emergency_options(command):
 @click.option("-k", "k", type=click.IntRange(1, 20), default=5, show_default=True, help="Retriever top-K.")
 @_emergency_options
 @_dtype_option
+@_function_base_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student, adapter, backend, k,
-        emergency, emergency_seed, attempts, dtype, quiet):
+        emergency, emergency_seed, attempts, dtype, function_base, quiet):
     """Play GAMES seeded games of TASK and print a summary.
 
     With --emergency NAME a new rule is in force; the ld agent has the student
@@ -106,7 +113,8 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
                "attempts": attempts,
                "dtype": None if dtype == "float32" else dtype, "log": lambda line: click.echo(line, err=True)}
     cfg = RunConfig(task, agent, games, seed, evader, trace, audit, progress=not quiet, options=options,
-                    emergency=emergency, emergency_seed=seed if emergency_seed is None else emergency_seed)
+                    emergency=emergency, emergency_seed=seed if emergency_seed is None else emergency_seed,
+                    function_base=function_base)
     outcome = run_games(reg, cfg)
     click.echo(format_summary(outcome.summary, reg.get("tasks", task).obj))
     if json_path:
@@ -176,10 +184,11 @@ def format_summary(s: dict, task: Any = None) -> str:
               help="Environment variable holding the teacher's API key.")
 @_emergency_options
 @_dtype_option
+@_function_base_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_figures, batch, student, adapters,
              backend, k, teacher_url, teacher_model, teacher_key_env, emergency, emergency_seed, attempts, dtype,
-             quiet):
+             function_base, quiet):
     """Every agent plays the same GAMES seeded games of TASK; write Table 1, results and figures.
 
     Results go to OUT game by game; after Ctrl-C or a crash, the same command
@@ -204,7 +213,7 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_f
     cfg = EvalConfig(task, list(dict.fromkeys(names)), games, seed, evader, out, resume, start,
                      not no_figures, not quiet, batch, options, _adapters(adapters),
                      command_line(ctx.command_path, [task], params), emergency,
-                     seed if emergency_seed is None else emergency_seed, again)
+                     seed if emergency_seed is None else emergency_seed, again, function_base=function_base)
     try:
         results = evaluate(registry(), cfg, log=click.echo)
     except KeyboardInterrupt:
@@ -250,21 +259,36 @@ def functions():
     """Read the function base's manual."""
 
 
-def _base(task: str):
-    from ldengine.functionbase import FunctionBase
+def _base(task: str, version: str | None = None):
+    from ldengine.functionbase import base_for
     reg = registry()
     reg.get("tasks", task)
-    return FunctionBase.build(task, reg.modules_for(task))
+    return base_for(reg, task, version)
 
 
 @functions.command(name="list")
 @click.option("--task", default="pursuit", show_default=True)
-def functions_list(task):
+@click.option("--version", "version", metavar="VERSION", help="A stored version (ldengine functions versions) "
+              "instead of the plugins' modules.")
+def functions_list(task, version):
     """One line per function: name, stage, version (module version + content hash), summary."""
-    base = _base(task)
+    base = _base(task, version)
     for e in base.entries.values():
         click.echo(f"{e.name:<28} {e.stage:<18} {e.version:<16} {e.summary}")
     click.echo(f"{len(base)} functions, base hash {base.hash[:12]}")
+
+
+@functions.command(name="versions")
+@click.option("--task", default="pursuit", show_default=True)
+def functions_versions(task):
+    """The stored function base versions of TASK (from ldengine distill), with their provenance."""
+    from ldengine.distill import version_lines
+    from ldengine.functionbase import versions_dir
+    registry().get("tasks", task)
+    lines = version_lines(task)
+    for line in lines:
+        click.echo(line)
+    click.echo(f"{len(lines)} stored version(s) in {versions_dir(task)}")
 
 
 @functions.command(name="show")
@@ -512,6 +536,44 @@ def _finetune_write(task, student, steps, batch_size, lr, top_layers, train_seed
                          heldout_seeds=list(range(100, 100 + heldout_seeds)) if heldout_seeds else WRITE_HELDOUT_SEEDS)
     manifest = finetune_write(registry(), cfg, attempts, log=click.echo)
     click.echo(f"adapter: {manifest['path']}")
+
+
+@cli.command()
+@click.argument("task")
+@click.option("--teacher-url", required=True, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
+@click.option("--teacher-model", required=True, help="Model name at the teacher endpoint.")
+@click.option("--teacher-key-env", default="LDENGINE_TEACHER_KEY", show_default=True,
+              help="Environment variable holding the teacher's API key.")
+@click.option("--rules", "rules_file", type=click.Path(exists=True, dir_okay=False),
+              help="A file with the rules text (default: the registered task's rules).")
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1, 20),
+              help="Answers the teacher may give: the first, then repairs after failed checks.")
+@click.option("--games", default=5, show_default=True, type=click.IntRange(1, 1000),
+              help="Seeded games the expert plays on the new base (no violation, no function error).")
+@click.option("--max-tokens", default=8192, show_default=True, type=click.IntRange(256, 1_000_000),
+              help="Longest answer asked of the teacher.")
+@click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="Seconds to wait for one answer.")
+def distill(task, teacher_url, teacher_model, teacher_key_env, rules_file, rounds, games, max_tokens, timeout):
+    """The teacher turns TASK's rules into a function base (step 1 of Logic Distillation).
+
+    The answer's module is compiled by the sandbox, its docstring examples are run,
+    every stage must have one function and the expert must play seeded games on it
+    without a violation or a function error; failures go back to the teacher for a
+    repair, up to ROUNDS answers. A passing base is stored as a new version under
+    function_base/TASK/versions/ (use it with --function-base VERSION); otherwise
+    nothing is stored and the command fails.
+    """
+    from ldengine.distill import DistillConfig, distill as run_distill
+    cfg = DistillConfig(task, teacher_url, teacher_model, teacher_key_env, rules_file, rounds, games,
+                        max_tokens, timeout)
+    result = run_distill(registry(), cfg, log=click.echo)
+    if result.stored:
+        click.echo(f"stored {result.version} ({result.path}), base hash {result.base_hash[:12]}, "
+                   f"after {len(result.rounds)} round(s)")
+    else:
+        click.echo(f"this base is already stored as {result.version} (same hash {result.base_hash[:12]}); kept it")
+    click.echo(f"use it: ldengine run {task} --agent expert --function-base {result.version}")
 
 
 @cli.group(cls=_Group)

@@ -53,6 +53,7 @@ class EvalConfig:
     emergency: str | None = None        # an emergency kind in force (Table 2)
     emergency_seed: int = 0             # draws its parameters (e.g. where the restricted area lies)
     replay: list = field(default_factory=list)              # agents whose recorded games are dropped and replayed
+    function_base: str | None = None    # a stored version (ldengine distill) instead of the plugins' base
 
     def key(self) -> dict:
         """What must match for ``--resume`` to continue a run."""
@@ -69,6 +70,9 @@ def evaluate(registry: Registry, cfg: EvalConfig, log: Callable[[str], None] = p
     policy = registry.get("evaders", cfg.evader).obj
     for name in cfg.agents:
         registry.get("agents", name)
+    if cfg.function_base:       # a wrong version is the user's error, not every agent's "not run"
+        from ldengine.functionbase import base_for
+        base_for(registry, cfg.task, cfg.function_base)
     if cfg.start and cfg.start not in getattr(task, "starts", {}):
         known = ", ".join(getattr(task, "starts", {})) or "none"
         raise LDEngineError(f"task {cfg.task!r} has no start named {cfg.start!r} (known: {known})")
@@ -165,7 +169,7 @@ def _play_agent(registry, task, policy, cfg, run, name, done, fh, out, log) -> N
     options = {**cfg.options, "adapter": cfg.adapters.get(name)}
     t0 = clock.now()
     try:
-        agent, base = build_agent(registry, task, name, options)
+        agent, base = build_agent(registry, task, name, options, version=cfg.function_base)
     except LDEngineError as exc:
         run["not_run"][name] = str(exc)
         _save_run(out, run)
@@ -173,6 +177,8 @@ def _play_agent(registry, task, policy, cfg, run, name, done, fh, out, log) -> N
         return
     run["not_run"].pop(name, None)
     identity = {"function_base_hash": base.hash, **_identity(agent)}
+    if cfg.function_base:
+        identity["function_base_version"] = cfg.function_base
     known = run["identities"].get(name)
     if known and known != identity:
         raise LDEngineError(f"--resume: agent {name!r} is not the one this run started with "

@@ -6,14 +6,23 @@ each is compiled by the sandbox, never imported, and every call goes through
 added with ``add_generated``, load and run only in an ``IsolatedSandbox``
 worker, and never execute in this process. The base's hash covers every function's source, so results
 and indexes can say exactly which base produced them.
+
+A base can also come from a stored *version* (``ldengine distill`` writes them):
+``function_base/TASK/versions/VERSION/`` holds its module(s) and ``provenance.json``;
+``base_for(registry, task, version)`` builds it instead of the plugins' modules.
+``$LDENGINE_FUNCTION_BASE_DIR`` moves the store (tests use a temporary folder).
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-from ldengine.errors import ManualError, SandboxCompileError, UnknownNameError
+from ldengine.errors import LDEngineError, ManualError, SandboxCompileError, UnknownNameError
 from ldengine.manual import ManualEntry, entries_from_source
 from ldengine.registry import ModuleSource
 from ldengine.sandbox import CompiledModule, Sandbox, SandboxResult, compile_module
@@ -119,3 +128,66 @@ def _unique(name: str, taken: dict) -> str:
         n += 1
     return f"{name}_v{n}"
 
+
+
+# ---- stored versions (written by ``ldengine distill``) ---------------------------------------
+
+FUNCTION_BASE_ROOT = Path(__file__).resolve().parent.parent / "function_base"
+PROVENANCE = "provenance.json"
+_VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def versions_dir(task: str) -> Path:
+    """``$LDENGINE_FUNCTION_BASE_DIR/TASK/versions`` or ``function_base/TASK/versions``."""
+    root = os.environ.get("LDENGINE_FUNCTION_BASE_DIR")
+    return (Path(root) if root else FUNCTION_BASE_ROOT) / task / "versions"
+
+
+def version_names(task: str) -> list[str]:
+    """The stored versions of ``task`` (folders with a provenance file), sorted."""
+    folder = versions_dir(task)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and (p / PROVENANCE).is_file())
+
+
+def read_provenance(task: str, version: str) -> dict:
+    """A stored version's ``provenance.json``."""
+    path = _version_folder(task, version) / PROVENANCE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LDEngineError(f"{path}: unreadable provenance ({exc})") from None
+
+
+def load_version(task: str, version: str) -> list[ModuleSource]:
+    """The modules of a stored version, as text (compiled by the sandbox, never imported)."""
+    folder = _version_folder(task, version)
+    files = sorted(folder.glob("*.py"))
+    if not files:
+        raise LDEngineError(f"function base version {version!r} of {task} has no module in {folder}")
+    return [ModuleSource(task, f.read_text(encoding="utf-8"), f"{task}/versions/{version}/{f.name}",
+                         f"version {version}") for f in files]
+
+
+def base_for(registry: Any, task: str, version: str | None = None, sandbox: Sandbox | None = None) -> FunctionBase:
+    """The plugins' function base of ``task``, or, with ``version``, that stored version's;
+    a version whose functions no longer hash to what its provenance recorded is refused."""
+    if version is None:
+        return FunctionBase.build(task, registry.modules_for(task), sandbox)
+    base = FunctionBase.build(task, load_version(task, version), sandbox)
+    recorded = read_provenance(task, version).get("base_hash")
+    if recorded != base.hash:
+        raise LDEngineError(f"function base version {version!r} of {task} was changed after it was stored "
+                            f"(hash {base.hash[:12]}, provenance says {str(recorded)[:12]}); distil it again")
+    return base
+
+
+def _version_folder(task: str, version: str) -> Path:
+    folder = versions_dir(task) / version
+    if not _VERSION_NAME.fullmatch(version) or not (folder / PROVENANCE).is_file():
+        known = ", ".join(version_names(task)) or "none"
+        raise UnknownNameError(f"no stored function base version {version!r} for {task} (known: {known}; "
+                               f"ldengine functions versions --task {task})")
+    return folder

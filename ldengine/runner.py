@@ -18,7 +18,7 @@ from typing import Any, Callable
 from ldengine import clock
 from ldengine.agents import AgentContext
 from ldengine.errors import LDEngineError
-from ldengine.functionbase import FunctionBase
+from ldengine.functionbase import base_for
 from ldengine.registry import Registry
 from ldengine.sandbox import Sandbox, SandboxResult
 
@@ -36,6 +36,7 @@ class RunConfig:
     options: dict = field(default_factory=dict)
     emergency: str | None = None        # an emergency kind in force (its parameters drawn with emergency_seed)
     emergency_seed: int = 0
+    function_base: str | None = None    # a stored version (ldengine distill) instead of the plugins' base
 
 
 @dataclass
@@ -62,9 +63,10 @@ class RunOutcome:
 
 
 def build_agent(registry: Registry, task: Any, agent: str, options: dict | None = None,
-                audit: Callable | None = None):
+                audit: Callable | None = None, version: str | None = None):
+    """The agent and its function base: the plugins' base, or the stored ``version``."""
     factory = registry.get("agents", agent).obj
-    base = FunctionBase.build(task.name, registry.modules_for(task.name), Sandbox(audit=audit))
+    base = base_for(registry, task.name, version, Sandbox(audit=audit))
     return factory(AgentContext(task, base, dict(options or {}), registry)), base
 
 
@@ -74,7 +76,8 @@ def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
     policy = registry.get("evaders", cfg.evader).obj
     results, interrupted, start = [], False, clock.now()
     with ExitStack() as stack:
-        agent, base = build_agent(registry, task, cfg.agent, cfg.options, _auditor(stack, cfg.audit))
+        agent, base = build_agent(registry, task, cfg.agent, cfg.options, _auditor(stack, cfg.audit),
+                                  cfg.function_base)
         emit = _emitter(stack, cfg.trace)
         bar = stack.enter_context(_progress(cfg))
         games = [(i, cfg.seed + i) for i in range(cfg.games)]
@@ -188,6 +191,8 @@ def _summary(cfg, task, agent, base, results, wall, interrupted) -> dict:
     summary = {"agent": cfg.agent, "task": cfg.task, **task.summarize(results),
                "wall_s": round(wall, 3), "seed": cfg.seed, "evader": cfg.evader,
                "function_base_hash": base.hash, **agent.stats()}
+    if cfg.function_base:
+        summary["function_base_version"] = cfg.function_base
     if interrupted:
         summary["interrupted"] = True
     return summary

@@ -1,11 +1,12 @@
 """The teacher (L-LLM): any OpenAI-compatible chat endpoint, over plain HTTP.
 
 ``ChatClient(url, model, key_env)`` posts ``{url}/chat/completions`` with
-temperature 0 and returns the answer's text. The key is read from the
-environment variable ``key_env`` (default ``LDENGINE_TEACHER_KEY``) and never
-written anywhere. Network trouble, HTTP errors and malformed replies become
-``TeacherError`` with a one-line reason; 429 and 5xx answers are retried with
-a growing pause.
+temperature 0 and returns the answer's text: ``chat`` for one message,
+``converse`` for a conversation (``ldengine distill`` asks for repairs). The
+key is read from the environment variable ``key_env`` (default
+``LDENGINE_TEACHER_KEY``) and never written anywhere. Network trouble, HTTP
+errors and malformed replies become ``TeacherError`` with a one-line reason;
+429 and 5xx answers are retried with a growing pause.
 """
 from __future__ import annotations
 
@@ -46,8 +47,12 @@ class ChatClient:
 
     def chat(self, prompt: str, max_tokens: int = 64) -> str:
         """The assistant's reply to one user message (greedy: temperature 0)."""
+        return self.converse([{"role": "user", "content": prompt}], max_tokens)
+
+    def converse(self, messages: list[dict], max_tokens: int = 64) -> str:
+        """The assistant's reply to a conversation (``[{"role", "content"}, ...]``), greedy."""
         body = json.dumps({"model": self.model, "temperature": 0, "max_tokens": max_tokens,
-                           "messages": [{"role": "user", "content": prompt}]}).encode()
+                           "messages": messages}).encode()
         reply = self._post(f"{self.url}/chat/completions", body)
         try:
             text = reply["choices"][0]["message"]["content"]

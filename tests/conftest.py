@@ -14,6 +14,8 @@ settings.load_profile("ldengine")
 
 # Functions the student writes in tests go to a throwaway store, not function_base/.
 os.environ["LDENGINE_EMERGENCY_DIR"] = tempfile.mkdtemp(prefix="ldengine-emergencies-")
+# ... and distilled function-base versions too.
+os.environ["LDENGINE_FUNCTION_BASE_DIR"] = tempfile.mkdtemp(prefix="ldengine-versions-")
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:

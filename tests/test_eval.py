@@ -17,6 +17,7 @@ from click.testing import CliRunner
 import ldengine.cli as cli_module
 from ldengine.evaluate import EvalConfig, evaluate, mean_interval, wilson
 from ldengine.registry import Registered
+from tests.jsonhttp import send_json
 
 ROOT = Path(__file__).resolve().parent.parent
 COST_KEYS = ("wall_s", "model_calls", "tokens")
@@ -186,13 +187,8 @@ class _ChatHandler(BaseHTTPRequestHandler):
         firsts = [line.split("can move to: ")[1].split("),")[0] + ")"
                   for line in prompt.splitlines() if "can move to: " in line]
         answer = "\n".join(f"Pursuer {i + 1}: {cell}" for i, cell in enumerate(firsts))
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}],
-                           "usage": {"total_tokens": 100}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, 200, {"choices": [{"message": {"role": "assistant", "content": answer}}],
+                              "usage": {"total_tokens": 100}})
 
     def log_message(self, *args):
         pass

@@ -376,3 +376,16 @@ def test_the_openai_client_talks_to_the_server(served):
     assert len(text.choices[0].logprobs.top_logprobs[0]) == 5
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_distill_against_the_served_student_fails_with_a_report_and_stores_nothing(served, monkeypatch, tmp_path):
+    """The 135M student is no teacher: ``ldengine distill`` against ``ldengine serve``
+    ends with exit code 1 and a report naming the failed checks, without a traceback,
+    and stores no function-base version."""
+    from ldengine.cli import cli
+    monkeypatch.setenv("LDENGINE_FUNCTION_BASE_DIR", str(tmp_path))
+    result = CliRunner().invoke(cli, ["distill", "pursuit", "--teacher-url", served.url, "--teacher-model",
+                                      served.model, "--rounds", "1", "--max-tokens", "256"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "check" in result.output.lower()
+    assert not list(tmp_path.rglob("provenance.json"))
