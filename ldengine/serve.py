@@ -558,6 +558,25 @@ class StudentServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
         self.model = model
+        self._open: set = set()    # connections being served (a keep-alive one waits for its next request)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self._open.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Also ends the open connections, so no handler thread outlives the server (one
+        left waiting on a keep-alive socket at interpreter exit can abort the process)."""
+        super().server_close()
+        for request in list(self._open):
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A connection that broke (a client gone mid-answer) is one log line, not a traceback."""

@@ -119,7 +119,10 @@ def test_an_interrupted_run_keeps_every_finished_game(tmp_path):
     trace, out = tmp_path / "t.jsonl", tmp_path / "r.json"
     proc = subprocess.Popen([sys.executable, "-c", "from ldengine.cli import main; main()", "run", "pursuit",
                              "--agent", "expert", "--games", "100000", "--quiet", "--trace", str(trace), "--json", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # as from a terminal: a suite started in the background (`cmd &`) passes
+                            # SIGINT on ignored, and Python then never raises KeyboardInterrupt
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and (not trace.exists() or trace.stat().st_size < 20000):
         time.sleep(0.05)
