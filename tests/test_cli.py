@@ -123,11 +123,14 @@ def test_an_interrupted_run_keeps_every_finished_game(tmp_path):
                             # as from a terminal: a suite started in the background (`cmd &`) passes
                             # SIGINT on ignored, and Python then never raises KeyboardInterrupt
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 60
-    while time.time() < deadline and (not trace.exists() or trace.stat().st_size < 20000):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and (not trace.exists() or trace.stat().st_size < 20000):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()      # never left running after a failure: it would play 100,000 games
     assert proc.returncode == 1 and "interrupted after" in err and "Traceback" not in err
     summary = json.loads(out.read_text())
     ends = check_trace(trace)
