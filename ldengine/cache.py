@@ -108,3 +108,16 @@ class LRU:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class Memoised:
+    """``memo_size``: how many answers an object with an ``LRU`` in ``_memo`` remembers
+    (0: it computes every one)."""
+
+    @property
+    def memo_size(self) -> int:
+        return self._memo.maxsize
+
+    @memo_size.setter
+    def memo_size(self, size: int) -> None:
+        self._memo.maxsize = size

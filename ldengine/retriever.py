@@ -39,7 +39,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ldengine.cache import LRU, cache_root, cached_sha256, read_json, sha256_file, temp_beside, write_atomic
+from ldengine.cache import LRU, Memoised, cache_root, cached_sha256, read_json, sha256_file, temp_beside, write_atomic
 from ldengine.errors import LDEngineError
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ class Lexical:
 
 # ---------------------------------------------------------------- the retriever
 
-class Retriever:
+class Retriever(Memoised):
     """Top-k manual entries of one base for a query: best-passage cosine plus a BM25 term."""
 
     def __init__(self, names: list[str], owners: list[int], index: Any, lexical: Lexical,
@@ -328,15 +328,6 @@ class Retriever:
         for q, found in zip(queries, hits):
             self._memo.put((q, k), found)
         return [list(found) for found in hits]
-
-    @property
-    def memo_size(self) -> int:
-        """How many queries are remembered with their results (0: every query is encoded)."""
-        return self._memo.maxsize
-
-    @memo_size.setter
-    def memo_size(self, size: int) -> None:
-        self._memo.maxsize = size
 
     def _rank(self, query: str, vector: "np.ndarray", labels, distances, k: int) -> list[tuple[str, float]]:
         """Scores the entries hnswlib found and those BM25 likes, best first."""

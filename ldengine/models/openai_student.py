@@ -35,7 +35,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-from ldengine.cache import LRU
+from ldengine.cache import LRU, Memoised
 from ldengine.errors import LDEngineError
 from ldengine.models.base import NO, YES, Selection, check_options, option_row, selection_context
 
@@ -68,7 +68,7 @@ def scoring_prompts(prefix: str, query: str, options: list[str]) -> list[str]:
     return [context + option_row(o) for o in options]
 
 
-class OpenAIStudent:
+class OpenAIStudent(Memoised):
     """A student whose selections (and greedy writing) come from an OpenAI-compatible server."""
 
     def __init__(self, url: str, model: str | None = None, api_key: str | None = None,
@@ -115,15 +115,6 @@ class OpenAIStudent:
             raise LDEngineError(f"the student server answered {len(choices)} choices for {len(prompts)} prompts")
         last = [_last_logprob(c, answer) for c, answer in zip(choices, [YES, NO] * len(options))]
         return [yes - no for yes, no in zip(last[::2], last[1::2])]
-
-    @property
-    def memo_size(self) -> int:
-        """How many selections are remembered (0: the server is asked every time)."""
-        return self._memo.maxsize
-
-    @memo_size.setter
-    def memo_size(self, size: int) -> None:
-        self._memo.maxsize = size
 
     # ---- writing ---------------------------------------------------------------
 

@@ -23,13 +23,13 @@ from typing import Any, Callable
 from ldengine.errors import LDEngineError
 from ldengine.models import lora
 from ldengine.models.base import NO, YES, Selection, check_options, option_row, selection_context
-from ldengine.cache import LRU
+from ldengine.cache import LRU, Memoised
 from ldengine.models.kv import cache_layers, expanded_cache, with_room
 
 MEMO_SIZE = 4096  # selections remembered by prompt (a few hundred bytes each)
 
 
-class TransformersStudent:
+class TransformersStudent(Memoised):
     """A causal LM that selects among candidate functions and writes new ones."""
 
     def __init__(self, model: Any, tokenizer: Any, name: str, model_hash: str, device: str,
@@ -82,15 +82,6 @@ class TransformersStudent:
         for key, selection in zip(keys, results):
             self._memo.put(key, selection)
         return results
-
-    @property
-    def memo_size(self) -> int:
-        """How many selections are remembered (0: the model runs for every selection)."""
-        return self._memo.maxsize
-
-    @memo_size.setter
-    def memo_size(self, size: int) -> None:
-        self._memo.maxsize = size
 
     def _scores(self, prefix: str, query: str, options: list[str]) -> Any:
         """The K candidates' scores (Yes minus No logits), a float tensor [K]."""
