@@ -41,12 +41,14 @@ class LoopAgent:
         self.pipeline = list(context.task.pipeline)
         self.provider, self.selector = provider, selector
         self.last_functions: list[str] = []
+        self.last_stages: list[dict] = []
         self.counts: Counter = Counter()
         self.observers: list[Callable[[Decision], None]] = []
 
     def act(self, state: Any) -> Any:
         decision = decide(state, self.pipeline, self.base, self.provider, self.selector)
         self.last_functions = decision.functions
+        self.last_stages = [s.record() for s in decision.stages]
         self._count(decision)
         for observe in self.observers:
             observe(decision)
@@ -80,6 +82,6 @@ def _emergency_stats(written) -> dict:
 
 def expert_agent(context: AgentContext) -> LoopAgent:
     """The teacher's logic: the right function per stage (oracle), run in the sandbox."""
-    agent = LoopAgent(context, WholeBase(context.base), OracleSelector())
+    agent = LoopAgent(context, WholeBase(context.base), OracleSelector(context.base))
     agent.name = "expert"
     return agent

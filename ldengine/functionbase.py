@@ -34,7 +34,6 @@ class FunctionBase:
     entries: dict[str, ManualEntry]
     modules: dict[str, CompiledModule]
     sandbox: Sandbox
-    _oracles: dict = field(default_factory=dict, repr=False)
     untrusted: set = field(default_factory=set)     # module filenames run only in the isolated worker
     isolated: Any = field(default=None, repr=False)
 
@@ -79,7 +78,6 @@ class FunctionBase:
             added.append(self.entries[name])
         self.modules[filename] = module
         self.untrusted.add(filename)
-        self._oracles.clear()
         return added
 
     def _isolated(self) -> Any:
@@ -91,15 +89,53 @@ class FunctionBase:
     def for_stage(self, stage: str) -> list[ManualEntry]:
         return [e for e in self.entries.values() if e.stage == stage]
 
-    def oracle(self, stage: str) -> ManualEntry:
-        """The one function whose manual names this stage (the expert's choice)."""
-        if stage not in self._oracles:
-            found = self.for_stage(stage)
-            if len(found) != 1:
-                names = ", ".join(e.name for e in found) or "none"
-                raise ManualError(f"{self.task}: stage {stage!r} needs exactly one function, found {names}")
-            self._oracles[stage] = found[0]
-        return self._oracles[stage]
+    def oracle(self, stage: str, state: Any = None) -> ManualEntry:
+        """The right function for ``stage`` given its input ``state`` (the expert's choice).
+
+        A stage with one function needs no state. With alternatives, the first (in
+        the base's order) whose ``when_`` predicate holds on ``state`` wins, run in
+        the sandbox like any function (a predicate that fails counts as False);
+        when none holds, the stage's one function without a predicate (its default).
+        """
+        found = self.for_stage(stage)
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise ManualError(f"{self.task}: no function for stage {stage!r} "
+                              f"(try: ldengine functions list --task {self.task})")
+        defaults = [e for e in found if not e.predicate]
+        if len(defaults) > 1:
+            raise ManualError(f"{self.task}: stage {stage!r} has several functions without a When: field and "
+                              f"a when_NAME predicate ({', '.join(e.name for e in defaults)}); all but one "
+                              "must say when they apply")
+        for entry in found:
+            if entry.predicate and state is not None and self.applies(entry, state):
+                return entry
+        return defaults[0] if defaults else found[0]
+
+    def applies(self, entry: ManualEntry, state: Any) -> bool:
+        """Whether ``entry``'s ``when_`` predicate holds on ``state`` (True for a default)."""
+        if not entry.predicate:
+            return True
+        runner = self._isolated() if entry.module in self.untrusted else self.sandbox
+        result = runner.call(self.modules[entry.module], entry.predicate, state)
+        return result.ok and result.value is True
+
+    def problems(self, stages: Any, own: Any = ()) -> list[str]:
+        """What keeps a function from ever being played: a stage outside ``stages`` (the
+        task's pipeline; the task's ``own`` plugins keep such functions as distractors on
+        purpose), or a second default in a stage with alternatives."""
+        out = []
+        for e in self.entries.values():
+            if e.stage not in stages and e.plugin not in own:
+                out.append(f"{e.name} ({e.plugin}): stage {e.stage!r} is not in the {self.task} pipeline "
+                           f"({', '.join(stages)}); it is only a distractor and is never played")
+        for stage in dict.fromkeys(e.stage for e in self.entries.values()):
+            defaults = [e.name for e in self.for_stage(stage) if not e.predicate]
+            if len(defaults) > 1:
+                out.append(f"stage {stage!r} has {len(defaults)} functions without a When: field and a "
+                           f"when_NAME predicate ({', '.join(defaults)}); the oracle cannot choose among them")
+        return out
 
     @property
     def hash(self) -> str:

@@ -23,7 +23,8 @@ def prompt_prefix(task: Any) -> str:
     stages = "\n".join(f"- {stage}: {text}" for stage, text in task.stages.items())
     return (f"Rules: {task.rules}\n"
             f"A decision step runs these stages in order, one function each:\n{stages}\n"
-            "Choose the function that performs the given stage.\n")
+            "Choose the function that performs the given stage; where several do, the one whose "
+            "use-when fits the state.\n")
 
 
 def stage_query(task: Any, stage: str, state: Any) -> str:
@@ -36,8 +37,10 @@ def stage_query(task: Any, stage: str, state: Any) -> str:
 
 
 def option_text(entry: ManualEntry) -> str:
-    """One candidate as the student sees it: its name and the stage its manual gives."""
-    return f"{entry.name} (stage {entry.stage})"
+    """One candidate as the student sees it: its name, its manual's stage and summary, and,
+    for one of a stage's alternatives, when to use it (its manual's When: field)."""
+    when = f" Use when: {entry.when}" if entry.when else ""
+    return f"{entry.name} (stage {entry.stage}): {entry.summary}{when}"
 
 
 class RetrieverProvider:
@@ -110,7 +113,7 @@ def selection_examples(task: Any, base: FunctionBase, provider: RetrieverProvide
     prefix, examples = prompt_prefix(task), []
     for stage, state in pairs:
         candidates = provider.candidates(stage, state)
-        oracle = base.oracle(stage)
+        oracle = base.oracle(stage, state)
         retrieved = oracle in candidates
         if rng is not None:
             if not retrieved:

@@ -32,6 +32,14 @@ class StageRecord:
     chosen: str
     oracle: str
     result: SandboxResult
+    probabilities: list[float] | None = None    # the selector's, one per candidate (None: it has none)
+
+    def record(self) -> dict:
+        """The stage as a trace sees it: candidates, the chosen one, the oracle's, probabilities."""
+        out = {"stage": self.stage, "candidates": self.candidates, "chosen": self.chosen, "oracle": self.oracle}
+        if self.probabilities is not None:
+            out["probabilities"] = [round(float(p), 4) for p in self.probabilities]
+        return out
 
     @property
     def correct(self) -> bool:
@@ -65,9 +73,11 @@ def decide(state: Any, pipeline: list[str], base: FunctionBase,
     for stage in pipeline:
         candidates = provider.candidates(stage, value)
         chosen = candidates[selector.select(stage, value, candidates)]
+        oracle = base.oracle(stage, value).name     # before the call: it reads the same input
         result = base.call(chosen.name, value) if chosen.task == base.task else _foreign(chosen, base)
         decision.stages.append(StageRecord(stage, value, [label(c, base) for c in candidates],
-                                           label(chosen, base), base.oracle(stage).name, result))
+                                           label(chosen, base), oracle, result,
+                                           getattr(selector, "last_probabilities", None)))
         if not result.ok:
             return decision
         value = result.value
@@ -98,10 +108,21 @@ class WholeBase:
 
 
 class OracleSelector:
-    """Picks the function whose manual's Stage field names the stage."""
+    """Picks the base's right function for the stage and state (``FunctionBase.oracle``)."""
+
+    def __init__(self, base: FunctionBase):
+        self.base = base
 
     def select(self, stage: str, state: Any, candidates: list[ManualEntry]) -> int:
+        right = self.base.oracle(stage, state)
         for i, entry in enumerate(candidates):
-            if entry.stage == stage:
+            if entry.task == right.task and entry.name == right.name:
                 return i
+        return 0
+
+
+class FirstSelector:
+    """Takes the provider's first candidate: the retriever's top-1, an ablation with no model."""
+
+    def select(self, stage: str, state: Any, candidates: list[ManualEntry]) -> int:
         return 0

@@ -1,5 +1,11 @@
 """Manual entries: a function's docstring, parsed into the fields of DESIGN.md.
 
+A stage may have several functions (alternatives); which one is right depends on
+the state. Such a function says when to use it in an optional ``When:`` field
+(words the student reads) and, beside it in its module, a predicate
+``def when_NAME(obs)`` that returns True when it applies (the engine's oracle
+runs it in the sandbox). A ``when_`` def is not a manual entry of its own.
+
 Parsing uses ``ast`` only; nothing here executes the code it reads.
 """
 from __future__ import annotations
@@ -12,6 +18,8 @@ from dataclasses import dataclass, field
 from ldengine.errors import ManualError
 
 FIELDS = ("Stage", "Reads", "Returns", "Rules", "Example")
+OPTIONAL_FIELDS = ("When",)
+PREDICATE_PREFIX = "when_"
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class ManualEntry:
     source_hash: str
     plugin: str
     source: str = field(repr=False, default="")
+    when: str = ""       # the manual's When: text (empty for a stage's default function)
+    predicate: str = ""  # def name of its applicability predicate, ``when_NAME`` (empty: none)
 
     @property
     def version(self) -> str:
@@ -48,13 +58,15 @@ class ManualEntry:
 
     @property
     def docstring(self) -> str:
-        return "\n".join([self.summary, "", f"Stage: {self.stage}", f"Reads: {self.reads}",
+        when = [f"When: {self.when}"] if self.when else []
+        return "\n".join([self.summary, "", f"Stage: {self.stage}", *when, f"Reads: {self.reads}",
                           f"Returns: {self.returns}", f"Rules: {self.rules}",
                           "Example:", self.example])
 
     def retrieval_text(self) -> str:
         """The text a retriever indexes and a student reads."""
-        return (f"{self.name}: {self.summary} Stage: {self.stage}. Reads: {self.reads}. "
+        when = f" When: {self.when}." if self.when else ""
+        return (f"{self.name}: {self.summary} Stage: {self.stage}.{when} Reads: {self.reads}. "
                 f"Returns: {self.returns}. Rules: {self.rules}")
 
 
@@ -68,7 +80,7 @@ def parse_fields(doc: str, where: str) -> dict[str, str]:
     fields, current = {"summary": lines[0].strip() if lines else ""}, None
     for line in lines[1:]:
         head = line.split(":", 1)[0].strip()
-        if head in FIELDS and ":" in line and not line.startswith(" "):
+        if head in FIELDS + OPTIONAL_FIELDS and ":" in line and not line.startswith(" "):
             current = head
             fields[current] = line.split(":", 1)[1].strip()
         elif current:
@@ -125,18 +137,32 @@ def entries_from_source(source: str, filename: str, task: str, plugin: str) -> l
     except SyntaxError as exc:
         raise ManualError(f"plugin {plugin!r}, {filename}: syntax error line {exc.lineno}: {exc.msg}") from None
     version = module_version(tree, f"plugin {plugin!r}, {filename}")
-    return [_entry(node, source, filename, task, plugin, version)
-            for node in tree.body if isinstance(node, ast.FunctionDef)]
+    defs = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    predicates = {node.name[len(PREDICATE_PREFIX):]: node for node in defs
+                  if node.name.startswith(PREDICATE_PREFIX)}
+    entries = [_entry(node, source, filename, task, plugin, version, predicates.get(node.name))
+               for node in defs if not node.name.startswith(PREDICATE_PREFIX)]
+    orphans = sorted(set(predicates) - {e.def_name for e in entries})
+    if orphans:
+        raise ManualError(f"plugin {plugin!r}, {filename}: predicate(s) "
+                          f"{', '.join(PREDICATE_PREFIX + n for n in orphans)} name no function of the module")
+    return entries
 
 
 def _entry(node: ast.FunctionDef, source: str, filename: str, task: str, plugin: str,
-           version: str) -> ManualEntry:
+           version: str, predicate: ast.FunctionDef | None = None) -> ManualEntry:
     where = f"plugin {plugin!r}, {filename}, function {node.name!r}"
     doc = ast.get_docstring(node)
     if not doc:
         raise ManualError(f"{where}: has no docstring (its manual entry)")
     f = parse_fields(doc, where)
+    if predicate is not None and not f.get("When"):
+        raise ManualError(f"{where}: has a predicate {predicate.name} but no When: field saying, "
+                          "in words, when it applies")
     text = ast.get_source_segment(source, node) or ""
+    # The predicate decides when the function is right, so it is part of what an adapter learnt.
+    pinned = text + ("\n" + (ast.get_source_segment(source, predicate) or "") if predicate else "")
     return ManualEntry(node.name, node.name, task, f["Stage"], f["summary"], f["Reads"],
                        f["Returns"], f["Rules"], f["Example"], parse_examples(f["Example"], where),
-                       filename, version, source_hash(text), plugin, text)
+                       filename, version, source_hash(pinned), plugin, text,
+                       when=f.get("When", ""), predicate=predicate.name if predicate else "")

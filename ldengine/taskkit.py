@@ -21,6 +21,15 @@ def play_through(agent: Any, steps: Generator) -> Any:
     while True:
         action = agent.act(state)
         try:
-            state = steps.send((action, list(getattr(agent, "last_functions", []))))
+            state = steps.send((action, list(getattr(agent, "last_functions", [])),
+                                list(getattr(agent, "last_stages", []))))
         except StopIteration as done:
             return done.value
+
+
+def selections_record(extra: list) -> dict:
+    """The trace's ``"selections"`` key (one object per stage: candidates, chosen, oracle,
+    probabilities) from what a game generator received beside the action; empty when the
+    agent selects nothing."""
+    stages = extra[0] if extra else []
+    return {"selections": stages} if stages else {}

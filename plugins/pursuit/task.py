@@ -5,7 +5,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ldengine.taskkit import play_through
+from ldengine.taskkit import play_through, selections_record
 from plugins.pursuit.rules import (FAIL_NO_VIOLATION, FAIL_VIOLATION, SUCCESS, PursuitGame,
                                    is_legal_pursuer_move, parse_cell, random_start)
 
@@ -127,12 +127,12 @@ class PursuitTask:
         emit(_game_record(game, game_index, seed, agent_name, evader_name, self.blocked()))
         trail_p, trail_e = [list(game.pursuers)], [game.evader]
         while game.outcome is None:
-            action, functions = yield game.state()
+            action, functions, *selections = yield game.state()
             step = game.pursuer_step(action)
             emit({"type": "pursuers", "game": game_index, "step": game.steps,
                   "proposed": [_cell_or_none(p) for p in step.proposed],
                   "positions": [list(p) for p in step.positions], "illegal": step.illegal,
-                  "functions": list(functions)})
+                  "functions": list(functions), **selections_record(selections)})
             trail_p.append(list(game.pursuers))
             if game.outcome is None:
                 cell = game.evader_step(lambda legal, g: evader(legal, g.pursuers, rng))

@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ldengine.taskkit import play_through
+from ldengine.taskkit import play_through, selections_record
 from plugins.twentyone.rules import Hand, hand_value, optimal_choice, optimal_return, outcome
 
 Emit = Callable[[dict], None]
@@ -80,13 +80,14 @@ class TwentyOneTask:
         decisions = agreed = 0
         while not hand.over:
             state = hand.state()
-            choice, functions = yield state
+            choice, functions, *selections = yield state
             best = optimal_choice(state["player"], state["dealer"])
             legal = hand.act(choice)
             decisions += 1
             agreed += legal and choice == best
             emit({"type": "choice", "game": game_index, "step": decisions, "choice": _plain(choice),
-                  "legal": legal, "optimal": best, "player": list(hand.player), "functions": list(functions)})
+                  "legal": legal, "optimal": best, "player": list(hand.player), "functions": list(functions),
+                  **selections_record(selections)})
         emit({"type": "end", "game": game_index, "outcome": outcome(hand.result), "return": hand.result,
               "steps": decisions, "violations": hand.violations, "dealer": list(hand.dealer)})
         return HandResult(game_index, seed, hand.result, decisions, hand.violations, decisions, agreed,
