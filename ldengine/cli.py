@@ -252,6 +252,21 @@ def plugins_cmd():
         click.echo(f"  emergency {item.name:<16} from {item.plugin} ({item.obj.split}): {item.description}")
     for mod in reg.modules:
         click.echo(f"  module  {mod.filename:<24} from {mod.plugin} (task {mod.task})")
+    for task in reg.tasks:
+        for line in _unplayed(reg, task):
+            click.echo(f"  warning {task}: {line}")
+
+
+def _unplayed(reg, task: str, base=None) -> list[str]:
+    """Functions no agent will ever play (a stage outside the task's pipeline from another
+    plugin, or a stage with two defaults); the task's own distractors are not reported."""
+    from ldengine.errors import LDEngineError
+    try:
+        base = base or _base(task)
+    except LDEngineError as exc:
+        return [f"its function base does not build: {exc}"]
+    item = reg.tasks[task]
+    return base.problems(list(item.obj.pipeline), own={item.plugin})
 
 
 @cli.group(cls=_Group)
@@ -274,8 +289,11 @@ def functions_list(task, version):
     """One line per function: name, stage, version (module version + content hash), summary."""
     base = _base(task, version)
     for e in base.entries.values():
-        click.echo(f"{e.name:<28} {e.stage:<18} {e.version:<16} {e.summary}")
+        click.echo(f"{e.name:<28} {e.stage:<18} {e.version:<16} {e.summary}"
+                   + (f" [when: {e.when}]" if e.when else ""))
     click.echo(f"{len(base)} functions, base hash {base.hash[:12]}")
+    for line in _unplayed(registry(), task, base):
+        click.echo(f"warning: {line}")
 
 
 @functions.command(name="versions")
@@ -338,7 +356,10 @@ def retrieve(query, task, k, only_task):
 @click.option("--attempts", default=8, show_default=True, type=click.IntRange(1, 64),
               help="write: attempts per held-out rule when measuring the pass rate.")
 @click.option("--out", type=click.Path(file_okay=False), help="Adapter folder (default: a versioned folder under function_base/TASK/adapters/).")
-def finetune(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, method, attempts, out):
+@click.option("--from-adapter", "from_adapter", type=click.Path(exists=True, file_okay=False),
+              help="ld: continue training this adapter (e.g. after a plugin added functions) instead of a new one.")
+def finetune(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, method, attempts, out,
+             from_adapter):
     """Fine-tune the student (LoRA) and save adapter + manifest.
 
     --method ld teaches it to select the manual's functions (Logic Distillation);
@@ -357,7 +378,10 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
         return
     train_games = train_games or (KD_TRAIN_GAMES if method == "kd" else 10)
     heldout_games = heldout_games or (3 if method == "kd" else 10)
+    if from_adapter and method != "ld":
+        raise click.UsageError("--from-adapter continues a selection adapter: use it with --method ld")
     cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out,
+                         start_adapter=from_adapter,
                          train_seeds=list(range(10_000, 10_000 + train_games)),
                          heldout_seeds=list(range(20_000, 20_000 + heldout_games)))
     if method == "kd":

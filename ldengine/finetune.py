@@ -43,6 +43,7 @@ class FinetuneConfig:
     emergency_steps: int = 4
     seed: int = 0
     out: str | None = None
+    start_adapter: str | None = None    # continue this adapter (e.g. on a base with new functions)
 
     @property
     def tasks(self) -> list[str]:
@@ -55,6 +56,12 @@ def default_adapter_dir(task: str) -> Path:
 
 
 SHARED_ADAPTER_DIR = ADAPTER_ROOT / "adapters"     # adapters trained on several tasks' manuals
+
+
+def trained_functions(base: FunctionBase) -> dict[str, str]:
+    """Name -> source hash of every teacher function the adapter learnt: a base that still
+    holds all of them (plus new ones) can use the adapter."""
+    return {n: e.source_hash for n, e in sorted(base.entries.items()) if e.module not in base.untrusted}
 
 
 def data_hash(examples: list[SelectionExample]) -> str:
@@ -147,7 +154,7 @@ def finetune(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log
     from ldengine.models import load_student
     start = time.perf_counter()
     data = [task_data(registry, cfg, task, log) for task in cfg.tasks]
-    student = load_student(cfg.student)
+    student = load_student(cfg.student, adapter=cfg.start_adapter)
     before = {d.task: _accuracies(student, d.held, d.mixed, d.emergency_held) for d in data}
     for d in data:
         log(f"{d.task}: held-out selection accuracy before training: " + _accuracy_words(before[d.task], d))
@@ -209,7 +216,8 @@ def _joint_manifest(registry, cfg, student, data, train, before, after, metrics,
     most = max(len(d.train) for d in data)
     manifest.update({"tasks": cfg.tasks, "library_hash": library,
                      "train_repeats": {d.task: max(1, round(most / len(d.train))) for d in data if d.train},
-                     "function_base_hashes": {d.task: d.base.hash for d in data}, "per_task": per_task})
+                     "function_base_hashes": {d.task: d.base.hash for d in data}, "per_task": per_task,
+                     "trained_functions": {d.task: trained_functions(d.base) for d in data}})
     return manifest
 
 
@@ -255,6 +263,8 @@ def _manifest(cfg, student, base, retriever, train, held, n_mixed, before, after
         "engine_version": __version__, "task": cfg.task, "method": "ld-selection",
         "base_model": student.name, "base_model_sha256": student.model_hash,
         "function_base_hash": base.hash, "retriever_index_hash": retriever.index_hash,
+        "trained_functions": {cfg.task: trained_functions(base)},
+        "continued_from": cfg.start_adapter and Path(cfg.start_adapter).name,
         "data_sha256": data_hash(train), "train_examples": len(train), "heldout_examples": len(held),
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("train_seeds", "heldout_seeds")},
         "train_seeds": [cfg.train_seeds[0], cfg.train_seeds[-1]],
@@ -319,6 +329,7 @@ def _header(cfg: FinetuneConfig, student: Any, base: FunctionBase, method: str) 
             "engine_version": __version__, "task": cfg.task, "method": method,
             "base_model": student.name, "base_model_sha256": student.model_hash,
             "function_base_hash": base.hash, "examples_seen": cfg.steps * cfg.batch_size,
+            "trained_functions": {cfg.task: trained_functions(base)},
             "config": {k: v for k, v in asdict(cfg).items() if k not in ("train_seeds", "heldout_seeds")},
             "train_seeds": [cfg.train_seeds[0], cfg.train_seeds[-1]],
             "heldout_seeds": [cfg.heldout_seeds[0], cfg.heldout_seeds[-1]]}

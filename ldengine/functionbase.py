@@ -130,7 +130,7 @@ class FunctionBase:
             if e.stage not in stages and e.plugin not in own:
                 out.append(f"{e.name} ({e.plugin}): stage {e.stage!r} is not in the {self.task} pipeline "
                            f"({', '.join(stages)}); it is only a distractor and is never played")
-        for stage in dict.fromkeys(e.stage for e in self.entries.values()):
+        for stage in stages:
             defaults = [e.name for e in self.for_stage(stage) if not e.predicate]
             if len(defaults) > 1:
                 out.append(f"stage {stage!r} has {len(defaults)} functions without a When: field and a "

@@ -128,8 +128,10 @@ def selection_examples(task: Any, base: FunctionBase, provider: RetrieverProvide
 
 def find_adapter(task: str, base: FunctionBase, root: Any = None, method: str = "ld") -> Any:
     """The newest committed adapter of ``method`` (``ld``: selection, ``kd``: moves)
-    trained on this exact function base: the task's own, or one trained on several
-    tasks' manuals (``function_base/adapters/``) that names this base among its own."""
+    trained on this task's functions: the task's own, or one trained on several tasks'
+    manuals (``function_base/adapters/``). It fits when every function it was trained on
+    is still in the base unchanged (new functions, e.g. a plugin's, compete through their
+    manual); an older manifest without that list needs the exact base hash."""
     import json
     from pathlib import Path
 
@@ -139,14 +141,22 @@ def find_adapter(task: str, base: FunctionBase, root: Any = None, method: str = 
     found = []
     for manifest in (m for r in roots if r.is_dir() for m in sorted(r.glob("*/manifest.json"))):
         data = json.loads(manifest.read_text(encoding="utf-8"))
-        hashes = data.get("function_base_hashes") or {task: data.get("function_base_hash")}
-        if hashes.get(task) == base.teacher_hash and _method(data) == method:
+        if _trained_on(data, task, base) and _method(data) == method:
             found.append((data.get("created", ""), manifest.parent))
     if not found:
         raise LDEngineError(f"no {method} adapter in {roots[0]} was trained on this {task} function base "
                             f"(hash {base.teacher_hash[:12]}); run `ldengine finetune --task {task} "
                             f"--method {method}` or pass --adapter DIR")
     return max(found)[1]
+
+
+def _trained_on(manifest: dict, task: str, base: FunctionBase) -> bool:
+    trained = (manifest.get("trained_functions") or {}).get(task)
+    if trained:
+        return all(name in base.entries and base.entries[name].source_hash == digest
+                   for name, digest in trained.items())
+    hashes = manifest.get("function_base_hashes") or {task: manifest.get("function_base_hash")}
+    return hashes.get(task) == base.teacher_hash
 
 
 def _method(manifest: dict) -> str:

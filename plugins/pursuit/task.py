@@ -181,6 +181,11 @@ class PursuitTask:
         else:
             parts.append("candidate cells not generated")
         parts.append("forbidden cells " + ("present" if state.get("forbidden") else "none"))
+        # The facts that tell pursuer.decide's alternatives apart (their When: fields).
+        parts.append("every pursuer can reach a cell next to the evader now: "
+                     + ("yes" if capture_ready(state) else "no"))
+        parts.append("evader within 2 cells of an edge: " + ("yes" if near_edge(state) else "no"))
+        parts.append("nearest pursuer 6 or more cells away: " + ("yes" if far_apart(state) else "no"))
         return "; ".join(parts)
 
     def plot(self, result: GameResult, path: str, title: str = "") -> None:
@@ -199,6 +204,42 @@ def _game_record(game: PursuitGame, index: int, seed: int, agent: str, evader: s
     if game.rule is not None:
         record["emergency"] = {"name": game.rule.kind.name, "params": dict(game.rule.params)}
     return record
+
+
+EDGE_MARGIN = 2
+
+
+def capture_ready(state: dict) -> bool:
+    """Every pursuer can step (Manhattan distance <= 2) onto a free cell next to the evader."""
+    evader, size = parse_cell(state.get("evader")), state.get("size")
+    if evader is None or not isinstance(size, int):
+        return False
+    forbidden = frozenset(c for c in map(parse_cell, state.get("forbidden") or []) if c is not None)
+    ex, ey = evader
+    near = [(x, y) for x, y in ((ex + 1, ey), (ex - 1, ey), (ex, ey + 1), (ex, ey - 1))
+            if 0 <= x < size and 0 <= y < size and (x, y) not in forbidden]
+    pursuers = [c for c in map(parse_cell, state.get("pursuers") or []) if c is not None]
+    return bool(pursuers) and all(any(abs(p[0] - x) + abs(p[1] - y) <= 2 for x, y in near) for p in pursuers)
+
+
+def near_edge(state: dict) -> bool:
+    """The evader is within EDGE_MARGIN cells of an edge of the board."""
+    evader, size = parse_cell(state.get("evader")), state.get("size")
+    if evader is None or not isinstance(size, int):
+        return False
+    return min(evader[0], evader[1], size - 1 - evader[0], size - 1 - evader[1]) <= EDGE_MARGIN
+
+
+FAR_APART = 6
+
+
+def far_apart(state: dict) -> bool:
+    """Every pursuer is at least FAR_APART cells (Manhattan) from the evader."""
+    evader = parse_cell(state.get("evader"))
+    pursuers = [c for c in map(parse_cell, state.get("pursuers") or []) if c is not None]
+    if evader is None or not pursuers:
+        return False
+    return min(abs(p[0] - evader[0]) + abs(p[1] - evader[1]) for p in pursuers) >= FAR_APART
 
 
 def _all_legal(state: dict) -> bool:
