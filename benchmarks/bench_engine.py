@@ -54,7 +54,7 @@ def sample_inputs(registry, base, n: int = 50) -> dict[str, list]:
             value = game.state()
             for stage in task.pipeline:
                 inputs[stage].append(value)
-                value = base.call(base.oracle(stage).name, value).value
+                value = base.call(base.oracle(stage, value).name, value).value
             game.pursuer_step(agent.act(game.state()))
             if game.outcome is None:
                 game.evader_step(lambda legal, g: greedy(legal, g.pursuers, rng))

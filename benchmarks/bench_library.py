@@ -27,13 +27,12 @@ from benchmarks.common import machine_line, publish  # noqa: E402
 def adapters_for(task: str, base) -> list[Path]:
     """Committed selection adapters trained on this base: the task's own, then shared ones."""
     from ldengine.finetune import SHARED_ADAPTER_DIR, default_adapter_dir
-    from ldengine.ld import _method
+    from ldengine.ld import _method, _trained_on
     out = []
     for root in (default_adapter_dir(task), SHARED_ADAPTER_DIR):
         for manifest in sorted(root.glob("*/manifest.json")) if root.is_dir() else []:
             data = json.loads(manifest.read_text(encoding="utf-8"))
-            hashes = data.get("function_base_hashes") or {task: data.get("function_base_hash")}
-            if hashes.get(task) == base.teacher_hash and _method(data) == "ld":
+            if _trained_on(data, task, base) and _method(data) == "ld":
                 out.append(manifest.parent)
     return out
 
@@ -45,7 +44,7 @@ def retrieval_rows(reg, task, base, encoder, pairs) -> tuple[list[str], object]:
     for label, retriever in (("own index", Retriever.for_base(base, encoder)),
                              ("shared index", Retriever.for_library(base, reg, encoder))):
         provider = RetrieverProvider(task, base, retriever, 5)
-        examples = [(provider.query(stage, state), base.oracle(stage).name) for stage, state in pairs]
+        examples = [(provider.query(stage, state), base.oracle(stage, state).name) for stage, state in pairs]
         recall = recall_at_k(retriever, examples, ks=(1, 5))
         hits = retriever.search_batch([q for q, _ in examples], 5)
         foreign = sum(":" in name for row in hits for name, _ in row) / max(1, sum(len(r) for r in hits))

@@ -69,7 +69,8 @@ class LoopAgent:
         return {"selection_accuracy": c["correct"] / c["selections"] if c["selections"] else None,
                 "selections": c["selections"], "retrieval_miss": c["retrieval_miss"],
                 "wrong_pick": c["wrong_pick"], "function_errors": c["function_error"],
-                "failed_steps": c["failed_steps"], **_emergency_stats(getattr(self, "emergency", None))}
+                "failed_steps": c["failed_steps"], **_emergency_stats(getattr(self, "emergency", None)),
+                **(self.selector.stats() if callable(getattr(self.selector, "stats", None)) else {})}
 
 
 def _emergency_stats(written) -> dict:

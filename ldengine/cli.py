@@ -149,6 +149,8 @@ def format_summary(s: dict, task: Any = None) -> str:
                   f"average steps of success {avg}  violations {s['violations']}"]
     if s.get("selection_accuracy") is not None:
         lines[-1] += f"  selection accuracy {s['selection_accuracy']:.3f}"
+    if s.get("distinct_prompts") is not None:
+        lines[-1] += f"  selection prompts {s['distinct_prompts']} distinct, {s['model_calls']} model calls"
     rate = games / s["wall_s"] if s["wall_s"] else 0.0
     lines.append(f"wall {s['wall_s']:.2f} s ({rate:.1f} games/s)")
     return "\n".join(lines)

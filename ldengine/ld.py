@@ -72,12 +72,19 @@ class StudentSelector:
     def __init__(self, task: Any, student: Any):
         self.task, self.student, self.prefix = task, student, prompt_prefix(task)
         self.last_probabilities: list[float] = []
+        self.prompts: set = set()     # distinct (query, options) asked: what a memo could answer
 
     def select(self, stage: str, state: Any, candidates: list[ManualEntry]) -> int:
-        selection = self.student.select(self.prefix, stage_query(self.task, stage, state),
-                                        [option_text(c) for c in candidates])
+        query, options = stage_query(self.task, stage, state), [option_text(c) for c in candidates]
+        self.prompts.add((query, tuple(options)))
+        selection = self.student.select(self.prefix, query, options)
         self.last_probabilities = selection.probabilities
         return selection.index
+
+    def stats(self) -> dict:
+        """Distinct selection prompts asked, and the model calls they cost (the memo answers repeats)."""
+        return {"distinct_prompts": len(self.prompts),
+                "model_calls": int(getattr(self.student, "usage", {}).get("model_calls", 0))}
 
 
 @dataclass(frozen=True)
@@ -167,19 +174,63 @@ def _method(manifest: dict) -> str:
 
 def ld_agent(context: Any) -> Any:
     """Retriever + fine-tuned student choose each stage's function; the sandbox runs it."""
+    return _learned_agent(context, "ld")
+
+
+def untuned_agent(context: Any) -> Any:
+    """Ablation: the ld agent with the student as shipped (no adapter)."""
+    return _learned_agent(context, "ld_untuned", adapter=False)
+
+
+def shuffled_agent(context: Any) -> Any:
+    """Ablation: the ld agent with each stage's candidates in a seeded random order, so a
+    student that learnt the retriever's order (not the manual) is found out."""
+    return _learned_agent(context, "ld_shuffled", shuffle=True)
+
+
+def top1_agent(context: Any) -> Any:
+    """Ablation with no model: the retriever's first hit at every stage."""
+    from ldengine.agents import LoopAgent
+    from ldengine.loop import FirstSelector
+    provider = RetrieverProvider(context.task, context.base, _retriever(context), context.options.get("k") or DEFAULT_K)
+    agent = LoopAgent(context, provider, FirstSelector())
+    agent.name = "top1"
+    agent.identity = lambda: {"retriever_index_hash": getattr(provider.retriever, "index_hash", None), "k": provider.k}
+    return agent
+
+
+class ShuffledProvider(RetrieverProvider):
+    """The retriever's top-K in a seeded random order."""
+
+    def __init__(self, *args, seed: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rng = random.Random(seed)
+
+    def candidates(self, stage: str, state: Any) -> list[ManualEntry]:
+        found = super().candidates(stage, state)
+        self.rng.shuffle(found)
+        return found
+
+
+def _retriever(context: Any) -> Any:
+    from ldengine.retriever import Retriever
+    return (Retriever.for_library(context.base, context.registry) if context.registry
+            else Retriever.for_base(context.base))
+
+
+def _learned_agent(context: Any, name: str, adapter: bool = True, shuffle: bool = False) -> Any:
     from ldengine.agents import LoopAgent
     from ldengine.emergency import adopt, with_stage
     from ldengine.models.base import dtype_identity
-    from ldengine.retriever import Retriever
     opts = context.options
     written = adopt(context, opts.get("log") or _stderr)
-    retriever = (Retriever.for_library(context.base, context.registry) if context.registry
-                 else Retriever.for_base(context.base))
-    adapter = opts.get("adapter") or find_adapter(context.task.name, context.base)
-    student = context.load_student(adapter=adapter)
-    provider = RetrieverProvider(context.task, context.base, retriever, opts.get("k") or DEFAULT_K)
+    retriever = _retriever(context)
+    chosen = (opts.get("adapter") or find_adapter(context.task.name, context.base)) if adapter else None
+    student = context.load_student(adapter=chosen)
+    kind = ShuffledProvider if shuffle else RetrieverProvider
+    provider = kind(context.task, context.base, retriever, opts.get("k") or DEFAULT_K)
     agent = LoopAgent(context, provider, StudentSelector(context.task, student))
-    agent.name = "ld"
+    agent.name = name
     if written is not None and written.passed:
         kind = context.task.emergency.kind
         agent.pipeline = with_stage(agent.pipeline, kind.stage, kind.after)

@@ -2,7 +2,7 @@
 from ldengine.agents import expert_agent
 from ldengine.baselines import kd_agent, student_agent, teacher_agent
 from ldengine.hookspecs import hookimpl
-from ldengine.ld import ld_agent
+from ldengine.ld import ld_agent, shuffled_agent, top1_agent, untuned_agent
 from ldengine.models import load_student
 
 
@@ -12,6 +12,12 @@ def ldengine_register_agents(register):
              "oracle selection: the manual's function for each stage, run in the sandbox")
     register("ld", ld_agent,
              "Logic Distillation: retriever top-K + fine-tuned student select each stage's function")
+    register("top1", top1_agent,
+             "ablation, no model: the retriever's first hit at every stage")
+    register("ld_untuned", untuned_agent,
+             "ablation: the ld agent with the student as shipped (no adapter)")
+    register("ld_shuffled", shuffled_agent,
+             "ablation: the ld agent with each stage's candidates in a seeded random order")
     register("student", student_agent,
              "S-LLM baseline: the untuned student answers each step in text (parsed; bad answers are violations)")
     register("kd", kd_agent,

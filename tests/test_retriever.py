@@ -86,7 +86,7 @@ def test_each_stage_query_ranks_its_function_first_on_expert_games(retriever, pu
     """It finds the right function of every stage met in two expert games (recall@1 and @5)."""
     pairs = stage_inputs(pursuit_task, pursuit_base, registry.get("evaders", "greedy").obj, [3, 4])
     provider = RetrieverProvider(pursuit_task, pursuit_base, retriever, k=5)
-    examples = [(provider.query(stage, state), pursuit_base.oracle(stage).name) for stage, state in pairs]
+    examples = [(provider.query(stage, state), pursuit_base.oracle(stage, state).name) for stage, state in pairs]
     assert {stage for stage, _ in pairs} == set(pursuit_task.pipeline)
     assert recall_at_k(retriever, examples, ks=(1, 5)) == {1: 1.0, 5: 1.0}
     candidates = provider.candidates("pursuer.decide", pairs[3][1])
@@ -138,7 +138,7 @@ def test_one_index_holds_every_tasks_functions_and_each_task_finds_its_own(regis
         retriever = Retriever.for_library(base, registry, encoder, cache_dir=tmp_path)
         provider = RetrieverProvider(task, base, retriever, k=5)
         pairs = stage_inputs(task, base, registry.get("evaders", "greedy").obj, seeds)
-        examples = [(provider.query(stage, state), base.oracle(stage).name) for stage, state in pairs]
+        examples = [(provider.query(stage, state), base.oracle(stage, state).name) for stage, state in pairs]
         assert {stage for stage, _ in pairs} == set(task.pipeline)
         assert recall_at_k(retriever, examples, ks=(5,)) == {5: 1.0}
         assert all(":" not in hits[0][0] for hits in retriever.search_batch([q for q, _ in examples], 1))

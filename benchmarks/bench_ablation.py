@@ -1,0 +1,138 @@
+"""Does the learned part earn its place? Selection ablations on the same held-out states and games.
+
+    .venv/bin/python benchmarks/bench_ablation.py [--task pursuit] [--heldout-games 10] [--games 20]
+        [--adapter DIR] [--extra-module FILE] [--write]
+
+Per stage, on the stage inputs of held-out expert games (seeds 20000..., never trained
+on), with the shared index's top-5: how often each selector picks the oracle's
+function (``FunctionBase.oracle(stage, state)``): the oracle itself, the retriever's
+first hit (no model), the untuned student, the tuned student in retrieval order, and
+the tuned student with the candidates shuffled (8 orders per distinct selection).
+Then each as an agent on the same seeded games (``ldengine run``'s agents expert,
+top1, ld_untuned, ld, ld_shuffled): success, violations, average steps, distinct
+selection prompts and model calls. ``--extra-module`` adds a function module (e.g.
+the extras plugin's alternative) to the base, to measure zero-shot selection of an
+alternative the adapter never saw.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import machine_line, publish  # noqa: E402
+
+SELECTORS = ("oracle", "retriever top-1", "untuned student", "tuned student", "tuned, shuffled")
+
+
+def picks(student, examples, batch: int = 16) -> list[int]:
+    out = []
+    for i in range(0, len(examples), batch):
+        chunk = examples[i:i + batch]
+        out += [p.index for p in student.select_batch([(e.prefix, e.query, list(e.options)) for e in chunk])]
+    return out
+
+
+def per_stage(examples, chosen) -> dict:
+    """stage -> (right, total); also '(all)' and, for stages with alternatives, per oracle function."""
+    table = defaultdict(lambda: [0, 0])
+    for e, c in zip(examples, chosen):
+        for key in (e.stage, "(all)"):
+            table[key][0] += c == e.answer
+            table[key][1] += 1
+    return table
+
+
+def stage_table(reg, task, base, adapter, pairs) -> list[str]:
+    from ldengine.finetune import shuffled
+    from ldengine.ld import RetrieverProvider, find_adapter, selection_examples
+    from ldengine.models import load_student
+    from ldengine.retriever import Retriever
+    provider = RetrieverProvider(task, base, Retriever.for_library(base, reg), 5)
+    held = selection_examples(task, base, provider, pairs)
+    mixed = shuffled(held, 8, 0)
+    adapter = adapter or find_adapter(task.name, base)
+    untuned, tuned = load_student(), load_student(adapter=adapter)
+    for s in (untuned, tuned):
+        s.memo_size = 0
+    results = {"oracle": per_stage(held, [e.answer for e in held]),
+               "retriever top-1": per_stage(held, [0] * len(held)),
+               "untuned student": per_stage(held, picks(untuned, held)),
+               "tuned student": per_stage(held, picks(tuned, held)),
+               "tuned, shuffled": per_stage(mixed, picks(tuned, mixed))}
+    stages = [s for s in task.pipeline if results["oracle"][s][1]] + ["(all)"]
+    rows = []
+    for stage in stages:
+        alts = len(base.for_stage(stage)) if stage != "(all)" else "-"
+        cells = [f"{results[k][stage][0] / results[k][stage][1]:.3f}" if results[k][stage][1] else "-"
+                 for k in SELECTORS]
+        rows.append(f"| {task.name} | {stage} | {alts} | {results['oracle'][stage][1]} | " + " | ".join(cells) + " |")
+    return rows, Path(adapter).name, oracle_mix(base, held)
+
+
+def oracle_mix(base, held) -> str:
+    """How often each alternative is the right one, at stages with several."""
+    counts = defaultdict(int)
+    for e in held:
+        if len(base.for_stage(e.stage)) > 1 and e.answer >= 0:
+            counts[e.options[e.answer].split(" ", 1)[0]] += 1
+    return ", ".join(f"{n} {c}" for n, c in sorted(counts.items(), key=lambda x: -x[1])) or "-"
+
+
+def game_rows(reg, task_name, games, adapter, extra) -> list[str]:
+    from ldengine.runner import RunConfig, run_games
+    rows = []
+    for agent in ("expert", "top1", "ld_untuned", "ld", "ld_shuffled"):
+        options = {"adapter": adapter, "k": 5, "log": lambda line: None}
+        cfg = RunConfig(task_name, agent, games, 0, "greedy", None, None, progress=False, options=options)
+        s = run_games(reg, cfg).summary
+        calls, prompts = s.get("model_calls", "-"), s.get("distinct_prompts", "-")
+        steps = "-" if s.get("avg_steps_success") is None else f"{s['avg_steps_success']:.2f}"
+        success = f"{s['success']:.3f}" if "success" in s else f"{s.get('expected_return', 0):+.4f}"
+        rows.append(f"| {task_name} | {agent} | {s['games']} | {success} | {s['violations']} | {steps} | "
+                    f"{s.get('selection_accuracy') or 0:.3f} | {prompts} | {calls} | {s['wall_s']:.1f} |")
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--task", default="pursuit")
+    parser.add_argument("--heldout-games", type=int, default=10)
+    parser.add_argument("--games", type=int, default=20, help="games per agent (0: skip the game table)")
+    parser.add_argument("--adapter", help="selection adapter (default: the committed one for the base)")
+    parser.add_argument("--extra-module", help="a function module (file) added to the base, e.g. a plugin's")
+    parser.add_argument("--write", action="store_true", help="append the figures to benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
+    from ldengine.functionbase import FunctionBase
+    from ldengine.ld import stage_inputs
+    from ldengine.registry import ModuleSource, Registry
+    reg = Registry.load()
+    if args.extra_module:
+        text = Path(args.extra_module).read_text(encoding="utf-8")
+        reg.modules.append(ModuleSource(args.task, text, f"extra/{Path(args.extra_module).name}", "extra"))
+    task = reg.get("tasks", args.task).obj
+    base = FunctionBase.build(args.task, reg.modules_for(args.task))
+    pairs = stage_inputs(task, base, reg.get("evaders", "greedy").obj,
+                         list(range(20_000, 20_000 + args.heldout_games)))
+    rows, adapter_name, mix = stage_table(reg, task, base, args.adapter, pairs)
+    games = game_rows(reg, args.task, args.games, args.adapter, args.extra_module) if args.games else []
+    title = f"### Selection ablations: {args.task}" + (f" with {Path(args.extra_module).name}" if args.extra_module else "")
+    publish("\n".join([
+        title, "", machine_line("bench_ablation.py", argv), "",
+        f"Adapter `{adapter_name}`. Held-out stage inputs from {args.heldout_games} expert games (seeds 20000...); "
+        f"at stages with alternatives the oracle's function was: {mix}.", "",
+        "| task | stage | functions at the stage | selections | " + " | ".join(SELECTORS) + " |",
+        "|---|---|---|---|" + "---|" * len(SELECTORS), *rows, "",
+        *([f"The same selectors as agents on {args.games} games (seeds 0...):", "",
+           "| task | agent | games | success (return) | violations | avg steps | selection accuracy | "
+           "distinct prompts | model calls | wall s |", "|---|---|---|---|---|---|---|---|---|---|", *games, ""]
+          if games else [])]), args.write)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
