@@ -155,13 +155,17 @@ class TwentyOneTask:
                 f"agreement with the optimal policy {agreement}"]
 
     def summarize_state(self, state: Any) -> str:
-        """What a stage's input holds, in words (facts computed so far, no card values)."""
+        """What a stage's input holds, in words (facts computed so far, no card values); once the
+        hand is valued, whether it is soft or hard, which tells player.hit's alternatives apart."""
         if not isinstance(state, dict):
             return "no state"
         facts = [("total", "hand valued"), ("dealer_final", "dealer's final totals known"),
                  ("ev_stand", "return of standing known"), ("ev_hit", "return of hitting known")]
-        return "; ".join(text if key in state else text.replace("known", "not known").replace(
-            "valued", "not valued") for key, text in facts)
+        parts = [text if key in state else text.replace("known", "not known").replace("valued", "not valued")
+                 for key, text in facts]
+        if "total" in state:
+            parts.insert(1, "hand soft (an ace counts 11)" if state.get("soft") else "hand hard (no ace counts 11)")
+        return "; ".join(parts)
 
 
 def _plain(choice: Any) -> Any:
