@@ -44,6 +44,9 @@ class FinetuneConfig:
     seed: int = 0
     out: str | None = None
     start_adapter: str | None = None    # continue this adapter (e.g. on a base with new functions)
+    # Selections at a stage with alternatives are repeated this often: the state decides
+    # them, and they are few beside the stages with one function.
+    alternatives_weight: int = 3
 
     @property
     def tasks(self) -> list[str]:
@@ -56,6 +59,14 @@ def default_adapter_dir(task: str) -> Path:
 
 
 SHARED_ADAPTER_DIR = ADAPTER_ROOT / "adapters"     # adapters trained on several tasks' manuals
+
+
+def weighted(examples: list[SelectionExample], base: FunctionBase, times: int) -> list[SelectionExample]:
+    """Each example at a stage with several functions ``times`` times, the others once."""
+    out = []
+    for e in examples:
+        out += [e] * (times if len(base.for_stage(e.stage)) > 1 else 1)
+    return out
 
 
 def trained_functions(base: FunctionBase) -> dict[str, str]:
@@ -114,6 +125,7 @@ def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None):
     greedy = registry.get("evaders", "greedy").obj
     train = selection_examples(task, base, provider, stage_inputs(task, base, greedy, cfg.train_seeds),
                                shuffle_seed=cfg.seed)
+    train = weighted(train, base, cfg.alternatives_weight)
     held = selection_examples(task, base, provider, stage_inputs(task, base, greedy, cfg.heldout_seeds))
     emergency_held = []
     if cfg.emergency_seeds and hasattr(task, "with_emergency"):
