@@ -48,7 +48,9 @@ class LoopAgent:
     def act(self, state: Any) -> Any:
         decision = decide(state, self.pipeline, self.base, self.provider, self.selector)
         self.last_functions = decision.functions
-        self.last_stages = [s.record() for s in decision.stages]
+        # The expert's candidates are the whole base: its trace names only chosen and oracle.
+        whole = isinstance(self.provider, WholeBase)
+        self.last_stages = [s.record(with_candidates=not whole) for s in decision.stages]
         self._count(decision)
         for observe in self.observers:
             observe(decision)

@@ -36,6 +36,7 @@ class FunctionBase:
     sandbox: Sandbox
     untrusted: set = field(default_factory=set)     # module filenames run only in the isolated worker
     isolated: Any = field(default=None, repr=False)
+    _last_oracle: tuple = field(default=(None, None, None, None), repr=False)
 
     @classmethod
     def build(cls, task: str, sources: list[ModuleSource], sandbox: Sandbox | None = None) -> "FunctionBase":
@@ -103,15 +104,17 @@ class FunctionBase:
         if not found:
             raise ManualError(f"{self.task}: no function for stage {stage!r} "
                               f"(try: ldengine functions list --task {self.task})")
+        if self._last_oracle[:2] == (stage, id(state)) and self._last_oracle[2] is state:
+            return self._last_oracle[3]     # the selector and the loop ask for the same input
         defaults = [e for e in found if not e.predicate]
         if len(defaults) > 1:
             raise ManualError(f"{self.task}: stage {stage!r} has several functions without a When: field and "
                               f"a when_NAME predicate ({', '.join(e.name for e in defaults)}); all but one "
                               "must say when they apply")
-        for entry in found:
-            if entry.predicate and state is not None and self.applies(entry, state):
-                return entry
-        return defaults[0] if defaults else found[0]
+        right = next((e for e in found if e.predicate and state is not None and self.applies(e, state)),
+                     defaults[0] if defaults else found[0])
+        self._last_oracle = (stage, id(state), state, right)
+        return right
 
     def applies(self, entry: ManualEntry, state: Any) -> bool:
         """Whether ``entry``'s ``when_`` predicate holds on ``state`` (True for a default)."""

@@ -34,9 +34,11 @@ class StageRecord:
     result: SandboxResult
     probabilities: list[float] | None = None    # the selector's, one per candidate (None: it has none)
 
-    def record(self) -> dict:
+    def record(self, with_candidates: bool = True) -> dict:
         """The stage as a trace sees it: candidates, the chosen one, the oracle's, probabilities."""
-        out = {"stage": self.stage, "candidates": self.candidates, "chosen": self.chosen, "oracle": self.oracle}
+        out = {"stage": self.stage, "chosen": self.chosen, "oracle": self.oracle}
+        if with_candidates:
+            out["candidates"] = self.candidates
         if self.probabilities is not None:
             out["probabilities"] = [round(float(p), 4) for p in self.probabilities]
         return out

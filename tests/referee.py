@@ -63,7 +63,11 @@ def _check_game(records, i, policy):
     i += 1
     while outcome is None:
         rec = records[i]
-        check(rec["type"] == "pursuers" and set(rec) == KEYS["pursuers"], f"bad pursuers record {rec}")
+        check(rec["type"] == "pursuers" and KEYS["pursuers"] <= set(rec) <= KEYS["pursuers"] | {"selections"},
+              f"bad pursuers record {rec}")
+        for sel in rec.get("selections", []):
+            check({"stage", "chosen", "oracle"} <= set(sel) and sel["chosen"] in rec["functions"],
+                  f"bad selection {sel}")
         steps += 1
         check(rec["step"] == steps, "step numbers out of order")
         moved = []

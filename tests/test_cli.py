@@ -40,10 +40,14 @@ def test_run_audits_every_sandbox_call(tmp_path):
     out = tmp_path / "r.json"
     invoke("run", "pursuit", "--agent", "expert", "--games", "2", "--audit", str(audit), "--json", str(out))
     calls = [json.loads(line) for line in audit.read_text().splitlines()]
-    assert len(calls) == json.loads(out.read_text())["selections"]
+    played = [c for c in calls if not c["function"].startswith("when_")]
+    assert len(played) == json.loads(out.read_text())["selections"]
     assert all(c["ok"] and len(c["source_hash"]) == 64 and c["duration_ms"] >= 0 for c in calls)
-    assert {c["function"] for c in calls} == {"observe_positions", "pursuer_candidate_cells",
-                                              "filter_legal_cells", "encircle_evader"}
+    assert {"observe_positions", "pursuer_candidate_cells", "filter_legal_cells", "encircle_evader",
+            "capture_adjacent"} <= {c["function"] for c in played}
+    # the oracle's predicates run in the sandbox too, once per decide stage at most per predicate
+    predicates = [c for c in calls if c["function"].startswith("when_")]
+    assert {c["function"] for c in predicates} <= {"when_capture_adjacent", "when_pin_against_edge"}
 
 
 def test_run_is_reproducible_for_a_seed(tmp_path):
