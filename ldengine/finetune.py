@@ -82,10 +82,12 @@ def data_hash(examples: list[SelectionExample]) -> str:
     return h.hexdigest()
 
 
-def accuracy(student: Any, examples: list[SelectionExample], batch: int = 16) -> float:
-    """Share of examples where the student picks the right option (a miss counts wrong)."""
+def accuracy(student: Any, examples: list[SelectionExample], batch: int = 16, desc: str = "") -> float:
+    """Share of examples where the student picks the right option (a miss counts wrong);
+    with ``desc``, a progress bar on standard error."""
+    from tqdm.auto import tqdm
     right = 0
-    for i in range(0, len(examples), batch):
+    for i in tqdm(range(0, len(examples), batch), desc=desc, unit="batch", disable=not desc, leave=False):
         chunk = examples[i:i + batch]
         picks = student.select_batch([(e.prefix, e.query, list(e.options)) for e in chunk])
         right += sum(p.index == e.answer for p, e in zip(picks, chunk))
@@ -242,8 +244,9 @@ def _emergency_words(accuracies: tuple, emergency_held: list) -> str:
 def _accuracies(student: Any, held: list, mixed: list, emergency_held: list) -> tuple:
     """Held-out accuracy: retrieval order, shuffled, under emergencies, at the emergency stage."""
     new_stage = [e for e in emergency_held if e.stage.endswith(".emergency")]
-    return (accuracy(student, held), accuracy(student, mixed), accuracy(student, emergency_held),
-            accuracy(student, new_stage))
+    return (accuracy(student, held, desc="held-out"), accuracy(student, mixed, desc="held-out, shuffled"),
+            accuracy(student, emergency_held, desc="under emergencies"),
+            accuracy(student, new_stage, desc="new stage"))
 
 
 def _emergency_manifest(registry: Registry, cfg: FinetuneConfig, train: list, emergency_held: list,
