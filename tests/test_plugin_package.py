@@ -23,8 +23,9 @@ def ldengine(*args):
 
 def test_the_extras_plugin_installs_with_pip_registers_and_plays(tmp_path):
     """It installs the package with pip (its own setup.cfg, entry point in group ``ldengine``);
-    ldengine then lists the plugin, its evader and its function, compiles that function in
-    the sandbox, and plays games against the new evader; uninstalled, all of it is gone."""
+    ldengine then lists the plugin, its evader and its functions (the one at a stage no
+    pipeline runs with a warning), plays its pursuer.decide alternative in the states its
+    When: names, and plays games against the new evader; uninstalled, all of it is gone."""
     source = tmp_path / "package"      # a copy: building leaves build/ and .egg-info behind
     shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     installed = pip("install", "--no-deps", "--no-build-isolation", str(source))
@@ -36,6 +37,14 @@ def test_the_extras_plugin_installs_with_pip_registers_and_plays(tmp_path):
         assert "lookahead" in plugins.stdout
         functions = ldengine("functions", "list", "--task", "pursuit")
         assert "evader_room" in functions.stdout and "pursuer.analyse" in functions.stdout
+        assert "rush_from_three_sides" in functions.stdout and "[when: every pursuer is 6" in functions.stdout
+        assert "warning: evader_room (pursuit_extras)" in functions.stdout and "never played" in functions.stdout
+        trace = tmp_path / "t.jsonl"
+        expert = ldengine("run", "pursuit", "--agent", "expert", "--games", "5", "--quiet", "--trace", str(trace))
+        assert expert.returncode == 0, expert.stderr
+        chosen = [sel["chosen"] for line in trace.read_text().splitlines() for sel in
+                  json.loads(line).get("selections", [])]
+        assert "rush_from_three_sides" in chosen and "pin_against_edge" in chosen
         summary = tmp_path / "s.json"
         played = ldengine("run", "pursuit", "--agent", "expert", "--evader", "lookahead", "--games", "3",
                           "--quiet", "--json", str(summary))
