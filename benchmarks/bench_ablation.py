@@ -57,9 +57,8 @@ def stage_table(reg, task, base, adapter, pairs) -> list[str]:
     held = selection_examples(task, base, provider, pairs)
     mixed = shuffled(held, 8, 0)
     adapter = adapter or find_adapter(task.name, base)
+    # Selection is deterministic: the memo answers a repeated prompt with the same pick.
     untuned, tuned = load_student(), load_student(adapter=adapter)
-    for s in (untuned, tuned):
-        s.memo_size = 0
     results = {"oracle": per_stage(held, [e.answer for e in held]),
                "retriever top-1": per_stage(held, [0] * len(held)),
                "untuned student": per_stage(held, picks(untuned, held)),
