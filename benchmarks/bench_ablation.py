@@ -39,10 +39,11 @@ def picks(student, examples, batch: int = 16) -> list[int]:
 
 
 def per_stage(examples, chosen) -> dict:
-    """stage -> (right, total); also '(all)' and, for stages with alternatives, per oracle function."""
+    """stage -> (right, total); also '(all)' and, per oracle function, ``"= NAME"``."""
     table = defaultdict(lambda: [0, 0])
     for e, c in zip(examples, chosen):
-        for key in (e.stage, "(all)"):
+        right = "= " + e.options[e.answer].split(" ", 1)[0] if e.answer >= 0 else "= (missed)"
+        for key in (e.stage, "(all)", right):
             table[key][0] += c == e.answer
             table[key][1] += 1
     return table
@@ -65,9 +66,12 @@ def stage_table(reg, task, base, adapter, pairs) -> list[str]:
                "tuned student": per_stage(held, picks(tuned, held)),
                "tuned, shuffled": per_stage(mixed, picks(tuned, mixed))}
     stages = [s for s in task.pipeline if results["oracle"][s][1]] + ["(all)"]
+    # At stages with alternatives, also one row per right function ("= NAME").
+    stages += sorted(k for k in results["oracle"] if k.startswith("= ")
+                     and len(base.for_stage(base.entry(k[2:]).stage)) > 1)
     rows = []
     for stage in stages:
-        alts = len(base.for_stage(stage)) if stage != "(all)" else "-"
+        alts = len(base.for_stage(stage)) if not stage.startswith(("(", "=")) else "-"
         cells = [f"{results[k][stage][0] / results[k][stage][1]:.3f}" if results[k][stage][1] else "-"
                  for k in SELECTORS]
         rows.append(f"| {task.name} | {stage} | {alts} | {results['oracle'][stage][1]} | " + " | ".join(cells) + " |")
@@ -125,6 +129,7 @@ def main(argv: list[str]) -> None:
         title, "", machine_line("bench_ablation.py", argv), "",
         f"Adapter `{adapter_name}`. Held-out stage inputs from {args.heldout_games} expert games (seeds 20000...); "
         f"at stages with alternatives the oracle's function was: {mix}.", "",
+        "Rows `= NAME`: the selections whose right function is NAME, at a stage with alternatives.", "",
         "| task | stage | functions at the stage | selections | " + " | ".join(SELECTORS) + " |",
         "|---|---|---|---|" + "---|" * len(SELECTORS), *rows, "",
         *([f"The same selectors as agents on {args.games} games (seeds 0...):", "",

@@ -26,8 +26,12 @@ def test_one_committed_adapter_serves_both_tasks_and_records_its_figures(registr
     assert find_adapter("twentyone", twentyone) == adapter
     assert manifest["function_base_hashes"] == {"pursuit": pursuit_base.hash, "twentyone": twentyone.hash}
     assert len(manifest["base_model_sha256"]) == 64 and len(manifest["data_sha256"]) == 64
+    assert set(manifest["trained_functions"]["pursuit"]) == set(pursuit_base.entries)
     for figures in manifest["per_task"].values():
-        assert figures["heldout_shuffled_accuracy"] >= 0.99 and figures["retrieval_recall_at_5"] >= 0.99
+        # The stages with alternatives (chosen by the state) keep it below 1: see benchmarks/RESULTS.md.
+        assert figures["heldout_accuracy"] > 0.9 and figures["heldout_shuffled_accuracy"] > 0.85
+        assert figures["heldout_accuracy"] > figures["heldout_accuracy_before"] + 0.4
+        assert figures["retrieval_recall_at_5"] >= 0.99
     assert manifest["per_task"]["pursuit"]["heldout_emergency_stage_accuracy"] >= 0.99
 
 
@@ -48,20 +52,25 @@ def test_under_a_held_out_emergency_the_student_picks_the_new_stages_function(re
 
 
 def test_the_ld_agent_plays_with_the_student_choosing_every_stage(tmp_path):
-    """It plays two games with retriever + fine-tuned student; every stage's pick is right
-    and the trace names the functions chosen."""
+    """It plays two games with retriever + fine-tuned student; the trace records, per stage,
+    the candidates, the student's pick with its probabilities, and the oracle's."""
     trace, summary = tmp_path / "t.jsonl", tmp_path / "r.json"
     result = run_cli("run", "pursuit", "--agent", "ld", "--games", "2", "--seed", "1", "--quiet",
                      "--trace", str(trace), "--json", str(summary))
     assert result.exit_code == 0, result.output
     data = json.loads(summary.read_text())
     assert data["agent"] == "ld" and data["success"] == 1.0 and data["failure_with_violation"] == 0
-    assert data["selection_accuracy"] == 1.0
-    assert data["retrieval_miss"] == data["wrong_pick"] == data["function_errors"] == 0
+    assert data["selection_accuracy"] > 0.8 and data["retrieval_miss"] == data["function_errors"] == 0
+    assert 0 < data["distinct_prompts"] <= data["selections"]
     steps = [json.loads(line) for line in trace.read_text().splitlines()]
     chosen = [r["functions"] for r in steps if r["type"] == "pursuers"]
-    assert chosen and all(f == ["observe_positions", "pursuer_candidate_cells", "filter_legal_cells",
-                                "encircle_evader"] for f in chosen)
+    decide = {"capture_adjacent", "pin_against_edge", "encircle_evader"}
+    assert chosen and all(f[:3] == ["observe_positions", "pursuer_candidate_cells", "filter_legal_cells"]
+                          and f[3] in decide for f in chosen)
+    selections = [s for r in steps if r["type"] == "pursuers" for s in r["selections"]]
+    assert all(len(s["candidates"]) == len(s["probabilities"]) == 5 and s["chosen"] in s["candidates"]
+               and abs(sum(s["probabilities"]) - 1) < 0.01 for s in selections)
+    assert sum(s["chosen"] == s["oracle"] for s in selections) / len(selections) == data["selection_accuracy"]
 
 
 def test_a_few_finetuning_steps_write_an_adapter_with_its_manifest(registry, tmp_path):
@@ -97,7 +106,10 @@ def test_the_selection_texts_name_the_stage_and_the_candidates(pursuit_task, pur
     assert pursuit_task.rules in prompt_prefix(pursuit_task)
     query = stage_query(pursuit_task, "pursuer.observe", state)
     assert query.startswith("Stage: pursuer.observe\n") and "not measured" in query
-    assert option_text(pursuit_base.entry("filter_legal_cells")) == "filter_legal_cells (stage pursuer.filter)"
+    assert option_text(pursuit_base.entry("filter_legal_cells")) == (
+        "filter_legal_cells (stage pursuer.filter): Keep only the candidate cells each pursuer may legally move to.")
+    assert option_text(pursuit_base.entry("capture_adjacent")).endswith(
+        "Use when: every pursuer can reach a cell next to the evader this step (capture ready)")
 
 
 def test_a_missing_adapter_is_a_clear_error(pursuit_base, tmp_path):
