@@ -148,8 +148,9 @@ def find_adapter(task: str, base: FunctionBase, root: Any = None, method: str = 
     found = []
     for manifest in (m for r in roots if r.is_dir() for m in sorted(r.glob("*/manifest.json"))):
         data = json.loads(manifest.read_text(encoding="utf-8"))
-        # KD adapters copy the expert's answers, not the manual: any base of the task serves them.
-        fits = _trained_on(data, task, base) or (method == "kd" and data.get("task") == task)
+        # KD and write adapters learnt answers in text (moves; functions for new rules), not the
+        # manual's selection: any base of their task serves them.
+        fits = _trained_on(data, task, base) or (method != "ld" and data.get("task") == task)
         if fits and _method(data) == method:
             found.append((data.get("created", ""), manifest.parent))
     if not found:
