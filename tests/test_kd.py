@@ -77,10 +77,11 @@ def test_finetune_kd_writes_an_adapter_with_its_manifest(registry, tmp_path):
 
 
 def test_the_committed_kd_adapter_learned_the_experts_moves(pursuit_base):
-    """The shipped KD adapter is found for this base, and its held-out move accuracy and
+    """The shipped KD adapter is found for this base (a KD adapter learnt the expert's moves,
+    not the manual, so any pursuit base serves it), and its held-out move accuracy and
     legal-answer rate are above the untuned student's."""
     manifest = json.loads((find_adapter("pursuit", pursuit_base, method="kd") / "manifest.json").read_text())
-    assert manifest["method"] == "kd" and manifest["function_base_hash"] == pursuit_base.hash
+    assert manifest["method"] == "kd" and manifest["task"] == "pursuit" and len(manifest["function_base_hash"]) == 64
     assert manifest["heldout_move_accuracy"] > manifest["heldout_move_accuracy_before"]
     assert manifest["heldout_legal_answer_rate"] > manifest["heldout_legal_answer_rate_before"]
 
