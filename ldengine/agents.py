@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ldengine.functionbase import FunctionBase
-from ldengine.loop import Decision, OracleSelector, WholeBase, decide
+from ldengine.loop import Decision, OracleSelector, WholeBase, decide_batch
 
 
 @dataclass
@@ -20,13 +20,13 @@ class AgentContext:
     def load_student(self, adapter: Any = None) -> Any:
         """The student backend named by the ``backend`` option (default ``transformers``),
         loaded from the ``student`` option's path (default: the backend's own model), in
-        the ``dtype`` option's type when one is given."""
+        the ``dtype`` option's type and on the ``device`` option's device when given."""
         from ldengine.models import load_by_name
         table = {name: item.obj for name, item in self.registry.students.items()} if self.registry else {}
         if not table:
             from ldengine.models import load_student
             table = {"transformers": load_student}
-        extra = {"dtype": self.options["dtype"]} if self.options.get("dtype") else {}
+        extra = {key: self.options[key] for key in ("dtype", "device") if self.options.get(key)}
         return load_by_name(self.options.get("backend") or "transformers", table,
                             path=self.options.get("student"), adapter=adapter, **extra)
 
@@ -35,6 +35,7 @@ class LoopAgent:
     """Plays each step through ``decide``; counts selections and function errors."""
 
     name = "loop"
+    default_batch = 1   # games side by side unless asked (--batch): traces stay in game order
 
     def __init__(self, context: AgentContext, provider, selector):
         self.task, self.base = context.task, context.base
@@ -42,19 +43,28 @@ class LoopAgent:
         self.provider, self.selector = provider, selector
         self.last_functions: list[str] = []
         self.last_stages: list[dict] = []
+        self.last_batch: list[tuple[list[str], list[dict]]] = []
         self.counts: Counter = Counter()
         self.observers: list[Callable[[Decision], None]] = []
 
     def act(self, state: Any) -> Any:
-        decision = decide(state, self.pipeline, self.base, self.provider, self.selector)
-        self.last_functions = decision.functions
+        action = self.act_batch([state])[0]
+        self.last_functions, self.last_stages = self.last_batch[0]
+        return action
+
+    def act_batch(self, states: list) -> list:
+        """One step of several games in lockstep (``decide_batch``); ``last_batch`` then
+        holds each game's (functions used, stage records), in order."""
+        decisions = decide_batch(states, self.pipeline, self.base, self.provider, self.selector)
         # The expert's candidates are the whole base: its trace names only chosen and oracle.
         whole = isinstance(self.provider, WholeBase)
-        self.last_stages = [s.record(with_candidates=not whole) for s in decision.stages]
-        self._count(decision)
-        for observe in self.observers:
-            observe(decision)
-        return decision.action
+        self.last_batch = [(d.functions, [s.record(with_candidates=not whole) for s in d.stages])
+                           for d in decisions]
+        for decision in decisions:
+            self._count(decision)
+            for observe in self.observers:
+                observe(decision)
+        return [d.action for d in decisions]
 
     def _count(self, decision: Decision) -> None:
         self.counts["steps"] += 1

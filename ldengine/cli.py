@@ -57,9 +57,26 @@ def _backend(student: str | None, backend: str) -> str:
 
 
 def _dtype_option(command):
-    return click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
-                        help="Student weights' type: bfloat16 is about 3x faster on CPUs with AMX (answers may "
-                             "differ a little from float32; results record it).")(command)
+    return click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
+                        show_default=True,
+                        help="Student weights' type. auto: bfloat16 where the CPU computes it natively "
+                             "(AVX-512-BF16, AMX) or on a GPU, else float32. A selection then costs about 60% "
+                             "(same choices on the held-out selections, benchmarks/RESULTS.md); results "
+                             "record the type used.")(command)
+
+
+def _device_option(command):
+    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                        help="Where the student runs. auto: the GPU when torch sees one, else the CPU.")(command)
+
+
+def _device(device: str) -> str | None:
+    """None for auto (the loader picks); cuda refused with a clear line when torch sees no GPU."""
+    if device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise click.UsageError("--device cuda: torch sees no CUDA GPU on this machine (use --device cpu)")
+    return None if device == "auto" else device
 
 
 def _function_base_option(command):
@@ -94,12 +111,19 @@ def _emergency_options(command):
 @click.option("--adapter", type=click.Path(exists=True, file_okay=False), help="LoRA adapter folder (default: the committed one for this base).")
 @click.option("--backend", default="transformers", show_default=True, help="Student backend (ldengine plugins lists them).")
 @click.option("-k", "k", type=click.IntRange(1, 20), default=5, show_default=True, help="Retriever top-K.")
+@click.option("--batch", type=click.IntRange(1, 256),
+              help="Games played side by side, each stage's selections scored together "
+                   "[default: 1 for the loop agents (ld, expert...), 16 for the text agents].")
+@click.option("--no-memo", is_flag=True,
+              help="ld agents: score every selection with the model, even a prompt seen before (same choices; "
+                   "for timing).")
 @_emergency_options
 @_dtype_option
+@_device_option
 @_function_base_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student, adapter, backend, k,
-        emergency, emergency_seed, attempts, dtype, function_base, quiet):
+        batch, no_memo, emergency, emergency_seed, attempts, dtype, device, function_base, quiet):
     """Play GAMES seeded games of TASK and print a summary.
 
     With --emergency NAME a new rule is in force; the ld agent has the student
@@ -110,11 +134,11 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
     _check_writable(json_path, trace, plot, audit)
     reg = registry()
     options = {"student": student, "adapter": adapter, "backend": _backend(student, backend), "k": k,
-               "attempts": attempts,
+               "attempts": attempts, "device": _device(device), "no_memo": no_memo,
                "dtype": None if dtype == "float32" else dtype, "log": lambda line: click.echo(line, err=True)}
     cfg = RunConfig(task, agent, games, seed, evader, trace, audit, progress=not quiet, options=options,
                     emergency=emergency, emergency_seed=seed if emergency_seed is None else emergency_seed,
-                    function_base=function_base)
+                    function_base=function_base, batch=batch)
     outcome = run_games(reg, cfg)
     click.echo(format_summary(outcome.summary, reg.get("tasks", task).obj))
     if json_path:
@@ -172,8 +196,9 @@ def format_summary(s: dict, task: Any = None) -> str:
 @click.option("--start", help="Start of the trajectory figures: a named start (pursuit: 'paper', the "
               "paper's Figure 6) instead of game 0's.")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
-@click.option("--batch", default=16, show_default=True, type=click.IntRange(1, 256),
-              help="Games played side by side by agents that answer in batches (student, kd).")
+@click.option("--batch", type=click.IntRange(1, 256),
+              help="Games played side by side, each stage's selections (or answers) scored together "
+                   "[default: 1 for the loop agents (ld, expert...), 16 for the text agents].")
 @click.option("--student", callback=_student_source, help="Student model: a .gguf file, a local HF model folder, "
               "or openai:http://HOST:PORT/v1#MODEL (a server such as `ldengine serve`; implies --backend openai).")
 @click.option("--adapter", "adapters", multiple=True, metavar="AGENT=DIR",
@@ -186,11 +211,12 @@ def format_summary(s: dict, task: Any = None) -> str:
               help="Environment variable holding the teacher's API key.")
 @_emergency_options
 @_dtype_option
+@_device_option
 @_function_base_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_figures, batch, student, adapters,
              backend, k, teacher_url, teacher_model, teacher_key_env, emergency, emergency_seed, attempts, dtype,
-             function_base, quiet):
+             device, function_base, quiet):
     """Every agent plays the same GAMES seeded games of TASK; write Table 1, results and figures.
 
     Results go to OUT game by game; after Ctrl-C or a crash, the same command
@@ -208,7 +234,7 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_f
                                  param_hint="--replay")
     options = {"student": student, "backend": _backend(student, backend), "k": k, "teacher_url": teacher_url,
                "teacher_model": teacher_model, "teacher_key_env": teacher_key_env, "attempts": attempts,
-               "dtype": None if dtype == "float32" else dtype, "log": click.echo}
+               "device": _device(device), "dtype": None if dtype == "float32" else dtype, "log": click.echo}
     ctx = click.get_current_context()
     params = [(p.opts[0], ctx.params[p.name]) for p in ctx.command.params
               if p.name != "task" and p.name in ctx.params]
@@ -360,8 +386,12 @@ def retrieve(query, task, k, only_task):
 @click.option("--out", type=click.Path(file_okay=False), help="Adapter folder (default: a versioned folder under function_base/TASK/adapters/).")
 @click.option("--from-adapter", "from_adapter", type=click.Path(exists=True, file_okay=False),
               help="ld: continue training this adapter (e.g. after a plugin added functions) instead of a new one.")
+@click.option("--quick", is_flag=True,
+              help="ld: a smoke run (2 steps, 2 training and 2 held-out games) that checks the pipeline in a "
+                   "couple of minutes; its adapter goes to the cache, not beside the committed ones.")
+@_device_option
 def finetune(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, method, attempts, out,
-             from_adapter):
+             from_adapter, quick, device):
     """Fine-tune the student (LoRA) and save adapter + manifest.
 
     --method ld teaches it to select the manual's functions (Logic Distillation);
@@ -370,6 +400,7 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
     the training kinds only, and measures it on the held-out kinds.
     """
     from ldengine.finetune import KD_TRAIN_GAMES, FinetuneConfig, finetune as run_finetune, finetune_kd
+    from ldengine.finetune import quick as quick_config
     tasks = [t.strip() for t in task.split(",") if t.strip()]
     for name in tasks or [task]:
         registry().get("tasks", name)
@@ -382,8 +413,11 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
     heldout_games = heldout_games or (3 if method == "kd" else 10)
     if from_adapter and method != "ld":
         raise click.UsageError("--from-adapter continues a selection adapter: use it with --method ld")
+    if quick and method != "ld":
+        raise click.UsageError("--quick is a smoke run of --method ld; for kd and write pass small --steps "
+                               "and --train-games")
     cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out,
-                         start_adapter=from_adapter,
+                         start_adapter=from_adapter, device=_device(device),
                          train_seeds=list(range(10_000, 10_000 + train_games)),
                          heldout_seeds=list(range(20_000, 20_000 + heldout_games)))
     if method == "kd":
@@ -391,7 +425,7 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
         click.echo(f"adapter: {manifest['path']}  held-out move accuracy "
                    f"{manifest['heldout_move_accuracy']:.3f} (legal answers {manifest['heldout_legal_answer_rate']:.3f})")
         return
-    manifest = run_finetune(registry(), cfg, log=click.echo)
+    manifest = run_finetune(registry(), quick_config(cfg) if quick else cfg, log=click.echo)
     click.echo(f"adapter: {manifest['path']}  held-out accuracy {manifest['heldout_accuracy']:.3f} "
                f"(shuffled candidates {manifest['heldout_shuffled_accuracy']:.3f})"
                + ("" if len(tasks) < 2 else ", pooled over " + ", ".join(tasks)))

@@ -490,37 +490,39 @@ def reference_module(kind: Any, params: dict) -> str:
 
 def emergency_selection_examples(registry: Any, task: Any, kinds: list[Any], seeds: list[int], evader: Any,
                                  k: int, steps: int = 4, shuffle_seed: int | None = None,
-                                 encoder: Any = None) -> list[Any]:
+                                 encoder: Any = None, desc: str = "") -> list[Any]:
     """Selection examples with an emergency in force: for each kind and parameter seed, the
     kind's reference function joins the base (untrusted, exactly as a written one would),
     the expert plays one seeded game with the new stage in its pipeline, and every stage
     of its first ``steps`` steps gives an example. The prompt then carries the new rule
     and the new stage, so the student learns to pick the function of the stage it is
-    asked for, also when the state summary looks like the one before ``decide``."""
+    asked for, also when the state summary looks like the one before ``decide``.
+    ``desc``: a progress bar over the games."""
+    from tqdm.auto import tqdm
     from ldengine.agents import AgentContext, expert_agent
     from ldengine.functionbase import FunctionBase
     from ldengine.ld import RetrieverProvider, selection_examples
     from ldengine.retriever import Encoder, Retriever
     encoder = encoder or Encoder()
     examples = []
-    for kind in kinds:
-        for seed in seeds:
-            params = kind.params(seed, getattr(task, "size", 21))
-            in_force = task.with_emergency(Instance(kind, params))
-            base = FunctionBase.build(task.name, registry.modules_for(task.name))
-            base.add_generated(reference_module(kind, params),
-                               f"{task.name}/emergencies/reference-{kind.name}-{params_key(params)}.py")
-            agent = expert_agent(AgentContext(in_force, base))
-            agent.pipeline = with_stage(agent.pipeline, kind.stage, kind.after)
-            pairs: list = []
-            agent.observers.append(lambda d: pairs.append([(s.stage, s.state) for s in d.stages]))
-            try:
-                in_force.play(agent, 0, seed, evader, lambda r: None)
-                provider = RetrieverProvider(in_force, base, Retriever.for_library(base, registry, encoder), k)
-                flat = [pair for step in pairs[:steps] for pair in step]
-                examples += selection_examples(in_force, base, provider, flat,
-                                               None if shuffle_seed is None else shuffle_seed + len(examples))
-            finally:
-                if base.isolated is not None:
-                    base.isolated.close()
+    games = [(kind, seed) for kind in kinds for seed in seeds]
+    for kind, seed in tqdm(games, desc=desc, unit="game", disable=not desc, leave=False):
+        params = kind.params(seed, getattr(task, "size", 21))
+        in_force = task.with_emergency(Instance(kind, params))
+        base = FunctionBase.build(task.name, registry.modules_for(task.name))
+        base.add_generated(reference_module(kind, params),
+                           f"{task.name}/emergencies/reference-{kind.name}-{params_key(params)}.py")
+        agent = expert_agent(AgentContext(in_force, base))
+        agent.pipeline = with_stage(agent.pipeline, kind.stage, kind.after)
+        pairs: list = []
+        agent.observers.append(lambda d: pairs.append([(s.stage, s.state) for s in d.stages]))
+        try:
+            in_force.play(agent, 0, seed, evader, lambda r: None)
+            provider = RetrieverProvider(in_force, base, Retriever.for_library(base, registry, encoder), k)
+            flat = [pair for step in pairs[:steps] for pair in step]
+            examples += selection_examples(in_force, base, provider, flat,
+                                           None if shuffle_seed is None else shuffle_seed + len(examples))
+        finally:
+            if base.isolated is not None:
+                base.isolated.close()
     return examples

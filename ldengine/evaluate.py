@@ -46,7 +46,7 @@ class EvalConfig:
     start: str | None = None            # trajectory figures: a named start of the task ("paper") or game 0's
     figures: bool = True
     progress: bool = True
-    batch: int = 16                     # games played side by side by agents that answer in batches
+    batch: int | None = None            # games side by side (None: the agent's default_batch)
     options: dict = field(default_factory=dict)           # student, backend, k, teacher_*
     adapters: dict = field(default_factory=dict)          # agent -> adapter folder
     command: str = ""

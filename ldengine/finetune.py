@@ -44,6 +44,7 @@ class FinetuneConfig:
     seed: int = 0
     out: str | None = None
     start_adapter: str | None = None    # continue this adapter (e.g. on a base with new functions)
+    device: str | None = None           # None: the GPU when torch sees one, else the CPU
     # Selections at a stage with alternatives are repeated this often: the state decides
     # them, and they are few beside the stages with one function.
     alternatives_weight: int = 3
@@ -56,6 +57,17 @@ class FinetuneConfig:
 
 def default_adapter_dir(task: str) -> Path:
     return ADAPTER_ROOT / task / "adapters"
+
+
+def quick(cfg: FinetuneConfig) -> FinetuneConfig:
+    """A smoke run that checks the whole pipeline in a couple of minutes: 2 steps on
+    the selections of 2 training games, scored on 2 held-out games (2 shuffles, one
+    emergency seed of 1 step). Its adapter is saved in the cache, never beside the
+    committed ones, so no agent picks it up unless asked (``--adapter``)."""
+    from ldengine.cache import cache_root
+    out = cfg.out or str(cache_root() / "adapters" / f"quick-{'+'.join(cfg.tasks)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return replace(cfg, steps=2, train_seeds=cfg.train_seeds[:2], heldout_seeds=cfg.heldout_seeds[:2],
+                   shuffles=2, emergency_seeds=cfg.emergency_seeds[:1], emergency_steps=1, out=out)
 
 
 SHARED_ADAPTER_DIR = ADAPTER_ROOT / "adapters"     # adapters trained on several tasks' manuals
@@ -113,7 +125,7 @@ def shuffled(examples: list[SelectionExample], times: int, seed: int = 0) -> lis
     return out
 
 
-def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None):
+def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None, progress: bool = False):
     """Training and held-out selection examples, plus the retriever used. With the
     task's training emergency kinds in force, more training examples (the new stage
     in the pipeline, its reference function in the base); the evaluated kinds give
@@ -125,19 +137,23 @@ def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None):
     retriever = retriever or Retriever.for_library(base, registry)
     provider = RetrieverProvider(task, base, retriever, cfg.k)
     greedy = registry.get("evaders", "greedy").obj
-    train = selection_examples(task, base, provider, stage_inputs(task, base, greedy, cfg.train_seeds),
-                               shuffle_seed=cfg.seed)
+    bar = f"{cfg.task}: " if progress else ""
+    train = selection_examples(task, base, provider,
+                               stage_inputs(task, base, greedy, cfg.train_seeds, bar and bar + "training games"),
+                               shuffle_seed=cfg.seed, desc=bar and bar + "training selections")
     train = weighted(train, base, cfg.alternatives_weight)
-    held = selection_examples(task, base, provider, stage_inputs(task, base, greedy, cfg.heldout_seeds))
+    held = selection_examples(task, base, provider,
+                              stage_inputs(task, base, greedy, cfg.heldout_seeds, bar and bar + "held-out games"),
+                              desc=bar and bar + "held-out selections")
     emergency_held = []
     if cfg.emergency_seeds and hasattr(task, "with_emergency"):
         encoder = getattr(retriever, "encoder", None)
         train += emergency_selection_examples(registry, task, kinds_of(registry, cfg.task, "train"),
                                               cfg.emergency_seeds, greedy, cfg.k, cfg.emergency_steps,
-                                              cfg.seed + 1, encoder)
+                                              cfg.seed + 1, encoder, desc=bar and bar + "emergency training games")
         emergency_held = emergency_selection_examples(registry, task, kinds_of(registry, cfg.task, "eval"),
                                                       cfg.emergency_seeds, greedy, cfg.k, cfg.emergency_steps,
-                                                      encoder=encoder)
+                                                      encoder=encoder, desc=bar and bar + "emergency held-out games")
     return base, retriever, train, held, emergency_held
 
 
@@ -153,8 +169,8 @@ class TaskData:
     mixed: list
 
 
-def task_data(registry: Registry, cfg: FinetuneConfig, task: str, log=print) -> TaskData:
-    base, retriever, train, held, emergency_held = build_data(registry, replace(cfg, task=task))
+def task_data(registry: Registry, cfg: FinetuneConfig, task: str, log=print, progress: bool = True) -> TaskData:
+    base, retriever, train, held, emergency_held = build_data(registry, replace(cfg, task=task), progress=progress)
     log(f"{task}: {len(train)} training and {len(held)} held-out selections "
         f"(retrieval recall@{cfg.k} on held-out: {_recall(held):.3f})"
         + (f"; {len(emergency_held)} held-out selections under the evaluated emergencies" if emergency_held else ""))
@@ -167,8 +183,8 @@ def finetune(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log
     accuracy measured on its own."""
     from ldengine.models import load_student
     start = time.perf_counter()
-    data = [task_data(registry, cfg, task, log) for task in cfg.tasks]
-    student = load_student(cfg.student, adapter=cfg.start_adapter)
+    data = [task_data(registry, cfg, task, log, progress) for task in cfg.tasks]
+    student = load_student(cfg.student, adapter=cfg.start_adapter, device=cfg.device)
     before = {d.task: _accuracies(student, d.held, d.mixed, d.emergency_held) for d in data}
     for d in data:
         log(f"{d.task}: held-out selection accuracy before training: " + _accuracy_words(before[d.task], d))
@@ -176,6 +192,9 @@ def finetune(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log
     metrics = student.train_lora([e.as_tuple() for e in train], steps=cfg.steps, lr=cfg.lr,
                                  batch_size=cfg.batch_size, rank=cfg.rank, seed=cfg.seed,
                                  progress=progress, top_layers=cfg.top_layers)
+    log(f"training: {cfg.steps} steps of {cfg.batch_size} in {metrics['seconds']:.0f} s "
+        f"({metrics['examples_per_second']} examples/s), loss {metrics['first_loss']:.3f} -> "
+        f"{metrics['final_loss']:.3f}")
     after = {d.task: _accuracies(student, d.held, d.mixed, d.emergency_held) for d in data}
     for d in data:
         log(f"{d.task}: held-out selection accuracy after {cfg.steps} steps: " + _accuracy_words(after[d.task], d))
@@ -315,7 +334,7 @@ def finetune_kd(registry: Registry, cfg: FinetuneConfig, progress: bool = True, 
     held = kd.move_examples(task, base, greedy, cfg.heldout_seeds)
     log(f"data: {len(train)} training moves from {len(cfg.train_seeds)} expert games, "
         f"{len(held)} held-out moves from {len(cfg.heldout_seeds)}")
-    student = load_student(cfg.student)
+    student = load_student(cfg.student, device=cfg.device)
     before = kd.move_accuracy(student, task.rules, held)
     log(f"held-out move accuracy before training: {before['move_accuracy']:.3f} "
         f"(legal answers {before['legal_answer_rate']:.3f})")
@@ -385,7 +404,7 @@ def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, p
     data = em.writing_data(registry, cfg.task, cfg.train_seeds)
     log(f"data: {len(data)} functions of {len(train_kinds)} training kinds; held out: "
         f"{', '.join(k.name for k in held_kinds)}")
-    student = load_student(cfg.student)
+    student = load_student(cfg.student, device=cfg.device)
     base = FunctionBase.build(cfg.task, registry.modules_for(cfg.task))
     metrics = student.train_lora_text(data, steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size,
                                       rank=cfg.rank, seed=cfg.seed, progress=progress,

@@ -75,11 +75,17 @@ class StudentSelector:
         self.prompts: set = set()     # distinct (query, options) asked: what a memo could answer
 
     def select(self, stage: str, state: Any, candidates: list[ManualEntry]) -> int:
-        query, options = stage_query(self.task, stage, state), [option_text(c) for c in candidates]
-        self.prompts.add((query, tuple(options)))
-        selection = self.student.select(self.prefix, query, options)
-        self.last_probabilities = selection.probabilities
-        return selection.index
+        index, self.last_probabilities = self.select_batch(stage, [state], [candidates])[0]
+        return index
+
+    def select_batch(self, stage: str, states: list, candidates: list[list[ManualEntry]]) -> list[tuple]:
+        """(index, probabilities) for each state's candidates, scored in one batch."""
+        items = []
+        for state, offered in zip(states, candidates):
+            query, options = stage_query(self.task, stage, state), [option_text(c) for c in offered]
+            self.prompts.add((query, tuple(options)))
+            items.append((self.prefix, query, options))
+        return [(s.index, s.probabilities) for s in self.student.select_batch(items)]
 
     def stats(self) -> dict:
         """Distinct selection prompts asked, and the model calls they cost (the memo answers repeats)."""
@@ -101,24 +107,30 @@ class SelectionExample:
         return (self.prefix, self.query, list(self.options), self.answer)
 
 
-def stage_inputs(task: Any, base: FunctionBase, evader: Any, seeds: list[int]) -> list[tuple[str, Any]]:
-    """(stage, input state) pairs met by the expert over seeded games."""
+def stage_inputs(task: Any, base: FunctionBase, evader: Any, seeds: list[int],
+                 desc: str = "") -> list[tuple[str, Any]]:
+    """(stage, input state) pairs met by the expert over seeded games; with ``desc``,
+    a progress bar on standard error."""
+    from tqdm.auto import tqdm
+
     from ldengine.agents import AgentContext, expert_agent
     agent, pairs = expert_agent(AgentContext(task, base)), []
     agent.observers.append(lambda d: pairs.extend((s.stage, s.state) for s in d.stages))
-    for i, seed in enumerate(seeds):
+    for i, seed in enumerate(tqdm(seeds, desc=desc, unit="game", disable=not desc, leave=False)):
         task.play(agent, i, seed, evader, lambda r: None)
     return pairs
 
 
 def selection_examples(task: Any, base: FunctionBase, provider: RetrieverProvider,
-                       pairs: list[tuple[str, Any]], shuffle_seed: int | None = None) -> list[SelectionExample]:
+                       pairs: list[tuple[str, Any]], shuffle_seed: int | None = None,
+                       desc: str = "") -> list[SelectionExample]:
     """Retrieved top-K candidates -> the oracle's index. For training (``shuffle_seed``
     set) a missed oracle replaces the last candidate and the order is shuffled, so
-    the student learns the stage, not a position."""
+    the student learns the stage, not a position. ``desc``: a progress bar."""
+    from tqdm.auto import tqdm
     rng = random.Random(shuffle_seed) if shuffle_seed is not None else None
     prefix, examples = prompt_prefix(task), []
-    for stage, state in pairs:
+    for stage, state in tqdm(pairs, desc=desc, unit="selection", disable=not desc, leave=False):
         candidates = provider.candidates(stage, state)
         oracle = base.oracle(stage, state)
         retrieved = oracle in candidates
@@ -230,6 +242,9 @@ def _learned_agent(context: Any, name: str, adapter: bool = True, shuffle: bool 
     retriever = _retriever(context)
     chosen = (opts.get("adapter") or find_adapter(context.task.name, context.base)) if adapter else None
     student = context.load_student(adapter=chosen)
+    if opts.get("no_memo"):     # every selection and retrieval computed (benchmarks; the choices are the same)
+        student.memo_size = 0
+        retriever.memo_size = 0
     kind = ShuffledProvider if shuffle else RetrieverProvider
     provider = kind(context.task, context.base, retriever, opts.get("k") or DEFAULT_K)
     agent = LoopAgent(context, provider, StudentSelector(context.task, student))

@@ -71,20 +71,46 @@ class Decision:
 def decide(state: Any, pipeline: list[str], base: FunctionBase,
            provider: CandidateProvider, selector: Selector) -> Decision:
     """Runs one decision step through every stage of ``pipeline``."""
-    decision, value = Decision(None), state
+    return decide_batch([state], pipeline, base, provider, selector)[0]
+
+
+def decide_batch(states: list, pipeline: list[str], base: FunctionBase,
+                 provider: CandidateProvider, selector: Selector) -> list[Decision]:
+    """One decision step for each of several states (games in lockstep): stage by stage,
+    every state's selection is asked in one batch (``selector.select_batch`` when it has
+    one), so a student scores them together. Each state goes through exactly what
+    ``decide`` would do with it alone; one whose stage fails stops there."""
+    decisions, values, live = [Decision(None) for _ in states], list(states), list(range(len(states)))
     for stage in pipeline:
-        candidates = provider.candidates(stage, value)
-        chosen = candidates[selector.select(stage, value, candidates)]
-        oracle = base.oracle(stage, value).name     # before the call: it reads the same input
-        result = base.call(chosen.name, value) if chosen.task == base.task else _foreign(chosen, base)
-        decision.stages.append(StageRecord(stage, value, [label(c, base) for c in candidates],
-                                           label(chosen, base), oracle, result,
-                                           getattr(selector, "last_probabilities", None)))
-        if not result.ok:
-            return decision
-        value = result.value
-    decision.action = value
-    return decision
+        if not live:
+            break
+        candidates = [provider.candidates(stage, values[i]) for i in live]
+        picks = _select_all(selector, stage, [values[i] for i in live], candidates)
+        still = []
+        for i, offered, (index, probabilities) in zip(live, candidates, picks):
+            value, chosen = values[i], offered[index]
+            oracle = base.oracle(stage, value).name     # before the call: it reads the same input
+            result = base.call(chosen.name, value) if chosen.task == base.task else _foreign(chosen, base)
+            decisions[i].stages.append(StageRecord(stage, value, [label(c, base) for c in offered],
+                                                   label(chosen, base), oracle, result, probabilities))
+            if result.ok:
+                values[i] = result.value
+                still.append(i)
+        live = still
+    for i in live:
+        decisions[i].action = values[i]
+    return decisions
+
+
+def _select_all(selector: Selector, stage: str, states: list, candidates: list) -> list[tuple]:
+    """(index, probabilities or None) for each state: in one batch when the selector can."""
+    if callable(getattr(selector, "select_batch", None)):
+        return selector.select_batch(stage, states, candidates)
+    out = []
+    for state, offered in zip(states, candidates):
+        index = selector.select(stage, state, offered)
+        out.append((index, getattr(selector, "last_probabilities", None)))
+    return out
 
 
 def label(entry: ManualEntry, base: FunctionBase) -> str:

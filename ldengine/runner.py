@@ -3,8 +3,8 @@
 The trace is flushed game by game, so an interrupted run keeps every finished
 game; the summary then says how many games were played and that it was cut short.
 
-An agent with ``act_batch(states)`` (the text-answering agents) plays up to
-``batch`` games side by side: each round it decides one step of every running
+An agent with ``act_batch(states)`` (the text-answering agents, and the
+loop agents with ``--batch``) plays up to ``batch`` games side by side: each round it decides one step of every running
 game at once, and a finished game's place goes to the next one. Results are
 the same as one game at a time, up to float rounding in batched matrix products.
 """
@@ -37,6 +37,7 @@ class RunConfig:
     emergency: str | None = None        # an emergency kind in force (its parameters drawn with emergency_seed)
     emergency_seed: int = 0
     function_base: str | None = None    # a stored version (ldengine distill) instead of the plugins' base
+    batch: int | None = None            # games side by side (None: the agent's default)
 
 
 @dataclass
@@ -82,7 +83,7 @@ def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
         bar = stack.enter_context(_progress(cfg))
         games = [(i, cfg.seed + i) for i in range(cfg.games)]
         try:
-            for played in play_games(task, agent, games, policy, emit, cfg.agent, cfg.evader):
+            for played in play_games(task, agent, games, policy, emit, cfg.agent, cfg.evader, cfg.batch):
                 if played.error:
                     raise LDEngineError(f"game {played.game} (seed {played.seed}) failed: {played.error}")
                 results.append(played.result)
@@ -95,12 +96,16 @@ def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
 
 
 def play_games(task: Any, agent: Any, games: list[tuple[int, int]], policy: Callable, emit: "Emitter",
-               agent_name: str = "", evader_name: str = "", batch: int = 16, start: dict | None = None):
+               agent_name: str = "", evader_name: str = "", batch: int | None = None, start: dict | None = None):
     """Play ``games`` ((index, seed) pairs); yield a ``Played`` as each game ends.
+
+    ``batch`` games go side by side for an agent with ``act_batch`` (None: the
+    agent's ``default_batch``, else 16).
 
     A game whose agent or task raises is yielded with its error, and the others
     go on. Each game's trace records are written when it ends.
     """
+    batch = batch or getattr(agent, "default_batch", 16)
     if callable(getattr(agent, "act_batch", None)) and hasattr(task, "game_steps") and batch > 1:
         yield from _play_side_by_side(task, agent, games, policy, emit, agent_name, evader_name, batch, start)
         return
@@ -130,14 +135,14 @@ def _play_side_by_side(task, agent, games, policy, emit, agent_name, evader_name
             running[index] = [Played(index, seed), steps, next(steps)]
         order = list(running)
         before, t0 = usage_of(agent), clock.now()
-        actions = _act_each(agent, [running[i][2] for i in order])
+        actions, extras = _act_each(agent, [running[i][2] for i in order])
         _charge([running[i][0] for i in order], clock.now() - t0, before, usage_of(agent))
-        for index, action in zip(order, actions):
+        for index, action, extra in zip(order, actions, extras):
             played, steps, _ = running[index]
             try:
                 if isinstance(action, _Failed):
                     raise action.error
-                running[index][2] = steps.send((action, []))
+                running[index][2] = steps.send((action, *extra))
                 continue
             except StopIteration as done:
                 played.result = done.value
@@ -153,23 +158,31 @@ class _Failed:
     error: Exception
 
 
-def _act_each(agent: Any, states: list) -> list:
-    """``agent.act_batch(states)``; if it raises, each state on its own, so one
-    bad game does not take the others down with it."""
+def _act_each(agent: Any, states: list) -> tuple[list, list]:
+    """``agent.act_batch(states)`` and what each game is sent beside its action (the
+    functions used and the stage records, for an agent that keeps ``last_batch``); if
+    it raises, each state on its own, so one bad game does not take the others down."""
     try:
-        return list(agent.act_batch(states))
+        return list(agent.act_batch(states)), _extras(agent, len(states))
     except (KeyboardInterrupt, LDEngineError):
         raise
     except Exception:
-        out = []
+        actions, extras = [], []
         for state in states:
             try:
-                out.append(agent.act_batch([state])[0])
+                actions.append(agent.act_batch([state])[0])
+                extras += _extras(agent, 1)
             except (KeyboardInterrupt, LDEngineError):
                 raise
             except Exception as exc:
-                out.append(_Failed(exc))
-        return out
+                actions.append(_Failed(exc))
+                extras.append(([], []))
+        return actions, extras
+
+
+def _extras(agent: Any, n: int) -> list[tuple]:
+    last = getattr(agent, "last_batch", None)
+    return [tuple(x) for x in last] if last is not None and len(last) == n else [([], [])] * n
 
 
 def usage_of(agent: Any) -> dict:

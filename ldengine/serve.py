@@ -174,7 +174,7 @@ class ServedModel:
             if stops and any(s in self.student.tokenizer.decode([t.id for t in tokens]) for s in stops):
                 return tokens, "stop"
             out = model(input_ids=torch.tensor([[token.id]], device=device),
-                        past_key_values=out.past_key_values, use_cache=True)
+                        cache=out.cache, use_cache=True)
         return tokens, "length"
 
     def next_tokens(self, rows: list[list[int]], top_n: int) -> list[Token]:
@@ -229,10 +229,10 @@ class ServedModel:
         cache, scored, last = None, [(None, None)], None
         for start in range(0, len(ids), CHUNK_TOKENS):
             chunk = ids[start:start + CHUNK_TOKENS]
-            out = model(input_ids=torch.tensor([chunk], device=device), use_cache=True, past_key_values=cache,
+            out = model(input_ids=torch.tensor([chunk], device=device), use_cache=True, cache=cache,
                         position_ids=torch.arange(start, start + len(chunk), device=device).unsqueeze(0),
                         logits_to_keep=0 if score else 1)
-            cache, logits = out.past_key_values, out.logits[0]
+            cache, logits = out.cache, out.logits[0]
             if score:
                 targets = ids[start + 1:start + len(chunk) + 1]
                 scored += self._scored(logits[:len(targets)], targets, top_n)
@@ -251,7 +251,7 @@ class ServedModel:
         keep = torch.unique(last) if last_only else 0
         cache = expanded_cache(layers, len(tails), model.config) if layers else None
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                    past_key_values=cache, use_cache=True, logits_to_keep=keep)
+                    cache=cache, use_cache=True, logits_to_keep=keep)
         if not last_only:
             return out.logits
         return out.logits[torch.arange(len(tails), device=device), torch.searchsorted(keep, last)]
@@ -714,8 +714,10 @@ def default_model_name(student: Any, adapter: str | None) -> str:
 @click.option("--model-name", help="Model id clients ask for (default: the adapter folder's name, else the student's).")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
               show_default=True, help="Type the student runs in.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the student runs. auto: the GPU when torch sees one, else the CPU.")
 def serve_command(student: str | None, adapter: str | None, host: str, port: int, model_name: str | None,
-                  dtype: str) -> None:
+                  dtype: str, device: str) -> None:
     """Serve the student over an OpenAI-compatible HTTP API.
 
     GET /v1/models, POST /v1/chat/completions and POST /v1/completions, greedy,
@@ -727,7 +729,9 @@ def serve_command(student: str | None, adapter: str | None, host: str, port: int
     from ldengine.models import load_student
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    loaded = load_student(path=student, adapter=adapter, dtype=None if dtype == "float32" else dtype)
+    from ldengine.cli import _device
+    loaded = load_student(path=student, adapter=adapter, dtype=None if dtype == "float32" else dtype,
+                          device=_device(device))
     server = make_server(loaded, host, port, model_name or default_model_name(loaded, adapter))
     if host not in LOOPBACK:
         click.echo(f"warning: listening on {host} without authentication", err=True)

@@ -64,13 +64,41 @@ def test_the_ld_agent_plays_with_the_student_choosing_every_stage(tmp_path):
     assert 0 < data["distinct_prompts"] <= data["selections"]
     steps = [json.loads(line) for line in trace.read_text().splitlines()]
     chosen = [r["functions"] for r in steps if r["type"] == "pursuers"]
-    decide = {"capture_adjacent", "pin_against_edge", "encircle_evader"}
+    decide = {"capture_adjacent", "route_around_block", "pin_against_edge", "encircle_evader"}
     assert chosen and all(f[:3] == ["observe_positions", "pursuer_candidate_cells", "filter_legal_cells"]
                           and f[3] in decide for f in chosen)
     selections = [s for r in steps if r["type"] == "pursuers" for s in r["selections"]]
     assert all(len(s["candidates"]) == len(s["probabilities"]) == 5 and s["chosen"] in s["candidates"]
                and abs(sum(s["probabilities"]) - 1) < 0.01 for s in selections)
     assert sum(s["chosen"] == s["oracle"] for s in selections) / len(selections) == data["selection_accuracy"]
+
+
+def test_games_in_lockstep_play_exactly_as_one_by_one(tmp_path):
+    """With --batch 3 the ld agent decides three games' stages together (one batched
+    selection per stage); every game's trace records, selections included, equal those
+    of the games played one by one."""
+    traces = []
+    for batch in ("1", "3"):
+        trace = tmp_path / f"b{batch}.jsonl"
+        result = run_cli("run", "pursuit", "--games", "3", "--seed", "5", "--batch", batch, "--dtype", "float32",
+                         "--quiet", "--trace", str(trace))
+        assert result.exit_code == 0, result.output
+        records = [json.loads(line) for line in trace.read_text().splitlines()]
+        traces.append(sorted(records, key=lambda r: r["game"]))
+    assert traces[0] == traces[1]
+    assert any(s["probabilities"] for r in traces[0] if r["type"] == "pursuers" for s in r["selections"])
+
+
+def test_a_quick_finetune_is_a_smoke_run_saved_in_the_cache(tmp_path, monkeypatch):
+    """--quick: 2 steps on 2 training and 2 held-out games, saved under the cache
+    (never beside the committed adapters); only for --method ld."""
+    from ldengine.finetune import quick
+    monkeypatch.setenv("LDENGINE_CACHE", str(tmp_path))
+    cfg = quick(FinetuneConfig())
+    assert cfg.steps == 2 and len(cfg.train_seeds) == len(cfg.heldout_seeds) == 2
+    assert cfg.out.startswith(str(tmp_path / "adapters" / "quick-pursuit-"))
+    result = run_cli("finetune", "--task", "pursuit", "--method", "kd", "--quick")
+    assert result.exit_code != 0 and "--quick is a smoke run of --method ld" in result.output
 
 
 def test_a_few_finetuning_steps_write_an_adapter_with_its_manifest(registry, tmp_path):

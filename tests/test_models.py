@@ -129,6 +129,30 @@ def test_a_batch_agrees_with_single_selections(student, cached):
         assert max(abs(x - y) for x, y in zip(b.probabilities, s.probabilities)) < 1e-4
 
 
+def test_packed_candidates_score_as_if_each_followed_the_query_alone(student):
+    """One pass packs the query and the K candidate rows; the block mask and positions
+    make each row's score equal that of its own whole prompt read from scratch (1e-3)."""
+    import torch
+    from ldengine.models.base import option_row, selection_context
+
+    packed = student._scores(PREFIX, QUERY, OPTIONS).tolist()
+    alone = []
+    with torch.inference_mode():
+        for option in OPTIONS:
+            ids = student._encode(PREFIX + selection_context(QUERY) + option_row(option), special=True)
+            logits = student.model(input_ids=torch.tensor([ids])).logits[0, -1]
+            alone.append(float(logits[student._yes_id] - logits[student._no_id]))
+    assert max(abs(a - b) for a, b in zip(packed, alone)) < 1e-3
+
+
+def test_auto_dtype_is_bfloat16_only_where_the_cpu_computes_it(student):
+    """``--dtype auto`` reads the CPU's flags: bfloat16 with AVX-512-BF16 or AMX-BF16, else float32."""
+    from ldengine.models.loading import _cpu_flags, default_dtype
+    native = bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    assert default_dtype("cpu") == ("bfloat16" if native else "float32")
+    assert load_student(dtype="auto").dtype == default_dtype("cpu")
+
+
 def test_an_empty_prefix_is_scored_without_a_cache(student):
     """It accepts an empty prefix (nothing to cache) and still returns a distribution."""
     chosen = student.select("", QUERY, OPTIONS[:3])

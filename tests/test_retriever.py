@@ -95,7 +95,7 @@ def test_each_stage_query_ranks_its_function_first_on_expert_games(retriever, pu
     assert recall_at_k(retriever, single, ks=(1,)) == {1: 1.0}
     candidates = provider.candidates("pursuer.decide", pairs[3][1])
     alternatives = {e.name for e in pursuit_base.for_stage("pursuer.decide")}
-    assert len(alternatives) == 3 and len(candidates) == 5 and candidates[0].name in alternatives
+    assert len(alternatives) == 4 and len(candidates) == 5 and candidates[0].name in alternatives
 
 
 def test_k_is_clamped_to_the_base_and_scores_are_sorted(retriever, pursuit_base):

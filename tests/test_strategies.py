@@ -1,10 +1,10 @@
-"""pursuer.decide's three strategies: their predicates, the oracle's choice, legal and capturing moves."""
+"""pursuer.decide's four strategies: their predicates, the oracle's choice, legal and capturing moves."""
 import pytest
 
-from plugins.pursuit.task import capture_ready, near_edge
+from plugins.pursuit.task import capture_ready, near_edge, pursuer_blocked
 
 STAGE = "pursuer.decide"
-STRATEGIES = ("capture_adjacent", "pin_against_edge", "encircle_evader")
+STRATEGIES = ("capture_adjacent", "route_around_block", "pin_against_edge", "encircle_evader")
 
 
 def decide_input(pursuers, evader, size=21, forbidden=()):
@@ -23,7 +23,24 @@ EDGE = decide_input([[6, 3], [1, 8], [9, 9]], [1, 2])                  # evader 
 OPEN = decide_input([[2, 2], [18, 3], [10, 19]], [10, 10])             # mid-board, far pursuers
 READY_AT_EDGE = decide_input([[2, 5], [0, 7], [2, 3]], [0, 4])
 BLOCKED = decide_input([[3, 10], [10, 7], [12, 12]], [10, 10], forbidden=[[9, 10], [10, 9]])
-STATES = {"ready": READY, "edge": EDGE, "open": OPEN, "ready at edge": READY_AT_EDGE, "blocked": BLOCKED}
+
+
+def walled(obs, x=6, y0=11, y1=17):
+    """``obs`` with the wall emergency's rule applied to the candidates: no move crosses the wall
+    between columns x and x + 1 for rows y0..y1 (plugins/pursuit/emergencies.py, kind "wall")."""
+    out = dict(obs)
+    out["candidates"] = [[c for c in cells if not (min(p[0], c[0]) <= x < max(p[0], c[0])
+                                                  and (y0 <= p[1] <= y1 or y0 <= c[1] <= y1))]
+                         for p, cells in zip(obs["pursuers"], obs["candidates"])]
+    return out
+
+
+# The first pursuer stands west of the wall, level with the evader: every move east crosses it.
+WALLED = walled(decide_input([[6, 15], [12, 13], [12, 17]], [10, 15]))
+# The same wall, but every pursuer has a way to the evader (the first one around the wall's end).
+WALLED_OPEN = walled(decide_input([[6, 19], [12, 13], [12, 17]], [10, 15]))
+STATES = {"ready": READY, "edge": EDGE, "open": OPEN, "ready at edge": READY_AT_EDGE, "blocked": BLOCKED,
+          "walled": WALLED, "walled, way open": WALLED_OPEN}
 
 
 def test_capture_predicate_matches_the_state_summary(pursuit_base):
@@ -43,9 +60,10 @@ def test_pin_predicate_is_near_edge_and_not_ready(pursuit_base):
 
 @pytest.mark.parametrize("obs, expected", [(READY, "capture_adjacent"), (READY_AT_EDGE, "capture_adjacent"),
                                            (EDGE, "pin_against_edge"), (OPEN, "encircle_evader"),
-                                           (BLOCKED, "encircle_evader")])
+                                           (BLOCKED, "encircle_evader"), (WALLED, "route_around_block"),
+                                           (WALLED_OPEN, "encircle_evader")])
 def test_oracle_picks_the_strategy_of_the_state(pursuit_base, obs, expected):
-    """It chooses capture first, then the edge pin, else the default encircle."""
+    """It chooses capture first, then routing around an obstacle, then the edge pin, else the default encircle."""
     assert pursuit_base.oracle(STAGE, obs).name == expected
 
 
@@ -81,3 +99,82 @@ def test_capture_adjacent_falls_back_to_the_nearest_candidate(pursuit_base):
     """It sends a pursuer that cannot reach the evader to its candidate nearest the evader."""
     cells = pursuit_base.call("capture_adjacent", OPEN).value
     assert cells == [[2, 4], [16, 3], [10, 17]]   # first of the nearest, in candidate order
+
+
+def test_route_predicate_holds_when_a_pursuer_is_blocked(pursuit_base):
+    """It holds exactly when the state summary says some pursuer is blocked: on the walled state,
+    not on the open ones (forbidden cells that leave a way around included)."""
+    for name, obs in STATES.items():
+        assert pursuit_base.applies(pursuit_base.entry("route_around_block"), obs) is pursuer_blocked(obs), name
+    assert pursuer_blocked(WALLED)
+    assert not any(pursuer_blocked(obs) for name, obs in STATES.items() if name != "walled")
+    assert "a pursuer is blocked" in pursuit_base.entry("route_around_block").when
+
+
+def test_capture_keeps_priority_over_routing(pursuit_base):
+    """It plays the capture when every pursuer can step next to the evader, blocked one or not."""
+    ready = walled(decide_input([[6, 12], [10, 13], [8, 10]], [8, 12]), y0=8, y1=14)
+    assert capture_ready(ready) and pursuer_blocked(ready)
+    assert pursuit_base.oracle(STAGE, ready).name == "capture_adjacent"
+
+
+def test_a_blocked_pursuer_slides_along_the_wall_toward_its_end(pursuit_base):
+    """It sends the blocked pursuer along the wall, toward the edge on the evader's side (y = 15 > 10:
+    down, to y = 17), and the others as encircle_evader does with that pursuer's cell fixed."""
+    cells = pursuit_base.call("route_around_block", WALLED).value
+    assert cells[0] == [6, 17]
+    fixed = dict(WALLED, candidates=[[[6, 17]]] + WALLED["candidates"][1:])
+    assert cells == pursuit_base.call("encircle_evader", fixed).value
+    # On the open board it is encircle_evader.
+    assert pursuit_base.call("route_around_block", OPEN).value == pursuit_base.call("encircle_evader", OPEN).value
+
+
+def test_route_examples_hold(pursuit_base):
+    """Its manual's Example runs in the sandbox and gives the documented cells."""
+    entry = pursuit_base.entry("route_around_block")
+    assert entry.examples
+    for ex in entry.examples:
+        assert pursuit_base.call("route_around_block", *ex.args).value == ex.expected
+
+
+def _expert_games(registry, seeds, emergency_seed=None):
+    """The expert's results and its pursuer.decide choices; with ``emergency_seed``, under that wall,
+    with the teacher's function for it in the pipeline (as an agent that adopted one plays)."""
+    from ldengine.agents import AgentContext, expert_agent
+    from ldengine.emergency import Instance, reference_module, with_stage
+    from ldengine.functionbase import FunctionBase
+    task = registry.get("tasks", "pursuit").obj
+    base = FunctionBase.build("pursuit", registry.modules_for("pursuit"))
+    kind = None
+    if emergency_seed is not None:
+        kind = registry.get("emergencies", "wall").obj
+        params = kind.params(emergency_seed, task.size)
+        task = task.with_emergency(Instance(kind, params))
+        base.add_generated(reference_module(kind, params), "pursuit/emergencies/reference-wall-test.py")
+    agent = expert_agent(AgentContext(task, base))
+    if kind is not None:
+        agent.pipeline = with_stage(agent.pipeline, kind.stage, kind.after)
+    decided = []
+    agent.observers.append(lambda d: decided.append(d.functions[-1]))
+    evader = registry.get("evaders", "greedy").obj
+    try:
+        results = [task.play(agent, i, seed, evader, lambda r: None) for i, seed in enumerate(seeds)]
+    finally:
+        if base.isolated is not None:
+            base.isolated.close()
+    return results, decided
+
+
+def test_open_games_never_route(registry):
+    """It is never chosen in games without an obstacle (the expert's figures there stay as they were)."""
+    results, decided = _expert_games(registry, range(10))
+    assert all(r.outcome == "success" for r in results)
+    assert "route_around_block" not in decided
+
+
+def test_wall_games_that_timed_out_are_captured(registry):
+    """Under the wall (emergency seed 0: columns 6|7, rows 11-17) the games in which a pursuer
+    stayed stuck behind the wall until the 100-step limit are captured."""
+    results, decided = _expert_games(registry, [10, 14, 28, 29], emergency_seed=0)
+    assert [r.outcome for r in results] == ["success"] * 4, [(r.seed, r.outcome, r.steps) for r in results]
+    assert "route_around_block" in decided

@@ -1,9 +1,11 @@
 """Pursuer decision: one legal cell per pursuer, closing in on the evader from several sides.
 
-pursuer.decide has three strategies, chosen by the state (the oracle checks the
+pursuer.decide has four strategies, chosen by the state (the oracle checks the
 when_ predicates in module order): capture_adjacent when every pursuer can step
-next to the evader, pin_against_edge when the evader is near an edge and capture
-is not ready, encircle_evader (the default) elsewhere.
+next to the evader, route_around_block when an obstacle (a new rule's wall or
+forbidden cells) stops some pursuer from closing in, pin_against_edge when the
+evader is near an edge and capture is not ready, encircle_evader (the default)
+elsewhere.
 Also a plain chase (a yardstick) and the greedy evader's rule seen from both sides.
 encircle_evader keeps its helpers nested: every top-level def of a function-base
 module is a manual entry, and helpers are not functions a selector should see.
@@ -69,6 +71,65 @@ def when_capture_adjacent(obs):
             if 0 <= x < size and 0 <= y < size and (x, y) not in forbidden]
     pursuers = obs["pursuers"]
     return len(pursuers) > 0 and all(any(abs(p[0] - x) + abs(p[1] - y) <= 2 for x, y in near) for p in pursuers)
+
+
+def route_around_block(obs):
+    """Lead a pursuer that an obstacle cuts off around the obstacle's end; the others surround the evader.
+
+    Stage: pursuer.decide
+    When: a pursuer is blocked: a wall or forbidden cells leave it no legal cell nearer the evader
+    Reads: obs["candidates"] (legal cells per pursuer), obs["pursuers"], obs["evader"], obs["size"], obs["forbidden"]
+    Returns: the action, a list with one cell [x, y] per pursuer, each taken from that pursuer's legal candidates
+    Rules: a pursuer is blocked along x when |x - ex| >= 2 and none of its candidates has a smaller |x - ex|
+        (a wall or forbidden cells stop every move toward the evader in x); blocked along y likewise. A blocked
+        pursuer slides along the obstacle on the other axis, toward the board edge on the evader's side (the
+        edge nearer the evader along that axis; at the middle, the edge nearer the pursuer): that way does not
+        change as the pursuer moves, so it keeps sliding until the obstacle ends, and a fleeing evader is
+        usually on that side. It takes the candidate that goes farthest that way, then the one nearest the
+        evader along the blocked axis, so it hugs the obstacle and turns past its end as soon as a move there
+        is legal; at the board edge it slides the other way. The other pursuers play encircle_evader's move,
+        planned with the blocked ones on their chosen cells. In the open game no pursuer is ever blocked.
+    Example:
+        >>> route_around_block({"size": 21, "evader": [10, 15], "forbidden": [], "pursuers": [[6, 15], [12, 13], [12, 17]], "candidates": [[[6, 13], [5, 14], [6, 14], [4, 15], [5, 15], [6, 15], [5, 16], [6, 16], [6, 17]], [[12, 13], [11, 13], [11, 14], [10, 13]], [[12, 17], [11, 17], [11, 16], [10, 17]]]})
+        [[6, 17], [11, 13], [11, 16]]
+    """
+    size = obs["size"]
+    e = obs["evader"]
+    chosen = []
+    for p, cells in zip(obs["pursuers"], obs["candidates"]):
+        cell = None
+        for axis in (0, 1):
+            other = 1 - axis
+            far = abs(p[axis] - e[axis])
+            if cell is None and cells and far >= 2 and min(abs(c[axis] - e[axis]) for c in cells) >= far:
+                # Blocked along `axis`: slide along `other`, toward the edge on the evader's side.
+                side = e[other] * 2 - (size - 1)
+                if side == 0:
+                    side = p[other] * 2 - (size - 1)
+                way = 1 if side >= 0 else -1
+                ahead = [c for c in cells if (c[other] - p[other]) * way > 0]
+                if not ahead:
+                    way = -way
+                    ahead = [c for c in cells if (c[other] - p[other]) * way > 0]
+                if ahead:
+                    best = sorted(ahead, key=lambda c: (-(c[other] - p[other]) * way, abs(c[axis] - e[axis])))[0]
+                    cell = [best[0], best[1]]
+        chosen.append(cell)
+    # The others plan around the blocked pursuers' cells, as encircle_evader does.
+    narrowed = dict(obs)
+    narrowed["candidates"] = [[c] if c is not None else cells for c, cells in zip(chosen, obs["candidates"])]
+    return encircle_evader(narrowed)
+
+
+def when_route_around_block(obs):
+    """Some pursuer is 2 or more columns (rows) from the evader and no legal cell brings it nearer in x (y)."""
+    e = obs["evader"]
+    for p, cells in zip(obs["pursuers"], obs["candidates"]):
+        for axis in (0, 1):
+            far = abs(p[axis] - e[axis])
+            if cells and far >= 2 and min(abs(c[axis] - e[axis]) for c in cells) >= far:
+                return True
+    return False
 
 
 def pin_against_edge(obs):

@@ -290,7 +290,7 @@ def load_openai_student(path: str | Path | None = None, adapter: str | Path | No
     url, model = parse_address(address)
     student = OpenAIStudent(url, model, api_key=os.environ.get(KEY_ENV))
     _served_adapter_check(student, adapter)
-    if dtype and student.dtype not in (dtype, "unknown"):
+    if dtype and dtype != "auto" and student.dtype not in (dtype, "unknown"):
         raise LDEngineError(f"the student server runs in {student.dtype}, this run asked for {dtype}; "
                             f"start it with `ldengine serve --dtype {dtype}`")
     return student

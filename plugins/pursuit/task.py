@@ -181,16 +181,25 @@ class PursuitTask:
         else:
             parts.append("candidate cells not generated")
         parts.append("forbidden cells " + ("present" if state.get("forbidden") else "none"))
-        # The facts that tell pursuer.decide's alternatives apart (their When: fields).
-        parts.append("every pursuer can reach a cell next to the evader now: "
-                     + ("yes" if capture_ready(state) else "no"))
-        parts.append("evader within 2 cells of an edge: " + ("yes" if near_edge(state) else "no"))
-        parts.append("nearest pursuer 6 or more cells away: " + ("yes" if far_apart(state) else "no"))
+        if isinstance(state.get("candidates"), list) and _all_legal(state):
+            parts += _decide_facts(state)
         return "; ".join(parts)
 
     def plot(self, result: GameResult, path: str, title: str = "") -> None:
         from plugins.pursuit.plot import plot_trajectories
         plot_trajectories(result, self.size, path, title)
+
+
+def _decide_facts(state: dict) -> list[str]:
+    """The facts that tell pursuer.decide's alternatives apart (their When: fields), said once
+    the legal cells are known (the input of decide). Said at every stage, their words
+    ("pursuer", "evader", "legal cell") drew the retriever's first hit at the observe stage
+    to a decide alternative."""
+    return [
+        "every pursuer can reach a cell next to the evader now: " + ("yes" if capture_ready(state) else "no"),
+        "a pursuer is blocked (no legal cell nearer the evader): " + ("yes" if pursuer_blocked(state) else "no"),
+        "evader within 2 cells of an edge: " + ("yes" if near_edge(state) else "no"),
+        "nearest pursuer 6 or more cells away: " + ("yes" if far_apart(state) else "no")]
 
 
 def _game_record(game: PursuitGame, index: int, seed: int, agent: str, evader: str,
@@ -204,6 +213,25 @@ def _game_record(game: PursuitGame, index: int, seed: int, agent: str, evader: s
     if game.rule is not None:
         record["emergency"] = {"name": game.rule.kind.name, "params": dict(game.rule.params)}
     return record
+
+
+def pursuer_blocked(state: dict) -> bool:
+    """Some pursuer is 2 or more columns (rows) from the evader and none of its candidate cells
+    is nearer it in x (y): an obstacle is in its way (route_around_block's When: field)."""
+    evader = parse_cell(state.get("evader"))
+    candidates = state.get("candidates")
+    if evader is None or not isinstance(candidates, list):
+        return False
+    for pursuer, cells in zip(state.get("pursuers") or [], candidates):
+        src = parse_cell(pursuer)
+        cells = [c for c in map(parse_cell, cells) if c is not None] if isinstance(cells, list) else []
+        if src is None or not cells:
+            continue
+        for axis in (0, 1):
+            far = abs(src[axis] - evader[axis])
+            if far >= 2 and min(abs(c[axis] - evader[axis]) for c in cells) >= far:
+                return True
+    return False
 
 
 EDGE_MARGIN = 2
