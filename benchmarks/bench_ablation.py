@@ -67,7 +67,8 @@ def stage_table(reg, task, base, adapter, pairs) -> list[str]:
                "tuned, shuffled": per_stage(mixed, picks(tuned, mixed))}
     stages = [s for s in task.pipeline if results["oracle"][s][1]] + ["(all)"]
     # At stages with alternatives, also one row per right function ("= NAME").
-    stages += sorted(k for k in results["oracle"] if k.startswith("= ")
+    # "= (missed)": the oracle's function was not in the top-K (counted in the stage's row).
+    stages += sorted(k for k in results["oracle"] if k.startswith("= ") and k != "= (missed)"
                      and len(base.for_stage(base.entry(k[2:]).stage)) > 1)
     rows = []
     for stage in stages:
