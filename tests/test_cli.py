@@ -47,7 +47,8 @@ def test_run_audits_every_sandbox_call(tmp_path):
             "capture_adjacent"} <= {c["function"] for c in played}
     # the oracle's predicates run in the sandbox too, once per decide stage at most per predicate
     predicates = [c for c in calls if c["function"].startswith("when_")]
-    assert {c["function"] for c in predicates} <= {"when_capture_adjacent", "when_pin_against_edge"}
+    assert {c["function"] for c in predicates} <= {"when_capture_adjacent", "when_route_around_block",
+                                                   "when_pin_against_edge"}
 
 
 def test_run_is_reproducible_for_a_seed(tmp_path):
