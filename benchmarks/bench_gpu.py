@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_selection import held_out, timed  # noqa: E402
-from benchmarks.common import machine_line, publish  # noqa: E402
+from benchmarks.bench_selection import held_out  # noqa: E402
+from benchmarks.common import machine_line, median_s, publish  # noqa: E402
 
 
 def gpu_name() -> str | None:
@@ -43,7 +43,7 @@ def selections_per_second(adapter, held, batches: list[int]) -> dict:
         def run():
             student.select_batch(chunk)
             torch.cuda.synchronize()
-        out[b] = b / timed(run, 5)
+        out[b] = b / median_s(run, 5)
         print(f"batch {b}: {out[b]:.0f} selections/s", flush=True)
     return out
 

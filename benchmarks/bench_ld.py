@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,18 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import machine_line, publish  # noqa: E402
+from benchmarks.common import machine_line, median_s, publish  # noqa: E402
 LDENGINE = str(Path(sys.executable).with_name("ldengine"))
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def build(prefix_cache: bool, memo: bool):
@@ -66,10 +55,10 @@ def inner(args) -> dict:
         candidates = agent.provider.candidates("pursuer.generate", observed)
         student, prefix = agent.selector.student, agent.selector.prefix
         query, options = stage_query(task, "pursuer.generate", observed), [option_text(c) for c in candidates]
-        out["select_ms"] = median_ms(lambda: student.select(prefix, query, options), args.repeats)
-        out["retrieve_ms"] = median_ms(lambda: agent.provider.candidates("pursuer.generate", observed),
-                                       args.repeats)
-        out["step_ms"] = median_ms(lambda: agent.act(state), max(3, args.repeats // 3))
+        out["select_ms"] = median_s(lambda: student.select(prefix, query, options), args.repeats) * 1e3
+        out["retrieve_ms"] = median_s(lambda: agent.provider.candidates("pursuer.generate", observed),
+                                      args.repeats) * 1e3
+        out["step_ms"] = median_s(lambda: agent.act(state), max(3, args.repeats // 3)) * 1e3
     evader = registry.get("evaders", "greedy").obj
     start, steps = time.perf_counter(), 0
     for i in range(args.games):

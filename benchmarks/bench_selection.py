@@ -15,7 +15,6 @@ held-out selections equal float32's (and how many are right).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import machine_line, publish  # noqa: E402
+from benchmarks.common import machine_line, median_s, publish  # noqa: E402
 
 
 def held_out(task_name: str, games: int):
@@ -33,16 +32,6 @@ def held_out(task_name: str, games: int):
                          heldout_seeds=list(range(20_000, 20_000 + games)))
     base, _, _, held, _ = build_data(Registry.load(), cfg)
     return base, held
-
-
-def timed(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def flops_per_token(model) -> float:
@@ -65,16 +54,16 @@ def measure(dtype: str, adapter, held, repeats: int, batches: list[int]) -> dict
     tokens = student.usage["tokens"] - tokens_before
     out = {"dtype": dtype, "picks": picks, "tokens": tokens, "distinct": len(set(map(str, items))),
            "right": sum(p == e.answer for p, e in zip(picks, held)),
-           "latency_s": timed(lambda: student.select_batch(items[:1]), repeats)}
+           "latency_s": median_s(lambda: student.select_batch(items[:1]), repeats)}
     out["per_s"] = {}
     distinct = list(dict.fromkeys((p, q, tuple(o)) for p, q, o in items))  # a batch dedupes repeats
     for b in batches:
         chunk = [(p, q, list(o)) for p, q, o in (distinct * (b // len(distinct) + 1))[:b]]
-        out["per_s"][b] = b / timed(lambda: student.select_batch(chunk), max(3, repeats // 3))
+        out["per_s"][b] = b / median_s(lambda: student.select_batch(chunk), max(3, repeats // 3))
     ids = torch.randint(100, 1000, (1, tokens))
     with torch.inference_mode():
-        plain = timed(lambda: student.model(input_ids=ids, logits_to_keep=1), repeats)
-        one = timed(lambda: student.model(input_ids=ids[:, :1], logits_to_keep=1), repeats)
+        plain = median_s(lambda: student.model(input_ids=ids, logits_to_keep=1), repeats)
+        one = median_s(lambda: student.model(input_ids=ids[:, :1], logits_to_keep=1), repeats)
     per_token = flops_per_token(student.model)
     out.update(plain_s=plain, one_token_s=one, gflop=per_token * tokens / 1e9)
     return out

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import machine_line, publish  # noqa: E402
+from benchmarks.common import machine_line, median_s, publish  # noqa: E402
 from ldengine.models import load_student  # noqa: E402
 
 RULES = ("The board has cells (x, y) with 0 <= x, y <= 20. Three pursuers chase one evader. "
@@ -54,16 +53,6 @@ def items(student, args) -> list[tuple[str, str, list[str]]]:
         query += " " + fit(student, "Pick the function for this stage. ", max(budget, 0))
         out.append((prefix, query, options))
     return out
-
-
-def median_s(fn, repeats: int) -> float:
-    fn()  # warm-up (and, with the cache on, the one prefix pass)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench_loads(dtype: str) -> tuple[dict, str]:

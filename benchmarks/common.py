@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -32,3 +34,15 @@ def publish(text: str, write: bool) -> None:
     if write:
         with open(RESULTS, "a", encoding="utf-8") as fh:
             fh.write("\n" + text)
+
+
+def median_s(fn, repeats: int) -> float:
+    """Median wall seconds of ``repeats`` calls of ``fn``, after one warm-up call (which,
+    for a student with its prefix cache on, also runs the one prefix pass)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
