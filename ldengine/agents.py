@@ -1,6 +1,7 @@
 """Agents that play a task through the decision loop, and the bookkeeping they share."""
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -46,6 +47,8 @@ class LoopAgent:
         self.last_batch: list[tuple[list[str], list[dict]]] = []
         self.counts: Counter = Counter()
         self.observers: list[Callable[[Decision], None]] = []
+        self.quarantined: dict[str, str] = {}      # generated function -> why it was dropped
+        self.log: Callable[[str], None] = context.options.get("log") or _stderr
 
     def act(self, state: Any) -> Any:
         action = self.act_batch([state])[0]
@@ -55,16 +58,38 @@ class LoopAgent:
     def act_batch(self, states: list) -> list:
         """One step of several games in lockstep (``decide_batch``); ``last_batch`` then
         holds each game's (functions used, stage records), in order."""
-        decisions = decide_batch(states, self.pipeline, self.base, self.provider, self.selector)
+        decisions = decide_batch(states, self.pipeline, self.base, self.provider, self.selector, self.adopted())
         # The expert's candidates are the whole base: its trace names only chosen and oracle.
         whole = isinstance(self.provider, WholeBase)
         self.last_batch = [(d.functions, [s.record(with_candidates=not whole) for s in d.stages])
                            for d in decisions]
+        for decision, (_, records) in zip(decisions, self.last_batch):
+            self._quarantine(decision, records)
         for decision in decisions:
             self._count(decision)
             for observe in self.observers:
                 observe(decision)
         return [d.action for d in decisions]
+
+    def adopted(self) -> set:
+        """Stages this agent added to the task's pipeline (an emergency's): a failure there
+        passes the stage's input on instead of failing the step."""
+        return set(self.pipeline) - set(self.task.pipeline)
+
+    def _quarantine(self, decision: Decision, records: list[dict]) -> None:
+        """A generated function that fails in an adopted stage is dropped with that stage after
+        its first failure (one line to the log and in the trace), not called again every step."""
+        for stage, record in zip(decision.stages, records):
+            entry = self.base.entries.get(stage.chosen)
+            if stage.result.ok or stage.stage not in self.adopted() or entry is None \
+                    or entry.module not in self.base.untrusted:
+                continue
+            why = (f"{stage.chosen} quarantined after its first failure ({stage.result.error}); "
+                   f"stage {stage.stage} dropped from the pipeline")
+            record["quarantined"] = why
+            self.pipeline.remove(stage.stage)
+            self.quarantined[stage.chosen] = stage.result.error or "failed"
+            self.log(why)
 
     def _count(self, decision: Decision) -> None:
         self.counts["steps"] += 1
@@ -82,6 +107,7 @@ class LoopAgent:
                 "selections": c["selections"], "retrieval_miss": c["retrieval_miss"],
                 "wrong_pick": c["wrong_pick"], "function_errors": c["function_error"],
                 "failed_steps": c["failed_steps"], **_emergency_stats(getattr(self, "emergency", None)),
+                **({"quarantined": dict(self.quarantined)} if self.quarantined else {}),
                 **(self.selector.stats() if callable(getattr(self.selector, "stats", None)) else {})}
 
 
@@ -91,6 +117,10 @@ def _emergency_stats(written) -> dict:
         return {}
     return {"emergency_function": written.name if written.passed else None,
             "emergency_attempts": len(written.attempts) or written.provenance.get("accepted_attempt")}
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def expert_agent(context: AgentContext) -> LoopAgent:

@@ -530,6 +530,108 @@ def emergencies_measure(task, kinds, seeds, attempts, games, out, student, quiet
     click.echo(em.measure_table(report))
 
 
+@cli.group(cls=_Group)
+def generated():
+    """Stored generated code: the student's emergency functions and the distilled versions.
+
+    Each was stored with its provenance, which records the sha256 of every file;
+    a file that no longer matches is refused wherever it would load."""
+
+
+def _generated_task(task: str | None) -> str | None:
+    if task:
+        registry().get("tasks", task)
+    return task
+
+
+_GENERATED_TASK = click.option("--task", help="Only this task's stored code (default: every task's).")
+_GENERATED_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+
+
+@generated.command(name="list")
+@_GENERATED_TASK
+@_GENERATED_JSON
+def generated_list(task, as_json):
+    """One line per stored function or version: what, name, task, whether its files still
+    have their recorded sha256 (ok / CHANGED), and what it is."""
+    from ldengine import generated as gen
+    items = gen.stored(registry(), _generated_task(task))
+    if as_json:
+        click.echo(json.dumps([item.record() for item in items], indent=2))
+        return
+    for item in items:
+        status = "ok" if item.problem is None else "CHANGED"
+        click.echo(f"{item.what:<9} {item.name:<28} {item.task:<10} {status:<8} {item.summary()}")
+    click.echo(f"{len(items)} stored (ldengine generated verify: check the hashes and verify them again)")
+
+
+@generated.command(name="show")
+@click.argument("name")
+@_GENERATED_TASK
+@_GENERATED_JSON
+def generated_show(name, task, as_json):
+    """NAME's files with their sha256, whether they still match the provenance, and its code."""
+    from ldengine import generated as gen
+    item = gen.find(registry(), name, _generated_task(task))
+    record = item.record()
+    if as_json:
+        click.echo(json.dumps({**record, "provenance": item.provenance}, indent=2))
+        return
+    click.echo(f"{item.what} {item.name} ({item.task}): {item.summary()}")
+    click.echo("status: ok, every file has the sha256 its provenance records" if item.problem is None
+               else f"status: CHANGED: {item.problem}")
+    for entry in record["files"]:
+        click.echo(f"  {entry['file']:<24} sha256 {entry['sha256']}")
+    if item.what == gen.EMERGENCY and item.path.is_file():
+        click.echo("\n" + item.path.read_text(encoding="utf-8", errors="replace"))
+    else:
+        for function in item.provenance.get("functions", []):
+            click.echo(f"  {function.get('name', '?'):<28} {function.get('stage', '?'):<18} {function.get('version', '')}")
+
+
+@generated.command(name="verify")
+@click.argument("name", required=False)
+@_GENERATED_TASK
+@click.option("--games", type=click.IntRange(1, 1000),
+              help="Versions: the expert's check games (default: as many as when it was distilled).")
+@_GENERATED_JSON
+def generated_verify(name, task, games, as_json):
+    """Check the sha256 of every stored file (or NAME's) against its provenance, then verify
+    the code again: an emergency function against its rule on every move of the board and
+    fresh random states; a distilled version through the distill checks. Exit code 1 if any fails."""
+    from ldengine import generated as gen
+    reg = registry()
+    task = _generated_task(task)
+    items = [gen.find(reg, name, task)] if name else gen.stored(reg, task)
+    verdicts = [gen.verify(reg, item, games) for item in items]
+    if as_json:
+        click.echo(json.dumps([{"name": v.item.name, "what": v.item.what, "task": v.item.task, "passed": v.passed,
+                                "lines": v.lines} for v in verdicts], indent=2))
+    else:
+        for v in verdicts:
+            click.echo(f"{v.item.what} {v.item.name}: {'ok' if v.passed else 'FAILED'}: "
+                       + "\n    ".join(v.lines))
+    failed = [v.item.name for v in verdicts if not v.passed]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(verdicts)} failed: {', '.join(failed)}")
+    if not as_json:
+        click.echo(f"{len(verdicts)} verified")
+
+
+@generated.command(name="remove")
+@click.argument("name")
+@_GENERATED_TASK
+@click.option("--yes", is_flag=True, help="Remove without asking.")
+def generated_remove(name, task, yes):
+    """Delete NAME's stored files: a function and its provenance, or a version's folder."""
+    from ldengine import generated as gen
+    item = gen.find(registry(), name, _generated_task(task))
+    if not yes:
+        click.confirm(f"remove the {item.what} {item.name} ({item.path})?", abort=True)
+    removed = gen.remove(item)
+    click.echo(f"removed {item.what} {item.name}: " + ", ".join(str(path) for path in removed))
+
+
 def _params(pairs) -> dict:
     out = {}
     for pair in pairs:

@@ -21,7 +21,9 @@ crashes fails its check instead of the command. When checks fail, the teacher
 gets the failures and is asked for the whole module again, up to ``rounds``
 answers. A module that passes is stored as a new version,
 ``function_base/TASK/versions/distilled-HASH/`` (module + ``provenance.json``),
-never overwriting one; one that never passes stores nothing.
+never overwriting one; one that never passes stores nothing. Its provenance
+records the module file's sha256 and a hash over the module's whole text:
+loading refuses a version changed afterwards (``functionbase.base_for``).
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ from typing import Any, Callable
 
 from ldengine import __version__
 from ldengine.errors import LDEngineError, ManualError, SandboxCompileError
-from ldengine.functionbase import PROVENANCE, FunctionBase, read_provenance, version_names, versions_dir
+from ldengine.functionbase import (PROVENANCE, FunctionBase, read_provenance, version_hash, version_names,
+                                   versions_dir)
 from ldengine.teacher import DEFAULT_KEY_ENV, ChatClient, TeacherError
 
 MODULE_FILE = "distilled.py"
@@ -422,8 +425,10 @@ def _clip(details: list[str]) -> list[str]:
 # ---- storing a version ---------------------------------------------------------------------
 
 def store(task: str, done: Round, provenance: dict) -> Distilled:
-    """Write the module and its provenance as a new version; the same base already stored is kept."""
-    base_hash = done.base.hash
+    """Write the module and its provenance as a new version; the same base already stored is kept.
+    The version's hash covers the module's whole text (``version_hash``), and the provenance
+    records the file's sha256 (``modules``): both are checked whenever the version loads."""
+    base_hash = version_hash(done.base, {MODULE_FILE: done.source})
     root = versions_dir(task)
     root.mkdir(parents=True, exist_ok=True)
     for version in (f"distilled-{base_hash[:n]}" for n in (8, 16, 64)):
@@ -432,7 +437,8 @@ def store(task: str, done: Round, provenance: dict) -> Distilled:
             if _stored_hash(task, version) == base_hash:
                 return Distilled(version, final, base_hash, False, [])
             continue        # another base under this name (a prefix collision): a longer name
-        if _write_version(root, final, done.source, {**provenance, "version": version, "base_hash": base_hash}):
+        if _write_version(root, final, done.source, {**provenance, "version": version, "base_hash": base_hash,
+                                                     "hash_covers": "modules"}):
             return Distilled(version, final, base_hash, True, [])
     raise LDEngineError(f"cannot store the new base under {root}: every name is taken")
 
@@ -441,7 +447,7 @@ def _write_version(root: Path, final: Path, source: str, provenance: dict) -> bo
     """Write into a temporary folder, then rename it into place (never over an existing one)."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=root))
     try:
-        (tmp / MODULE_FILE).write_text(source, encoding="utf-8")
+        (tmp / MODULE_FILE).write_bytes(source.encode("utf-8"))     # bytes: the recorded sha256 is of these
         (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
         os.rename(tmp, final)
         return True

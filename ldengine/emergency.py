@@ -14,18 +14,31 @@ Generated code is hostile until proven otherwise: every candidate is compiled
 with the sandbox's policy here, but loaded and run only in an
 ``IsolatedSandbox`` worker (CPU, memory, wall-clock limits), during
 verification and during play alike.
+
+Verification cannot be fooled by the cases alone: besides the kind's cases,
+each candidate meets inputs nobody showed the student (``verification_cases``):
+every single move of the board (every cell as a mover's source, every legal
+destination from it), and random states drawn at verification time from a fresh
+seed that the check records. Outputs are compared with the rule's own answer
+(``kind.allows``) where the rule can judge every move, and the properties are
+checked on every one. A stored function is refused (``StoredCodeChanged``) when
+its file no longer has the sha256 its provenance recorded, then verified again.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import random
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ldengine.cache import write_atomic
 from ldengine.errors import LDEngineError, SandboxCompileError
+from ldengine.functionbase import FunctionBase, StoredCodeChanged, check_file, text_sha256
+from ldengine.sandbox import SandboxResult
 
 DEFAULT_ATTEMPTS = 8
 # Attempts after the first (greedy) one are sampled. Hot on purpose: when the greedy body
@@ -33,6 +46,8 @@ DEFAULT_ATTEMPTS = 8
 # slip (wall: 7/10 seeds within 8 attempts); at 1.2 every held-out seed passed within 8.
 TEMPERATURE = 1.2
 MAX_NEW_TOKENS = 160
+RANDOM_STATES = 64          # fresh random states per verification, besides the whole move domain
+MAX_CALL_S = 0.25           # one call of a verified function (~0.3 ms when right); slower is rejected
 FUNCTION_ROOT = Path(__file__).resolve().parent.parent / "function_base"
 
 
@@ -67,11 +82,14 @@ def under_emergency(registry: Any, task: Any, name: str | None, seed: int = 0) -
 
 @dataclass
 class Check:
-    """What verification found: passed only if every case and property held."""
+    """What verification found: passed only if every case and property held. ``seed``:
+    the fresh seed the random states were drawn with (None: none were drawn)."""
     passed: bool
     reasons: list[str]
     cases: int
     cases_passed: int
+    seed: int | None = None
+    seconds: float = 0.0
 
     def line(self) -> str:
         if self.passed:
@@ -98,6 +116,7 @@ class Written:
     source: str | None = None          # the accepted function, if any
     provenance: dict = field(default_factory=dict)
     path: Path | None = None           # where the accepted module is stored
+    check: Check | None = None         # the last verification of the accepted function
 
     @property
     def passed(self) -> bool:
@@ -111,29 +130,216 @@ class Written:
 # ---- verification --------------------------------------------------------------------------
 
 def check_function(source: str, name: str, cases: list[tuple[Any, Any]],
-                   properties: Callable[[Any, Any], list[str]], sandbox: Any) -> Check:
-    """Compile ``source`` (one plain def) and run ``name`` on every case in ``sandbox``
-    (an ``IsolatedSandbox``); it passes if each output keeps the properties and equals
-    the expected output, and a second run of the first case gives the same answer."""
+                   properties: Callable[[Any, Any], list[str]], sandbox: Any,
+                   extra: list[tuple[str, Any, Any]] = ()) -> Check:
+    """Compile ``source`` (one plain def) and run ``name`` on every case, then on every
+    ``extra`` (label, input, expected) case, in ``sandbox`` (an ``IsolatedSandbox``); it
+    passes if each output keeps the properties and equals the expected output, no call
+    takes longer than ``MAX_CALL_S``, and a second run of the first case gives the same
+    answer. The first failure rejects it: a hanging candidate costs one deadline."""
     from ldengine.sandbox import compile_function
+    total = len(cases) + len(extra)
     try:
         module = compile_function(source, filename=f"<emergency {name}>")
     except SandboxCompileError as exc:
-        return Check(False, [f"rejected before running: {exc}"], len(cases), 0)
+        return Check(False, [f"rejected before running: {exc}"], total, 0)
     if name not in module.names:
-        return Check(False, [f"defines no function {name!r}"], len(cases), 0)
+        return Check(False, [f"defines no function {name!r}"], total, 0)
+    if callable(getattr(sandbox, "start", None)):
+        sandbox.start()         # a worker's start-up is not the candidate's time
+    labelled = [(f"case {i}", given, expected) for i, (given, expected) in enumerate(cases, 1)] + list(extra)
     reasons, passed = [], 0
-    for i, (given, expected) in enumerate(cases, 1):
-        problem = _judge(sandbox.call(module, name, given), given, expected, properties)
-        if problem:     # one failure rejects it; a hanging candidate costs one deadline, not eight
-            reasons.append(f"case {i}: {problem}")
+    for label, given, expected in labelled:
+        problem = _judge(_timed_call(sandbox, module, name, given), given, expected, properties)
+        if problem:
+            reasons.append(f"{label}: {problem}")
             break
         passed += 1
-    if cases and not reasons:
-        first, again = sandbox.call(module, name, cases[0][0]), sandbox.call(module, name, cases[0][0])
+    if labelled and not reasons:
+        first, again = sandbox.call(module, name, labelled[0][1]), sandbox.call(module, name, labelled[0][1])
         if not again.ok or again.value != first.value:
-            reasons.append("case 1 run twice gives another answer")
-    return Check(not reasons and passed == len(cases), reasons, len(cases), passed)
+            reasons.append(f"{labelled[0][0]} run twice gives another answer")
+    return Check(not reasons and passed == total, reasons, total, passed)
+
+
+def _timed_call(sandbox: Any, module: Any, name: str, given: Any) -> Any:
+    """The call's result; one slower than ``MAX_CALL_S`` twice in a row comes back as an error
+    (once may be a busy machine), so a function that stalls off the shown cases is refused."""
+    for _ in range(2):
+        result = sandbox.call(module, name, given)
+        if not result.ok or result.duration <= MAX_CALL_S:
+            return result
+    return SandboxResult(name, error_type="TooSlow",
+                         error=f"TooSlow: {result.duration:.2f} s per call (the limit is {MAX_CALL_S} s)")
+
+
+def verify(kind: Any, params: dict, source: str, name: str, sandbox: Any, cases: list | None = None,
+           seed: int | None = None, case_seed: int = 0, game: "GameInputs | None" = None) -> Check:
+    """``check_function`` on the kind's cases (or ``cases``) and on ``verification_cases``
+    drawn with ``seed`` (None: a fresh one, recorded in the result); with ``game``, those
+    inputs are the stage's real inputs in a game (``game_inputs``)."""
+    seed = random.SystemRandom().randrange(2**31) if seed is None else seed
+    cases = kind.cases(params, case_seed) if cases is None else cases
+    start = time.perf_counter()
+    check = check_function(source, name, cases, kind.properties, sandbox,
+                           verification_cases(kind, params, cases, seed, game))
+    check.seed, check.seconds = seed, round(time.perf_counter() - start, 3)
+    return check
+
+
+# ---- inputs the student never saw ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PropertiesOnly:
+    """The expected output of an input whose right answer nobody can compute (a rule known
+    only by a user's examples): only the properties are checked on it."""
+
+    def problem(self, out: Any) -> str | None:
+        return None
+
+
+@dataclass
+class GameInputs:
+    """How a game makes the input of the emergency's stage: a real first state (``o_0``) as the
+    template, and ``upstream``, the teacher's stages up to ``kind.after`` run on a state. With
+    it, verification inputs carry every key a game's do (``step``, ``emergency``, what the
+    earlier stages add), computed by the same functions, so a function cannot tell them apart
+    from play by their shape."""
+    template: dict
+    upstream: Callable[[dict], Any]
+
+    def make(self, pursuers: list, evader: tuple, step: int) -> dict | None:
+        state = dict(self.template, pursuers=[list(p) for p in pursuers], evader=list(evader), step=step)
+        out = self.upstream(state)
+        return out if isinstance(out, dict) and {"pursuers", "candidates"} <= set(out) else None
+
+
+def game_inputs(task: Any, base: Any, kind: Any) -> GameInputs | None:
+    """``GameInputs`` for ``kind`` in ``task`` (the emergency in force), from ``base``'s right
+    function per stage; None for a task without seeded game states."""
+    if not callable(getattr(task, "game_steps", None)) or kind.after not in task.pipeline:
+        return None
+    try:
+        steps = task.game_steps(0, 0, lambda *args: None, lambda record: None)
+        template = json.loads(json.dumps(next(steps)))
+        steps.close()
+    except Exception:  # a task whose games cannot start without more: synthetic inputs only
+        return None
+    stages = task.pipeline[:task.pipeline.index(kind.after) + 1]
+
+    def upstream(state: dict) -> Any:
+        value = state
+        for stage in stages:
+            result = base.call(base.oracle(stage, value).name, value)
+            if not result.ok:
+                return None
+            value = result.value
+        return value
+    return GameInputs(template, upstream)
+
+
+def verification_cases(kind: Any, params: dict, cases: list, seed: int,
+                       game: GameInputs | None = None) -> list[tuple[str, Any, Any]]:
+    """(label, input, expected) beyond the shown cases, for a rule over single moves whose
+    cases are states with ``pursuers``, ``candidates``, ``size`` and ``reach``: every cell of
+    the board as a mover's source with every legal destination from it (the whole single-move
+    domain, three movers per state), then ``RANDOM_STATES`` states drawn with ``seed``
+    (movers anywhere, sharing cells, the evader next to them, candidate lists thinned at
+    random), then the kind's own cases for ``seed``. With ``game`` each state is the stage's
+    input as a game computes it (``GameInputs``); without, the cases' shape. Expected outputs
+    come from the rule (``kind.allows``); a rule that cannot judge every move gets
+    ``PropertiesOnly``. Any other shape of state gets only the kind's cases for ``seed``."""
+    template = cases[0][0] if cases and isinstance(cases[0][0], dict) else None
+    fresh = [(f"fresh case {i} (seed {seed})", given, expected)
+             for i, (given, expected) in enumerate(_fresh_cases(kind, params, seed), 1)]
+    if template is None or not {"pursuers", "candidates", "size", "reach"} <= set(template):
+        return fresh
+    size, reach = int(template["size"]), int(template["reach"])
+    steps = random.Random(seed)
+
+    def build(pursuers: list, evader: tuple) -> dict | None:
+        if game is not None:
+            return game.make(pursuers, evader, steps.randrange(100))
+        return _state(template, pursuers, evader, size, reach)
+    rule = _move_rule(kind, params)
+    states = [("move domain", s) for s in _domain_states(build, size, len(template["pursuers"]))]
+    states += [(f"random state (seed {seed})", s)
+               for s in _random_states(build, size, reach, len(template["pursuers"]), seed)]
+    labelled = [(f"{what} {i}: movers at {state['pursuers']}, evader at {state['evader']}", state, _expected(state, rule))
+                for i, (what, state) in enumerate(states, 1) if state is not None]
+    return labelled + fresh
+
+
+def _fresh_cases(kind: Any, params: dict, seed: int) -> list:
+    try:
+        return list(kind.cases(params, seed))
+    except Exception:  # a kind whose cases take no seed: the shown ones are all it has
+        return []
+
+
+def _move_rule(kind: Any, params: dict) -> Callable | None:
+    """``(src, dst) -> allowed`` for a pursuer, or None when the rule cannot judge every move."""
+    def allows(src: tuple, dst: tuple) -> bool:
+        return bool(kind.allows(params, "pursuer", src, dst))
+    try:
+        allows((0, 0), (0, 1))
+    except Exception:  # e.g. a rule known only by a user's examples
+        return None
+    return allows
+
+
+def _expected(state: dict, rule: Callable | None) -> Any:
+    if rule is None:
+        return PropertiesOnly()
+    kept = [[c for c in cells if rule(tuple(p), tuple(c))] for p, cells in zip(state["pursuers"], state["candidates"])]
+    return dict(state, candidates=kept)
+
+
+def _domain_states(build: Callable, size: int, movers: int) -> list:
+    """Every cell as a mover's source, ``movers`` movers per state, spread apart."""
+    cells = [(x, y) for x in range(size) for y in range(size)]
+    movers = max(1, movers)
+    per = -(-len(cells) // movers)
+    out = []
+    for i in range(per):
+        pursuers = [cells[(i + j * per) % len(cells)] for j in range(movers)]
+        out.append(build(pursuers, _far_cell(pursuers, cells)))
+    return out
+
+
+def _random_states(build: Callable, size: int, reach: int, movers: int, seed: int) -> list:
+    rng = random.Random(seed)
+    cells = [(x, y) for x in range(size) for y in range(size)]
+    out = []
+    for i in range(RANDOM_STATES):
+        pursuers = [rng.choice(cells) for _ in range(max(1, movers))]
+        if i % 4 == 1:
+            pursuers[-1] = pursuers[0]                     # movers sharing a cell
+        near = [c for c in cells if 1 <= abs(c[0] - pursuers[0][0]) + abs(c[1] - pursuers[0][1]) <= reach]
+        evader = rng.choice(near if near and i % 2 else cells)   # half of them: the evader within reach
+        while evader in pursuers:
+            evader = rng.choice(cells)
+        state = build(pursuers, evader)
+        if state is not None and i % 3 == 2:               # a thinned candidate list
+            state["candidates"] = [[c for c in cand if rng.random() < 0.6] for cand in state["candidates"]]
+        out.append(state)
+    return out
+
+
+def _state(template: dict, pursuers: list, evader: tuple, size: int, reach: int) -> dict:
+    """``template`` with these movers, this evader, and each mover's legal cells (on the
+    board, within ``reach``, not the evader's), in the engine's order."""
+    steps = [(dx, dy) for dx in range(-reach, reach + 1) for dy in range(-reach, reach + 1)
+             if abs(dx) + abs(dy) <= reach]
+    cands = [[[px + dx, py + dy] for dx, dy in steps
+              if 0 <= px + dx < size and 0 <= py + dy < size and (px + dx, py + dy) != tuple(evader)]
+             for px, py in pursuers]
+    return dict(template, pursuers=[list(p) for p in pursuers], evader=list(evader), candidates=cands)
+
+
+def _far_cell(pursuers: list, cells: list) -> tuple:
+    """The first cell at distance >= 3 from every mover (the evader out of everyone's way)."""
+    return next((c for c in cells if all(abs(c[0] - p[0]) + abs(c[1] - p[1]) >= 3 for p in pursuers)), cells[-1])
 
 
 def _judge(result: Any, given: Any, expected: Any, properties: Callable) -> str | None:
@@ -201,20 +407,23 @@ def body_of(completion: str) -> str:
 
 def write_function(kind: Any, params: dict, student: Any, examples: list[str], attempts: int = DEFAULT_ATTEMPTS,
                    seed: int = 0, cases: list | None = None, name: str | None = None,
-                   report: Callable[[Attempt], None] = lambda a: None) -> Written:
+                   report: Callable[[Attempt], None] = lambda a: None, verify_seed: int | None = None,
+                   game: GameInputs | None = None) -> Written:
     """Up to ``attempts`` candidates (greedy first, then sampled), each verified in an
-    isolated sandbox worker (replaced whenever a candidate kills it); the first that
-    passes is accepted."""
+    isolated sandbox worker (replaced whenever a candidate kills it) on the cases and on
+    inputs drawn with ``verify_seed`` (None: a fresh seed, recorded in each attempt's
+    check), game-shaped with ``game``; the first that passes is accepted."""
     from ldengine.sandbox import IsolatedSandbox
     name = name or kind.function_name()
     header = kind.header(params, name)
     prefix, prompt = examples_prefix(examples), writing_prompt(examples, header)
     cases = cases if cases is not None else kind.cases(params, seed)
+    verify_seed = random.SystemRandom().randrange(2**31) if verify_seed is None else verify_seed
     written = Written(kind.name, dict(params), name)
     with IsolatedSandbox() as sandbox:
         for number, temperature, sample_seed, text in _completions(student, prefix, header, attempts, seed):
             source = header + body_of(text)
-            check = (check_function(source, name, cases, kind.properties, sandbox) if body_of(text).strip()
+            check = (verify(kind, params, source, name, sandbox, cases, verify_seed, game=game) if body_of(text).strip()
                      else Check(False, ["the student wrote no function body"], len(cases), 0))
             attempt = Attempt(number, temperature, sample_seed, source, check)
             written.attempts.append(attempt)
@@ -253,7 +462,17 @@ def _provenance(kind: Any, written: Written, student: Any, prompt: str, cases: l
                           "passed": a.check.passed, "check": asdict(a.check),
                           "source_sha256": hashlib.sha256(a.source.encode()).hexdigest()}
                          for a in written.attempts],
-            "accepted_attempt": written.attempts_to_pass, "version": "1.0.0"}
+            "accepted_attempt": written.attempts_to_pass, "version": "1.0.0",
+            **({"custom_rule": _custom_rule(kind)} if hasattr(kind, "allowed") else {})}
+
+
+def _custom_rule(kind: Any) -> dict:
+    """What rebuilds a rule nobody registered (a user's words and examples), so that
+    ``ldengine generated verify`` can check its function again."""
+    def moves(items: Any) -> list:
+        return [[list(src), list(dst)] for src, dst in items]
+    return {"text": kind.text, "allowed": moves(kind.allowed), "forbidden": moves(kind.forbidden),
+            "like": getattr(kind.like, "name", None)}
 
 
 # ---- the store under function_base/ --------------------------------------------------------
@@ -279,36 +498,78 @@ def module_source(written: Written) -> str:
 
 
 def save(written: Written, folder: Path | None = None, kind: Any = None) -> Path:
-    """Store an accepted function and its provenance (atomically, never half-written)."""
+    """Store an accepted function and its provenance (atomically, never half-written); the
+    provenance records the module file's sha256, checked whenever it is loaded."""
     if not written.passed:
         raise LDEngineError(f"no verified function for {written.kind} to store")
     path = (folder or store_dir(written.provenance["task"])) / f"{written.kind}-{params_key(written.params)}.py"
+    text = module_source(written)
+    written.provenance = {**written.provenance, "file": path.name, "module_sha256": text_sha256(text)}
     write_atomic(path.with_suffix(".json"), json.dumps(written.provenance, indent=2).encode())
-    write_atomic(path, module_source(written).encode())
+    write_atomic(path, text.encode())
     written.path = path
     return path
 
 
-def load_stored(kind: Any, params: dict, folder: Path | None = None, seed: int = 0) -> Written | None:
-    """A stored function for this instance, verified again (a file may have been edited), or None."""
+def load_stored(kind: Any, params: dict, folder: Path | None = None, seed: int = 0,
+                log: Callable[[str], None] = lambda s: None, game: GameInputs | None = None) -> Written | None:
+    """A stored function for this instance, or None. A file changed since it was stored is
+    refused (``StoredCodeChanged``); an unchanged one is verified again, on fresh inputs too,
+    and None when it fails (say, against a stricter verification than it once passed)."""
     from ldengine.sandbox import IsolatedSandbox
     path = module_path(kind, params, folder)
     if not path.is_file() or not path.with_suffix(".json").is_file():
         return None
-    provenance = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    provenance = read_stored_provenance(path)
+    check_stored(path, provenance)
     name = provenance.get("function", kind.function_name())
-    source = _function_text(path.read_text(encoding="utf-8"), name)
+    source = function_text(path.read_text(encoding="utf-8"), name)
     with IsolatedSandbox() as sandbox:
-        check = check_function(source, name, kind.cases(params, seed), kind.properties, sandbox)
+        check = verify(kind, params, source, name, sandbox, case_seed=seed, game=game)
     if not check.passed:
+        log(f"{kind.name}: the stored {path.name} fails verification now ({check.line()}); not used")
         return None
-    return Written(kind.name, dict(params), name, [], source, provenance, path)
+    return Written(kind.name, dict(params), name, [], source, provenance, path, check)
 
 
-def _function_text(module_text: str, name: str) -> str:
+def read_stored_provenance(path: Path) -> dict:
+    """The .json provenance beside a stored function."""
+    try:
+        provenance = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StoredCodeChanged(f"{path.with_suffix('.json')}: unreadable provenance ({exc})") from None
+    if not isinstance(provenance, dict):
+        raise StoredCodeChanged(f"{path.with_suffix('.json')}: the provenance is not a JSON object")
+    return provenance
+
+
+def check_stored(path: Path, provenance: dict) -> None:
+    """Refuse a stored function whose file is not the one stored: its sha256 against the
+    recorded ``module_sha256``. A module stored before that field existed must be exactly the
+    text the engine writes around its accepted attempt's function (whose sha256 was recorded)."""
+    recorded = provenance.get("module_sha256") or _legacy_module_sha256(path, provenance)
+    check_file(path, recorded, f"restore it, or remove it: ldengine generated remove {path.stem} "
+                               f"--task {provenance.get('task', 'TASK')}")
+
+
+def _legacy_module_sha256(path: Path, provenance: dict) -> str | None:
+    attempts, number = provenance.get("attempts") or [], provenance.get("accepted_attempt")
+    if not isinstance(number, int) or not 1 <= number <= len(attempts) or not path.is_file():
+        return None
+    function = function_text(path.read_text(encoding="utf-8", errors="replace"), str(provenance.get("function")))
+    if text_sha256(function) != attempts[number - 1].get("source_sha256"):
+        return attempts[number - 1].get("source_sha256")
+    return text_sha256(module_source(Written(str(provenance.get("kind")), provenance.get("params") or {},
+                                             str(provenance.get("function")), source=function)))
+
+
+def function_text(module_text: str, name: str) -> str:
     """The ``def name`` of a stored module, as text (read with ``ast``, never executed)."""
     import ast
-    tree = ast.parse(module_text)
+    try:
+        tree = ast.parse(module_text)
+    except SyntaxError:
+        return ""
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == name:
             return (ast.get_source_segment(module_text, node) or "") + "\n"
@@ -333,15 +594,17 @@ def adopt(context: Any, log: Callable[[str], None] = lambda s: None) -> Written 
     if instance is None:
         return None
     kind, params = instance.kind, instance.params
-    written = load_stored(kind, params)
+    game = game_inputs(context.task, context.base, kind)        # verify on what this game will feed it
+    written = load_stored(kind, params, log=log, game=game)
     if written is not None:
-        log(f"{kind.name}: using the verified function {written.path.name}")
+        log(f"{kind.name}: using the verified function {written.path.name} (verified again: {written.check.line()}, "
+            f"fresh seed {written.check.seed}, {written.check.seconds:.2f} s)")
     else:
         writer = context.load_student(adapter=writing_adapter(context))
         attempts = int(context.options.get("attempts") or DEFAULT_ATTEMPTS)
         log(f"{kind.name}: the student writes a function ({attempts} attempts at most)")
         written = write_function(kind, params, writer, worked_examples(context.registry, kind.task),
-                                 attempts, report=lambda a: log(f"  attempt {a.number}: {a.check.line()}"))
+                                 attempts, report=lambda a: log(f"  attempt {a.number}: {a.check.line()}"), game=game)
         if written.passed:
             save(written)
     if written.passed:
@@ -400,12 +663,15 @@ def pass_rates(registry: Any, task: str, student: Any, kinds: list[Any], seeds: 
     cases), the share whose function passed within ``attempts``, and the attempts it took."""
     from tqdm.auto import tqdm
     examples = worked_examples(registry, task)
+    game_task, base = registry.get("tasks", task).obj, FunctionBase.build(task, registry.modules_for(task))
     out = {}
     bar = tqdm(total=len(kinds) * len(seeds), desc="writing", unit="rule", disable=not progress)
     for kind in kinds:
         took = []
         for seed in seeds:
-            written = write_function(kind, kind.params(seed), student, examples, attempts, seed)
+            params = kind.params(seed)
+            game = game_inputs(game_task.with_emergency(Instance(kind, params)), base, kind)
+            written = write_function(kind, params, student, examples, attempts, seed, game=game)
             took.append(written.attempts_to_pass)
             bar.update(1)
         passed = [t for t in took if t is not None]

@@ -1,16 +1,25 @@
 """The function base of one task: manual entries plus their sandboxed code.
 
 Modules arrive as source text from plugins (``ldengine_register_functions``);
-each is compiled by the sandbox, never imported, and every call goes through
-``Sandbox.call``. Generated (emergency) functions are untrusted: they are
-added with ``add_generated``, load and run only in an ``IsolatedSandbox``
-worker, and never execute in this process. The base's hash covers every function's source, so results
+each is compiled by the sandbox, never imported. Every call runs in an
+``IsolatedSandbox`` worker (a shared pool of warm workers) by default: the
+shipped base too, since isolation costs little per call (benchmarks/RESULTS.md,
+"Isolation"). ``$LDENGINE_SANDBOX=inprocess`` (or ``build(..., inprocess=True)``)
+runs the built-in plugins' modules in this process instead, for trusted code
+only: everything else (generated functions added with ``add_generated``,
+stored distilled versions, third-party plugins' modules) runs only in the
+worker whatever the setting, because the in-process ``Sandbox`` cannot stop a
+segfault, a memory bomb or a C-level computation. The base's hash covers every function's source, so results
 and indexes can say exactly which base produced them.
 
 A base can also come from a stored *version* (``ldengine distill`` writes them):
 ``function_base/TASK/versions/VERSION/`` holds its module(s) and ``provenance.json``;
 ``base_for(registry, task, version)`` builds it instead of the plugins' modules.
 ``$LDENGINE_FUNCTION_BASE_DIR`` moves the store (tests use a temporary folder).
+A version is tamper-evident: its provenance records the sha256 of every module
+file's whole text (constants and imports included) and a base hash that pins them
+too; a file that was changed, added or removed afterwards is refused on load
+(``StoredCodeChanged``, one line naming the file).
 """
 from __future__ import annotations
 
@@ -24,8 +33,20 @@ from typing import Any
 
 from ldengine.errors import LDEngineError, ManualError, SandboxCompileError, UnknownNameError
 from ldengine.manual import ManualEntry, entries_from_source
+from ldengine.plugins import DEFAULT_PLUGINS
 from ldengine.registry import ModuleSource
 from ldengine.sandbox import CompiledModule, Sandbox, SandboxResult, compile_module
+
+SANDBOX_ENV = "LDENGINE_SANDBOX"
+ISOLATED, INPROCESS = "isolated", "inprocess"
+
+
+def inprocess_requested() -> bool:
+    """Whether ``$LDENGINE_SANDBOX`` asks for in-process calls of the trusted (built-in) modules."""
+    mode = os.environ.get(SANDBOX_ENV, ISOLATED).strip().lower() or ISOLATED
+    if mode not in (ISOLATED, INPROCESS):
+        raise LDEngineError(f"${SANDBOX_ENV} must be {ISOLATED!r} (the default) or {INPROCESS!r}, not {mode!r}")
+    return mode == INPROCESS
 
 
 @dataclass
@@ -34,22 +55,31 @@ class FunctionBase:
     entries: dict[str, ManualEntry]
     modules: dict[str, CompiledModule]
     sandbox: Sandbox
-    untrusted: set = field(default_factory=set)     # module filenames run only in the isolated worker
+    untrusted: set = field(default_factory=set)     # generated module filenames (add_generated)
     isolated: Any = field(default=None, repr=False)
+    pinned: dict = field(default_factory=dict, repr=False)  # file name -> sha256 of its whole text (versions)
     _last_oracle: tuple = field(default=(None, None, None, None), repr=False)
+    inprocess: set = field(default_factory=set)     # module filenames run in ``sandbox``; the rest isolated
 
     @classmethod
-    def build(cls, task: str, sources: list[ModuleSource], sandbox: Sandbox | None = None) -> "FunctionBase":
-        entries, modules = {}, {}
+    def build(cls, task: str, sources: list[ModuleSource], sandbox: Sandbox | None = None,
+              *, inprocess: bool | None = None) -> "FunctionBase":
+        """The base of ``task`` from module sources. ``inprocess`` (default: ``$LDENGINE_SANDBOX``)
+        runs the built-in plugins' modules in ``sandbox``; all others always run isolated."""
+        trusted_inprocess = inprocess_requested() if inprocess is None else inprocess
+        entries, modules, local = {}, {}, set()
         for src in sources:
-            try:
-                modules[src.filename] = compile_module(src.source, filename=src.filename)
+            here = trusted_inprocess and src.plugin in DEFAULT_PLUGINS
+            try:  # loading is executing: a module headed for the worker loads there
+                modules[src.filename] = compile_module(src.source, filename=src.filename, load=here)
             except SandboxCompileError as exc:
                 raise ManualError(f"plugin {src.plugin!r}, {src.filename}: {exc}") from None
+            if here:
+                local.add(src.filename)
             for entry in entries_from_source(src.source, src.filename, task, src.plugin):
                 name = _unique(entry.name, entries)
                 entries[name] = entry if name == entry.name else replace(entry, name=name)
-        return cls(task, entries, modules, sandbox or Sandbox())
+        return cls(task, entries, modules, sandbox or Sandbox(), inprocess=local)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -61,10 +91,12 @@ class FunctionBase:
         return self.entries[name]
 
     def call(self, name: str, *args) -> SandboxResult:
+        """Run function ``name`` on ``args``: in ``sandbox`` for a module in ``inprocess``, else isolated."""
         entry = self.entry(name)
-        if entry.module in self.untrusted:
-            return self._isolated().call(self.modules[entry.module], entry.def_name, *args)
-        return self.sandbox.call(self.modules[entry.module], entry.def_name, *args)
+        return self._runner(entry.module).call(self.modules[entry.module], entry.def_name, *args)
+
+    def _runner(self, module: str) -> Any:
+        return self.sandbox if module in self.inprocess and module not in self.untrusted else self._isolated()
 
     def add_generated(self, source: str, filename: str, plugin: str = "generated") -> list[ManualEntry]:
         """Add an untrusted module (checked and compiled here, loaded only in the worker)."""
@@ -84,7 +116,7 @@ class FunctionBase:
     def _isolated(self) -> Any:
         if self.isolated is None:
             from ldengine.sandbox import IsolatedSandbox
-            self.isolated = IsolatedSandbox(audit=self.sandbox.audit)
+            self.isolated = IsolatedSandbox(audit=self.sandbox.audit, shared=True)
         return self.isolated
 
     def for_stage(self, stage: str) -> list[ManualEntry]:
@@ -120,8 +152,7 @@ class FunctionBase:
         """Whether ``entry``'s ``when_`` predicate holds on ``state`` (True for a default)."""
         if not entry.predicate:
             return True
-        runner = self._isolated() if entry.module in self.untrusted else self.sandbox
-        result = runner.call(self.modules[entry.module], entry.predicate, state)
+        result = self._runner(entry.module).call(self.modules[entry.module], entry.predicate, state)
         return result.ok and result.value is True
 
     def problems(self, stages: Any, own: Any = ()) -> list[str]:
@@ -142,19 +173,25 @@ class FunctionBase:
 
     @property
     def hash(self) -> str:
-        """Pins every function of the base, generated ones included."""
-        return _hash(self.entries)
+        """Pins every function of the base, generated ones included, and the whole text of
+        its ``pinned`` modules (a stored version's: their constants too)."""
+        return _hash(self.entries, self.pinned)
 
     @property
     def teacher_hash(self) -> str:
         """Pins the teacher's functions only: what an adapter was trained on."""
-        return _hash({n: e for n, e in self.entries.items() if e.module not in self.untrusted})
+        return _hash({n: e for n, e in self.entries.items() if e.module not in self.untrusted}, self.pinned)
 
 
-def _hash(entries: dict) -> str:
+def _hash(entries: dict, pinned: dict | None = None) -> str:
+    """Each function's source hash by name; then, for ``pinned`` modules (file name ->
+    sha256 of the whole text), those. A plugin base pins no module text: its hash stays
+    what the committed adapters' manifests recorded."""
     h = hashlib.sha256()
     for name in sorted(entries):
         h.update(f"{name}:{entries[name].source_hash}\n".encode())
+    for name in sorted(pinned or {}):
+        h.update(f"file {name}:{pinned[name]}\n".encode())
     return h.hexdigest()
 
 
@@ -201,26 +238,82 @@ def read_provenance(task: str, version: str) -> dict:
 
 
 def load_version(task: str, version: str) -> list[ModuleSource]:
-    """The modules of a stored version, as text (compiled by the sandbox, never imported)."""
+    """The modules of a stored version, as text (compiled by the sandbox, never imported),
+    each checked against the sha256 its provenance recorded."""
     folder = _version_folder(task, version)
     files = sorted(folder.glob("*.py"))
     if not files:
         raise LDEngineError(f"function base version {version!r} of {task} has no module in {folder}")
+    check_version_files(task, version)
     return [ModuleSource(task, f.read_text(encoding="utf-8"), f"{task}/versions/{version}/{f.name}",
                          f"version {version}") for f in files]
 
 
 def base_for(registry: Any, task: str, version: str | None = None, sandbox: Sandbox | None = None) -> FunctionBase:
     """The plugins' function base of ``task``, or, with ``version``, that stored version's;
-    a version whose functions no longer hash to what its provenance recorded is refused."""
+    a version whose files or functions no longer hash to what its provenance recorded is refused."""
     if version is None:
         return FunctionBase.build(task, registry.modules_for(task), sandbox)
-    base = FunctionBase.build(task, load_version(task, version), sandbox)
-    recorded = read_provenance(task, version).get("base_hash")
+    sources = load_version(task, version)
+    base = FunctionBase.build(task, sources, sandbox)
+    provenance = read_provenance(task, version)
+    if provenance.get("hash_covers") == "modules":
+        base.pinned = {Path(s.filename).name: text_sha256(s.source) for s in sources}
+    recorded = provenance.get("base_hash")
     if recorded != base.hash:
-        raise LDEngineError(f"function base version {version!r} of {task} was changed after it was stored "
-                            f"(hash {base.hash[:12]}, provenance says {str(recorded)[:12]}); distil it again")
+        raise StoredCodeChanged(f"function base version {version!r} of {task} was changed after it was stored "
+                                f"(hash {base.hash[:12]}, provenance says {str(recorded)[:12]}); distil it again "
+                                f"or remove it: ldengine generated remove {version} --task {task}")
     return base
+
+
+def version_hash(base: FunctionBase, files: dict[str, str]) -> str:
+    """The hash a version of ``base`` made of ``files`` (file name -> whole text) is stored
+    under: its functions and every file's whole text."""
+    return _hash(base.entries, {name: text_sha256(text) for name, text in files.items()})
+
+
+# ---- tamper evidence for stored generated code --------------------------------------------------
+
+class StoredCodeChanged(LDEngineError):
+    """A stored file of generated code no longer has the sha256 its provenance recorded."""
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_file(path: Path, recorded: Any, remedy: str) -> None:
+    """Refuse ``path`` in one line unless its bytes hash to ``recorded``."""
+    if not path.is_file():
+        raise StoredCodeChanged(f"{path} is missing, but its provenance records it; {remedy}")
+    actual = file_sha256(path)
+    if actual != recorded:
+        said = f"its provenance records {recorded[:12]}" if recorded else "its provenance records no sha256 for it"
+        raise StoredCodeChanged(f"{path} was changed after it was stored (sha256 {actual[:12]}, {said}); {remedy}")
+
+
+def check_version_files(task: str, version: str) -> list[Path]:
+    """Every module file of a stored version against ``modules[].sha256`` of its provenance;
+    a file added to the folder afterwards is refused too. Returns the files checked."""
+    folder = _version_folder(task, version)
+    remedy = f"restore it, or remove the version: ldengine generated remove {version} --task {task}"
+    recorded = {m.get("file"): m.get("sha256") for m in read_provenance(task, version).get("modules") or []
+                if isinstance(m, dict)}
+    for name in recorded:
+        if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
+            raise StoredCodeChanged(f"{folder / PROVENANCE} names a module {name!r} outside its folder; {remedy}")
+    for path in sorted(folder.glob("*.py")):
+        if path.name not in recorded:
+            raise StoredCodeChanged(f"{path} is not in its version's provenance (added after it was stored); "
+                                    f"{remedy}")
+    for name, digest in recorded.items():
+        check_file(folder / name, digest, remedy)
+    return [folder / name for name in recorded]
 
 
 def _version_folder(task: str, version: str) -> Path:

@@ -75,11 +75,12 @@ def decide(state: Any, pipeline: list[str], base: FunctionBase,
 
 
 def decide_batch(states: list, pipeline: list[str], base: FunctionBase,
-                 provider: CandidateProvider, selector: Selector) -> list[Decision]:
+                 provider: CandidateProvider, selector: Selector, optional: Any = ()) -> list[Decision]:
     """One decision step for each of several states (games in lockstep): stage by stage,
     every state's selection is asked in one batch (``selector.select_batch`` when it has
     one), so a student scores them together. Each state goes through exactly what
-    ``decide`` would do with it alone; one whose stage fails stops there."""
+    ``decide`` would do with it alone; one whose stage fails stops there, unless the stage
+    is ``optional`` (an adopted one): then its input goes on to the next stage unchanged."""
     decisions, values, live = [Decision(None) for _ in states], list(states), list(range(len(states)))
     for stage in pipeline:
         if not live:
@@ -95,6 +96,7 @@ def decide_batch(states: list, pipeline: list[str], base: FunctionBase,
                                                    label(chosen, base), oracle, result, probabilities))
             if result.ok:
                 values[i] = result.value
+            if result.ok or stage in optional:
                 still.append(i)
         live = still
     for i in live:

@@ -6,6 +6,7 @@ round n of a conversation (n = the assistant messages already in it) gets the
 transcript's n-th answer, the last one once they run out.
 """
 import json
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 
 from ldengine.cli import cli
 from ldengine.distill import check_answer, extract_code
-from ldengine.functionbase import versions_dir
+from ldengine.functionbase import StoredCodeChanged, _hash, base_for, file_sha256, versions_dir
 from tests.jsonhttp import send_json
 
 TRANSCRIPTS = Path(__file__).parent / "data" / "teacher"
@@ -179,6 +180,88 @@ def test_an_unknown_or_edited_version_is_refused_with_a_message(good, tmp_path):
         for p in copy.iterdir():
             p.unlink()
         copy.rmdir()
+
+
+@pytest.fixture
+def restored(good):
+    """The good version's files, put back as they were after the test."""
+    _, version, folder = good
+    saved = {p.name: p.read_bytes() for p in folder.iterdir()}
+    yield version, folder
+    for p in folder.iterdir():
+        if p.name not in saved:
+            p.unlink()
+    for name, data in saved.items():
+        (folder / name).write_bytes(data)
+
+
+def refused_in_one_line(result, path) -> bool:
+    lines = result.output.strip().splitlines()
+    return (result.exit_code == 1 and "Traceback" not in result.output and len(lines) == 1
+            and str(path) in lines[0] and "changed after it was stored" in lines[0])
+
+
+def test_the_version_hash_covers_the_whole_module(good):
+    """The stored base hash pins the module's whole text (constants too) and the provenance
+    records the module file's sha256."""
+    _, version, folder = good
+    prov = json.loads((folder / "provenance.json").read_text())
+    assert prov["hash_covers"] == "modules"
+    assert prov["modules"] == [{"file": "distilled.py", "sha256": file_sha256(folder / "distilled.py")}]
+    base = base_for(None, "pursuit", version)
+    assert base.hash == prov["base_hash"] and base.pinned == {"distilled.py": prov["modules"][0]["sha256"]}
+
+
+def test_a_version_with_a_changed_constant_is_refused_in_one_line(restored):
+    """It refuses a version whose module constant changed (no def changed: the old hash missed
+    it), wherever it would load: functions list, run, generated verify."""
+    version, folder = restored
+    module = folder / "distilled.py"
+    text = module.read_text()
+    assert "\nROUNDS = 2\n" in text
+    module.write_text(text.replace("\nROUNDS = 2\n", "\nROUNDS = 0\n"))
+    assert refused_in_one_line(CliRunner().invoke(cli, ["functions", "list", "--version", version]), module)
+    assert refused_in_one_line(CliRunner().invoke(cli, ["run", "pursuit", "--agent", "expert", "--function-base",
+                                                        version, "--games", "1", "--quiet"]), module)
+    listed = invoke("generated", "list", "--task", "pursuit")
+    assert any(version in line and "CHANGED" in line for line in listed.output.splitlines())
+    verified = CliRunner().invoke(cli, ["generated", "verify", version])
+    assert verified.exit_code == 1 and str(module) in verified.output
+
+
+def test_a_module_added_to_a_version_is_refused(restored):
+    version, folder = restored
+    (folder / "extra.py").write_text('"""Added later."""\n')
+    result = CliRunner().invoke(cli, ["functions", "list", "--version", version])
+    assert result.exit_code == 1 and "extra.py is not in its version's provenance" in result.output
+
+
+def test_a_version_stored_before_whole_module_hashes_still_loads_and_is_file_checked(restored):
+    """A version whose provenance predates ``hash_covers`` (its base hash over the functions
+    only) loads while its files keep their recorded sha256, and is refused once one changes."""
+    version, folder = restored
+    prov = json.loads((folder / "provenance.json").read_text())
+    base = base_for(None, "pursuit", version)
+    legacy = {k: v for k, v in prov.items() if k != "hash_covers"}
+    (folder / "provenance.json").write_text(json.dumps({**legacy, "base_hash": _hash(base.entries)}))
+    assert base_for(None, "pursuit", version).hash == _hash(base.entries)
+    (folder / "distilled.py").write_text((folder / "distilled.py").read_text().replace("FAR = 999", "FAR = 9"))
+    with pytest.raises(StoredCodeChanged, match="distilled.py was changed"):
+        base_for(None, "pursuit", version)
+
+
+def test_generated_verifies_and_removes_a_version(restored, tmp_path):
+    """It runs the distill checks on the stored version again, then removes its folder."""
+    version, folder = restored
+    verified = invoke("generated", "verify", version, "--games", 1)
+    assert verified.exit_code == 0, verified.output
+    assert "hashes match; checks run again: compile ok" in verified.output and "games ok" in verified.output
+    shown = invoke("generated", "show", version)
+    assert "encircle_evader" in shown.output and file_sha256(folder / "distilled.py") in shown.output
+    copy = folder.parent / "distilled-copy"
+    shutil.copytree(folder, copy)
+    removed = invoke("generated", "remove", "distilled-copy", "--yes")
+    assert removed.exit_code == 0 and not copy.exists() and folder.exists()
 
 
 def test_a_broken_function_is_repaired_in_the_next_round(monkeypatch, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 
 from ldengine import emergency as em
 from ldengine.agents import AgentContext, expert_agent
-from ldengine.functionbase import FunctionBase
+from ldengine.functionbase import FunctionBase, StoredCodeChanged
 from ldengine.sandbox import IsolatedSandbox
 from plugins.pursuit.emergencies import KINDS
 
@@ -58,14 +58,17 @@ def test_the_sandbox_still_works_after_hostile_code(sandbox):
 
 
 def test_stored_functions_are_verified_again_when_loaded(tmp_path, sandbox):
-    """A stored function edited afterwards (here: made to ignore the rule) is not used."""
+    """A stored function is verified again when loaded (on fresh inputs too); one edited
+    afterwards (here: made to ignore the rule) is refused, naming its file."""
     written = em.Written(KIND.name, PARAMS, NAME, [], KIND.reference(PARAMS),
                          {"task": "pursuit", "function": NAME})
     path = em.save(written, tmp_path)
     assert json.loads(path.with_suffix(".json").read_text())["function"] == NAME
-    assert em.load_stored(KIND, PARAMS, tmp_path).source == written.source
+    loaded = em.load_stored(KIND, PARAMS, tmp_path)
+    assert loaded.source == written.source and loaded.check.passed and loaded.check.cases > 100
     path.write_text(path.read_text().replace("return out", "return dict(obs)"))
-    assert em.load_stored(KIND, PARAMS, tmp_path) is None
+    with pytest.raises(StoredCodeChanged, match=f"{path} was changed after it was stored"):
+        em.load_stored(KIND, PARAMS, tmp_path)
 
 
 def test_an_adopted_function_loads_and_runs_only_in_the_isolated_worker(pursuit_base, registry):
@@ -109,18 +112,27 @@ def obey_restricted_area(obs):
 '''
 
 
-def test_a_game_goes_on_when_an_adopted_function_breaks(registry, pursuit_task):
-    """A generated function that hangs from step 2 on: the worker is killed each time, the
-    step fails (its pursuers stay, counted as violations), and the game reaches its end."""
+def test_an_adopted_function_that_breaks_is_quarantined_after_its_first_failure(registry, pursuit_task):
+    """A generated function that hangs from step 2 on: its first hang costs one deadline and
+    drops it (and its stage) from the pipeline with one logged line, also in the trace;
+    that step's input goes on to decide unchanged, no step fails, and the game reaches its end."""
     task = em.under_emergency(registry, pursuit_task, "restricted-area", 0)
     base = FunctionBase.build("pursuit", registry.modules_for("pursuit"))
     base.add_generated(BREAKS_LATER, "pursuit/emergencies/broken.py")
-    agent = expert_agent(AgentContext(task, base))
+    lines, records = [], []
+    agent = expert_agent(AgentContext(task, base, {"log": lines.append}))
     agent.pipeline = em.with_stage(agent.pipeline, "pursuer.emergency", "pursuer.filter")
-    result = task.play(agent, 0, 5, registry.get("evaders", "greedy").obj, lambda r: None)
+    result = task.play(agent, 0, 5, registry.get("evaders", "greedy").obj, records.append)
     stats = agent.stats()
-    assert result.outcome == "failure_with_violation" and result.violations > 7
-    assert stats["failed_steps"] >= 1 and stats["function_errors"] == stats["failed_steps"]
+    assert result.outcome in ("success", "failure_with_violation", "failure_without_violation")
+    assert result.steps > 3 and base.isolated.errors == 1       # called again after the hang: never
+    assert stats["function_errors"] == 1 and stats["failed_steps"] == 0
+    assert list(stats["quarantined"]) == ["obey_restricted_area"] and "Timeout" in stats["quarantined"]["obey_restricted_area"]
+    assert len(lines) == 1 and "obey_restricted_area quarantined after its first failure" in lines[0]
+    assert "pursuer.emergency" not in agent.pipeline
+    noted = [s["quarantined"] for r in records if r["type"] == "pursuers" for s in r.get("selections", [])
+             if "quarantined" in s]
+    assert noted == lines
     base.isolated.close()
 
 

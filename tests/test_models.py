@@ -215,6 +215,21 @@ def test_an_adapter_for_other_weights_is_refused(trained, tmp_path, student):
         load_student(adapter=tmp_path)
 
 
+def test_an_adapter_whose_weights_were_changed_is_refused(trained, tmp_path):
+    """Tamper evidence: weights that no longer hash to the manifest's adapter_hash are
+    refused in one line naming the file (the manifest itself is untouched)."""
+    from safetensors.torch import load_file, save_file
+    fresh, _, _, _ = trained
+    fresh.save_adapter(tmp_path, {})
+    weights = tmp_path / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] * 1.01
+    save_file(tensors, str(weights))
+    with pytest.raises(LDEngineError, match="adapter_model.safetensors was changed after it was saved"):
+        load_student(adapter=tmp_path)
+
+
 def test_saving_without_an_adapter_is_an_error(student, tmp_path):
     """It explains that there is no adapter to save yet."""
     with pytest.raises(LDEngineError, match="no adapter"):

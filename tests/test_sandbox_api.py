@@ -32,8 +32,8 @@ def test_it_returns_frozen_results():
 
 
 def test_it_returns_default_limits():
-    """It defaults to 2 s wall and CPU, 256 MiB, depth 32, 100000 items and characters."""
-    assert dataclasses.astuple(Limits()) == (2.0, 2.0, 256, 32, 100_000, 100_000)
+    """It defaults to 2 s wall and CPU, 256 MiB, depth 32, 100000 items and characters, 300-digit ints."""
+    assert dataclasses.astuple(Limits()) == (2.0, 2.0, 256, 32, 100_000, 100_000, 300)
 
 
 def test_it_denies_limits_that_are_not_positive():

@@ -114,3 +114,34 @@ def test_it_denies_unknown_in_place_operators():
     assert inplacevar("+=", [1], [2]) == [1, 2]
     with pytest.raises(TypeError):
         inplacevar("@=", 1, 2)
+
+
+@pytest.mark.parametrize("body, error", [
+    ("return 10 ** 10 ** 8", "OverflowError"),
+    ("return pow(7, 10 ** 9)", "OverflowError"),
+    ("return 1 << 10 ** 9", "OverflowError"),
+    ("x = 3\n    x **= 10 ** 8\n    return x", "OverflowError"),
+    ("x = 2 ** 60000\n    return x * x * x", "OverflowError"),
+    ("return 'ab' * 10 ** 8", "MemoryError"),
+    ("x = [0]\n    x *= 10 ** 8\n    return x", "MemoryError"),
+])
+def test_it_denies_huge_results_before_computing_them(sandbox, body, error):
+    """It refuses *, **, << and pow (in-place forms too) that would build a huge int or sequence."""
+    result = sandbox.call(compile_module(f"def f():\n    {body}\n"), "f")
+    assert result.error_type == error and "refused by the sandbox" in result.error
+
+
+def test_it_allows_ordinary_arithmetic(sandbox):
+    """It computes ordinary *, **, << and pow exactly as Python does."""
+    body = "return [x * 3, 'ab' * 2, [0] * 3, 2 ** 100, 2.5 ** 2, -2 ** 2, pow(3, 4), pow(3, 200, 7), 1 << 70, 2 ** -1]"
+    result = sandbox.call(compile_module(f"def f(x):\n    {body}\n"), "f", 7)
+    assert result.value == [21, "abab", [0, 0, 0], 2 ** 100, 6.25, -4, 81, pow(3, 200, 7), 1 << 70, 0.5]
+
+
+def test_it_keeps_only_the_first_printed_characters():
+    """It keeps at most MAX_PRINTED characters of print output per call (a print bomb costs nothing)."""
+    from ldengine.sandbox.runtime import MAX_PRINTED, BoundedPrintCollector
+    collector = BoundedPrintCollector()
+    for _ in range(100):
+        collector._call_print("x" * 1000)
+    assert len(collector()) == MAX_PRINTED

@@ -134,3 +134,31 @@ def test_it_escapes_the_wire_marker_itself():
     """It carries a dict that happens to use the wire marker as a key."""
     value = {"\x00ldengine:pairs": [[1, 2]]}
     assert json.loads(json.dumps(to_wire(value)), object_hook=from_wire) == value
+
+
+@pytest.mark.parametrize("value", [10 ** 300, -(10 ** 300), [1, 10 ** 400], {"k": 10 ** 300}, {10 ** 300: 1}])
+def test_it_denies_ints_longer_than_the_limit(value):
+    """It refuses an int of more than max_int_digits digits (300), wherever it sits."""
+    with pytest.raises(PlainDataError, match="more than 300 digits"):
+        to_plain(value)
+
+
+def test_it_allows_ints_up_to_the_limit():
+    """It returns ints of up to max_int_digits digits unchanged."""
+    assert to_plain([10 ** 300 - 1, -(10 ** 300) + 1]) == [10 ** 300 - 1, -(10 ** 300) + 1]
+    assert to_plain(10 ** 20 - 1, Limits(max_int_digits=20)) == 10 ** 20 - 1
+
+
+@given(PLAIN)
+def test_dumps_and_loads_carry_plain_data_exactly(value):
+    """It carries plain data through plain.dumps and plain.loads (the worker's replies) exactly."""
+    from ldengine.sandbox.plain import dumps, loads
+    assert loads(dumps(value).encode()) == to_plain(value)
+
+
+@pytest.mark.parametrize("text", [b"[NaN]", b"Infinity", b"[1e400]", b"[" * 100 + b"]" * 100, b"{oops", b"1" * 400])
+def test_loads_denies_what_plain_data_cannot_be(text):
+    """It refuses NaN, infinities, too deep nesting, bad JSON and huge ints from a worker."""
+    from ldengine.sandbox.plain import loads
+    with pytest.raises(PlainDataError):
+        loads(text)

@@ -73,6 +73,7 @@ def test_it_denies_asking_for_an_unknown_function():
     ("def f(*, x={}):\n    return x\n", "immutable literals"),
     ("def f(x: print('hi')):\n    return x\n", "annotations of 'f' must be type expressions"),
     ("def f():\n    global X\n    X = 1\n", "'global' is not allowed"),
+    ("def f():\n    try:\n        return 1\n    except:\n        return 2\n", "a bare 'except:' is not allowed"),
     ("def f():\n    return 1\n\ndef f():\n    return 2\n", "'f' is defined twice"),
     ("import os\n", "import of 'os' is not allowed"),
     ("from os import path\n", "import of 'os' is not allowed"),

@@ -105,4 +105,9 @@ def load(model: Any, directory: Path, model_hash: str) -> Any:
     if isinstance(model, PeftModel):
         raise LDEngineError("this student already has an adapter; load a fresh student to apply another")
     _quiet_peft()
-    return PeftModel.from_pretrained(model, str(directory), is_trainable=False).eval()
+    loaded = PeftModel.from_pretrained(model, str(directory), is_trainable=False).eval()
+    recorded = read_manifest(directory).get("adapter_hash")
+    if recorded and adapter_hash(loaded) != recorded:
+        raise LDEngineError(f"{directory / WEIGHTS} was changed after it was saved (its tensors no longer "
+                            f"hash to the manifest's adapter_hash {recorded[:12]}); train it again or restore it")
+    return loaded

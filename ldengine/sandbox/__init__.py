@@ -2,11 +2,15 @@
 
 Two modes, layered defences (DESIGN.md, "Sandbox"):
 
-- ``Sandbox``: in-process, for trusted teacher-written modules. Restricted
-  compile (RestrictedPython), guarded runtime, copied inputs, checked outputs.
-- ``IsolatedSandbox``: the same inside a worker process with OS limits
+- ``IsolatedSandbox``: restricted compile (RestrictedPython), guarded runtime,
+  copied inputs and checked outputs inside a worker process with OS limits
   (address space, CPU time, no files, no children) and a wall-clock deadline
-  enforced by killing the worker's process group; for untrusted code.
+  enforced by killing the worker's process group. What every function base
+  uses by default (warm workers from a shared pool; a call is one round trip).
+- ``Sandbox``: the same layers in-process, plus size guards and a CPU-time
+  alarm; an opt-in for trusted teacher-written modules only
+  (``LDENGINE_SANDBOX=inprocess``), since it cannot stop a segfault or a
+  C-level computation.
 
 Both return a ``SandboxResult`` rather than raising. Only plain data crosses
 the boundary (``to_plain``).

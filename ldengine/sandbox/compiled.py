@@ -153,7 +153,8 @@ def _check_and_compile(source: str, filename: str, allowed_imports: tuple[str, .
     if errors:
         raise SandboxCompileError(_refused(filename, errors))
     module = CompiledModule(source, filename, kind, allowed_imports, tree, shape)
-    result = compile_restricted_exec(tree, filename)  # transforms ``tree`` in place
+    # transforms ``tree`` in place: RestrictedPython's guards plus the size guards
+    result = compile_restricted_exec(tree, filename, policy=runtime.GuardedTransformer)
     if result.errors:
         raise SandboxCompileError(_refused(filename, result.errors))
     module._code, module.warnings = result.code, tuple(result.warnings)

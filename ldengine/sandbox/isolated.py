@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import marshal
 import math
 import os
 import select
@@ -23,11 +24,12 @@ from ldengine.errors import SandboxCompileError
 from ldengine.sandbox import result as r
 from ldengine.sandbox.compiled import CompiledModule, compile_function, source_hash
 from ldengine.sandbox.inprocess import Audit
-from ldengine.sandbox.plain import DEFAULT_LIMITS, Limits, PlainDataError, from_wire, to_plain, to_wire
-from ldengine.sandbox.worker import NOT_LOADED, module_key
+from ldengine.sandbox.plain import DEFAULT_LIMITS, Limits, PlainDataError, loads, to_plain
+from ldengine.sandbox.worker import NOT_LOADED, VALUE, module_key
 
 STARTUP_TIMEOUT = 30.0  # seconds; generous, a loaded CI machine can be slow
 MAX_REPLY = 64 * 2**20  # bytes
+SHARED_IDLE = 2  # warm workers a shared pool keeps per Limits
 
 
 class _Failure(Exception):
@@ -59,15 +61,24 @@ class IsolatedSandbox:
     Source is parsed and checked in this process but executed only in the
     worker; pass modules from ``compile_function`` or ``compile_module(...,
     load=False)`` to keep it so. The worker is reused while healthy (starting
-    one takes ~100 ms). A context manager; ``close()`` kills the worker, as
-    does interpreter exit. Calls are serialised by a lock.
+    one takes ~100 ms) and keeps the modules it has loaded, so a module's
+    source crosses once and a call costs one round trip of its arguments and
+    result (tens of microseconds). A context manager; ``close()`` kills the
+    worker, as does interpreter exit. Calls are serialised by a lock.
+
+    ``shared=True`` takes workers from a process-wide pool of warm workers
+    (one pool per ``Limits``), as every ``FunctionBase`` does: bases built one
+    after another reuse the same worker, and ``close()`` leaves the pool alone.
+    A worker that failed a call is killed, never returned to the pool.
     """
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS, audit: Audit | None = None) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, audit: Audit | None = None,
+                 *, shared: bool = False) -> None:
         self.limits = limits
         self.audit = audit
-        self.calls = self.errors = self.workers_started = 0
-        self._worker: _Worker | None = None
+        self.calls = self.errors = 0
+        self.shared = shared
+        self._pool = _shared_pool(limits) if shared else _Pool(limits, keep=1)
         self._lock = threading.Lock()
 
     def __enter__(self) -> IsolatedSandbox:
@@ -78,18 +89,24 @@ class IsolatedSandbox:
 
     @property
     def worker_pid(self) -> int | None:
-        """The process id of the current worker, or None when none is running."""
-        return self._worker.proc.pid if self._worker is not None else None
+        """The process id of the worker the next call will use, or None when none is running."""
+        return self._pool.idle_pid()
+
+    @property
+    def workers_started(self) -> int:
+        """How many workers this sandbox's pool has started."""
+        return self._pool.started
 
     def start(self) -> None:
         """Start the worker now rather than on the first call."""
         with self._lock:
-            self._ensure_worker()
+            self._pool.release(self._pool.acquire())
 
     def close(self) -> None:
-        """Kill the worker; a later call starts a fresh one."""
+        """Kill the worker (a shared pool's are left warm); a later call starts a fresh one."""
         with self._lock:
-            self._discard()
+            if not self.shared:
+                self._pool.close()
 
     def call(self, module_or_source: CompiledModule | str, name: str, *args: Any) -> r.SandboxResult:
         """Call ``name(*args)`` in the worker; return a ``SandboxResult``, never raise for its errors.
@@ -117,50 +134,89 @@ class IsolatedSandbox:
         if name not in module.names:
             return _failed(r.NOT_FOUND, f"{module.filename} defines no function {name!r}", digest)
         try:
-            wire_args = to_wire(to_plain(args, self.limits))
+            plain_args = to_plain(args, self.limits)
         except PlainDataError as exc:
             return _failed(r.BAD_ARGUMENT, str(exc), digest)
         try:
-            reply = self._exchange(module, name, wire_args)
+            worker = self._pool.acquire()
+            reply = self._exchange(worker, module, name, plain_args)
         except _Failure as failure:
-            self._discard()
             return _failed(failure.error_type, failure.message, digest)
-        return (*self._outcome(reply), digest)
+        self._pool.release(worker)
+        return (*_outcome(reply), digest)
 
-    def _exchange(self, module: CompiledModule, name: str, args: list[Any]) -> dict[str, Any]:
-        worker = self._ensure_worker()
-        key = module_key(module)
-        request = {"key": key, "kind": module.kind, "filename": module.filename,
-                   "imports": list(module.allowed_imports), "name": name, "args": args}
-        if key not in worker.loaded:
-            request["source"] = module.source
-        reply = worker.request(request, self.limits.wall_s)
-        if reply.get("error_type") == NOT_LOADED:  # the worker's cache evicted it
-            reply = worker.request({**request, "source": module.source}, self.limits.wall_s)
-        worker.loaded.add(key)
-        return reply
+    def _exchange(self, worker: _Worker, module: CompiledModule, name: str,
+                  args: list[Any]) -> dict[str, Any]:
+        try:
+            return worker.call(module, name, args, self.limits.wall_s)
+        except _Failure:
+            worker.kill()
+            raise
 
-    def _outcome(self, reply: dict[str, Any]) -> tuple[Any, str | None, str | None]:
-        if "value" in reply:
-            try:
-                return to_plain(reply["value"], self.limits), None, None
-            except PlainDataError as exc:
-                return None, r.BAD_REPLY, r.error_text(r.BAD_REPLY, str(exc))
-        error_type = str(reply.get("error_type") or r.BAD_REPLY)[:100]
-        return None, error_type, str(reply.get("error") or error_type)[: r.MAX_MESSAGE]
 
-    def _ensure_worker(self) -> _Worker:
-        if self._worker is not None and not self._worker.alive():
-            self._discard()
-        if self._worker is None:
-            self._worker = _Worker(self.limits)
-            self.workers_started += 1
-        return self._worker
+def _outcome(reply: dict[str, Any]) -> tuple[Any, str | None, str | None]:
+    if "value" in reply:  # already checked by ``plain.loads``
+        return reply["value"], None, None
+    error_type = str(reply.get("error_type") or r.BAD_REPLY)[:100]
+    return None, error_type, str(reply.get("error") or error_type)[: r.MAX_MESSAGE]
 
-    def _discard(self) -> None:
-        if self._worker is not None:
-            self._worker.kill()
-            self._worker = None
+
+class _Pool:
+    """Warm workers of one ``Limits``; each serves one call at a time.
+
+    ``acquire`` takes an idle worker (or starts one), ``release`` gives a
+    healthy one back; beyond ``keep`` idle workers the extra is killed. A
+    process that inherits a pool through ``fork`` starts its own workers.
+    """
+
+    def __init__(self, limits: Limits, keep: int) -> None:
+        self.limits, self.keep = limits, keep
+        self.started = 0
+        self._idle: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def acquire(self) -> _Worker:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: those workers talk to the parent
+                self._idle, self._pid = [], os.getpid()
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.alive():
+                    return worker
+                worker.kill()
+        worker = _Worker(self.limits)
+        with self._lock:
+            self.started += 1
+        return worker
+
+    def release(self, worker: _Worker) -> None:
+        with self._lock:
+            if len(self._idle) < self.keep and self._pid == os.getpid():
+                self._idle.append(worker)
+                return
+        worker.kill()
+
+    def idle_pid(self) -> int | None:
+        with self._lock:
+            return self._idle[-1].proc.pid if self._idle else None
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.kill()
+
+
+_SHARED: dict[Limits, _Pool] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_pool(limits: Limits) -> _Pool:
+    with _SHARED_LOCK:
+        if limits not in _SHARED:
+            _SHARED[limits] = _Pool(limits, keep=SHARED_IDLE)
+        return _SHARED[limits]
 
 
 def _failed(error_type: str, message: str, digest: str) -> tuple[None, str, str, str]:
@@ -182,8 +238,10 @@ class _Worker:
     """One worker process and its pipes; ``request`` enforces the deadline."""
 
     def __init__(self, limits: Limits) -> None:
+        self.limits = limits
         self.loaded: set[str] = set()
         self._buffer = bytearray()
+        self._poller = select.poll()
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-S", "-m", "ldengine.sandbox.worker", json.dumps(asdict(limits))],
@@ -191,7 +249,8 @@ class _Worker:
                 bufsize=0, start_new_session=True, env=_worker_env(), cwd="/")
         except OSError as exc:
             raise _Failure(r.WORKER_DIED, f"cannot start a worker: {exc}") from None
-        self._finalizer = weakref.finalize(self, _kill, self.proc)
+        self._finalizer = weakref.finalize(self, _kill, self.proc, os.getpid())
+        self._poller.register(self.proc.stdout.fileno(), select.POLLIN)
         try:
             self._read(STARTUP_TIMEOUT)
         except _Failure as failure:
@@ -205,10 +264,22 @@ class _Worker:
     def kill(self) -> None:
         self._finalizer()
 
-    def request(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def call(self, module: CompiledModule, name: str, args: list[Any], timeout: float) -> dict[str, Any]:
+        """Call ``name(*args)`` of ``module``, sending its source only if this worker lacks it."""
+        key = module_key(module)
+        if key in self.loaded:
+            reply = self.request((key, name, args), timeout)
+            if reply.get("error_type") != NOT_LOADED:  # else the worker's cache evicted it
+                return reply
+        reply = self.request((key, name, args, module.kind, module.filename,
+                              list(module.allowed_imports), module.source), timeout)
+        self.loaded.add(key)
+        return reply
+
+    def request(self, request: tuple, timeout: float) -> dict[str, Any]:
         """Send one request and wait up to ``timeout`` seconds for its reply."""
-        data = json.dumps(request, separators=(",", ":")).encode() + b"\n"
-        view = memoryview(data)
+        payload = marshal.dumps(request)
+        view = memoryview(len(payload).to_bytes(4, "little") + payload)
         try:
             while view:  # a raw pipe: one write may take only part of the data
                 view = view[os.write(self.proc.stdin.fileno(), view):]
@@ -218,21 +289,22 @@ class _Worker:
 
     def _read(self, timeout: float) -> dict[str, Any]:
         line = self._read_line(time.monotonic() + timeout, timeout)
-        try:
-            reply = json.loads(line, object_hook=from_wire)
-        except Exception as exc:
-            raise _Failure(r.BAD_REPLY, f"undecodable reply: {r.describe(exc)[1]}") from None
+        try:  # JSON only, never pickle or marshal: the worker may be hostile
+            if line[:1] == VALUE:
+                return {"value": loads(line[1:], self.limits)}
+            reply = loads(line, self.limits)
+        except PlainDataError as exc:
+            raise _Failure(r.BAD_REPLY, f"undecodable reply: {exc}") from None
         if type(reply) is not dict:
             raise _Failure(r.BAD_REPLY, "the reply is not an object")
+        reply.pop("value", None)  # a value comes only on a VALUE line
         return reply
 
     def _read_line(self, deadline: float, timeout: float) -> bytes:
         fd = self.proc.stdout.fileno()
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
         while (end := self._buffer.find(b"\n")) < 0:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not poller.poll(math.ceil(remaining * 1000)):
+            if remaining <= 0 or not self._poller.poll(math.ceil(remaining * 1000)):
                 raise _Failure(r.TIMEOUT, f"no result within {timeout:g} s (wall clock); worker killed")
             chunk = os.read(fd, 1 << 16)
             if not chunk:
@@ -266,8 +338,10 @@ def _exit_reason(status: int) -> str:
     return f"the worker exited with status {status}"
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _kill(proc: subprocess.Popen, owner: int) -> None:
     """Kill the worker's whole process group, reap it, close its pipes."""
+    if os.getpid() != owner:  # a forked child must not kill its parent's worker
+        return
     if proc.returncode is None:  # not reaped yet, so its pid cannot have been reused
         try:
             os.killpg(proc.pid, signal.SIGKILL)

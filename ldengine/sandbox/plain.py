@@ -4,7 +4,10 @@ Plain data is exact ``int``, finite ``float``, ``bool``, ``str``, ``None``,
 ``list`` and ``dict`` (keys exact ``str`` or ``int``); tuples are accepted and
 become lists. Everything else is refused: sets, user objects, generators,
 callables, and *subclasses* of the builtins, whose ``__eq__``, ``__hash__`` or
-``__lt__`` could lie to the host or hang it later. Size and depth are bounded.
+``__lt__`` could lie to the host or hang it later. Size and depth are bounded,
+and so are ints (``Limits.max_int_digits``): a 5,000-digit int is valid Python
+but breaks the host's ``repr``/``str`` (CPython refuses to print more than 4,300
+digits) and costs quadratic time wherever it is printed.
 
 ``to_plain`` both copies inputs (a fresh copy per call, so called code cannot
 mutate the caller's objects) and checks outputs. It tests exact types with
@@ -12,16 +15,20 @@ mutate the caller's objects) and checks outputs. It tests exact types with
 """
 from __future__ import annotations
 
+import functools
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from ldengine.errors import LDEngineError
 
-# Values copied by reference: immutable, and nothing about them to check.
-_ATOMS = frozenset({int, bool, type(None)})
+# Values copied by reference: immutable, and nothing about them to check
+# (an exact int is immutable too, but its size is checked).
+_ATOMS = frozenset({bool, type(None)})
 # A dict whose keys JSON cannot carry as object keys travels as key/value pairs.
 _PAIRS = "\x00ldengine:pairs"
+_PAIRS_JSON = json.dumps(_PAIRS)[1:-1].encode()  # how the marker looks on the wire
 
 
 class PlainDataError(LDEngineError):
@@ -32,9 +39,11 @@ class PlainDataError(LDEngineError):
 class Limits:
     """Bounds on one sandboxed call.
 
-    ``wall_s``, ``cpu_s`` and ``memory_mb`` are enforced only by
-    ``IsolatedSandbox`` (``memory_mb`` is address space on top of the worker's
-    baseline); the data bounds apply to inputs and outputs in both modes.
+    ``wall_s`` and ``memory_mb`` are enforced only by ``IsolatedSandbox``
+    (``memory_mb`` is address space on top of the worker's baseline);
+    ``cpu_s`` by both (in-process as an alarm that Python loops hear and C
+    code does not); the data bounds, ``max_int_digits`` included, apply to
+    inputs and outputs in both modes.
     """
 
     wall_s: float = 2.0
@@ -43,6 +52,7 @@ class Limits:
     max_depth: int = 32
     max_items: int = 100_000
     max_str: int = 100_000
+    max_int_digits: int = 300
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -57,8 +67,18 @@ def to_plain(value: Any, limits: Limits = DEFAULT_LIMITS) -> Any:
     """A fresh plain-data copy of ``value``; raise ``PlainDataError`` if it is not plain."""
     if type(value) in _ATOMS:
         return value
-    # budget: [items left, the limits]; a list so the recursion can spend it
-    return _copy(value, limits.max_depth, [limits.max_items, limits])
+    return _copy(value, limits.max_depth, _budget(limits))
+
+
+def _budget(limits: Limits) -> list:
+    # [items left, the limits, the int bound, whether to_wire is needed]; a
+    # list so the recursion can spend and mark it
+    return [limits.max_items, limits, _int_bound(limits.max_int_digits), False]
+
+
+@functools.lru_cache(maxsize=8)
+def _int_bound(digits: int) -> int:
+    return 10 ** digits
 
 
 def _copy(v: Any, depth: int, budget: list) -> Any:
@@ -67,10 +87,20 @@ def _copy(v: Any, depth: int, budget: list) -> Any:
     t = type(v)
     if t is list or t is tuple:
         _spend(v, depth, budget)
+        bound = budget[2]
         for x in v:
-            if type(x) not in _ATOMS:
-                return [x if type(x) in _ATOMS else _copy(x, depth - 1, budget) for x in v]
+            tx = type(x)
+            if tx is int:
+                if -bound < x < bound:
+                    continue
+            elif tx in _ATOMS:
+                continue
+            return [x if type(x) in _ATOMS else _copy(x, depth - 1, budget) for x in v]
         return list(v)
+    if t is int:
+        if -budget[2] < v < budget[2]:
+            return v
+        raise PlainDataError(f"an int with more than {budget[1].max_int_digits} digits")
     if t is str:
         if len(v) > budget[1].max_str:
             raise PlainDataError(f"a string longer than {budget[1].max_str} characters")
@@ -96,8 +126,15 @@ def _spend(container: list | tuple | dict, depth: int, budget: list) -> None:
 
 
 def _key(k: Any, budget: list) -> str | int:
-    if type(k) is int or (type(k) is str and len(k) <= budget[1].max_str):
+    if type(k) is str and len(k) <= budget[1].max_str:
+        if k == _PAIRS:
+            budget[3] = True
         return k
+    if type(k) is int:
+        budget[3] = True  # JSON object keys are strings: the dict travels as pairs
+        return _copy(k, 0, budget)
+    if type(k) is str:
+        raise PlainDataError(f"a string longer than {budget[1].max_str} characters")
     raise PlainDataError(f"a dict key of type {type(k).__name__} (keys must be str or int)")
 
 
@@ -122,6 +159,38 @@ def to_wire(value: Any) -> Any:
             return {_PAIRS: [[k, to_wire(x)] for k, x in value.items()]}
         return {k: to_wire(x) for k, x in value.items()}
     return value
+
+
+def dumps(value: Any, limits: Limits = DEFAULT_LIMITS) -> str:
+    """JSON text of a plain-data copy of ``value``; raise ``PlainDataError`` if it is not plain.
+
+    ``to_plain`` and ``to_wire`` in one step; the copy is walked a second time
+    only when a dict has a key JSON cannot carry.
+    """
+    budget = _budget(limits)
+    copied = value if type(value) in _ATOMS else _copy(value, limits.max_depth, budget)
+    return json.dumps(to_wire(copied) if budget[3] else copied, separators=(",", ":"), allow_nan=False)
+
+
+def loads(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """Plain data from JSON written by ``dumps``, checked by ``to_plain`` (for untrusted bytes).
+
+    JSON can only build plain types; what is checked is size, depth, int size
+    and finiteness (``NaN`` and ``Infinity`` are refused while parsing).
+    Raises ``PlainDataError``.
+    """
+    hook = from_wire if _PAIRS_JSON in data else None
+    try:
+        value = json.loads(data, object_hook=hook, parse_constant=_refuse_constant)
+    except PlainDataError:
+        raise
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise PlainDataError(f"undecodable JSON ({type(exc).__name__}: {str(exc)[:100]})") from None
+    return to_plain(value, limits)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise PlainDataError(f"{name} is not a finite float")
 
 
 def from_wire(obj: dict) -> Any:

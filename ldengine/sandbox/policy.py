@@ -7,7 +7,8 @@ it). So a module may contain only a docstring, allowed imports, constant
 assignments of literals, and plain ``def``s whose defaults are immutable
 literals and whose annotations are type expressions. ``compile_function`` asks for less still: one ``def``.
 
-Anywhere in the code: no classes, no decorators, no ``global``, no imports
+Anywhere in the code: no classes, no decorators, no ``global``, no bare
+``except:`` (it would swallow the in-process CPU-time alarm), no imports
 beyond the allowed ones, and no name that neither the module nor the restricted
 builtins define (so ``open``, ``type``, ``getattr``, ``globals``, ``exit`` fail
 here with a line number). These checks make errors clear and early; they are
@@ -152,6 +153,9 @@ def _check_node(node: ast.AST, allowed: tuple[str, ...]) -> str | None:
         return "decorators are not allowed"
     if isinstance(node, ast.Global):
         return "'global' is not allowed: functions may not change module state"
+    if isinstance(node, ast.ExceptHandler) and node.type is None:
+        # it would also catch the in-process sandbox's CPU-time alarm
+        return "a bare 'except:' is not allowed; name the exceptions (except Exception:)"
     if isinstance(node, ast.Import):
         return _check_import([a.name for a in node.names], allowed)
     if isinstance(node, ast.ImportFrom):

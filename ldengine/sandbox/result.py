@@ -29,8 +29,9 @@ class SandboxResult:
     exhausting memory or CPU, or crashing the interpreter.
 
     Does not protect against: a *correct-looking* wrong answer, and, in the
-    in-process ``Sandbox``, infinite loops, memory bombs and C-level long
-    computations (those need ``IsolatedSandbox``).
+    in-process ``Sandbox``, segfaults, C-level long computations and memory
+    growth (its CPU-time alarm stops Python loops only); those need
+    ``IsolatedSandbox``.
 
     ``value`` is plain data (see ``to_plain``) and ``None`` on error; ``error``
     is ``"TypeName: message"`` truncated to about 300 characters; ``duration``

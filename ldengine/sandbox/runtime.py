@@ -12,17 +12,31 @@ Denied on purpose: ``type``, ``id``, ``getattr``/``setattr``, ``vars``, ``dir``,
 module's allowed imports. Attribute names starting with ``_``, frame and
 generator internals, and ``str.format``-style attribute walking are refused by
 ``safer_getattr``. Module constants are read-only: a module keeps no state
-between calls. Print output is collected and discarded.
+between calls. Print output is collected (at most ``MAX_PRINTED`` characters)
+and discarded.
 
-Not protected here: running time and memory (see ``IsolatedSandbox``).
+Size guards: ``GuardedTransformer`` (the compile policy) routes ``a * b``,
+``a ** b`` and ``a << b`` through ``_mul_``, ``_pow_`` and ``_lshift_``, and
+the builtin ``pow`` and the in-place forms go through the same checks: an
+int result beyond ``MAX_INT_BITS`` bits or a repeated sequence beyond
+``MAX_REPEAT`` items is refused *before* it is computed, so ``10 ** 10 ** 8``
+and ``[0] * 10 ** 10`` fail at once instead of running for minutes or
+filling memory inside C. ``int(text)`` is bounded by CPython's own limit
+(4,300 digits).
+
+Not protected here: running time and memory in general (a loop that grows a
+dict, ``math.factorial(10 ** 8)``, ``sum(range(10 ** 12))``); see
+``Sandbox`` for its CPU-time alarm and ``IsolatedSandbox`` for real limits.
 """
 from __future__ import annotations
 
+import ast
 import builtins
 import importlib
 import operator
 from typing import Any, Callable, Iterable
 
+from RestrictedPython import RestrictingNodeTransformer
 from RestrictedPython.Guards import (
     full_write_guard,
     guarded_iter_unpack_sequence,
@@ -55,17 +69,107 @@ _MUTATORS = frozenset({
     "difference_update", "symmetric_difference_update",
 })
 _MUTABLE_TYPES = (list, dict, set)
+MAX_INT_BITS = 100_000  # ~30,000 digits: computed in microseconds, yet no runaway growth
+MAX_REPEAT = 10_000_000  # items (or characters) one ``*`` may build
+MAX_PRINTED = 10_000  # characters of print output kept per call
+
+
+def _check_mul(a: Any, b: Any) -> None:
+    if type(a) is float or type(b) is float:
+        return
+    if isinstance(a, int) and isinstance(b, int):
+        if a.bit_length() + b.bit_length() > MAX_INT_BITS:
+            raise OverflowError(f"int product of more than {MAX_INT_BITS} bits refused by the sandbox")
+    elif isinstance(b, int) and type(a) in _SEQUENCES:
+        _check_repeat(len(a), b)
+    elif isinstance(a, int) and type(b) in _SEQUENCES:
+        _check_repeat(len(b), a)
+
+
+def _check_repeat(length: int, times: int) -> None:
+    if length and times > MAX_REPEAT // length:
+        raise MemoryError(f"a sequence of {length} repeated {times} times: more than "
+                          f"{MAX_REPEAT} items, refused by the sandbox")
+
+
+def _check_pow(a: Any, b: Any) -> None:
+    if isinstance(a, int) and isinstance(b, int) and b > 1 and not -1 <= a <= 1:
+        if (a.bit_length() - 1) * b > MAX_INT_BITS:
+            raise OverflowError(f"int power of more than {MAX_INT_BITS} bits refused by the sandbox")
+
+
+def _check_lshift(a: Any, b: Any) -> None:
+    if isinstance(a, int) and isinstance(b, int) and a and b > 0 and a.bit_length() + b > MAX_INT_BITS:
+        raise OverflowError(f"int shift to more than {MAX_INT_BITS} bits refused by the sandbox")
+
+
+def guarded_mul(a: Any, b: Any) -> Any:
+    """``a * b``, refused when it would build a huge int or sequence."""
+    _check_mul(a, b)
+    return a * b
+
+
+def guarded_pow(a: Any, b: Any, mod: Any = None) -> Any:
+    """``a ** b`` (or ``pow(a, b, mod)``), refused when it would build a huge int."""
+    if mod is None:
+        _check_pow(a, b)
+        return a ** b
+    return pow(a, b, mod)  # bounded by ``mod``
+
+
+def guarded_lshift(a: Any, b: Any) -> Any:
+    """``a << b``, refused when it would build a huge int."""
+    _check_lshift(a, b)
+    return a << b
+
+
+def _checked(check: Callable[[Any, Any], None], op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def inplace(x: Any, y: Any) -> Any:
+        check(x, y)
+        return op(x, y)
+    return inplace
+
+
+_SEQUENCES = (str, list, tuple)
 _INPLACE = {
-    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul,
+    "+=": operator.iadd, "-=": operator.isub, "*=": _checked(_check_mul, operator.imul),
     "/=": operator.itruediv, "//=": operator.ifloordiv, "%=": operator.imod,
-    "**=": operator.ipow, "&=": operator.iand, "|=": operator.ior,
-    "^=": operator.ixor, "<<=": operator.ilshift, ">>=": operator.irshift,
+    "**=": _checked(_check_pow, operator.ipow), "&=": operator.iand, "|=": operator.ior,
+    "^=": operator.ixor, "<<=": _checked(_check_lshift, operator.ilshift), ">>=": operator.irshift,
 }
+_BINOP_GUARDS = {ast.Mult: "_mul_", ast.Pow: "_pow_", ast.LShift: "_lshift_"}
+
+
+class GuardedTransformer(RestrictingNodeTransformer):
+    """RestrictedPython's policy, plus ``*``, ``**`` and ``<<`` as calls of the size guards."""
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        node = self.node_contents_visit(node)
+        guard = _BINOP_GUARDS.get(type(node.op))
+        if guard is None:
+            return node
+        name = ast.copy_location(ast.Name(id=guard, ctx=ast.Load()), node)
+        return ast.copy_location(ast.Call(func=name, args=[node.left, node.right], keywords=[]), node)
+
+
+class BoundedPrintCollector(PrintCollector):
+    """A ``PrintCollector`` that keeps at most ``MAX_PRINTED`` characters (a print bomb costs nothing)."""
+
+    def __init__(self, _getattr_: Any = None) -> None:
+        super().__init__(_getattr_)
+        self.room = MAX_PRINTED
+
+    def write(self, text: str) -> None:
+        if self.room > 0:
+            text = str(text)[: self.room]
+            self.room -= len(text)
+            self.txt.append(text)
 
 
 def restricted_builtins(allowed_imports: Iterable[str]) -> dict[str, Any]:
     """A fresh builtins dict: the curated names plus a guarded ``__import__``."""
     names = {name: getattr(builtins, name) for name in _FUNCTIONS + _EXCEPTIONS}
+    names["pow"] = guarded_pow
     names["__import__"] = _guarded_import(frozenset(allowed_imports))
     for constant in ("None", "True", "False"):
         names[constant] = getattr(builtins, constant)
@@ -131,7 +235,8 @@ def guards(read_only: _ReadOnly) -> dict[str, Any]:
         "_getitem_": operator.getitem, "_getiter_": iter,
         "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
         "_unpack_sequence_": guarded_unpack_sequence,
-        "_apply_": _apply, "_print_": PrintCollector,
+        "_apply_": _apply, "_print_": BoundedPrintCollector,
+        "_mul_": guarded_mul, "_pow_": guarded_pow, "_lshift_": guarded_lshift,
     }
 
 

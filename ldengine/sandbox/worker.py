@@ -1,33 +1,42 @@
 """The isolated worker: runs untrusted function bases under OS limits.
 
 Started by ``IsolatedSandbox`` as ``python -S -m ldengine.sandbox.worker LIMITS``
-in a new session. It speaks JSON Lines: one request per line on stdin, one
-reply per line on stdout; fds 0-2 are then pointed at ``/dev/null`` so
-nothing else can reach the pipes. Before any untrusted code runs it limits
-itself: address space (baseline + ``memory_mb``), no core files, no file
-writes, no child processes; CPU time is limited per request. Modules are
-compiled and loaded here (loading is executing) and cached by source hash.
-Results are converted to plain data here, under those limits, and every
-error, ``BaseException`` included, comes back as a type name and a
+in a new session; fds 0-2 are then pointed at ``/dev/null`` so nothing else
+can reach the pipes. Before any untrusted code runs it limits itself: address
+space (baseline + ``memory_mb``), no core files, no file writes, no child
+processes; CPU time is limited per request. Modules are compiled and loaded
+here (loading is executing) and cached by their key (kind, sha256 of the
+source, imports, filename): a module's source crosses once, later requests
+name it by key. Results are converted to plain data here, under those limits,
+and every error, ``BaseException`` included, comes back as a type name and a
 truncated message.
 
-Request: ``{"key", "kind", "filename", "imports", "name", "args"[, "source"]}``.
-Reply: ``{"value": ...}`` or ``{"error_type", "error"}``.
+Request (from the parent, which this process trusts): a 4-byte little-endian
+length, then ``marshal`` of ``(key, name, args)``, or of ``(key, name, args,
+kind, filename, imports, source)`` when the worker has not seen the module.
+``args`` is already plain data. Reply (to the parent, which trusts nothing
+from here): one line, ``v`` and the value's JSON (``plain.dumps``), or a JSON
+object ``{"error_type", "error"}``; the parent parses it as JSON only and
+checks it again with ``to_plain``.
 """
 from __future__ import annotations
 
 import json
+import marshal
 import math
 import os
 import resource
 import sys
+import time
 import warnings
 from typing import Any, BinaryIO
 
 from ldengine.errors import SandboxCompileError
 from ldengine.sandbox import result as r
 from ldengine.sandbox.compiled import FUNCTION, CompiledModule, compile_function, compile_module
-from ldengine.sandbox.plain import Limits, PlainDataError, from_wire, to_plain, to_wire
+from ldengine.sandbox.plain import Limits, PlainDataError, dumps
+
+VALUE = b"v"  # a reply line that starts with it carries a value: VALUE + plain.dumps(value)
 
 NOT_LOADED = "NotLoaded"
 BAD_REQUEST = "BadRequest"
@@ -45,11 +54,22 @@ def main(argv: list[str]) -> int:
     warnings.simplefilter("ignore")  # a SyntaxWarning must not write anywhere
     requests, replies = _protocol_streams()
     _limit_resources(limits)
-    _send(replies, {"ready": True, "pid": os.getpid()})
+    _send(replies, json.dumps({"ready": True, "pid": os.getpid()}).encode())
     modules: dict[str, CompiledModule] = {}
-    for line in requests:
-        _send(replies, _handle(line, modules, limits))
+    cpu = _CpuBudget(limits.cpu_s)
+    while (request := _receive(requests)) is not None:
+        _send(replies, _handle(request, modules, limits, cpu))
     return 0
+
+
+def _receive(stream: BinaryIO) -> bytes | None:
+    """One length-prefixed request, or None when the parent has gone."""
+    header = stream.read(4)
+    if len(header) < 4:
+        return None
+    size = int.from_bytes(header, "little")
+    data = stream.read(size)
+    return data if len(data) == size else None
 
 
 def _protocol_streams() -> tuple[BinaryIO, BinaryIO]:
@@ -80,60 +100,73 @@ def _address_space() -> int:
         return 0
 
 
-def _limit_cpu(cpu_s: float) -> None:
-    """Allow ``cpu_s`` more seconds of CPU from now (RLIMIT_CPU counts whole seconds)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    soft = math.ceil(usage.ru_utime + usage.ru_stime + max(cpu_s, 1.0))
-    resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.getrlimit(resource.RLIMIT_CPU)[1]))
+class _CpuBudget:
+    """Allows ``cpu_s`` more seconds of CPU from the start of each request.
+
+    RLIMIT_CPU counts whole seconds, so a request gets between ``cpu_s`` and
+    ``cpu_s + 1``; the limit is set again only when that second changes (a
+    system call saved on most requests).
+    """
+
+    def __init__(self, cpu_s: float) -> None:
+        self.cpu_s = max(cpu_s, 1.0)
+        self.hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        self.soft = -1
+
+    def renew(self) -> None:
+        soft = math.ceil(time.process_time() + self.cpu_s)
+        if soft != self.soft:
+            resource.setrlimit(resource.RLIMIT_CPU, (soft, self.hard))
+            self.soft = soft
 
 
-def _send(stream: BinaryIO, reply: dict[str, Any]) -> None:
-    try:
-        data = json.dumps(reply, separators=(",", ":")).encode()
-    except BaseException as exc:  # e.g. an int too long to print
-        data = json.dumps(_error(r.BAD_RETURN_VALUE, f"cannot encode: {r.describe(exc)[1]}")).encode()
-    stream.write(data + b"\n")
+def _send(stream: BinaryIO, reply: bytes) -> None:
+    stream.write(reply + b"\n")
     stream.flush()
 
 
-def _error(error_type: str, message: str) -> dict[str, str]:
-    return {"error_type": error_type, "error": r.error_text(error_type, message)}
+def _error(error_type: str, message: str) -> bytes:
+    return _encode_error(error_type, r.error_text(error_type, message))
 
 
-def _handle(line: bytes, modules: dict[str, CompiledModule], limits: Limits) -> dict[str, Any]:
+def _encode_error(error_type: str, error: str) -> bytes:
+    return json.dumps({"error_type": error_type, "error": error}, separators=(",", ":")).encode()
+
+
+def _handle(request: bytes, modules: dict[str, CompiledModule], limits: Limits, cpu: _CpuBudget) -> bytes:
     try:
-        request = json.loads(line, object_hook=from_wire)
-        _limit_cpu(limits.cpu_s)
-        module = _module(request, modules)
+        key, name, args, *source = marshal.loads(request)
+        cpu.renew()
+        module = _module(key, source, modules)
         if module is None:
             return _error(NOT_LOADED, "send the source")
-        return _call(module, request["name"], request["args"], limits)
+        return _call(module, name, args, limits)
     except SandboxCompileError as exc:
         return _error(r.COMPILE_ERROR, str(exc))
     except MemoryError as exc:
         return _error(r.MEMORY_LIMIT, f"{r.describe(exc)[1]} (limit {limits.memory_mb} MiB)")
     except BaseException as exc:  # the called code's failure, whatever it is
-        return dict(zip(("error_type", "error"), r.describe(exc)))
+        return _encode_error(*r.describe(exc))
 
 
-def _module(request: dict[str, Any], modules: dict[str, CompiledModule]) -> CompiledModule | None:
-    key = request["key"]
+def _module(key: str, source: list[Any], modules: dict[str, CompiledModule]) -> CompiledModule | None:
     if key in modules:
         return modules[key]
-    if "source" not in request:
+    if not source:
         return None
-    compile_ = compile_function if request["kind"] == FUNCTION else compile_module
-    module = compile_(request["source"], request["filename"], tuple(request["imports"]))
+    kind, filename, imports, text = source
+    compile_ = compile_function if kind == FUNCTION else compile_module
+    module = compile_(text, filename, tuple(imports))
     if len(modules) >= MAX_MODULES:
         del modules[next(iter(modules))]
     modules[key] = module
     return module
 
 
-def _call(module: CompiledModule, name: str, args: list[Any], limits: Limits) -> dict[str, Any]:
+def _call(module: CompiledModule, name: str, args: list[Any], limits: Limits) -> bytes:
     value = module.runtime_function(name)(*args)
     try:
-        return {"value": to_wire(to_plain(value, limits))}
+        return VALUE + dumps(value, limits).encode()
     except PlainDataError as exc:
         return _error(r.BAD_RETURN_VALUE, str(exc))
 
