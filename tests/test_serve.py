@@ -3,14 +3,16 @@ SmolLM2 student with the committed pursuit LD adapter behind a real HTTP server 
 an ephemeral localhost port, and the backend scoring selections through it."""
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
 import socket
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from click.testing import CliRunner
@@ -20,6 +22,7 @@ from ldengine.ld import (RetrieverProvider, StudentSelector, find_adapter, selec
                          stage_inputs)
 from ldengine.models.openai_student import load_openai_student, parse_address, scoring_prompts
 from ldengine.serve import MAX_BODY_BYTES, default_model_name, make_server, serve_command
+from ldengine.serving import Limits
 
 
 @dataclass
@@ -32,6 +35,12 @@ class Served:
     def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
              headers: dict | None = None) -> tuple[int, dict]:
         """One request on a fresh connection: (status, JSON answer)."""
+        status, _, answer = self.exchange(method, path, body, raw, headers)
+        return status, answer
+
+    def exchange(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
+                 headers: dict | None = None) -> tuple[int, http.client.HTTPMessage, dict]:
+        """One request on a fresh connection: (status, response headers, JSON answer)."""
         parts = urllib.parse.urlsplit(self.url)
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
@@ -39,9 +48,22 @@ class Served:
             connection.request(method, parts.path + path, body=data,
                                headers={"Content-Type": "application/json", **(headers or {})})
             response = connection.getresponse()
-            return response.status, json.loads(response.read())
+            return response.status, response.headers, json.loads(response.read())
         finally:
             connection.close()
+
+
+@contextlib.contextmanager
+def running(server: Any) -> Iterator[Any]:
+    """``server`` serving from a thread until the block ends."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +73,16 @@ def served(pursuit_base):
     from ldengine.models import load_student
     adapter = find_adapter("pursuit", pursuit_base)
     student = load_student(adapter=adapter)
-    server = make_server(student, "127.0.0.1", 0, default_model_name(student, adapter))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running(make_server(student, "127.0.0.1", 0, default_model_name(student, adapter))) as server:
         yield Served(server.url, server.model.name, student, adapter)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+
+
+@contextlib.contextmanager
+def another_server(served: Served, api_key: str | None = None, **limits: Any) -> Iterator[tuple[Served, Any]]:
+    """A second server on the same student, with a key and its own limits: (its Served, the server)."""
+    server = make_server(served.student, "127.0.0.1", 0, served.model, api_key=api_key, limits=Limits(**limits))
+    with running(server):
+        yield Served(server.url, served.model, served.student, served.adapter), server
 
 
 @pytest.fixture(scope="module")
@@ -170,33 +193,44 @@ def test_echo_scores_each_prompt_token_whatever_its_rank(served, examples):
     assert no["token_logprobs"][-1] < 0
 
 
-def test_long_and_unrelated_prompts_are_scored_as_one_pass_scores_them(served, examples):
-    """It scores prompts longer than a chunk, and prompts with nothing in common, as one
-    plain forward pass over each prompt does (within 1e-3)."""
+LONG_PROMPT_LISTS = {  # a long prompt with an unrelated one; a long and a short tail after a common beginning
+    "unrelated": lambda long_text: [long_text, "Name a colour:"],
+    "a long tail": lambda long_text: [long_text, long_text[:len(long_text) // 2] + "Name a colour:"],
+}
+
+
+@pytest.mark.parametrize("kind", LONG_PROMPT_LISTS)
+def test_long_and_unrelated_prompts_are_scored_as_one_pass_scores_them(served, examples, kind):
+    """It scores prompts longer than a pass, and prompts with nothing or only a beginning in
+    common, as one plain forward pass over each prompt does (within 1e-3), echo and next token."""
     import torch
-    from ldengine.serve import CHUNK_TOKENS
+    from ldengine.serving import PASS_TOKENS
     long_text = examples[0].prefix * 3 + examples[0].query
-    prompts = [long_text, "Name a colour:"]
+    prompts = LONG_PROMPT_LISTS[kind](long_text)
     status, echoed = served.call("POST", "/completions", {"model": served.model, "prompt": prompts,
                                                           "max_tokens": 0, "echo": True, "logprobs": 0})
+    _, ahead = served.call("POST", "/completions", {"model": served.model, "prompt": prompts, "max_tokens": 1,
+                                                    "logprobs": 1})
     assert status == 200
     tokenizer, model = served.student.tokenizer, served.student.model
-    for prompt, choice in zip(prompts, echoed["choices"]):
+    for prompt, choice, next_choice in zip(prompts, echoed["choices"], ahead["choices"]):
         ids = tokenizer(prompt)["input_ids"]
         with torch.inference_mode():
             logprobs = model(input_ids=torch.tensor([ids])).logits[0].double().log_softmax(-1)
         expected = [float(logprobs[t - 1, i]) for t, i in enumerate(ids) if t]
         assert choice["logprobs"]["token_logprobs"][1:] == pytest.approx(expected, abs=1e-3)
-    assert len(tokenizer(long_text)["input_ids"]) > CHUNK_TOKENS
+        best = int(logprobs[-1].argmax())
+        assert next_choice["logprobs"]["token_logprobs"][0] == pytest.approx(float(logprobs[-1, best]), abs=1e-3)
+    assert len(tokenizer(long_text)["input_ids"]) > 3 * PASS_TOKENS
 
 
 def test_prompt_tails_run_in_bounded_groups():
-    """It groups prompt tails so a pass holds at most TAIL_TOKENS padded tokens, a longer tail alone."""
-    from ldengine.serve import TAIL_TOKENS, _groups
-    tails = [[1] * 10] * 150 + [[2] * (TAIL_TOKENS + 5)] + [[3] * 3]
+    """It groups prompt tails so a pass holds at most PASS_TOKENS padded tokens, a longer tail alone."""
+    from ldengine.serving import PASS_TOKENS, _groups
+    tails = [[1] * 10] * 150 + [[2] * (PASS_TOKENS + 5)] + [[3] * 3]
     groups = _groups(tails)
     assert [t for g in groups for t in g] == tails
-    assert all(len(g) * max(map(len, g)) <= TAIL_TOKENS or len(g) == 1 for g in groups)
+    assert all(len(g) * max(map(len, g)) <= PASS_TOKENS or len(g) == 1 for g in groups)
 
 
 DROP = "<drop this field>"
@@ -221,6 +255,10 @@ BAD_REQUESTS = [  # (what, method, path, raw body or changes to a good body, sta
     ("two answers", "POST", "/chat/completions", {"n": 2}, 400),
     ("no model", "POST", "/chat/completions", {"model": DROP}, 400),
     ("an unknown model", "POST", "/chat/completions", {"model": "gpt-9"}, 404),
+    ("a lone surrogate", "POST", "/chat/completions",
+     b'{"model": "m", "messages": [{"role": "user", "content": "hi \\ud800"}]}', 400),
+    ("a lone surrogate in a prompt", "POST", "/completions", b'{"model": "m", "prompt": ["a", "\\udfff"]}', 400),
+    ("bytes that are not UTF-8", "POST", "/completions", b'{"model": "m", "prompt": "caf\xe9"}', 400),
     ("a token-id prompt", "POST", "/completions", {"prompt": [1, 2, 3]}, 400),
     ("an empty prompt", "POST", "/completions", {"prompt": ""}, 400),
     ("completions logprobs 21", "POST", "/completions", {"logprobs": 21}, 400),
@@ -261,7 +299,7 @@ def test_it_refuses_an_oversize_body_without_reading_it(served):
                      f"Content-Length: {MAX_BODY_BYTES + 1}\r\n\r\n{{".encode())
         reply = sock.makefile("rb").read()
     head, _, body = reply.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 413") and b"Connection: close" in head
+    assert head.startswith(b"HTTP/1.1 413") and b"connection: close" in head.lower()
     assert "exceeds" in json.loads(body)["error"]["message"]
     assert served.call("GET", "/models")[0] == 200
 
@@ -276,6 +314,161 @@ def test_requests_at_the_same_time_are_all_answered(served):
         thread.join(120)
     assert len(results) == 3 and all(status == 200 for status, _ in results)
     assert len({a["choices"][0]["message"]["content"] for _, a in results}) == 1
+
+
+# ---- keys, budgets, turns -------------------------------------------------------------
+
+KEY = "test-key-7f3a"
+
+
+def test_it_answers_only_requests_bearing_its_api_key(served):
+    """It answers 401 with an OpenAI-style error to a request without the key, with another
+    key or without the Bearer scheme, on every path and before reading a body; it serves
+    a request bearing the key."""
+    with another_server(served, api_key=KEY) as (keyed, _):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+            for method, path, body in (("GET", "/models", None), ("POST", "/completions", {"prompt": "a"}),
+                                       ("GET", "/nowhere", None)):
+                status, head, answer = keyed.exchange(method, path, body, headers=headers)
+                assert status == 401 and answer["error"]["code"] == "invalid_api_key", (headers, path)
+                assert head["WWW-Authenticate"] == "Bearer" and KEY not in json.dumps(answer)
+        bearer = {"Authorization": f"Bearer {KEY}"}
+        assert keyed.call("GET", "/models", headers=bearer)[0] == 200
+        body = {"model": keyed.model, "prompt": "Rules:", "max_tokens": 1}
+        assert keyed.call("POST", "/completions", body, headers=bearer)[0] == 200
+
+
+def test_the_backend_sends_the_key_from_its_environment(served, monkeypatch):
+    """It sends $LDENGINE_STUDENT_KEY as a bearer token; without it a keyed server refuses it."""
+    from ldengine.models.openai_student import KEY_ENV
+    with another_server(served, api_key=KEY) as (keyed, _):
+        monkeypatch.delenv(KEY_ENV, raising=False)
+        with pytest.raises(LDEngineError, match="HTTP 401"):
+            load_openai_student(path=keyed.url, adapter=served.adapter)
+        monkeypatch.setenv(KEY_ENV, KEY)
+        remote = load_openai_student(path=keyed.url, adapter=served.adapter)
+        assert remote.generate("Name a colour.", max_new_tokens=3) == \
+            served.student.generate("Name a colour.", max_new_tokens=3)
+
+
+def test_it_refuses_to_listen_beyond_loopback_without_a_key(monkeypatch):
+    """It refuses a non-loopback address without an API key, in one line with a non-zero
+    exit code and before loading any model; with a key it would serve there."""
+    import ldengine.models
+    monkeypatch.delenv("LDENGINE_API_KEY", raising=False)
+    monkeypatch.setattr(ldengine.models, "load_student", lambda **_: pytest.fail("loaded a model"))
+    for host in ("0.0.0.0", "::", "192.168.1.20", "example.org"):
+        result = CliRunner().invoke(serve_command, ["--host", host])
+        assert result.exit_code != 0 and "without an API key" in result.output, result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    with pytest.raises(LDEngineError, match="without an API key"):
+        make_server(object(), "0.0.0.0", 0)
+
+
+def test_a_stalled_body_gets_408_within_the_body_timeout(served):
+    """It answers 408 and closes the connection when a body stops arriving, after the body
+    timeout (1 s here), not after minutes; then serves on."""
+    with another_server(served, body_s=1.0) as (quick, _):
+        parts = urllib.parse.urlsplit(quick.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+            start = time.monotonic()
+            sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b'Content-Length: 100\r\n\r\n{"model": ')
+            reply = sock.makefile("rb").read()
+            waited = time.monotonic() - start
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408") and b"connection: close" in head.lower()
+        assert json.loads(body)["error"]["code"] == "request_timeout"
+        assert 0.9 <= waited < 15
+        assert quick.call("GET", "/models")[0] == 200
+
+
+OVER_BUDGET = [  # (what, path, fields): each within the old caps, each held the model for minutes
+    ("8 unrelated prompts of ~1,050 tokens scored with echo", "/completions",
+     {"prompt": [f"{i} " + "apple river stone " * 350 for i in range(8)], "max_tokens": 0, "echo": True,
+      "logprobs": 0}),
+    ("8 prompts written 300 tokens each", "/completions", {"prompt": ["Once upon a time"] * 8, "max_tokens": 300}),
+    ("a chat answer of 600 tokens", "/chat/completions",
+     {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 600}),
+]
+
+
+@pytest.mark.parametrize("what, path, fields", OVER_BUDGET, ids=[o[0] for o in OVER_BUDGET])
+def test_it_refuses_a_request_over_its_budget_before_running_it(served, what, path, fields):
+    """It refuses with 400, saying why and what the budget is, a request whose size says it
+    would read or write more tokens than one request may; the model never runs it."""
+    calls = served.student.usage["model_calls"]
+    status, answer = served.call("POST", path, {"model": served.model, **fields})
+    assert status == 400 and answer["error"]["code"] == "request_budget_exceeded"
+    assert answer["error"]["message"].startswith("over the request budget")
+    assert f"read at most {Limits.read_tokens}" in answer["error"]["message"]
+    assert served.student.usage["model_calls"] == calls
+
+
+def test_the_engines_own_requests_fit_the_default_budget(served, examples, registry):
+    """It admits what the engine itself sends, by the budget's own count: a selection among
+    26 candidates scored with echo (the openai backend's request), and an emergency
+    function written after the worked examples (160 tokens; chat answers up to 256)."""
+    from ldengine import emergency
+    from ldengine.models.base import NO, YES
+    from ldengine.serving import _cost
+    limits, tokenizer = Limits(), served.student.tokenizer
+    for example in examples:
+        prefix, query, options = example.as_tuple()[:3]
+        prompts = [t + a for t in scoring_prompts(prefix, query, (options * 6)[:26]) for a in (YES, NO)]
+        read, written = _cost([tokenizer(p)["input_ids"] for p in prompts], 0, scored=True)
+        assert read <= limits.read_tokens // 2 and written == 0
+    kind = next(r.obj for r in registry.emergencies.values() if r.obj.task == "pursuit")
+    prompt = emergency.writing_prompt(emergency.worked_examples(registry, "pursuit"), kind.header(kind.params(0)))
+    read, written = _cost([tokenizer(prompt)["input_ids"]], emergency.MAX_NEW_TOKENS, scored=False)
+    assert read <= limits.read_tokens // 4 and written <= 256 <= limits.written_tokens
+
+
+def test_it_answers_429_with_retry_after_when_too_many_requests_are_in(served):
+    """It answers 429 with Retry-After when its requests are all taken, and serves once one frees."""
+    body = {"model": served.model, "prompt": "Rules:", "max_tokens": 1}
+    with another_server(served, requests=1) as (busy, server):
+        with server.model.turns.request():      # this thread's request takes the only place
+            status, head, answer = busy.exchange("POST", "/completions", body)
+        assert status == 429 and answer["error"]["code"] == "too_many_requests"
+        assert int(head["Retry-After"]) >= 1
+        assert busy.call("POST", "/completions", body)[0] == 200
+
+
+def test_it_answers_503_with_retry_after_when_the_model_stays_busy(served):
+    """It answers 503 with Retry-After to a request that waited the queue timeout for its
+    first turn on the model (0.5 s here)."""
+    body = {"model": served.model, "prompt": "Rules:", "max_tokens": 1}
+    with another_server(served, queue_s=0.5) as (busy, server):
+        with server.model.turns.request(), server.model.turns.step():    # this thread holds the model
+            start = time.monotonic()
+            status, head, answer = busy.exchange("POST", "/completions", body)
+            waited = time.monotonic() - start
+        assert status == 503 and answer["error"]["code"] == "queue_timeout"
+        assert int(head["Retry-After"]) >= 1 and 0.4 <= waited < 15
+        assert busy.call("POST", "/completions", body)[0] == 200
+
+
+def test_a_short_request_is_answered_between_the_passes_of_a_long_one(served):
+    """It answers a 1-token request while a long one (3 prompts of ~600 tokens scored with
+    echo: 9 passes) runs, rather than after it, and both answers are right."""
+    long_body = {"model": served.model, "prompt": [f"{i} " + "apple river stone " * 200 for i in range(3)],
+                 "max_tokens": 0, "echo": True, "logprobs": 0}
+    short_body = {"model": served.model, "prompt": "Rules:", "max_tokens": 1, "logprobs": 1}
+    _, alone = served.call("POST", "/completions", short_body)
+    with another_server(served) as (both, server):
+        finished: dict = {}
+        def run_long() -> None:
+            finished["long"] = both.call("POST", "/completions", long_body)
+        thread = threading.Thread(target=run_long)
+        thread.start()
+        while server.model.turns.active == 0 and thread.is_alive():
+            time.sleep(0.01)
+        status, short = both.call("POST", "/completions", short_body)
+        assert "long" not in finished    # answered while the long one still ran
+        thread.join(300)
+    assert status == 200 and short["choices"][0]["logprobs"] == alone["choices"][0]["logprobs"]
+    assert finished["long"][0] == 200 and len(finished["long"][1]["choices"]) == 3
 
 
 # ---- the openai student backend --------------------------------------------------
@@ -371,7 +564,9 @@ def test_the_serve_command_documents_its_options():
     """It describes itself and its options in --help (and loads no model to do so)."""
     result = CliRunner().invoke(serve_command, ["--help"], catch_exceptions=False)
     assert result.exit_code == 0
-    for option in ("--adapter", "--student", "--host", "--port", "--model-name", "127.0.0.1", "8000"):
+    for option in ("--adapter", "--student", "--host", "--port", "--model-name", "127.0.0.1", "8000", "--api-key",
+                   "LDENGINE_API_KEY", "--max-read-tokens", "--max-written-tokens", "--request-timeout",
+                   "--queue-timeout", "--max-requests", "--body-timeout"):
         assert option in result.output
 
 
