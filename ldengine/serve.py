@@ -30,8 +30,8 @@ from typing import Any, Callable
 import click
 
 from ldengine.errors import LDEngineError
-from ldengine.serving import (MAX_BODY_BYTES, Limits, RequestError, ServedModel, chat_completion, completion,
-                              parse_body)
+from ldengine.serving import (MAX_BODY_BYTES, SELECTIONS_PATH, Limits, RequestError, ServedModel, chat_completion,
+                              completion, parse_body, selections)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,10 @@ def create_app(model: ServedModel, api_key: str | None = None) -> Any:
     @app.post("/v1/completions")
     async def complete(request: Request) -> Any:
         return await _answer(request, completion, model)
+
+    @app.post(SELECTIONS_PATH)
+    async def select(request: Request) -> Any:
+        return await _answer(request, selections, model)
 
     @app.api_route("/{path:path}", methods=METHODS)
     async def elsewhere(request: Request) -> Any:

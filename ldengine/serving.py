@@ -228,7 +228,8 @@ class ServedModel:
         """The model object of ``/v1/models``, with the weights' identity."""
         return {"id": self.name, "object": "model", "created": self.created, "owned_by": "ldengine",
                 "model_hash": self.student.model_hash, "adapter_hash": self.student.adapter_hash,
-                "dtype": getattr(self.student, "dtype", "float32")}
+                "dtype": getattr(self.student, "dtype", "float32"),
+                "selection_layout": getattr(self.student, "layout", "joint"), "selections": SELECTIONS_PATH}
 
     def chat_ids(self, messages: list[dict]) -> list[int]:
         """The prompt's tokens: the messages in the chat template, ready for the answer."""
@@ -746,3 +747,40 @@ def _legacy_logprobs(tokens: list[Token]) -> dict:
     return {"tokens": [t.text for t in tokens], "token_logprobs": [t.logprob for t in tokens],
             "top_logprobs": tops, "text_offset": offsets}
 
+
+# ---- selections (an ldengine extension of the API) ---------------------------------------------
+
+SELECTIONS_PATH = "/v1/ldengine/selections"
+MAX_SELECTIONS = 64          # selections in one request (games in lockstep send one per game)
+
+
+def selections(body: dict, model: ServedModel) -> dict:
+    """``POST /v1/ldengine/selections``: the student's own selection, computed here exactly as
+    in-process (``select_batch``), for clients whose adapter reads selections in a layout
+    that text prompts cannot express (the ``rows`` layout: each candidate read apart, then
+    the query once). Body: ``{"model", "items": [{"prefix", "query", "options"}]}``; answer:
+    ``{"object": "ldengine.selections", "data": [{"index", "probabilities"}], "usage"}``."""
+    from ldengine.models.base import MAX_OPTIONS
+    _common_options(body, model)
+    items = _get(body, "items", list, required=True)
+    if not items or len(items) > MAX_SELECTIONS:
+        raise RequestError(f"items must hold 1 to {MAX_SELECTIONS} selections", param="items")
+    parsed = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise RequestError(f"items[{i}] must be an object", param="items")
+        prefix, query = _get(item, "prefix", str, ""), _get(item, "query", str, required=True)
+        options = _get(item, "options", list, required=True)
+        if not options or len(options) > MAX_OPTIONS or not all(isinstance(o, str) for o in options):
+            raise RequestError(f"items[{i}].options must be 1 to {MAX_OPTIONS} strings", param="items")
+        parsed.append((prefix, query, list(options)))
+    student = model.student
+    read = sum(len(model.text_ids(q)) + sum(len(model.text_ids(o)) for o in opts) for _, q, opts in parsed)
+    model.check_budget(read, 0)
+    before = dict(student.usage)
+    with model.serving(), model.turns.step():
+        chosen = student.select_batch(parsed)
+    tokens = int(student.usage.get("tokens", 0) - before.get("tokens", 0))
+    return {"object": "ldengine.selections", "model": model.name, "selection_layout": student.layout,
+            "data": [{"index": c.index, "probabilities": c.probabilities} for c in chosen],
+            "usage": _usage(tokens, 0)}

@@ -130,12 +130,17 @@ def test_a_batch_agrees_with_single_selections(student, cached):
 
 
 def test_packed_candidates_score_as_if_each_followed_the_query_alone(student):
-    """One pass packs the query and the K candidate rows; the block mask and positions
+    """The joint layout (adapters trained before the rows layout, and text-only servers):
+    one pass packs the query and the K candidate rows; the block mask and positions
     make each row's score equal that of its own whole prompt read from scratch (1e-3)."""
     import torch
     from ldengine.models.base import option_row, selection_context
 
-    packed = student._scores(PREFIX, QUERY, OPTIONS).tolist()
+    student.layout = "joint"
+    try:
+        packed = student._scores(PREFIX, QUERY, OPTIONS).tolist()
+    finally:
+        student.layout = "rows"
     alone = []
     with torch.inference_mode():
         for option in OPTIONS:
@@ -143,6 +148,61 @@ def test_packed_candidates_score_as_if_each_followed_the_query_alone(student):
             logits = student.model(input_ids=torch.tensor([ids])).logits[0, -1]
             alone.append(float(logits[student._yes_id] - logits[student._no_id]))
     assert max(abs(a - b) for a, b in zip(packed, alone)) < 1e-3
+
+
+def test_the_rows_layout_judges_each_candidate_on_its_own(student):
+    """In the rows layout (the default) a candidate's score depends on the prefix, the query
+    and its own row only: the same with other candidates beside it, with its row read now
+    or taken from the row cache, and with the prefix cache off (1e-4)."""
+    import torch
+    assert student.layout == "rows"
+    with torch.inference_mode():
+        first = student._scores(PREFIX, QUERY, OPTIONS[:3]).tolist()
+        other = student._scores(PREFIX, QUERY, [OPTIONS[0], OPTIONS[3], OPTIONS[4]]).tolist()
+        student.use_prefix_cache = False
+        try:
+            uncached = student._scores(PREFIX, QUERY, OPTIONS[:3]).tolist()
+        finally:
+            student.use_prefix_cache = True
+    assert abs(first[0] - other[0]) < 1e-4
+    assert max(abs(a - b) for a, b in zip(first, uncached)) < 1e-4
+    assert (PREFIX, OPTIONS[0], student._weights_version) in student._rows
+
+
+def test_the_rows_layout_reads_the_query_once_and_short_tails(student):
+    """With its candidates' rows cached, a selection reads only the query and K short tails:
+    far fewer tokens than the joint layout, which reads every candidate's row each time."""
+    from ldengine.models.base import TAIL, selection_context
+    query = "Stage: plan. State: the evader is near the west edge."
+    student.select_batch([(PREFIX, "Stage: warm.", OPTIONS)])          # the rows are read and kept
+    before = student.usage["tokens"]
+    student.select_batch([(PREFIX, query, OPTIONS)])
+    rows_tokens = student.usage["tokens"] - before
+    expected = len(student._encode(selection_context(query), special=False)) + \
+        len(OPTIONS) * len(student._encode(TAIL, special=False))
+    assert rows_tokens == expected
+    student.layout = "joint"
+    try:
+        before = student.usage["tokens"]
+        student.select_batch([(PREFIX, query + " Again.", OPTIONS)])
+        joint_tokens = student.usage["tokens"] - before
+    finally:
+        student.layout = "rows"
+    assert rows_tokens * 2 < joint_tokens
+
+
+def test_an_adapter_records_its_layout_and_an_older_one_reads_joint(trained, tmp_path):
+    """A saved adapter's manifest names the layout it was trained in; a manifest without
+    one (adapters trained before the rows layout) is read in the joint layout."""
+    import json
+    fresh, _, _, _ = trained
+    fresh.save_adapter(tmp_path, {})
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["selection_layout"] == fresh.layout == "rows"
+    assert load_student(adapter=tmp_path).layout == "rows"
+    del manifest["selection_layout"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert load_student(adapter=tmp_path).layout == "joint"
 
 
 def test_auto_dtype_is_bfloat16_only_where_the_cpu_computes_it(student):

@@ -15,7 +15,14 @@ from ldengine.errors import LDEngineError, UnknownNameError
 
 MAX_OPTIONS = 26
 QUESTION = "Does the candidate perform this stage? Answer:"
+TAIL = "Fits? Answer:"
 YES, NO = " Yes", " No"
+# How a selection's text is read (the adapter's manifest records the one it was trained with):
+# "joint": the query, then each candidate's row with the question, as one text per candidate;
+# "rows": each candidate's row right after the prefix (cached per candidate), the query once,
+#         then per candidate a short tail that reads its row and the query (see ``candidate_row``).
+JOINT, ROWS = "joint", "rows"
+LAYOUTS = (JOINT, ROWS)
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,18 @@ def option_row(option: str) -> str:
     local task it learns.
     """
     return f"Candidate: {option}\n{QUESTION}"
+
+
+def candidate_row(option: str) -> str:
+    """The ``rows`` layout's text of one candidate, read right after the prefix.
+
+    It does not depend on the state, so its keys and values are computed once
+    per candidate and reused by every selection that offers it; a selection
+    then reads only its query and K short tails (``TAIL``), each of which sees
+    the prefix, its own candidate's row and the query. About a quarter of the
+    tokens the ``joint`` layout reads per selection.
+    """
+    return f"Candidate: {option}\n"
 
 
 def load_by_name(name: str, registry: dict[str, Callable[..., Any]], **kwargs: Any) -> Any:

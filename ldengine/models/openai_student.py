@@ -13,6 +13,12 @@ for the next token's top 20 instead would not do: after the fine-tuned adapter
 base model and adapter it makes the same choices as in-process, and it checks
 that: the server reports its weights' hashes in ``/v1/models``.
 
+A student whose adapter reads selections in the ``rows`` layout (each candidate read
+apart after the prefix, then the query once: ``TransformersStudent._rows_scores``)
+cannot be scored through text prompts; ``ldengine serve`` says so in ``/v1/models``
+(``selection_layout``) and then selects itself at ``POST /v1/ldengine/selections``,
+which this backend uses: the same computation as in-process, on the server.
+
 Writing (``generate``) goes through chat completions and is greedy only.
 Standard library only (``urllib``).
 
@@ -81,6 +87,10 @@ class OpenAIStudent(Memoised):
         self.adapter_hash: str | None = info.get("adapter_hash")
         self.dtype: str = info.get("dtype") or "unknown"
         self.served = info        # what the server says about its weights
+        # An ``ldengine serve`` says how its student reads selections and where it selects; the
+        # ``rows`` layout cannot be expressed as text prompts, so the server selects then.
+        self.layout: str = info.get("selection_layout") or "joint"
+        self._selections = info.get("selections") if self.layout != "joint" else None
         self._memo = LRU(memo_size)
         self.usage: Counter = Counter()  # model_calls (requests), tokens (read or written)
 
@@ -100,10 +110,27 @@ class OpenAIStudent(Memoised):
             key = (prefix, query, tuple(options))
             selection = self._memo.get(key)
             if selection is None:
-                selection = _selection(self._scores(prefix, query, options))
+                selection = (self._served_selection(prefix, query, options) if self._selections
+                             else _selection(self._scores(prefix, query, options)))
                 self._memo.put(key, selection)
             results.append(selection)
         return results
+
+    def _served_selection(self, prefix: str, query: str, options: list[str]) -> Selection:
+        """The server's own selection (``POST /v1/ldengine/selections``), for a served student
+        whose layout text prompts cannot express."""
+        path = str(self._selections)
+        path = path[len("/v1"):] if path.startswith("/v1/") else path
+        reply = self._post(path, {"model": self.name,
+                                  "items": [{"prefix": prefix, "query": query, "options": options}]})
+        data = _field(reply, "data", list)
+        if len(data) != 1 or not isinstance(data[0], dict):
+            raise LDEngineError("the student server answered no selection")
+        index, probabilities = data[0].get("index"), data[0].get("probabilities")
+        if (not isinstance(index, int) or not isinstance(probabilities, list) or len(probabilities) != len(options)
+                or not 0 <= index < len(options)):
+            raise LDEngineError("the student server's selection does not fit the candidates it was sent")
+        return Selection(index=index, probabilities=[float(p) for p in probabilities])
 
     def _scores(self, prefix: str, query: str, options: list[str]) -> list[float]:
         """log p(Yes) - log p(No) after each candidate's text, from one request."""
@@ -281,6 +308,17 @@ def _served_adapter_check(student: OpenAIStudent, adapter: str | Path | None) ->
                             f"{(wanted or 'none')[:12]}; start it with {need}")
 
 
+def _served_layout_check(student: OpenAIStudent, adapter: str | Path | None) -> None:
+    """Refuse an adapter that reads selections in a layout the server cannot score."""
+    from ldengine.models.lora import read_manifest
+
+    layout = read_manifest(Path(adapter)).get("selection_layout", "joint") if adapter is not None else "joint"
+    if layout != "joint" and not student._selections:
+        raise LDEngineError(f"the adapter {adapter} reads selections in the {layout!r} layout, which text "
+                            f"prompts cannot express; the server at {student.url} does not select itself "
+                            "(POST /v1/ldengine/selections): serve it with `ldengine serve`")
+
+
 def load_openai_student(path: str | Path | None = None, adapter: str | Path | None = None,
                         dtype: str | None = None, **_: Any) -> OpenAIStudent:
     """The ``openai`` backend's loader (``ldengine_register_students``): ``path`` is the
@@ -290,6 +328,7 @@ def load_openai_student(path: str | Path | None = None, adapter: str | Path | No
     url, model = parse_address(address)
     student = OpenAIStudent(url, model, api_key=os.environ.get(KEY_ENV))
     _served_adapter_check(student, adapter)
+    _served_layout_check(student, adapter)
     if dtype and dtype != "auto" and student.dtype not in (dtype, "unknown"):
         raise LDEngineError(f"the student server runs in {student.dtype}, this run asked for {dtype}; "
                             f"start it with `ldengine serve --dtype {dtype}`")

@@ -22,11 +22,14 @@ from typing import Any, Callable
 
 from ldengine.errors import LDEngineError
 from ldengine.models import lora
-from ldengine.models.base import NO, YES, Selection, check_options, option_row, selection_context
+from ldengine.models.base import (JOINT, LAYOUTS, NO, ROWS, TAIL, YES, Selection, candidate_row, check_options,
+                                  option_row, selection_context)
 from ldengine.cache import LRU, Memoised
 from ldengine.models.kv import cache_layers, expanded_cache, with_room
 
 MEMO_SIZE = 4096  # selections remembered by prompt (a few hundred bytes each)
+ROW_SPAN = 64         # rows layout: positions from a candidate's row's start to the query's (rows are 35-65 tokens)
+ROW_CACHE_SIZE = 512  # candidates' keys and values kept (rows layout; about 1 MB each in bfloat16)
 
 
 class TransformersStudent(Memoised):
@@ -45,6 +48,8 @@ class TransformersStudent(Memoised):
         self.use_prefix_cache = use_prefix_cache
         self.batch_size = batch_size
         self._prefixes = LRU(prefix_cache_size)   # (prefix, weights version) -> its keys and values
+        self._rows = LRU(ROW_CACHE_SIZE)          # (prefix, candidate, weights version) -> (length, keys and values)
+        self.layout = ROWS                        # how selections are read; an adapter brings its own
         self._memo = LRU(memo_size)               # (weights version, prompt parts) -> Selection
         self._weights_version = 0
         self._yes_id, self._no_id = answer_token_ids(tokenizer)
@@ -95,7 +100,8 @@ class TransformersStudent(Memoised):
     def _scores_many(self, items: list[tuple[str, str, list[str]]]) -> list[Any]:
         """Each selection's K scores, from one forward pass per distinct prefix.
 
-        A selection is packed into one row: its context (the query), then its K
+        In the ``rows`` layout (the default) see ``_rows_scores``. In the
+        ``joint`` layout a selection is packed into one row: its context (the query), then its K
         candidate rows one after another. A block mask lets each candidate's
         tokens see the prefix, the context and its own earlier tokens only, and
         each starts at the position right after the context: every token is read
@@ -110,6 +116,11 @@ class TransformersStudent(Memoised):
         for i, (prefix, _, _) in enumerate(items):
             groups.setdefault(prefix, []).append(i)
         out: list[Any] = [None] * len(items)
+        if self.layout == ROWS:
+            for prefix, members in groups.items():
+                for i, scores in zip(members, self._rows_scores(prefix, [items[i] for i in members])):
+                    out[i] = scores
+            return out
         for prefix, members in groups.items():
             prefix_ids = self._encode(prefix, special=True)
             cached = self.use_prefix_cache and bool(prefix_ids)
@@ -119,6 +130,136 @@ class TransformersStudent(Memoised):
             for i, scores in zip(members, self._packed_scores(layers, len(prefix_ids) if cached else 0, packed)):
                 out[i] = scores
         return out
+
+    def _rows_scores(self, prefix: str, items: list[tuple[str, str, list[str]]]) -> list[Any]:
+        """The ``rows`` layout: each candidate's row is read once after the prefix and kept
+        (``_candidate_rows``); then one pass reads, per selection, the query and K tails.
+
+        A selection's cache holds the prefix and its K rows one after another; a
+        query token sees the prefix and the earlier query tokens; a tail token sees
+        the prefix, its own candidate's row, the whole query and its own earlier
+        tail tokens. Rows start at the position after the prefix (so a row's keys
+        do not depend on the other candidates), the query ``ROW_SPAN`` positions
+        later, the tails after the query: a candidate's score depends on the
+        prefix, the query and its own row only, whatever the other candidates are.
+        It is the `` Yes`` minus `` No`` logit after its tail, as in the ``joint`` layout.
+        """
+        import torch
+
+        prefix_ids = self._encode(prefix, special=True)
+        start = len(prefix_ids)
+        layers = None
+        if prefix_ids:
+            layers = (self._cached_prefix(prefix, prefix_ids) if self.use_prefix_cache
+                      else self._prefix_layers(prefix_ids))
+        rows = self._candidate_rows(prefix, layers, start, list(dict.fromkeys(o for _, _, opts in items for o in opts)))
+        tail = self._encode(TAIL, special=False)
+        contexts = [self._encode(selection_context(query), special=False) for _, query, _ in items]
+        spans = [[rows[o][0] for o in options] for _, _, options in items]
+        batch = len(items)
+        room = max(sum(lengths) for lengths in spans)
+        width = max(len(c) + len(lengths) * len(tail) for c, lengths in zip(contexts, spans))
+        ids = torch.full((batch, width), self._pad_id, dtype=torch.long)
+        positions = torch.zeros((batch, width), dtype=torch.long)
+        mask = torch.zeros((batch, width, start + room + width), dtype=torch.bool)
+        mask[:, :, :start] = True
+        lasts = []
+        for b, (context, lengths) in enumerate(zip(contexts, spans)):
+            c, first = len(context), start + ROW_SPAN
+            ids[b, :c] = torch.tensor(context)
+            positions[b, :c] = torch.arange(first, first + c)
+            new = start + room     # where this pass's tokens sit among the keys
+            mask[b, :c, new:new + c] = torch.ones(c, c, dtype=torch.bool).tril()
+            offset, last = start, []
+            for r, length in enumerate(lengths):
+                at = c + r * len(tail)
+                ids[b, at:at + len(tail)] = torch.tensor(tail)
+                positions[b, at:at + len(tail)] = torch.arange(first + c, first + c + len(tail))
+                mask[b, at:at + len(tail), offset:offset + length] = True
+                mask[b, at:at + len(tail), new:new + c] = True
+                mask[b, at:at + len(tail), new + at:new + at + len(tail)] = torch.ones(
+                    len(tail), len(tail), dtype=torch.bool).tril()
+                offset += length
+                last.append(at + len(tail) - 1)
+            used = c + len(lengths) * len(tail)
+            for t in range(used, width):   # padding sees the prefix and itself
+                mask[b, t, new + t] = True
+            lasts.append(last)
+            self._count(1, used)
+        cache = self._selection_cache(layers, start, room, [[rows[o][1] for o in options] for _, _, options in items])
+        keep = torch.tensor(sorted({t for last in lasts for t in last}))
+        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.unsqueeze(1).to(self.device),
+                         position_ids=positions.to(self.device), cache=cache, use_cache=True,
+                         logits_to_keep=keep.to(self.device))
+        where = {int(t): i for i, t in enumerate(keep)}
+        scores = []
+        for b, last in enumerate(lasts):
+            logits = out.logits[b, [where[t] for t in last]]
+            scores.append((logits[:, self._yes_id] - logits[:, self._no_id]).float())
+        return scores
+
+    def _candidate_rows(self, prefix: str, layers: list | None, start: int, options: list[str]) -> dict:
+        """option -> (its row's token count, [(keys, values)] per layer), read after the prefix.
+
+        Rows already read under the same prefix and weights come from a cache;
+        the others are read together in one pass, each at the positions right
+        after the prefix, seeing the prefix and its own earlier tokens only.
+        """
+        import torch
+
+        found, todo = {}, []
+        for option in options:
+            hit = self._rows.get((prefix, option, self._weights_version)) if self.use_prefix_cache else None
+            if hit is None:
+                todo.append(option)
+            else:
+                found[option] = hit
+        if not todo:
+            return found
+        seqs = [self._encode(candidate_row(o), special=not layers) for o in todo]
+        n, width = len(seqs), max(len(q) for q in seqs)
+        ids = torch.full((n, width), self._pad_id, dtype=torch.long)
+        real = torch.zeros((n, width), dtype=torch.bool)
+        for j, seq in enumerate(seqs):
+            ids[j, :len(seq)] = torch.tensor(seq)
+            real[j, :len(seq)] = True
+        own = torch.ones(width, width, dtype=torch.bool).tril() & (real.unsqueeze(1) | torch.eye(width, dtype=torch.bool))
+        mask = torch.cat([torch.ones(n, width, start, dtype=torch.bool), own], dim=2).unsqueeze(1)
+        positions = (start + torch.arange(width)).expand(n, width)
+        cache = expanded_cache(layers, n, self.model.config) if layers else None
+        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                         position_ids=positions.to(self.device), cache=cache, use_cache=True, logits_to_keep=1)
+        self._count(0, sum(len(q) for q in seqs))
+        every = cache_layers(out.cache)
+        for j, (option, seq) in enumerate(zip(todo, seqs)):
+            kv = [(k[j:j + 1, :, start:start + len(seq)].clone(), v[j:j + 1, :, start:start + len(seq)].clone())
+                  for k, v in every]
+            found[option] = (len(seq), kv)
+            if self.use_prefix_cache:
+                self._rows.put((prefix, option, self._weights_version), found[option])
+        return found
+
+    def _selection_cache(self, layers: list | None, start: int, room: int, chosen: list[list]) -> Any:
+        """A ``DynamicCache`` per selection: the prefix, then its candidates' rows, zero-padded to ``room``."""
+        import torch
+        from transformers import DynamicCache
+
+        data = []
+        for index in range(self.model.config.num_hidden_layers):
+            keys, values = [], []
+            for rows in chosen:
+                k = [kv[index][0] for kv in rows]
+                v = [kv[index][1] for kv in rows]
+                if layers:
+                    k, v = [layers[index][0]] + k, [layers[index][1]] + v
+                pad = start + room - sum(t.shape[2] for t in k)
+                if pad:
+                    k.append(k[-1].new_zeros(1, k[-1].shape[1], pad, k[-1].shape[3]))
+                    v.append(v[-1].new_zeros(1, v[-1].shape[1], pad, v[-1].shape[3]))
+                keys.append(torch.cat(k, dim=2))
+                values.append(torch.cat(v, dim=2))
+            data.append((torch.cat(keys), torch.cat(values)))
+        return DynamicCache(ddp_cache_data=data, config=self.model.config)
 
     def _packed(self, head: list[int], query: str, options: list[str], special: bool) -> tuple:
         """(ids, block of each token: 0 context, r for candidate r, positions, last token of each candidate)."""
@@ -378,9 +519,11 @@ class TransformersStudent(Memoised):
         import torch
         import torch.nn.functional as F
 
-        self._prefixes.clear()  # this step's weights: fresh prefixes, kept for the step only
+        self._prefixes.clear()  # this step's weights: fresh prefixes and candidate rows, kept for the step only
+        self._rows.clear()
         scores = self._scores_many([(prefix, query, list(options)) for prefix, query, options, _ in rows])
         self._prefixes.clear()
+        self._rows.clear()
         total = sum(F.cross_entropy(s.unsqueeze(0), torch.tensor([right], device=self.device))
                     for s, (_, _, _, right) in zip(scores, rows))
         return total / len(rows)
@@ -426,6 +569,10 @@ class TransformersStudent(Memoised):
     def load_adapter(self, directory: str | Path) -> None:
         """Apply a saved LoRA adapter (refused if its manifest names other base weights)."""
         self.model = lora.load(self.model, Path(directory), self.model_hash)
+        self.layout = lora.read_manifest(Path(directory)).get("selection_layout", JOINT)
+        if self.layout not in LAYOUTS:
+            raise LDEngineError(f"the adapter in {directory} reads selections in the layout {self.layout!r}, "
+                                f"which this engine does not know (known: {', '.join(LAYOUTS)})")
         self._after_weights_change()
 
     def save_adapter(self, directory: str | Path, manifest: dict) -> None:
@@ -433,6 +580,7 @@ class TransformersStudent(Memoised):
         if self.adapter_hash is None:
             raise LDEngineError("this student has no adapter to save: train_lora or load one first")
         lora.save(self.model, Path(directory), {**manifest, "base_model": self.name,
+                                                "selection_layout": self.layout,
                                                 "base_model_hash": self.model_hash,
                                                 "adapter_hash": self.adapter_hash})
 
@@ -440,6 +588,7 @@ class TransformersStudent(Memoised):
         """New weights: forget cached prefixes and record the adapter's identity."""
         self._weights_version += 1
         self._prefixes.clear()
+        self._rows.clear()
         self._memo.clear()
         self.adapter_hash = lora.adapter_hash(self.model)
 
