@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 import urllib.parse
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -156,8 +157,8 @@ def _echo_last(served, prompts: list[str]) -> list[float]:
 def test_a_raw_prompt_gets_the_next_tokens_top_logprobs(served, examples):
     """It reads a completions prompt as given and returns the next token's top 20, one
     choice per prompt of a list, and echoes `` Yes`` and `` No`` with finite log-probabilities.
-    (Which candidate wins on these joint-layout texts is not asserted: the committed adapter
-    reads selections in the rows layout, which the server scores at /v1/ldengine/selections.)"""
+    (Which candidate wins is asserted where the backend selects, below: an adapter may read
+    selections in the rows layout, which these texts do not express.)"""
     example = examples[0]
     assert example.retrieved
     prompts = scoring_prompts(*example.as_tuple()[:3])
@@ -605,7 +606,7 @@ def test_the_selections_endpoint_answers_the_students_own_choice(served, example
     """``POST /v1/ldengine/selections`` returns the in-process student's selection; a request
     without items or with too many options is a 400; /v1/models names the student's layout."""
     _, info = served.call("GET", "/models")
-    assert info["data"][0]["selection_layout"] == served.student.layout == "rows"
+    assert info["data"][0]["selection_layout"] == served.student.layout
     items = [{"prefix": e.prefix, "query": e.query, "options": list(e.options)} for e in examples[:3]]
     status, answer = served.call("POST", "/ldengine/selections", {"model": served.model, "items": items})
     assert status == 200 and answer["object"] == "ldengine.selections"
@@ -618,3 +619,21 @@ def test_the_selections_endpoint_answers_the_students_own_choice(served, example
                  {"model": served.model, "items": [{"prefix": "p", "options": ["o"]}]}):
         status, answer = served.call("POST", "/ldengine/selections", body)
         assert status == 400 and answer["error"]["message"], answer
+
+
+def test_an_adapter_in_the_rows_layout_is_selected_by_the_server(served, examples):
+    """The rows-layout adapter served: the backend's choices are the server's own
+    (/v1/ldengine/selections), equal to the in-process student's with that adapter."""
+    from ldengine.models import load_student
+    from ldengine.serve import make_server
+    rows = Path(__file__).resolve().parent.parent / "function_base" / "adapters-rows" / "SmolLM2-135M-Instruct.Q4_1-pursuit+twentyone-lib03c2b337-rows-s128"
+    student = load_student(adapter=rows)
+    assert student.layout == "rows"
+    with running(make_server(student, "127.0.0.1", 0, "rows-student")) as server:
+        remote = load_openai_student(path=f"openai:{server.url}#rows-student", adapter=rows)
+        assert remote.layout == "rows"
+        for example in examples[:3]:
+            local = student.select(*example.as_tuple()[:3])
+            got = remote.select(*example.as_tuple()[:3])
+            assert got.index == local.index == example.answer
+            assert got.probabilities == pytest.approx(local.probabilities, abs=1e-6)

@@ -29,7 +29,7 @@ from ldengine.models.kv import cache_layers, expanded_cache, with_room
 
 MEMO_SIZE = 4096  # selections remembered by prompt (a few hundred bytes each)
 ROW_SPAN = 64         # rows layout: positions from a candidate's row's start to the query's (rows are 35-65 tokens)
-ROW_CACHE_SIZE = 512  # candidates' keys and values kept (rows layout; about 1 MB each in bfloat16)
+ROW_CACHE_SIZE = 128  # candidates' keys and values kept (rows layout; about 2.3 MB each in float32, half in bfloat16)
 
 
 class TransformersStudent(Memoised):
