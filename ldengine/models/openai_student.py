@@ -90,7 +90,9 @@ class OpenAIStudent(Memoised):
         # An ``ldengine serve`` says how its student reads selections and where it selects; the
         # ``rows`` layout cannot be expressed as text prompts, so the server selects then.
         self.layout: str = info.get("selection_layout") or "joint"
-        self._selections = info.get("selections") if self.layout != "joint" else None
+        selections = str(info.get("selections") or "") if self.layout != "joint" else ""
+        # the server names the path from its root; requests go to self.url, which ends in /v1
+        self._selections = selections[len("/v1"):] if selections.startswith("/v1/") else selections or None
         self._memo = LRU(memo_size)
         self.usage: Counter = Counter()  # model_calls (requests), tokens (read or written)
 
@@ -119,9 +121,7 @@ class OpenAIStudent(Memoised):
     def _served_selection(self, prefix: str, query: str, options: list[str]) -> Selection:
         """The server's own selection (``POST /v1/ldengine/selections``), for a served student
         whose layout text prompts cannot express."""
-        path = str(self._selections)
-        path = path[len("/v1"):] if path.startswith("/v1/") else path
-        reply = self._post(path, {"model": self.name,
+        reply = self._post(str(self._selections), {"model": self.name,
                                   "items": [{"prefix": prefix, "query": query, "options": options}]})
         data = _field(reply, "data", list)
         if len(data) != 1 or not isinstance(data[0], dict):

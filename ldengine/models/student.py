@@ -59,7 +59,8 @@ class TransformersStudent(Memoised):
     # ---- selection -------------------------------------------------------------
 
     def selection_prompt(self, prefix: str, query: str, options: list[str]) -> str:
-        """The text read for one selection: prefix and query once, then each candidate's row."""
+        """The text read for one selection in the joint layout: prefix and query once, then each
+        candidate's row (the rows layout reads no single text: see ``_rows_scores``)."""
         check_options(options)
         return prefix + selection_context(query) + "\n".join(option_row(o) for o in options)
 
@@ -191,12 +192,7 @@ class TransformersStudent(Memoised):
         out = self.model(input_ids=ids.to(self.device), attention_mask=mask.unsqueeze(1).to(self.device),
                          position_ids=positions.to(self.device), cache=cache, use_cache=True,
                          logits_to_keep=keep.to(self.device))
-        where = {int(t): i for i, t in enumerate(keep)}
-        scores = []
-        for b, last in enumerate(lasts):
-            logits = out.logits[b, [where[t] for t in last]]
-            scores.append((logits[:, self._yes_id] - logits[:, self._no_id]).float())
-        return scores
+        return self._answer_scores(out.logits, keep, lasts)
 
     def _candidate_rows(self, prefix: str, layers: list | None, start: int, options: list[str]) -> dict:
         """option -> (its row's token count, [(keys, values)] per layer), read after the prefix.
@@ -291,11 +287,16 @@ class TransformersStudent(Memoised):
         out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                          position_ids=(positions + start).to(self.device), cache=cache,
                          use_cache=True, logits_to_keep=keep.to(self.device))
+        return self._answer_scores(out.logits, keep, [p[3] for p in packed])
+
+    def _answer_scores(self, logits: Any, keep: Any, lasts: list[list[int]]) -> list[Any]:
+        """Per batch row, `` Yes`` minus `` No`` at each candidate's last token (``lasts``,
+        positions in the row), from logits kept at positions ``keep``."""
         where = {int(t): i for i, t in enumerate(keep)}
         scores = []
-        for row, (_, _, _, lasts) in enumerate(packed):
-            logits = out.logits[row, [where[t] for t in lasts]]
-            scores.append((logits[:, self._yes_id] - logits[:, self._no_id]).float())
+        for row, last in enumerate(lasts):
+            at = logits[row, [where[t] for t in last]]
+            scores.append((at[:, self._yes_id] - at[:, self._no_id]).float())
         return scores
 
     def _count(self, calls: int, tokens: int) -> None:
