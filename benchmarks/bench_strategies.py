@@ -1,15 +1,17 @@
-"""Pursuit's three pursuer.decide strategies: each forced alone, the oracle's mix, and per state class.
+"""Pursuit's four pursuer.decide strategies: each forced alone, the oracle's mix, and per state class.
 
     .venv/bin/python benchmarks/bench_strategies.py [--games 200] [--states 40] [--emergency-games 50] [--write]
 
 Whole games (greedy evader, seeds 0...): the expert's pipeline with pursuer.decide
 forced to one strategy, and with the oracle choosing by the state (the expert).
-Under the emergency restricted-area the teacher's reference function fills the new
-stage, as in ``emergency_selection_examples``. Per state class: states of the oracle
-mix's games, classed by the facts the task's state summary shows (capture ready;
-else evader near an edge; else open), at most ``--states`` per class, evenly spread;
-from each, the strategy plays the first step, then the oracle mix plays on; steps
-to capture, successes and the time of that first call through the sandbox.
+Under an emergency (restricted-area, wall: parameter seed 0) the teacher's reference
+function fills the new stage, as in ``emergency_selection_examples``. Per state class:
+states of the oracle mix's games (the blocked ones from its games under wall), classed
+by the facts the task's state summary shows, in the oracle's order (capture ready; else
+a pursuer blocked; else evader near an edge; else open), at most ``--states`` per
+class, evenly spread; from each, the strategy plays the first step, then the oracle mix
+plays on; steps to capture, successes and the time of that first call through the
+sandbox.
 """
 from __future__ import annotations
 
@@ -26,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import RESULTS, machine_line, publish  # noqa: E402
 
 STAGE = "pursuer.decide"
-STRATEGIES = ("capture_adjacent", "pin_against_edge", "encircle_evader")
-CLASSES = ("capture ready", "near edge", "open")
+STRATEGIES = ("capture_adjacent", "route_around_block", "pin_against_edge", "encircle_evader")
+CLASSES = ("capture ready", "blocked", "near edge", "open")
+EMERGENCIES = ("restricted-area", "wall")
 SECTION = "## Pursuit decide strategies"
 
 
@@ -64,10 +67,16 @@ def agent_for(task, base, name, steps=None, extra_stage=None):
 
 
 def play_games(task, base, name, seeds, evader, extra_stage=None) -> dict:
-    agent, _ = agent_for(task, base, name, extra_stage=extra_stage)
-    started = time.perf_counter()
-    results = [task.play(agent, i, seed, evader, lambda r: None) for i, seed in enumerate(seeds)]
-    summary = task.summarize(results)
+    return play_setups([(task, base, extra_stage)], name, seeds, evader)
+
+
+def play_setups(setups, name, seeds, evader) -> dict:
+    """The games of ``seeds`` under each (task, base, extra stage) of ``setups``, summed."""
+    started, results = time.perf_counter(), []
+    for task, base, extra_stage in setups:
+        agent, _ = agent_for(task, base, name, extra_stage=extra_stage)
+        results += [task.play(agent, i, seed, evader, lambda r: None) for i, seed in enumerate(seeds)]
+    summary = setups[0][0].summarize(results)
     summary["ms_per_step"] = 1000 * (time.perf_counter() - started) / max(1, sum(r.steps for r in results))
     return summary
 
@@ -79,36 +88,47 @@ def game_row(label: str, s: dict) -> str:
 
 
 def state_class(state: dict) -> str:
-    from plugins.pursuit.task import capture_ready, near_edge
+    """The class of a pursuer.decide input, in the oracle's order of the When: fields."""
+    from plugins.pursuit.task import capture_ready, near_edge, pursuer_blocked
     if capture_ready(state):
         return CLASSES[0]
-    return CLASSES[1] if near_edge(state) else CLASSES[2]
+    if pursuer_blocked(state):
+        return CLASSES[1]
+    return CLASSES[2] if near_edge(state) else CLASSES[3]
 
 
-def sample_states(task, base, seeds, evader, per_class: int) -> dict:
-    """States (pursuers, evader) of the oracle mix's games, by class, evenly spread."""
-    agent, _ = agent_for(task, base, None)
+def sample_states(task, base, seeds, evader, per_class: int, extra_stage=None) -> dict:
+    """States (pursuers, evader) of the oracle mix's games, by class (of the input
+    pursuer.decide reads), evenly spread."""
+    agent, _ = agent_for(task, base, None, extra_stage=extra_stage)
     found: dict = {c: [] for c in CLASSES}
-    agent.observers.append(lambda d: found[state_class(d.stages[0].state)].append(
-        {"pursuers": d.stages[0].state["pursuers"], "evader": d.stages[0].state["evader"]}))
+
+    def seen(decision) -> None:
+        state = next(s.state for s in decision.stages if s.stage == STAGE)
+        found[state_class(state)].append({"pursuers": state["pursuers"], "evader": state["evader"]})
+
+    agent.observers.append(seen)
     for i, seed in enumerate(seeds):
         task.play(agent, i, seed, evader, lambda r: None)
     return {c: states[::max(1, len(states) // per_class)][:per_class] for c, states in found.items()}
 
 
-def from_state(task, base, name, start, evader) -> tuple[bool, int, float]:
+def from_state(task, base, name, start, evader, extra_stage=None) -> tuple[bool, int, float]:
     """``name`` plays the first step from ``start``, the oracle mix the rest."""
-    agent, selector = agent_for(task, base, name, steps=1)
+    agent, selector = agent_for(task, base, name, steps=1, extra_stage=extra_stage)
     result = task.play(agent, 0, 0, evader, lambda r: None, start=start)
     return result.outcome == "success", result.steps, selector.first_call or 0.0
 
 
-def class_rows(task, base, states: dict, evader) -> list[str]:
+def class_rows(task, base, states: dict, evader, setups: dict) -> list[str]:
+    """``setups``: per class, the (task, base, extra stage) its states were met under
+    (default: the open game's)."""
     rows = []
     for cls in CLASSES:
         cells = []
+        in_task, in_base, stage = setups.get(cls, (task, base, None))
         for name in STRATEGIES:
-            runs = [from_state(task, base, name, s, evader) for s in states[cls]]
+            runs = [from_state(in_task, in_base, name, s, evader, stage) for s in states[cls]]
             wins = [steps for ok, steps, _ in runs if ok]
             mean = sum(wins) / len(wins) if wins else None
             ms = 1000 * sum(t for *_, t in runs) / max(1, len(runs))
@@ -117,12 +137,13 @@ def class_rows(task, base, states: dict, evader) -> list[str]:
     return rows
 
 
-def restricted_area(reg, task):
-    """The restricted-area emergency (parameter seed 0) and its reference function's stage."""
+def in_force(reg, task, name: str, param_seed: int = 0):
+    """The emergency ``name`` (drawn with ``param_seed``) in force, a base with its
+    reference function, and that function's stage."""
     from ldengine.emergency import Instance, params_key, reference_module
     from ldengine.functionbase import FunctionBase
-    kind = reg.get("emergencies", "restricted-area").obj
-    params = kind.params(0, task.size)
+    kind = reg.get("emergencies", name).obj
+    params = kind.params(param_seed, task.size)
     base = FunctionBase.build(task.name, reg.modules_for(task.name))
     base.add_generated(reference_module(kind, params),
                        f"{task.name}/emergencies/reference-{kind.name}-{params_key(params)}.py")
@@ -141,7 +162,10 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--games", type=int, default=200, help="games (seeds 0...) per configuration")
     parser.add_argument("--states", type=int, default=40, help="states per class")
-    parser.add_argument("--emergency-games", type=int, default=50, help="games under restricted-area (0: none)")
+    parser.add_argument("--emergency-games", type=int, default=50,
+                        help="games under each emergency instance (0: none, and no blocked states)")
+    parser.add_argument("--emergency-params", type=int, default=4,
+                        help="instances of each emergency (parameter seeds 0...)")
     parser.add_argument("--write", action="store_true", help="put the section into benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     from ldengine.functionbase import FunctionBase
@@ -152,29 +176,39 @@ def main(argv: list[str]) -> None:
     seeds = list(range(args.games))
     games = [game_row("oracle mix (expert)", play_games(task, base, None, seeds, evader))]
     games += [game_row(f"{name} alone", play_games(task, base, name, seeds, evader)) for name in STRATEGIES]
-    if args.emergency_games:
-        in_force, ebase, stage = restricted_area(reg, task)
-        try:
-            for name in (None, "encircle_evader"):
-                label = f"{name} alone, restricted-area" if name else "oracle mix, restricted-area"
-                games.append(game_row(label, play_games(in_force, ebase, name, list(range(args.emergency_games)),
-                                                        evader, stage)))
-        finally:
-            if ebase.isolated is not None:
-                ebase.isolated.close()
     states = sample_states(task, base, seeds, evader, args.states)
+    setups, opened = {}, []
+    try:
+        for emergency in EMERGENCIES if args.emergency_games else ():
+            instances = [in_force(reg, task, emergency, p) for p in range(args.emergency_params)]
+            opened += [e_base for _, e_base, _ in instances]
+            e_seeds = list(range(args.emergency_games))
+            for name in (None,) + STRATEGIES:
+                label = f"{name} alone, {emergency}" if name else f"oracle mix, {emergency}"
+                games.append(game_row(label, play_setups(instances, name, e_seeds, evader)))
+            if emergency == "wall":
+                # blocked states come from the first instance, so they are replayed under it
+                states[CLASSES[1]] = sample_states(*instances[0][:2], e_seeds, evader, args.states,
+                                                   instances[0][2])[CLASSES[1]]
+                setups[CLASSES[1]] = instances[0]
+        rows = class_rows(task, base, states, evader, setups)
+    finally:
+        for e_base in opened:
+            if e_base.isolated is not None:
+                e_base.isolated.close()
     text = "\n".join([
         f"{SECTION} ({datetime.date.today().isoformat()})", "",
         machine_line("bench_strategies.py", argv), "",
         "Whole games, greedy evader, seeds from 0; pursuer.decide forced to one strategy or chosen by the "
-        "oracle (restricted-area: parameter seed 0, the teacher's reference function in the new stage):", "",
+        f"oracle (under an emergency: parameter seeds 0-{args.emergency_params - 1}, {args.emergency_games} games "
+        "each, the teacher's reference function in the new stage):", "",
         "| pursuer.decide | games | success | avg steps of success | violations | ms per step |",
         "|---|---|---|---|---|---|", *games, "",
-        "From states of the oracle mix's games, by class (the state summary's facts): the strategy plays the "
-        "first step, then the oracle mix; mean steps to capture (captures/states, ms of the first call, "
-        "in the sandbox):", "",
+        "From states of the oracle mix's games (blocked: its games under wall), by class (the state summary's "
+        "facts, in the oracle's order): the strategy plays the first step, then the oracle mix; mean steps to "
+        "capture (captures/states, ms of the first call, in the sandbox):", "",
         "| state class | states | " + " | ".join(STRATEGIES) + " |",
-        "|---|---|" + "---|" * len(STRATEGIES), *class_rows(task, base, states, evader), ""])
+        "|---|---|" + "---|" * len(STRATEGIES), *rows, ""])
     publish(text, False)
     if args.write:
         write_section(text)

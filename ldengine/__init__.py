@@ -1,3 +1,18 @@
-"""ldengine: Logic Distillation as a sandboxed, plugin-based decision engine."""
+"""ldengine: Logic Distillation as a sandboxed, plugin-based decision engine.
+
+The Python API (``ldengine.api``, README "Python API") is imported on first use, so
+that ``import ldengine`` and ``ldengine --help`` stay light (no torch).
+"""
+from typing import Any
 
 __version__ = "0.1.0"
+
+API = ("load_registry", "play", "make_agent", "first_state", "decide", "select_function", "run_function")
+__all__ = ["__version__", *API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in API:
+        from ldengine import api
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

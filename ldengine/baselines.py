@@ -162,10 +162,13 @@ class KDAgent:
 
 def student_agent(context: Any) -> StudentBaseline:
     """The untuned default student (or ``--student PATH``), no adapter."""
+    from ldengine.ld import model_setup
     text_protocol(context.task, "student")
     if context.options.get("adapter"):
         raise LDEngineError("the student baseline is the untuned model: --adapter does not apply")
-    return StudentBaseline(context.task, context.load_student())
+    agent = StudentBaseline(context.task, context.load_student())
+    agent.setup = model_setup(agent.student, None)
+    return agent
 
 
 def teacher_agent(context: Any) -> TeacherBaseline:
@@ -184,7 +187,9 @@ def teacher_agent(context: Any) -> TeacherBaseline:
 
 def kd_agent(context: Any) -> KDAgent:
     """The student with the committed KD adapter of the task (or ``--adapter DIR``)."""
-    from ldengine.ld import find_adapter
+    from ldengine.ld import find_adapter, model_setup
     text_protocol(context.task, "kd")
     adapter = context.options.get("adapter") or find_adapter(context.task.name, context.base, method="kd")
-    return KDAgent(context.task, context.load_student(adapter=adapter))
+    agent = KDAgent(context.task, context.load_student(adapter=adapter))
+    agent.setup = model_setup(agent.student, adapter)
+    return agent

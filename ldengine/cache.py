@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Hashable
 
@@ -22,6 +24,51 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
         return Path(cache_dir)
     env = os.environ.get("LDENGINE_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "ldengine"
+
+
+@dataclass
+class CachePart:
+    """One part of the cache, what it holds, and whether ``ldengine cache clean`` removes it."""
+    name: str
+    path: Path
+    what: str
+    cleaned: bool
+    size: int = 0       # bytes
+    items: int = 0      # entries directly inside (a file counts one)
+
+
+# What the engine rebuilds when it is missing (cleaned), and what only a user's command makes (kept).
+PARTS = (("students", "converted student models (GGUF -> safetensors, ~40 s to rebuild)", True),
+         ("indexes", "retriever indexes (seconds to rebuild)", True),
+         ("file-hashes.json", "sha256 of large files, remembered by size and mtime", True),
+         ("adapters", "adapters written by finetune --quick", False))
+
+
+def cache_parts(cache_dir: str | Path | None = None) -> list[CachePart]:
+    """Each part of the cache with its size on disk (zero when absent)."""
+    root = cache_root(cache_dir)
+    return [_measured(CachePart(name, root / name, what, cleaned)) for name, what, cleaned in PARTS]
+
+
+def clean_cache(cache_dir: str | Path | None = None) -> list[CachePart]:
+    """Remove the parts the engine rebuilds when needed; returns what was there."""
+    removed = [part for part in cache_parts(cache_dir) if part.cleaned and part.path.exists()]
+    for part in removed:
+        if part.path.is_dir():
+            shutil.rmtree(part.path)
+        else:
+            part.path.unlink()
+    return removed
+
+
+def _measured(part: CachePart) -> CachePart:
+    path = part.path
+    if path.is_file():
+        part.size, part.items = path.stat().st_size, 1
+    elif path.is_dir():
+        part.size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        part.items = sum(1 for _ in path.iterdir())
+    return part
 
 
 def sha256_file(path: Path) -> str:

@@ -34,10 +34,28 @@ def registry():
     return _REGISTRY
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--verbose", is_flag=True, help="Show the libraries' warnings (torch, transformers: deprecations "
+              "and the like), hidden by default.")
 @click.version_option(__version__, prog_name="ldengine")
-def cli():
+def cli(verbose):
     """Logic Distillation: small models select sandboxed functions from a teacher's function base."""
+    if not verbose:
+        _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    """Hide warnings written for the libraries' developers (deprecations in torch, transformers,
+    peft): nothing in them is for the person at the keyboard. Set before those libraries are
+    imported, which happens only inside commands."""
+    import os
+    import warnings
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", category=UserWarning,
+                            module=r"(torch|transformers|peft|huggingface_hub|accelerate|safetensors)(\.|$)")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
 def _student_source(ctx, param, value):
@@ -90,9 +108,11 @@ def _emergency_options(command):
     command = click.option("--attempts", default=8, show_default=True, type=click.IntRange(1, 64),
                            help="Functions the student may write for the emergency before giving up.")(command)
     command = click.option("--emergency-seed", type=click.IntRange(0),
-                           help="Draws the emergency's parameters (default: --seed).")(command)
+                           help="Draws a registered emergency's parameters (default: --seed).")(command)
     return click.option("--emergency", metavar="NAME",
-                        help="Put a new rule in force (ldengine plugins lists them, e.g. restricted-area).")(command)
+                        help="Put a new rule in force: a registered kind (ldengine emergencies list, e.g. "
+                             "restricted-area) or a stored function's rule with its parameters (ldengine "
+                             "emergencies stored, e.g. a rule of your own, custom-1a2b3c4d).")(command)
 
 
 @cli.command()
@@ -131,8 +151,8 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
     stored verified one.
     """
     from ldengine.runner import RunConfig, run_games
-    _check_writable(json_path, trace, plot, audit)
     reg = registry()
+    _check_outputs({"--json": json_path, "--trace": trace, "--audit": audit}, plot, reg.get("tasks", task).obj)
     options = {"student": student, "adapter": adapter, "backend": _backend(student, backend), "k": k,
                "attempts": attempts, "device": _device(device), "no_memo": no_memo,
                "dtype": None if dtype == "float32" else dtype, "log": lambda line: click.echo(line, err=True)}
@@ -152,9 +172,35 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
 
 
 def _check_writable(*paths) -> None:
+    """Each path as a file this process can write, before any work (``ldengine.outputs``)."""
     for path in paths:
-        if path and not Path(path).resolve().parent.is_dir():
-            raise click.BadParameter(f"folder of {path!r} does not exist")
+        _check_outputs({"output": path})
+
+
+def _check_outputs(files: dict, plot: str | None = None, task: Any = None, folders: dict | None = None) -> None:
+    """Every path a command will write (option -> path), checked before any game is played,
+    so that a bad one costs one line instead of the games; ``plot`` also needs a task that draws."""
+    from ldengine import outputs
+    if plot and task is not None and not callable(getattr(task, "plot", None)):
+        raise click.ClickException(f"--plot: plots are not available for {task.name}")
+    for option, path in files.items():
+        if path:
+            outputs.check_file(path, option)
+    for option, path in (folders or {}).items():
+        if path:
+            outputs.check_folder(path, option)
+    if plot:
+        outputs.check_plot(plot)
+
+
+def _setup_words(s: dict) -> str:
+    """The header's account of what played: student (weights' type), adapter, function base, emergency."""
+    words = ""
+    if s.get("student"):
+        words += f" | student {s['student']} ({s.get('dtype')}) | adapter {s.get('adapter') or 'none'}"
+    if s.get("function_base_version"):
+        words += f" | base {s['function_base_version']}"
+    return words + (f" | emergency {s['emergency']}" if s.get("emergency") else "")
 
 
 def format_summary(s: dict, task: Any = None) -> str:
@@ -163,7 +209,7 @@ def format_summary(s: dict, task: Any = None) -> str:
     seeds = f"seeds {s['seed']}-{s['seed'] + games - 1}" if games else "no games"
     plural = "game" if games == 1 else "games"
     opponent = f" | evader {s['evader']}" if getattr(task, "uses_evader", True) else ""
-    lines = [f"{s['task']} | agent {s['agent']}{opponent} | {games} {plural} ({seeds})"]
+    lines = [f"{s['task']} | agent {s['agent']}{opponent} | {games} {plural} ({seeds})" + _setup_words(s)]
     if callable(getattr(task, "summary_lines", None)):
         lines += task.summary_lines(s)
     else:
@@ -232,6 +278,8 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_f
     if set(again) - set(names):
         raise click.BadParameter(f"{', '.join(sorted(set(again) - set(names)))} not in --agents",
                                  param_hint="--replay")
+    registry().get("tasks", task)
+    _check_outputs({}, folders={"--out": out})
     options = {"student": student, "backend": _backend(student, backend), "k": k, "teacher_url": teacher_url,
                "teacher_model": teacher_model, "teacher_key_env": teacher_key_env, "attempts": attempts,
                "device": _device(device), "dtype": None if dtype == "float32" else dtype, "log": click.echo}
@@ -266,23 +314,57 @@ def _adapters(pairs) -> dict:
     return table
 
 
+@cli.command(name="plot")
+@click.argument("trace")
+@click.option("--game", default=0, show_default=True, type=click.IntRange(0), help="The game to draw.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True),
+              help="PNG file [default: TRACE's name with -gameN.png].")
+def plot_cmd(trace, game, out):
+    """Draw one game of a saved trace (ldengine run TASK --trace FILE): the pieces' trails,
+    start and end."""
+    from ldengine.traces import plot_game
+    out = out or str(Path(trace).with_suffix("")) + f"-game{game}.png"
+    _check_writable(out)
+    plot_game(registry(), trace, game, out)
+    click.echo(f"plot: {out}")
+
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+
+
 @cli.command(name="plugins")
-def plugins_cmd():
+@_JSON
+def plugins_cmd(as_json):
     """List loaded plugins, where they came from, and what they registered."""
     reg = registry()
-    for info in reg.plugins:
-        status = f"BROKEN: {info.error}" if info.error else ", ".join(info.hooks)
-        click.echo(f"{info.name:<20} {info.origin:<24} {status}")
-    for kind in ("tasks", "evaders", "agents", "students"):
-        for item in getattr(reg, kind).values():
-            click.echo(f"  {kind[:-1]:<7} {item.name:<12} from {item.plugin}: {item.description}")
-    for item in reg.emergencies.values():
-        click.echo(f"  emergency {item.name:<16} from {item.plugin} ({item.obj.split}): {item.description}")
-    for mod in reg.modules:
-        click.echo(f"  module  {mod.filename:<24} from {mod.plugin} (task {mod.task})")
-    for task in reg.tasks:
-        for line in _unplayed(reg, task):
-            click.echo(f"  warning {task}: {line}")
+    plugins = [{"name": i.name, "origin": i.origin, "error": i.error, "hooks": i.hooks} for i in reg.plugins]
+    items, warnings = _registered(reg), [f"{task}: {line}" for task in reg.tasks for line in _unplayed(reg, task)]
+    if as_json:
+        click.echo(json.dumps({"plugins": plugins, "registered": items, "warnings": warnings}, indent=2))
+        return
+    for line in _aligned([(p["name"], p["origin"], f"BROKEN: {p['error']}" if p["error"] else ", ".join(p["hooks"]))
+                          for p in plugins]):
+        click.echo(line)
+    for line in _aligned([(i["kind"], i["name"], f"from {i['plugin']}", i["description"]) for i in items]):
+        click.echo("  " + line)
+    for line in warnings:
+        click.echo(f"  warning {line}")
+
+
+def _registered(reg) -> list[dict]:
+    """Everything the plugins registered, one dict each (kind, name, plugin, description)."""
+    rows = [{"kind": kind[:-1], "name": item.name, "plugin": item.plugin, "description": item.description}
+            for kind in ("tasks", "evaders", "agents", "students") for item in getattr(reg, kind).values()]
+    rows += [{"kind": "emergency", "name": item.name, "plugin": item.plugin,
+              "description": f"({item.obj.split}) {item.description}"} for item in reg.emergencies.values()]
+    return rows + [{"kind": "module", "name": mod.filename, "plugin": mod.plugin, "description": f"task {mod.task}"}
+                   for mod in reg.modules]
+
+
+def _aligned(rows: list[tuple]) -> list[str]:
+    """Rows of words with every column but the last as wide as its widest word."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)] if rows else []
+    return ["  ".join([word.ljust(width) for word, width in zip(row, widths)] + [row[-1]]) for row in rows]
 
 
 def _unplayed(reg, task: str, base=None) -> list[str]:
@@ -313,14 +395,22 @@ def _base(task: str, version: str | None = None):
 @click.option("--task", default="pursuit", show_default=True)
 @click.option("--version", "version", metavar="VERSION", help="A stored version (ldengine functions versions) "
               "instead of the plugins' modules.")
-def functions_list(task, version):
+@_JSON
+def functions_list(task, version, as_json):
     """One line per function: name, stage, version (module version + content hash), summary."""
     base = _base(task, version)
+    warnings = _unplayed(registry(), task, base)
+    if as_json:
+        functions = [{"name": e.name, "stage": e.stage, "version": e.version, "summary": e.summary, "when": e.when,
+                      "module": e.module, "plugin": e.plugin, "sha256": e.source_hash} for e in base.entries.values()]
+        click.echo(json.dumps({"task": task, "version": version or "plugins", "base_hash": base.hash,
+                               "functions": functions, "warnings": warnings}, indent=2))
+        return
     for e in base.entries.values():
         click.echo(f"{e.name:<28} {e.stage:<18} {e.version:<16} {e.summary}"
                    + (f" [when: {e.when}]" if e.when else ""))
     click.echo(f"{len(base)} functions, base hash {base.hash[:12]}")
-    for line in _unplayed(registry(), task, base):
+    for line in warnings:
         click.echo(f"warning: {line}")
 
 
@@ -341,9 +431,18 @@ def functions_versions(task):
 @click.argument("name")
 @click.option("--task", default="pursuit", show_default=True)
 def functions_show(name, task):
-    """The full manual entry of NAME, with its version and source hash."""
-    e = _base(task).entry(name)
-    click.echo(f"{e.name}  (version {e.version}, sha256 {e.source_hash}, {e.module}, plugin {e.plugin})\n")
+    """The full manual entry of NAME, with its version and source hash: a function of the
+    base, or a stored generated one (ldengine emergencies stored)."""
+    from ldengine import generated as gen
+    base = _base(task)
+    stored = None if name in base.entries else gen.find_function(registry(), name, task)
+    if stored is None:
+        e = base.entry(name)
+        click.echo(f"{e.name}  (version {e.version}, sha256 {e.source_hash}, {e.module}, plugin {e.plugin})\n")
+    else:
+        item, e = stored
+        click.echo(f"{e.name}  (stored {item.what} function {item.name}, version {e.version}, sha256 "
+                   f"{e.source_hash}: {item.summary()})\n")
     click.echo(e.docstring)
 
 
@@ -386,12 +485,18 @@ def retrieve(query, task, k, only_task):
 @click.option("--out", type=click.Path(file_okay=False), help="Adapter folder (default: a versioned folder under function_base/TASK/adapters/).")
 @click.option("--from-adapter", "from_adapter", type=click.Path(exists=True, file_okay=False),
               help="ld: continue training this adapter (e.g. after a plugin added functions) instead of a new one.")
+@click.option("--balance", default=8, show_default=True, type=click.IntRange(1, 100),
+              help="ld: at a stage with alternatives, repeat an example whose right function is rarer than the "
+                   "commonest up to this many times more (1: no balancing).")
 @click.option("--quick", is_flag=True,
               help="ld: a smoke run (2 steps, 2 training and 2 held-out games) that checks the pipeline in a "
                    "couple of minutes; its adapter goes to the cache, not beside the committed ones.")
+@click.option("--promote", is_flag=True,
+              help="Make the new adapter the default (the newest promoted one is used when --adapter is not "
+                   "given); without it, the run prints the --adapter DIR to use it.")
 @_device_option
 def finetune(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, method, attempts, out,
-             from_adapter, quick, device):
+             from_adapter, balance, quick, promote, device):
     """Fine-tune the student (LoRA) and save adapter + manifest.
 
     --method ld teaches it to select the manual's functions (Logic Distillation);
@@ -406,29 +511,51 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
         registry().get("tasks", name)
     if len(tasks) > 1 and method != "ld":
         raise click.UsageError(f"--method {method} trains on one task at a time; several tasks need --method ld")
-    if method == "write":
-        _finetune_write(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, attempts, out)
-        return
-    train_games = train_games or (KD_TRAIN_GAMES if method == "kd" else 10)
-    heldout_games = heldout_games or (3 if method == "kd" else 10)
     if from_adapter and method != "ld":
         raise click.UsageError("--from-adapter continues a selection adapter: use it with --method ld")
     if quick and method != "ld":
         raise click.UsageError("--quick is a smoke run of --method ld; for kd and write pass small --steps "
                                "and --train-games")
+    if method == "write":
+        _finetune_write(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, attempts, out,
+                        promote)
+        return
+    train_games = train_games or (KD_TRAIN_GAMES if method == "kd" else 10)
+    heldout_games = heldout_games or (3 if method == "kd" else 10)
     cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out,
-                         start_adapter=from_adapter, device=_device(device),
+                         start_adapter=from_adapter, device=_device(device), promote=promote, balance_cap=balance,
                          train_seeds=list(range(10_000, 10_000 + train_games)),
                          heldout_seeds=list(range(20_000, 20_000 + heldout_games)))
+    cfg = quick_config(cfg) if quick else cfg
+    _check_adapter_out(cfg)
     if method == "kd":
         manifest = finetune_kd(registry(), cfg, log=click.echo)
         click.echo(f"adapter: {manifest['path']}  held-out move accuracy "
                    f"{manifest['heldout_move_accuracy']:.3f} (legal answers {manifest['heldout_legal_answer_rate']:.3f})")
+        _adapter_use(manifest, cfg)
         return
-    manifest = run_finetune(registry(), quick_config(cfg) if quick else cfg, log=click.echo)
+    manifest = run_finetune(registry(), cfg, log=click.echo)
     click.echo(f"adapter: {manifest['path']}  held-out accuracy {manifest['heldout_accuracy']:.3f} "
                f"(shuffled candidates {manifest['heldout_shuffled_accuracy']:.3f})"
                + ("" if len(tasks) < 2 else ", pooled over " + ", ".join(tasks)))
+    _adapter_use(manifest, cfg)
+
+
+def _check_adapter_out(cfg) -> None:
+    """Before training: --promote only where the default adapter is looked for, and the
+    adapter's folder (--out, else the default place) writable."""
+    from ldengine.finetune import SHARED_ADAPTER_DIR, check_promotable, default_adapter_dir
+    check_promotable(cfg)
+    default = SHARED_ADAPTER_DIR if len(cfg.tasks) > 1 else default_adapter_dir(cfg.task)
+    _check_outputs({}, folders={"--out": cfg.out} if cfg.out else {"adapter folder": default})
+
+
+def _adapter_use(manifest: dict, cfg) -> None:
+    """How the new adapter is used: by default (--promote), or where asked."""
+    if cfg.promote:
+        click.echo(f"promoted: {Path(manifest['path']).name} is now the default adapter for {cfg.task}")
+    else:
+        click.echo(f"not the default adapter (train with --promote for that); use it with --adapter {manifest['path']}")
 
 
 @cli.command()
@@ -456,6 +583,7 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
     ldengine emergency "Pursuers may not enter column 10" --forbid 10,5 --allow 9,5
     """
     from ldengine import emergency as em
+    em.check_rule_text(text)        # before any model loads
     reg = registry()
     task_obj = reg.get("tasks", task).obj
     values = _params(params)
@@ -493,12 +621,39 @@ def emergencies():
 
 @emergencies.command(name="list")
 @click.option("--task", default="pursuit", show_default=True)
-def emergencies_list(task):
+@_JSON
+def emergencies_list(task, as_json):
     """Each kind: whether it is evaluated (held out of the writing fine-tune) or for training, and its rule."""
-    for item in registry().emergencies.values():
+    registry().get("tasks", task)
+    kinds = [item for item in registry().emergencies.values() if item.obj.task == task]
+    if as_json:
+        click.echo(json.dumps([{"name": i.name, "task": task, "split": i.obj.split, "plugin": i.plugin,
+                                "rule": i.obj.describe(i.obj.params(0))} for i in kinds], indent=2))
+        return
+    for item in kinds:
         kind = item.obj
-        if kind.task == task:
-            click.echo(f"{kind.name:<18} {kind.split:<6} {kind.describe(kind.params(0))}")
+        click.echo(f"{kind.name:<18} {kind.split:<6} {kind.describe(kind.params(0))}")
+    if not kinds:
+        click.echo(f"task {task} has no emergency kinds")
+
+
+@emergencies.command(name="stored")
+@click.option("--task", help="Only this task's stored functions (default: every task's).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+def emergencies_stored(task, as_json):
+    """The stored functions written for emergencies (ldengine generated list, functions only):
+    each plays with ldengine run TASK --emergency NAME, its rule and parameters in force."""
+    from ldengine import generated as gen
+    items = [i for i in gen.stored(registry(), _generated_task(task)) if i.what == gen.EMERGENCY]
+    if as_json:
+        click.echo(json.dumps([item.record() for item in items], indent=2))
+        return
+    for item in items:
+        rule = item.provenance.get("custom_rule") or {}
+        judged = " (the referee knows only its examples)" if rule and not rule.get("like") else ""
+        status = "ok" if item.problem is None else "CHANGED"
+        click.echo(f"{item.name:<28} {item.task:<10} {status:<8} {item.summary()}{judged}")
+    click.echo(f"{len(items)} stored (play one: ldengine run TASK --emergency NAME)")
 
 
 @emergencies.command(name="measure")
@@ -691,13 +846,16 @@ def _word_overlap(a: str, b: str) -> float:
     return len(x & y) / len(x | y) if x | y else 0.0
 
 
-def _finetune_write(task, student, steps, batch_size, lr, top_layers, train_seeds, heldout_seeds, attempts, out):
+def _finetune_write(task, student, steps, batch_size, lr, top_layers, train_seeds, heldout_seeds, attempts, out,
+                    promote=False):
     from ldengine.finetune import WRITE_HELDOUT_SEEDS, WRITE_TRAIN_SEEDS, FinetuneConfig, finetune_write
-    cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out,
+    cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out, promote=promote,
                          train_seeds=list(range(1, 1 + train_seeds)) if train_seeds else WRITE_TRAIN_SEEDS,
                          heldout_seeds=list(range(100, 100 + heldout_seeds)) if heldout_seeds else WRITE_HELDOUT_SEEDS)
+    _check_adapter_out(cfg)
     manifest = finetune_write(registry(), cfg, attempts, log=click.echo)
     click.echo(f"adapter: {manifest['path']}")
+    _adapter_use(manifest, cfg)
 
 
 @cli.command()
@@ -762,7 +920,7 @@ def sandbox_run(file, name, args_json, timeout, memory_mb):
         click.echo(json.dumps(result.value))
         click.echo(f"ok in {result.duration * 1000:.1f} ms", err=True)
     else:
-        click.echo(f"error: {result.error}", err=True)
+        click.echo(f"Error: {result.error}", err=True)
         sys.exit(1)
 
 
@@ -776,9 +934,59 @@ def _json_args(text: str) -> list:
     return args
 
 
+@cli.group(name="cache", cls=_Group)
+def cache_group():
+    """The on-disk cache: converted students and retriever indexes (LDENGINE_CACHE moves it)."""
+
+
+@cache_group.command(name="info")
+@_JSON
+def cache_info(as_json):
+    """Where the cache is, what each part holds and its size on disk."""
+    from ldengine.cache import cache_parts, cache_root
+    parts = cache_parts()
+    if as_json:
+        click.echo(json.dumps({"root": str(cache_root()), "parts": [
+            {"name": p.name, "path": str(p.path), "bytes": p.size, "items": p.items, "what": p.what,
+             "removed_by_clean": p.cleaned} for p in parts]}, indent=2))
+        return
+    click.echo(f"cache: {cache_root()} (LDENGINE_CACHE moves it)")
+    for line in _aligned([(p.name, _megabytes(p.size), f"{p.items} item(s)",
+                           p.what + ("" if p.cleaned else "; kept by cache clean")) for p in parts]):
+        click.echo("  " + line)
+    cleaned = sum(p.size for p in parts if p.cleaned)
+    click.echo(f"ldengine cache clean frees {_megabytes(cleaned)} (the engine rebuilds those parts when needed)")
+
+
+@cache_group.command(name="clean")
+@click.option("--yes", is_flag=True, help="Remove without asking.")
+def cache_clean(yes):
+    """Remove the converted students, retriever indexes and remembered hashes; the engine
+    rebuilds them when next needed (a student conversion takes about 40 s). The adapters
+    of finetune --quick are kept."""
+    from ldengine.cache import cache_parts, cache_root, clean_cache
+    parts = [p for p in cache_parts() if p.cleaned and p.path.exists()]
+    if not parts:
+        click.echo(f"nothing to remove in {cache_root()}")
+        return
+    size = _megabytes(sum(p.size for p in parts))
+    if not yes:
+        click.confirm(f"remove {', '.join(p.name for p in parts)} ({size}) from {cache_root()}?", abort=True)
+    removed = clean_cache()
+    click.echo(f"removed {', '.join(str(p.path) for p in removed)} ({size})")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
 def _load_plugin_commands() -> None:
     """Each plugin's commands on their own: one that raises is reported, not fatal."""
-    for impl in registry().pm.hook.ldengine_register_commands.get_hookimpls():
+    try:
+        reg = registry()
+    except LDEngineError:   # e.g. a misspelt LDENGINE_LOAD_PLUGINS: the command that needs plugins says so
+        return
+    for impl in reg.pm.hook.ldengine_register_commands.get_hookimpls():
         try:
             impl.function(cli=cli)
         except Exception as exc:

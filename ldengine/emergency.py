@@ -30,13 +30,14 @@ import hashlib
 import json
 import os
 import random
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ldengine.cache import write_atomic
-from ldengine.errors import LDEngineError, SandboxCompileError
+from ldengine.errors import LDEngineError, SandboxCompileError, UnknownNameError
 from ldengine.functionbase import FunctionBase, StoredCodeChanged, check_file, text_sha256
 from ldengine.sandbox import SandboxResult
 
@@ -70,14 +71,71 @@ class Instance:
 
 
 def under_emergency(registry: Any, task: Any, name: str | None, seed: int = 0) -> Any:
-    """``task`` with the emergency ``name`` in force (parameters drawn with ``seed``), or
-    ``task`` itself when ``name`` is empty."""
+    """``task`` with the emergency ``name`` in force, or ``task`` itself when ``name`` is
+    empty. ``name`` is a registered kind (its parameters drawn with ``seed``) or a stored
+    function (``ldengine emergencies stored``: the rule it was written for, a user's own
+    included, with its stored parameters)."""
     if not name:
         return task
-    kind = registry.get("emergencies", name).obj
-    if kind.task != task.name or not hasattr(task, "with_emergency"):
-        raise LDEngineError(f"emergency {name!r} is for the {kind.task} task, not {task.name}")
-    return task.with_emergency(Instance(kind, kind.params(seed, getattr(task, "size", 21))))
+    if name in registry.emergencies:
+        kind = registry.emergencies[name].obj
+        instance = Instance(kind, kind.params(seed, getattr(task, "size", 21)))
+    else:
+        instance = stored_instance(registry, task.name, name)
+    if instance.kind.task != task.name or not hasattr(task, "with_emergency"):
+        raise LDEngineError(f"emergency {name!r} is for the {instance.kind.task} task, not {task.name}")
+    return task.with_emergency(instance)
+
+
+def stored_instance(registry: Any, task: str, name: str) -> Instance:
+    """The rule and parameters of the stored function ``name`` (its file's stem, or its
+    rule's name, e.g. ``custom-1a2b3c4d``), read from its provenance."""
+    found = [(path, p) for path, p in stored_provenances(task) if name in (path.stem, p.get("kind"))]
+    if not found:
+        known = ", ".join(sorted(registry.emergencies)) or "none"
+        stored = ", ".join(path.stem for path, _ in stored_provenances(task)) or "none"
+        raise UnknownNameError(f"unknown emergency {name!r} (known: {known}; stored for {task}: {stored})")
+    if len(found) > 1:
+        raise LDEngineError(f"several stored functions are for {name!r}: "
+                            f"{', '.join(path.stem for path, _ in found)}; name one")
+    path, provenance = found[0]
+    kind = stored_rule(registry, task, provenance)
+    if kind is None:
+        raise LDEngineError(f"{path.name}: its provenance records no rule a game can apply")
+    return Instance(kind, dict(provenance.get("params") or {}))
+
+
+def stored_provenances(task: str) -> list[tuple[Path, dict]]:
+    """(module path, provenance) of every function stored for ``task``; unreadable ones left out."""
+    folder = store_dir(task)
+    out = []
+    for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
+        try:
+            out.append((path, read_stored_provenance(path)))
+        except StoredCodeChanged:
+            continue
+    return out
+
+
+def stored_rule(registry: Any, task: str, provenance: dict) -> Any:
+    """The rule a stored function was written for: registered, or a user's own rebuilt from
+    the provenance (its words, examples and the kind it is checked like); None if neither."""
+    if provenance.get("kind") in registry.emergencies:
+        return registry.emergencies[provenance["kind"]].obj
+    rule, game = provenance.get("custom_rule"), registry.tasks.get(task)
+    if not rule or game is None or not hasattr(game.obj, "custom_emergency"):
+        return None
+    like = registry.emergencies[rule["like"]].obj if rule.get("like") in registry.emergencies else None
+    return game.obj.custom_emergency(rule["text"], provenance.get("params") or {}, rule.get("allowed", []),
+                                     rule.get("forbidden", []), like=like)
+
+
+def check_rule_text(text: str) -> str:
+    """``text`` if it can be a rule in words: not empty, with at least one letter."""
+    if not re.search(r"[^\W\d_]", text or ""):
+        raise LDEngineError(f"the rule {text!r} has no words: say the new rule in words, e.g. "
+                            "ldengine emergency \"Pursuers may not enter column 10\" --forbid 10,5 --allow 9,5")
+    return text
 
 
 @dataclass
@@ -281,6 +339,8 @@ def _move_rule(kind: Any, params: dict) -> Callable | None:
     """``(src, dst) -> allowed`` for a pursuer, or None when the rule cannot judge every move."""
     def allows(src: tuple, dst: tuple) -> bool:
         return bool(kind.allows(params, "pursuer", src, dst))
+    if not getattr(kind, "judges_every_move", True):
+        return None
     try:
         allows((0, 0), (0, 1))
     except Exception:  # e.g. a rule known only by a user's examples

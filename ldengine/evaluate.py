@@ -381,7 +381,16 @@ def _table_note(results: dict, task: Any) -> str:
 
 
 def outcome_chart(results: dict, path: Path, task: Any = None) -> None:
-    """Grouped bars: each agent's outcome rates with their 95% intervals."""
+    """Grouped bars: each agent's outcome rates with their 95% intervals (``outcome_figure``)."""
+    import matplotlib.pyplot as plt
+    fig = outcome_figure(results, task)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def outcome_figure(results: dict, task: Any = None):
+    """The outcome chart, not saved. An agent with no finished game gets no bars (its
+    interval would be the whole 0-1 range): its label says "no games"."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -391,21 +400,29 @@ def outcome_chart(results: dict, path: Path, task: Any = None) -> None:
     columns = outcome_columns(task)
     width = 0.8 / len(columns)
     colours = ("tab:green", "tab:gray", "tab:red")
+    drawn = [(i, s) for i, s in enumerate(played.values()) if s["games"]]
     for j, ((key, label), colour) in enumerate(zip(columns, colours)):
-        xs = [i + (j - 1) * width for i in range(len(played))]
-        ys = [s[key] for s in played.values()]
-        err = [[y - s[f"{key}_ci95"][0] for y, s in zip(ys, played.values())],
-               [s[f"{key}_ci95"][1] - y for y, s in zip(ys, played.values())]]
+        xs = [i + (j - 1) * width for i, _ in drawn]
+        ys = [s[key] for _, s in drawn]
+        err = [[y - s[f"{key}_ci95"][0] for y, (_, s) in zip(ys, drawn)],
+               [s[f"{key}_ci95"][1] - y for y, (_, s) in zip(ys, drawn)]]
         ax.bar(xs, ys, width, label=label, color=colour, yerr=err, capsize=3)
-    ax.set_xticks(range(len(played)), [f"{n}\n{s['games']} games" for n, s in played.items()])
+    for i, name in enumerate(played):
+        if not played[name]["games"]:
+            ax.text(i, 0.5, "no games", ha="center", va="center", fontsize=9, color="tab:gray")
+    ax.set_xticks(range(len(played)), [f"{n}\n{_games(s['games'])}" for n, s in played.items()])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share of games")
     config = results["manifest"]["config"]
-    ax.set_title(f"{config['task']}: outcomes, seeds {config['seed']}-{config['seed'] + config['games'] - 1}"
-                 f", evader {config['evader']}")
+    opponent = f", {config['evader']} evader" if getattr(task, "uses_evader", True) else ""
+    ax.set_title(f"{config['task']}: outcomes per agent, seeds {config['seed']}-"
+                 f"{config['seed'] + config['games'] - 1}{opponent}")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    return fig
+
+
+def _games(n: int) -> str:
+    return "no games" if n == 0 else "1 game" if n == 1 else f"{n} games"
 
 
 def command_line(command: str, arguments: list[str], options: list[tuple[str, Any]]) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ldengine import __version__
+from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.ld import RetrieverProvider, SelectionExample, selection_examples, stage_inputs
 from ldengine.registry import Registry
@@ -48,6 +49,11 @@ class FinetuneConfig:
     # Selections at a stage with alternatives are repeated this often: the state decides
     # them, and they are few beside the stages with one function.
     alternatives_weight: int = 3
+    # ... and a rarer right function up to this many times more (1: no balancing).
+    balance_cap: int = 1
+    # Only a promoted adapter becomes the default (find_adapter): a new one is used where asked
+    # (--adapter DIR) until someone decides it should replace the committed one.
+    promote: bool = False
 
     @property
     def tasks(self) -> list[str]:
@@ -57,6 +63,22 @@ class FinetuneConfig:
 
 def default_adapter_dir(task: str) -> Path:
     return ADAPTER_ROOT / task / "adapters"
+
+
+def adapter_roots(task: str) -> list[Path]:
+    """Where ``find_adapter`` looks for ``task``'s default adapters: the task's folder, then the
+    adapters trained on several tasks' manuals."""
+    return [default_adapter_dir(task), SHARED_ADAPTER_DIR]
+
+
+def check_promotable(cfg: FinetuneConfig) -> None:
+    """For the command line: a promoted adapter saved where ``find_adapter`` does not look
+    would not become the default, so --promote there is refused before training."""
+    roots = {r.resolve() for task in cfg.tasks for r in adapter_roots(task)}
+    if cfg.promote and cfg.out and Path(cfg.out).expanduser().resolve().parent not in roots:
+        raise LDEngineError(f"--promote: the default adapter is looked for in {', '.join(map(str, sorted(roots)))}, "
+                            f"not in {Path(cfg.out).parent}; leave out --out and --quick to save it there, or leave "
+                            "out --promote and play it with --adapter DIR")
 
 
 def quick(cfg: FinetuneConfig) -> FinetuneConfig:
@@ -73,11 +95,26 @@ def quick(cfg: FinetuneConfig) -> FinetuneConfig:
 SHARED_ADAPTER_DIR = ADAPTER_ROOT / "adapters"     # adapters trained on several tasks' manuals
 
 
-def weighted(examples: list[SelectionExample], base: FunctionBase, times: int) -> list[SelectionExample]:
-    """Each example at a stage with several functions ``times`` times, the others once."""
+def weighted(examples: list[SelectionExample], base: FunctionBase, times: int, cap: int = 1) -> list[SelectionExample]:
+    """Each example at a stage with several functions ``times`` times, the others once; at
+    such a stage, an example whose right function is rarer than the stage's commonest is
+    repeated more, up to ``cap`` times as often, so that a state met seldom (a pursuer
+    blocked by a wall) is not drowned by a common one (an evader near an edge)."""
+    counts: dict = {}
+    for e in examples:
+        if len(base.for_stage(e.stage)) > 1 and e.answer is not None:
+            key = (e.stage, e.options[e.answer])
+            counts[key] = counts.get(key, 0) + 1
+    most: dict = {}
+    for (stage, _), n in counts.items():
+        most[stage] = max(most.get(stage, 0), n)
     out = []
     for e in examples:
-        out += [e] * (times if len(base.for_stage(e.stage)) > 1 else 1)
+        if len(base.for_stage(e.stage)) <= 1:
+            out.append(e)
+            continue
+        rarer = 1 if e.answer is None else most[e.stage] / counts[(e.stage, e.options[e.answer])]
+        out += [e] * (times * max(1, min(cap, round(rarer))))
     return out
 
 
@@ -141,7 +178,6 @@ def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None, p
     train = selection_examples(task, base, provider,
                                stage_inputs(task, base, greedy, cfg.train_seeds, bar and bar + "training games"),
                                shuffle_seed=cfg.seed, desc=bar and bar + "training selections")
-    train = weighted(train, base, cfg.alternatives_weight)
     held = selection_examples(task, base, provider,
                               stage_inputs(task, base, greedy, cfg.heldout_seeds, bar and bar + "held-out games"),
                               desc=bar and bar + "held-out selections")
@@ -154,6 +190,7 @@ def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None, p
         emergency_held = emergency_selection_examples(registry, task, kinds_of(registry, cfg.task, "eval"),
                                                       cfg.emergency_seeds, greedy, cfg.k, cfg.emergency_steps,
                                                       encoder=encoder, desc=bar and bar + "emergency held-out games")
+    train = weighted(train, base, cfg.alternatives_weight, cfg.balance_cap)
     return base, retriever, train, held, emergency_held
 
 
@@ -294,7 +331,7 @@ def _version_name(student: Any, base: FunctionBase, cfg: FinetuneConfig) -> str:
 def _manifest(cfg, student, base, retriever, train, held, n_mixed, before, after, metrics, seconds) -> dict:
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "engine_version": __version__, "task": cfg.task, "method": "ld-selection",
+        "engine_version": __version__, "task": cfg.task, "method": "ld-selection", "promoted": cfg.promote,
         "base_model": student.name, "base_model_sha256": student.model_hash,
         "function_base_hash": base.hash, "retriever_index_hash": retriever.index_hash,
         "trained_functions": {cfg.task: trained_functions(base)},
@@ -321,7 +358,6 @@ def finetune_kd(registry: Registry, cfg: FinetuneConfig, progress: bool = True, 
     """Knowledge distillation: LoRA on the expert's moves (one example per pursuer and
     step of seeded expert games); held-out move accuracy before and after; saves
     adapter and manifest. The task plugin provides the data (``task.kd``)."""
-    from ldengine.errors import LDEngineError
     from ldengine.models import load_student
     start = time.perf_counter()
     task = registry.get("tasks", cfg.task).obj
@@ -360,7 +396,7 @@ def finetune_kd(registry: Registry, cfg: FinetuneConfig, progress: bool = True, 
 def _header(cfg: FinetuneConfig, student: Any, base: FunctionBase, method: str) -> dict:
     """What every text-adapter manifest starts with: when, what, from which base and seeds."""
     return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "engine_version": __version__, "task": cfg.task, "method": method,
+            "engine_version": __version__, "task": cfg.task, "method": method, "promoted": cfg.promote,
             "base_model": student.name, "base_model_sha256": student.model_hash,
             "function_base_hash": base.hash, "examples_seen": cfg.steps * cfg.batch_size,
             "trained_functions": {cfg.task: trained_functions(base)},
@@ -394,7 +430,6 @@ def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, p
     seeds whose written function passes verification within ``attempts``, before and
     after. Saves adapter and manifest (method ``write``)."""
     from ldengine import emergency as em
-    from ldengine.errors import LDEngineError
     from ldengine.models import load_student
     start = time.perf_counter()
     registry.get("tasks", cfg.task)

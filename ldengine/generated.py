@@ -23,6 +23,7 @@ from ldengine.distill import check_module
 from ldengine.errors import LDEngineError, UnknownNameError
 from ldengine.functionbase import (PROVENANCE, FunctionBase, StoredCodeChanged, base_for, check_version_files, file_sha256,
                                    read_provenance, version_names, versions_dir)
+from ldengine.manual import ManualEntry, entries_from_source
 from ldengine.sandbox import IsolatedSandbox
 
 EMERGENCY, VERSION = "emergency", "version"
@@ -79,6 +80,27 @@ def find(registry: Any, name: str, task: str | None = None) -> Stored:
         raise LDEngineError(f"{name!r} is stored for several tasks ({', '.join(i.task for i in found)}); "
                             "say which with --task")
     return found[0]
+
+
+def find_function(registry: Any, name: str, task: str | None = None) -> tuple[Stored, ManualEntry] | None:
+    """The stored emergency function called ``name`` (its file's stem, or its def's name when
+    one stored file alone has it) and its manual entry, read with ``ast`` (never executed);
+    None if there is none. A file that no longer has its recorded sha256 is refused."""
+    items = [i for i in stored(registry, task) if i.what == EMERGENCY]
+    found = [i for i in items if i.name == name] or [i for i in items if i.provenance.get("function") == name]
+    if not found:
+        return None
+    if len(found) > 1:
+        raise LDEngineError(f"{name!r} is the function of several stored files "
+                            f"({', '.join(i.name for i in found)}); name one")
+    item = found[0]
+    if item.problem:
+        raise StoredCodeChanged(item.problem)
+    entries = entries_from_source(item.path.read_text(encoding="utf-8"), item.path.name, item.task, "generated")
+    entry = next((e for e in entries if e.def_name == item.provenance.get("function")), None)
+    if entry is None:
+        raise LDEngineError(f"{item.path.name} defines no function {item.provenance.get('function')!r}")
+    return item, entry
 
 
 def _emergencies(task: str) -> list[Stored]:
@@ -155,15 +177,7 @@ def _game(registry: Any, task: str, kind: Any, params: dict) -> Any:
 
 def _kind(registry: Any, item: Stored) -> Any:
     """The rule the function was written for: registered, or rebuilt from the provenance."""
-    p = item.provenance
-    if p.get("kind") in registry.emergencies:
-        return registry.emergencies[p["kind"]].obj
-    rule, task = p.get("custom_rule"), registry.tasks.get(item.task)
-    if not rule or task is None or not hasattr(task.obj, "custom_emergency"):
-        return None
-    like = registry.emergencies[rule["like"]].obj if rule.get("like") in registry.emergencies else None
-    return task.obj.custom_emergency(rule["text"], p.get("params") or {}, rule.get("allowed", []),
-                                     rule.get("forbidden", []), like=like)
+    return emergency.stored_rule(registry, item.task, item.provenance)
 
 
 def _verify_version(registry: Any, item: Stored, games: int | None) -> Verdict:

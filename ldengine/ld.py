@@ -146,39 +146,71 @@ def selection_examples(task: Any, base: FunctionBase, provider: RetrieverProvide
 
 
 def find_adapter(task: str, base: FunctionBase, root: Any = None, method: str = "ld") -> Any:
-    """The newest committed adapter of ``method`` (``ld``: selection, ``kd``: moves)
+    """The newest promoted adapter of ``method`` (``ld``: selection, ``kd``: moves)
     trained on this task's functions: the task's own, or one trained on several tasks'
     manuals (``function_base/adapters/``). It fits when every function it was trained on
     is still in the base unchanged (new functions, e.g. a plugin's, compete through their
-    manual); an older manifest without that list needs the exact base hash."""
-    import json
+    manual); an older manifest without that list needs the exact base hash. A new adapter
+    is promoted only by ``ldengine finetune --promote`` (its manifest says ``promoted``);
+    the committed ones, older than that field, are."""
     from pathlib import Path
 
     from ldengine.errors import LDEngineError
-    from ldengine.finetune import SHARED_ADAPTER_DIR, default_adapter_dir
-    roots = [Path(root)] if root else [default_adapter_dir(task), SHARED_ADAPTER_DIR]
-    found = []
-    for manifest in (m for r in roots if r.is_dir() for m in sorted(r.glob("*/manifest.json"))):
-        data = json.loads(manifest.read_text(encoding="utf-8"))
+    from ldengine.finetune import adapter_roots
+    roots = [Path(root)] if root else adapter_roots(task)
+    found, misfits = [], []
+    for folder, data in _manifests(roots):
+        if _method(data) != method or data.get("promoted") is False:
+            continue
+        why = adapter_misfit(data, task, base)
         # KD and write adapters learnt answers in text (moves; functions for new rules), not the
         # manual's selection: any base of their task serves them.
-        fits = _trained_on(data, task, base) or (method != "ld" and data.get("task") == task)
-        if fits and _method(data) == method:
-            found.append((data.get("created", ""), manifest.parent))
-    if not found:
-        raise LDEngineError(f"no {method} adapter in {roots[0]} was trained on this {task} function base "
-                            f"(hash {base.teacher_hash[:12]}); run `ldengine finetune --task {task} "
-                            f"--method {method}` or pass --adapter DIR")
-    return max(found)[1]
+        if why is None or (method != "ld" and data.get("task") == task):
+            found.append((data.get("created", ""), folder))
+        elif _learnt(data, task):
+            misfits.append(f"{folder} was trained on another {task} function base ({why})")
+    if found:
+        return max(found)[1]
+    hint = (f"run `ldengine finetune --task {task} --method {method}` (--from-adapter DIR continues an "
+            f"adapter) or pass --adapter DIR")
+    if misfits:
+        raise LDEngineError(f"no {method} adapter fits this {task} function base (hash {base.teacher_hash[:12]}): "
+                            f"{'; '.join(misfits)}; {hint}")
+    raise LDEngineError(f"no {method} adapter in {' or '.join(map(str, roots))} was trained on this {task} "
+                        f"function base (hash {base.teacher_hash[:12]}); {hint}")
+
+
+def _manifests(roots: list) -> list[tuple[Any, dict]]:
+    """(folder, manifest) of every adapter in ``roots``, in name order."""
+    from ldengine.cache import read_json
+    found = [(m.parent, read_json(m)) for r in roots if r.is_dir() for m in sorted(r.glob("*/manifest.json"))]
+    return [(folder, data) for folder, data in found if isinstance(data, dict)]
 
 
 def _trained_on(manifest: dict, task: str, base: FunctionBase) -> bool:
+    return adapter_misfit(manifest, task, base) is None
+
+
+def adapter_misfit(manifest: dict, task: str, base: FunctionBase) -> str | None:
+    """Why an adapter does not fit ``base`` (None when it does): the functions it learnt
+    that changed or are gone; for an older manifest without that list, the base hash."""
     trained = (manifest.get("trained_functions") or {}).get(task)
     if trained:
-        return all(name in base.entries and base.entries[name].source_hash == digest
-                   for name, digest in trained.items())
+        changed = [n for n, digest in trained.items() if n in base.entries and base.entries[n].source_hash != digest]
+        gone = [n for n in trained if n not in base.entries]
+        words = [f"{len(names)} {label}: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
+                 for label, names in (("changed", changed), ("missing", gone)) if names]
+        return "; ".join(words) or None
     hashes = manifest.get("function_base_hashes") or {task: manifest.get("function_base_hash")}
-    return hashes.get(task) == base.teacher_hash
+    if hashes.get(task) == base.teacher_hash:
+        return None
+    return f"base hash {hashes[task][:12]}" if hashes.get(task) else f"not trained on {task}"
+
+
+def _learnt(manifest: dict, task: str) -> bool:
+    """Was the adapter trained on ``task`` at all (so a misfit is worth naming)?"""
+    return (task in (manifest.get("trained_functions") or {}) or task in (manifest.get("function_base_hashes") or {})
+            or manifest.get("task") == task)
 
 
 def _method(manifest: dict) -> str:
@@ -238,9 +270,10 @@ def _learned_agent(context: Any, name: str, adapter: bool = True, shuffle: bool 
     from ldengine.emergency import adopt, with_stage
     from ldengine.models.base import dtype_identity
     opts = context.options
+    # the adapter first: a base it does not fit fails in one line before any model loads
+    chosen = selection_adapter(context, opts.get("log") or _stderr) if adapter else None
     written = adopt(context, opts.get("log") or _stderr)
     retriever = _retriever(context)
-    chosen = (opts.get("adapter") or find_adapter(context.task.name, context.base)) if adapter else None
     student = context.load_student(adapter=chosen)
     if opts.get("no_memo"):     # every selection and retrieval computed (benchmarks; the choices are the same)
         student.memo_size = 0
@@ -253,12 +286,38 @@ def _learned_agent(context: Any, name: str, adapter: bool = True, shuffle: bool 
         kind = context.task.emergency.kind
         agent.pipeline = with_stage(agent.pipeline, kind.stage, kind.after)
     agent.emergency = written
+    agent.setup = model_setup(student, chosen)
     agent.usage = lambda: dict(getattr(student, "usage", {}))
     agent.identity = lambda: {"model": student.name, "model_sha256": student.model_hash,
                               "adapter_hash": student.adapter_hash,
                               "retriever_index_hash": getattr(retriever, "index_hash", None),
                               "k": provider.k, **dtype_identity(student), **_emergency_identity(written)}
     return agent
+
+
+def selection_adapter(context: Any, log: Any) -> Any:
+    """``--adapter DIR`` (with a warning line when it was trained on another function base),
+    else the default adapter that fits this base (``find_adapter``)."""
+    from pathlib import Path
+
+    from ldengine.cache import read_json
+    given, task = context.options.get("adapter"), context.task.name
+    if not given:
+        return find_adapter(task, context.base)
+    manifest = read_json(Path(given) / "manifest.json")
+    why = adapter_misfit(manifest, task, context.base) if isinstance(manifest, dict) else None
+    if why:
+        log(f"warning: the adapter {Path(given).name} was trained on another {task} function base ({why}); "
+            "its selections may be wrong")
+    return given
+
+
+def model_setup(student: Any, adapter: Any) -> dict:
+    """What a run names in its header and summary: the student model, its weights' type and
+    the adapter's folder name (None without one)."""
+    from pathlib import Path
+    return {"student": student.name, "dtype": getattr(student, "dtype", "float32"),
+            "adapter": Path(adapter).name if adapter else None}
 
 
 def _emergency_identity(written: Any) -> dict:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import pluggy
 
 from ldengine import hookspecs
+from ldengine.errors import UnknownNameError
 
 DEFAULT_PLUGINS = ("plugins.pursuit", "plugins.twentyone", "plugins.agents", "plugins.openai_student")
 ENTRY_POINT_GROUP = "ldengine"
@@ -32,12 +33,18 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
 
 
-def _third_party_entry_points():
+def _third_party_entry_points() -> list:
+    """The installed entry points, or those LDENGINE_LOAD_PLUGINS names (a name that no
+    installed plugin has is a mistake to report, not a plugin to skip quietly)."""
     allowed = os.environ.get("LDENGINE_LOAD_PLUGINS")
     names = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if names is None or ep.name in names:
-            yield ep
+    found = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    unknown = sorted((names or set()) - {ep.name for ep in found})
+    if unknown:
+        installed = ", ".join(sorted({ep.name for ep in found})) or "none"
+        raise UnknownNameError(f"LDENGINE_LOAD_PLUGINS names {', '.join(map(repr, unknown))}, which no installed "
+                               f"plugin provides (installed: {installed}; the built-in plugins always load)")
+    return [ep for ep in found if names is None or ep.name in names]
 
 
 def _origin(ep) -> str:

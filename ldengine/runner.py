@@ -203,12 +203,19 @@ def _charge(played: list[Played], wall: float, before: dict, after: dict) -> Non
 def _summary(cfg, task, agent, base, results, wall, interrupted) -> dict:
     summary = {"agent": cfg.agent, "task": cfg.task, **task.summarize(results),
                "wall_s": round(wall, 3), "seed": cfg.seed, "evader": cfg.evader,
-               "function_base_hash": base.hash, **agent.stats()}
-    if cfg.function_base:
-        summary["function_base_version"] = cfg.function_base
+               "function_base_hash": base.hash, **_setup(cfg, agent), **agent.stats()}
     if interrupted:
         summary["interrupted"] = True
     return summary
+
+
+def _setup(cfg: RunConfig, agent: Any) -> dict:
+    """What the games were played with: student model, its weights' type and adapter folder
+    (None for an agent without a model), function base version ("plugins": the plugins'
+    modules) and the emergency in force (None)."""
+    setup = getattr(agent, "setup", None) or {}
+    return {"student": setup.get("student"), "dtype": setup.get("dtype"), "adapter": setup.get("adapter"),
+            "function_base_version": cfg.function_base or "plugins", "emergency": cfg.emergency}
 
 
 class Emitter:

@@ -74,7 +74,7 @@ def test_run_against_the_random_evader(tmp_path):
     (["run", "pursuit", "--agent", "oracle9"], "unknown agent 'oracle9'"),
     (["run", "pursuit", "--evader", "teleport"], "unknown evader 'teleport'"),
     (["run", "pursuit", "--games", "0"], "--games"),
-    (["run", "pursuit", "--json", "/nonexistent-dir/r.json"], "does not exist"),
+    (["run", "pursuit", "--json", f"{__file__}/r.json"], "test_cli.py is a file, not a folder"),
     (["functions", "show", "no_such_function"], "no function 'no_such_function'"),
     (["sandbox", "run", "missing.py", "--function", "f"], "does not exist"),
 ])
@@ -103,7 +103,7 @@ def test_sandbox_run_prints_a_result_or_an_error(tmp_path):
     assert ok.exit_code == 0 and json.loads(ok.stdout.splitlines()[0]) == [5]
     hang = CliRunner().invoke(cli, ["sandbox", "run", str(src), "--function", "spin",
                                     "--args", "[1]", "--timeout", "0.5"])
-    assert hang.exit_code == 1 and "error:" in hang.output
+    assert hang.exit_code == 1 and "Error:" in hang.output
     bad = CliRunner().invoke(cli, ["sandbox", "run", str(src), "--function", "add", "--args", "{oops"])
     assert bad.exit_code == 2 and "not JSON" in bad.output
 

@@ -7,6 +7,8 @@ transcript's n-th answer, the last one once they run out.
 """
 import json
 import shutil
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -149,6 +151,21 @@ def test_run_plays_the_distilled_base(good, tmp_path):
     assert summary["function_base_version"] == version
     prov = json.loads((versions_dir("pursuit") / version / "provenance.json").read_text())
     assert summary["function_base_hash"] == prov["base_hash"]
+
+
+def test_ld_on_a_base_its_adapter_never_learnt_fails_before_any_model_loads(good):
+    """`run --agent ld` on the distilled base (without functions the committed adapter learnt):
+    one line naming the adapter's folder, and neither torch nor transformers ever imported."""
+    _, version, _ = good
+    code = ("import sys; from ldengine.cli import main\n"
+            f"sys.argv = ['ldengine', 'run', 'pursuit', '--agent', 'ld', '--function-base', {version!r}]\n"
+            "try:\n    main()\nexcept SystemExit as stop:\n    print(stop.code)\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'hnswlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.splitlines()[-2:] == ["1", "[]"], out.stderr
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("Error: no ld adapter fits this pursuit function base")
+    assert "function_base/adapters/SmolLM2-135M-Instruct" in line and "was trained on another pursuit function base" in line
 
 
 def test_eval_records_the_distilled_base_in_the_identity(good, tmp_path):

@@ -3,9 +3,10 @@ and batched generation with a cached prefix (what the text agents run on)."""
 import json
 
 import pytest
+from click.testing import CliRunner
 
+from ldengine.cli import cli
 from ldengine.errors import LDEngineError
-from ldengine.finetune import FinetuneConfig, finetune_kd
 from ldengine.ld import find_adapter
 from plugins.pursuit import kd
 from plugins.pursuit.baseline import has_cells, legal_cells, parse_answer, prompt, rules_prefix, step_question
@@ -63,17 +64,21 @@ def test_text_lora_lowers_the_loss_on_its_answers(student, moves, pursuit_task):
         fresh.train_lora_text([(rows[0][0], rows[0][1], "")], steps=1)
 
 
-def test_finetune_kd_writes_an_adapter_with_its_manifest(registry, tmp_path):
-    cfg = FinetuneConfig(steps=2, batch_size=4, lr=2e-3, train_seeds=[10_000], heldout_seeds=[20_000],
-                         out=str(tmp_path / "kd"))
-    lines = []
-    manifest = finetune_kd(registry, cfg, progress=False, log=lines.append)
-    saved = json.loads((tmp_path / "kd" / "manifest.json").read_text())
+def test_finetune_kd_writes_an_adapter_with_its_manifest(tmp_path):
+    """`ldengine finetune --method kd` trains, saves adapter and manifest where --out says,
+    and (not promoted) says how to use it rather than making it the default."""
+    out = tmp_path / "kd"
+    result = CliRunner().invoke(cli, ["finetune", "--task", "pursuit", "--method", "kd", "--steps", "2",
+                                      "--batch-size", "4", "--lr", "2e-3", "--train-games", "1",
+                                      "--heldout-games", "1", "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "manifest.json").read_text())
     assert saved["method"] == "kd" and saved["train_games"] == 1 and saved["train_examples"] > 0
     assert 0 <= saved["heldout_move_accuracy"] <= 1 and saved["examples_seen"] == 8
     assert len(saved["data_sha256"]) == 64 and len(saved["adapter_hash"]) == 64
-    assert manifest["heldout_move_accuracy"] == saved["heldout_move_accuracy"]
-    assert any("held-out move accuracy" in line for line in lines)
+    assert f"held-out move accuracy {saved['heldout_move_accuracy']:.3f}" in result.output
+    assert saved["promoted"] is False and result.stdout.splitlines()[-1] == (
+        f"not the default adapter (train with --promote for that); use it with --adapter {out}")
 
 
 def test_the_committed_kd_adapter_learned_the_experts_moves(pursuit_base):

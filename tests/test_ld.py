@@ -51,9 +51,10 @@ def test_under_a_held_out_emergency_the_student_picks_the_new_stages_function(re
     assert accuracy(student, new_stage) == 1.0
 
 
-def test_the_ld_agent_plays_with_the_student_choosing_every_stage(tmp_path):
+def test_the_ld_agent_plays_with_the_student_choosing_every_stage(tmp_path, pursuit_base):
     """It plays two games with retriever + fine-tuned student; the trace records, per stage,
-    the candidates, the student's pick with its probabilities, and the oracle's."""
+    the candidates, the student's pick with its probabilities, and the oracle's. The header
+    and the summary name the student, its weights' type, the adapter and the function base."""
     trace, summary = tmp_path / "t.jsonl", tmp_path / "r.json"
     result = run_cli("run", "pursuit", "--agent", "ld", "--games", "2", "--seed", "1", "--quiet",
                      "--trace", str(trace), "--json", str(summary))
@@ -62,6 +63,11 @@ def test_the_ld_agent_plays_with_the_student_choosing_every_stage(tmp_path):
     assert data["agent"] == "ld" and data["success"] == 1.0 and data["failure_with_violation"] == 0
     assert data["selection_accuracy"] > 0.8 and data["retrieval_miss"] == data["function_errors"] == 0
     assert 0 < data["distinct_prompts"] <= data["selections"]
+    adapter = find_adapter("pursuit", pursuit_base).name
+    assert (data["adapter"], data["student"]) == (adapter, "SmolLM2-135M-Instruct.Q4_1")
+    assert data["dtype"] in ("float32", "bfloat16") and (data["function_base_version"], data["emergency"]) == ("plugins", None)
+    assert result.output.splitlines()[0].endswith(f"| student SmolLM2-135M-Instruct.Q4_1 ({data['dtype']}) "
+                                                  f"| adapter {adapter} | base plugins")
     steps = [json.loads(line) for line in trace.read_text().splitlines()]
     chosen = [r["functions"] for r in steps if r["type"] == "pursuers"]
     decide = {"capture_adjacent", "route_around_block", "pin_against_edge", "encircle_evader"}
@@ -101,9 +107,10 @@ def test_a_quick_finetune_is_a_smoke_run_saved_in_the_cache(tmp_path, monkeypatc
     assert result.exit_code != 0 and "--quick is a smoke run of --method ld" in result.output
 
 
-def test_a_few_finetuning_steps_write_an_adapter_with_its_manifest(registry, tmp_path):
+def test_a_few_finetuning_steps_write_an_adapter_with_its_manifest(registry, tmp_path, pursuit_base):
     """It builds the data from expert games, trains three LoRA steps, evaluates on held-out
-    seeds and saves the adapter with a manifest naming model, base, data and accuracy."""
+    seeds and saves the adapter with a manifest naming model, base, data and accuracy; not
+    promoted, it is not taken as the default where the default is looked for."""
     cfg = FinetuneConfig(steps=3, batch_size=4, train_seeds=[10_000], heldout_seeds=[20_000],
                          shuffles=2, emergency_seeds=[0], emergency_steps=1, out=str(tmp_path / "adapter"))
     lines = []
@@ -118,6 +125,9 @@ def test_a_few_finetuning_steps_write_an_adapter_with_its_manifest(registry, tmp
     assert not set(saved["emergency_train_kinds"]) & set(saved["emergency_held_out_kinds"])
     assert "restricted-area" in saved["emergency_held_out_kinds"] and saved["emergency_train_examples"] > 0
     assert 0.0 <= saved["heldout_emergency_stage_accuracy"] <= 1.0 and saved["heldout_emergency_examples"] > 0
+    assert saved["promoted"] is False
+    with pytest.raises(LDEngineError, match="no ld adapter in"):
+        find_adapter("pursuit", pursuit_base, root=tmp_path)
 
 
 def test_shuffled_held_out_examples_move_the_right_answer():
@@ -188,7 +198,8 @@ def test_one_adapter_learns_several_tasks_manuals_and_serves_each(registry, tmp_
     each task's held-out accuracy and base hash, and each task finds it as its adapter."""
     from ldengine.functionbase import FunctionBase
     cfg = FinetuneConfig(task="pursuit,twentyone", steps=2, batch_size=4, train_seeds=[10_000],
-                         heldout_seeds=[20_000], shuffles=1, emergency_seeds=[], out=str(tmp_path / "joint"))
+                         heldout_seeds=[20_000], shuffles=1, emergency_seeds=[], out=str(tmp_path / "joint"),
+                         promote=True)
     lines = []
     manifest = finetune(registry, cfg, progress=False, log=lines.append)
     saved = json.loads((tmp_path / "joint" / "manifest.json").read_text())

@@ -221,6 +221,20 @@ def test_it_loads_only_allowed_plugins(plugin_dir, monkeypatch):
     assert "ldtest_skipped" not in {p.name for p in Registry.load().plugins}
 
 
+def test_a_name_no_plugin_has_in_the_allow_list_is_an_error(plugin_dir, monkeypatch):
+    """It names a misspelt LDENGINE_LOAD_PLUGINS entry and the installed ones, in one line,
+    instead of quietly loading nothing; commands that need no plugin still run."""
+    install_plugin(plugin_dir, "ldtest_named", PLUGIN.format(source=GOOD_FUNCTION))
+    monkeypatch.setenv("LDENGINE_LOAD_PLUGINS", "ldtest_named,ldtest_nmaed")
+    result = CliRunner().invoke(cli_module.cli, ["plugins"])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert result.output.startswith("Error: LDENGINE_LOAD_PLUGINS names 'ldtest_nmaed', which no installed plugin")
+    assert "ldtest_named" in result.output.split("installed:")[1]
+    cli_module._load_plugin_commands()          # what `ldengine --help` runs first: no traceback
+    monkeypatch.setenv("LDENGINE_LOAD_PLUGINS", "ldtest_named")
+    assert "ldtest_named" in {p.name for p in Registry.load().plugins}
+
+
 def test_it_rejects_a_function_without_manual_fields(plugin_dir):
     """It names the plugin and the function whose docstring lacks a manual field."""
     bad = GOOD_FUNCTION.replace("    Stage: pursuer.hold\n", "")

@@ -626,7 +626,7 @@ def test_an_adapter_in_the_rows_layout_is_selected_by_the_server(served, example
     (/v1/ldengine/selections), equal to the in-process student's with that adapter."""
     from ldengine.models import load_student
     from ldengine.serve import make_server
-    rows = Path(__file__).resolve().parent.parent / "function_base" / "adapters-rows" / "SmolLM2-135M-Instruct.Q4_1-pursuit+twentyone-lib03c2b337-rows-s128"
+    rows = Path(__file__).resolve().parent.parent / "function_base" / "adapters" / "SmolLM2-135M-Instruct.Q4_1-pursuit+twentyone-lib03c2b337-rows-bal8-s128"
     student = load_student(adapter=rows)
     assert student.layout == "rows"
     with running(make_server(student, "127.0.0.1", 0, "rows-student")) as server:

@@ -5,6 +5,9 @@ Converting the 98 MB Q4_1 GGUF (dequantising 272 tensors and building the
 tokenizer from the GGUF metadata) takes about 40 s on a 2-core CPU; loading
 the converted safetensors takes about 1 s. So the first load writes the
 converted model under ``<cache>/students/<sha256[:16]>/`` and later loads use it.
+Its marker file records every file's size and sha256; a load checks them (the
+hash is remembered by size and mtime, so this costs a stat) and converts again,
+with one line saying so, when the copy was damaged.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from ldengine.cache import cached_sha256, read_json, sha256_file, write_atomic
 from ldengine.errors import LDEngineError
 from ldengine.models.files import cache_root, default_student_path, weights_hash
 
@@ -69,17 +73,69 @@ def converted_gguf(gguf: Path, digest: str, target: Path) -> Path:
     conversion or two processes converting at once never leave a half model.
     """
     if (target / MARKER).is_file():
-        return target
-    log.warning("converting %s to a cached transformers model (once, ~40 s on a small CPU)", gguf.name)
+        problem = damage(target)
+        if problem is None:
+            return target
+        log.warning("the converted student in %s is damaged (%s): converting %s again (~40 s on a small CPU)",
+                    target, problem, gguf.name)
+        shutil.rmtree(target, ignore_errors=True)
+    else:
+        log.warning("converting %s to a cached transformers model (once, ~40 s on a small CPU)", gguf.name)
     staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         _convert(gguf, staging)
-        (staging / MARKER).write_text(json.dumps({"source": str(gguf), "sha256": digest}, indent=2))
+        (staging / MARKER).write_text(json.dumps({"source": str(gguf), "sha256": digest,
+                                                  "files": _file_record(staging, sha256_file)}, indent=2))
         _publish(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def damage(folder: Path) -> str | None:
+    """What is wrong with a converted model folder, or None when every file has the size and
+    sha256 its marker recorded. A folder converted before the marker recorded them is
+    checked for whole safetensors files instead, and its record written then."""
+    marker = read_json(folder / MARKER)
+    files = marker.get("files") if isinstance(marker, dict) else None
+    if not isinstance(files, dict):
+        problem = next(filter(None, map(_cut_short, sorted(folder.glob("*.safetensors")))), None)
+        if problem is None and isinstance(marker, dict):
+            record = {**marker, "files": _file_record(folder, cached_sha256)}
+            try:
+                write_atomic(folder / MARKER, json.dumps(record, indent=2).encode())
+            except OSError:     # a read-only cache is checked this way again next time
+                pass
+        return problem
+    for name, recorded in files.items():
+        path, recorded = folder / name, recorded if isinstance(recorded, dict) else {}
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != recorded.get("size"):
+            return f"{name} has {path.stat().st_size} bytes, {recorded.get('size')} were written"
+        if cached_sha256(path) != recorded.get("sha256"):
+            return f"{name} changed after it was written (sha256)"
+    return None
+
+
+def _file_record(folder: Path, sha256: Any) -> dict:
+    return {p.name: {"size": p.stat().st_size, "sha256": sha256(p)}
+            for p in sorted(folder.iterdir()) if p.is_file() and p.name != MARKER}
+
+
+def _cut_short(path: Path) -> str | None:
+    """Why a safetensors file is not whole: its header names tensor bytes up to an offset,
+    and the file must end exactly there."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            length = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(length)) if 0 < length < size else {}
+        end = 8 + length + max(t["data_offsets"][1] for k, t in header.items() if k != "__metadata__")
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return f"{path.name} has no readable header"
+    return None if size == end else f"{path.name} has {size} bytes, its header needs {end}"
 
 
 def _publish(staging: Path, target: Path) -> None:

@@ -426,10 +426,22 @@ class CustomRule:
         import hashlib
         return "custom-" + hashlib.sha256(repr((self.text, self.given_params)).encode()).hexdigest()[:8]
 
+    @property
+    def judges_every_move(self) -> bool:
+        """Whether the rule can judge any move (a ``like`` kind's rule), not only the examples."""
+        return self.like is not None
+
     def allows(self, params: dict, piece: str, src, dst) -> bool:
-        if self.like is None:
-            raise ValueError("a rule known only by examples cannot judge every move")
-        return self.like.allows(params, piece, src, dst)
+        """``like``'s rule. A rule known only by examples refuses exactly the pursuer moves its
+        forbidden examples name: nothing else is known to be forbidden (the referee's reading,
+        when such a rule is in force in a game; verification compares with no rule then)."""
+        if self.like is not None:
+            return self.like.allows(params, piece, src, dst)
+        return piece != "pursuer" or (tuple(src), tuple(dst)) not in self.forbidden
+
+    def blocked(self, params: dict, size: int = 21) -> frozenset:
+        """``like``'s closed cells; a rule known only by example moves closes no whole cell."""
+        return self.like.blocked(params, size) if self.like is not None else frozenset()
 
     def params(self, seed: int = 0, size: int = 21) -> dict:
         return dict(self.given_params)

@@ -189,6 +189,19 @@ class PursuitTask:
         from plugins.pursuit.plot import plot_trajectories
         plot_trajectories(result, self.size, path, title)
 
+    def trace_result(self, records: list[dict]) -> GameResult:
+        """The ``GameResult`` of one game rebuilt from its trace records (``ldengine plot``)."""
+        head = next(r for r in records if r.get("type") == "game")
+        end = next((r for r in records if r.get("type") == "end"), {})
+        pursuers, evader = [head["pursuers"]], [head["evader"]]
+        moved = {r["step"]: r["position"] for r in records if r.get("type") == "evader"}
+        for record in (r for r in records if r.get("type") == "pursuers"):
+            pursuers.append(record["positions"])
+            evader.append(moved.get(record["step"], evader[-1]))
+        return GameResult(head["game"], head["seed"], end.get("outcome", "unfinished"),
+                          end.get("steps", len(pursuers) - 1), end.get("violations", 0), pursuers, evader,
+                          tuple(map(tuple, head.get("forbidden", []))))
+
 
 def _decide_facts(state: dict) -> list[str]:
     """The facts that tell pursuer.decide's alternatives apart (their When: fields), said once

@@ -75,7 +75,7 @@ class TwentyOneTask:
         """The hand as a generator: yields each state the player decides on, receives
         ``(choice, functions used)``, returns the ``HandResult``."""
         hand = Hand.deal(seed)
-        emit({"type": "hand", "game": game_index, "seed": seed, "player": list(hand.player),
+        emit({"type": "hand", "task": self.name, "game": game_index, "seed": seed, "player": list(hand.player),
               "dealer_shown": hand.dealer[0], "agent": agent_name})
         decisions = agreed = 0
         while not hand.over:

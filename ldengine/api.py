@@ -1,0 +1,84 @@
+"""The Python API: what ``from ldengine import ...`` gives (README, "Python API").
+
+    from ldengine import load_registry, play, make_agent, first_state, decide, select_function, run_function
+
+``play`` is ``ldengine run`` as a function; ``make_agent``, ``first_state``, ``decide``
+and ``select_function`` look inside one decision step; ``run_function`` runs code in
+the isolated sandbox. Every function runs in the sandbox, as from the command line.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ldengine.errors import LDEngineError, SandboxCompileError
+from ldengine.loop import Decision, StageRecord, decide_batch
+from ldengine.registry import Registry
+from ldengine.runner import RunConfig, RunOutcome, build_agent, run_games
+from ldengine.sandbox import Limits, SandboxResult, compile_module
+from ldengine.sandbox.result import COMPILE_ERROR, error_text
+
+
+def load_registry() -> Registry:
+    """Every installed plugin's tasks, functions, evaders, agents, student backends and emergencies."""
+    return Registry.load()
+
+
+def play(task: str = "pursuit", agent: str = "expert", games: int = 1, seed: int = 0, *, evader: str = "greedy",
+         emergency: str | None = None, trace: str | None = None, registry: Registry | None = None,
+         **options: Any) -> RunOutcome:
+    """Play ``games`` seeded games (game i: seed ``seed + i``) as ``ldengine run`` does.
+
+    ``outcome.summary`` holds the summary keys (``success``, ``avg_steps_success``, ...),
+    ``outcome.results`` each game's result. ``options`` go to the agent as the command
+    line's do (``student``, ``adapter``, ``k``, ``dtype``, ``device``, ``log``)."""
+    cfg = RunConfig(task, agent, games, seed, evader, trace, progress=False, options=options, emergency=emergency)
+    return run_games(registry or load_registry(), cfg)
+
+
+def make_agent(task: str = "pursuit", agent: str = "expert", registry: Registry | None = None,
+               **options: Any) -> Any:
+    """An agent of ``task`` with its function base (``agent.base``), as ``play`` builds it."""
+    registry = registry or load_registry()
+    return build_agent(registry, registry.get("tasks", task).obj, agent, options)[0]
+
+
+def first_state(task: str = "pursuit", seed: int = 0, registry: Registry | None = None) -> Any:
+    """The first state an agent decides on in game ``seed`` of ``task`` (plain data)."""
+    registry = registry or load_registry()
+    steps = registry.get("tasks", task).obj.game_steps(0, seed, lambda *args: None, lambda record: None)
+    state = next(steps)
+    steps.close()
+    return state
+
+
+def decide(agent: Any, state: Any) -> Decision:
+    """One decision step of ``agent`` on ``state``: per stage the function chosen and its
+    output (``decision.stages``), and the action (``decision.action``, None if a stage failed)."""
+    _selecting(agent)
+    return decide_batch([state], agent.pipeline, agent.base, agent.provider, agent.selector, agent.adopted())[0]
+
+
+def select_function(agent: Any, stage: str, state: Any) -> StageRecord:
+    """The function ``agent`` selects at ``stage`` for ``state`` (the stage's input):
+    ``.chosen``, its ``.candidates``, the ``.oracle``'s choice and the chosen function's
+    output, run in the sandbox (``.result``)."""
+    _selecting(agent)
+    return decide_batch([state], [stage], agent.base, agent.provider, agent.selector)[0].stages[0]
+
+
+def run_function(source: str, name: str, *args: Any, timeout: float = 2.0, memory_mb: int = 256) -> SandboxResult:
+    """``name(*args)`` of the module ``source`` in an isolated worker (``ldengine sandbox run``):
+    a ``SandboxResult`` (``.ok``, ``.value``, ``.error``), never an exception from the code."""
+    from ldengine.sandbox import IsolatedSandbox
+    try:
+        module = compile_module(source, filename="<run_function>", load=False)    # loads only in the worker
+    except SandboxCompileError as exc:
+        return SandboxResult(name, error_type=COMPILE_ERROR, error=error_text(COMPILE_ERROR, str(exc)))
+    with IsolatedSandbox(Limits(wall_s=timeout, cpu_s=timeout, memory_mb=memory_mb)) as box:
+        return box.call(module, name, *args)
+
+
+def _selecting(agent: Any) -> None:
+    if not all(hasattr(agent, key) for key in ("provider", "selector", "pipeline", "base")):
+        raise LDEngineError(f"agent {getattr(agent, 'name', agent)!r} does not select functions "
+                            "(it answers in text); use an agent such as expert or ld")

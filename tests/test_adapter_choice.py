@@ -1,0 +1,80 @@
+"""Which adapter plays: a new one only when promoted, one that no longer fits the function
+base refused (or, when asked for by name, warned about) before any model loads."""
+import json
+import shutil
+from dataclasses import replace
+
+import pytest
+from click.testing import CliRunner
+
+from ldengine.agents import AgentContext
+from ldengine.cli import cli
+from ldengine.errors import LDEngineError
+from ldengine.functionbase import FunctionBase
+from ldengine.ld import find_adapter, selection_adapter
+
+
+@pytest.fixture(scope="module")
+def committed(pursuit_base):
+    return find_adapter("pursuit", pursuit_base)
+
+
+@pytest.fixture
+def changed_base(registry):
+    """The pursuit base with capture_adjacent's summary reworded (its source hash changes)."""
+    modules = [replace(m, source=m.source.replace("the capture, when every pursuer", "capturing, when every pursuer"))
+               for m in registry.modules_for("pursuit")]
+    return FunctionBase.build("pursuit", modules)
+
+
+def copy_adapter(source, folder, **manifest_changes):
+    shutil.copytree(source, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, **manifest_changes}))
+    return folder
+
+
+def test_a_new_adapter_becomes_the_default_only_when_promoted(committed, pursuit_base, tmp_path):
+    """It passes over a newer adapter whose manifest says it was not promoted (finetune
+    without --promote), and takes it once promoted; the committed ones predate the flag."""
+    old = copy_adapter(committed, tmp_path / "old")
+    new = copy_adapter(committed, tmp_path / "new", created="2999-01-01T00:00:00Z", promoted=False)
+    assert find_adapter("pursuit", pursuit_base, root=tmp_path) == old
+    copy_adapter(new, tmp_path / "newer", created="2999-01-01T00:00:01Z", promoted=True)
+    assert find_adapter("pursuit", pursuit_base, root=tmp_path) == tmp_path / "newer"
+
+
+def test_the_committed_adapter_is_the_default(committed):
+    """The committed joint adapter in function_base/adapters/ stays the default for ld."""
+    assert committed.parent.name == "adapters" and committed.parent.parent.name == "function_base"
+
+
+def test_promote_is_refused_where_the_default_is_not_looked_for(tmp_path):
+    """--promote with --quick (saved in the cache) or an --out elsewhere: one line, before training."""
+    for args in (["--quick"], ["--out", str(tmp_path / "a")]):
+        result = CliRunner().invoke(cli, ["finetune", "--task", "pursuit", "--promote", *args])
+        assert result.exit_code == 1 and result.output.startswith("Error: --promote: the default adapter is")
+        assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_base_whose_functions_changed_names_the_adapter_that_no_longer_fits(changed_base, committed):
+    """It refuses the default adapter for a base where a function it learnt changed, naming
+    the adapter's folder and the function, and saying how to train one."""
+    with pytest.raises(LDEngineError) as refused:
+        find_adapter("pursuit", changed_base)
+    message = str(refused.value)
+    assert f"{committed} was trained on another pursuit function base (1 changed: capture_adjacent)" in message
+    assert "ldengine finetune --task pursuit" in message
+
+
+def test_an_adapter_named_for_another_base_gets_a_warning_line(registry, pursuit_task, changed_base, committed):
+    """--adapter DIR on a base it was not trained on: used as asked, with one warning line."""
+    lines = []
+    context = AgentContext(pursuit_task, changed_base, {"adapter": str(committed)}, registry)
+    assert selection_adapter(context, lines.append) == str(committed)
+    assert lines == [f"warning: the adapter {committed.name} was trained on another pursuit function base "
+                     "(1 changed: capture_adjacent); its selections may be wrong"]
+    fitting = AgentContext(pursuit_task, FunctionBase.build("pursuit", registry.modules_for("pursuit")),
+                           {"adapter": str(committed)}, registry)
+    selection_adapter(fitting, lines.append)
+    assert len(lines) == 1
