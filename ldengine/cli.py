@@ -207,7 +207,8 @@ def format_summary(s: dict, task: Any = None) -> str:
     """The human summary of a run; a task with ``summary_lines(summary)`` words its own results."""
     games = s["games"]
     seeds = f"seeds {s['seed']}-{s['seed'] + games - 1}" if games else "no games"
-    plural = "game" if games == 1 else "games"
+    unit = getattr(task, "unit", "game")      # what one game is called: a hand in twentyone
+    plural = unit if games == 1 else unit + "s"
     opponent = f" | evader {s['evader']}" if getattr(task, "uses_evader", True) else ""
     lines = [f"{s['task']} | agent {s['agent']}{opponent} | {games} {plural} ({seeds})" + _setup_words(s)]
     if callable(getattr(task, "summary_lines", None)):
@@ -222,7 +223,7 @@ def format_summary(s: dict, task: Any = None) -> str:
     if s.get("distinct_prompts") is not None:
         lines[-1] += f"  selection prompts {s['distinct_prompts']} distinct, {s['model_calls']} model calls"
     rate = games / s["wall_s"] if s["wall_s"] else 0.0
-    lines.append(f"wall {s['wall_s']:.2f} s ({rate:.1f} games/s)")
+    lines.append(f"wall {s['wall_s']:.2f} s ({rate:.3g} {unit}s/s)")
     return "\n".join(lines)
 
 

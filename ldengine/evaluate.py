@@ -203,7 +203,9 @@ def _play_todo(task, agent, policy, cfg, name, todo, fh) -> None:
     bar = tqdm(total=cfg.games, initial=cfg.games - len(todo), desc=f"{cfg.task}/{name}", unit="game",
                disable=not cfg.progress, leave=False)
     with bar:
-        for played in play_games(task, agent, todo, policy, Emitter(None), name, cfg.evader, cfg.batch):
+        for played in play_games(task, agent, todo, policy, Emitter(None), name, cfg.evader, cfg.batch,
+                                 on_round=lambda rounds, playing: bar.set_postfix_str(
+                                     f"round {rounds}, {playing} in play", refresh=True)):
             row = {"agent": name, "game": played.game, "seed": played.seed}
             row.update({"outcome": "error", "error": played.error} if played.error else played.result.record())
             row.update(played.cost())

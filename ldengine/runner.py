@@ -83,7 +83,9 @@ def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
         bar = stack.enter_context(_progress(cfg))
         games = [(i, cfg.seed + i) for i in range(cfg.games)]
         try:
-            for played in play_games(task, agent, games, policy, emit, cfg.agent, cfg.evader, cfg.batch):
+            for played in play_games(task, agent, games, policy, emit, cfg.agent, cfg.evader, cfg.batch,
+                                     on_round=lambda rounds, playing: bar.set_postfix_str(
+                                         f"round {rounds}, {playing} in play", refresh=True)):
                 if played.error:
                     raise LDEngineError(f"game {played.game} (seed {played.seed}) failed: {played.error}")
                 results.append(played.result)
@@ -96,18 +98,22 @@ def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
 
 
 def play_games(task: Any, agent: Any, games: list[tuple[int, int]], policy: Callable, emit: "Emitter",
-               agent_name: str = "", evader_name: str = "", batch: int | None = None, start: dict | None = None):
+               agent_name: str = "", evader_name: str = "", batch: int | None = None, start: dict | None = None,
+               on_round: Callable[[int, int], None] | None = None):
     """Play ``games`` ((index, seed) pairs); yield a ``Played`` as each game ends.
 
     ``batch`` games go side by side for an agent with ``act_batch`` (None: the
-    agent's ``default_batch``, else 16).
+    agent's ``default_batch``, else 16); after each step they take together,
+    ``on_round(rounds so far, games in play)`` (a progress bar that moves while
+    no game has ended yet).
 
     A game whose agent or task raises is yielded with its error, and the others
     go on. Each game's trace records are written when it ends.
     """
     batch = batch or getattr(agent, "default_batch", 16)
     if callable(getattr(agent, "act_batch", None)) and hasattr(task, "game_steps") and batch > 1:
-        yield from _play_side_by_side(task, agent, games, policy, emit, agent_name, evader_name, batch, start)
+        yield from _play_side_by_side(task, agent, games, policy, emit, agent_name, evader_name, batch, start,
+                                      on_round)
         return
     for index, seed in games:
         before, t0 = usage_of(agent), clock.now()
@@ -124,9 +130,10 @@ def play_games(task: Any, agent: Any, games: list[tuple[int, int]], policy: Call
         yield played
 
 
-def _play_side_by_side(task, agent, games, policy, emit, agent_name, evader_name, batch, start):
+def _play_side_by_side(task, agent, games, policy, emit, agent_name, evader_name, batch, start, on_round=None):
     waiting = list(games)
     running: dict[int, list] = {}   # index -> [Played, generator, state]
+    rounds = 0
     while waiting or running:
         while waiting and len(running) < batch:
             index, seed = waiting.pop(0)
@@ -137,6 +144,9 @@ def _play_side_by_side(task, agent, games, policy, emit, agent_name, evader_name
         before, t0 = usage_of(agent), clock.now()
         actions, extras = _act_each(agent, [running[i][2] for i in order])
         _charge([running[i][0] for i in order], clock.now() - t0, before, usage_of(agent))
+        rounds += 1
+        if on_round:
+            on_round(rounds, len(order))
         for index, action, extra in zip(order, actions, extras):
             played, steps, _ = running[index]
             try:

@@ -263,3 +263,18 @@ def test_eval_refuses_bad_input_with_one_line_errors(tmp_path):
                           (["--dtype", "int3"], "'int3' is not one of")]:
         result = run_cli("eval", "pursuit", "--games", "1", "--out", str(tmp_path / "x"), *args)
         assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+
+
+def test_games_side_by_side_report_each_round_before_any_game_ends(registry):
+    """The progress of games in lockstep moves with every step they take together, so a
+    bar does not sit at 0/N until the first game ends."""
+    from ldengine.runner import Emitter, build_agent, play_games
+    task = registry.get("tasks", "pursuit").obj
+    agent, _ = build_agent(registry, task, "expert")
+    rounds = []
+    ended = []
+    for played in play_games(task, agent, [(0, 3), (1, 4)], registry.get("evaders", "greedy").obj, Emitter(None),
+                             batch=2, on_round=lambda n, playing: rounds.append((n, playing, len(ended)))):
+        ended.append(played.result.steps)
+    assert [n for n, _, _ in rounds] == list(range(1, max(ended) + 1))
+    assert rounds[0] == (1, 2, 0) and rounds[min(ended) - 1][2] == 0   # counted while no game had ended

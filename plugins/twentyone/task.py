@@ -49,9 +49,10 @@ class HandResult:
 
 
 class TwentyOneTask:
-    """21 Points as DESIGN.md states it; ``evader`` arguments are accepted and ignored
-    (the dealer's play is fixed by the rules)."""
+    """21 Points as the README's rules state it; ``evader`` arguments are accepted and
+    ignored (the dealer's play is fixed by the rules)."""
     name = "twentyone"
+    unit = "hand"           # what the summaries call one game
     description = "a player hits or stands against a dealer who draws to 17, infinite deck"
     rules = RULES
     stages = STAGES
