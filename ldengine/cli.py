@@ -680,6 +680,7 @@ def emergencies_measure(task, kinds, seeds, attempts, games, out, student, quiet
                   and (kinds == "all" or r.obj.split == "eval")]
     else:
         chosen = [reg.get("emergencies", name.strip()).obj for name in kinds.split(",") if name.strip()]
+    _check_outputs({}, folders={"--out": out})
     options = {"student": student, "log": click.echo, "attempts": attempts}
     report = em.measure(reg, task, chosen, list(range(100, 100 + seeds)), attempts, games, Path(out), options,
                         click.echo, not quiet)

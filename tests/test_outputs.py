@@ -60,8 +60,10 @@ def test_it_creates_missing_folders_of_an_output_and_writes_there(tmp_path):
     ["finetune", "--task", "pursuit", "--out", "/proc/a"],
     ["finetune", "--task", "pursuit", "--method", "write", "--out", "/sys/w"],
     ["finetune", "--task", "pursuit", "--method", "kd", "--out", "/proc/k"],
+    ["emergencies", "measure", "--kinds", "wall", "--out", "/proc/m"],
 ])
 def test_eval_and_finetune_refuse_an_unwritable_out_before_working(args):
-    """It checks eval's and finetune's --out folder first: one line, no game and no training."""
+    """It checks the --out folder of eval, finetune and emergencies measure first: one line,
+    no game, no writing and no training."""
     assert "--out /" in one_error_line(CliRunner().invoke(cli, args, catch_exceptions=False))
 
