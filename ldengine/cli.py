@@ -171,12 +171,6 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
                                    "the summary and trace cover those")
 
 
-def _check_writable(*paths) -> None:
-    """Each path as a file this process can write, before any work (``ldengine.outputs``)."""
-    for path in paths:
-        _check_outputs({"output": path})
-
-
 def _check_outputs(files: dict, plot: str | None = None, task: Any = None, folders: dict | None = None) -> None:
     """Every path a command will write (option -> path), checked before any game is played,
     so that a bad one costs one line instead of the games; ``plot`` also needs a task that draws."""
@@ -325,7 +319,8 @@ def plot_cmd(trace, game, out):
     start and end."""
     from ldengine.traces import plot_game
     out = out or str(Path(trace).with_suffix("")) + f"-game{game}.png"
-    _check_writable(out)
+    from ldengine.outputs import check_plot
+    check_plot(out, "--out")
     plot_game(registry(), trace, game, out)
     click.echo(f"plot: {out}")
 

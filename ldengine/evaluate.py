@@ -27,7 +27,7 @@ from typing import Any, Callable
 from ldengine import __version__, clock
 from ldengine.errors import LDEngineError
 from ldengine.registry import Registry
-from ldengine.runner import build_agent, play_games
+from ldengine.runner import build_agent, play_games, round_progress
 
 OUTCOME_COLUMNS = (("success", "Success"), ("failure_without_violation", "Failure without Violation"),
                    ("failure_with_violation", "Failure with Violation"))
@@ -204,8 +204,7 @@ def _play_todo(task, agent, policy, cfg, name, todo, fh) -> None:
                disable=not cfg.progress, leave=False)
     with bar:
         for played in play_games(task, agent, todo, policy, Emitter(None), name, cfg.evader, cfg.batch,
-                                 on_round=lambda rounds, playing: bar.set_postfix_str(
-                                     f"round {rounds}, {playing} in play", refresh=True)):
+                                 on_round=round_progress(bar)):
             row = {"agent": name, "game": played.game, "seed": played.seed}
             row.update({"outcome": "error", "error": played.error} if played.error else played.result.record())
             row.update(played.cost())

@@ -84,8 +84,7 @@ def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
         games = [(i, cfg.seed + i) for i in range(cfg.games)]
         try:
             for played in play_games(task, agent, games, policy, emit, cfg.agent, cfg.evader, cfg.batch,
-                                     on_round=lambda rounds, playing: bar.set_postfix_str(
-                                         f"round {rounds}, {playing} in play", refresh=True)):
+                                     on_round=round_progress(bar)):
                 if played.error:
                     raise LDEngineError(f"game {played.game} (seed {played.seed}) failed: {played.error}")
                 results.append(played.result)
@@ -262,6 +261,11 @@ def _auditor(stack: ExitStack, path: str | None) -> Callable | None:
                              "duration_ms": round(result.duration * 1000, 3), "ok": result.ok,
                              "error": result.error}) + "\n")
     return audit
+
+
+def round_progress(bar: Any) -> Callable[[int, int], None]:
+    """``play_games``' ``on_round`` for a progress bar: the rounds played shown beside it."""
+    return lambda rounds, playing: bar.set_postfix_str(f"round {rounds}, {playing} in play", refresh=True)
 
 
 def _progress(cfg: RunConfig):
