@@ -487,12 +487,17 @@ def retrieve(query, task, k, only_task):
 @click.option("--quick", is_flag=True,
               help="ld: a smoke run (2 steps, 2 training and 2 held-out games) that checks the pipeline in a "
                    "couple of minutes; its adapter goes to the cache, not beside the committed ones.")
+@click.option("--eval-every", type=click.IntRange(1, 100_000),
+              help="kd: a learning curve: held-out move accuracy every N steps, each point a checkpoint in --out "
+                   "(curve.json, curve.png, curve.md) that the same command continues after an interruption.")
+@click.option("--patience", type=click.IntRange(1, 1000),
+              help="kd with --eval-every: stop at the plateau, when this many points in a row bring no new best.")
 @click.option("--promote", is_flag=True,
               help="Make the new adapter the default (the newest promoted one is used when --adapter is not "
                    "given); without it, the run prints the --adapter DIR to use it.")
 @_device_option
 def finetune(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, method, attempts, out,
-             from_adapter, balance, quick, promote, device):
+             from_adapter, balance, quick, eval_every, patience, promote, device):
     """Fine-tune the student (LoRA) and save adapter + manifest.
 
     --method ld teaches it to select the manual's functions (Logic Distillation);
@@ -512,6 +517,12 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
     if quick and method != "ld":
         raise click.UsageError("--quick is a smoke run of --method ld; for kd and write pass small --steps "
                                "and --train-games")
+    if (eval_every or patience) and method != "kd":
+        raise click.UsageError("--eval-every and --patience draw the KD learning curve: use them with --method kd")
+    if patience and not eval_every:
+        raise click.UsageError("--patience counts the points of a learning curve: give --eval-every too")
+    if eval_every and not out:
+        raise click.UsageError("--eval-every needs --out, the folder that holds the curve and its checkpoint")
     if method == "write":
         _finetune_write(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, attempts, out,
                         promote)
@@ -525,7 +536,7 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
     cfg = quick_config(cfg) if quick else cfg
     _check_adapter_out(cfg)
     if method == "kd":
-        manifest = finetune_kd(registry(), cfg, log=click.echo)
+        manifest = finetune_kd(registry(), cfg, log=click.echo, eval_every=eval_every, patience=patience)
         click.echo(f"adapter: {manifest['path']}  held-out move accuracy "
                    f"{manifest['heldout_move_accuracy']:.3f} (legal answers {manifest['heldout_legal_answer_rate']:.3f})")
         _adapter_use(manifest, cfg)

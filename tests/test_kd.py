@@ -64,6 +64,50 @@ def test_text_lora_lowers_the_loss_on_its_answers(student, moves, pursuit_task):
         fresh.train_lora_text([(rows[0][0], rows[0][1], "")], steps=1)
 
 
+def test_training_in_pieces_gives_the_adapter_of_one_run(moves, pursuit_task, tmp_path):
+    """Steps 0-2 saved (adapter and optimizer), then steps 2-4 in a fresh student, end on the
+    tensors of one 4-step run: what lets a learning curve continue after an interruption."""
+    import torch
+
+    from ldengine.models import load_student
+    rows = [(rules_prefix(pursuit_task.rules), e.question, e.answer) for e in moves[:6]]
+    train = dict(batch_size=2, lr=5e-3, progress=False, top_layers=2)
+    whole = load_student()
+    whole.train_lora_text(rows, steps=4, **train)
+    first = load_student()
+    state = first.train_lora_text(rows, steps=2, **train)["optimizer_state"]
+    first.save_adapter(tmp_path / "half", {"method": "kd"})
+    torch.save(state, tmp_path / "optimizer.pt")
+    second = load_student()
+    second.load_adapter(tmp_path / "half")
+    second.train_lora_text(rows, steps=4, start_step=2,
+                           optimizer_state=torch.load(tmp_path / "optimizer.pt", weights_only=True), **train)
+    assert second.adapter_hash == whole.adapter_hash
+    with pytest.raises(LDEngineError, match="no training"):
+        second.train_lora_text(rows, steps=4, start_step=4, **train)
+
+
+def test_the_kd_learning_curve_continues_where_it_stopped(tmp_path):
+    """`--eval-every` writes a point (curve.json, .md, .png, a checkpoint) every N steps; the
+    same command with more --steps continues from the last point; other settings in the same
+    folder are refused with the settings that differ."""
+    out = tmp_path / "curve"
+    args = ["finetune", "--task", "pursuit", "--method", "kd", "--batch-size", "2", "--train-games", "1",
+            "--heldout-games", "1", "--eval-every", "1", "--out", str(out)]
+    first = CliRunner().invoke(cli, args + ["--steps", "1"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(cli, args + ["--steps", "2"], catch_exceptions=False)
+    assert second.exit_code == 0, second.output
+    assert "continuing the learning curve" in second.output and "from step 1" in second.output
+    curve = json.loads((out / "curve.json").read_text())
+    assert [p["step"] for p in curve["points"]] == [0, 1, 2]
+    assert (out / "curve.png").stat().st_size > 0 and "| 2 | 4 |" in (out / "curve.md").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [p["step"] for p in manifest["learning_curve"]] == [0, 1, 2] and manifest["examples_seen"] == 4
+    other = CliRunner().invoke(cli, args + ["--steps", "3", "--lr", "1e-3"])
+    assert other.exit_code == 1 and "other settings (lr differ)" in other.output
+
+
 def test_finetune_kd_writes_an_adapter_with_its_manifest(tmp_path):
     """`ldengine finetune --method kd` trains, saves adapter and manifest where --out says,
     and (not promoted) says how to use it rather than making it the default."""

@@ -458,34 +458,47 @@ class TransformersStudent(Memoised):
 
     def train_lora_text(self, examples: list[tuple[str, str, str]], steps: int, lr: float = 2e-3,
                         batch_size: int = 16, rank: int = 8, seed: int = 0, progress: bool = True,
-                        top_layers: int | None = None, chat: bool = True) -> dict:
+                        top_layers: int | None = None, chat: bool = True, start_step: int = 0,
+                        optimizer_state: dict | None = None) -> dict:
         """Fine-tune a LoRA adapter so that ``generate_batch(prompt, prefix=prefix)``
         answers ``answer``: cross-entropy on the answer's tokens only, read after
         exactly the tokens ``generate_batch`` reads (examples are
         ``(prefix, prompt, answer)``; knowledge distillation uses it).
+
+        A run can go in pieces: steps ``start_step`` to ``steps`` of the same seeded
+        batch order, the optimizer continuing from ``optimizer_state`` (the
+        ``optimizer_state`` of the returned figures); the adapter trained so far
+        must be loaded. Pieces give the same batches as one run of ``steps``.
         """
         if not examples:
             raise LDEngineError("train_lora_text needs at least one example")
         if any(not answer for _, _, answer in examples):
             raise LDEngineError("every training example needs a non-empty answer")
         loss = lambda rows: self._text_loss(rows, chat)  # noqa: E731
-        return self._train(examples, loss, steps, lr, batch_size, rank, seed, progress, top_layers)
+        return self._train(examples, loss, steps, lr, batch_size, rank, seed, progress, top_layers,
+                           start_step, optimizer_state)
 
     def _train(self, examples: list, loss_fn: Callable, steps: int, lr: float, batch_size: int,
-               rank: int, seed: int, progress: bool, top_layers: int | None) -> dict:
+               rank: int, seed: int, progress: bool, top_layers: int | None, start_step: int = 0,
+               optimizer_state: dict | None = None) -> dict:
         import torch
 
-        torch.manual_seed(seed)
+        if not 0 <= start_step < steps:
+            raise LDEngineError(f"training from step {start_step} to step {steps} is no training")
+        torch.manual_seed(seed + start_step)
         self.model = lora.attach(self.model, rank, top_layers)
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-        batches = _batches(len(examples), batch_size, steps, seed)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
+        batches = _batches(len(examples), batch_size, steps, seed)[start_step:]
         start = time.perf_counter()
         losses = self._train_steps(examples, batches, optimizer, params, progress, loss_fn)
         seconds = time.perf_counter() - start
         self._after_weights_change()
-        return {"steps": steps, "batch_size": batch_size,
-                "examples_per_second": round(steps * batch_size / seconds, 2) if seconds else None,
+        done = len(batches)
+        return {"steps": steps, "batch_size": batch_size, "optimizer_state": optimizer.state_dict(),
+                "examples_per_second": round(done * batch_size / seconds, 2) if seconds else None,
                 "first_loss": losses[0] if losses else None,
                 "final_loss": losses[-1] if losses else None, "losses": losses,
                 "seconds": seconds, "trainable_parameters": sum(p.numel() for p in params)}

@@ -75,4 +75,4 @@ def move_accuracy(student: Any, rules: str, examples: list[MoveExample], batch: 
             same += cell is not None and answer_text(cell) == e.answer
             legal += cell is not None and tuple(cell) in e.legal
     n = max(len(examples), 1)
-    return {"move_accuracy": same / n, "legal_answer_rate": legal / n}
+    return {"move_accuracy": same / n, "legal_answer_rate": legal / n, "moves": len(examples)}

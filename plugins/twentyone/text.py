@@ -108,4 +108,4 @@ def move_accuracy(student: Any, rules: str, examples: list[MoveExample], batch: 
             same += choice == e.answer
             legal += choice is not None
     n = max(len(examples), 1)
-    return {"move_accuracy": same / n, "legal_answer_rate": legal / n}
+    return {"move_accuracy": same / n, "legal_answer_rate": legal / n, "moves": len(examples)}
