@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,8 +49,9 @@ def per_stage(examples, chosen) -> dict:
 
 
 def stage_table(reg, task, base, adapter, pairs) -> list[str]:
+    from ldengine.adapters import find_adapter
     from ldengine.finetune import shuffled
-    from ldengine.ld import RetrieverProvider, find_adapter, selection_examples
+    from ldengine.ld import RetrieverProvider, selection_examples
     from ldengine.models import load_student
     from ldengine.retriever import Retriever
     provider = RetrieverProvider(task, base, Retriever.for_library(base, reg), 5)

@@ -24,8 +24,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--questions", type=int, default=48)
     parser.add_argument("--write", action="store_true", help="append the figures to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
+    from ldengine.adapters import find_adapter
     from ldengine.functionbase import FunctionBase
-    from ldengine.ld import find_adapter
     from ldengine.models import load_student
     from ldengine.registry import Registry
     from plugins.pursuit import kd
@@ -39,7 +39,7 @@ def main(argv: list[str]) -> None:
     for dtype in ("float32", "bfloat16"):
         student = load_student(adapter=adapter, dtype=dtype)
         generate = lambda qs: student.generate_batch(qs, prefix=kd.rules_prefix(task.rules),  # noqa: E731
-                                                     max_new_tokens=kd.MAX_NEW_TOKENS, stop=kd.has_cells(1))
+                                                     max_new_tokens=kd.KD_MAX_NEW_TOKENS, stop=kd.has_cells(1))
         generate(questions[:4])                                   # warm-up
         start = time.perf_counter()
         answers[dtype] = generate(questions)

@@ -31,6 +31,7 @@ def gpu_name() -> str | None:
 
 def selections_per_second(adapter, held, batches: list[int]) -> dict:
     import torch
+
     from ldengine.models import load_student
     student = load_student(adapter=adapter, device="cuda", dtype="bfloat16")
     student.memo_size = 0
@@ -74,7 +75,7 @@ def main(argv: list[str]) -> None:
                            "No CUDA GPU on this machine (torch.cuda.is_available() is False): nothing "
                            "measured. The script runs as is where one is lent.", ""]), args.write)
         return
-    from ldengine.ld import find_adapter
+    from ldengine.adapters import find_adapter
     base, held = held_out("pursuit", args.heldout_games)
     batches = [int(b) for b in args.batches.split(",")]
     rates = selections_per_second(find_adapter("pursuit", base), held, batches)

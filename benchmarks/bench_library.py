@@ -26,13 +26,12 @@ from benchmarks.common import machine_line, publish  # noqa: E402
 
 def adapters_for(task: str, base) -> list[Path]:
     """Committed selection adapters trained on this base: the task's own, then shared ones."""
-    from ldengine.finetune import SHARED_ADAPTER_DIR, default_adapter_dir
-    from ldengine.ld import _method, _trained_on
+    from ldengine.adapters import SHARED_ADAPTER_DIR, adapter_method, default_adapter_dir, trained_on
     out = []
     for root in (default_adapter_dir(task), SHARED_ADAPTER_DIR):
         for manifest in sorted(root.glob("*/manifest.json")) if root.is_dir() else []:
             data = json.loads(manifest.read_text(encoding="utf-8"))
-            if _trained_on(data, task, base) and _method(data) == "ld":
+            if trained_on(data, task, base) and adapter_method(data) == "ld":
                 out.append(manifest.parent)
     return out
 
@@ -58,7 +57,8 @@ def retrieval_rows(reg, task, base, encoder, pairs) -> tuple[list[str], object]:
 
 
 def selection_rows(reg, task, base, library, pairs, emergency_seeds) -> list[str]:
-    from ldengine.emergency import emergency_selection_examples, kinds_of
+    from ldengine.emergency.rule import kinds_of
+    from ldengine.emergency.teach import emergency_selection_examples
     from ldengine.finetune import accuracy, shuffled
     from ldengine.ld import RetrieverProvider, selection_examples
     from ldengine.models import load_student

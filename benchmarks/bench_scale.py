@@ -237,9 +237,8 @@ def pick_adapter(task: str, base, given: str | None) -> tuple[Path, str]:
     changed since training) the newest committed selection adapter that names the task."""
     import json
 
+    from ldengine.adapters import SHARED_ADAPTER_DIR, adapter_method, default_adapter_dir, find_adapter
     from ldengine.errors import LDEngineError
-    from ldengine.finetune import SHARED_ADAPTER_DIR, default_adapter_dir
-    from ldengine.ld import _method, find_adapter
     if given:
         return Path(given), "given"
     try:
@@ -251,7 +250,7 @@ def pick_adapter(task: str, base, given: str | None) -> tuple[Path, str]:
         for manifest in sorted(root.glob("*/manifest.json")) if root.is_dir() else []:
             data = json.loads(manifest.read_text(encoding="utf-8"))
             tasks = data.get("tasks") or [data.get("task")]
-            if task in tasks and _method(data) == "ld":
+            if task in tasks and adapter_method(data) == "ld":
                 found.append((data.get("created", ""), manifest.parent))
     if not found:
         raise LDEngineError(f"no selection adapter names {task}; pass --adapter DIR")

@@ -44,6 +44,7 @@ def flops_per_token(model) -> float:
 
 def measure(dtype: str, adapter, held, repeats: int, batches: list[int]) -> dict:
     import torch
+
     from ldengine.models import load_student
     student = load_student(adapter=adapter, dtype=None if dtype == "float32" else dtype)
     student.memo_size = 0
@@ -79,7 +80,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--write", action="store_true", help="append the figures to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     machine = machine_line("bench_selection.py", argv)
-    from ldengine.ld import find_adapter
+    from ldengine.adapters import find_adapter
     from ldengine.models.loading import default_dtype
     base, held = held_out(args.task, args.heldout_games)
     adapter = find_adapter(args.task, base)

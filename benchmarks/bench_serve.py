@@ -1,27 +1,24 @@
 """``ldengine serve`` under load, on loopback: how long a 1-token request waits while a
 long request runs, and how fast an over-budget request is refused.
 
-    .venv/bin/python benchmarks/bench_serve.py [--before REV] [--prompts 8] [--prompt-tokens 1000]
+    .venv/bin/python benchmarks/bench_serve.py [--prompts 8] [--prompt-tokens 1000]
         [--write-tokens 256] [--timeout 600] [--write]
 
 Long requests (each within the server's default budget): ``echo`` scores
 ``--prompts`` unrelated prompts of ``--prompt-tokens`` tokens (the issue's 8 x
 1,000), ``write`` writes ``--write-tokens`` tokens after a counting prompt. While
 one runs, 1-token requests (``max_tokens: 1, logprobs: 1``) go one after another
-until it ends. ``--before REV`` also runs the same load against ``ldengine/serve.py``
-of git revision REV (the http.server version with one lock around each request).
+until it ends. (The server before FastAPI, http.server with one lock, is measured in
+RESULTS.md; its module no longer exists.)
 Every request has a client timeout (``--timeout``), so the run is bounded.
 """
 from __future__ import annotations
 
 import argparse
 import http.client
-import importlib.util
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -90,19 +87,6 @@ def serve(module, student, name: str):
     return server, thread
 
 
-def old_module(rev: str):
-    """``ldengine/serve.py`` as it was at git revision ``rev``, imported under another name."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:ldengine/serve.py"], check=True,
-                            capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp(prefix="ldengine-bench-")) / "serve_before.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("serve_before", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module        # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def run(label: str, module, student, args) -> list[str]:
     name = student.name
     server, thread = serve(module, student, name)
@@ -127,7 +111,7 @@ def run(label: str, module, student, args) -> list[str]:
 
 def refusal(student, args) -> str:
     """How fast the current server refuses the issue's request once over budget (8 x 1,050 tokens)."""
-    from ldengine import serve as module
+    from ldengine.serving import server as module
     server, thread = serve(module, student, student.name)
     try:
         prompts = [prompt_of(student, i, 1050) for i in range(8)]
@@ -142,7 +126,6 @@ def refusal(student, args) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--before", help="git revision whose ldengine/serve.py is measured too (the old server)")
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--prompt-tokens", type=int, default=1000)
     parser.add_argument("--write-tokens", type=int, default=256)
@@ -150,10 +133,8 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="append the figures to benchmarks/RESULTS.md")
     args = parser.parse_args()
     student = load_student()
-    from ldengine import serve as current
-    rows = run("after (FastAPI + uvicorn, turns per pass)", current, student, args)
-    if args.before:
-        rows = run(f"before ({args.before}, http.server, one lock)", old_module(args.before), student, args) + rows
+    from ldengine.serving import server as current
+    rows = run("FastAPI + uvicorn, turns per pass", current, student, args)
     lines = [f"## ldengine serve: a 1-token request while a long one runs ({time.strftime('%Y-%m-%d')})", "",
              machine_line("bench_serve.py", sys.argv[1:]), "",
              f"Long requests: echo = {args.prompts} unrelated prompts of {args.prompt_tokens} tokens scored with "

@@ -57,7 +57,7 @@ class DecideSelector:
 
 def agent_for(task, base, name, steps=None, extra_stage=None):
     from ldengine.agents import AgentContext, LoopAgent
-    from ldengine.emergency import with_stage
+    from ldengine.emergency.rule import with_stage
     from ldengine.loop import WholeBase
     selector = DecideSelector(base, name, steps)
     agent = LoopAgent(AgentContext(task, base), WholeBase(base), selector)
@@ -140,7 +140,9 @@ def class_rows(task, base, states: dict, evader, setups: dict) -> list[str]:
 def in_force(reg, task, name: str, param_seed: int = 0):
     """The emergency ``name`` (drawn with ``param_seed``) in force, a base with its
     reference function, and that function's stage."""
-    from ldengine.emergency import Instance, params_key, reference_module
+    from ldengine.emergency.rule import Instance
+    from ldengine.emergency.store import params_key
+    from ldengine.emergency.teach import reference_module
     from ldengine.functionbase import FunctionBase
     kind = reg.get("emergencies", name).obj
     params = kind.params(param_seed, task.size)

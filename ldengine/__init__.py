@@ -5,7 +5,7 @@ that ``import ldengine`` and ``ldengine --help`` stay light (no torch).
 """
 from typing import Any
 
-__version__ = "0.1.0"
+from ldengine.version import __version__
 
 API = ("load_registry", "play", "make_agent", "first_state", "decide", "select_function", "run_function")
 __all__ = ["__version__", *API]
@@ -13,6 +13,6 @@ __all__ = ["__version__", *API]
 
 def __getattr__(name: str) -> Any:
     if name in API:
-        from ldengine import api
+        from ldengine import api  # on first use: `import ldengine` stays light
         return getattr(api, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,8 +6,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ldengine.contracts import Student, require
 from ldengine.functionbase import FunctionBase
 from ldengine.loop import Decision, OracleSelector, WholeBase, decide_batch
+from ldengine.models import load_by_name, load_student
 
 
 @dataclass
@@ -22,14 +24,15 @@ class AgentContext:
         """The student backend named by the ``backend`` option (default ``transformers``),
         loaded from the ``student`` option's path (default: the backend's own model), in
         the ``dtype`` option's type and on the ``device`` option's device when given."""
-        from ldengine.models import load_by_name
         table = {name: item.obj for name, item in self.registry.students.items()} if self.registry else {}
         if not table:
-            from ldengine.models import load_student
             table = {"transformers": load_student}
         extra = {key: self.options[key] for key in ("dtype", "device") if self.options.get(key)}
-        return load_by_name(self.options.get("backend") or "transformers", table,
-                            path=self.options.get("student"), adapter=adapter, **extra)
+        backend = self.options.get("backend") or "transformers"
+        student = load_by_name(backend, table, path=self.options.get("student"), adapter=adapter, **extra)
+        plugin = self.registry.students[backend].plugin if self.registry and backend in self.registry.students else ""
+        require(student, Student, plugin or "ldengine", f"student backend {backend!r} (what its loader returned)")
+        return student
 
 
 class LoopAgent:
@@ -37,6 +40,12 @@ class LoopAgent:
 
     name = "loop"
     default_batch = 1   # games side by side unless asked (--batch): traces stay in game order
+    # What a learned agent adds for the run's record (runner, evaluate): its model's and
+    # retriever's identity, the model's usage, the student's setup, the emergency function.
+    identity: Callable[[], dict] | None = None
+    usage: Callable[[], dict] | None = None
+    setup: dict | None = None
+    emergency: Any = None
 
     def __init__(self, context: AgentContext, provider, selector):
         self.task, self.base = context.task, context.base

@@ -14,7 +14,7 @@ from ldengine.errors import LDEngineError, SandboxCompileError
 from ldengine.loop import Decision, StageRecord, decide_batch
 from ldengine.registry import Registry
 from ldengine.runner import RunConfig, RunOutcome, build_agent, run_games
-from ldengine.sandbox import Limits, SandboxResult, compile_module
+from ldengine.sandbox import IsolatedSandbox, Limits, SandboxResult, compile_module
 from ldengine.sandbox.result import COMPILE_ERROR, error_text
 
 
@@ -69,7 +69,6 @@ def select_function(agent: Any, stage: str, state: Any) -> StageRecord:
 def run_function(source: str, name: str, *args: Any, timeout: float = 2.0, memory_mb: int = 256) -> SandboxResult:
     """``name(*args)`` of the module ``source`` in an isolated worker (``ldengine sandbox run``):
     a ``SandboxResult`` (``.ok``, ``.value``, ``.error``), never an exception from the code."""
-    from ldengine.sandbox import IsolatedSandbox
     try:
         module = compile_module(source, filename="<run_function>", load=False)    # loads only in the worker
     except SandboxCompileError as exc:

@@ -14,7 +14,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from ldengine.adapters import find_adapter
+from ldengine.cache import LRU
 from ldengine.errors import LDEngineError
+from ldengine.ld import model_setup
+from ldengine.models.base import dtype_identity
+from ldengine.teacher import DEFAULT_KEY_ENV, ChatClient
 
 
 def text_protocol(task: Any, agent: str) -> Any:
@@ -26,7 +31,6 @@ def text_protocol(task: Any, agent: str) -> Any:
 
 def student_identity(student: Any) -> dict:
     """What pins a student's answers: its model file, adapter and (when not float32) weight type."""
-    from ldengine.models.base import dtype_identity
     return {"model": student.name, "model_sha256": student.model_hash, "adapter_hash": student.adapter_hash,
             **dtype_identity(student)}
 
@@ -36,7 +40,6 @@ class Memo:
     without running the model (usage then counts only the generations actually run)."""
 
     def __init__(self, student: Any, size: int = 4096):
-        from ldengine.cache import LRU
         self.student, self.known, self.hits = student, LRU(size), 0
 
     def answers(self, questions: list[str], prefix: str, max_new_tokens: int, stop: Any) -> list[str]:
@@ -51,7 +54,31 @@ class Memo:
         return [found[q] for q in questions]
 
 
-class StudentBaseline:
+class TextBaseline:
+    """What the student and the teacher baselines share: the same questions, the answers
+    judged the same way, and the counts of what went wrong in them."""
+
+    name: str
+
+    def __init__(self, task: Any, student: Any):
+        self.task, self.student, self.text = task, student, text_protocol(task, self.name)
+        self.last_functions: list[str] = []
+        self.counts: Counter = Counter()
+        self.last_answer = ""
+        self.memo = Memo(student)
+
+    def _judge(self, state: dict, answer: str) -> Any:
+        action, counts = self.text.judge(state, answer)
+        self.counts["steps"] += 1
+        self.counts.update(counts)
+        return action
+
+    def stats(self) -> dict:
+        return {"steps_answered": self.counts["steps"], "memo_hits": self.memo.hits,
+                **{k: v for k, v in self.counts.items() if k != "steps"}}
+
+
+class StudentBaseline(TextBaseline):
     """Untuned student, text in and text out (the paper's S-LLM).
 
     ``act_batch`` answers several games' steps in one batched generation; the
@@ -60,13 +87,7 @@ class StudentBaseline:
     """
 
     name = "student"
-
-    def __init__(self, task: Any, student: Any):
-        self.task, self.student, self.text = task, student, text_protocol(task, self.name)
-        self.last_functions: list[str] = []
-        self.counts: Counter = Counter()
-        self.last_answer = ""
-        self.memo = Memo(student)
+    setup: dict | None = None   # what a run names in its header (``student_agent`` sets it)
 
     def act(self, state: dict) -> Any:
         return self.act_batch([state])[0]
@@ -77,26 +98,17 @@ class StudentBaseline:
         self.last_answer = answers[-1]
         return [self._judge(state, answer) for state, answer in zip(states, answers)]
 
-    def _judge(self, state: dict, answer: str) -> Any:
-        action, counts = self.text.judge(state, answer)
-        self.counts["steps"] += 1
-        self.counts.update(counts)
-        return action
-
     def usage(self) -> dict:
         return dict(self.student.usage)
 
     def identity(self) -> dict:
         return student_identity(self.student)
 
-    def stats(self) -> dict:
-        return {"steps_answered": self.counts["steps"], "memo_hits": self.memo.hits,
-                **{k: v for k, v in self.counts.items() if k != "steps"}}
 
-
-class TeacherBaseline(StudentBaseline):
+class TeacherBaseline(TextBaseline):
     """The paper's L-LLM: a large model behind an OpenAI-compatible endpoint, asked
-    exactly what the ``student`` agent is asked, its answer parsed the same way."""
+    exactly what the ``student`` agent is asked, its answer parsed the same way. It has
+    no ``act_batch``: one request per step, as endpoints batch on their side."""
 
     name = "teacher"
 
@@ -109,8 +121,6 @@ class TeacherBaseline(StudentBaseline):
                                   max_tokens=self.text.max_new_tokens)
         self.last_answer = answer
         return self._judge(state, answer)
-
-    act_batch = None  # one request per step: endpoints batch on their side
 
     def usage(self) -> dict:
         return {"model_calls": self.client.calls, "tokens": self.client.tokens}
@@ -129,6 +139,7 @@ class KDAgent:
     """
 
     name = "kd"
+    setup: dict | None = None   # what a run names in its header (``kd_agent`` sets it)
 
     def __init__(self, task: Any, student: Any, memo_size: int = 4096):
         self.task, self.student, self.text = task, student, text_protocol(task, self.name)
@@ -162,7 +173,6 @@ class KDAgent:
 
 def student_agent(context: Any) -> StudentBaseline:
     """The untuned default student (or ``--student PATH``), no adapter."""
-    from ldengine.ld import model_setup
     text_protocol(context.task, "student")
     if context.options.get("adapter"):
         raise LDEngineError("the student baseline is the untuned model: --adapter does not apply")
@@ -173,7 +183,6 @@ def student_agent(context: Any) -> StudentBaseline:
 
 def teacher_agent(context: Any) -> TeacherBaseline:
     """The teacher endpoint named by the ``teacher_url``/``teacher_model`` options."""
-    from ldengine.teacher import DEFAULT_KEY_ENV, ChatClient
 
     text_protocol(context.task, "teacher")
     opts = context.options
@@ -187,7 +196,6 @@ def teacher_agent(context: Any) -> TeacherBaseline:
 
 def kd_agent(context: Any) -> KDAgent:
     """The student with the committed KD adapter of the task (or ``--adapter DIR``)."""
-    from ldengine.ld import find_adapter, model_setup
     text_protocol(context.task, "kd")
     adapter = context.options.get("adapter") or find_adapter(context.task.name, context.base, method="kd")
     agent = KDAgent(context.task, context.load_student(adapter=adapter))

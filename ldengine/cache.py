@@ -160,6 +160,7 @@ class LRU:
 class Memoised:
     """``memo_size``: how many answers an object with an ``LRU`` in ``_memo`` remembers
     (0: it computes every one)."""
+    _memo: LRU      # set by the subclass's __init__
 
     @property
     def memo_size(self) -> int:

@@ -2,14 +2,40 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
-from typing import Any
+import warnings
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ldengine import __version__
+from ldengine import generated as gen, outputs
+from ldengine.adapters import SHARED_ADAPTER_DIR, default_adapter_dir
+from ldengine.agents import AgentContext
+from ldengine.cache import cache_parts, cache_root, clean_cache
+from ldengine.distill.conversation import DistillConfig, distill as run_distill
+from ldengine.distill.store import version_lines
+from ldengine.emergency.adopt import writing_adapter
+from ldengine.emergency.measure import measure, measure_table
+from ldengine.emergency.rule import check_rule_text
+from ldengine.emergency.store import save
+from ldengine.emergency.write import worked_examples, write_function
 from ldengine.errors import LDEngineError
+from ldengine.evaluate import EvalConfig, command_line, evaluate, write_results
+from ldengine.finetune import (KD_TRAIN_GAMES, WRITE_HELDOUT_SEEDS, WRITE_TRAIN_SEEDS, FinetuneConfig, check_promotable,
+                               finetune as run_finetune, finetune_kd, finetune_write, quick as quick_config)
+from ldengine.functionbase import FunctionBase, base_for, versions_dir
+from ldengine.models.loading import chosen_device
+from ldengine.outputs import check_plot
+from ldengine.registry import Registry
+from ldengine.retriever import Retriever
+from ldengine.runner import RunConfig, run_games
+from ldengine.sandbox import IsolatedSandbox, Limits, compile_module
+from ldengine.serve import serve_command
+from ldengine.traces import plot_game
+from ldengine.version import __version__
 
 
 class _Group(click.Group):
@@ -29,7 +55,6 @@ def registry():
     """The plugin registry, loaded once per process."""
     global _REGISTRY
     if _REGISTRY is None:
-        from ldengine.registry import Registry
         _REGISTRY = Registry.load()
     return _REGISTRY
 
@@ -48,8 +73,6 @@ def _quiet_libraries() -> None:
     """Hide warnings written for the libraries' developers (deprecations in torch, transformers,
     peft): nothing in them is for the person at the keyboard. Set before those libraries are
     imported, which happens only inside commands."""
-    import os
-    import warnings
     for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category)
     warnings.filterwarnings("ignore", category=UserWarning,
@@ -86,15 +109,6 @@ def _dtype_option(command):
 def _device_option(command):
     return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                         help="Where the student runs. auto: the GPU when torch sees one, else the CPU.")(command)
-
-
-def _device(device: str) -> str | None:
-    """None for auto (the loader picks); cuda refused with a clear line when torch sees no GPU."""
-    if device == "cuda":
-        import torch
-        if not torch.cuda.is_available():
-            raise click.UsageError("--device cuda: torch sees no CUDA GPU on this machine (use --device cpu)")
-    return None if device == "auto" else device
 
 
 def _function_base_option(command):
@@ -150,11 +164,10 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
     write a function for it (verified in the isolated sandbox) or reuses a
     stored verified one.
     """
-    from ldengine.runner import RunConfig, run_games
     reg = registry()
     _check_outputs({"--json": json_path, "--trace": trace, "--audit": audit}, plot, reg.get("tasks", task).obj)
     options = {"student": student, "adapter": adapter, "backend": _backend(student, backend), "k": k,
-               "attempts": attempts, "device": _device(device), "no_memo": no_memo,
+               "attempts": attempts, "device": chosen_device(device), "no_memo": no_memo,
                "dtype": None if dtype == "float32" else dtype, "log": lambda line: click.echo(line, err=True)}
     cfg = RunConfig(task, agent, games, seed, evader, trace, audit, progress=not quiet, options=options,
                     emergency=emergency, emergency_seed=seed if emergency_seed is None else emergency_seed,
@@ -174,7 +187,6 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
 def _check_outputs(files: dict, plot: str | None = None, task: Any = None, folders: dict | None = None) -> None:
     """Every path a command will write (option -> path), checked before any game is played,
     so that a bad one costs one line instead of the games; ``plot`` also needs a task that draws."""
-    from ldengine import outputs
     if plot and task is not None and not callable(getattr(task, "plot", None)):
         raise click.ClickException(f"--plot: plots are not available for {task.name}")
     for option, path in files.items():
@@ -263,7 +275,6 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_f
     Results go to OUT game by game; after Ctrl-C or a crash, the same command
     with --resume plays only the missing games.
     """
-    from ldengine.evaluate import EvalConfig, command_line, evaluate, write_results
     names = [a.strip() for a in agents.split(",") if a.strip()]
     if not names:
         raise click.BadParameter("name at least one agent", param_hint="--agents")
@@ -277,7 +288,7 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_f
     _check_outputs({}, folders={"--out": out})
     options = {"student": student, "backend": _backend(student, backend), "k": k, "teacher_url": teacher_url,
                "teacher_model": teacher_model, "teacher_key_env": teacher_key_env, "attempts": attempts,
-               "device": _device(device), "dtype": None if dtype == "float32" else dtype, "log": click.echo}
+               "device": chosen_device(device), "dtype": None if dtype == "float32" else dtype, "log": click.echo}
     ctx = click.get_current_context()
     params = [(p.opts[0], ctx.params[p.name]) for p in ctx.command.params
               if p.name != "task" and p.name in ctx.params]
@@ -286,7 +297,7 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_f
                      command_line(ctx.command_path, [task], params), emergency,
                      seed if emergency_seed is None else emergency_seed, again, function_base=function_base)
     try:
-        results = evaluate(registry(), cfg, log=click.echo)
+        evaluate(registry(), cfg, log=click.echo)
     except KeyboardInterrupt:
         if (Path(out) / "run.json").exists():
             run = json.loads((Path(out) / "run.json").read_text(encoding="utf-8"))
@@ -317,9 +328,7 @@ def _adapters(pairs) -> dict:
 def plot_cmd(trace, game, out):
     """Draw one game of a saved trace (ldengine run TASK --trace FILE): the pieces' trails,
     start and end."""
-    from ldengine.traces import plot_game
     out = out or str(Path(trace).with_suffix("")) + f"-game{game}.png"
-    from ldengine.outputs import check_plot
     check_plot(out, "--out")
     plot_game(registry(), trace, game, out)
     click.echo(f"plot: {out}")
@@ -366,7 +375,6 @@ def _aligned(rows: list[tuple]) -> list[str]:
 def _unplayed(reg, task: str, base=None) -> list[str]:
     """Functions no agent will ever play (a stage outside the task's pipeline from another
     plugin, or a stage with two defaults); the task's own distractors are not reported."""
-    from ldengine.errors import LDEngineError
     try:
         base = base or _base(task)
     except LDEngineError as exc:
@@ -381,7 +389,6 @@ def functions():
 
 
 def _base(task: str, version: str | None = None):
-    from ldengine.functionbase import base_for
     reg = registry()
     reg.get("tasks", task)
     return base_for(reg, task, version)
@@ -414,8 +421,6 @@ def functions_list(task, version, as_json):
 @click.option("--task", default="pursuit", show_default=True)
 def functions_versions(task):
     """The stored function base versions of TASK (from ldengine distill), with their provenance."""
-    from ldengine.distill import version_lines
-    from ldengine.functionbase import versions_dir
     registry().get("tasks", task)
     lines = version_lines(task)
     for line in lines:
@@ -429,7 +434,6 @@ def functions_versions(task):
 def functions_show(name, task):
     """The full manual entry of NAME, with its version and source hash: a function of the
     base, or a stored generated one (ldengine emergencies stored)."""
-    from ldengine import generated as gen
     base = _base(task)
     stored = None if name in base.entries else gen.find_function(registry(), name, task)
     if stored is None:
@@ -452,7 +456,6 @@ def retrieve(query, task, k, only_task):
 
     The agents search one index over every task's functions; another task's
     function shows as task:name."""
-    from ldengine.retriever import Retriever
     base = _base(task)
     found = Retriever.for_base(base) if only_task else Retriever.for_library(base, registry())
     for rank, (name, score) in enumerate(found.search(query, k), 1):
@@ -505,8 +508,6 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
     --method write teaches it to write functions for new rules (emergencies), on
     the training kinds only, and measures it on the held-out kinds.
     """
-    from ldengine.finetune import KD_TRAIN_GAMES, FinetuneConfig, finetune as run_finetune, finetune_kd
-    from ldengine.finetune import quick as quick_config
     tasks = [t.strip() for t in task.split(",") if t.strip()]
     for name in tasks or [task]:
         registry().get("tasks", name)
@@ -530,7 +531,7 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
     train_games = train_games or (KD_TRAIN_GAMES if method == "kd" else 10)
     heldout_games = heldout_games or (3 if method == "kd" else 10)
     cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out,
-                         start_adapter=from_adapter, device=_device(device), promote=promote, balance_cap=balance,
+                         start_adapter=from_adapter, device=chosen_device(device), promote=promote, balance_cap=balance,
                          train_seeds=list(range(10_000, 10_000 + train_games)),
                          heldout_seeds=list(range(20_000, 20_000 + heldout_games)))
     cfg = quick_config(cfg) if quick else cfg
@@ -551,7 +552,6 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
 def _check_adapter_out(cfg) -> None:
     """Before training: --promote only where the default adapter is looked for, and the
     adapter's folder (--out, else the default place) writable."""
-    from ldengine.finetune import SHARED_ADAPTER_DIR, check_promotable, default_adapter_dir
     check_promotable(cfg)
     default = SHARED_ADAPTER_DIR if len(cfg.tasks) > 1 else default_adapter_dir(cfg.task)
     _check_outputs({}, folders={"--out": cfg.out} if cfg.out else {"adapter folder": default})
@@ -589,8 +589,7 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
         and {y0} <= y <= {y1}." --param x0=4 --param y0=10 --param x1=8 --param y1=14
     ldengine emergency "Pursuers may not enter column 10" --forbid 10,5 --allow 9,5
     """
-    from ldengine import emergency as em
-    em.check_rule_text(text)        # before any model loads
+    check_rule_text(text)        # before any model loads
     reg = registry()
     task_obj = reg.get("tasks", task).obj
     values = _params(params)
@@ -601,23 +600,21 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
                                    "under the old rules, or --kind/--param to derive examples")
     click.echo(f"rule: {rule.describe(values)}")
     click.echo(f"checking against {len(cases)} examples; up to {attempts} attempts")
-    from ldengine.agents import AgentContext
-    from ldengine.functionbase import FunctionBase
     context = AgentContext(task_obj, FunctionBase.build(task, reg.modules_for(task)),
                            {"student": student, "writer_adapter": adapter}, reg)
-    writer = context.load_student(adapter=em.writing_adapter(context))
+    writer = context.load_student(adapter=writing_adapter(context))
 
     def show(attempt):
         click.echo(f"attempt {attempt.number} (temperature {attempt.temperature}): {attempt.check.line()}")
         click.echo("".join("    | " + line + "\n" for line in attempt.source.splitlines()[-6:]))
-    written = em.write_function(rule, values, writer, em.worked_examples(reg, task), attempts, seed, cases,
+    written = write_function(rule, values, writer, worked_examples(reg, task), attempts, seed, cases,
                                 report=show)
     if not written.passed:
         raise click.ClickException(f"no function passed verification in {attempts} attempts")
     if no_store:
         click.echo(f"passed at attempt {written.attempts_to_pass} (not stored)")
         return
-    path = em.save(written)
+    path = save(written)
     click.echo(f"passed at attempt {written.attempts_to_pass}; stored {path} (+ .json provenance)")
 
 
@@ -650,7 +647,6 @@ def emergencies_list(task, as_json):
 def emergencies_stored(task, as_json):
     """The stored functions written for emergencies (ldengine generated list, functions only):
     each plays with ldengine run TASK --emergency NAME, its rule and parameters in force."""
-    from ldengine import generated as gen
     items = [i for i in gen.stored(registry(), _generated_task(task)) if i.what == gen.EMERGENCY]
     if as_json:
         click.echo(json.dumps([item.record() for item in items], indent=2))
@@ -678,7 +674,6 @@ def emergencies_stored(task, as_json):
 def emergencies_measure(task, kinds, seeds, attempts, games, out, student, quiet):
     """Per kind: pass rate of the student's functions (attempts to first pass) and LD's success
     with the kind in force, against the expert that nobody adapted. Writes OUT/table.md."""
-    from ldengine import emergency as em
     reg = registry()
     reg.get("tasks", task)
     if kinds in ("eval", "all"):
@@ -688,9 +683,9 @@ def emergencies_measure(task, kinds, seeds, attempts, games, out, student, quiet
         chosen = [reg.get("emergencies", name.strip()).obj for name in kinds.split(",") if name.strip()]
     _check_outputs({}, folders={"--out": out})
     options = {"student": student, "log": click.echo, "attempts": attempts}
-    report = em.measure(reg, task, chosen, list(range(100, 100 + seeds)), attempts, games, Path(out), options,
+    report = measure(reg, task, chosen, list(range(100, 100 + seeds)), attempts, games, Path(out), options,
                         click.echo, not quiet)
-    click.echo(em.measure_table(report))
+    click.echo(measure_table(report))
 
 
 @cli.group(cls=_Group)
@@ -717,7 +712,6 @@ _GENERATED_JSON = click.option("--json", "as_json", is_flag=True, help="Print JS
 def generated_list(task, as_json):
     """One line per stored function or version: what, name, task, whether its files still
     have their recorded sha256 (ok / CHANGED), and what it is."""
-    from ldengine import generated as gen
     items = gen.stored(registry(), _generated_task(task))
     if as_json:
         click.echo(json.dumps([item.record() for item in items], indent=2))
@@ -734,7 +728,6 @@ def generated_list(task, as_json):
 @_GENERATED_JSON
 def generated_show(name, task, as_json):
     """NAME's files with their sha256, whether they still match the provenance, and its code."""
-    from ldengine import generated as gen
     item = gen.find(registry(), name, _generated_task(task))
     record = item.record()
     if as_json:
@@ -762,7 +755,6 @@ def generated_verify(name, task, games, as_json):
     """Check the sha256 of every stored file (or NAME's) against its provenance, then verify
     the code again: an emergency function against its rule on every move of the board and
     fresh random states; a distilled version through the distill checks. Exit code 1 if any fails."""
-    from ldengine import generated as gen
     reg = registry()
     task = _generated_task(task)
     items = [gen.find(reg, name, task)] if name else gen.stored(reg, task)
@@ -787,7 +779,6 @@ def generated_verify(name, task, games, as_json):
 @click.option("--yes", is_flag=True, help="Remove without asking.")
 def generated_remove(name, task, yes):
     """Delete NAME's stored files: a function and its provenance, or a version's folder."""
-    from ldengine import generated as gen
     item = gen.find(registry(), name, _generated_task(task))
     if not yes:
         click.confirm(f"remove the {item.what} {item.name} ({item.path})?", abort=True)
@@ -834,6 +825,12 @@ def _rule(reg, task, text: str, values: dict, kind: str | None, allow, forbid):
         # several kinds may share parameter names: the one whose rule reads most like TEXT
         matches.sort(key=lambda name: -_word_overlap(text, reg.get("emergencies", name).obj.describe(values)))
         kind = matches[0] if matches else None
+        if kind and _word_overlap(text, reg.get("emergencies", kind).obj.describe(values)) < MIN_WORD_OVERLAP:
+            raise click.ClickException(
+                f"the rule's words share almost nothing with the known rules that take "
+                f"{', '.join(sorted(values))} (closest: {kind}, \"{reg.get('emergencies', kind).obj.describe(values)}\"); "
+                f"to check the function against that rule anyway, name it with --kind {kind}; or give "
+                "--allow/--forbid examples of your rule")
         if kind:
             click.echo(f"examples derived from the rule of {kind} (--kind to choose another)")
     if kind:
@@ -848,15 +845,19 @@ def _rule(reg, task, text: str, values: dict, kind: str | None, allow, forbid):
     return task.custom_emergency(text, values, allowed=allowed, forbidden=forbidden)
 
 
+# Below this share of common words, a rule given with a known kind's --param names is not
+# taken for that kind ("bananas are yellow" shares 0.0 with restricted-area's rule, the
+# README's lava rule 0.43).
+MIN_WORD_OVERLAP = 0.2
+
+
 def _word_overlap(a: str, b: str) -> float:
-    import re
     x, y = set(re.findall(r"\w+", a.lower())), set(re.findall(r"\w+", b.lower()))
     return len(x & y) / len(x | y) if x | y else 0.0
 
 
 def _finetune_write(task, student, steps, batch_size, lr, top_layers, train_seeds, heldout_seeds, attempts, out,
                     promote=False):
-    from ldengine.finetune import WRITE_HELDOUT_SEEDS, WRITE_TRAIN_SEEDS, FinetuneConfig, finetune_write
     cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out, promote=promote,
                          train_seeds=list(range(1, 1 + train_seeds)) if train_seeds else WRITE_TRAIN_SEEDS,
                          heldout_seeds=list(range(100, 100 + heldout_seeds)) if heldout_seeds else WRITE_HELDOUT_SEEDS)
@@ -892,7 +893,6 @@ def distill(task, teacher_url, teacher_model, teacher_key_env, rules_file, round
     function_base/TASK/versions/ (use it with --function-base VERSION); otherwise
     nothing is stored and the command fails.
     """
-    from ldengine.distill import DistillConfig, distill as run_distill
     cfg = DistillConfig(task, teacher_url, teacher_model, teacher_key_env, rules_file, rounds, games,
                         max_tokens, timeout)
     result = run_distill(registry(), cfg, log=click.echo)
@@ -917,7 +917,6 @@ def sandbox():
 @click.option("--memory-mb", default=256, show_default=True, type=click.IntRange(16, 8192), help="Memory limit (MB).")
 def sandbox_run(file, name, args_json, timeout, memory_mb):
     """Run FUNCTION of FILE with ARGS in an isolated worker; print its result or error."""
-    from ldengine.sandbox import IsolatedSandbox, Limits, compile_module
     args = _json_args(args_json)
     source = Path(file).read_text(encoding="utf-8", errors="replace")
     module = compile_module(source, filename=Path(file).name, load=False)  # loads only in the worker
@@ -951,7 +950,6 @@ def cache_group():
 @_JSON
 def cache_info(as_json):
     """Where the cache is, what each part holds and its size on disk."""
-    from ldengine.cache import cache_parts, cache_root
     parts = cache_parts()
     if as_json:
         click.echo(json.dumps({"root": str(cache_root()), "parts": [
@@ -972,7 +970,6 @@ def cache_clean(yes):
     """Remove the converted students, retriever indexes and remembered hashes; the engine
     rebuilds them when next needed (a student conversion takes about 40 s). The adapters
     of finetune --quick are kept."""
-    from ldengine.cache import cache_parts, cache_root, clean_cache
     parts = [p for p in cache_parts() if p.cleaned and p.path.exists()]
     if not parts:
         click.echo(f"nothing to remove in {cache_root()}")
@@ -1000,8 +997,6 @@ def _load_plugin_commands() -> None:
         except Exception as exc:
             click.echo(f"warning: plugin {impl.plugin_name!r} could not add its commands: {exc}", err=True)
 
-
-from ldengine.serve import serve_command  # noqa: E402 (after cli: it is added to it)
 
 cli.add_command(serve_command, "serve")
 

@@ -24,10 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ldengine import __version__, clock
+from tqdm import tqdm
+
+from ldengine import clock
+from ldengine.cache import write_atomic
+from ldengine.emergency.rule import under_emergency
 from ldengine.errors import LDEngineError
+from ldengine.functionbase import base_for
 from ldengine.registry import Registry
-from ldengine.runner import build_agent, play_games, round_progress
+from ldengine.runner import Emitter, build_agent, play_games, round_progress
+from ldengine.version import __version__
 
 OUTCOME_COLUMNS = (("success", "Success"), ("failure_without_violation", "Failure without Violation"),
                    ("failure_with_violation", "Failure with Violation"))
@@ -65,13 +71,11 @@ class EvalConfig:
 
 def evaluate(registry: Registry, cfg: EvalConfig, log: Callable[[str], None] = print) -> dict:
     """Plays every agent's missing games, then writes results, table and figures."""
-    from ldengine.emergency import under_emergency
     task = under_emergency(registry, registry.get("tasks", cfg.task).obj, cfg.emergency, cfg.emergency_seed)
     policy = registry.get("evaders", cfg.evader).obj
     for name in cfg.agents:
         registry.get("agents", name)
     if cfg.function_base:       # a wrong version is the user's error, not every agent's "not run"
-        from ldengine.functionbase import base_for
         base_for(registry, cfg.task, cfg.function_base)
     if cfg.start and cfg.start not in getattr(task, "starts", {}):
         known = ", ".join(getattr(task, "starts", {})) or "none"
@@ -114,7 +118,6 @@ def _forget(out: Path, run: dict, agents: list[str], log: Callable[[str], None])
     """Drops ``agents``' games, identities, stats and trajectory figures from the run in
     ``out`` (e.g. after retraining an adapter), so that they are played again; the
     other agents' games stay as they are."""
-    from ldengine.cache import write_atomic
     path = out / "games.jsonl"
     _finished(path)     # cuts a torn last line first
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
@@ -137,7 +140,6 @@ def _emergency_record(task: Any) -> dict:
 
 
 def _save_run(out: Path, run: dict) -> None:
-    from ldengine.cache import write_atomic
     write_atomic(out / "run.json", (json.dumps(run, indent=2) + "\n").encode())
 
 
@@ -197,9 +199,7 @@ def _play_agent(registry, task, policy, cfg, run, name, done, fh, out, log) -> N
 
 
 def _play_todo(task, agent, policy, cfg, name, todo, fh) -> None:
-    from tqdm import tqdm
 
-    from ldengine.runner import Emitter
     bar = tqdm(total=cfg.games, initial=cfg.games - len(todo), desc=f"{cfg.task}/{name}", unit="game",
                disable=not cfg.progress, leave=False)
     with bar:
@@ -216,7 +216,6 @@ def _play_todo(task, agent, policy, cfg, name, todo, fh) -> None:
 
 def _trajectory(task, agent, policy, cfg, name, path: Path) -> None:
     """One more game, from the figure start, drawn (not counted in the table)."""
-    from ldengine.runner import Emitter
     start = task.starts[cfg.start] if cfg.start else None
     played = next(play_games(task, agent, [(0, cfg.seed)], policy, Emitter(None), name, cfg.evader,
                              1, start))
@@ -253,7 +252,6 @@ def write_results(registry: Registry, out: Path, run: dict) -> dict:
     reference = getattr(task, "eval_reference", None)
     if callable(reference):
         results["reference"] = reference()
-    from ldengine.cache import write_atomic
     write_atomic(out / "results.json", (json.dumps(results, indent=2) + "\n").encode())
     write_atomic(out / "table.md", table(results, task).encode())
     if any("games" in a for a in agents.values()):

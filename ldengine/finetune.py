@@ -17,13 +17,20 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ldengine import __version__
+from tqdm.auto import tqdm
+
+from ldengine.adapters import SHARED_ADAPTER_DIR, adapter_roots, default_adapter_dir
+from ldengine.cache import cache_root
+from ldengine.emergency.rule import kinds_of
+from ldengine.emergency.teach import emergency_selection_examples, pass_rates, writing_data
+from ldengine.emergency.write import TEMPERATURE
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.ld import RetrieverProvider, SelectionExample, selection_examples, stage_inputs
+from ldengine.models import load_student
 from ldengine.registry import Registry
-
-ADAPTER_ROOT = Path(__file__).resolve().parent.parent / "function_base"
+from ldengine.retriever import Retriever
+from ldengine.version import __version__
 
 
 @dataclass
@@ -61,16 +68,6 @@ class FinetuneConfig:
         return [t.strip() for t in self.task.split(",") if t.strip()]
 
 
-def default_adapter_dir(task: str) -> Path:
-    return ADAPTER_ROOT / task / "adapters"
-
-
-def adapter_roots(task: str) -> list[Path]:
-    """Where ``find_adapter`` looks for ``task``'s default adapters: the task's folder, then the
-    adapters trained on several tasks' manuals."""
-    return [default_adapter_dir(task), SHARED_ADAPTER_DIR]
-
-
 def check_promotable(cfg: FinetuneConfig) -> None:
     """For the command line: a promoted adapter saved where ``find_adapter`` does not look
     would not become the default, so --promote there is refused before training."""
@@ -86,13 +83,9 @@ def quick(cfg: FinetuneConfig) -> FinetuneConfig:
     the selections of 2 training games, scored on 2 held-out games (2 shuffles, one
     emergency seed of 1 step). Its adapter is saved in the cache, never beside the
     committed ones, so no agent picks it up unless asked (``--adapter``)."""
-    from ldengine.cache import cache_root
     out = cfg.out or str(cache_root() / "adapters" / f"quick-{'+'.join(cfg.tasks)}-{time.strftime('%Y%m%d-%H%M%S')}")
     return replace(cfg, steps=2, train_seeds=cfg.train_seeds[:2], heldout_seeds=cfg.heldout_seeds[:2],
                    shuffles=2, emergency_seeds=cfg.emergency_seeds[:1], emergency_steps=1, out=out)
-
-
-SHARED_ADAPTER_DIR = ADAPTER_ROOT / "adapters"     # adapters trained on several tasks' manuals
 
 
 def weighted(examples: list[SelectionExample], base: FunctionBase, times: int, cap: int = 1) -> list[SelectionExample]:
@@ -134,7 +127,6 @@ def data_hash(examples: list[SelectionExample]) -> str:
 def accuracy(student: Any, examples: list[SelectionExample], batch: int = 16, desc: str = "") -> float:
     """Share of examples where the student picks the right option (a miss counts wrong);
     with ``desc``, a progress bar on standard error."""
-    from tqdm.auto import tqdm
     right = 0
     for i in tqdm(range(0, len(examples), batch), desc=desc, unit="batch", disable=not desc, leave=False):
         chunk = examples[i:i + batch]
@@ -167,8 +159,6 @@ def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None, p
     task's training emergency kinds in force, more training examples (the new stage
     in the pipeline, its reference function in the base); the evaluated kinds give
     held-out ones (``emergency_held``: never trained on)."""
-    from ldengine.emergency import emergency_selection_examples, kinds_of
-    from ldengine.retriever import Retriever
     task = registry.get("tasks", cfg.task).obj
     base = FunctionBase.build(cfg.task, registry.modules_for(cfg.task))
     retriever = retriever or Retriever.for_library(base, registry)
@@ -218,7 +208,6 @@ def finetune(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log
     """Trains, evaluates and saves an adapter; returns its manifest. With several tasks
     (``cfg.tasks``) one adapter learns every task's manual, each task's held-out
     accuracy measured on its own."""
-    from ldengine.models import load_student
     start = time.perf_counter()
     data = [task_data(registry, cfg, task, log, progress) for task in cfg.tasks]
     student = load_student(cfg.student, adapter=cfg.start_adapter, device=cfg.device)
@@ -307,7 +296,6 @@ def _accuracies(student: Any, held: list, mixed: list, emergency_held: list) -> 
 
 def _emergency_manifest(registry: Registry, cfg: FinetuneConfig, train: list, emergency_held: list,
                         before: tuple, after: tuple) -> dict:
-    from ldengine.emergency import kinds_of
     if not emergency_held:
         return {}
     return {"emergency_train_kinds": [k.name for k in kinds_of(registry, cfg.task, "train")],
@@ -366,7 +354,6 @@ def finetune_kd(registry: Registry, cfg: FinetuneConfig, progress: bool = True, 
     settings continues from; ``patience`` stops at the plateau, when that many points
     in a row bring no new best (by at least one held-out move).
     """
-    from ldengine.models import load_student
     start = time.perf_counter()
     task = registry.get("tasks", cfg.task).obj
     kd = getattr(task, "kd", None)
@@ -381,10 +368,9 @@ def finetune_kd(registry: Registry, cfg: FinetuneConfig, progress: bool = True, 
     log(f"data: {len(train)} training moves from {len(cfg.train_seeds)} expert games, "
         f"{len(held)} held-out moves from {len(cfg.heldout_seeds)}")
     digest = hashlib.sha256(json.dumps([(e.question, e.answer) for e in train]).encode()).hexdigest()
-    curve = KDCurve(Path(cfg.out), cfg, digest) if eval_every else None
+    curve = KDCurve(Path(cfg.out), cfg, digest) if eval_every and cfg.out else None
     student = load_student(cfg.student, device=cfg.device)
-    resumed = curve.resume(student) if curve else None
-    if resumed:
+    if curve is not None and curve.resume(student):
         before = curve.points[0]
         log(f"continuing the learning curve in {cfg.out} from step {curve.step} "
             f"(held-out move accuracy {curve.points[-1]['move_accuracy']:.3f})")
@@ -402,7 +388,7 @@ def finetune_kd(registry: Registry, cfg: FinetuneConfig, progress: bool = True, 
                                        seed=cfg.seed, progress=progress, top_layers=cfg.top_layers,
                                        start_step=first, optimizer_state=state)
 
-    if curve is None:
+    if curve is None or not eval_every:
         metrics = train_to(cfg.steps)
     else:
         metrics = {}
@@ -443,7 +429,9 @@ class KDCurve:
     since the last point."""
 
     def __init__(self, folder: Path, cfg: FinetuneConfig, data_sha256: str):
-        self.folder, self.points, self.step, self.optimizer_state = folder, [], 0, None
+        self.folder, self.step = folder, 0
+        self.points: list[dict] = []
+        self.optimizer_state: dict | None = None
         self.settings = {"task": cfg.task, "data_sha256": data_sha256, "batch_size": cfg.batch_size, "lr": cfg.lr,
                          "rank": cfg.rank, "top_layers": cfg.top_layers, "seed": cfg.seed,
                          "heldout_seeds": [cfg.heldout_seeds[0], cfg.heldout_seeds[-1]]}
@@ -569,14 +557,12 @@ def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, p
     the training kinds only; then, for every evaluated (held-out) kind, the share of
     seeds whose written function passes verification within ``attempts``, before and
     after. Saves adapter and manifest (method ``write``)."""
-    from ldengine import emergency as em
-    from ldengine.models import load_student
     start = time.perf_counter()
     registry.get("tasks", cfg.task)
-    held_kinds, train_kinds = em.kinds_of(registry, cfg.task, "eval"), em.kinds_of(registry, cfg.task, "train")
+    held_kinds, train_kinds = kinds_of(registry, cfg.task, "eval"), kinds_of(registry, cfg.task, "train")
     if not train_kinds:
         raise LDEngineError(f"task {cfg.task!r} has no training emergency kinds (--method write)")
-    data = em.writing_data(registry, cfg.task, cfg.train_seeds)
+    data = writing_data(registry, cfg.task, cfg.train_seeds)
     log(f"data: {len(data)} functions of {len(train_kinds)} training kinds; held out: "
         f"{', '.join(k.name for k in held_kinds)}")
     student = load_student(cfg.student, device=cfg.device)
@@ -585,7 +571,7 @@ def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, p
                                       rank=cfg.rank, seed=cfg.seed, progress=progress,
                                       top_layers=cfg.top_layers, chat=False)
     log(f"loss {metrics['first_loss']:.3f} -> {metrics['final_loss']:.3f} in {metrics['seconds']:.0f} s")
-    after = em.pass_rates(registry, cfg.task, student, held_kinds, cfg.heldout_seeds, attempts, progress)
+    after = pass_rates(registry, cfg.task, student, held_kinds, cfg.heldout_seeds, attempts, progress)
     for name, row in after.items():
         log(f"held-out kind {name}: passed {row['passed']}/{row['seeds']} seeds within {attempts} attempts "
             f"(mean attempts to pass {row['mean_attempts_to_pass']})")
@@ -593,6 +579,6 @@ def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, p
     manifest = {
         **_header(cfg, student, base, "write"), "data_sha256": digest, "train_examples": len(data),
         "train_kinds": [k.name for k in train_kinds], "held_out_kinds": [k.name for k in held_kinds],
-        "attempts": attempts, "sampling_temperature": em.TEMPERATURE, "heldout_pass_rates": after,
+        "attempts": attempts, "sampling_temperature": TEMPERATURE, "heldout_pass_rates": after,
     }
     return _save(cfg, student, base, manifest, metrics, start, "write")

@@ -35,7 +35,7 @@ from ldengine.errors import LDEngineError, ManualError, SandboxCompileError, Unk
 from ldengine.manual import ManualEntry, entries_from_source
 from ldengine.plugins import DEFAULT_PLUGINS
 from ldengine.registry import ModuleSource
-from ldengine.sandbox import CompiledModule, Sandbox, SandboxResult, compile_module
+from ldengine.sandbox import CompiledModule, IsolatedSandbox, Sandbox, SandboxResult, compile_module
 
 SANDBOX_ENV = "LDENGINE_SANDBOX"
 ISOLATED, INPROCESS = "isolated", "inprocess"
@@ -67,7 +67,9 @@ class FunctionBase:
         """The base of ``task`` from module sources. ``inprocess`` (default: ``$LDENGINE_SANDBOX``)
         runs the built-in plugins' modules in ``sandbox``; all others always run isolated."""
         trusted_inprocess = inprocess_requested() if inprocess is None else inprocess
-        entries, modules, local = {}, {}, set()
+        entries: dict[str, ManualEntry] = {}
+        modules: dict[str, CompiledModule] = {}
+        local: set[str] = set()
         for src in sources:
             here = trusted_inprocess and src.plugin in DEFAULT_PLUGINS
             try:  # loading is executing: a module headed for the worker loads there
@@ -115,7 +117,6 @@ class FunctionBase:
 
     def _isolated(self) -> Any:
         if self.isolated is None:
-            from ldengine.sandbox import IsolatedSandbox
             self.isolated = IsolatedSandbox(audit=self.sandbox.audit, shared=True)
         return self.isolated
 
@@ -190,8 +191,8 @@ def _hash(entries: dict, pinned: dict | None = None) -> str:
     h = hashlib.sha256()
     for name in sorted(entries):
         h.update(f"{name}:{entries[name].source_hash}\n".encode())
-    for name in sorted(pinned or {}):
-        h.update(f"file {name}:{pinned[name]}\n".encode())
+    for name, digest in sorted((pinned or {}).items()):
+        h.update(f"file {name}:{digest}\n".encode())
     return h.hexdigest()
 
 
@@ -203,7 +204,6 @@ def _unique(name: str, taken: dict) -> str:
     while f"{name}_v{n}" in taken:
         n += 1
     return f"{name}_v{n}"
-
 
 
 # ---- stored versions (written by ``ldengine distill``) ---------------------------------------
@@ -302,11 +302,14 @@ def check_version_files(task: str, version: str) -> list[Path]:
     a file added to the folder afterwards is refused too. Returns the files checked."""
     folder = _version_folder(task, version)
     remedy = f"restore it, or remove the version: ldengine generated remove {version} --task {task}"
-    recorded = {m.get("file"): m.get("sha256") for m in read_provenance(task, version).get("modules") or []
-                if isinstance(m, dict)}
-    for name in recorded:
+    recorded: dict[str, Any] = {}      # file name -> the sha256 its provenance records
+    for module in read_provenance(task, version).get("modules") or []:
+        if not isinstance(module, dict):
+            continue
+        name = module.get("file")
         if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
             raise StoredCodeChanged(f"{folder / PROVENANCE} names a module {name!r} outside its folder; {remedy}")
+        recorded[name] = module.get("sha256")
     for path in sorted(folder.glob("*.py")):
         if path.name not in recorded:
             raise StoredCodeChanged(f"{path} is not in its version's provenance (added after it was stored); "

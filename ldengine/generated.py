@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ldengine import emergency
-from ldengine.distill import check_module
+from ldengine.distill.check import check_module
+from ldengine.emergency.rule import Instance, stored_rule
+from ldengine.emergency.store import check_stored, function_text, read_stored_provenance, store_dir
+from ldengine.emergency.verify import game_inputs, verify as verify_function
 from ldengine.errors import LDEngineError, UnknownNameError
-from ldengine.functionbase import (PROVENANCE, FunctionBase, StoredCodeChanged, base_for, check_version_files, file_sha256,
-                                   read_provenance, version_names, versions_dir)
+from ldengine.functionbase import (PROVENANCE, FunctionBase, StoredCodeChanged, base_for, check_version_files,
+                                   file_sha256, read_provenance, version_names, versions_dir)
 from ldengine.manual import ManualEntry, entries_from_source
 from ldengine.sandbox import IsolatedSandbox
 
@@ -104,15 +106,15 @@ def find_function(registry: Any, name: str, task: str | None = None) -> tuple[St
 
 
 def _emergencies(task: str) -> list[Stored]:
-    folder = emergency.store_dir(task)
+    folder = store_dir(task)
     out = []
     for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
         if not path.with_suffix(".json").is_file():
             continue
         item = Stored(EMERGENCY, path.stem, task, path)
         try:
-            item.provenance = emergency.read_stored_provenance(path)
-            emergency.check_stored(path, item.provenance)
+            item.provenance = read_stored_provenance(path)
+            check_stored(path, item.provenance)
         except StoredCodeChanged as exc:
             item.problem = str(exc)
         out.append(item)
@@ -156,9 +158,9 @@ def _verify_emergency(registry: Any, item: Stored) -> Verdict:
         return Verdict(item, True, ["hashes match; verification not run again: its rule is not registered and "
                                     "its provenance does not say how to check it"])
     params, name = item.provenance.get("params") or {}, item.provenance.get("function", "")
-    source = emergency.function_text(item.path.read_text(encoding="utf-8"), name)
+    source = function_text(item.path.read_text(encoding="utf-8"), name)
     with IsolatedSandbox() as sandbox:
-        result = emergency.verify(kind, params, source, name, sandbox, game=_game(registry, item.task, kind, params))
+        result = verify_function(kind, params, source, name, sandbox, game=_game(registry, item.task, kind, params))
     line = f"{result.line()} (fresh seed {result.seed}, {result.seconds:.2f} s)"
     return Verdict(item, result.passed, [f"hashes match; verified again: {line}"])
 
@@ -169,15 +171,15 @@ def _game(registry: Any, task: str, kind: Any, params: dict) -> Any:
     if game_task is None or not hasattr(game_task, "with_emergency"):
         return None
     try:
-        in_force = game_task.with_emergency(emergency.Instance(kind, params))
-        return emergency.game_inputs(in_force, FunctionBase.build(task, registry.modules_for(task)), kind)
+        in_force = game_task.with_emergency(Instance(kind, params))
+        return game_inputs(in_force, FunctionBase.build(task, registry.modules_for(task)), kind)
     except Exception:  # a rule the referee cannot apply to every move (a user's examples): synthetic inputs
         return None
 
 
 def _kind(registry: Any, item: Stored) -> Any:
     """The rule the function was written for: registered, or rebuilt from the provenance."""
-    return emergency.stored_rule(registry, item.task, item.provenance)
+    return stored_rule(registry, item.task, item.provenance)
 
 
 def _verify_version(registry: Any, item: Stored, games: int | None) -> Verdict:

@@ -3,7 +3,9 @@
 Every hook receives a ``register`` callback (or the click group) and returns
 nothing; the engine calls each plugin's implementation separately so it knows
 which plugin registered what and a broken plugin cannot lock the others out.
-Built-in plugins (``plugins.*``) use exactly these hooks.
+Built-in plugins (``plugins.*``) use exactly these hooks. What each registered
+object must have is a Protocol in ``ldengine.contracts`` (Task, EmergencyKind,
+Agent, Evader, Student); an object that lacks a member is refused at registration.
 """
 import pluggy
 
@@ -13,9 +15,10 @@ hookimpl = pluggy.HookimplMarker("ldengine")
 
 @hookspec
 def ldengine_register_tasks(register):
-    """Register tasks: ``register(task)`` with an object having ``name``,
-    ``description``, ``pipeline`` (the stage names of one decision step, in
-    order), ``play(agent, seed, evader, trace)`` and ``summarize(results)``."""
+    """Register tasks: ``register(task)`` with a ``contracts.Task``: ``name``,
+    ``description``, ``pipeline`` (the stage names of one decision step, in order),
+    ``rules``, ``play(agent, game_index, seed, evader, emit)``, ``summarize(results)``
+    and ``summarize_state(state)``."""
 
 
 @hookspec
@@ -29,33 +32,35 @@ def ldengine_register_functions(register):
 @hookspec
 def ldengine_register_evaders(register):
     """Register evader policies: ``register(name, policy, description)`` where
-    ``policy(legal_cells, pursuers, rng)`` returns one of ``legal_cells``."""
+    ``policy(legal_cells, pursuers, rng)`` returns one of ``legal_cells`` (``contracts.Evader``)."""
 
 
 @hookspec
 def ldengine_register_agents(register):
     """Register agents: ``register(name, factory, description)`` where
-    ``factory(context)`` gets an ``AgentContext`` and returns an object with
-    ``act(state) -> action``, ``last_functions`` and ``stats() -> dict``."""
+    ``factory(context)`` gets an ``AgentContext`` and returns a ``contracts.Agent``:
+    ``act(state) -> action`` and ``stats() -> dict`` (optional: ``act_batch``,
+    ``last_functions``, ``last_stages``)."""
 
 
 @hookspec
 def ldengine_register_students(register):
     """Register student backends: ``register(name, loader, description)`` where
-    ``loader(path=None, adapter=None)`` returns a student with
+    ``loader(path=None, adapter=None)`` returns a ``contracts.Student``:
     ``select(prefix, query, options) -> Selection``, ``select_batch(items)``,
     ``generate(prompt) -> [text]``, ``generate_batch(prompts, prefix, max_new_tokens,
-    stop) -> [text]`` (the text-answering agents use it), ``name`` and ``model_hash`` (see
-    ``ldengine.models.base.Student``). ``--backend NAME`` picks one."""
+    stop) -> [text]`` (the text-answering agents use it), ``name``, ``model_hash`` and
+    ``adapter_hash``. ``--backend NAME`` picks one."""
 
 
 @hookspec
 def ldengine_register_emergencies(register):
-    """Register emergency kinds (new rules): ``register(kind)`` with an object having
-    ``name`` (lowercase words joined by hyphens), ``task``, ``split`` ("eval" or
-    "train"), ``params(seed, size)``, ``describe(params)``, ``allows(params, piece,
-    src, dst)``, ``header(params, name)``, ``cases(params, seed)``,
-    ``properties(input, output)`` and ``reference(params)`` (see ``ldengine.emergency``)."""
+    """Register emergency kinds (new rules): ``register(kind)`` with a
+    ``contracts.EmergencyKind``: ``name`` (lowercase words joined by hyphens), ``task``,
+    ``stage``, ``after``, ``split`` ("eval" or "train"), ``params(seed, size)``,
+    ``describe(params)``, ``allows(params, piece, src, dst)``, ``function_name()``,
+    ``header(params, name)``, ``cases(params, seed)``, ``properties(input, output)`` and
+    ``reference(params)`` (see ``ldengine.emergency``)."""
 
 
 @hookspec

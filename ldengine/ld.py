@@ -8,12 +8,25 @@ training and play see exactly the same text.
 """
 from __future__ import annotations
 
+import hashlib
 import random
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
+from ldengine.adapters import adapter_misfit, find_adapter
+from ldengine.agents import AgentContext, LoopAgent, expert_agent
+from ldengine.cache import read_json
+from ldengine.emergency.adopt import adopt
+from ldengine.emergency.rule import with_stage
 from ldengine.functionbase import FunctionBase
+from ldengine.loop import FirstSelector
 from ldengine.manual import ManualEntry
+from ldengine.models.base import dtype_identity
+from ldengine.retriever import Retriever, build_query
 
 DEFAULT_K = 5
 
@@ -57,7 +70,6 @@ class RetrieverProvider:
         the right function fell from 1.00 to 0.25 (recall@3 stayed 1.00). The
         student's prompt carries the full rules.
         """
-        from ldengine.retriever import build_query
         return build_query(self.task.description, f"{stage}: {self.task.stages.get(stage, '')}",
                            self.task.summarize_state(state))
 
@@ -111,10 +123,8 @@ def stage_inputs(task: Any, base: FunctionBase, evader: Any, seeds: list[int],
                  desc: str = "") -> list[tuple[str, Any]]:
     """(stage, input state) pairs met by the expert over seeded games; with ``desc``,
     a progress bar on standard error."""
-    from tqdm.auto import tqdm
-
-    from ldengine.agents import AgentContext, expert_agent
-    agent, pairs = expert_agent(AgentContext(task, base)), []
+    agent = expert_agent(AgentContext(task, base))
+    pairs: list[tuple[str, Any]] = []
     agent.observers.append(lambda d: pairs.extend((s.stage, s.state) for s in d.stages))
     for i, seed in enumerate(tqdm(seeds, desc=desc, unit="game", disable=not desc, leave=False)):
         task.play(agent, i, seed, evader, lambda r: None)
@@ -127,7 +137,6 @@ def selection_examples(task: Any, base: FunctionBase, provider: RetrieverProvide
     """Retrieved top-K candidates -> the oracle's index. For training (``shuffle_seed``
     set) a missed oracle replaces the last candidate and the order is shuffled, so
     the student learns the stage, not a position. ``desc``: a progress bar."""
-    from tqdm.auto import tqdm
     rng = random.Random(shuffle_seed) if shuffle_seed is not None else None
     prefix, examples = prompt_prefix(task), []
     for stage, state in tqdm(pairs, desc=desc, unit="selection", disable=not desc, leave=False):
@@ -143,80 +152,6 @@ def selection_examples(task: Any, base: FunctionBase, provider: RetrieverProvide
                                          tuple(option_text(c) for c in candidates), answer,
                                          stage, retrieved))
     return examples
-
-
-def find_adapter(task: str, base: FunctionBase, root: Any = None, method: str = "ld") -> Any:
-    """The newest promoted adapter of ``method`` (``ld``: selection, ``kd``: moves)
-    trained on this task's functions: the task's own, or one trained on several tasks'
-    manuals (``function_base/adapters/``). It fits when every function it was trained on
-    is still in the base unchanged (new functions, e.g. a plugin's, compete through their
-    manual); an older manifest without that list needs the exact base hash. A new adapter
-    is promoted only by ``ldengine finetune --promote`` (its manifest says ``promoted``);
-    the committed ones, older than that field, are."""
-    from pathlib import Path
-
-    from ldengine.errors import LDEngineError
-    from ldengine.finetune import adapter_roots
-    roots = [Path(root)] if root else adapter_roots(task)
-    found, misfits = [], []
-    for folder, data in _manifests(roots):
-        if _method(data) != method or data.get("promoted") is False:
-            continue
-        why = adapter_misfit(data, task, base)
-        # KD and write adapters learnt answers in text (moves; functions for new rules), not the
-        # manual's selection: any base of their task serves them.
-        if why is None or (method != "ld" and data.get("task") == task):
-            found.append((data.get("created", ""), folder))
-        elif _learnt(data, task):
-            misfits.append(f"{folder} was trained on another {task} function base ({why})")
-    if found:
-        return max(found)[1]
-    hint = (f"run `ldengine finetune --task {task} --method {method}` (--from-adapter DIR continues an "
-            f"adapter) or pass --adapter DIR")
-    if misfits:
-        raise LDEngineError(f"no {method} adapter fits this {task} function base (hash {base.teacher_hash[:12]}): "
-                            f"{'; '.join(misfits)}; {hint}")
-    raise LDEngineError(f"no {method} adapter in {' or '.join(map(str, roots))} was trained on this {task} "
-                        f"function base (hash {base.teacher_hash[:12]}); {hint}")
-
-
-def _manifests(roots: list) -> list[tuple[Any, dict]]:
-    """(folder, manifest) of every adapter in ``roots``, in name order."""
-    from ldengine.cache import read_json
-    found = [(m.parent, read_json(m)) for r in roots if r.is_dir() for m in sorted(r.glob("*/manifest.json"))]
-    return [(folder, data) for folder, data in found if isinstance(data, dict)]
-
-
-def _trained_on(manifest: dict, task: str, base: FunctionBase) -> bool:
-    return adapter_misfit(manifest, task, base) is None
-
-
-def adapter_misfit(manifest: dict, task: str, base: FunctionBase) -> str | None:
-    """Why an adapter does not fit ``base`` (None when it does): the functions it learnt
-    that changed or are gone; for an older manifest without that list, the base hash."""
-    trained = (manifest.get("trained_functions") or {}).get(task)
-    if trained:
-        changed = [n for n, digest in trained.items() if n in base.entries and base.entries[n].source_hash != digest]
-        gone = [n for n in trained if n not in base.entries]
-        words = [f"{len(names)} {label}: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
-                 for label, names in (("changed", changed), ("missing", gone)) if names]
-        return "; ".join(words) or None
-    hashes = manifest.get("function_base_hashes") or {task: manifest.get("function_base_hash")}
-    if hashes.get(task) == base.teacher_hash:
-        return None
-    return f"base hash {hashes[task][:12]}" if hashes.get(task) else f"not trained on {task}"
-
-
-def _learnt(manifest: dict, task: str) -> bool:
-    """Was the adapter trained on ``task`` at all (so a misfit is worth naming)?"""
-    return (task in (manifest.get("trained_functions") or {}) or task in (manifest.get("function_base_hashes") or {})
-            or manifest.get("task") == task)
-
-
-def _method(manifest: dict) -> str:
-    """kd, write, or ld (selection adapters say "ld-selection", or nothing when old)."""
-    method = manifest.get("method")
-    return method if method in ("kd", "write") else "ld"
 
 
 def ld_agent(context: Any) -> Any:
@@ -237,8 +172,6 @@ def shuffled_agent(context: Any) -> Any:
 
 def top1_agent(context: Any) -> Any:
     """Ablation with no model: the retriever's first hit at every stage."""
-    from ldengine.agents import LoopAgent
-    from ldengine.loop import FirstSelector
     provider = RetrieverProvider(context.task, context.base, _retriever(context), context.options.get("k") or DEFAULT_K)
     agent = LoopAgent(context, provider, FirstSelector())
     agent.name = "top1"
@@ -260,15 +193,11 @@ class ShuffledProvider(RetrieverProvider):
 
 
 def _retriever(context: Any) -> Any:
-    from ldengine.retriever import Retriever
     return (Retriever.for_library(context.base, context.registry) if context.registry
             else Retriever.for_base(context.base))
 
 
 def _learned_agent(context: Any, name: str, adapter: bool = True, shuffle: bool = False) -> Any:
-    from ldengine.agents import LoopAgent
-    from ldengine.emergency import adopt, with_stage
-    from ldengine.models.base import dtype_identity
     opts = context.options
     # the adapter first: a base it does not fit fails in one line before any model loads
     chosen = selection_adapter(context, opts.get("log") or _stderr) if adapter else None
@@ -298,9 +227,7 @@ def _learned_agent(context: Any, name: str, adapter: bool = True, shuffle: bool 
 def selection_adapter(context: Any, log: Any) -> Any:
     """``--adapter DIR`` (with a warning line when it was trained on another function base),
     else the default adapter that fits this base (``find_adapter``)."""
-    from pathlib import Path
 
-    from ldengine.cache import read_json
     given, task = context.options.get("adapter"), context.task.name
     if not given:
         return find_adapter(task, context.base)
@@ -315,7 +242,6 @@ def selection_adapter(context: Any, log: Any) -> Any:
 def model_setup(student: Any, adapter: Any) -> dict:
     """What a run names in its header and summary: the student model, its weights' type and
     the adapter's folder name (None without one)."""
-    from pathlib import Path
     return {"student": student.name, "dtype": getattr(student, "dtype", "float32"),
             "adapter": Path(adapter).name if adapter else None}
 
@@ -323,12 +249,10 @@ def model_setup(student: Any, adapter: Any) -> dict:
 def _emergency_identity(written: Any) -> dict:
     if written is None:
         return {}
-    import hashlib
     return {"emergency_function": written.name if written.passed else None,
             "emergency_function_sha256": hashlib.sha256(written.source.encode()).hexdigest()
             if written.passed else None}
 
 
 def _stderr(line: str) -> None:
-    import sys
     print(line, file=sys.stderr)

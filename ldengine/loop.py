@@ -21,6 +21,8 @@ class CandidateProvider(Protocol):
 
 
 class Selector(Protocol):
+    """Chooses one of a stage's candidates. Optional: ``select_batch(stage, states,
+    candidates)`` (several games at once) and ``last_probabilities``."""
     def select(self, stage: str, state: Any, candidates: list[ManualEntry]) -> int: ...
 
 
@@ -36,7 +38,7 @@ class StageRecord:
 
     def record(self, with_candidates: bool = True) -> dict:
         """The stage as a trace sees it: candidates, the chosen one, the oracle's, probabilities."""
-        out = {"stage": self.stage, "chosen": self.chosen, "oracle": self.oracle}
+        out: dict[str, Any] = {"stage": self.stage, "chosen": self.chosen, "oracle": self.oracle}
         if with_candidates:
             out["candidates"] = self.candidates
         if self.probabilities is not None:
@@ -106,8 +108,9 @@ def decide_batch(states: list, pipeline: list[str], base: FunctionBase,
 
 def _select_all(selector: Selector, stage: str, states: list, candidates: list) -> list[tuple]:
     """(index, probabilities or None) for each state: in one batch when the selector can."""
-    if callable(getattr(selector, "select_batch", None)):
-        return selector.select_batch(stage, states, candidates)
+    batched = getattr(selector, "select_batch", None)
+    if callable(batched):
+        return batched(stage, states, candidates)
     out = []
     for state, offered in zip(states, candidates):
         index = selector.select(stage, state, offered)

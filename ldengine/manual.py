@@ -95,7 +95,9 @@ def parse_fields(doc: str, where: str) -> dict[str, str]:
 
 def parse_examples(text: str, where: str) -> tuple[ExampleCall, ...]:
     """Each ``>>> f(literal, ...)`` line with the literal on the following line(s)."""
-    calls, pending, expected = [], None, []
+    calls: list[ExampleCall] = []
+    pending: str | None = None
+    expected: list[str] = []        # the lines of the pending call's value
     for line in text.splitlines() + [">>>"]:
         stripped = line.strip()
         if stripped.startswith(">>>"):

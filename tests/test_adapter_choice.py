@@ -7,11 +7,12 @@ from dataclasses import replace
 import pytest
 from click.testing import CliRunner
 
+from ldengine.adapters import find_adapter
 from ldengine.agents import AgentContext
 from ldengine.cli import cli
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
-from ldengine.ld import find_adapter, selection_adapter
+from ldengine.ld import selection_adapter
 
 
 @pytest.fixture(scope="module")

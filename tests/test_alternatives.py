@@ -2,9 +2,10 @@
 functions no agent will play, and adapters that fit a base holding what they learnt."""
 import pytest
 
+from ldengine.adapters import trained_on
 from ldengine.errors import ManualError
 from ldengine.functionbase import FunctionBase
-from ldengine.ld import _trained_on, option_text
+from ldengine.ld import option_text
 from ldengine.manual import entries_from_source
 from ldengine.registry import ModuleSource
 
@@ -115,6 +116,6 @@ def test_an_adapter_fits_a_base_that_still_holds_what_it_learnt():
     base = toy_base()
     manifest = {"trained_functions": {"toy": trained_functions(base)}}
     grown = toy_base(TOY.replace("go_left", "go_up").replace("go_right", "go_down").replace("toy.decide", "toy.x"))
-    assert _trained_on(manifest, "toy", base) and _trained_on(manifest, "toy", grown)
+    assert trained_on(manifest, "toy", base) and trained_on(manifest, "toy", grown)
     changed = FunctionBase.build("toy", [ModuleSource("toy", TOY.replace("+ 1", "+ 2"), "toy/move.py", "toy")])
-    assert not _trained_on(manifest, "toy", changed)
+    assert not trained_on(manifest, "toy", changed)

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from ldengine.cli import cli
-from ldengine.distill import check_answer, extract_code
+from ldengine.distill.check import check_answer, extract_code
 from ldengine.functionbase import StoredCodeChanged, _hash, base_for, file_sha256, versions_dir
 from tests.jsonhttp import send_json
 

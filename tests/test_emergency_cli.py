@@ -50,6 +50,15 @@ def test_a_rule_without_any_way_to_check_it_is_refused_in_one_line():
     assert result.exit_code != 0 and "is not X,Y" in result.output
 
 
+def test_words_unlike_every_kind_with_those_params_are_not_taken_for_one():
+    """Nonsense text with restricted-area's parameter names is refused in one line (naming
+    the closest kind and --kind), not checked against that kind's rule; --kind still can."""
+    result = CliRunner().invoke(cli, ["emergency", "Bananas are yellow.", *AREA])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "share almost nothing with the known rules that take x0, x1, y0, y1" in result.output
+    assert "--kind restricted-area" in result.output
+
+
 def test_the_expert_nobody_adapted_breaks_the_new_rule_and_the_trace_shows_it(tmp_path):
     """Under restricted-area the teacher's base alone walks into the area: violations; the
     trace's game record names the emergency and lists the 25 cells; an independent referee

@@ -5,8 +5,11 @@ import json
 
 import pytest
 
-from ldengine import emergency as em
 from ldengine.agents import AgentContext, expert_agent
+from ldengine.emergency.rule import under_emergency, with_stage
+from ldengine.emergency.store import load_stored, module_source, save
+from ldengine.emergency.verify import check_function
+from ldengine.emergency.write import Written, body_done, body_of
 from ldengine.functionbase import FunctionBase, StoredCodeChanged
 from ldengine.sandbox import IsolatedSandbox
 from plugins.pursuit.emergencies import KINDS
@@ -23,7 +26,7 @@ def sandbox():
 
 
 def check(body, sandbox):
-    return em.check_function(KIND.header(PARAMS) + body, NAME, KIND.cases(PARAMS), KIND.properties, sandbox)
+    return check_function(KIND.header(PARAMS) + body, NAME, KIND.cases(PARAMS), KIND.properties, sandbox)
 
 
 HOSTILE = {
@@ -60,15 +63,15 @@ def test_the_sandbox_still_works_after_hostile_code(sandbox):
 def test_stored_functions_are_verified_again_when_loaded(tmp_path, sandbox):
     """A stored function is verified again when loaded (on fresh inputs too); one edited
     afterwards (here: made to ignore the rule) is refused, naming its file."""
-    written = em.Written(KIND.name, PARAMS, NAME, [], KIND.reference(PARAMS),
+    written = Written(KIND.name, PARAMS, NAME, [], KIND.reference(PARAMS),
                          {"task": "pursuit", "function": NAME})
-    path = em.save(written, tmp_path)
+    path = save(written, tmp_path)
     assert json.loads(path.with_suffix(".json").read_text())["function"] == NAME
-    loaded = em.load_stored(KIND, PARAMS, tmp_path)
+    loaded = load_stored(KIND, PARAMS, tmp_path)
     assert loaded.source == written.source and loaded.check.passed and loaded.check.cases > 100
     path.write_text(path.read_text().replace("return out", "return dict(obs)"))
     with pytest.raises(StoredCodeChanged, match=f"{path} was changed after it was stored"):
-        em.load_stored(KIND, PARAMS, tmp_path)
+        load_stored(KIND, PARAMS, tmp_path)
 
 
 def test_an_adopted_function_loads_and_runs_only_in_the_isolated_worker(pursuit_base, registry):
@@ -76,9 +79,9 @@ def test_an_adopted_function_loads_and_runs_only_in_the_isolated_worker(pursuit_
     teacher's hash (what adapters match) is unchanged while the base's hash pins it."""
     base = FunctionBase.build("pursuit", registry.modules_for("pursuit"))
     before, teacher = base.hash, base.teacher_hash
-    written = em.Written(KIND.name, PARAMS, NAME, [], KIND.reference(PARAMS), {"task": "pursuit"})
+    written = Written(KIND.name, PARAMS, NAME, [], KIND.reference(PARAMS), {"task": "pursuit"})
     filename = "pursuit/emergencies/test.py"
-    base.add_generated(em.module_source(written), filename)
+    base.add_generated(module_source(written), filename)
     assert base.modules[filename]._namespace is None            # not loaded here
     obs, expected = KIND.cases(PARAMS)[0]
     result = base.call(NAME, obs)
@@ -116,12 +119,12 @@ def test_an_adopted_function_that_breaks_is_quarantined_after_its_first_failure(
     """A generated function that hangs from step 2 on: its first hang costs one deadline and
     drops it (and its stage) from the pipeline with one logged line, also in the trace;
     that step's input goes on to decide unchanged, no step fails, and the game reaches its end."""
-    task = em.under_emergency(registry, pursuit_task, "restricted-area", 0)
+    task = under_emergency(registry, pursuit_task, "restricted-area", 0)
     base = FunctionBase.build("pursuit", registry.modules_for("pursuit"))
     base.add_generated(BREAKS_LATER, "pursuit/emergencies/broken.py")
     lines, records = [], []
     agent = expert_agent(AgentContext(task, base, {"log": lines.append}))
-    agent.pipeline = em.with_stage(agent.pipeline, "pursuer.emergency", "pursuer.filter")
+    agent.pipeline = with_stage(agent.pipeline, "pursuer.emergency", "pursuer.filter")
     result = task.play(agent, 0, 5, registry.get("evaders", "greedy").obj, records.append)
     stats = agent.stats()
     assert result.outcome in ("success", "failure_with_violation", "failure_without_violation")
@@ -139,8 +142,8 @@ def test_an_adopted_function_that_breaks_is_quarantined_after_its_first_failure(
 def test_writing_stops_at_the_bodys_own_return_and_keeps_only_the_body():
     """Generation stops when the body returns at its own level or a new unindented line
     starts; a return nested in an ``if`` does not stop it; the body keeps indented lines."""
-    assert em.body_done("    out = dict(obs)\n    return out\n")
-    assert not em.body_done("    for c in cells:\n        if c:\n            return c\n")
-    assert em.body_done("    x = 1\ndef other(obs):\n")
-    assert em.body_of("    x = 1\n\n    return x\n\ndef other(obs):\n    pass\n") == "    x = 1\n\n    return x\n"
-    assert em.body_of("\ndef other(obs):\n").strip() == ""
+    assert body_done("    out = dict(obs)\n    return out\n")
+    assert not body_done("    for c in cells:\n        if c:\n            return c\n")
+    assert body_done("    x = 1\ndef other(obs):\n")
+    assert body_of("    x = 1\n\n    return x\n\ndef other(obs):\n    pass\n") == "    x = 1\n\n    return x\n"
+    assert body_of("\ndef other(obs):\n").strip() == ""

@@ -3,7 +3,7 @@ rule, its reference function and its verification cases agree."""
 import pytest
 from hypothesis import given, strategies as st
 
-from ldengine.emergency import Instance, under_emergency
+from ldengine.emergency.rule import Instance, under_emergency
 from ldengine.errors import LDEngineError
 from ldengine.sandbox import IsolatedSandbox
 from plugins.pursuit.emergencies import KINDS
@@ -59,7 +59,7 @@ def test_the_evader_only_moves_where_the_new_rule_allows(kind, seed, evader, pur
 def test_the_reference_function_obeys_the_rule_on_its_cases(kind, sandbox):
     """The teacher's function for each kind passes the kind's own verification (in the
     isolated sandbox), on several parameter draws."""
-    from ldengine.emergency import check_function
+    from ldengine.emergency.verify import check_function
     for seed in (0, 1, 2):
         params = kind.params(seed)
         check = check_function(kind.reference(params), kind.function_name(), kind.cases(params, seed),
@@ -70,7 +70,7 @@ def test_the_reference_function_obeys_the_rule_on_its_cases(kind, sandbox):
 @pytest.mark.parametrize("kind", EVALUATED, ids=lambda k: k.name)
 def test_the_cases_catch_a_function_that_ignores_the_rule(kind, sandbox):
     """Every evaluated kind's cases reject the identity function: the rule must be applied."""
-    from ldengine.emergency import check_function
+    from ldengine.emergency.verify import check_function
     params = kind.params(0)
     name = kind.function_name()
     ignore = kind.header(params) + "    return dict(obs)\n"

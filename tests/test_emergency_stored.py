@@ -11,9 +11,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ldengine import emergency as em
 from ldengine.agents import AgentContext
 from ldengine.cli import cli
+from ldengine.emergency.adopt import adopt
+from ldengine.emergency.rule import under_emergency
+from ldengine.emergency.store import save
+from ldengine.emergency.verify import PropertiesOnly, verification_cases
+from ldengine.emergency.write import Written
 from ldengine.functionbase import FunctionBase
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,10 +38,10 @@ def store_rule(registry, rule, params: dict, body: str) -> Path:
     name = rule.function_name()
     custom = {"text": rule.text, "allowed": [[list(s), list(d)] for s, d in rule.allowed],
               "forbidden": [[list(s), list(d)] for s, d in rule.forbidden], "like": getattr(rule.like, "name", None)}
-    written = em.Written(rule.name, params, name, [], rule.header(params, name) + body,
+    written = Written(rule.name, params, name, [], rule.header(params, name) + body,
                          {"task": "pursuit", "kind": rule.name, "params": params, "function": name,
                           "custom_rule": custom})
-    return em.save(written)
+    return save(written)
 
 
 @pytest.fixture
@@ -95,9 +99,9 @@ def test_a_rule_known_by_examples_is_refereed_by_its_examples(column_rule):
     rule, _ = column_rule
     assert not rule.allows({}, "pursuer", (11, 5), (10, 5)) and not rule.allows({}, "pursuer", (9, 5), (10, 6))
     assert rule.allows({}, "pursuer", (9, 5), (10, 5)) and rule.allows({}, "evader", (11, 5), (10, 5))
-    extra = em.verification_cases(rule, {}, rule.cases({}), seed=1)
+    extra = verification_cases(rule, {}, rule.cases({}), seed=1)
     domain = [expected for label, _, expected in extra if label.startswith("move domain")]
-    assert domain and all(isinstance(expected, em.PropertiesOnly) for expected in domain)
+    assert domain and all(isinstance(expected, PropertiesOnly) for expected in domain)
 
 
 def test_the_ld_agent_adopts_the_stored_function_without_writing_one(column_rule, registry, pursuit_task):
@@ -105,9 +109,9 @@ def test_the_ld_agent_adopts_the_stored_function_without_writing_one(column_rule
     is loaded (the context names a backend that does not exist), and the function joins the
     base as untrusted code."""
     rule, path = column_rule
-    in_force = em.under_emergency(registry, pursuit_task, rule.name)
+    in_force = under_emergency(registry, pursuit_task, rule.name)
     base = FunctionBase.build("pursuit", registry.modules_for("pursuit"))
-    written = em.adopt(AgentContext(in_force, base, {"backend": "no-such-backend"}, registry))
+    written = adopt(AgentContext(in_force, base, {"backend": "no-such-backend"}, registry))
     assert written.passed and written.path == path and written.check.passed
     assert rule.function_name() in base.entries
     assert base.entries[rule.function_name()].module in base.untrusted

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ldengine import emergency as em
 from ldengine.agents import AgentContext
 from ldengine.cli import cli
+from ldengine.emergency.adopt import adopt
+from ldengine.emergency.rule import under_emergency
+from ldengine.emergency.store import load_stored, save
+from ldengine.emergency.write import Written
 from ldengine.functionbase import FunctionBase, StoredCodeChanged, file_sha256, text_sha256
 from plugins.pursuit.emergencies import KINDS
 
@@ -25,9 +28,9 @@ COMMITTED = Path(__file__).resolve().parent.parent / "function_base" / "pursuit"
 def store(tmp_path, monkeypatch):
     """An emergency store of its own, holding the teacher's function for restricted-area."""
     monkeypatch.setenv("LDENGINE_EMERGENCY_DIR", str(tmp_path))
-    written = em.Written(KIND.name, PARAMS, NAME, [], KIND.reference(PARAMS),
+    written = Written(KIND.name, PARAMS, NAME, [], KIND.reference(PARAMS),
                          {"task": "pursuit", "kind": KIND.name, "params": PARAMS, "function": NAME})
-    return em.save(written)
+    return save(written)
 
 
 def invoke(*args):
@@ -44,7 +47,7 @@ def test_it_records_the_whole_module_and_loads_it_when_intact(store):
     """The provenance records the module file's sha256; an intact file loads and verifies again."""
     provenance = json.loads(store.with_suffix(".json").read_text())
     assert provenance["module_sha256"] == text_sha256(store.read_text()) and provenance["file"] == store.name
-    assert em.load_stored(KIND, PARAMS).check.passed
+    assert load_stored(KIND, PARAMS).check.passed
 
 
 @pytest.mark.parametrize("edit", ["a changed constant", "an added constant", "a changed body"])
@@ -56,16 +59,16 @@ def test_it_refuses_a_stored_function_changed_after_it_was_stored(store, edit):
                       "an added constant": text + "\nPADDING = [0] * 10\n",
                       "a changed body": text.replace("return out", "return dict(obs)")}[edit])
     with pytest.raises(StoredCodeChanged, match=f"^{store} was changed after it was stored"):
-        em.load_stored(KIND, PARAMS)
+        load_stored(KIND, PARAMS)
 
 
 def test_the_adopting_agent_refuses_a_changed_function_before_loading_any_model(store, registry, pursuit_task):
     """``adopt`` (what the ld agent does under an emergency) stops at the changed file."""
     store.write_text(store.read_text().replace("x <= ", "x <  ", 1))
-    task = em.under_emergency(registry, pursuit_task, KIND.name, 0)
+    task = under_emergency(registry, pursuit_task, KIND.name, 0)
     context = AgentContext(task, FunctionBase.build("pursuit", registry.modules_for("pursuit")), {}, registry)
     with pytest.raises(StoredCodeChanged, match=store.name):
-        em.adopt(context)
+        adopt(context)
 
 
 def test_functions_stored_before_module_hashes_are_checked_against_their_accepted_attempt(tmp_path):
@@ -76,14 +79,14 @@ def test_functions_stored_before_module_hashes_are_checked_against_their_accepte
         provenance = json.loads(path.read_text())
         kind = next(k for k in KINDS if k.name == provenance["kind"])
         assert "module_sha256" not in provenance
-        assert em.load_stored(kind, provenance["params"], COMMITTED).check.passed, path
+        assert load_stored(kind, provenance["params"], COMMITTED).check.passed, path
     module = COMMITTED / "wall-ddf6cde496.py"
     shutil.copy(module, tmp_path / module.name)
     shutil.copy(module.with_suffix(".json"), tmp_path / module.with_suffix(".json").name)
     (tmp_path / module.name).write_text(module.read_text() + "\nX = 99\n")
     wall = next(k for k in KINDS if k.name == "wall")
     with pytest.raises(StoredCodeChanged, match=module.name):
-        em.load_stored(wall, json.loads(module.with_suffix(".json").read_text())["params"], tmp_path)
+        load_stored(wall, json.loads(module.with_suffix(".json").read_text())["params"], tmp_path)
 
 
 def test_generated_list_show_and_verify_an_intact_function(store):

@@ -4,16 +4,17 @@ import json
 
 import pytest
 
-from ldengine import emergency as em
+from ldengine.adapters import find_adapter
+from ldengine.emergency.rule import kinds_of
+from ldengine.emergency.teach import writing_data
 from ldengine.errors import LDEngineError
 from ldengine.evaluate import EvalConfig, evaluate
 from ldengine.finetune import FinetuneConfig, finetune_write
-from ldengine.ld import find_adapter
 
 
 def test_writing_data_holds_out_every_evaluated_kind(registry):
-    data = em.writing_data(registry, "pursuit", [1, 2])
-    held = em.kinds_of(registry, "pursuit", "eval")
+    data = writing_data(registry, "pursuit", [1, 2])
+    held = kinds_of(registry, "pursuit", "eval")
     prefix = data[0][0]
     for _, header, body in data:
         assert not any(f"def {k.function_name()}(" in header for k in held)
@@ -29,7 +30,7 @@ def test_a_short_writing_fine_tune_records_what_it_held_out(registry, tmp_path):
     manifest = finetune_write(registry, cfg, attempts=1, progress=False, log=lambda s: None)
     saved = json.loads((tmp_path / "w" / "manifest.json").read_text())
     assert saved["method"] == "write" and saved["train_examples"] > 0
-    assert set(saved["held_out_kinds"]) == {k.name for k in em.kinds_of(registry, "pursuit", "eval")}
+    assert set(saved["held_out_kinds"]) == {k.name for k in kinds_of(registry, "pursuit", "eval")}
     assert not set(saved["held_out_kinds"]) & set(saved["train_kinds"])
     assert set(saved["heldout_pass_rates"]) == set(saved["held_out_kinds"])
     assert manifest["losses"][0] > 0

@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from ldengine import emergency as em
+from ldengine.emergency.rule import under_emergency
+from ldengine.emergency.verify import RANDOM_STATES, check_function, game_inputs, verification_cases, verify
+from ldengine.emergency.write import write_function
 from ldengine.functionbase import FunctionBase
 from ldengine.sandbox import IsolatedSandbox
 from plugins.pursuit.emergencies import KINDS
@@ -61,8 +63,8 @@ def test_it_rejects_a_function_right_only_on_the_shown_cases(sandbox):
     """It rejects a function that is right on the eight shown states and ignores the rule on
     every other, which the shown cases alone accept: the move domain finds a forbidden cell kept."""
     source = hostile(RIGHT_ONLY_WHEN_SHOWN)
-    assert em.check_function(source, NAME, SHOWN, KIND.properties, sandbox).passed    # the old check
-    check = em.verify(KIND, PARAMS, source, NAME, sandbox)
+    assert check_function(source, NAME, SHOWN, KIND.properties, sandbox).passed    # the old check
+    check = verify(KIND, PARAMS, source, NAME, sandbox)
     assert not check.passed and check.cases_passed >= len(SHOWN)
     assert "move domain" in check.reasons[0] and "keeps cells the rule forbids" in check.reasons[0]
 
@@ -70,16 +72,16 @@ def test_it_rejects_a_function_right_only_on_the_shown_cases(sandbox):
 def test_it_rejects_a_function_that_loops_on_any_input_it_was_not_shown(sandbox):
     """It rejects a function that loops on every unseen input, at the cost of one deadline."""
     source = hostile(LOOPS_WHEN_NOT_SHOWN)
-    assert em.check_function(source, NAME, SHOWN, KIND.properties, sandbox).passed    # the old check
+    assert check_function(source, NAME, SHOWN, KIND.properties, sandbox).passed    # the old check
     start = time.perf_counter()
-    check = em.verify(KIND, PARAMS, source, NAME, sandbox)
+    check = verify(KIND, PARAMS, source, NAME, sandbox)
     assert not check.passed and "Timeout" in check.reasons[0] and "move domain 1" in check.reasons[0]
     assert time.perf_counter() - start < 15          # one 2 s deadline, not one per case
 
 
 def test_it_rejects_a_function_that_stalls_off_the_shown_cases(sandbox):
     """It rejects a right function that takes far longer than it needs on unseen inputs."""
-    check = em.verify(KIND, PARAMS, hostile(STALLS_WHEN_NOT_SHOWN), NAME, sandbox)
+    check = verify(KIND, PARAMS, hostile(STALLS_WHEN_NOT_SHOWN), NAME, sandbox)
     assert not check.passed and ("TooSlow" in check.reasons[0] or "Timeout" in check.reasons[0])
 
 
@@ -92,11 +94,11 @@ def test_a_rule_known_only_by_examples_still_meets_the_move_domain(pursuit_task,
     shown = [given["evader"] for given, _ in cases]
     body = LOOPS_WHEN_NOT_SHOWN.format(shown=shown, cond="x != 10")
     source = rule.header({}) + body
-    assert em.check_function(source, rule.function_name(), cases, rule.properties, sandbox).passed
-    check = em.verify(rule, {}, source, rule.function_name(), sandbox, cases)
+    assert check_function(source, rule.function_name(), cases, rule.properties, sandbox).passed
+    check = verify(rule, {}, source, rule.function_name(), sandbox, cases)
     assert not check.passed and "Timeout" in check.reasons[0]
     right = rule.header({}) + body.replace("not in shown", "in []")
-    assert em.verify(rule, {}, right, rule.function_name(), sandbox, cases).passed
+    assert verify(rule, {}, right, rule.function_name(), sandbox, cases).passed
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=[k.name for k in KINDS])
@@ -104,24 +106,24 @@ def test_the_teachers_function_of_every_kind_passes_on_fresh_inputs(kind, sandbo
     """It accepts the reference function of every kind: the domain and the fresh states hold
     no case the rule itself gets wrong."""
     params = kind.params(3)
-    check = em.verify(kind, params, kind.reference(params), kind.function_name(), sandbox)
+    check = verify(kind, params, kind.reference(params), kind.function_name(), sandbox)
     assert check.passed, check.reasons
-    assert check.cases == check.cases_passed > 21 * 21 // 3 + em.RANDOM_STATES
+    assert check.cases == check.cases_passed > 21 * 21 // 3 + RANDOM_STATES
 
 
 def test_the_inputs_cover_every_move_and_are_drawn_from_the_seed():
     """Every cell of the board is some mover's source, each with every legal destination; the
     random states are the same for one seed and others for another."""
-    extra = em.verification_cases(KIND, PARAMS, SHOWN, seed=7)
+    extra = verification_cases(KIND, PARAMS, SHOWN, seed=7)
     domain = [given for label, given, _ in extra if label.startswith("move domain")]
     sources = {tuple(p) for given in domain for p in given["pursuers"]}
     assert len(sources) == 21 * 21
     assert sum(len(c) for given in domain for c in given["candidates"]) > 21 * 21 * 9
     drawn = [given for label, given, _ in extra if label.startswith("random state")]
-    assert len(drawn) == em.RANDOM_STATES
-    assert drawn == [g for label, g, _ in em.verification_cases(KIND, PARAMS, SHOWN, seed=7)
+    assert len(drawn) == RANDOM_STATES
+    assert drawn == [g for label, g, _ in verification_cases(KIND, PARAMS, SHOWN, seed=7)
                      if label.startswith("random state")]
-    assert drawn != [g for label, g, _ in em.verification_cases(KIND, PARAMS, SHOWN, seed=8)
+    assert drawn != [g for label, g, _ in verification_cases(KIND, PARAMS, SHOWN, seed=8)
                      if label.startswith("random state")]
 
 
@@ -140,7 +142,7 @@ def test_the_fresh_seed_is_drawn_at_verification_and_recorded_in_the_provenance(
     """Each writing draws its own seed; the accepted attempt's check records it."""
     seeds = set()
     for _ in range(2):
-        written = em.write_function(KIND, PARAMS, WritesTheReference(KIND, PARAMS), [], attempts=1)
+        written = write_function(KIND, PARAMS, WritesTheReference(KIND, PARAMS), [], attempts=1)
         [attempt] = written.provenance["attempts"]
         assert written.passed and attempt["check"]["passed"] and attempt["check"]["cases"] > 200
         seeds.add(attempt["check"]["seed"])
@@ -160,14 +162,14 @@ def test_with_a_game_the_inputs_are_what_play_feeds_the_stage(registry, pursuit_
     """Verification inputs computed by the game's own stages carry every key play does, so a
     function that ignores the rule only in games (told by a key) is rejected; the teacher's
     function and the committed student's pass."""
-    task = em.under_emergency(registry, pursuit_task, KIND.name, 0)
+    task = under_emergency(registry, pursuit_task, KIND.name, 0)
     base = FunctionBase.build("pursuit", registry.modules_for("pursuit"))
-    game = em.game_inputs(task, base, KIND)
+    game = game_inputs(task, base, KIND)
     params = task.emergency.params
-    [(_, state, _)] = em.verification_cases(KIND, params, KIND.cases(params), 5, game)[:1]
+    [(_, state, _)] = verification_cases(KIND, params, KIND.cases(params), 5, game)[:1]
     assert {"step", "emergency", "distances", "nearest"} <= set(state)
     source = hostile(RIGHT_ONLY_OUTSIDE_GAMES, params=params)
-    assert em.verify(KIND, params, source, NAME, sandbox).passed                 # synthetic inputs miss it
-    check = em.verify(KIND, params, source, NAME, sandbox, game=game)
+    assert verify(KIND, params, source, NAME, sandbox).passed                 # synthetic inputs miss it
+    check = verify(KIND, params, source, NAME, sandbox, game=game)
     assert not check.passed and "keeps cells the rule forbids" in check.reasons[0]
-    assert em.verify(KIND, params, KIND.reference(params), NAME, sandbox, game=game).passed
+    assert verify(KIND, params, KIND.reference(params), NAME, sandbox, game=game).passed

@@ -5,9 +5,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from ldengine.adapters import find_adapter
 from ldengine.cli import cli
 from ldengine.errors import LDEngineError
-from ldengine.ld import find_adapter
 from plugins.pursuit import kd
 from plugins.pursuit.baseline import has_cells, legal_cells, parse_answer, prompt, rules_prefix, step_question
 

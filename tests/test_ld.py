@@ -6,9 +6,10 @@ import pytest
 from click.testing import CliRunner
 
 import ldengine.cli as cli_module
+from ldengine.adapters import find_adapter
 from ldengine.errors import LDEngineError
 from ldengine.finetune import FinetuneConfig, finetune, shuffled
-from ldengine.ld import SelectionExample, find_adapter, option_text, prompt_prefix, stage_query
+from ldengine.ld import SelectionExample, option_text, prompt_prefix, stage_query
 from plugins.pursuit.baseline import legal_cells, parse_answer, prompt
 
 
@@ -39,7 +40,8 @@ def test_under_a_held_out_emergency_the_student_picks_the_new_stages_function(re
     """With an evaluated emergency in force (never in its training data), the committed
     adapter picks the emergency function at the new stage, for every evaluated kind,
     also where the state summary reads as it does before ``decide`` (wall, short-reach)."""
-    from ldengine.emergency import emergency_selection_examples, kinds_of
+    from ldengine.emergency.rule import kinds_of
+    from ldengine.emergency.teach import emergency_selection_examples
     from ldengine.finetune import accuracy
     from ldengine.models import load_student
     kinds = kinds_of(registry, "pursuit", "eval")

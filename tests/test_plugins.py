@@ -136,7 +136,7 @@ def test_it_loads_a_third_party_plugin_from_its_entry_point(plugin_dir):
 
 def test_a_plugin_adds_an_emergency_kind_that_games_obey(plugin_dir, pursuit_task):
     """A third party's new rule is listed, and with it in force the referee enforces it."""
-    from ldengine.emergency import under_emergency
+    from ldengine.emergency.rule import under_emergency
     install_plugin(plugin_dir, "ldtest_rule", PLUGIN.format(source=GOOD_FUNCTION))
     reg = Registry.load()
     assert reg.emergencies["no-corner"].plugin == "ldtest_rule"

@@ -11,19 +11,23 @@ import socket
 import threading
 import time
 import urllib.parse
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 from click.testing import CliRunner
 
+from ldengine.adapters import find_adapter
 from ldengine.errors import LDEngineError
-from ldengine.ld import (RetrieverProvider, StudentSelector, find_adapter, selection_examples,
-                         stage_inputs)
+from ldengine.ld import RetrieverProvider, StudentSelector, selection_examples, stage_inputs
 from ldengine.models.openai_student import load_openai_student, parse_address, scoring_prompts
-from ldengine.serve import MAX_BODY_BYTES, default_model_name, make_server, serve_command
-from ldengine.serving import Limits
+from ldengine.serve import default_model_name, serve_command
+from ldengine.serving.endpoints import _cost
+from ldengine.serving.http import MAX_BODY_BYTES
+from ldengine.serving.limits import Limits
+from ldengine.serving.model import PASS_TOKENS, _groups
+from ldengine.serving.server import make_server
 
 
 @dataclass
@@ -206,7 +210,6 @@ def test_long_and_unrelated_prompts_are_scored_as_one_pass_scores_them(served, e
     """It scores prompts longer than a pass, and prompts with nothing or only a beginning in
     common, as one plain forward pass over each prompt does (within 1e-3), echo and next token."""
     import torch
-    from ldengine.serving import PASS_TOKENS
     long_text = examples[0].prefix * 3 + examples[0].query
     prompts = LONG_PROMPT_LISTS[kind](long_text)
     status, echoed = served.call("POST", "/completions", {"model": served.model, "prompt": prompts,
@@ -228,7 +231,6 @@ def test_long_and_unrelated_prompts_are_scored_as_one_pass_scores_them(served, e
 
 def test_prompt_tails_run_in_bounded_groups():
     """It groups prompt tails so a pass holds at most PASS_TOKENS padded tokens, a longer tail alone."""
-    from ldengine.serving import PASS_TOKENS, _groups
     tails = [[1] * 10] * 150 + [[2] * (PASS_TOKENS + 5)] + [[3] * 3]
     groups = _groups(tails)
     assert [t for g in groups for t in g] == tails
@@ -411,9 +413,8 @@ def test_the_engines_own_requests_fit_the_default_budget(served, examples, regis
     """It admits what the engine itself sends, by the budget's own count: a selection among
     26 candidates scored with echo (the openai backend's request), and an emergency
     function written after the worked examples (160 tokens; chat answers up to 256)."""
-    from ldengine import emergency
+    from ldengine.emergency.write import MAX_NEW_TOKENS, worked_examples, writing_prompt
     from ldengine.models.base import NO, YES
-    from ldengine.serving import _cost
     limits, tokenizer = Limits(), served.student.tokenizer
     for example in examples:
         prefix, query, options = example.as_tuple()[:3]
@@ -421,8 +422,8 @@ def test_the_engines_own_requests_fit_the_default_budget(served, examples, regis
         read, written = _cost([tokenizer(p)["input_ids"] for p in prompts], 0, scored=True)
         assert read <= limits.read_tokens // 2 and written == 0
     kind = next(r.obj for r in registry.emergencies.values() if r.obj.task == "pursuit")
-    prompt = emergency.writing_prompt(emergency.worked_examples(registry, "pursuit"), kind.header(kind.params(0)))
-    read, written = _cost([tokenizer(prompt)["input_ids"]], emergency.MAX_NEW_TOKENS, scored=False)
+    prompt = writing_prompt(worked_examples(registry, "pursuit"), kind.header(kind.params(0)))
+    read, written = _cost([tokenizer(prompt)["input_ids"]], MAX_NEW_TOKENS, scored=False)
     assert read <= limits.read_tokens // 4 and written <= 256 <= limits.written_tokens
 
 
@@ -577,7 +578,7 @@ def test_the_serve_command_documents_its_options():
 
 def test_the_openai_client_talks_to_the_server(served):
     """It answers the official ``openai`` Python client (models, chat with logprobs, completions)."""
-    import openai   # the dev extra installs it: the test proves the API is the one clients expect
+    import openai  # the dev extra installs it: the test proves the API is the one clients expect
     with openai.OpenAI(base_url=served.url, api_key="unused", max_retries=0) as client:
         assert [m.id for m in client.models.list()] == [served.model]
         reply = client.chat.completions.create(model=served.model, max_tokens=4, logprobs=True, top_logprobs=2,
@@ -625,7 +626,6 @@ def test_an_adapter_in_the_rows_layout_is_selected_by_the_server(served, example
     """The rows-layout adapter served: the backend's choices are the server's own
     (/v1/ldengine/selections), equal to the in-process student's with that adapter."""
     from ldengine.models import load_student
-    from ldengine.serve import make_server
     rows = Path(__file__).resolve().parent.parent / "function_base" / "adapters" / "SmolLM2-135M-Instruct.Q4_1-pursuit+twentyone-lib03c2b337-rows-bal8-s128"
     student = load_student(adapter=rows)
     assert student.layout == "rows"

@@ -8,8 +8,12 @@ import time
 
 import pytest
 
-from ldengine.serve import _authorized, is_loopback
-from ldengine.serving import Limits, RequestError, Turns, _cost, parse_body
+from ldengine.serving.endpoints import _cost
+from ldengine.serving.http import _authorized
+from ldengine.serving.limits import Limits, RequestError
+from ldengine.serving.requests import parse_body
+from ldengine.serving.server import is_loopback
+from ldengine.serving.turns import Turns
 
 
 def _in_thread(fn) -> threading.Thread:

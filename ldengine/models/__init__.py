@@ -3,7 +3,8 @@
 Light to import: torch, transformers and peft load inside the functions that
 use them, so ``ldengine --help`` stays fast (STYLE.md, item 6).
 """
-from ldengine.models.base import Selection, Student, load_by_name, option_row, selection_context
+from ldengine.contracts import Selection, Student
+from ldengine.models.base import load_by_name, option_row, selection_context
 from ldengine.models.files import cache_root, default_student_path
 from ldengine.models.loading import load_student
 from ldengine.models.student import TransformersStudent

@@ -2,14 +2,13 @@
 
 The student never answers in free text: for each stage it picks one of K
 candidate functions, so its choice is always a candidate (entropy <= log K,
-Eq. 3 of the paper). ``Selection`` is that choice; ``selection_context`` and
+Eq. 3 of the paper). ``Selection`` (``ldengine.contracts``) is that choice; ``selection_context`` and
 ``option_row`` are the one prompt format all backends score, so a choice made by
 one backend can be compared with another's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable
 
 from ldengine.errors import LDEngineError, UnknownNameError
 
@@ -23,32 +22,6 @@ YES, NO = " Yes", " No"
 #         then per candidate a short tail that reads its row and the query (see ``candidate_row``).
 JOINT, ROWS = "joint", "rows"
 LAYOUTS = (JOINT, ROWS)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The student's choice among K options and its distribution over them."""
-    index: int
-    probabilities: list[float]
-
-
-@runtime_checkable
-class Student(Protocol):
-    """A student backend: selects among candidates and writes new functions."""
-    name: str
-    model_hash: str
-    adapter_hash: str | None
-
-    def select(self, prefix: str, query: str, options: list[str]) -> Selection: ...
-
-    def select_batch(self, items: list[tuple[str, str, list[str]]]) -> list[Selection]: ...
-
-    def generate(self, prompt: str, max_new_tokens: int = 256, temperature: float = 0.0,
-                 seed: int = 0, num_return_sequences: int = 1) -> list[str]: ...
-
-    def generate_batch(self, prompts: list[str], prefix: str = "", max_new_tokens: int = 48,
-                       stop: Callable[[str], bool] | None = None, chat: bool = True,
-                       temperature: float = 0.0, seed: int = 0) -> list[str]: ...
 
 
 def check_options(options: list[str]) -> None:

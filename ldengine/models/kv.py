@@ -46,10 +46,16 @@ def with_room(cache: Any, extra: int) -> Any:
     return cache
 
 
-def _roomy_layer_class():
+def _roomy_layer_class() -> Any:
     from transformers.cache_utils import DynamicLayer
 
     class RoomyLayer(DynamicLayer):
+        dtype: Any          # where the layer's tensors live (DynamicLayer sets them on its first update)
+        device: Any
+        _k: Any             # the key and value buffers, with room for more tokens
+        _v: Any
+        _length: int        # tokens held in the buffers
+
         @classmethod
         def around(cls, layer: Any, extra: int) -> Any:
             import torch
@@ -82,7 +88,7 @@ def _roomy_layer_class():
 
 class _Lazy:
     """Builds the layer class on first use (transformers is imported only then)."""
-    cls = None
+    cls: Any = None
 
     def around(self, layer: Any, extra: int) -> Any:
         if _Lazy.cls is None:

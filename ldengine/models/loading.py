@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from ldengine.cache import cached_sha256, read_json, sha256_file, write_atomic
 from ldengine.errors import LDEngineError
 from ldengine.models.files import cache_root, default_student_path, weights_hash
+from ldengine.models.student import TransformersStudent
 
 log = logging.getLogger(__name__)
 MARKER = "ldengine.json"  # written last: a directory without it is an interrupted conversion
@@ -36,7 +37,6 @@ def load_student(path: str | Path | None = None, adapter: str | Path | None = No
     ``device`` defaults to CUDA when available, else CPU; ``dtype`` to float32
     ("bfloat16" and "float16" are accepted; "auto" is ``default_dtype(device)``).
     """
-    from ldengine.models.student import TransformersStudent
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     source = Path(path) if path is not None else default_student_path()
@@ -173,7 +173,6 @@ def _convert(gguf: Path, out: Path) -> None:
 
 
 def _load_hf(model_dir: Path, device: str, dtype: str | None) -> tuple[Any, Any]:
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype = _torch_dtype(dtype)
@@ -186,7 +185,9 @@ def _load_hf(model_dir: Path, device: str, dtype: str | None) -> tuple[Any, Any]
                                                          dtype=torch_dtype)
     except (OSError, ValueError, KeyError) as exc:
         raise LDEngineError(f"{model_dir} is not a loadable Hugging Face causal-LM directory: {exc}") from exc
-    return model.to(device), tokenizer
+    # transformers wraps ``to`` with functools.wraps(torch.nn.Module.to), whose stub types it
+    # unbound (the device taken for ``self``): the call is right, the stub is not
+    return model.to(device), tokenizer  # type: ignore[arg-type]
 
 
 def _torch_dtype(name: str | None) -> Any:
@@ -229,6 +230,16 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def chosen_device(device: str) -> str | None:
+    """The ``--device`` choice as ``load_student`` takes it: None for auto (the loader
+    picks); cuda refused with a clear line when torch sees no GPU."""
+    if device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise LDEngineError("--device cuda: torch sees no CUDA GPU on this machine (use --device cpu)")
+    return None if device == "auto" else device
 
 
 def _limit_threads() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,6 @@ def _quiet_peft() -> None:
     """Silence two library warnings that say nothing actionable to our users: transformers'
     rename of ``is_gradient_checkpointing`` (called by peft) and peft's note that a GGUF
     base has no config file to compare vocabularies with (the manifest pins the base)."""
-    import warnings
 
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     warnings.filterwarnings("ignore", message="Could not find a config file in .*", category=UserWarning)

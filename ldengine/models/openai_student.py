@@ -42,8 +42,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ldengine.cache import LRU, Memoised
+from ldengine.contracts import Selection
 from ldengine.errors import LDEngineError
-from ldengine.models.base import NO, YES, Selection, check_options, option_row, selection_context
+from ldengine.models.base import NO, YES, check_options, option_row, selection_context
+from ldengine.models.lora import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +197,9 @@ class OpenAIStudent(Memoised):
 
     def _post(self, path: str, body: dict) -> dict:
         reply = self._request("POST", path, {k: v for k, v in body.items() if v is not None})
-        usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
+        usage = reply.get("usage")
+        if not isinstance(usage, dict):
+            usage = {}
         self.usage["model_calls"] += 1
         self.usage["tokens"] += int(usage.get("total_tokens") or 0)
         return reply
@@ -293,7 +297,6 @@ def _greedy_only(temperature: float) -> None:
 def _served_adapter_check(student: OpenAIStudent, adapter: str | Path | None) -> None:
     """Refuse to play when the server's adapter is not the one this run asked for:
     its selections would be another model's."""
-    from ldengine.models.lora import read_manifest
 
     wanted = read_manifest(Path(adapter)).get("adapter_hash") if adapter is not None else None
     if "adapter_hash" not in student.served or (adapter is not None and wanted is None):
@@ -310,7 +313,6 @@ def _served_adapter_check(student: OpenAIStudent, adapter: str | Path | None) ->
 
 def _served_layout_check(student: OpenAIStudent, adapter: str | Path | None) -> None:
     """Refuse an adapter that reads selections in a layout the server cannot score."""
-    from ldengine.models.lora import read_manifest
 
     layout = read_manifest(Path(adapter)).get("selection_layout", "joint") if adapter is not None else "joint"
     if layout != "joint" and not student._selections:

@@ -20,11 +20,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+from ldengine.cache import LRU, Memoised
+from ldengine.contracts import Selection
 from ldengine.errors import LDEngineError
 from ldengine.models import lora
-from ldengine.models.base import (JOINT, LAYOUTS, NO, ROWS, TAIL, YES, Selection, candidate_row, check_options,
-                                  option_row, selection_context)
-from ldengine.cache import LRU, Memoised
+from ldengine.models.base import (JOINT, LAYOUTS, NO, ROWS, TAIL, YES, candidate_row, check_options, option_row,
+                                  selection_context)
 from ldengine.models.kv import cache_layers, expanded_cache, with_room
 
 MEMO_SIZE = 4096  # selections remembered by prompt (a few hundred bytes each)
@@ -81,7 +82,7 @@ class TransformersStudent(Memoised):
             check_options(options)
         keys = [(self._weights_version, p, q, tuple(o)) for p, q, o in items]
         todo = list({key: item for key, item in zip(keys, items) if key not in self._memo}.items())
-        found = {}
+        found: dict[tuple, Selection] = {}
         if todo:
             import torch
             with torch.inference_mode():
@@ -551,7 +552,8 @@ class TransformersStudent(Memoised):
         groups: dict[str, list[tuple[str, str]]] = {}
         for prefix, prompt, answer in rows:
             groups.setdefault(prefix, []).append((prompt, answer))
-        total, count = 0.0, 0
+        total: float | torch.Tensor = 0.0       # a tensor once the first group's loss is added
+        count = 0
         for prefix, items in groups.items():
             prefix_ids = self._encode(head + prefix, special=True)
             layers = self._prefix_layers(prefix_ids) if prefix_ids else None

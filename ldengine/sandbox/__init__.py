@@ -33,6 +33,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    # The worker imports this package: the parent's subprocess machinery stays out of it.
     if name == "IsolatedSandbox":
         from ldengine.sandbox.isolated import IsolatedSandbox
         return IsolatedSandbox

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import copy
 import hashlib
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from RestrictedPython import compile_restricted_exec
 
@@ -86,19 +86,20 @@ class CompiledModule:
     def loaded(self) -> bool:
         return self._namespace is not None
 
-    def load(self) -> None:
-        """Execute the module in its fresh restricted namespace (once).
+    def load(self) -> dict[str, Any]:
+        """Execute the module in its fresh restricted namespace (once); that namespace.
 
         Raises ``SandboxCompileError`` if loading fails.
         """
         if self._namespace is not None:
-            return
+            return self._namespace
         try:
             self._namespace = runtime.load(self._code, self.filename, self.allowed_imports,
                                            tuple(self._constants))
         except Exception as exc:
             raise SandboxCompileError(
                 f"{self.filename}: loading failed: {type(exc).__name__}: {exc}") from None
+        return self._namespace
 
     def runtime_function(self, name: str) -> Callable[..., Any]:
         """The guarded callable for ``name``, loading the module if needed.
@@ -107,8 +108,7 @@ class CompiledModule:
         inputs or checks its output.
         """
         self._known(name)
-        self.load()
-        return self._namespace[name]
+        return self.load()[name]
 
 
 def compile_module(source: str, filename: str = "<function-base>",
@@ -175,5 +175,5 @@ def _parse(source: str, filename: str) -> ast.Module:
         raise SandboxCompileError(f"{filename}: cannot parse: {type(exc).__name__}: {exc}") from None
 
 
-def _refused(filename: str, errors: list[str] | tuple[str, ...]) -> str:
+def _refused(filename: str, errors: Sequence[str]) -> str:
     return f"{filename}: refused:\n" + "\n".join(f"  {e}" for e in errors)

@@ -15,11 +15,10 @@ import time
 import weakref
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import RestrictedPython
 
-import ldengine
 from ldengine.errors import SandboxCompileError
 from ldengine.sandbox import result as r
 from ldengine.sandbox.compiled import CompiledModule, compile_function, source_hash
@@ -250,13 +249,14 @@ class _Worker:
         except OSError as exc:
             raise _Failure(r.WORKER_DIED, f"cannot start a worker: {exc}") from None
         self._finalizer = weakref.finalize(self, _kill, self.proc, os.getpid())
-        self._poller.register(self.proc.stdout.fileno(), select.POLLIN)
+        self._stdin, self._stdout, self._stderr = _pipes(self.proc)
+        self._poller.register(self._stdout.fileno(), select.POLLIN)
         try:
             self._read(STARTUP_TIMEOUT)
         except _Failure as failure:
             self.kill()
             raise _Failure(r.WORKER_DIED, f"the worker did not start: {failure.message}") from None
-        self.proc.stderr.close()  # the worker has pointed its fd 2 at /dev/null
+        self._stderr.close()  # the worker has pointed its fd 2 at /dev/null
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -282,7 +282,7 @@ class _Worker:
         view = memoryview(len(payload).to_bytes(4, "little") + payload)
         try:
             while view:  # a raw pipe: one write may take only part of the data
-                view = view[os.write(self.proc.stdin.fileno(), view):]
+                view = view[os.write(self._stdin.fileno(), view):]
         except OSError:
             raise self._died() from None
         return self._read(timeout)
@@ -301,7 +301,7 @@ class _Worker:
         return reply
 
     def _read_line(self, deadline: float, timeout: float) -> bytes:
-        fd = self.proc.stdout.fileno()
+        fd = self._stdout.fileno()
         while (end := self._buffer.find(b"\n")) < 0:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._poller.poll(math.ceil(remaining * 1000)):
@@ -326,10 +326,17 @@ class _Worker:
         return _Failure(r.WORKER_DIED, _exit_reason(status) + self._stderr_tail())
 
     def _stderr_tail(self) -> str:
-        if self.proc.stderr.closed:
+        if self._stderr.closed:
             return ""
-        text = self.proc.stderr.read(1 << 16).decode(errors="replace").strip()
+        text = self._stderr.read(1 << 16).decode(errors="replace").strip()
         return f": {text[-200:]}" if text else ""
+
+
+def _pipes(proc: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes], IO[bytes]]:
+    """The worker's stdin, stdout and stderr (``Popen`` has each, as each was asked for)."""
+    if proc.stdin is None or proc.stdout is None or proc.stderr is None:
+        raise _Failure(r.WORKER_DIED, "the worker started without its pipes")
+    return proc.stdin, proc.stdout, proc.stderr
 
 
 def _exit_reason(status: int) -> str:
@@ -349,7 +356,8 @@ def _kill(proc: subprocess.Popen, owner: int) -> None:
             pass
         proc.wait()
     for pipe in (proc.stdin, proc.stdout, proc.stderr):
-        pipe.close()
+        if pipe is not None:
+            pipe.close()
 
 
 def _worker_env() -> dict[str, str]:
@@ -359,7 +367,7 @@ def _worker_env() -> dict[str, str]:
     the parent's ``sys.path``, for anything ldengine's ``__init__`` may
     import) are searched. PYTHONHASHSEED=0 makes set order reproducible across workers.
     """
-    roots = [Path(ldengine.__file__).resolve().parent.parent,
+    roots = [Path(__file__).resolve().parents[2],
              Path(RestrictedPython.__file__).resolve().parent.parent]
     paths = [str(p) for p in roots] + [os.path.abspath(p) for p in sys.path]
     return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),

@@ -111,7 +111,8 @@ def _is_literal(node: ast.expr, immutable: bool = False) -> bool:
     if isinstance(node, (ast.List, ast.Set)) and not immutable:
         return all(_is_literal(e) for e in node.elts)
     if isinstance(node, ast.Dict) and not immutable:
-        return None not in node.keys and all(map(_is_literal, node.keys + node.values))
+        keys = [k for k in node.keys if k is not None]     # None: a ``**mapping`` unpacked
+        return len(keys) == len(node.keys) and all(_is_literal(e) for e in keys + node.values)
     return False
 
 

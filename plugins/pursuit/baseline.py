@@ -10,7 +10,7 @@ Distillation is compared against.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Callable
 
 from plugins.pursuit.rules import REACH, is_legal_pursuer_move
 
@@ -69,6 +69,21 @@ def parse_answer(text: str) -> list[list[int]] | None:
     return cells[:3] if len(cells) >= 3 else None
 
 
+# knowledge distillation (plugins.pursuit.kd): one question per pursuer, one cell answered
+KD_MAX_NEW_TOKENS = 12
+
+
+def question(state: dict, pursuer: int, cells: list | None = None) -> str:
+    """What the KD student reads for one pursuer (after the rules, a cached prefix)."""
+    cells = legal_cells(state)[pursuer] if cells is None else cells
+    px, py = state["pursuers"][pursuer]
+    others = ", ".join(f"({x}, {y})" for i, (x, y) in enumerate(state["pursuers"]) if i != pursuer)
+    return (f"Evader at ({state['evader'][0]}, {state['evader'][1]}). Other pursuers at {others}.\n"
+            f"Pursuer {pursuer + 1} at ({px}, {py}) can move to: "
+            + ", ".join(f"({x}, {y})" for x, y in cells)
+            + f"\nWhich cell should pursuer {pursuer + 1} move to? Answer with one cell (x, y).")
+
+
 class PursuitText:
     """The text protocol of pursuit (``ldengine.baselines``): what the ``student``,
     ``teacher`` and ``kd`` agents are asked and how their answers are read."""
@@ -89,16 +104,12 @@ class PursuitText:
                        "illegal_cells_proposed": sum(c not in options for c, options in zip(cells, legal))}
 
     # knowledge distillation: one question per pursuer (see plugins.pursuit.kd)
-    @property
-    def kd_max_new_tokens(self) -> int:
-        from plugins.pursuit.kd import MAX_NEW_TOKENS as KD_TOKENS
-        return KD_TOKENS
+    kd_max_new_tokens = KD_MAX_NEW_TOKENS
 
     kd_stop = staticmethod(has_cells(1))
 
     @staticmethod
     def kd_questions(state: dict) -> list[str]:
-        from plugins.pursuit.kd import question
         return [question(state, i) for i in range(len(state["pursuers"]))]
 
     @staticmethod

@@ -12,10 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from plugins.pursuit.baseline import (first_cell, has_cells, legal_cells,  # noqa: F401 (rules_prefix: finetune)
-                                      rules_prefix)
-
-MAX_NEW_TOKENS = 12
+from plugins.pursuit.baseline import (KD_MAX_NEW_TOKENS,  # noqa: F401; (rules_prefix, question: finetune, tests)
+                                      first_cell, has_cells, legal_cells, question, rules_prefix)
 
 
 @dataclass(frozen=True)
@@ -24,17 +22,6 @@ class MoveExample:
     question: str
     answer: str
     legal: tuple        # the pursuer's legal cells, for judging an answer
-
-
-def question(state: dict, pursuer: int, cells: list | None = None) -> str:
-    """What the KD student reads for one pursuer (after the rules, a cached prefix)."""
-    cells = legal_cells(state)[pursuer] if cells is None else cells
-    px, py = state["pursuers"][pursuer]
-    others = ", ".join(f"({x}, {y})" for i, (x, y) in enumerate(state["pursuers"]) if i != pursuer)
-    return (f"Evader at ({state['evader'][0]}, {state['evader'][1]}). Other pursuers at {others}.\n"
-            f"Pursuer {pursuer + 1} at ({px}, {py}) can move to: "
-            + ", ".join(f"({x}, {y})" for x, y in cells)
-            + f"\nWhich cell should pursuer {pursuer + 1} move to? Answer with one cell (x, y).")
 
 
 def answer_text(cell: list) -> str:
@@ -69,7 +56,7 @@ def move_accuracy(student: Any, rules: str, examples: list[MoveExample], batch: 
     for i in range(0, len(examples), batch):
         chunk = examples[i:i + batch]
         answers = student.generate_batch([e.question for e in chunk], prefix=rules_prefix(rules),
-                                          max_new_tokens=MAX_NEW_TOKENS, stop=has_cells(1))
+                                          max_new_tokens=KD_MAX_NEW_TOKENS, stop=has_cells(1))
         for e, text in zip(chunk, answers):
             cell = first_cell(text)
             same += cell is not None and answer_text(cell) == e.answer

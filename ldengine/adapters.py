@@ -1,0 +1,93 @@
+"""Where LoRA adapters live and which one a task's agents use: the newest promoted adapter
+whose trained functions are all still in the function base, unchanged."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ldengine.cache import read_json
+from ldengine.errors import LDEngineError
+from ldengine.functionbase import FunctionBase
+
+ADAPTER_ROOT = Path(__file__).resolve().parent.parent / "function_base"
+SHARED_ADAPTER_DIR = ADAPTER_ROOT / "adapters"     # adapters trained on several tasks' manuals
+
+
+def default_adapter_dir(task: str) -> Path:
+    return ADAPTER_ROOT / task / "adapters"
+
+
+def adapter_roots(task: str) -> list[Path]:
+    """Where ``find_adapter`` looks for ``task``'s default adapters: the task's folder, then the
+    adapters trained on several tasks' manuals."""
+    return [default_adapter_dir(task), SHARED_ADAPTER_DIR]
+
+
+def find_adapter(task: str, base: FunctionBase, root: Any = None, method: str = "ld") -> Any:
+    """The newest promoted adapter of ``method`` (``ld``: selection, ``kd``: moves)
+    trained on this task's functions: the task's own, or one trained on several tasks'
+    manuals (``function_base/adapters/``). It fits when every function it was trained on
+    is still in the base unchanged (new functions, e.g. a plugin's, compete through their
+    manual); an older manifest without that list needs the exact base hash. A new adapter
+    is promoted only by ``ldengine finetune --promote`` (its manifest says ``promoted``);
+    the committed ones, older than that field, are."""
+    roots = [Path(root)] if root else adapter_roots(task)
+    found, misfits = [], []
+    for folder, data in _manifests(roots):
+        if adapter_method(data) != method or data.get("promoted") is False:
+            continue
+        why = adapter_misfit(data, task, base)
+        # KD and write adapters learnt answers in text (moves; functions for new rules), not the
+        # manual's selection: any base of their task serves them.
+        if why is None or (method != "ld" and data.get("task") == task):
+            found.append((data.get("created", ""), folder))
+        elif _learnt(data, task):
+            misfits.append(f"{folder} was trained on another {task} function base ({why})")
+    if found:
+        return max(found)[1]
+    hint = (f"run `ldengine finetune --task {task} --method {method}` (--from-adapter DIR continues an "
+            f"adapter) or pass --adapter DIR")
+    if misfits:
+        raise LDEngineError(f"no {method} adapter fits this {task} function base (hash {base.teacher_hash[:12]}): "
+                            f"{'; '.join(misfits)}; {hint}")
+    raise LDEngineError(f"no {method} adapter in {' or '.join(map(str, roots))} was trained on this {task} "
+                        f"function base (hash {base.teacher_hash[:12]}); {hint}")
+
+
+def _manifests(roots: list) -> list[tuple[Any, dict]]:
+    """(folder, manifest) of every adapter in ``roots``, in name order."""
+    found = [(m.parent, read_json(m)) for r in roots if r.is_dir() for m in sorted(r.glob("*/manifest.json"))]
+    return [(folder, data) for folder, data in found if isinstance(data, dict)]
+
+
+def trained_on(manifest: dict, task: str, base: FunctionBase) -> bool:
+    """Does the adapter fit ``base`` (``adapter_misfit`` finds nothing)?"""
+    return adapter_misfit(manifest, task, base) is None
+
+
+def adapter_misfit(manifest: dict, task: str, base: FunctionBase) -> str | None:
+    """Why an adapter does not fit ``base`` (None when it does): the functions it learnt
+    that changed or are gone; for an older manifest without that list, the base hash."""
+    trained = (manifest.get("trained_functions") or {}).get(task)
+    if trained:
+        changed = [n for n, digest in trained.items() if n in base.entries and base.entries[n].source_hash != digest]
+        gone = [n for n in trained if n not in base.entries]
+        words = [f"{len(names)} {label}: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
+                 for label, names in (("changed", changed), ("missing", gone)) if names]
+        return "; ".join(words) or None
+    hashes = manifest.get("function_base_hashes") or {task: manifest.get("function_base_hash")}
+    if hashes.get(task) == base.teacher_hash:
+        return None
+    return f"base hash {hashes[task][:12]}" if hashes.get(task) else f"not trained on {task}"
+
+
+def _learnt(manifest: dict, task: str) -> bool:
+    """Was the adapter trained on ``task`` at all (so a misfit is worth naming)?"""
+    return (task in (manifest.get("trained_functions") or {}) or task in (manifest.get("function_base_hashes") or {})
+            or manifest.get("task") == task)
+
+
+def adapter_method(manifest: dict) -> str:
+    """kd, write, or ld (selection adapters say "ld-selection", or nothing when old)."""
+    method = manifest.get("method")
+    return method if method in ("kd", "write") else "ld"

@@ -1,0 +1,52 @@
+"""Adopting a function when the rule appears in a game: the stored verified one, or one
+the student writes now; an accepted one joins the function base as untrusted code."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from ldengine.adapters import find_adapter
+from ldengine.emergency.store import load_stored, module_source, save
+from ldengine.emergency.verify import game_inputs
+from ldengine.emergency.write import DEFAULT_ATTEMPTS, Written, worked_examples, write_function
+from ldengine.errors import LDEngineError
+
+
+def adopt(context: Any, log: Callable[[str], None] = lambda s: None) -> Written | None:
+    """The emergency in force on ``context.task``: its stored verified function, or one the
+    student writes now (stored when it passes); an accepted one joins ``context.base``
+    as untrusted code. Returns None when no emergency is in force."""
+    instance = getattr(context.task, "emergency", None)
+    if instance is None:
+        return None
+    kind, params = instance.kind, instance.params
+    game = game_inputs(context.task, context.base, kind)        # verify on what this game will feed it
+    stored = load_stored(kind, params, log=log, game=game)
+    path: Path | None
+    if stored is not None and stored.path and stored.check:
+        written, path = stored, stored.path
+        log(f"{kind.name}: using the verified function {path.name} (verified again: {stored.check.line()}, "
+            f"fresh seed {stored.check.seed}, {stored.check.seconds:.2f} s)")
+    else:
+        writer = context.load_student(adapter=writing_adapter(context))
+        attempts = int(context.options.get("attempts") or DEFAULT_ATTEMPTS)
+        log(f"{kind.name}: the student writes a function ({attempts} attempts at most)")
+        written = write_function(kind, params, writer, worked_examples(context.registry, kind.task),
+                                 attempts, report=lambda a: log(f"  attempt {a.number}: {a.check.line()}"), game=game)
+        path = save(written) if written.passed else None
+    if path is not None:
+        context.base.add_generated(module_source(written), f"{kind.task}/emergencies/{path.name}")
+    else:
+        log(f"{kind.name}: no function passed verification in {len(written.attempts)} attempts; "
+            "playing on without one")
+    return written
+
+
+def writing_adapter(context: Any) -> Path | None:
+    """The committed LoRA adapter for writing emergency functions, if there is one."""
+    if context.options.get("writer_adapter"):
+        return Path(context.options["writer_adapter"])
+    try:
+        return find_adapter(context.task.name, context.base, method="write")
+    except LDEngineError:
+        return None

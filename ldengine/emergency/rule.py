@@ -1,0 +1,100 @@
+"""The rule in force on a game: a registered kind with drawn parameters, or the rule a
+stored function was written for; and where the rule's stage goes in the pipeline."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ldengine.emergency.store import stored_provenances
+from ldengine.errors import LDEngineError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class Instance:
+    """An emergency in force: its kind and its drawn parameters."""
+    kind: Any
+    params: dict = field(default_factory=dict)
+
+    @property
+    def description(self) -> str:
+        return self.kind.describe(self.params)
+
+    def state(self) -> dict:
+        """How the state shows it (plain data): name, rule text, parameters."""
+        return {"name": self.kind.name, "rule": self.description, "params": dict(self.params)}
+
+    def allows(self, piece: str, src: Any, dst: Any) -> bool:
+        return self.kind.allows(self.params, piece, src, dst)
+
+
+def under_emergency(registry: Any, task: Any, name: str | None, seed: int = 0) -> Any:
+    """``task`` with the emergency ``name`` in force, or ``task`` itself when ``name`` is
+    empty. ``name`` is a registered kind (its parameters drawn with ``seed``) or a stored
+    function (``ldengine emergencies stored``: the rule it was written for, a user's own
+    included, with its stored parameters)."""
+    if not name:
+        return task
+    if name in registry.emergencies:
+        kind = registry.emergencies[name].obj
+        instance = Instance(kind, kind.params(seed, getattr(task, "size", 21)))
+    else:
+        instance = stored_instance(registry, task.name, name)
+    if instance.kind.task != task.name or not hasattr(task, "with_emergency"):
+        raise LDEngineError(f"emergency {name!r} is for the {instance.kind.task} task, not {task.name}")
+    return task.with_emergency(instance)
+
+
+def stored_instance(registry: Any, task: str, name: str) -> Instance:
+    """The rule and parameters of the stored function ``name`` (its file's stem, or its
+    rule's name, e.g. ``custom-1a2b3c4d``), read from its provenance."""
+    found = [(path, p) for path, p in stored_provenances(task) if name in (path.stem, p.get("kind"))]
+    if not found:
+        known = ", ".join(sorted(registry.emergencies)) or "none"
+        stored = ", ".join(path.stem for path, _ in stored_provenances(task)) or "none"
+        raise UnknownNameError(f"unknown emergency {name!r} (known: {known}; stored for {task}: {stored})")
+    if len(found) > 1:
+        raise LDEngineError(f"several stored functions are for {name!r}: "
+                            f"{', '.join(path.stem for path, _ in found)}; name one")
+    path, provenance = found[0]
+    kind = stored_rule(registry, task, provenance)
+    if kind is None:
+        raise LDEngineError(f"{path.name}: its provenance records no rule a game can apply")
+    return Instance(kind, dict(provenance.get("params") or {}))
+
+
+def stored_rule(registry: Any, task: str, provenance: dict) -> Any:
+    """The rule a stored function was written for: registered, or a user's own rebuilt from
+    the provenance (its words, examples and the kind it is checked like); None if neither."""
+    if provenance.get("kind") in registry.emergencies:
+        return registry.emergencies[provenance["kind"]].obj
+    rule, game = provenance.get("custom_rule"), registry.tasks.get(task)
+    if not rule or game is None or not hasattr(game.obj, "custom_emergency"):
+        return None
+    like = registry.emergencies[rule["like"]].obj if rule.get("like") in registry.emergencies else None
+    return game.obj.custom_emergency(rule["text"], provenance.get("params") or {}, rule.get("allowed", []),
+                                     rule.get("forbidden", []), like=like)
+
+
+def check_rule_text(text: str) -> str:
+    """``text`` if it can be a rule in words: not empty, with at least one letter."""
+    if not re.search(r"[^\W\d_]", text or ""):
+        raise LDEngineError(f"the rule {text!r} has no words: say the new rule in words, e.g. "
+                            "ldengine emergency \"Pursuers may not enter column 10\" --forbid 10,5 --allow 9,5")
+    return text
+
+
+def with_stage(pipeline: list[str], stage: str, after: str) -> list[str]:
+    """``pipeline`` with ``stage`` inserted right after ``after``."""
+    out = []
+    for name in pipeline:
+        out.append(name)
+        if name == after:
+            out.append(stage)
+    if stage not in out:
+        raise LDEngineError(f"the pipeline has no stage {after!r} to put {stage!r} after")
+    return out
+
+
+def kinds_of(registry: Any, task: str, split: str) -> list[Any]:
+    return [r.obj for r in registry.emergencies.values() if r.obj.task == task and r.obj.split == split]

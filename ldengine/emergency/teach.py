@@ -1,0 +1,95 @@
+"""Training data for the student: functions to write for the training kinds, pass rates of
+its writing, and selections with the new stage's function in the base."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ldengine.agents import AgentContext, expert_agent
+from ldengine.emergency.rule import Instance, kinds_of, with_stage
+from ldengine.emergency.store import params_key
+from ldengine.emergency.verify import game_inputs
+from ldengine.emergency.write import DEFAULT_ATTEMPTS, examples_prefix, worked_examples, write_function
+from ldengine.functionbase import FunctionBase
+from ldengine.ld import RetrieverProvider, SelectionExample, selection_examples
+from ldengine.retriever import Encoder, Retriever
+
+
+def writing_data(registry: Any, task: str, seeds: list[int]) -> list[tuple[str, str, str]]:
+    """(prefix, header, body) for the training kinds only: the evaluated kinds are held out.
+    Kinds without parameters give one example each."""
+    prefix = examples_prefix(worked_examples(registry, task))
+    rows = {}
+    for kind in kinds_of(registry, task, "train"):
+        for seed in seeds:
+            params = kind.params(seed)
+            head, full = kind.header(params), kind.reference(params)
+            rows[(kind.name, json.dumps(params, sort_keys=True))] = (prefix, head, full[len(head):])
+    return list(rows.values())
+
+
+def pass_rates(registry: Any, task: str, student: Any, kinds: list[Any], seeds: list[int],
+               attempts: int = DEFAULT_ATTEMPTS, progress: bool = True) -> dict:
+    """For each kind: over ``seeds`` (each draws the rule's parameters and the verification
+    cases), the share whose function passed within ``attempts``, and the attempts it took."""
+    examples = worked_examples(registry, task)
+    game_task, base = registry.get("tasks", task).obj, FunctionBase.build(task, registry.modules_for(task))
+    out = {}
+    bar = tqdm(total=len(kinds) * len(seeds), desc="writing", unit="rule", disable=not progress)
+    for kind in kinds:
+        took = []
+        for seed in seeds:
+            params = kind.params(seed)
+            game = game_inputs(game_task.with_emergency(Instance(kind, params)), base, kind)
+            written = write_function(kind, params, student, examples, attempts, seed, game=game)
+            took.append(written.attempts_to_pass)
+            bar.update(1)
+        passed = [t for t in took if t is not None]
+        out[kind.name] = {"seeds": len(seeds), "passed": len(passed), "pass_rate": round(len(passed) / len(seeds), 4),
+                          "attempts_to_pass": took,
+                          "mean_attempts_to_pass": round(sum(passed) / len(passed), 2) if passed else None}
+    bar.close()
+    return out
+
+
+def reference_module(kind: Any, params: dict) -> str:
+    """The teacher's function for an instance, as a module the function base can take in."""
+    return (f'"""The teacher\'s reference function for the emergency {kind.name} {json.dumps(params)}."""\n\n'
+            f'VERSION = "1.0.0"\n\n\n{kind.reference(params)}')
+
+
+def emergency_selection_examples(registry: Any, task: Any, kinds: list[Any], seeds: list[int], evader: Any,
+                                 k: int, steps: int = 4, shuffle_seed: int | None = None,
+                                 encoder: Any = None, desc: str = "") -> list[Any]:
+    """Selection examples with an emergency in force: for each kind and parameter seed, the
+    kind's reference function joins the base (untrusted, exactly as a written one would),
+    the expert plays one seeded game with the new stage in its pipeline, and every stage
+    of its first ``steps`` steps gives an example. The prompt then carries the new rule
+    and the new stage, so the student learns to pick the function of the stage it is
+    asked for, also when the state summary looks like the one before ``decide``.
+    ``desc``: a progress bar over the games."""
+    encoder = encoder or Encoder()
+    examples: list[SelectionExample] = []
+    games = [(kind, seed) for kind in kinds for seed in seeds]
+    for kind, seed in tqdm(games, desc=desc, unit="game", disable=not desc, leave=False):
+        params = kind.params(seed, getattr(task, "size", 21))
+        in_force = task.with_emergency(Instance(kind, params))
+        base = FunctionBase.build(task.name, registry.modules_for(task.name))
+        base.add_generated(reference_module(kind, params),
+                           f"{task.name}/emergencies/reference-{kind.name}-{params_key(params)}.py")
+        agent = expert_agent(AgentContext(in_force, base))
+        agent.pipeline = with_stage(agent.pipeline, kind.stage, kind.after)
+        pairs: list = []
+        agent.observers.append(lambda d: pairs.append([(s.stage, s.state) for s in d.stages]))
+        try:
+            in_force.play(agent, 0, seed, evader, lambda r: None)
+            provider = RetrieverProvider(in_force, base, Retriever.for_library(base, registry, encoder), k)
+            flat = [pair for step in pairs[:steps] for pair in step]
+            examples += selection_examples(in_force, base, provider, flat,
+                                           None if shuffle_seed is None else shuffle_seed + len(examples))
+        finally:
+            if base.isolated is not None:
+                base.isolated.close()
+    return examples

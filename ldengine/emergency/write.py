@@ -1,0 +1,162 @@
+"""Writing a function for a new rule (Eq. 6): the prompt of worked examples and the
+new function's def line, the student's attempts (greedy, then sampled), each verified."""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ldengine.emergency.verify import Check, GameInputs, verify
+from ldengine.sandbox import IsolatedSandbox
+
+DEFAULT_ATTEMPTS = 8
+# Attempts after the first (greedy) one are sampled. Hot on purpose: when the greedy body
+# miscopies the rule (e.g. the wall's "py" written as "x"), samples at 0.8 made the same
+# slip (wall: 7/10 seeds within 8 attempts); at 1.2 every held-out seed passed within 8.
+TEMPERATURE = 1.2
+MAX_NEW_TOKENS = 160
+
+
+@dataclass
+class Attempt:
+    number: int
+    temperature: float
+    seed: int
+    source: str
+    check: Check
+
+
+@dataclass
+class Written:
+    """The outcome of writing a function for one emergency instance."""
+    kind: str
+    params: dict
+    name: str
+    attempts: list[Attempt] = field(default_factory=list)
+    source: str | None = None          # the accepted function, if any
+    provenance: dict = field(default_factory=dict)
+    path: Path | None = None           # where the accepted module is stored
+    check: Check | None = None         # the last verification of the accepted function
+
+    @property
+    def passed(self) -> bool:
+        return self.source is not None
+
+    @property
+    def attempts_to_pass(self) -> int | None:
+        return len(self.attempts) if self.passed else None
+
+
+def worked_examples(registry: Any, task: str, seed: int = 0) -> list[str]:
+    """The manual's emergency functions shown in the writing prompt: the teacher's reference
+    functions of some training kinds (never of an evaluated kind)."""
+    train = [r.obj for r in registry.emergencies.values() if r.obj.task == task and r.obj.split == "train"]
+    chosen = [k for k in train if getattr(k, "example", False)] or train[:3]
+    return [k.reference(k.params(seed)) for k in chosen]
+
+
+def examples_prefix(examples: list[str]) -> str:
+    """The part of the writing prompt every emergency shares: the manual's worked emergency
+    functions (its keys and values are computed once per student and kept)."""
+    return ("# Functions for new rules of the game. Each keeps, for every pursuer at (px, py), only\n"
+            "# the candidate cells (x, y) that the rule allows.\n\n"
+            + "".join(e.rstrip() + "\n\n\n" for e in examples))
+
+
+def writing_prompt(examples: list[str], header: str) -> str:
+    """The whole prompt: the worked examples, then the new function's def line and manual
+    entry; the student continues with its body."""
+    return examples_prefix(examples) + header
+
+
+def body_done(text: str) -> bool:
+    """A stop test for writing: the body returned at its own level (four spaces; a return
+    nested in an ``if`` does not end it), or an unindented line began."""
+    lines = text.split("\n")[:-1]          # complete lines only
+    return any((line.startswith("    return") and not line.startswith("     "))
+               or (line.strip() and not line[:1].isspace()) for line in lines)
+
+
+def body_of(completion: str) -> str:
+    """The function body a completion starts with: its lines up to the first unindented one."""
+    lines = []
+    for line in completion.splitlines():
+        if line.strip() and not line[:1].isspace():
+            break
+        lines.append(line.rstrip())
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines) + "\n"
+
+
+def write_function(kind: Any, params: dict, student: Any, examples: list[str], attempts: int = DEFAULT_ATTEMPTS,
+                   seed: int = 0, cases: list | None = None, name: str | None = None,
+                   report: Callable[[Attempt], None] = lambda a: None, verify_seed: int | None = None,
+                   game: GameInputs | None = None) -> Written:
+    """Up to ``attempts`` candidates (greedy first, then sampled), each verified in an
+    isolated sandbox worker (replaced whenever a candidate kills it) on the cases and on
+    inputs drawn with ``verify_seed`` (None: a fresh seed, recorded in each attempt's
+    check), game-shaped with ``game``; the first that passes is accepted."""
+    name = name or kind.function_name()
+    header = kind.header(params, name)
+    prefix, prompt = examples_prefix(examples), writing_prompt(examples, header)
+    cases = cases if cases is not None else kind.cases(params, seed)
+    verify_seed = random.SystemRandom().randrange(2**31) if verify_seed is None else verify_seed
+    written = Written(kind.name, dict(params), name)
+    with IsolatedSandbox() as sandbox:
+        for number, temperature, sample_seed, text in _completions(student, prefix, header, attempts, seed):
+            source = header + body_of(text)
+            check = (verify(kind, params, source, name, sandbox, cases, verify_seed, game=game) if body_of(text).strip()
+                     else Check(False, ["the student wrote no function body"], len(cases), 0))
+            attempt = Attempt(number, temperature, sample_seed, source, check)
+            written.attempts.append(attempt)
+            report(attempt)
+            if attempt.check.passed:
+                written.source = source
+                break
+    written.provenance = _provenance(kind, written, student, prompt, cases)
+    return written
+
+
+def _completions(student: Any, prefix: str, header: str, attempts: int,
+                 seed: int) -> Iterator[tuple[int, float, int, str]]:
+    """(number, temperature, seed, text): one greedy answer, then sampled ones, four at a time."""
+    if attempts < 1:
+        return
+    def write(n: int, temperature: float, sample_seed: int) -> list[str]:
+        return student.generate_batch([header] * n, prefix=prefix, max_new_tokens=MAX_NEW_TOKENS,
+                                      stop=body_done, chat=False, temperature=temperature, seed=sample_seed)
+    yield 1, 0.0, seed, write(1, 0.0, seed)[0]
+    number = 1
+    while number < attempts:
+        n = min(4, attempts - number)
+        for text in write(n, TEMPERATURE, seed + number):
+            number += 1
+            yield number, TEMPERATURE, seed + number - 1, text
+
+
+def _provenance(kind: Any, written: Written, student: Any, prompt: str, cases: list) -> dict:
+    return {"kind": kind.name, "task": kind.task, "params": written.params, "function": written.name,
+            "rule": kind.describe(written.params), "stage": kind.stage, "after": kind.after,
+            "model": getattr(student, "name", None), "model_sha256": getattr(student, "model_hash", None),
+            "adapter_hash": getattr(student, "adapter_hash", None),
+            "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest(),
+            "cases_sha256": hashlib.sha256(json.dumps(cases, sort_keys=True, default=repr).encode()).hexdigest(),
+            "attempts": [{"number": a.number, "temperature": a.temperature, "seed": a.seed,
+                          "passed": a.check.passed, "check": asdict(a.check),
+                          "source_sha256": hashlib.sha256(a.source.encode()).hexdigest()}
+                         for a in written.attempts],
+            "accepted_attempt": written.attempts_to_pass, "version": "1.0.0",
+            **({"custom_rule": _custom_rule(kind)} if hasattr(kind, "allowed") else {})}
+
+
+def _custom_rule(kind: Any) -> dict:
+    """What rebuilds a rule nobody registered (a user's words and examples), so that
+    ``ldengine generated verify`` can check its function again."""
+    def moves(items: Any) -> list:
+        return [[list(src), list(dst)] for src, dst in items]
+    return {"text": kind.text, "allowed": moves(kind.allowed), "forbidden": moves(kind.forbidden),
+            "like": getattr(kind.like, "name", None)}
