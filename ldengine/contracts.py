@@ -72,7 +72,8 @@ class Task(Protocol):
     pipeline: list[str]
     rules: str
 
-    def play(self, agent: Agent, game_index: int, seed: int, evader: Evader, emit: Callable[[dict], None]) -> Any: ...
+    def play(self, agent: Agent, game_index: int, seed: int, evader: Evader, emit: Callable[[dict], None],
+             agent_name: str = "", evader_name: str = "", **options: Any) -> Any: ...
 
     def summarize(self, results: list) -> dict: ...
 

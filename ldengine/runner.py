@@ -19,10 +19,10 @@ from tqdm import tqdm
 
 from ldengine import clock
 from ldengine.agents import AgentContext
-from ldengine.contracts import Agent, require
+from ldengine.contracts import Agent, Evader, Task, require
 from ldengine.emergency.rule import under_emergency
 from ldengine.errors import LDEngineError
-from ldengine.functionbase import base_for
+from ldengine.functionbase import FunctionBase, base_for
 from ldengine.registry import Registry
 from ldengine.sandbox import Sandbox, SandboxResult
 
@@ -67,8 +67,8 @@ class RunOutcome:
     interrupted: bool = False
 
 
-def build_agent(registry: Registry, task: Any, agent: str, options: dict | None = None,
-                audit: Callable | None = None, version: str | None = None):
+def build_agent(registry: Registry, task: Task, agent: str, options: dict | None = None,
+                audit: Callable | None = None, version: str | None = None) -> tuple[Agent, FunctionBase]:
     """The agent and its function base: the plugins' base, or the stored ``version``."""
     registered = registry.get("agents", agent)
     base = base_for(registry, task.name, version, Sandbox(audit=audit))
@@ -101,9 +101,9 @@ def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
     return RunOutcome(summary, results, interrupted)
 
 
-def play_games(task: Any, agent: Any, games: list[tuple[int, int]], policy: Callable, emit: "Emitter",
+def play_games(task: Task, agent: Agent, games: list[tuple[int, int]], policy: Evader, emit: "Emitter",
                agent_name: str = "", evader_name: str = "", batch: int | None = None, start: dict | None = None,
-               on_round: Callable[[int, int], None] | None = None):
+               on_round: Callable[[int, int], None] | None = None) -> Iterator["Played"]:
     """Play ``games`` ((index, seed) pairs); yield a ``Played`` as each game ends.
 
     ``batch`` games go side by side for an agent with ``act_batch`` (None: the
@@ -134,7 +134,7 @@ def play_games(task: Any, agent: Any, games: list[tuple[int, int]], policy: Call
         yield played
 
 
-def _play_side_by_side(task: Any, agent: Any, games: list[tuple[int, int]], policy: Callable, emit: "Emitter",
+def _play_side_by_side(task: Any, agent: Agent, games: list[tuple[int, int]], policy: Evader, emit: "Emitter",
                        agent_name: str, evader_name: str, batch: int, start: dict | None,
                        on_round: Callable[[int, int], None] | None = None) -> Iterator["Played"]:
     waiting = list(games)

@@ -111,11 +111,13 @@ def test_route_predicate_holds_when_a_pursuer_is_blocked(pursuit_base):
     assert "a pursuer is blocked" in pursuit_base.entry("route_around_block").when
 
 
-def test_capture_keeps_priority_over_routing(pursuit_base):
-    """It plays the capture when every pursuer can step next to the evader, blocked one or not."""
-    ready = walled(decide_input([[6, 12], [10, 13], [8, 10]], [8, 12]), y0=8, y1=14)
-    assert capture_ready(ready) and pursuer_blocked(ready)
-    assert pursuit_base.oracle(STAGE, ready).name == "capture_adjacent"
+def test_a_pursuer_the_wall_blocks_is_not_ready_to_capture(pursuit_base):
+    """Two pursuers could step next to the evader, the third is within 2 of the cell west of it
+    but the wall is in between: capture is not ready (its candidates decide, not the distance),
+    and the oracle routes that pursuer around the wall."""
+    state = walled(decide_input([[6, 12], [10, 13], [8, 10]], [8, 12]), y0=8, y1=14)
+    assert not capture_ready(state) and pursuer_blocked(state)
+    assert pursuit_base.oracle(STAGE, state).name == "route_around_block"
 
 
 def test_a_blocked_pursuer_slides_along_the_wall_toward_its_end(pursuit_base):
@@ -137,9 +139,9 @@ def test_route_examples_hold(pursuit_base):
         assert pursuit_base.call("route_around_block", *ex.args).value == ex.expected
 
 
-def _expert_games(registry, seeds, emergency_seed=None):
-    """The expert's results and its pursuer.decide choices; with ``emergency_seed``, under that wall,
-    with the teacher's function for it in the pipeline (as an agent that adopted one plays)."""
+def _expert_games(registry, seeds, emergency_seed=None, rule="wall"):
+    """The expert's results and its pursuer.decide choices; with ``emergency_seed``, under that
+    ``rule``, with the teacher's function for it in the pipeline (as an agent that adopted one plays)."""
     from ldengine.agents import AgentContext, expert_agent
     from ldengine.emergency.rule import Instance, with_stage
     from ldengine.emergency.teach import reference_module
@@ -148,10 +150,10 @@ def _expert_games(registry, seeds, emergency_seed=None):
     base = FunctionBase.build("pursuit", registry.modules_for("pursuit"))
     kind = None
     if emergency_seed is not None:
-        kind = registry.get("emergencies", "wall").obj
+        kind = registry.get("emergencies", rule).obj
         params = kind.params(emergency_seed, task.size)
         task = task.with_emergency(Instance(kind, params))
-        base.add_generated(reference_module(kind, params), "pursuit/emergencies/reference-wall-test.py")
+        base.add_generated(reference_module(kind, params), f"pursuit/emergencies/reference-{rule}-test.py")
     agent = expert_agent(AgentContext(task, base))
     if kind is not None:
         agent.pipeline = with_stage(agent.pipeline, kind.stage, kind.after)
@@ -179,3 +181,19 @@ def test_wall_games_that_timed_out_are_captured(registry):
     results, decided = _expert_games(registry, [10, 14, 28, 29], emergency_seed=0)
     assert [r.outcome for r in results] == ["success"] * 4, [(r.seed, r.outcome, r.steps) for r in results]
     assert "route_around_block" in decided
+
+
+def test_capture_is_ready_only_when_the_candidates_reach_the_evader(pursuit_base):
+    """Under a rule that shortens the reach to 1 (short-reach), pursuers 3 cells from the evader
+    cannot all step next to it: capture is not ready, for the oracle and in the state summary."""
+    shortened = dict(READY, candidates=[[c for c in cells if abs(c[0] - p[0]) + abs(c[1] - p[1]) <= 1]
+                                        for p, cells in zip(READY["pursuers"], READY["candidates"])])
+    assert capture_ready(READY) and not capture_ready(shortened)
+    assert not pursuit_base.applies(pursuit_base.entry("capture_adjacent"), shortened)
+
+
+def test_short_reach_games_are_captured(registry):
+    """With the reach cut to 1 the oracle once took "every pursuer within 2 of a cell next to the
+    evader" for capture ready and chased in a corner until the 100-step limit (seeds 0-5 among them)."""
+    results, decided = _expert_games(registry, range(6), emergency_seed=0, rule="short-reach")
+    assert [r.outcome for r in results] == ["success"] * 6, [(r.seed, r.outcome, r.steps) for r in results]

@@ -63,14 +63,12 @@ def capture_adjacent(obs):
 
 
 def when_capture_adjacent(obs):
-    """Every pursuer has a cell within Manhattan distance 2 that is next to the evader, on the board and free."""
+    """Every pursuer has a legal candidate cell next to the evader (the candidates, not the usual reach of 2:
+    a new rule may shorten a pursuer's reach or close cells)."""
     ex, ey = obs["evader"]
-    size = obs["size"]
-    forbidden = set((c[0], c[1]) for c in obs["forbidden"])
-    near = [(x, y) for x, y in ((ex + 1, ey), (ex - 1, ey), (ex, ey + 1), (ex, ey - 1))
-            if 0 <= x < size and 0 <= y < size and (x, y) not in forbidden]
-    pursuers = obs["pursuers"]
-    return len(pursuers) > 0 and all(any(abs(p[0] - x) + abs(p[1] - y) <= 2 for x, y in near) for p in pursuers)
+    candidates = obs["candidates"]
+    return len(candidates) > 0 and all(any(abs(c[0] - ex) + abs(c[1] - ey) == 1 for c in cells)
+                                       for cells in candidates)
 
 
 def route_around_block(obs):

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ldengine.contracts import EmergencyKind
 from ldengine.emergency.store import stored_provenances
 from ldengine.errors import LDEngineError, UnknownNameError
 
@@ -13,7 +14,7 @@ from ldengine.errors import LDEngineError, UnknownNameError
 @dataclass(frozen=True)
 class Instance:
     """An emergency in force: its kind and its drawn parameters."""
-    kind: Any
+    kind: EmergencyKind
     params: dict = field(default_factory=dict)
 
     @property

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ldengine.cache import write_atomic
+from ldengine.contracts import EmergencyKind
 from ldengine.emergency.verify import GameInputs, verify
 from ldengine.emergency.write import Written
 from ldengine.errors import LDEngineError
@@ -29,7 +30,7 @@ def params_key(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def module_path(kind: Any, params: dict, folder: Path | None = None) -> Path:
+def module_path(kind: EmergencyKind, params: dict, folder: Path | None = None) -> Path:
     return (folder or store_dir(kind.task)) / f"{kind.name}-{params_key(params)}.py"
 
 
@@ -53,7 +54,7 @@ def save(written: Written, folder: Path | None = None, kind: Any = None) -> Path
     return path
 
 
-def load_stored(kind: Any, params: dict, folder: Path | None = None, seed: int = 0,
+def load_stored(kind: EmergencyKind, params: dict, folder: Path | None = None, seed: int = 0,
                 log: Callable[[str], None] = lambda s: None, game: GameInputs | None = None) -> Written | None:
     """A stored function for this instance, or None. A file changed since it was stored is
     refused (``StoredCodeChanged``); an unchanged one is verified again, on fresh inputs too,

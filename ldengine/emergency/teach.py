@@ -8,6 +8,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ldengine.agents import AgentContext, expert_agent
+from ldengine.contracts import EmergencyKind
 from ldengine.emergency.rule import Instance, kinds_of, with_stage
 from ldengine.emergency.store import params_key
 from ldengine.emergency.verify import game_inputs
@@ -54,7 +55,7 @@ def pass_rates(registry: Any, task: str, student: Any, kinds: list[Any], seeds: 
     return out
 
 
-def reference_module(kind: Any, params: dict) -> str:
+def reference_module(kind: EmergencyKind, params: dict) -> str:
     """The teacher's function for an instance, as a module the function base can take in."""
     return (f'"""The teacher\'s reference function for the emergency {kind.name} {json.dumps(params)}."""\n\n'
             f'VERSION = "1.0.0"\n\n\n{kind.reference(params)}')

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from ldengine.contracts import EmergencyKind
 from ldengine.errors import SandboxCompileError
 from ldengine.sandbox import SandboxResult, compile_function
 
@@ -82,7 +83,7 @@ def _timed_call(sandbox: Any, module: Any, name: str, given: Any) -> Any:
                          error=f"TooSlow: {result.duration:.2f} s per call (the limit is {MAX_CALL_S} s)")
 
 
-def verify(kind: Any, params: dict, source: str, name: str, sandbox: Any, cases: list | None = None,
+def verify(kind: EmergencyKind, params: dict, source: str, name: str, sandbox: Any, cases: list | None = None,
            seed: int | None = None, case_seed: int = 0, game: GameInputs | None = None) -> Check:
     """``check_function`` on the kind's cases (or ``cases``) and on ``verification_cases``
     drawn with ``seed`` (None: a fresh one, recorded in the result); with ``game``, those
@@ -123,7 +124,7 @@ class GameInputs:
         return out if isinstance(out, dict) and {"pursuers", "candidates"} <= set(out) else None
 
 
-def game_inputs(task: Any, base: Any, kind: Any) -> GameInputs | None:
+def game_inputs(task: Any, base: Any, kind: EmergencyKind) -> GameInputs | None:
     """``GameInputs`` for ``kind`` in ``task`` (the emergency in force), from ``base``'s right
     function per stage; None for a task without seeded game states."""
     if not callable(getattr(task, "game_steps", None)) or kind.after not in task.pipeline:
@@ -147,7 +148,7 @@ def game_inputs(task: Any, base: Any, kind: Any) -> GameInputs | None:
     return GameInputs(template, upstream)
 
 
-def verification_cases(kind: Any, params: dict, cases: list, seed: int,
+def verification_cases(kind: EmergencyKind, params: dict, cases: list, seed: int,
                        game: GameInputs | None = None) -> list[tuple[str, Any, Any]]:
     """(label, input, expected) beyond the shown cases, for a rule over single moves whose
     cases are states with ``pursuers``, ``candidates``, ``size`` and ``reach``: every cell of
@@ -179,14 +180,14 @@ def verification_cases(kind: Any, params: dict, cases: list, seed: int,
     return labelled + fresh
 
 
-def _fresh_cases(kind: Any, params: dict, seed: int) -> list:
+def _fresh_cases(kind: EmergencyKind, params: dict, seed: int) -> list:
     try:
         return list(kind.cases(params, seed))
     except Exception:  # a kind whose cases take no seed: the shown ones are all it has
         return []
 
 
-def _move_rule(kind: Any, params: dict) -> Callable | None:
+def _move_rule(kind: EmergencyKind, params: dict) -> Callable | None:
     """``(src, dst) -> allowed`` for a pursuer, or None when the rule cannot judge every move."""
     def allows(src: tuple, dst: tuple) -> bool:
         return bool(kind.allows(params, "pursuer", src, dst))

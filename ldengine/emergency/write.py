@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ldengine.contracts import EmergencyKind, Student
 from ldengine.emergency.verify import Check, GameInputs, verify
 from ldengine.sandbox import IsolatedSandbox
 
@@ -92,7 +93,7 @@ def body_of(completion: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_function(kind: Any, params: dict, student: Any, examples: list[str], attempts: int = DEFAULT_ATTEMPTS,
+def write_function(kind: EmergencyKind, params: dict, student: Student, examples: list[str], attempts: int = DEFAULT_ATTEMPTS,
                    seed: int = 0, cases: list | None = None, name: str | None = None,
                    report: Callable[[Attempt], None] = lambda a: None, verify_seed: int | None = None,
                    game: GameInputs | None = None) -> Written:
@@ -121,7 +122,7 @@ def write_function(kind: Any, params: dict, student: Any, examples: list[str], a
     return written
 
 
-def _completions(student: Any, prefix: str, header: str, attempts: int,
+def _completions(student: Student, prefix: str, header: str, attempts: int,
                  seed: int) -> Iterator[tuple[int, float, int, str]]:
     """(number, temperature, seed, text): one greedy answer, then sampled ones, four at a time."""
     if attempts < 1:
@@ -138,7 +139,7 @@ def _completions(student: Any, prefix: str, header: str, attempts: int,
             yield number, TEMPERATURE, seed + number - 1, text
 
 
-def _provenance(kind: Any, written: Written, student: Any, prompt: str, cases: list) -> dict:
+def _provenance(kind: EmergencyKind, written: Written, student: Student, prompt: str, cases: list) -> dict:
     return {"kind": kind.name, "task": kind.task, "params": written.params, "function": written.name,
             "rule": kind.describe(written.params), "stage": kind.stage, "after": kind.after,
             "model": getattr(student, "name", None), "model_sha256": getattr(student, "model_hash", None),
@@ -153,7 +154,7 @@ def _provenance(kind: Any, written: Written, student: Any, prompt: str, cases: l
             **({"custom_rule": _custom_rule(kind)} if hasattr(kind, "allowed") else {})}
 
 
-def _custom_rule(kind: Any) -> dict:
+def _custom_rule(kind: Any) -> dict:      # a user's rule: its words and examples too
     """What rebuilds a rule nobody registered (a user's words and examples), so that
     ``ldengine generated verify`` can check its function again."""
     def moves(items: Any) -> list:

@@ -251,16 +251,14 @@ EDGE_MARGIN = 2
 
 
 def capture_ready(state: dict) -> bool:
-    """Every pursuer can step (Manhattan distance <= 2) onto a free cell next to the evader."""
-    evader, size = parse_cell(state.get("evader")), state.get("size")
-    if evader is None or not isinstance(size, int):
+    """Every pursuer has a candidate cell next to the evader (capture_adjacent's When: field). The
+    candidates, not the usual reach of 2: a new rule may shorten the reach (short-reach) or close cells."""
+    evader, candidates = parse_cell(state.get("evader")), state.get("candidates")
+    if evader is None or not isinstance(candidates, list) or not candidates:
         return False
-    forbidden = frozenset(c for c in map(parse_cell, state.get("forbidden") or []) if c is not None)
-    ex, ey = evader
-    near = [(x, y) for x, y in ((ex + 1, ey), (ex - 1, ey), (ex, ey + 1), (ex, ey - 1))
-            if 0 <= x < size and 0 <= y < size and (x, y) not in forbidden]
-    pursuers = [c for c in map(parse_cell, state.get("pursuers") or []) if c is not None]
-    return bool(pursuers) and all(any(abs(p[0] - x) + abs(p[1] - y) <= 2 for x, y in near) for p in pursuers)
+    return all(isinstance(cells, list) and any(c is not None and abs(c[0] - evader[0]) + abs(c[1] - evader[1]) == 1
+                                               for c in map(parse_cell, cells))
+               for cells in candidates)
 
 
 def near_edge(state: dict) -> bool:
