@@ -12,7 +12,6 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -622,11 +621,11 @@ def test_the_selections_endpoint_answers_the_students_own_choice(served, example
         assert status == 400 and answer["error"]["message"], answer
 
 
-def test_an_adapter_in_the_rows_layout_is_selected_by_the_server(served, examples):
-    """The rows-layout adapter served: the backend's choices are the server's own
-    (/v1/ldengine/selections), equal to the in-process student's with that adapter."""
+def test_an_adapter_in_the_rows_layout_is_selected_by_the_server(served, examples, pursuit_base):
+    """The rows-layout adapter served (the default one): the backend's choices are the server's
+    own (/v1/ldengine/selections), equal to the in-process student's with that adapter."""
     from ldengine.models import load_student
-    rows = Path(__file__).resolve().parent.parent / "function_base" / "adapters" / "SmolLM2-135M-Instruct.Q4_1-pursuit+twentyone-lib03c2b337-rows-bal8-s128"
+    rows = find_adapter("pursuit", pursuit_base)
     student = load_student(adapter=rows)
     assert student.layout == "rows"
     with running(make_server(student, "127.0.0.1", 0, "rows-student")) as server:
