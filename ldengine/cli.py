@@ -1002,5 +1002,22 @@ cli.add_command(serve_command, "serve")
 
 
 def main() -> None:
+    """The console script: every error, a usage error too, as one ``Error:`` line first, then a hint."""
     _load_plugin_commands()
-    cli()
+    try:
+        code = cli.main(prog_name="ldengine", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:    # a bare group: its help, as click prints it
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:     # click's own order is the usage, the hint, then the error
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        if exc.ctx is not None:
+            click.echo(f"Try '{exc.ctx.command_path} --help' for help.", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

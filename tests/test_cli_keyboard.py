@@ -118,3 +118,19 @@ def test_the_header_and_summary_name_the_base_and_the_emergency(tmp_path):
         "student": None, "dtype": None, "adapter": None, "function_base_version": "plugins",
         "emergency": "restricted-area"}
 
+
+
+def test_the_console_script_says_the_error_first():
+    """A usage error from the console script is one "Error:" line, then the help hint: the same
+    prefix as every other error, and no usage block before it; a bare group still prints its help."""
+    run = lambda *args: subprocess.run([sys.executable, "-c", "from ldengine.cli import main; main()", *args],  # noqa: E731
+                                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    bad = run("run", "pursuit", "--games", "x")
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines()[0].startswith("Error: Invalid value for '--games'")
+    assert bad.stderr.splitlines()[1] == "Try 'ldengine run --help' for help."
+    unknown = run("frobnicate")
+    assert unknown.returncode == 2 and unknown.stderr.startswith("Error: No such command 'frobnicate'.")
+    bare = run()
+    assert "Usage:" in bare.stdout + bare.stderr and "Error:" not in bare.stdout + bare.stderr
+    assert run("--version").returncode == 0
