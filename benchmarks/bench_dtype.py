@@ -28,7 +28,7 @@ def main(argv: list[str]) -> None:
     from ldengine.functionbase import FunctionBase
     from ldengine.models import load_student
     from ldengine.registry import Registry
-    from plugins.pursuit import kd
+    from ldengine_plugins.pursuit import kd
     reg = Registry.load()
     task = reg.get("tasks", "pursuit").obj
     base = FunctionBase.build("pursuit", reg.modules_for("pursuit"))

@@ -89,7 +89,7 @@ def game_row(label: str, s: dict) -> str:
 
 def state_class(state: dict) -> str:
     """The class of a pursuer.decide input, in the oracle's order of the When: fields."""
-    from plugins.pursuit.task import capture_ready, near_edge, pursuer_blocked
+    from ldengine_plugins.pursuit.task import capture_ready, near_edge, pursuer_blocked
     if capture_ready(state):
         return CLASSES[0]
     if pursuer_blocked(state):

@@ -8,8 +8,9 @@ from typing import Any
 from ldengine.cache import read_json
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
+from ldengine.taskkit import function_base_root
 
-ADAPTER_ROOT = Path(__file__).resolve().parent.parent / "function_base"
+ADAPTER_ROOT = function_base_root()
 SHARED_ADAPTER_DIR = ADAPTER_ROOT / "adapters"     # adapters trained on several tasks' manuals
 
 

@@ -36,6 +36,7 @@ from ldengine.manual import ManualEntry, entries_from_source
 from ldengine.plugins import DEFAULT_PLUGINS
 from ldengine.registry import ModuleSource
 from ldengine.sandbox import CompiledModule, IsolatedSandbox, Sandbox, SandboxResult, compile_module
+from ldengine.taskkit import function_base_root
 
 SANDBOX_ENV = "LDENGINE_SANDBOX"
 ISOLATED, INPROCESS = "isolated", "inprocess"
@@ -208,7 +209,7 @@ def _unique(name: str, taken: dict) -> str:
 
 # ---- stored versions (written by ``ldengine distill``) ---------------------------------------
 
-FUNCTION_BASE_ROOT = Path(__file__).resolve().parent.parent / "function_base"
+FUNCTION_BASE_ROOT = function_base_root()
 PROVENANCE = "provenance.json"
 _VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 

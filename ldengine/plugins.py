@@ -20,7 +20,7 @@ import pluggy
 from ldengine import hookspecs
 from ldengine.errors import UnknownNameError
 
-DEFAULT_PLUGINS = ("plugins.pursuit", "plugins.twentyone", "plugins.agents", "plugins.openai_student")
+DEFAULT_PLUGINS = ("ldengine_plugins.pursuit", "ldengine_plugins.twentyone", "ldengine_plugins.agents", "ldengine_plugins.openai_student")
 ENTRY_POINT_GROUP = "ldengine"
 
 

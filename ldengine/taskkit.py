@@ -3,12 +3,22 @@ playing a game generator (``task.game_steps``) with an agent's ``act``."""
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 from typing import Any, Callable, Generator
+
+# The repository's function_base/ folder, installed under this name (setup.py).
+FUNCTION_BASE_PACKAGE = "ldengine_function_base"
+
+
+def function_base_root() -> Path:
+    """The built-in function base's folder: its modules, adapters, stored versions and
+    emergencies (``function_base/`` in the repository)."""
+    return Path(str(resources.files(FUNCTION_BASE_PACKAGE)))
 
 
 def register_function_folder(register: Callable, task: str) -> None:
     """Hand every module of ``function_base/TASK/`` to ``register`` as text (never imported)."""
-    folder = resources.files("function_base") / task
+    folder = function_base_root() / task
     for item in sorted(folder.iterdir(), key=lambda p: p.name):
         if item.name.endswith(".py") and item.name != "__init__.py":
             register(task, item.read_text(encoding="utf-8"), f"{task}/{item.name}")

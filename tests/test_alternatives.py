@@ -107,7 +107,7 @@ def test_a_plugins_alternative_joins_the_stage(registry, pursuit_task):
     far = {"size": 21, "evader": [10, 10], "pursuers": [[0, 10], [20, 10], [10, 0]], "forbidden": [],
            "candidates": [[[1, 10], [2, 10]], [[19, 10], [18, 10]], [[10, 1], [10, 2]]]}
     assert base.oracle("pursuer.decide", far).name == "rush_from_three_sides"
-    assert base.problems(pursuit_task.pipeline, own={"plugins.pursuit"}) == []
+    assert base.problems(pursuit_task.pipeline, own={"ldengine_plugins.pursuit"}) == []
 
 
 def test_an_adapter_fits_a_base_that_still_holds_what_it_learnt():

@@ -74,8 +74,8 @@ def test_the_engines_own_error_lines_start_like_clicks():
 
 
 @pytest.mark.parametrize("args, check", [
-    (["plugins"], lambda d: {"plugins.pursuit", "plugins.twentyone"} <= {p["name"] for p in d["plugins"]}
-     and {"kind": "task", "name": "pursuit", "plugin": "plugins.pursuit"}.items() <= d["registered"][0].items()),
+    (["plugins"], lambda d: {"ldengine_plugins.pursuit", "ldengine_plugins.twentyone"} <= {p["name"] for p in d["plugins"]}
+     and {"kind": "task", "name": "pursuit", "plugin": "ldengine_plugins.pursuit"}.items() <= d["registered"][0].items()),
     (["functions", "list"], lambda d: d["version"] == "plugins" and len(d["base_hash"]) == 64
      and "capture_adjacent" in {f["name"] for f in d["functions"]}),
     (["emergencies", "list"], lambda d: {"name": "restricted-area", "split": "eval"}.items()

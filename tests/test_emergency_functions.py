@@ -12,7 +12,7 @@ from ldengine.emergency.verify import check_function
 from ldengine.emergency.write import Written, body_done, body_of
 from ldengine.functionbase import FunctionBase, StoredCodeChanged
 from ldengine.sandbox import IsolatedSandbox
-from plugins.pursuit.emergencies import KINDS
+from ldengine_plugins.pursuit.emergencies import KINDS
 
 KIND = next(k for k in KINDS if k.name == "restricted-area")
 PARAMS = KIND.params(0)

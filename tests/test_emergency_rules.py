@@ -6,8 +6,8 @@ from hypothesis import given, strategies as st
 from ldengine.emergency.rule import Instance, under_emergency
 from ldengine.errors import LDEngineError
 from ldengine.sandbox import IsolatedSandbox
-from plugins.pursuit.emergencies import KINDS
-from plugins.pursuit.rules import REACH, PursuitGame, manhattan
+from ldengine_plugins.pursuit.emergencies import KINDS
+from ldengine_plugins.pursuit.rules import REACH, PursuitGame, manhattan
 
 EVALUATED = [k for k in KINDS if k.split == "eval"]
 cells = st.tuples(st.integers(0, 20), st.integers(0, 20))

@@ -16,7 +16,7 @@ from ldengine.emergency.rule import under_emergency
 from ldengine.emergency.store import load_stored, save
 from ldengine.emergency.write import Written
 from ldengine.functionbase import FunctionBase, StoredCodeChanged, file_sha256, text_sha256
-from plugins.pursuit.emergencies import KINDS
+from ldengine_plugins.pursuit.emergencies import KINDS
 
 KIND = next(k for k in KINDS if k.name == "restricted-area")
 PARAMS = KIND.params(0)

@@ -11,7 +11,7 @@ from ldengine.emergency.verify import RANDOM_STATES, check_function, game_inputs
 from ldengine.emergency.write import write_function
 from ldengine.functionbase import FunctionBase
 from ldengine.sandbox import IsolatedSandbox
-from plugins.pursuit.emergencies import KINDS
+from ldengine_plugins.pursuit.emergencies import KINDS
 
 KIND = next(k for k in KINDS if k.name == "restricted-area")
 PARAMS = KIND.params(0)

@@ -14,8 +14,8 @@ from matplotlib.container import BarContainer, ErrorbarContainer
 from ldengine import play
 from ldengine.cli import cli
 from ldengine.evaluate import outcome_figure
-from plugins.pursuit.plot import trajectory_figure
-from plugins.pursuit.task import GameResult
+from ldengine_plugins.pursuit.plot import trajectory_figure
+from ldengine_plugins.pursuit.task import GameResult
 
 matplotlib.use("Agg")
 

@@ -5,7 +5,7 @@ from hypothesis import given, strategies as st
 
 from ldengine.agents import AgentContext, expert_agent
 from ldengine.manual import FIELDS
-from plugins.pursuit.rules import is_legal_pursuer_move
+from ldengine_plugins.pursuit.rules import is_legal_pursuer_move
 
 
 def all_examples(base):

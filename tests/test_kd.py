@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from ldengine.adapters import find_adapter
 from ldengine.cli import cli
 from ldengine.errors import LDEngineError
-from plugins.pursuit import kd
-from plugins.pursuit.baseline import has_cells, legal_cells, parse_answer, prompt, rules_prefix, step_question
+from ldengine_plugins.pursuit import kd
+from ldengine_plugins.pursuit.baseline import has_cells, legal_cells, parse_answer, prompt, rules_prefix, step_question
 
 
 @pytest.fixture(scope="module")

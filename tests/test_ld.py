@@ -10,7 +10,7 @@ from ldengine.adapters import find_adapter
 from ldengine.errors import LDEngineError
 from ldengine.finetune import FinetuneConfig, finetune, shuffled
 from ldengine.ld import SelectionExample, option_text, prompt_prefix, stage_query
-from plugins.pursuit.baseline import legal_cells, parse_answer, prompt
+from ldengine_plugins.pursuit.baseline import legal_cells, parse_answer, prompt
 
 
 def run_cli(*args):

@@ -56,3 +56,24 @@ def test_the_extras_plugin_installs_with_pip_registers_and_plays(tmp_path):
     assert removed.returncode == 0, removed.stderr
     after = ldengine("plugins")
     assert "pursuit_extras" not in after.stdout
+
+
+def test_the_built_in_plugins_and_function_base_install_under_names_of_their_own(tmp_path):
+    """ldengine's distribution installs ldengine, ldengine_plugins and ldengine_function_base:
+    no generic top-level `plugins` or `function_base` that another package could shadow.
+    Outside the repository only the prefixed names import, and the function base's modules
+    and adapters are found through them."""
+    probe = ("import importlib.util, json\n"
+             "from importlib.metadata import distribution\n"
+             "print(sorted(distribution('ldengine').read_text('top_level.txt').split()))\n"
+             "from ldengine.taskkit import function_base_root\n"
+             "from ldengine.adapters import SHARED_ADAPTER_DIR\n"
+             "import ldengine_plugins.pursuit\n"
+             "print(json.dumps({n: importlib.util.find_spec(n) is not None for n in ('plugins', 'function_base')}))\n"
+             "print((function_base_root() / 'pursuit' / 'strategy.py').is_file(), any(SHARED_ADAPTER_DIR.glob('*/manifest.json')))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    tops, found, files = out.stdout.splitlines()
+    assert tops == "['ldengine', 'ldengine_function_base', 'ldengine_plugins']"
+    assert json.loads(found) == {"plugins": False, "function_base": False}
+    assert files == "True True"

@@ -73,7 +73,7 @@ def ldengine_register_students(register):
 
 @hookimpl
 def ldengine_register_emergencies(register):
-    from plugins.pursuit.emergencies import PursuitEmergency
+    from ldengine_plugins.pursuit.emergencies import PursuitEmergency
     register(PursuitEmergency("no-corner", "No piece may enter a cell (x, y) with x + y < {{s}}.",
                               "not (x + y < {{s}})", lambda c, p, k: c[0] + c[1] >= k["s"],
                               lambda rng, size: {{"s": 3}}))
@@ -113,8 +113,8 @@ def plugin_dir(tmp_path, monkeypatch):
 def test_it_lists_built_in_plugins_with_their_hooks(registry):
     """It loads the built-in plugins through the same hooks as third-party ones."""
     names = {p.name: p for p in registry.plugins}
-    assert names["plugins.pursuit"].origin == "built-in"
-    assert "ldengine_register_functions" in names["plugins.pursuit"].hooks
+    assert names["ldengine_plugins.pursuit"].origin == "built-in"
+    assert "ldengine_register_functions" in names["ldengine_plugins.pursuit"].hooks
     assert {"greedy", "random"} <= set(registry.evaders)
     assert "expert" in registry.agents and "pursuit" in registry.tasks
 

@@ -3,8 +3,8 @@ import random
 
 from hypothesis import given, strategies as st
 
-from plugins.pursuit import evaders
-from plugins.pursuit.rules import (MAX_VIOLATIONS, PursuitGame, captured, evader_moves,
+from ldengine_plugins.pursuit import evaders
+from ldengine_plugins.pursuit.rules import (MAX_VIOLATIONS, PursuitGame, captured, evader_moves,
                                    is_legal_pursuer_move, random_start)
 
 SIZES = st.integers(min_value=5, max_value=25)

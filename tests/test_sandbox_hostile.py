@@ -71,7 +71,7 @@ def test_it_runs_every_base_isolated_by_default(what, monkeypatch):
     """It runs even the built-in plugins' modules in the worker unless asked otherwise."""
     monkeypatch.delenv("LDENGINE_SANDBOX", raising=False)
     body, expected = HOSTILE[what]
-    base = base_of(body, "plugins.pursuit", None)
+    base = base_of(body, "ldengine_plugins.pursuit", None)
     assert not base.inprocess and not base.modules["toy/plugins.pursuit.py"].loaded
     result = base.call("f", 1)
     assert result.error_type in expected and not result.ok
@@ -82,7 +82,7 @@ def test_it_runs_every_base_isolated_by_default(what, monkeypatch):
 def test_it_runs_built_in_modules_in_process_only_when_asked(monkeypatch):
     """It runs the built-in plugins' modules in this process with LDENGINE_SANDBOX=inprocess."""
     monkeypatch.setenv("LDENGINE_SANDBOX", "inprocess")
-    base = base_of("return x", "plugins.pursuit", None)
+    base = base_of("return x", "ldengine_plugins.pursuit", None)
     assert base.inprocess == {"toy/plugins.pursuit.py"}
     assert base.call("f", 1).value == 1 and base.isolated is None
 
@@ -101,7 +101,7 @@ def test_it_refuses_an_unknown_sandbox_mode(monkeypatch):
     """It names the two modes when LDENGINE_SANDBOX holds something else."""
     monkeypatch.setenv("LDENGINE_SANDBOX", "none")
     with pytest.raises(Exception, match="inprocess"):
-        base_of("return x", "plugins.pursuit", None)
+        base_of("return x", "ldengine_plugins.pursuit", None)
 
 
 def test_the_alarm_leaves_no_timer_behind():

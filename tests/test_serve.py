@@ -559,7 +559,7 @@ def test_the_backend_reports_a_wrong_model_or_no_server_as_user_errors(served):
 
 def test_the_plugin_registers_the_openai_backend():
     """It registers ``openai`` through ldengine_register_students, as a third party would."""
-    from plugins import openai_student
+    from ldengine_plugins import openai_student
     registered: list = []
     openai_student.ldengine_register_students(lambda *args: registered.append(args))
     assert [(name, loader) for name, loader, _ in registered] == [("openai", load_openai_student)]

@@ -1,7 +1,7 @@
 """pursuer.decide's four strategies: their predicates, the oracle's choice, legal and capturing moves."""
 import pytest
 
-from plugins.pursuit.task import capture_ready, near_edge, pursuer_blocked
+from ldengine_plugins.pursuit.task import capture_ready, near_edge, pursuer_blocked
 
 STAGE = "pursuer.decide"
 STRATEGIES = ("capture_adjacent", "route_around_block", "pin_against_edge", "encircle_evader")
@@ -127,8 +127,20 @@ def test_a_blocked_pursuer_slides_along_the_wall_toward_its_end(pursuit_base):
     assert cells[0] == [6, 17]
     fixed = dict(WALLED, candidates=[[[6, 17]]] + WALLED["candidates"][1:])
     assert cells == pursuit_base.call("encircle_evader", fixed).value
-    # On the open board it is encircle_evader.
-    assert pursuit_base.call("route_around_block", OPEN).value == pursuit_base.call("encircle_evader", OPEN).value
+    # With no pursuer blocked it has nothing to route around: the plain chase, not encircle_evader's move.
+    chase = pursuit_base.call("chase_nearest", OPEN).value
+    assert pursuit_base.call("route_around_block", OPEN).value == chase != pursuit_base.call("encircle_evader", OPEN).value
+
+
+def test_the_specialists_play_the_plain_chase_outside_their_state(pursuit_base):
+    """route_around_block (no pursuer blocked) and pin_against_edge (the evader far from every
+    edge) do not fall back to encircle_evader: played in the wrong state they cost steps, so
+    choosing among the alternatives matters."""
+    chase = pursuit_base.call("chase_nearest", OPEN).value
+    assert chase != pursuit_base.call("encircle_evader", OPEN).value
+    for name in ("route_around_block", "pin_against_edge"):
+        assert pursuit_base.call(name, OPEN).value == chase, name
+    assert pursuit_base.call("route_around_block", WALLED).value != pursuit_base.call("chase_nearest", WALLED).value
 
 
 def test_route_examples_hold(pursuit_base):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import ldengine.cli as cli_module
 from ldengine.agents import AgentContext, expert_agent
 from ldengine.functionbase import FunctionBase
-from plugins.twentyone.rules import (CARDS, P, Hand, best, dealer_final, hand_value, optimal_choice,
+from ldengine_plugins.twentyone.rules import (CARDS, P, Hand, best, dealer_final, hand_value, optimal_choice,
                                      optimal_return, settle)
 
 cards = st.lists(st.sampled_from(CARDS), min_size=2, max_size=8)

@@ -4,7 +4,7 @@ import pytest
 
 from ldengine.agents import AgentContext, expert_agent
 from ldengine.functionbase import FunctionBase
-from plugins.twentyone.rules import CARDS, Hand, best, dealer_final, optimal_choice
+from ldengine_plugins.twentyone.rules import CARDS, Hand, best, dealer_final, optimal_choice
 
 SOFT_HANDS = [[1, 1], [1, 2], [1, 5], [1, 6], [1, 7], [1, 10], [1, 2, 3], [1, 1, 9]]
 HARD_HANDS = [[5, 3], [2, 2], [10, 2], [10, 6], [9, 9], [10, 6, 1], [10, 10, 1], [1, 1, 10], [6, 3, 1, 1, 9]]
@@ -90,8 +90,8 @@ def test_the_wrong_alternative_changes_decisions_on_the_seeded_hands():
     decides like the optimal policy, while forcing the wrong one changes some decisions on soft
     hands (on hard hands it only differs in value for hard totals up to 10, where hitting still
     wins). The functions are called directly here (plain Python, same code) to stay fast."""
-    from function_base.twentyone.hand import hand_total
-    from function_base.twentyone.value import hit_value_hard, hit_value_soft, stand_value
+    from ldengine_function_base.twentyone.hand import hand_total
+    from ldengine_function_base.twentyone.value import hit_value_hard, hit_value_soft, stand_value
     finals = {shown: [float(p) for p in dealer_final(shown)] for shown in CARDS}
     decisions = {True: 0, False: 0}
     changed = {True: 0, False: 0}

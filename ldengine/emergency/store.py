@@ -16,8 +16,9 @@ from ldengine.emergency.write import Written
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import StoredCodeChanged, check_file, text_sha256
 from ldengine.sandbox import IsolatedSandbox
+from ldengine.taskkit import function_base_root
 
-FUNCTION_ROOT = Path(__file__).resolve().parent.parent.parent / "function_base"
+FUNCTION_ROOT = function_base_root()
 
 
 def store_dir(task: str) -> Path:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from ldengine.hookspecs import hookimpl
 from ldengine.taskkit import register_function_folder
-from plugins.pursuit import emergencies, evaders
-from plugins.pursuit.task import PursuitTask
+from ldengine_plugins.pursuit import emergencies, evaders
+from ldengine_plugins.pursuit.task import PursuitTask
 
 
 @hookimpl

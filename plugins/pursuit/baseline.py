@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from plugins.pursuit.rules import REACH, is_legal_pursuer_move
+from ldengine_plugins.pursuit.rules import REACH, is_legal_pursuer_move
 
 _CELL = re.compile(r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)|\[\s*(-?\d+)\s*,\s*(-?\d+)\s*\]")
 MAX_NEW_TOKENS = 48
@@ -69,7 +69,7 @@ def parse_answer(text: str) -> list[list[int]] | None:
     return cells[:3] if len(cells) >= 3 else None
 
 
-# knowledge distillation (plugins.pursuit.kd): one question per pursuer, one cell answered
+# knowledge distillation (ldengine_plugins.pursuit.kd): one question per pursuer, one cell answered
 KD_MAX_NEW_TOKENS = 12
 
 
@@ -103,7 +103,7 @@ class PursuitText:
         return cells, {"unparseable_answers": 0,
                        "illegal_cells_proposed": sum(c not in options for c, options in zip(cells, legal))}
 
-    # knowledge distillation: one question per pursuer (see plugins.pursuit.kd)
+    # knowledge distillation: one question per pursuer (see ldengine_plugins.pursuit.kd)
     kd_max_new_tokens = KD_MAX_NEW_TOKENS
 
     kd_stop = staticmethod(has_cells(1))

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from plugins.pursuit.rules import REACH, is_legal_pursuer_move, manhattan, random_start
+from ldengine_plugins.pursuit.rules import REACH, is_legal_pursuer_move, manhattan, random_start
 
 STAGE = "pursuer.emergency"
 AFTER = "pursuer.filter"

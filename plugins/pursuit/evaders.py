@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 
-from plugins.pursuit.rules import Cell, manhattan
+from ldengine_plugins.pursuit.rules import Cell, manhattan
 
 
 def greedy(legal: list[Cell], pursuers, rng: random.Random) -> Cell:

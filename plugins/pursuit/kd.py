@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from plugins.pursuit.baseline import (KD_MAX_NEW_TOKENS,  # noqa: F401; (rules_prefix, question: finetune, tests)
+from ldengine_plugins.pursuit.baseline import (KD_MAX_NEW_TOKENS,  # noqa: F401; (rules_prefix, question: finetune, tests)
                                       first_cell, has_cells, legal_cells, question, rules_prefix)
 
 

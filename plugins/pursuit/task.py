@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ldengine.taskkit import play_through, selections_record
-from plugins.pursuit.rules import (FAIL_NO_VIOLATION, FAIL_VIOLATION, SUCCESS, PursuitGame,
+from ldengine_plugins.pursuit.rules import (FAIL_NO_VIOLATION, FAIL_VIOLATION, SUCCESS, PursuitGame,
                                    is_legal_pursuer_move, parse_cell, random_start)
 
 Emit = Callable[[dict], None]
@@ -87,7 +87,7 @@ class PursuitTask:
 
     def custom_emergency(self, text: str, params: dict, allowed=(), forbidden=(), like: Any = None) -> Any:
         """A rule a user gives in words, checked against their examples or a known kind's rule."""
-        from plugins.pursuit.emergencies import custom_rule
+        from ldengine_plugins.pursuit.emergencies import custom_rule
         return custom_rule(text, params, allowed, forbidden, like, self.size)
 
     def blocked(self) -> frozenset:
@@ -146,13 +146,13 @@ class PursuitTask:
     @property
     def text(self):
         """What the text-answering baselines are asked, and how their answers are read."""
-        from plugins.pursuit.baseline import TEXT
+        from ldengine_plugins.pursuit.baseline import TEXT
         return TEXT
 
     @property
     def kd(self):
         """Knowledge-distillation data and scoring for ``ldengine finetune --method kd``."""
-        from plugins.pursuit import kd
+        from ldengine_plugins.pursuit import kd
         return kd
 
     def summarize(self, results: list[GameResult]) -> dict:
@@ -186,7 +186,7 @@ class PursuitTask:
         return "; ".join(parts)
 
     def plot(self, result: GameResult, path: str, title: str = "") -> None:
-        from plugins.pursuit.plot import plot_trajectories
+        from ldengine_plugins.pursuit.plot import plot_trajectories
         plot_trajectories(result, self.size, path, title)
 
     def trace_result(self, records: list[dict]) -> GameResult:

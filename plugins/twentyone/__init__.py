@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ldengine.hookspecs import hookimpl
 from ldengine.taskkit import register_function_folder
-from plugins.twentyone.task import TwentyOneTask
+from ldengine_plugins.twentyone.task import TwentyOneTask
 
 
 @hookimpl

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ldengine.taskkit import play_through, selections_record
-from plugins.twentyone.rules import Hand, hand_value, optimal_choice, optimal_return, outcome
+from ldengine_plugins.twentyone.rules import Hand, hand_value, optimal_choice, optimal_return, outcome
 
 Emit = Callable[[dict], None]
 
@@ -97,13 +97,13 @@ class TwentyOneTask:
     @property
     def text(self):
         """What the text-answering baselines are asked, and how their answers are read."""
-        from plugins.twentyone.text import TEXT
+        from ldengine_plugins.twentyone.text import TEXT
         return TEXT
 
     @property
     def kd(self):
         """Knowledge-distillation data and scoring for ``ldengine finetune --method kd``."""
-        from plugins.twentyone import text
+        from ldengine_plugins.twentyone import text
         return text
 
     def optimal_return(self) -> float:

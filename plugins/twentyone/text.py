@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from plugins.twentyone.rules import hand_value
+from ldengine_plugins.twentyone.rules import hand_value
 
 _CHOICE = re.compile(r"\b(hit|stand)\b", re.IGNORECASE)
 MAX_NEW_TOKENS = 8
