@@ -87,9 +87,8 @@ def route_around_block(obs):
         usually on that side. It takes the candidate that goes farthest that way, then the one nearest the
         evader along the blocked axis, so it hugs the obstacle and turns past its end as soon as a move there
         is legal; at the board edge it slides the other way. The other pursuers play encircle_evader's move,
-        planned with the blocked ones on their chosen cells. Outside its state (no pursuer blocked, as in
-        the open game) it has nothing to route around and plays only the plain chase (chase_nearest): it
-        corners the greedy evader slowly (about 16 steps a game, not 9).
+        planned with the blocked ones on their chosen cells. Played elsewhere it has nothing to route
+        around: it plays only the plain chase (chase_nearest), about 16 steps a game instead of 9.
     Example:
         >>> route_around_block({"size": 21, "evader": [10, 15], "forbidden": [], "pursuers": [[6, 15], [12, 13], [12, 17]], "candidates": [[[6, 13], [5, 14], [6, 14], [4, 15], [5, 15], [6, 15], [5, 16], [6, 16], [6, 17]], [[12, 13], [11, 13], [11, 14], [10, 13]], [[12, 17], [11, 17], [11, 16], [10, 17]]]})
         [[6, 17], [11, 13], [11, 16]]
@@ -149,9 +148,8 @@ def pin_against_edge(obs):
         its distance to the nearest pursuer, then the sum; ties go to stay, x+1, x-1, y+1, y-1). A joint move
         after which every pursuer has a cell within distance 2 that is next to the evader's new cell (capture
         next step) wins, the one leaving the farthest pursuer closest, then the smallest sum of distances.
-        When no joint move pins it, it plays encircle_evader's move. Outside its state (the evader more than 2
-        cells from every edge) there is no edge to pin against and it plays only the plain chase
-        (chase_nearest): it corners the greedy evader slowly (about 16 steps a game, not 9).
+        When no joint move pins it, it plays encircle_evader's move. Played elsewhere it has nothing to pin
+        against: it plays only the plain chase (chase_nearest), about 16 steps a game instead of 9.
     Example:
         >>> pin_against_edge({"size": 9, "evader": [0, 4], "forbidden": [], "pursuers": [[3, 4], [2, 7], [2, 1]], "candidates": [[[1, 4], [2, 4], [3, 4]], [[1, 6], [2, 6], [2, 7]], [[1, 2], [2, 2], [2, 1]]]})
         [[3, 4], [1, 6], [1, 2]]
