@@ -1,7 +1,7 @@
 """Does the learned part earn its place? Selection ablations on the same held-out states and games.
 
     .venv/bin/python benchmarks/bench_ablation.py [--task pursuit] [--heldout-games 10] [--games 20]
-        [--adapter DIR] [--extra-module FILE] [--write]
+        [--adapter DIR] [--extra-module FILE] [--emergencies wall,restricted-area] [--write]
 
 Per stage, on the stage inputs of held-out expert games (seeds 20000..., never trained
 on), with the shared index's top-5: how often each selector picks the oracle's
@@ -10,7 +10,8 @@ first hit (no model), the untuned student, the tuned student in retrieval order,
 the tuned student with the candidates shuffled (8 orders per distinct selection).
 Then each as an agent on the same seeded games (``ldengine run``'s agents expert,
 top1, ld_untuned, ld, ld_shuffled): success, violations, average steps, distinct
-selection prompts and model calls. ``--extra-module`` adds a function module (e.g.
+selection prompts and model calls; ``--emergencies`` plays the game table again under
+each rule change, where the alternatives matter most. ``--extra-module`` adds a function module (e.g.
 the extras plugin's alternative) to the base, to measure zero-shot selection of an
 alternative the adapter never saw.
 """
@@ -88,12 +89,19 @@ def oracle_mix(base, held) -> str:
     return ", ".join(f"{n} {c}" for n, c in sorted(counts.items(), key=lambda x: -x[1])) or "-"
 
 
-def game_rows(reg, task_name, games, adapter, extra) -> list[str]:
+AGENTS = ("expert", "top1", "ld_untuned", "ld", "ld_shuffled")
+# Under an emergency: the unadapted expert (no function for the rule), and the two that adopt the
+# stored function for it and differ only in how they choose a stage's function.
+EMERGENCY_AGENTS = ("expert", "top1", "ld")
+
+
+def game_rows(reg, task_name, games, adapter, extra, emergency=None) -> list[str]:
     from ldengine.runner import RunConfig, run_games
     rows = []
-    for agent in ("expert", "top1", "ld_untuned", "ld", "ld_shuffled"):
+    for agent in EMERGENCY_AGENTS if emergency else AGENTS:
         options = {"adapter": adapter, "k": 5, "log": lambda line: None}
-        cfg = RunConfig(task_name, agent, games, 0, "greedy", None, None, progress=False, options=options)
+        cfg = RunConfig(task_name, agent, games, 0, "greedy", None, None, progress=False, options=options,
+                        emergency=emergency)
         s = run_games(reg, cfg).summary
         calls, prompts = s.get("model_calls", "-"), s.get("distinct_prompts", "-")
         steps = "-" if s.get("avg_steps_success") is None else f"{s['avg_steps_success']:.2f}"
@@ -110,6 +118,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--games", type=int, default=20, help="games per agent (0: skip the game table)")
     parser.add_argument("--adapter", help="selection adapter (default: the committed one for the base)")
     parser.add_argument("--extra-module", help="a function module (file) added to the base, e.g. a plugin's")
+    parser.add_argument("--emergencies", default="", help="comma-separated emergency kinds: the game table "
+                        "again under each (parameter seed 0), for expert, top1 and ld")
     parser.add_argument("--write", action="store_true", help="append the figures to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     from ldengine.functionbase import FunctionBase
@@ -125,6 +135,8 @@ def main(argv: list[str]) -> None:
                          list(range(20_000, 20_000 + args.heldout_games)))
     rows, adapter_name, mix = stage_table(reg, task, base, args.adapter, pairs)
     games = game_rows(reg, args.task, args.games, args.adapter, args.extra_module) if args.games else []
+    under = {kind: game_rows(reg, args.task, args.games, args.adapter, args.extra_module, kind)
+             for kind in filter(None, args.emergencies.split(",")) if args.games}
     title = f"### Selection ablations: {args.task}" + (f" with {Path(args.extra_module).name}" if args.extra_module else "")
     publish("\n".join([
         title, "", machine_line("bench_ablation.py", argv), "",
@@ -136,7 +148,13 @@ def main(argv: list[str]) -> None:
         *([f"The same selectors as agents on {args.games} games (seeds 0...):", "",
            "| task | agent | games | success (return) | violations | avg steps | selection accuracy | "
            "distinct prompts | model calls | wall s |", "|---|---|---|---|---|---|---|---|---|---|", *games, ""]
-          if games else [])]), args.write)
+          if games else []),
+        *[line for kind, kind_rows in under.items() for line in (
+            f"Under the `{kind}` emergency (parameter seed 0; top1 and ld adopt the stored verified function "
+            f"for it, the expert has none), {args.games} games (seeds 0...):", "",
+            "| task | agent | games | success (return) | violations | avg steps | selection accuracy | "
+            "distinct prompts | model calls | wall s |", "|---|---|---|---|---|---|---|---|---|---|", *kind_rows, "")]]),
+        args.write)
 
 
 if __name__ == "__main__":

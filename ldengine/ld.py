@@ -171,11 +171,16 @@ def shuffled_agent(context: Any) -> Any:
 
 
 def top1_agent(context: Any) -> Any:
-    """Ablation with no model: the retriever's first hit at every stage."""
+    """Ablation with no selection model: the retriever's first hit at every stage. Under an
+    emergency it adopts the rule's function as ``ld`` does (the stored verified one, or one
+    the student writes), so the two differ only in how a stage's function is chosen."""
+    written = adopt(context, context.options.get("log") or _stderr)
     provider = RetrieverProvider(context.task, context.base, _retriever(context), context.options.get("k") or DEFAULT_K)
     agent = LoopAgent(context, provider, FirstSelector())
     agent.name = "top1"
-    agent.identity = lambda: {"retriever_index_hash": getattr(provider.retriever, "index_hash", None), "k": provider.k}
+    _play_adopted(agent, context, written)
+    agent.identity = lambda: {"retriever_index_hash": getattr(provider.retriever, "index_hash", None), "k": provider.k,
+                              **_emergency_identity(written)}
     return agent
 
 
@@ -190,6 +195,14 @@ class ShuffledProvider(RetrieverProvider):
         found = super().candidates(stage, state)
         self.rng.shuffle(found)
         return found
+
+
+def _play_adopted(agent: Any, context: Any, written: Any) -> None:
+    """The emergency's new stage joins ``agent``'s pipeline when a function for it passed."""
+    if written is not None and written.passed:
+        kind = context.task.emergency.kind
+        agent.pipeline = with_stage(agent.pipeline, kind.stage, kind.after)
+    agent.emergency = written
 
 
 def _retriever(context: Any) -> Any:
@@ -211,10 +224,7 @@ def _learned_agent(context: Any, name: str, adapter: bool = True, shuffle: bool 
     provider = kind(context.task, context.base, retriever, opts.get("k") or DEFAULT_K)
     agent = LoopAgent(context, provider, StudentSelector(context.task, student))
     agent.name = name
-    if written is not None and written.passed:
-        kind = context.task.emergency.kind
-        agent.pipeline = with_stage(agent.pipeline, kind.stage, kind.after)
-    agent.emergency = written
+    _play_adopted(agent, context, written)
     agent.setup = model_setup(student, chosen)
     agent.usage = lambda: dict(getattr(student, "usage", {}))
     agent.identity = lambda: {"model": student.name, "model_sha256": student.model_hash,

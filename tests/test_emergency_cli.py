@@ -75,7 +75,9 @@ def test_the_expert_nobody_adapted_breaks_the_new_rule_and_the_trace_shows_it(tm
 
 def test_ld_adopts_the_students_function_and_obeys_the_new_rule(tmp_path):
     """The ld agent has the student write the function (or reuses the stored one), puts it
-    after the legality filter, and plays without a violation."""
+    after the legality filter, and plays without a violation. The student selects it at the new
+    stage at nearly every step: the committed adapter picks filter_legal_cells there at the
+    capturing step of these games (README, Table 2), so not at every one."""
     out, trace = tmp_path / "r.json", tmp_path / "t.jsonl"
     result = invoke("run", "pursuit", "--agent", "ld", "--games", "4", "--emergency", "restricted-area",
                     "--json", str(out), "--trace", str(trace), "--quiet")
@@ -84,5 +86,21 @@ def test_ld_adopts_the_students_function_and_obeys_the_new_rule(tmp_path):
     assert summary["emergency_function"] == "obey_restricted_area"
     assert summary["violations"] == 0 and summary["success"] == 1.0
     check_trace(trace)
+    steps = [json.loads(line) for line in trace.read_text().splitlines() if '"pursuers"' in line]
+    steps = [s for s in steps if s.get("type") == "pursuers"]
+    assert all(any(x["stage"] == "pursuer.emergency" for x in s["selections"]) for s in steps)
+    assert sum("obey_restricted_area" in s["functions"] for s in steps) >= 0.85 * len(steps)
+
+
+def test_top1_adopts_the_same_function_as_ld(tmp_path):
+    """The retriever-first-hit ablation adopts the rule's function as ld does (the stored one, or
+    one the student writes), so under an emergency the two differ only in how a stage's function
+    is chosen: it plays the new stage and breaks no rule."""
+    out, trace = tmp_path / "r.json", tmp_path / "t.jsonl"
+    result = invoke("run", "pursuit", "--agent", "top1", "--games", "3", "--emergency", "restricted-area",
+                    "--json", str(out), "--trace", str(trace), "--quiet")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(out.read_text())
+    assert summary["emergency_function"] == "obey_restricted_area" and summary["violations"] == 0
     steps = [json.loads(line) for line in trace.read_text().splitlines() if '"pursuers"' in line]
     assert all("obey_restricted_area" in s["functions"] for s in steps if s.get("type") == "pursuers")
