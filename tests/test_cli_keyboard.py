@@ -99,7 +99,7 @@ def test_plugins_lists_in_aligned_columns():
     """Each column starts at the same place on every line (a long plugin name once pushed its
     row out of line)."""
     lines = invoke("plugins").output.splitlines()
-    plugins = [line for line in lines if line.startswith("plugins.")]
+    plugins = [line for line in lines if line.startswith("ldengine_plugins.")]
     registered = [line for line in lines if line.startswith("  ") and " from " in line]
     assert len(plugins) >= 4 and len(registered) > 20
     assert len({re.search(r"built-in", line).start() for line in plugins}) == 1
