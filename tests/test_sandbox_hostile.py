@@ -72,7 +72,7 @@ def test_it_runs_every_base_isolated_by_default(what, monkeypatch):
     monkeypatch.delenv("LDENGINE_SANDBOX", raising=False)
     body, expected = HOSTILE[what]
     base = base_of(body, "ldengine_plugins.pursuit", None)
-    assert not base.inprocess and not base.modules["toy/plugins.pursuit.py"].loaded
+    assert not base.inprocess and not base.modules["toy/ldengine_plugins.pursuit.py"].loaded
     result = base.call("f", 1)
     assert result.error_type in expected and not result.ok
     assert base.call("ok", 3).value == 3
@@ -83,7 +83,7 @@ def test_it_runs_built_in_modules_in_process_only_when_asked(monkeypatch):
     """It runs the built-in plugins' modules in this process with LDENGINE_SANDBOX=inprocess."""
     monkeypatch.setenv("LDENGINE_SANDBOX", "inprocess")
     base = base_of("return x", "ldengine_plugins.pursuit", None)
-    assert base.inprocess == {"toy/plugins.pursuit.py"}
+    assert base.inprocess == {"toy/ldengine_plugins.pursuit.py"}
     assert base.call("f", 1).value == 1 and base.isolated is None
 
 
