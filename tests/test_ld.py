@@ -26,9 +26,8 @@ def test_one_committed_adapter_serves_both_tasks_and_records_its_figures(registr
     twentyone = FunctionBase.build("twentyone", registry.modules_for("twentyone"))
     adapter = find_adapter("pursuit", pursuit_base)
     manifest = json.loads((adapter / "manifest.json").read_text())
-    own = find_adapter("twentyone", twentyone)
-    assert json.loads((own / "manifest.json").read_text())["continued_from"] == adapter.name
-    own_manifest = json.loads((own / "manifest.json").read_text())
+    own_manifest = json.loads((find_adapter("twentyone", twentyone) / "manifest.json").read_text())
+    assert own_manifest["continued_from"] == adapter.name
     assert own_manifest["heldout_accuracy"] == 1.0 and own_manifest["heldout_shuffled_accuracy"] == 1.0
     assert manifest["function_base_hashes"] == {"pursuit": pursuit_base.hash, "twentyone": twentyone.hash}
     assert len(manifest["base_model_sha256"]) == 64 and len(manifest["data_sha256"]) == 64
