@@ -21,11 +21,12 @@ from ldengine.emergency.adopt import writing_adapter
 from ldengine.emergency.measure import measure, measure_table
 from ldengine.emergency.rule import check_rule_text
 from ldengine.emergency.store import save
-from ldengine.emergency.write import worked_examples, write_function
+from ldengine.emergency.board import BoardJudge
+from ldengine.emergency.write import confirm, worked_examples, write_function
 from ldengine.errors import LDEngineError
 from ldengine.evaluate import EvalConfig, command_line, evaluate, write_results
-from ldengine.finetune import (KD_TRAIN_GAMES, WRITE_HELDOUT_SEEDS, WRITE_TRAIN_SEEDS, FinetuneConfig, check_promotable,
-                               finetune as run_finetune, finetune_kd, finetune_write, quick as quick_config)
+from ldengine.finetune import (CONTINUE_LR, KD_TRAIN_GAMES, WRITE_HELDOUT_SEEDS, WRITE_TRAIN_SEEDS, FinetuneConfig,
+                               check_promotable, finetune as run_finetune, finetune_kd, finetune_write, quick as quick_config)
 from ldengine.functionbase import FunctionBase, base_for, versions_dir
 from ldengine.models.loading import chosen_device
 from ldengine.outputs import check_plot
@@ -470,7 +471,8 @@ def retrieve(query, task, k, only_task):
 @click.option("--student", type=click.Path(exists=True), help="Student model (default: SmolLM2-135M-Instruct GGUF).")
 @click.option("--steps", default=24, show_default=True, type=click.IntRange(1, 100_000), help="LoRA training steps.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 512))
-@click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(1e-6, 1.0))
+@click.option("--lr", type=click.FloatRange(1e-6, 1.0),
+              help="Learning rate [default: 0.003; with --from-adapter 0.001].")
 @click.option("--top-layers", default=6, show_default=True, type=click.IntRange(0, 1000), help="LoRA on the last N layers (0: all).")
 @click.option("--train-games", type=click.IntRange(1, 10_000),
               help="Expert games for training data [ld: 10, kd: 221]; write: parameter seeds per kind [40].")
@@ -524,6 +526,7 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
         raise click.UsageError("--patience counts the points of a learning curve: give --eval-every too")
     if eval_every and not out:
         raise click.UsageError("--eval-every needs --out, the folder that holds the curve and its checkpoint")
+    lr = lr or (CONTINUE_LR if from_adapter else FinetuneConfig.lr)
     if method == "write":
         _finetune_write(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, attempts, out,
                         promote)
@@ -580,16 +583,26 @@ def _adapter_use(manifest: dict, cfg) -> None:
 @click.option("--adapter", type=click.Path(exists=True, file_okay=False),
               help="LoRA adapter for writing (default: the committed writing adapter, if any).")
 @click.option("--no-store", is_flag=True, help="Verify only; do not add the function to function_base/.")
-def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, adapter, no_store):
+@click.option("--yes", "-y", is_flag=True,
+              help="Store the first function that passes without asking (for scripts); its board map is still shown.")
+@click.option("--png", type=click.Path(dir_okay=False), help="Also draw each shown board map to this PNG file.")
+def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, adapter, no_store, yes, png):
     """A new rule in words: the student writes a function for it, the isolated sandbox
-    verifies it, and a passing one is stored (with provenance) in the function base.
+    verifies it, its board map shows what it forbids, and one you confirm is stored (with
+    provenance) in the function base.
 
     \b
+    ldengine emergency "Pursuers may not enter column 10"
+    ldengine emergency "Pursuers may not enter column 10" --forbid 10,5 --allow 9,5
     ldengine emergency "Lava: no piece may enter a cell (x, y) with {x0} <= x <= {x1} \\
         and {y0} <= y <= {y1}." --param x0=4 --param y0=10 --param x1=8 --param y1=14
-    ldengine emergency "Pursuers may not enter column 10" --forbid 10,5 --allow 9,5
+
+    With the words alone, each function that runs correctly on every move of the board is
+    shown as a map for you to judge; examples (--allow/--forbid) or a known kind's rule
+    (--param, --kind) check it first. The moves of the map you confirm become the rule's
+    examples: the referee judges them in games.
     """
-    check_rule_text(text)        # before any model loads
+    check_rule_text(text)        # before any model loads (a rule over several pieces is refused here)
     reg = registry()
     task_obj = reg.get("tasks", task).obj
     values = _params(params)
@@ -599,23 +612,48 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
         raise click.ClickException("no example can be checked: give --allow/--forbid moves that are legal "
                                    "under the old rules, or --kind/--param to derive examples")
     click.echo(f"rule: {rule.describe(values)}")
-    click.echo(f"checking against {len(cases)} examples; up to {attempts} attempts")
+    words_only = getattr(rule, "examples_given", True) is False
+    click.echo("no examples: each function is checked on every move of the board for its form, then its map is "
+               f"yours to judge; up to {attempts} attempts" if words_only
+               else f"checking against {len(cases)} examples; up to {attempts} attempts")
     context = AgentContext(task_obj, FunctionBase.build(task, reg.modules_for(task)),
                            {"student": student, "writer_adapter": adapter}, reg)
     writer = context.load_student(adapter=writing_adapter(context))
+    click.echo(f"writing with {writer.name} (the first attempt greedy, then 4 at a time sampled)")
 
     def show(attempt):
-        click.echo(f"attempt {attempt.number} (temperature {attempt.temperature}): {attempt.check.line()}")
+        click.echo(f"attempt {attempt.number} (temperature {attempt.temperature}, {attempt.seconds:.1f} s): "
+                   f"{attempt.check.line()}")
         click.echo("".join("    | " + line + "\n" for line in attempt.source.splitlines()[-6:]))
+    ask = None if (yes or no_store) else _confirm_map
+    judge = BoardJudge(rule.function_name(), cases[0][0], click.echo, ask, png,
+                       (getattr(rule, "allowed", ()), getattr(rule, "forbidden", ())), rule.describe(values))
     written = write_function(rule, values, writer, worked_examples(reg, task), attempts, seed, cases,
-                                report=show)
+                             report=show, accept=judge)
     if not written.passed:
-        raise click.ClickException(f"no function passed verification in {attempts} attempts")
+        refused = sum(a.refused is not None for a in written.attempts)
+        raise click.ClickException(f"no function passed verification in {attempts} attempts"
+                                   + (f" ({refused} passed it but were refused on their board map)" if refused else ""))
+    if hasattr(rule, "confirmed") and judge.board is not None and getattr(rule, "like", None) is None:
+        check = confirm(written, rule, values, judge.board, seed)
+        if not check.passed:
+            raise click.ClickException(f"the function fails against the moves of its own map: {check.line()}")
+        click.echo(f"the rule now has the map's {len(judge.board.forbidden_moves):,} forbidden moves as examples "
+                   f"(checked again: {check.line()})")
     if no_store:
         click.echo(f"passed at attempt {written.attempts_to_pass} (not stored)")
         return
     path = save(written)
     click.echo(f"passed at attempt {written.attempts_to_pass}; stored {path} (+ .json provenance)")
+
+
+def _confirm_map() -> bool:
+    """Asks whether the map shown is the rule; with no answer to read (no terminal) it stops."""
+    try:
+        return click.confirm("Is this the rule? Store this function", default=False)
+    except click.Abort:
+        raise click.ClickException("no answer to read (no terminal?): pass --yes to store the first function "
+                                   "that passes, or --no-store to only see them") from None
 
 
 @cli.group(cls=_Group)
@@ -814,7 +852,7 @@ def _moves(items, hint: str) -> list:
 
 def _rule(reg, task, text: str, values: dict, kind: str | None, allow, forbid):
     """The rule to check against: a registered kind (named, or matched by parameter names),
-    else the user's own examples."""
+    else the user's own examples, else the words alone (the user judges each function's map)."""
     if not hasattr(task, "custom_emergency"):
         raise click.ClickException(f"task {task.name!r} takes no emergencies")
     allowed, forbidden = _moves(allow, "--allow"), _moves(forbid, "--forbid")
@@ -839,9 +877,6 @@ def _rule(reg, task, text: str, values: dict, kind: str | None, allow, forbid):
         if missing:
             raise click.BadParameter(f"{kind} needs --param for {', '.join(sorted(missing))}", param_hint="--param")
         return task.custom_emergency(text, values, like=base)
-    if not (allowed or forbidden):
-        raise click.ClickException("say how to check the function: --allow/--forbid examples, or "
-                                   "--param values of a known kind (ldengine plugins lists them)")
     return task.custom_emergency(text, values, allowed=allowed, forbidden=forbidden)
 
 

@@ -119,3 +119,28 @@ def test_an_adapter_fits_a_base_that_still_holds_what_it_learnt():
     assert trained_on(manifest, "toy", base) and trained_on(manifest, "toy", grown)
     changed = FunctionBase.build("toy", [ModuleSource("toy", TOY.replace("+ 1", "+ 2"), "toy/move.py", "toy")])
     assert not trained_on(manifest, "toy", changed)
+
+
+def test_a_continued_adapter_trains_where_a_new_function_competes_and_replays_the_rest():
+    """It trains a continuation on the selections that hold a function the adapter never
+    learnt, with a quarter as many of the others replayed; with nothing new, on all."""
+    from ldengine.finetune import TaskData, continuation, new_functions, trained_functions
+    from ldengine.ld import SelectionExample
+    base = toy_base()
+    manifest = {"trained_functions": {"toy": trained_functions(base)}}
+    grown = toy_base(TOY.replace("go_left", "hop_left").replace("go_right", "hop_right")
+                     .replace("the wall is on the right", "the floor is wet"))
+    assert new_functions(grown, manifest, "toy") == ["hop_left", "hop_right"]
+    assert new_functions(grown, {}, "toy") == sorted(grown.entries)
+
+    def example(i: int, *names: str) -> SelectionExample:
+        options = tuple(option_text(grown.entries[n]) for n in names)
+        return SelectionExample("rules", f"state {i}", options, 0, "toy.decide", True)
+    fresh = [example(i, "hop_left", "go_left") for i in range(8)]
+    known = [example(i, "go_left", "go_right") for i in range(20)]
+    data = [TaskData("toy", grown, None, fresh + known, [], [], [])]
+    train, info = continuation(data, manifest, seed=0)
+    assert train[:8] == fresh and len(train) == 10 and set(train[8:]) <= set(known)
+    assert info == {"new_functions": {"toy": ["hop_left", "hop_right"]}, "new_examples": 8, "replayed": 2}
+    same, info = continuation([TaskData("toy", base, None, known, [], [], [])], manifest)
+    assert same == known and info["new_examples"] == 0

@@ -12,18 +12,21 @@ from tests.referee import check_trace
 AREA = ["--param", "x0=4", "--param", "y0=10", "--param", "x1=8", "--param", "y1=14"]
 
 
-def invoke(*args):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+def invoke(*args, answer=None):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False, input=answer)
 
 
 def test_a_user_describes_a_rule_and_gets_a_verified_stored_function():
     """A rule in words ({name} fields filled from --param) whose parameters match a known
-    kind: examples are derived from that kind; each attempt is shown with its verdict; the passing function is stored with its
+    kind: examples are derived from that kind; each attempt is shown with its verdict and time;
+    the passing function's board map is shown and the user confirms it; it is stored with its
     provenance, and verifies again when read back."""
     result = invoke("emergency", "Lava: no piece may enter a cell (x, y) with {x0} <= x <= {x1} and "
-                    "{y0} <= y <= {y1}.", *AREA, "--attempts", "4")
+                    "{y0} <= y <= {y1}.", *AREA, "--attempts", "4", answer="y\n")
     assert result.exit_code == 0, result.output
-    assert "attempt 1 (temperature 0.0):" in result.output and "passed at attempt" in result.output
+    assert "attempt 1 (temperature 0.0, " in result.output and "passed at attempt" in result.output
+    assert "Is this the rule? Store this function" in result.output
+    assert "forbids 325 of the board's 5,317 single moves (6.1%): 25 cells closed (#)" in result.output
     stored = Path(result.output.split("stored ")[1].split(" (+")[0])
     provenance = json.loads(stored.with_suffix(".json").read_text())
     assert stored.parent.parent == Path(os.environ["LDENGINE_EMERGENCY_DIR"])
@@ -38,14 +41,20 @@ def test_user_examples_check_a_rule_no_kind_knows():
                                       "--forbid", "10,5", "--forbid", "9,5>10,6", "--allow", "9,6",
                                       "--attempts", "2", "--no-store"])
     assert "checking against 3 examples" in result.output
-    assert "attempt 1 (temperature 0.0):" in result.output
+    assert "attempt 1 (temperature 0.0, " in result.output
     assert result.exit_code == 0 and "not stored" in result.output or \
         result.exit_code == 1 and "no function passed verification in 2 attempts" in result.output
 
 
-def test_a_rule_without_any_way_to_check_it_is_refused_in_one_line():
-    result = CliRunner().invoke(cli, ["emergency", "Pursuers must dance."])
-    assert result.exit_code != 0 and "--allow/--forbid" in result.output and "Traceback" not in result.output
+def test_a_rule_over_several_pieces_or_with_a_bad_example_is_refused_in_one_line_before_any_model_loads():
+    """A rule function judges one pursuer's own move: a rule about where pieces stand relative to
+    each other is refused at once, with the reason; so is an example that is not a cell."""
+    for text in ("No two pursuers may stand on the same cell.", "A pursuer may not move next to another pursuer.",
+                 "Pursuers must keep 3 cells apart from each other."):
+        result = CliRunner().invoke(cli, ["emergency", text])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert "about several pieces at once" in result.output and "judges one pursuer's own move" in result.output
+        assert "attempt" not in result.output
     result = CliRunner().invoke(cli, ["emergency", "x", "--forbid", "ten,5"])
     assert result.exit_code != 0 and "is not X,Y" in result.output
 

@@ -180,6 +180,28 @@ def verification_cases(kind: EmergencyKind, params: dict, cases: list, seed: int
     return labelled + fresh
 
 
+def move_map(source: str, name: str, sandbox: Any, template: dict, movers: int = 3) -> list[tuple] | str:
+    """What a function does to every single move of the board, as verification's move domain
+    meets them (every cell as a mover's source, ``movers`` to a state, every legal destination):
+    ``(src, dst, kept)`` triples, or the error of the first call that fails. ``template``: a
+    state of the stage's input shape (``size``, ``reach``, ``pursuers``, ``candidates``)."""
+    module = compile_function(source, filename=f"<emergency {name}>")
+    size, reach = int(template["size"]), int(template["reach"])
+    moves = []
+    for state in _domain_states(lambda pursuers, evader: _state(template, pursuers, evader, size, reach),
+                                size, movers):
+        result = sandbox.call(module, name, state)
+        try:
+            kept = [{tuple(c) for c in cells} for cells in result.value["candidates"]] if result.ok else None
+        except (KeyError, TypeError):
+            kept = None
+        if kept is None:
+            return result.error or "returns no candidate lists"
+        for src, offered, keep in zip(state["pursuers"], state["candidates"], kept):
+            moves += [(tuple(src), tuple(c), tuple(c) in keep) for c in offered]
+    return moves
+
+
 def _fresh_cases(kind: EmergencyKind, params: dict, seed: int) -> list:
     try:
         return list(kind.cases(params, seed))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -28,6 +29,8 @@ class Attempt:
     seed: int
     source: str
     check: Check
+    seconds: float = 0.0               # writing (a batch's time shared by its attempts) and checking
+    refused: str | None = None         # why a passing one was not accepted (``accept``'s answer)
 
 
 @dataclass
@@ -96,11 +99,14 @@ def body_of(completion: str) -> str:
 def write_function(kind: EmergencyKind, params: dict, student: Student, examples: list[str], attempts: int = DEFAULT_ATTEMPTS,
                    seed: int = 0, cases: list | None = None, name: str | None = None,
                    report: Callable[[Attempt], None] = lambda a: None, verify_seed: int | None = None,
-                   game: GameInputs | None = None) -> Written:
+                   game: GameInputs | None = None,
+                   accept: Callable[[Attempt, Any], str | None] | None = None) -> Written:
     """Up to ``attempts`` candidates (greedy first, then sampled), each verified in an
     isolated sandbox worker (replaced whenever a candidate kills it) on the cases and on
     inputs drawn with ``verify_seed`` (None: a fresh seed, recorded in each attempt's
-    check), game-shaped with ``game``; the first that passes is accepted."""
+    check), game-shaped with ``game``; the first that passes is accepted, unless
+    ``accept(attempt, sandbox)`` (e.g. the user, shown its board map) gives a reason to
+    refuse it: that reason is recorded and the next attempt is written."""
     name = name or kind.function_name()
     header = kind.header(params, name)
     prefix, prompt = examples_prefix(examples), writing_prompt(examples, header)
@@ -108,14 +114,18 @@ def write_function(kind: EmergencyKind, params: dict, student: Student, examples
     verify_seed = random.SystemRandom().randrange(2**31) if verify_seed is None else verify_seed
     written = Written(kind.name, dict(params), name)
     with IsolatedSandbox() as sandbox:
-        for number, temperature, sample_seed, text in _completions(student, prefix, header, attempts, seed):
+        for number, temperature, sample_seed, text, spent in _completions(student, prefix, header, attempts, seed):
+            start = time.perf_counter()
             source = header + body_of(text)
             check = (verify(kind, params, source, name, sandbox, cases, verify_seed, game=game) if body_of(text).strip()
                      else Check(False, ["the student wrote no function body"], len(cases), 0))
-            attempt = Attempt(number, temperature, sample_seed, source, check)
+            attempt = Attempt(number, temperature, sample_seed, source, check,
+                              round(spent + time.perf_counter() - start, 2))
             written.attempts.append(attempt)
             report(attempt)
-            if attempt.check.passed:
+            if attempt.check.passed and accept is not None:
+                attempt.refused = accept(attempt, sandbox)
+            if attempt.check.passed and attempt.refused is None:
                 written.source = source
                 break
     written.provenance = _provenance(kind, written, student, prompt, cases)
@@ -123,20 +133,26 @@ def write_function(kind: EmergencyKind, params: dict, student: Student, examples
 
 
 def _completions(student: Student, prefix: str, header: str, attempts: int,
-                 seed: int) -> Iterator[tuple[int, float, int, str]]:
-    """(number, temperature, seed, text): one greedy answer, then sampled ones, four at a time."""
+                 seed: int) -> Iterator[tuple[int, float, int, str, float]]:
+    """(number, temperature, seed, text, seconds): one greedy answer, then sampled ones, four
+    at a time (each of a batch is given an equal share of the batch's time)."""
     if attempts < 1:
         return
-    def write(n: int, temperature: float, sample_seed: int) -> list[str]:
-        return student.generate_batch([header] * n, prefix=prefix, max_new_tokens=MAX_NEW_TOKENS,
-                                      stop=body_done, chat=False, temperature=temperature, seed=sample_seed)
-    yield 1, 0.0, seed, write(1, 0.0, seed)[0]
+
+    def write(n: int, temperature: float, sample_seed: int) -> tuple[list[str], float]:
+        start = time.perf_counter()
+        texts = student.generate_batch([header] * n, prefix=prefix, max_new_tokens=MAX_NEW_TOKENS,
+                                       stop=body_done, chat=False, temperature=temperature, seed=sample_seed)
+        return texts, (time.perf_counter() - start) / n
+    texts, spent = write(1, 0.0, seed)
+    yield 1, 0.0, seed, texts[0], spent
     number = 1
     while number < attempts:
         n = min(4, attempts - number)
-        for text in write(n, TEMPERATURE, seed + number):
+        texts, spent = write(n, TEMPERATURE, seed + number)
+        for text in texts:
             number += 1
-            yield number, TEMPERATURE, seed + number - 1, text
+            yield number, TEMPERATURE, seed + number - 1, text, spent
 
 
 def _provenance(kind: EmergencyKind, written: Written, student: Student, prompt: str, cases: list) -> dict:
@@ -147,7 +163,8 @@ def _provenance(kind: EmergencyKind, written: Written, student: Student, prompt:
             "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest(),
             "cases_sha256": hashlib.sha256(json.dumps(cases, sort_keys=True, default=repr).encode()).hexdigest(),
             "attempts": [{"number": a.number, "temperature": a.temperature, "seed": a.seed,
-                          "passed": a.check.passed, "check": asdict(a.check),
+                          "passed": a.check.passed, "check": asdict(a.check), "seconds": a.seconds,
+                          **({"refused": a.refused} if a.refused else {}),
                           "source_sha256": hashlib.sha256(a.source.encode()).hexdigest()}
                          for a in written.attempts],
             "accepted_attempt": written.attempts_to_pass, "version": "1.0.0",
@@ -161,3 +178,36 @@ def _custom_rule(kind: Any) -> dict:      # a user's rule: its words and example
         return [[list(src), list(dst)] for src, dst in items]
     return {"text": kind.text, "allowed": moves(kind.allowed), "forbidden": moves(kind.forbidden),
             "like": getattr(kind.like, "name", None)}
+
+
+# A confirmed rule keeps this many of the moves the function allows as allowed examples, so
+# that a later verification also catches a function that forbids more than the user saw.
+ALLOWED_SAMPLE = 64
+
+
+def confirm(written: Written, kind: Any, params: dict, board: Any, seed: int = 0) -> Check:
+    """A user's rule once its function's board map was confirmed (``board``: ``BoardMap``):
+    the rule is restated with the moves the function forbids as its forbidden examples (and
+    a sample of those it allows), so the referee and ``ldengine generated verify`` judge every
+    move the user saw; a rule known by its words alone gets its worked example from them in
+    the function's manual entry. The function is verified again against the restated rule
+    in a fresh isolated worker; ``written`` takes the result (source, check, provenance)."""
+    forbidden = set(board.forbidden_moves)
+    allowed = sorted(set(board.all_moves) - forbidden)
+    allowed = random.Random(seed).sample(allowed, min(ALLOWED_SAMPLE, len(allowed)))
+    restated = kind.confirmed(sorted(forbidden), allowed)
+    source = written.source or ""
+    if not kind.examples_given:
+        source = restated.header(params, written.name) + source[len(kind.header(params, written.name)):]
+    cases = restated.cases(params, seed)
+    with IsolatedSandbox() as sandbox:
+        check = verify(restated, params, source, written.name, sandbox, cases, seed)
+    if check.passed:
+        written.source, written.check = source, check
+        written.provenance.update({
+            "custom_rule": _custom_rule(restated),
+            "cases_sha256": hashlib.sha256(json.dumps(cases, sort_keys=True, default=repr).encode()).hexdigest(),
+            "confirmed": {"by": "the user, on the function's board map", "forbidden_moves": len(forbidden),
+                          "moves": board.moves, "source_sha256": hashlib.sha256(source.encode()).hexdigest()}})
+    return check
+

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from ldengine_plugins.pursuit.rules import REACH, is_legal_pursuer_move, manhattan, random_start
@@ -93,17 +93,19 @@ def header(kind: Any, params: dict, name: str | None = None, example: tuple | No
     rule = kind.describe(params)
     if example is None:
         example = _doc_example(lambda piece, src, dst: kind.allows(params, piece, src, dst))
-    given, expected = example
+    shown = ""
+    if example:                 # () : a rule known by its words alone has no worked example
+        given, expected = example
+        shown = (f"    Example:\n"
+                 f"        >>> {name}({json.dumps(given)})\n"
+                 f"        {json.dumps(expected)}\n")
     return (f"def {name}(obs):\n"
             f'    """Drop the candidate cells that the new rule forbids.\n\n'
             f"    Stage: {STAGE}\n"
             f'    Reads: obs["candidates"], obs["pursuers"]\n'
             f'    Returns: obs with "candidates" narrowed, per pursuer, to the cells the new rule allows, in the same order\n'
             f"    Rules: {rule}\n"
-            f"    Example:\n"
-            f"        >>> {name}({json.dumps(given)})\n"
-            f"        {json.dumps(expected)}\n"
-            f'    """\n')
+            + shown + '    """\n')
 
 
 def body(condition: str) -> str:
@@ -458,9 +460,24 @@ class CustomRule:
     def function_name(self) -> str:
         return "obey_new_rule"
 
+    @property
+    def examples_given(self) -> bool:
+        """Whether the rule is known by more than its words (examples, or a ``like`` kind)."""
+        return self.like is not None or bool(self.allowed or self.forbidden)
+
+    def confirmed(self, forbidden_moves: list, allowed_moves: list) -> "CustomRule":
+        """This rule once the user has confirmed what a function forbids on the board: those
+        moves become its forbidden examples (with ``allowed_moves`` as allowed ones), so the
+        referee and a later verification judge every move the user saw."""
+        forbidden = tuple(dict.fromkeys(self.forbidden + tuple((tuple(s), tuple(d)) for s, d in forbidden_moves)))
+        allowed = tuple(dict.fromkeys(self.allowed + tuple((tuple(s), tuple(d)) for s, d in allowed_moves)))
+        return replace(self, forbidden=forbidden, allowed=allowed)
+
     def header(self, params: dict, name: str | None = None) -> str:
         if self.like is not None:
             return header(self, params, name)
+        if not self.examples_given:
+            return header(self, params, name, example=())
         given, expect = self.cases(params)[0]
         out = {"pursuers": given["pursuers"],
                "candidates": [[c for c in given["candidates"][0] if tuple(c) not in map(tuple, expect.drop)]]}
@@ -474,6 +491,9 @@ class CustomRule:
         the evader far away."""
         if self.like is not None:
             return self.like.cases(params, seed, size)
+        if not self.examples_given:     # words alone: one state to check the function's form on
+            centre = (size // 2, size // 2)
+            return [(legal_obs([centre], _far_from([centre], size), size), Expect())]
         cases = []
         for moves, keep in ((self.forbidden, False), (self.allowed, True)):
             for src, dst in moves:
