@@ -25,7 +25,7 @@ from ldengine.emergency.board import BoardJudge
 from ldengine.emergency.write import confirm, worked_examples, write_function
 from ldengine.errors import LDEngineError
 from ldengine.evaluate import EvalConfig, command_line, evaluate, write_results
-from ldengine.finetune import (CONTINUE_LR, KD_TRAIN_GAMES, WRITE_HELDOUT_SEEDS, WRITE_TRAIN_SEEDS, FinetuneConfig,
+from ldengine.finetune import (KD_TRAIN_GAMES, WRITE_HELDOUT_SEEDS, WRITE_TRAIN_SEEDS, FinetuneConfig,
                                check_promotable, finetune as run_finetune, finetune_kd, finetune_write, quick as quick_config)
 from ldengine.functionbase import FunctionBase, base_for, versions_dir
 from ldengine.models.loading import chosen_device
@@ -471,8 +471,7 @@ def retrieve(query, task, k, only_task):
 @click.option("--student", type=click.Path(exists=True), help="Student model (default: SmolLM2-135M-Instruct GGUF).")
 @click.option("--steps", default=24, show_default=True, type=click.IntRange(1, 100_000), help="LoRA training steps.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 512))
-@click.option("--lr", type=click.FloatRange(1e-6, 1.0),
-              help="Learning rate [default: 0.003; with --from-adapter 0.001].")
+@click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(1e-6, 1.0))
 @click.option("--top-layers", default=6, show_default=True, type=click.IntRange(0, 1000), help="LoRA on the last N layers (0: all).")
 @click.option("--train-games", type=click.IntRange(1, 10_000),
               help="Expert games for training data [ld: 10, kd: 221]; write: parameter seeds per kind [40].")
@@ -485,7 +484,9 @@ def retrieve(query, task, k, only_task):
               help="write: attempts per held-out rule when measuring the pass rate.")
 @click.option("--out", type=click.Path(file_okay=False), help="Adapter folder (default: a versioned folder under function_base/TASK/adapters/).")
 @click.option("--from-adapter", "from_adapter", type=click.Path(exists=True, file_okay=False),
-              help="ld: continue training this adapter (e.g. after a plugin added functions) instead of a new one.")
+              help="ld: continue training this adapter (e.g. after a plugin added functions) instead of a new one: "
+                   "on the selections where a function it never learnt is a candidate, with a quarter as many of "
+                   "the others replayed (all of them when nothing is new).")
 @click.option("--balance", default=8, show_default=True, type=click.IntRange(1, 100),
               help="ld: at a stage with alternatives, repeat an example whose right function is rarer than the "
                    "commonest up to this many times more (1: no balancing).")
@@ -526,7 +527,6 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
         raise click.UsageError("--patience counts the points of a learning curve: give --eval-every too")
     if eval_every and not out:
         raise click.UsageError("--eval-every needs --out, the folder that holds the curve and its checkpoint")
-    lr = lr or (CONTINUE_LR if from_adapter else FinetuneConfig.lr)
     if method == "write":
         _finetune_write(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, attempts, out,
                         promote)

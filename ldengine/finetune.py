@@ -39,7 +39,7 @@ class FinetuneConfig:
     student: str | None = None          # None: the default student (SmolLM2 GGUF)
     steps: int = 24
     batch_size: int = 8
-    lr: float = 3e-3                    # CONTINUE_LR is the command line's default with --from-adapter
+    lr: float = 3e-3
     rank: int = 8
     top_layers: int | None = 6          # LoRA on the last N decoder layers (None: all)
     k: int = 5
@@ -111,7 +111,6 @@ def weighted(examples: list[SelectionExample], base: FunctionBase, times: int, c
     return out
 
 
-CONTINUE_LR = 1e-3
 # A continued adapter replays one example it already knows for this many new ones.
 REPLAY_EVERY = 4
 
@@ -129,9 +128,9 @@ def continuation(data: list, manifest: dict, seed: int = 0) -> tuple[list, dict]
     (one for each ``REPLAY_EVERY`` new ones, the tasks balanced) so that what it knows stays.
 
     Trained on all examples instead, the few that hold the new function were a small share
-    of each step while a fresh optimizer at the first run's rate pushed every weight: the
-    extras plugin's 16-step continuation took pursuit's held-out selection from 0.937 to
-    0.861 and 21 Points' from 0.989 to 0.800 (benchmarks/RESULTS.md)."""
+    of the 16 steps' 128 draws: the extras plugin's continuation took pursuit's held-out
+    selection from 0.937 to 0.861 and 21 Points' from 0.989 to 0.800; focused, both rise
+    (benchmarks/RESULTS.md, "Continuing an adapter")."""
     fresh, old, new = [], [], {}
     for d in data:
         new[d.task] = new_functions(d.base, manifest, d.task)

@@ -73,8 +73,16 @@ class RetrieverProvider:
         return build_query(self.task.description, f"{stage}: {self.task.stages.get(stage, '')}",
                            self.task.summarize_state(state))
 
+    def k_for(self, stage: str) -> int:
+        """K at ``stage``: at least one more than the functions declared for it (at most 2K), so
+        that an alternative a plugin adds widens the top-K instead of pushing another out. With
+        the extras plugin's fifth pursuer.decide alternative at K=5, the retriever's fifth place
+        went to an evader's function and capture_adjacent was missing at every capture-ready
+        decide stage; the built-in bases (at most 4 per stage) keep K."""
+        return min(2 * self.k, max(self.k, len(self.base.for_stage(stage)) + 1))
+
     def candidates(self, stage: str, state: Any) -> list[ManualEntry]:
-        hits = self.retriever.search(self.query(stage, state), self.k)
+        hits = self.retriever.search(self.query(stage, state), self.k_for(stage))
         return [self.retriever.entry(name) for name, _ in hits]
 
 
