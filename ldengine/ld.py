@@ -75,15 +75,28 @@ class RetrieverProvider:
 
     def k_for(self, stage: str) -> int:
         """K at ``stage``: at least one more than the functions declared for it (at most 2K), so
-        that an alternative a plugin adds widens the top-K instead of pushing another out. With
-        the extras plugin's fifth pursuer.decide alternative at K=5, the retriever's fifth place
-        went to an evader's function and capture_adjacent was missing at every capture-ready
-        decide stage; the built-in bases (at most 4 per stage) keep K."""
+        that an alternative a plugin adds widens the top-K instead of pushing another out; the
+        built-in bases (at most 4 per stage) keep K."""
         return min(2 * self.k, max(self.k, len(self.base.for_stage(stage)) + 1))
 
     def candidates(self, stage: str, state: Any) -> list[ManualEntry]:
-        hits = self.retriever.search(self.query(stage, state), self.k_for(stage))
-        return [self.retriever.entry(name) for name, _ in hits]
+        """The retriever's top-K for the stage's query, in its order. A function declared for the
+        stage that ranks below K takes the place of the lowest-ranked function of another stage
+        (the stage's alternatives are always offered; the state decides among them). With the
+        extras plugin's fifth decide alternative, the query's words ranked an evader's function
+        and filter_legal_cells above capture_adjacent at every capture-ready decide stage; on
+        the built-in bases no stage function ranks below K (6,271 stage inputs of expert games,
+        with and without emergencies), so their candidates are the plain top-K."""
+        k, query = self.k_for(stage), self.query(stage, state)
+        names = [name for name, _ in self.retriever.search(query, k)]
+        own = [e.name for e in self.base.for_stage(stage)][:k]
+        missing = [name for name in own if name not in names]
+        if missing:
+            deep = {name: rank for rank, (name, _) in enumerate(self.retriever.search(query, len(self.retriever)))}
+            others = [name for name in names if name not in own]
+            names = [name for name in names if name not in others[len(others) - len(missing):]] + missing
+            names.sort(key=lambda name: deep.get(name, len(deep)))
+        return [self.retriever.entry(name) for name in names]
 
 
 class StudentSelector:

@@ -9,7 +9,7 @@ import ldengine.cli as cli_module
 from ldengine.adapters import find_adapter
 from ldengine.errors import LDEngineError
 from ldengine.finetune import FinetuneConfig, finetune, shuffled
-from ldengine.ld import SelectionExample, option_text, prompt_prefix, stage_query
+from ldengine.ld import SelectionExample, option_text, prompt_prefix, stage_inputs, stage_query
 from ldengine_plugins.pursuit.baseline import legal_cells, parse_answer, prompt
 
 
@@ -218,3 +218,39 @@ def test_one_adapter_learns_several_tasks_manuals_and_serves_each(registry, tmp_
         base = FunctionBase.build(task, registry.modules_for(task))
         assert manifest["function_base_hashes"][task] == base.hash
         assert find_adapter(task, base, root=tmp_path) == tmp_path / "joint"
+
+
+def test_continuing_an_adapter_trains_where_the_plugins_new_function_competes(tmp_path, pursuit_base):
+    """--from-adapter on a base a plugin grew: the committed adapter still fits; the continuation
+    trains on the selections where the new alternative is a candidate (with a quarter as many
+    others replayed), says so, and records it in the manifest; the new alternative widens the
+    decide stage's top-K instead of pushing another function out."""
+    from pathlib import Path
+    from ldengine.ld import RetrieverProvider
+    from ldengine.registry import ModuleSource, Registry
+    from ldengine.retriever import Retriever
+    rush = (Path(__file__).resolve().parent.parent / "plugins" / "ldengine-pursuit-extras" / "ldengine_pursuit_extras"
+            / "functions" / "rush.py").read_text()
+    grown = Registry.load()
+    grown.modules.append(ModuleSource("pursuit", rush, "extras/rush.py", "pursuit_extras"))
+    from ldengine.functionbase import FunctionBase
+    base = FunctionBase.build("pursuit", grown.modules_for("pursuit"))
+    start = find_adapter("pursuit", base)
+    assert start == find_adapter("pursuit", pursuit_base)
+    task = grown.get("tasks", "pursuit").obj
+    provider = RetrieverProvider(task, base, Retriever.for_library(base, grown), 5)
+    assert provider.k_for("pursuer.decide") == 6 and provider.k_for("pursuer.observe") == 5
+    for stage, state in stage_inputs(task, base, grown.get("evaders", "greedy").obj, [20_000, 20_001]):
+        offered = [e.name for e in provider.candidates(stage, state)]
+        assert {e.name for e in base.for_stage(stage)} <= set(offered) and len(offered) == provider.k_for(stage)
+    cfg = FinetuneConfig(steps=1, batch_size=4, train_seeds=[10_000], heldout_seeds=[20_000], shuffles=1,
+                         emergency_seeds=[], start_adapter=str(start), out=str(tmp_path / "continued"))
+    lines = []
+    manifest = finetune(grown, cfg, progress=False, log=lines.append)
+    continued = manifest["continuation"]
+    assert continued["new_functions"] == {"pursuit": ["rush_from_three_sides"]}
+    assert continued["new_examples"] > 0 and continued["replayed"] == continued["new_examples"] // 4
+    assert manifest["train_examples"] == continued["new_examples"] + continued["replayed"]
+    assert any("1 function it never learnt (rush_from_three_sides)" in line for line in lines)
+    assert manifest["continued_from"] == start.name
+    assert manifest["retrieval_recall_at_5"] == 1.0
