@@ -1,7 +1,7 @@
 """Continuing an adapter on a base a plugin grew: which training data and rate keep what it knew.
 
     .venv/bin/python benchmarks/bench_continuation.py [--adapter DIR] [--extra-module FILE]
-        [--variant focused:3e-3:16 ...] [--emergency-examples] [--write]
+        [--variant focused:3e-3:32[:4] ...] [--emergency-examples] [--write]
 
 The base gains the extras plugin's ``rush_from_three_sides`` (a new pursuer.decide
 alternative; ``--extra-module``). Training and held-out selections are built once, as
@@ -10,7 +10,7 @@ selections under the training emergencies too, as the command does; without, the
 games only, which is faster). Each variant ``DATA:LR:STEPS`` starts again from the same
 adapter and trains: ``focused`` on what ``ldengine finetune --from-adapter`` trains on
 (``finetune.continuation``: the selections where a function the adapter never learnt is a
-candidate, and a quarter as many of the others replayed), ``all`` on every selection. Then,
+candidate, and as many of the others replayed), ``all`` on every selection. Then,
 on the held-out selections: pursuit's accuracy, at the stages where the new function is a
 candidate, where it is the right one, how often it is picked where another offered one is
 right, and 21 Points'.
@@ -36,14 +36,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adapter", help="the adapter to continue (default: pursuit's default adapter)")
     parser.add_argument("--extra-module", default=str(EXTRA), help="the function module a plugin adds")
     parser.add_argument("--variant", action="append", default=[],
-                        help="DATA:LR:STEPS, DATA focused or all (repeatable; default focused:3e-3:16)")
+                        help="DATA:LR:STEPS[:REPLAY_EVERY], DATA focused or all (repeatable; default "
+                             "focused:3e-3:32); focused replays one known selection per REPLAY_EVERY new ones [1]")
     parser.add_argument("--emergency-examples", action="store_true",
                         help="also the selections under the training emergencies (as ldengine finetune)")
     parser.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     from ldengine.adapters import find_adapter
     from ldengine.cache import read_json
-    from ldengine.finetune import FinetuneConfig, TaskData, accuracy, balanced, build_data, continuation
+    from ldengine.finetune import (REPLAY_EVERY, FinetuneConfig, TaskData, accuracy, balanced, build_data,
+                                   continuation)
     from ldengine.functionbase import FunctionBase
     from ldengine.models import load_student
     from ldengine.registry import ModuleSource, Registry
@@ -75,14 +77,17 @@ def main(argv: list[str] | None = None) -> None:
                 + (f"{seconds:.0f} s |" if seconds is not None else "- |"))
     rows = [row("the adapter as it is (zero-shot)", load_student(None, adapter=start), None)]
     print(rows[-1], flush=True)
-    for spec in args.variant or ["focused:3e-3:16"]:
-        how, lr, steps = spec.split(":")
-        train = (continuation(data, manifest)[0] if how == "focused" else balanced([d.train for d in data]))
+    for spec in args.variant or ["focused:3e-3:32"]:
+        how, lr, steps, *every = spec.split(":")
+        replay = int(every[0]) if every else REPLAY_EVERY
+        train = (continuation(data, manifest, replay_every=replay)[0] if how == "focused"
+                 else balanced([d.train for d in data]))
         student = load_student(None, adapter=start)
         began = time.perf_counter()
         student.train_lora([e.as_tuple() for e in train], steps=int(steps), lr=float(lr), batch_size=8, rank=8,
                            seed=0, progress=True, top_layers=6)
-        rows.append(row(f"{how}, lr {lr}, {steps} steps ({len(train)} selections)", student,
+        label = f"{how}{f' (1 replayed per {replay} new)' if how == 'focused' else ''}"
+        rows.append(row(f"{label}, lr {lr}, {steps} steps ({len(train)} selections)", student,
                         time.perf_counter() - began))
         print(rows[-1], flush=True)
     ceiling = sum(e.retrieved for e in data[0].held) / len(data[0].held)

@@ -485,8 +485,8 @@ def retrieve(query, task, k, only_task):
 @click.option("--out", type=click.Path(file_okay=False), help="Adapter folder (default: a versioned folder under function_base/TASK/adapters/).")
 @click.option("--from-adapter", "from_adapter", type=click.Path(exists=True, file_okay=False),
               help="ld: continue training this adapter (e.g. after a plugin added functions) instead of a new one: "
-                   "on the selections where a function it never learnt is a candidate, with a quarter as many of "
-                   "the others replayed (all of them when nothing is new).")
+                   "on the selections where a function it never learnt is a candidate, with as many of the others "
+                   "replayed (all of them when nothing is new).")
 @click.option("--balance", default=8, show_default=True, type=click.IntRange(1, 100),
               help="ld: at a stage with alternatives, repeat an example whose right function is rarer than the "
                    "commonest up to this many times more (1: no balancing).")

@@ -123,7 +123,7 @@ def test_an_adapter_fits_a_base_that_still_holds_what_it_learnt():
 
 def test_a_continued_adapter_trains_where_a_new_function_competes_and_replays_the_rest():
     """It trains a continuation on the selections that hold a function the adapter never
-    learnt, with a quarter as many of the others replayed; with nothing new, on all."""
+    learnt, with as many of the others replayed (or a set share); with nothing new, on all."""
     from ldengine.finetune import TaskData, continuation, new_functions, trained_functions
     from ldengine.ld import SelectionExample
     base = toy_base()
@@ -140,7 +140,9 @@ def test_a_continued_adapter_trains_where_a_new_function_competes_and_replays_th
     known = [example(i, "go_left", "go_right") for i in range(20)]
     data = [TaskData("toy", grown, None, fresh + known, [], [], [])]
     train, info = continuation(data, manifest, seed=0)
-    assert train[:8] == fresh and len(train) == 10 and set(train[8:]) <= set(known)
-    assert info == {"new_functions": {"toy": ["hop_left", "hop_right"]}, "new_examples": 8, "replayed": 2}
+    assert train[:8] == fresh and len(train) == 16 and set(train[8:]) <= set(known)
+    assert info == {"new_functions": {"toy": ["hop_left", "hop_right"]}, "new_examples": 8, "replayed": 8}
+    train, info = continuation(data, manifest, seed=0, replay_every=4)
+    assert len(train) == 10 and info["replayed"] == 2
     same, info = continuation([TaskData("toy", base, None, known, [], [], [])], manifest)
     assert same == known and info["new_examples"] == 0

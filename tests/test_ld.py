@@ -222,8 +222,8 @@ def test_one_adapter_learns_several_tasks_manuals_and_serves_each(registry, tmp_
 
 def test_continuing_an_adapter_trains_where_the_plugins_new_function_competes(tmp_path, pursuit_base):
     """--from-adapter on a base a plugin grew: the committed adapter still fits; the continuation
-    trains on the selections where the new alternative is a candidate (with a quarter as many
-    others replayed), says so, and records it in the manifest; the new alternative widens the
+    trains on the selections where the new alternative is a candidate (with as many others
+    replayed), says so, and records it in the manifest; the new alternative widens the
     decide stage's top-K instead of pushing another function out."""
     from pathlib import Path
     from ldengine.ld import RetrieverProvider
@@ -249,7 +249,7 @@ def test_continuing_an_adapter_trains_where_the_plugins_new_function_competes(tm
     manifest = finetune(grown, cfg, progress=False, log=lines.append)
     continued = manifest["continuation"]
     assert continued["new_functions"] == {"pursuit": ["rush_from_three_sides"]}
-    assert continued["new_examples"] > 0 and continued["replayed"] == continued["new_examples"] // 4
+    assert 0 < continued["replayed"] <= continued["new_examples"]
     assert manifest["train_examples"] == continued["new_examples"] + continued["replayed"]
     assert any("1 function it never learnt (rush_from_three_sides)" in line for line in lines)
     assert manifest["continued_from"] == start.name
