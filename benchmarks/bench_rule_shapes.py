@@ -14,6 +14,7 @@ per rule: its shape, its words, the attempts it took, and the first failure othe
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -58,8 +59,10 @@ def main(argv: list[str] | None = None) -> None:
         took = written.attempts_to_pass
         passed += took is not None
         last = written.attempts[-1].check if written.attempts else None
+        reason = " ".join((last.reasons[0] if last and last.reasons else "no attempt").split())
+        reason = re.sub(r"<emergency [^>]*>: refused: ", "", reason)
         verdict = (f"passed, {last.cases} inputs (every move of the board)" if took
-                   else (last.reasons[0][:90].replace("|", "/") if last and last.reasons else "no attempt"))
+                   else reason[:90].replace("|", "/"))
         rows.append(f"| {i} | `{kind.summary}` | {kind.describe({})[:110].replace('|', '/')} | "
                     f"{took or '-'} | {verdict} | {time.perf_counter() - began:.0f} s |")
         print(rows[-1], flush=True)
