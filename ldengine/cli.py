@@ -635,7 +635,8 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
         raise click.ClickException(f"no function passed verification in {attempts} attempts"
                                    + (f" ({refused} passed it but were refused on their board map)" if refused else ""))
     if hasattr(rule, "confirmed") and judge.board is not None and getattr(rule, "like", None) is None:
-        check = confirm(written, rule, values, judge.board, seed)
+        check = confirm(written, rule, values, judge.board, seed,
+                        "the user, on the function's board map" if ask else "--yes: stored without asking")
         if not check.passed:
             raise click.ClickException(f"the function fails against the moves of its own map: {check.line()}")
         click.echo(f"the rule now has the map's {len(judge.board.forbidden_moves):,} forbidden moves as examples "

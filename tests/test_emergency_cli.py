@@ -113,3 +113,17 @@ def test_top1_adopts_the_same_function_as_ld(tmp_path):
     assert summary["emergency_function"] == "obey_restricted_area" and summary["violations"] == 0
     steps = [json.loads(line) for line in trace.read_text().splitlines() if '"pursuers"' in line]
     assert all("obey_restricted_area" in s["functions"] for s in steps if s.get("type") == "pursuers")
+
+
+def test_a_rule_in_words_alone_shows_each_passing_functions_board_map():
+    """No examples, no kind: the function is checked for its form on every move, its board map is
+    drawn, and one that forbids nothing is refused without asking (the committed writer's greedy
+    attempt for this rule keeps every cell); the run ends in one line saying so."""
+    result = CliRunner().invoke(cli, ["emergency", "Pursuers may not enter column 10.", "--attempts", "1",
+                                      "--no-store"])
+    assert "no examples: each function is checked on every move of the board" in result.output
+    assert "attempt 1 (temperature 0.0, " in result.output and "Traceback" not in result.output
+    assert "   0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0" in result.output
+    assert "forbids 0 of the board's 5,317 single moves" in result.output
+    assert "attempt 1 refused: forbids no move, so it is no rule" in result.output
+    assert result.exit_code == 1 and "1 passed it but were refused on their board map" in result.output

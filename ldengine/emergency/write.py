@@ -185,13 +185,15 @@ def _custom_rule(kind: Any) -> dict:      # a user's rule: its words and example
 ALLOWED_SAMPLE = 64
 
 
-def confirm(written: Written, kind: Any, params: dict, board: Any, seed: int = 0) -> Check:
+def confirm(written: Written, kind: Any, params: dict, board: Any, seed: int = 0,
+            by: str = "the user, on the function's board map") -> Check:
     """A user's rule once its function's board map was confirmed (``board``: ``BoardMap``):
     the rule is restated with the moves the function forbids as its forbidden examples (and
     a sample of those it allows), so the referee and ``ldengine generated verify`` judge every
     move the user saw; a rule known by its words alone gets its worked example from them in
     the function's manual entry. The function is verified again against the restated rule
-    in a fresh isolated worker; ``written`` takes the result (source, check, provenance)."""
+    in a fresh isolated worker; ``written`` takes the result (source, check, provenance);
+    ``by`` says who accepted the map (the user, or ``--yes`` without asking)."""
     forbidden = set(board.forbidden_moves)
     allowed = sorted(set(board.all_moves) - forbidden)
     allowed = random.Random(seed).sample(allowed, min(ALLOWED_SAMPLE, len(allowed)))
@@ -207,7 +209,7 @@ def confirm(written: Written, kind: Any, params: dict, board: Any, seed: int = 0
         written.provenance.update({
             "custom_rule": _custom_rule(restated),
             "cases_sha256": hashlib.sha256(json.dumps(cases, sort_keys=True, default=repr).encode()).hexdigest(),
-            "confirmed": {"by": "the user, on the function's board map", "forbidden_moves": len(forbidden),
+            "confirmed": {"by": by, "forbidden_moves": len(forbidden),
                           "moves": board.moves, "source_sha256": hashlib.sha256(source.encode()).hexdigest()}})
     return check
 
