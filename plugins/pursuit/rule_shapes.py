@@ -117,12 +117,19 @@ def _span(rng: random.Random, size: int, least: int, most: int) -> tuple[int, in
     return start, start + width - 1
 
 
+def _box(rng: random.Random, size: int, name: str, reads: str, x: str, y: str, widths: tuple[int, int],
+         says: str, again: str) -> Primitive:
+    """A rectangle of the cells that ``reads`` names (the destination, or the pursuer's own cell)."""
+    (a0, a1), (b0, b1) = _span(rng, size, *widths), _span(rng, size, *widths)
+    cond = f"{a0} <= {x} <= {a1} and {b0} <= {y} <= {b1}"
+    return Primitive(name, cond, ((reads, lambda u, v: a0 <= u <= a1 and b0 <= v <= b1),),
+                     (f"{says} {a0} <= {x} <= {a1}, {b0} <= {y} <= {b1}", f"({cond})"),
+                     (f"{again} columns {a0} to {a1} and rows {b0} to {b1}",))
+
+
 def _rectangle(rng: random.Random, size: int) -> Primitive:
-    (a0, a1), (b0, b1) = _span(rng, size, 2, 8), _span(rng, size, 2, 8)
-    cond = f"{a0} <= x <= {a1} and {b0} <= y <= {b1}"
-    return Primitive("rectangle", cond, (("cell", lambda x, y: a0 <= x <= a1 and b0 <= y <= b1),),
-                     (f"the move ends inside the rectangle {a0} <= x <= {a1}, {b0} <= y <= {b1}", f"({cond})"),
-                     (f"the destination lies in columns {a0} to {a1} and rows {b0} to {b1}",))
+    return _box(rng, size, "rectangle", "cell", "x", "y", (2, 8), "the move ends inside the rectangle",
+                "the destination lies in")
 
 
 def _border(rng: random.Random, size: int) -> Primitive:
@@ -233,11 +240,8 @@ def _crossing(rng: random.Random, size: int) -> Primitive:
 
 
 def _start(rng: random.Random, size: int) -> Primitive:
-    (a0, a1), (b0, b1) = _span(rng, size, 3, 9), _span(rng, size, 3, 9)
-    cond = f"{a0} <= px <= {a1} and {b0} <= py <= {b1}"
-    return Primitive("start", cond, (("source", lambda px, py: a0 <= px <= a1 and b0 <= py <= b1),),
-                     (f"the pursuer starts inside the rectangle {a0} <= px <= {a1}, {b0} <= py <= {b1}", f"({cond})"),
-                     (f"the pursuer currently stands in columns {a0} to {a1} and rows {b0} to {b1}",))
+    return _box(rng, size, "start", "source", "px", "py", (3, 9), "the pursuer starts inside the rectangle",
+                "the pursuer currently stands in")
 
 
 PRIMITIVES: dict[str, Callable[[random.Random, int], Primitive]] = {
