@@ -169,6 +169,29 @@ def test_the_rows_layout_judges_each_candidate_on_its_own(student):
     assert (PREFIX, OPTIONS[0], student._weights_version) in student._rows
 
 
+def test_reading_only_the_answer_rows_of_the_head_changes_no_score(student, monkeypatch):
+    """The scores read from the head's `` Yes`` and `` No`` rows alone equal those of the whole
+    head's logits (1e-4), in both layouts; a model type not known to have a plain head takes
+    the whole head."""
+    import torch
+
+    import ldengine.models.student as backend
+    known, scores = backend.PLAIN_HEADS, {}
+    assert student.model.config.model_type in known
+    for plain in (known, frozenset()):
+        monkeypatch.setattr(backend, "PLAIN_HEADS", plain)
+        with torch.inference_mode():
+            for layout in ("rows", "joint"):
+                student.layout = layout
+                try:
+                    scores[plain, layout] = student._scores(PREFIX, QUERY, OPTIONS).tolist()
+                finally:
+                    student.layout = "rows"
+    for layout in ("rows", "joint"):
+        two, whole = scores[known, layout], scores[frozenset(), layout]
+        assert max(abs(a - b) for a, b in zip(two, whole)) < 1e-4
+
+
 def test_the_rows_layout_reads_the_query_once_and_short_tails(student):
     """With its candidates' rows cached, a selection reads only the query and K short tails:
     far fewer tokens than the joint layout, which reads every candidate's row each time."""

@@ -178,6 +178,10 @@ def _load_hf(model_dir: Path, device: str, dtype: str | None) -> tuple[Any, Any]
     torch_dtype = _torch_dtype(dtype)
     if device == "cpu":
         _limit_threads()
+        # grouped-query attention inside SDPA, not keys and values copied per query head: with
+        # the selection's mask transformers copies them unless told; torch's CPU kernel takes
+        # the mask with GQA (the same scores, measured: benchmarks/RESULTS.md)
+        os.environ.setdefault("TRANSFORMERS_SDPA_FORCE_GQA", "1")
     try:
         with quiet_loading():
             tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
