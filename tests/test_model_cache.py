@@ -104,3 +104,25 @@ def test_cache_info_shows_each_part_and_clean_removes_what_the_engine_rebuilds(t
     assert (root / "adapters" / "quick-1").is_dir()
     again = CliRunner().invoke(cli, ["cache", "clean"], catch_exceptions=False)
     assert again.output.startswith("nothing to remove")
+
+
+def test_the_disk_store_of_keys_and_values_keeps_its_most_recently_used_files(tmp_path):
+    """Past its size limit the store removes the files used longest ago; past ``KEEP`` weight
+    folders, the folder used longest ago."""
+    import os
+
+    from ldengine.models import kvdisk
+    folder = tmp_path / "kv" / "w0"
+    folder.mkdir(parents=True)
+    for i in range(5):
+        f = folder / f"{i}.safetensors"
+        f.write_bytes(b"x" * 1000)
+        os.utime(f, (1000 + i, 1000 + i))
+    kvdisk._trim(folder, 2500)
+    assert sorted(f.name for f in folder.iterdir()) == ["3.safetensors", "4.safetensors"]
+    os.utime(folder, (1000, 1000))
+    for i in range(1, kvdisk.KEEP + 2):
+        (tmp_path / "kv" / f"w{i}").mkdir()
+        os.utime(tmp_path / "kv" / f"w{i}", (2000 + i, 2000 + i))
+    kvdisk._prune(tmp_path / "kv", kvdisk.KEEP)
+    assert sorted(p.name for p in (tmp_path / "kv").iterdir()) == [f"w{i}" for i in range(2, kvdisk.KEEP + 2)]

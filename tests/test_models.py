@@ -192,6 +192,52 @@ def test_reading_only_the_answer_rows_of_the_head_changes_no_score(student, monk
         assert max(abs(a - b) for a, b in zip(two, whole)) < 1e-4
 
 
+def test_the_fixed_texts_keys_and_values_persist_on_disk_and_a_damaged_file_is_read_again(student, tmp_path):
+    """A new process (here: the in-memory caches emptied) takes the prefix's and the rows' keys
+    and values from ``<cache>/kv/``: the same scores, and only the query and the tails read. A
+    file whose bytes were changed fails its recorded sha256: removed, recomputed, the same scores."""
+    import torch
+    from ldengine.models.base import TAIL, selection_context
+
+    def fresh_scores():
+        student._prefixes.clear()
+        student._rows.clear()
+        before = student.usage["tokens"]
+        with torch.inference_mode():
+            scores = student._scores(PREFIX, QUERY, OPTIONS).tolist()
+        return scores, student.usage["tokens"] - before
+
+    root = student.kv_disk_root
+    student.kv_disk_root = tmp_path
+    try:
+        first, read_first = fresh_scores()
+        [folder] = (tmp_path / "kv").iterdir()
+        files = sorted(folder.glob("*.safetensors"))
+        assert len(files) == 1 + len(OPTIONS)
+        again, read_again = fresh_scores()
+        assert again == first
+        tails = len(student._encode(selection_context(QUERY), special=False)) + \
+            len(OPTIONS) * len(student._encode(TAIL, special=False))
+        assert read_again == tails < read_first
+        damaged = max(files, key=lambda f: f.stat().st_size)
+        data = bytearray(damaged.read_bytes())
+        data[-100:] = bytes(100)
+        damaged.write_bytes(bytes(data))
+        healed, read_healed = fresh_scores()
+        assert max(abs(a - b) for a, b in zip(healed, first)) < 1e-4 and read_healed > tails
+        assert damaged.is_file() and damaged.read_bytes() != bytes(data)     # recomputed and stored again
+    finally:
+        student.kv_disk_root = root
+
+
+def test_weights_trained_in_the_process_never_reach_the_disk_store(trained, tmp_path):
+    """An adapter trained here changes at every step: its keys and values stay in memory."""
+    fresh, examples, _, _ = trained
+    fresh.kv_disk_root = tmp_path
+    fresh.select_batch([e[:3] for e in examples[:2]])
+    assert not (tmp_path / "kv").exists()
+
+
 def test_the_rows_layout_reads_the_query_once_and_short_tails(student):
     """With its candidates' rows cached, a selection reads only the query and K short tails:
     far fewer tokens than the joint layout, which reads every candidate's row each time."""

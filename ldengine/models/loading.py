@@ -49,6 +49,7 @@ def load_student(path: str | Path | None = None, adapter: str | Path | None = No
                                   device=device, use_prefix_cache=use_prefix_cache)
     if adapter is not None:
         student.load_adapter(adapter)
+    student.kv_disk_root = cache_root(cache_dir)
     return student
 
 

@@ -57,6 +57,9 @@ class TransformersStudent(Memoised):
         self._yes_id, self._no_id = answer_token_ids(tokenizer)
         self._pad_id = pad_token_id(tokenizer)
         self.usage: Counter = Counter()           # model_calls, tokens (read or written)
+        self.kv_disk_root: Path | None = None     # where fixed texts' keys and values persist (None: off)
+        self._disk: tuple[int, Any] | None = None
+        self._trained_here = False                # weights changed by training in this process
 
     # ---- selection -------------------------------------------------------------
 
@@ -206,8 +209,16 @@ class TransformersStudent(Memoised):
         import torch
 
         found, todo = {}, []
+        disk = self._kv_disk() if self.use_prefix_cache and layers else None
+        prefix_ids = self._encode(prefix, special=True) if disk else []
         for option in options:
             hit = self._rows.get((prefix, option, self._weights_version)) if self.use_prefix_cache else None
+            if hit is None and disk:
+                ids = self._encode(candidate_row(option), special=False)
+                stored = disk.get(ids, after=prefix_ids)
+                hit = (len(ids), stored) if stored is not None else None
+                if hit is not None:
+                    self._rows.put((prefix, option, self._weights_version), hit)
             if hit is None:
                 todo.append(option)
             else:
@@ -235,6 +246,8 @@ class TransformersStudent(Memoised):
             found[option] = (len(seq), kv)
             if self.use_prefix_cache:
                 self._rows.put((prefix, option, self._weights_version), found[option])
+            if disk:
+                disk.put(seq, kv, after=prefix_ids)
         return found
 
     def _selection_cache(self, layers: list | None, start: int, room: int, chosen: list[list]) -> Any:
@@ -328,9 +341,27 @@ class TransformersStudent(Memoised):
         key = (prefix, self._weights_version)
         layers = self._prefixes.get(key)
         if layers is None:
-            layers = self._prefix_layers(prefix_ids)
+            disk = self._kv_disk()
+            layers = disk.get(prefix_ids) if disk else None
+            if layers is None:
+                layers = self._prefix_layers(prefix_ids)
+                if disk:
+                    disk.put(prefix_ids, layers)
             self._prefixes.put(key, layers)
         return layers
+
+    def _kv_disk(self) -> Any:
+        """The on-disk store of the fixed texts' keys and values for these weights
+        (``ldengine.models.kvdisk``), or None: when off, while training (with grad), and
+        for weights trained in this process (they change every step)."""
+        import torch
+
+        if self.kv_disk_root is None or self._trained_here or not torch.is_inference_mode_enabled():
+            return None
+        if self._disk is None or self._disk[0] != self._weights_version:
+            from ldengine.models.kvdisk import KVDisk
+            self._disk = (self._weights_version, KVDisk.for_student(self, self.kv_disk_root))
+        return self._disk[1]
 
     def _prefix_layers(self, prefix_ids: list[int]) -> list:
         """Run the prefix once and keep its keys and values (with grad when training)."""
@@ -508,6 +539,7 @@ class TransformersStudent(Memoised):
             raise LDEngineError(f"training from step {start_step} to step {steps} is no training")
         torch.manual_seed(seed + start_step)
         self.model = lora.attach(self.model, rank, top_layers)
+        self._trained_here = True
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
         if optimizer_state is not None:
@@ -605,6 +637,7 @@ class TransformersStudent(Memoised):
     def load_adapter(self, directory: str | Path) -> None:
         """Apply a saved LoRA adapter (refused if its manifest names other base weights)."""
         self.model = lora.load(self.model, Path(directory), self.model_hash)
+        self._trained_here = False
         self.layout = lora.read_manifest(Path(directory)).get("selection_layout", JOINT)
         if self.layout not in LAYOUTS:
             raise LDEngineError(f"the adapter in {directory} reads selections in the layout {self.layout!r}, "

@@ -1,0 +1,133 @@
+"""Keys and values of the selection prompt's fixed texts, kept on disk between processes.
+
+A selection reads the task's rules (the prefix, ~260 tokens) and each candidate's row
+(~40 tokens, read once after the prefix) before its own query; neither depends on the
+state. A process keeps them in memory (``TransformersStudent._prefixes`` and ``_rows``),
+but each new process read them again: about 0.8 s of a one-game ``ldengine run`` on two
+cores. Here they are stored once per set of weights, as safetensors files, under
+``<cache>/kv/<weights>/`` where ``<weights>`` hashes what the numbers depend on: the
+base model's and the adapter's hashes, the dtype, the device and the torch and
+transformers versions. A file is named by the sha256 of the token ids it holds the keys
+and values of (and, for a row, of its prefix's ids), and records the sha256 of its
+tensors' bytes: a file that fails it is removed and computed again, never used.
+
+Only weights loaded from files are stored: an adapter being trained changes every step,
+and the student then uses its in-memory caches only. ``ldengine cache clean`` removes the
+folder; at most ``KEEP`` weight folders are kept, and ``FOLDER_BYTES`` in each, the least
+recently used removed first (an emergency's rule changes the prefix, and so every row).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ldengine.cache import cache_root, temp_beside
+
+FORMAT = 1
+KEEP = 6                     # weight folders kept (a few adapters, two dtypes)
+FOLDER_BYTES = 512 << 20     # a folder's files beyond this: the least recently used removed
+CHECK_EVERY = 64             # puts between two measurements of the folder
+
+
+class KVDisk:
+    """``get``/``put`` of per-layer (keys, values) under one set of weights."""
+
+    def __init__(self, folder: Path, device: str):
+        self.folder, self.device = folder, device
+        self._puts = 0
+
+    @classmethod
+    def for_student(cls, student: Any, cache_dir: str | Path | None = None) -> "KVDisk":
+        import torch
+        import transformers
+
+        ident = json.dumps([FORMAT, student.model_hash, student.adapter_hash, student.dtype, str(student.device),
+                            torch.__version__, transformers.__version__])
+        folder = cache_root(cache_dir) / "kv" / hashlib.sha256(ident.encode()).hexdigest()[:16]
+        return cls(folder, str(student.device))
+
+    def get(self, ids: list[int], after: list[int] = ()) -> list | None:
+        """The stored layers for ``ids`` read after ``after``, or None (absent, or damaged: removed)."""
+        from safetensors import SafetensorError, safe_open
+
+        path = self._path(ids, after)
+        if not path.is_file():
+            return None
+        layers, recorded = [], None
+        try:
+            with safe_open(str(path), framework="pt", device=self.device) as fh:
+                recorded = (fh.metadata() or {}).get("sha256")
+                count = len(list(fh.keys())) // 2
+                layers = [(fh.get_tensor(f"k{i}"), fh.get_tensor(f"v{i}")) for i in range(count)]
+        except (SafetensorError, OSError, ValueError, KeyError):
+            layers = []
+        if not layers or recorded != _digest(layers):
+            path.unlink(missing_ok=True)
+            return None
+        for used in (path, self.folder):    # recently used: pruned last
+            os.utime(used)
+        return layers
+
+    def put(self, ids: list[int], layers: list, after: list[int] = ()) -> None:
+        """Store ``layers`` (a failure to write costs only computing them again next time)."""
+        from safetensors.torch import save_file
+
+        path = self._path(ids, after)
+        if path.is_file():
+            return
+        fresh = not self.folder.is_dir()
+        tensors = {}
+        for i, (k, v) in enumerate(layers):
+            tensors[f"k{i}"], tensors[f"v{i}"] = k.detach().contiguous(), v.detach().contiguous()
+        try:
+            tmp = temp_beside(path)
+            try:
+                save_file(tensors, str(tmp), metadata={"sha256": _digest(layers), "tokens": str(len(ids))})
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        except OSError:
+            return
+        if fresh:
+            _prune(self.folder.parent, KEEP)
+        if self._puts % CHECK_EVERY == 0:
+            _trim(self.folder, FOLDER_BYTES)
+        self._puts += 1
+
+    def _path(self, ids: list[int], after: list[int]) -> Path:
+        key = hashlib.sha256(json.dumps([list(after), list(ids)]).encode()).hexdigest()
+        return self.folder / f"{key}.safetensors"
+
+
+def _digest(layers: list) -> str:
+    h = hashlib.sha256()
+    for k, v in layers:
+        for t in (k, v):
+            h.update(t.detach().contiguous().cpu().view(-1).view(_bytes()).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _bytes() -> Any:
+    import torch
+    return torch.uint8
+
+
+def _trim(folder: Path, limit: int) -> None:
+    """Remove the least recently used files until the folder holds at most ``limit`` bytes
+    (every emergency's rules make a new prefix, and so new rows: a long eval would grow it)."""
+    files = sorted(((f.stat().st_mtime, f.stat().st_size, f) for f in folder.glob("*.safetensors")), reverse=True)
+    total = 0
+    for _, size, f in files:
+        total += size
+        if total > limit:
+            f.unlink(missing_ok=True)
+
+
+def _prune(root: Path, keep: int) -> None:
+    folders = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in folders[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
