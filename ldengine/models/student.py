@@ -31,6 +31,7 @@ from ldengine.models.kv import cache_layers, expanded_cache, with_room
 MEMO_SIZE = 4096  # selections remembered by prompt (a few hundred bytes each)
 ROW_SPAN = 64         # rows layout: positions from a candidate's row's start to the query's (rows are 35-65 tokens)
 ROW_CACHE_SIZE = 128  # candidates' keys and values kept (rows layout; about 2.3 MB each in float32, half in bfloat16)
+ASSEMBLED_SIZE = 8    # rows layout: candidate lists whose joined keys and values are kept (~10 MB each in bfloat16)
 PLAIN_HEADS = frozenset({"llama", "mistral", "qwen2"})  # logits = lm_head(last hidden state), nothing after
 
 
@@ -51,6 +52,7 @@ class TransformersStudent(Memoised):
         self.batch_size = batch_size
         self._prefixes = LRU(prefix_cache_size)   # (prefix, weights version) -> its keys and values
         self._rows = LRU(ROW_CACHE_SIZE)          # (prefix, candidate, weights version) -> (length, keys and values)
+        self._assembled = LRU(ASSEMBLED_SIZE)     # (prefix, candidates, weights version) -> joined keys and values
         self.layout = ROWS                        # how selections are read; an adapter brings its own
         self._memo = LRU(memo_size)               # (weights version, prompt parts) -> Selection
         self._weights_version = 0
@@ -58,7 +60,7 @@ class TransformersStudent(Memoised):
         self._pad_id = pad_token_id(tokenizer)
         self.usage: Counter = Counter()           # model_calls, tokens (read or written)
         self.kv_disk_root: Path | None = None     # where fixed texts' keys and values persist (None: off)
-        self._disk: tuple[int, Any] | None = None
+        self._disk: tuple[tuple, Any] | None = None
         self._trained_here = False                # weights changed by training in this process
 
     # ---- selection -------------------------------------------------------------
@@ -192,7 +194,7 @@ class TransformersStudent(Memoised):
                 mask[b, t, new + t] = True
             lasts.append(last)
             self._count(1, used)
-        cache = self._selection_cache(layers, start, room, [[rows[o][1] for o in options] for _, _, options in items])
+        cache = self._selection_cache(prefix, layers, start, room, [options for _, _, options in items], rows)
         keep = torch.tensor(sorted({t for last in lasts for t in last}))
         logits = self._answer_logits(keep, input_ids=ids.to(self.device),
                                      attention_mask=mask.unsqueeze(1).to(self.device),
@@ -202,9 +204,8 @@ class TransformersStudent(Memoised):
     def _candidate_rows(self, prefix: str, layers: list | None, start: int, options: list[str]) -> dict:
         """option -> (its row's token count, [(keys, values)] per layer), read after the prefix.
 
-        Rows already read under the same prefix and weights come from a cache;
-        the others are read together in one pass, each at the positions right
-        after the prefix, seeing the prefix and its own earlier tokens only.
+        Rows already read under the same prefix and weights come from a cache (in
+        memory, then ``<cache>/kv/``); the others are read by ``_read_rows``.
         """
         import torch
 
@@ -226,6 +227,26 @@ class TransformersStudent(Memoised):
         if not todo:
             return found
         seqs = [self._encode(candidate_row(o), special=not layers) for o in todo]
+        # With grad (training) the rows are read together in one pass; otherwise each alone, so
+        # that its keys and values never depend on which rows were read beside it (the padding
+        # changes how bfloat16 sums are split: up to 0.009 in a probability) and a row read
+        # here equals the one another process stored.
+        together = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+        every = self._read_rows(layers, start, seqs) if together else \
+            [kv for seq in seqs for kv in self._read_rows(layers, start, [seq])]
+        for option, seq, kv in zip(todo, seqs, every):
+            found[option] = (len(seq), kv)
+            if self.use_prefix_cache:
+                self._rows.put((prefix, option, self._weights_version), found[option])
+            if disk:
+                disk.put(seq, kv, after=prefix_ids)
+        return found
+
+    def _read_rows(self, layers: list | None, start: int, seqs: list[list[int]]) -> list[list]:
+        """Each row's [(keys, values)] per layer, the rows read in one pass, each at the positions
+        right after the prefix, seeing the prefix and its own earlier tokens only."""
+        import torch
+
         n, width = len(seqs), max(len(q) for q in seqs)
         ids = torch.full((n, width), self._pad_id, dtype=torch.long)
         real = torch.zeros((n, width), dtype=torch.bool)
@@ -240,36 +261,46 @@ class TransformersStudent(Memoised):
                                        position_ids=positions.to(self.device), cache=cache, use_cache=True)
         self._count(0, sum(len(q) for q in seqs))
         every = cache_layers(out.cache)
-        for j, (option, seq) in enumerate(zip(todo, seqs)):
-            kv = [(k[j:j + 1, :, start:start + len(seq)].clone(), v[j:j + 1, :, start:start + len(seq)].clone())
-                  for k, v in every]
-            found[option] = (len(seq), kv)
-            if self.use_prefix_cache:
-                self._rows.put((prefix, option, self._weights_version), found[option])
-            if disk:
-                disk.put(seq, kv, after=prefix_ids)
-        return found
+        return [[(k[j:j + 1, :, start:start + len(seq)].clone(), v[j:j + 1, :, start:start + len(seq)].clone())
+                 for k, v in every] for j, seq in enumerate(seqs)]
 
-    def _selection_cache(self, layers: list | None, start: int, room: int, chosen: list[list]) -> Any:
-        """A ``DynamicCache`` per selection: the prefix, then its candidates' rows, zero-padded to ``room``."""
+    def _selection_cache(self, prefix: str, layers: list | None, start: int, room: int,
+                         chosen: list[list[str]], rows: dict) -> Any:
+        """A ``DynamicCache`` per selection: the prefix, then its candidates' rows, zero-padded to
+        ``room``. Each selection's joined keys and values are kept for the last
+        ``ASSEMBLED_SIZE`` candidate lists: a stage offers the same candidates again and again,
+        and joining 30 layers' rows cost 5-9 ms of a 90 ms selection (the cache's first
+        ``torch.cat`` copies them, so the kept tensors are never written)."""
         import torch
         from transformers import DynamicCache
 
+        joined = []
+        for options in chosen:
+            key = (prefix, tuple(options), self._weights_version)
+            found = self._assembled.get(key) if self.use_prefix_cache else None
+            if found is None:
+                found = []
+                for index in range(self.model.config.num_hidden_layers):
+                    k = [rows[o][1][index][0] for o in options]
+                    v = [rows[o][1][index][1] for o in options]
+                    if layers:
+                        k, v = [layers[index][0]] + k, [layers[index][1]] + v
+                    found.append((torch.cat(k, dim=2), torch.cat(v, dim=2)))
+                if self.use_prefix_cache:
+                    self._assembled.put(key, found)
+            joined.append(found)
         data = []
         for index in range(self.model.config.num_hidden_layers):
             keys, values = [], []
-            for rows in chosen:
-                k = [kv[index][0] for kv in rows]
-                v = [kv[index][1] for kv in rows]
-                if layers:
-                    k, v = [layers[index][0]] + k, [layers[index][1]] + v
-                pad = start + room - sum(t.shape[2] for t in k)
+            for found in joined:
+                k, v = found[index]
+                pad = start + room - k.shape[2]
                 if pad:
-                    k.append(k[-1].new_zeros(1, k[-1].shape[1], pad, k[-1].shape[3]))
-                    v.append(v[-1].new_zeros(1, v[-1].shape[1], pad, v[-1].shape[3]))
-                keys.append(torch.cat(k, dim=2))
-                values.append(torch.cat(v, dim=2))
-            data.append((torch.cat(keys), torch.cat(values)))
+                    k = torch.cat([k, k.new_zeros(1, k.shape[1], pad, k.shape[3])], dim=2)
+                    v = torch.cat([v, v.new_zeros(1, v.shape[1], pad, v.shape[3])], dim=2)
+                keys.append(k)
+                values.append(v)
+            data.append((keys[0], values[0]) if len(joined) == 1 else (torch.cat(keys), torch.cat(values)))
         return DynamicCache(ddp_cache_data=data, config=self.model.config)
 
     def _packed(self, head: list[int], query: str, options: list[str], special: bool) -> tuple:
@@ -358,9 +389,9 @@ class TransformersStudent(Memoised):
 
         if self.kv_disk_root is None or self._trained_here or not torch.is_inference_mode_enabled():
             return None
-        if self._disk is None or self._disk[0] != self._weights_version:
+        if self._disk is None or self._disk[0] != (self._weights_version, self.kv_disk_root):
             from ldengine.models.kvdisk import KVDisk
-            self._disk = (self._weights_version, KVDisk.for_student(self, self.kv_disk_root))
+            self._disk = ((self._weights_version, self.kv_disk_root), KVDisk.for_student(self, self.kv_disk_root))
         return self._disk[1]
 
     def _prefix_layers(self, prefix_ids: list[int]) -> list:
@@ -588,9 +619,11 @@ class TransformersStudent(Memoised):
 
         self._prefixes.clear()  # this step's weights: fresh prefixes and candidate rows, kept for the step only
         self._rows.clear()
+        self._assembled.clear()
         scores = self._scores_many([(prefix, query, list(options)) for prefix, query, options, _ in rows])
         self._prefixes.clear()
         self._rows.clear()
+        self._assembled.clear()
         total = sum(F.cross_entropy(s.unsqueeze(0), torch.tensor([right], device=self.device))
                     for s, (_, _, _, right) in zip(scores, rows))
         return total / len(rows)
@@ -658,6 +691,7 @@ class TransformersStudent(Memoised):
         self._weights_version += 1
         self._prefixes.clear()
         self._rows.clear()
+        self._assembled.clear()
         self._memo.clear()
         self.adapter_hash = lora.adapter_hash(self.model)
 
