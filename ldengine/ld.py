@@ -87,8 +87,18 @@ class RetrieverProvider:
         and filter_legal_cells above capture_adjacent at every capture-ready decide stage; on
         the built-in bases no stage function ranks below K (6,271 stage inputs of expert games,
         with and without emergencies), so their candidates are the plain top-K."""
-        k, query = self.k_for(stage), self.query(stage, state)
-        names = [name for name, _ in self.retriever.search(query, k)]
+        return self.candidates_batch(stage, [state])[0]
+
+    def candidates_batch(self, stage: str, states: list) -> list[list[ManualEntry]]:
+        """``candidates`` for several states (games in lockstep): a query that several games ask
+        is searched once (with the memo off too). Each is embedded alone, as in a game played
+        alone: padded beside others, its vector (and a near tie) could differ."""
+        k = self.k_for(stage)
+        queries = [self.query(stage, state) for state in states]
+        found = {query: self.retriever.search(query, k) for query in dict.fromkeys(queries)}
+        return [self._offered(stage, query, [name for name, _ in found[query]], k) for query in queries]
+
+    def _offered(self, stage: str, query: str, names: list[str], k: int) -> list[ManualEntry]:
         own = [e.name for e in self.base.for_stage(stage)][:k]
         missing = [name for name in own if name not in names]
         if missing:
@@ -212,10 +222,11 @@ class ShuffledProvider(RetrieverProvider):
         super().__init__(*args, **kwargs)
         self.rng = random.Random(seed)
 
-    def candidates(self, stage: str, state: Any) -> list[ManualEntry]:
-        found = super().candidates(stage, state)
-        self.rng.shuffle(found)
-        return found
+    def candidates_batch(self, stage: str, states: list) -> list[list[ManualEntry]]:
+        out = super().candidates_batch(stage, states)
+        for found in out:
+            self.rng.shuffle(found)
+        return out
 
 
 def _play_adopted(agent: Any, context: Any, written: Any) -> None:

@@ -17,6 +17,8 @@ from ldengine.sandbox import SandboxResult
 
 
 class CandidateProvider(Protocol):
+    """A stage's candidates for a state. Optional: ``candidates_batch(stage, states)``
+    (several games at once)."""
     def candidates(self, stage: str, state: Any) -> list[ManualEntry]: ...
 
 
@@ -87,7 +89,9 @@ def decide_batch(states: list, pipeline: list[str], base: FunctionBase,
     for stage in pipeline:
         if not live:
             break
-        candidates = [provider.candidates(stage, values[i]) for i in live]
+        batch = getattr(provider, "candidates_batch", None)
+        candidates = batch(stage, [values[i] for i in live]) if batch else \
+            [provider.candidates(stage, values[i]) for i in live]
         picks = _select_all(selector, stage, [values[i] for i in live], candidates)
         still = []
         for i, offered, (index, probabilities) in zip(live, candidates, picks):
