@@ -483,6 +483,12 @@ def retrieve(query, task, k, only_task):
                    "write: write functions for emergencies (trained on the training kinds only).")
 @click.option("--attempts", default=8, show_default=True, type=click.IntRange(1, 64),
               help="write: attempts per held-out rule when measuring the pass rate.")
+@click.option("--generated-rules", default=0, show_default=True, type=click.IntRange(0, 100_000),
+              help="write: add this many rules of the task's generated rule language (its training shapes "
+                   "and wordings) to the training data.")
+@click.option("--heldout-shapes", default=0, show_default=True, type=click.IntRange(0, 10_000),
+              help="write: after training, measure this many rules of shapes held out whole, in held-out "
+                   "wordings (each verified exhaustively).")
 @click.option("--out", type=click.Path(file_okay=False), help="Adapter folder (default: a versioned folder under function_base/TASK/adapters/).")
 @click.option("--from-adapter", "from_adapter", type=click.Path(exists=True, file_okay=False),
               help="ld: continue training this adapter (e.g. after a plugin added functions) instead of a new one: "
@@ -503,8 +509,8 @@ def retrieve(query, task, k, only_task):
               help="Make the new adapter the default (the newest promoted one is used when --adapter is not "
                    "given); without it, the run prints the --adapter DIR to use it.")
 @_device_option
-def finetune(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, method, attempts, out,
-             from_adapter, balance, quick, eval_every, patience, promote, device):
+def finetune(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, method, attempts,
+             generated_rules, heldout_shapes, out, from_adapter, balance, quick, eval_every, patience, promote, device):
     """Fine-tune the student (LoRA) and save adapter + manifest.
 
     --method ld teaches it to select the manual's functions (Logic Distillation);
@@ -528,9 +534,12 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
         raise click.UsageError("--patience counts the points of a learning curve: give --eval-every too")
     if eval_every and not out:
         raise click.UsageError("--eval-every needs --out, the folder that holds the curve and its checkpoint")
+    if (generated_rules or heldout_shapes) and method != "write":
+        raise click.UsageError("--generated-rules and --heldout-shapes train and measure writing: use them "
+                               "with --method write")
     if method == "write":
         _finetune_write(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, attempts, out,
-                        promote)
+                        promote, generated_rules, heldout_shapes)
         return
     train_games = train_games or (KD_TRAIN_GAMES if method == "kd" else 10)
     heldout_games = heldout_games or (3 if method == "kd" else 10)
@@ -894,8 +903,9 @@ def _word_overlap(a: str, b: str) -> float:
 
 
 def _finetune_write(task, student, steps, batch_size, lr, top_layers, train_seeds, heldout_seeds, attempts, out,
-                    promote=False):
+                    promote=False, generated_rules=0, heldout_shapes=0):
     cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out, promote=promote,
+                         generated_rules=generated_rules, heldout_shapes=heldout_shapes,
                          train_seeds=list(range(1, 1 + train_seeds)) if train_seeds else WRITE_TRAIN_SEEDS,
                          heldout_seeds=list(range(100, 100 + heldout_seeds)) if heldout_seeds else WRITE_HELDOUT_SEEDS)
     _check_adapter_out(cfg)

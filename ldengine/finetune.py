@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ldengine.adapters import SHARED_ADAPTER_DIR, adapter_roots, default_adapter_dir
 from ldengine.cache import cache_root, read_json
 from ldengine.emergency.rule import kinds_of
-from ldengine.emergency.teach import emergency_selection_examples, pass_rates, writing_data
+from ldengine.emergency.teach import emergency_selection_examples, pass_rates, rule_languages, writing_data
 from ldengine.emergency.write import TEMPERATURE
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
@@ -61,6 +61,10 @@ class FinetuneConfig:
     # Only a promoted adapter becomes the default (find_adapter): a new one is used where asked
     # (--adapter DIR) until someone decides it should replace the committed one.
     promote: bool = False
+    # --method write: rules of the task's generated rule language added to the training data,
+    # and rules of its held-out shapes (in held-out wordings) measured after training
+    generated_rules: int = 0
+    heldout_shapes: int = 0
 
     @property
     def tasks(self) -> list[str]:
@@ -613,9 +617,13 @@ def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, p
     held_kinds, train_kinds = kinds_of(registry, cfg.task, "eval"), kinds_of(registry, cfg.task, "train")
     if not train_kinds:
         raise LDEngineError(f"task {cfg.task!r} has no training emergency kinds (--method write)")
-    data = writing_data(registry, cfg.task, cfg.train_seeds)
-    log(f"data: {len(data)} functions of {len(train_kinds)} training kinds; held out: "
-        f"{', '.join(k.name for k in held_kinds)}")
+    data = writing_data(registry, cfg.task, cfg.train_seeds, cfg.generated_rules)
+    shapes = rule_languages(registry, cfg.task, cfg.heldout_shapes, split="eval", wording="eval") \
+        if cfg.heldout_shapes else []
+    log(f"data: {len(data)} functions of {len(train_kinds)} training kinds"
+        + (f" and {cfg.generated_rules} generated rules of the training shapes" if cfg.generated_rules else "")
+        + f"; held out: {', '.join(k.name for k in held_kinds)}"
+        + (f" and {len(shapes)} rules of held-out shapes in held-out wordings" if shapes else ""))
     student = load_student(cfg.student, device=cfg.device)
     base = FunctionBase.build(cfg.task, registry.modules_for(cfg.task))
     metrics = student.train_lora_text(data, steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size,
@@ -626,10 +634,19 @@ def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, p
     for name, row in after.items():
         log(f"held-out kind {name}: passed {row['passed']}/{row['seeds']} seeds within {attempts} attempts "
             f"(mean attempts to pass {row['mean_attempts_to_pass']})")
+    shaped = pass_rates(registry, cfg.task, student, shapes, [0], attempts, progress) if shapes else {}
+    for kind in shapes:
+        log(f"held-out shape {kind.summary}: attempts to pass {shaped[kind.name]['attempts_to_pass'][0] or '-'}")
+    if shapes:
+        log(f"held-out shapes: {sum(r['passed'] for r in shaped.values())}/{len(shapes)} passed within {attempts} attempts")
     digest = hashlib.sha256(json.dumps(data).encode()).hexdigest()
     manifest = {
         **_header(cfg, student, base, "write"), "data_sha256": digest, "train_examples": len(data),
         "train_kinds": [k.name for k in train_kinds], "held_out_kinds": [k.name for k in held_kinds],
         "attempts": attempts, "sampling_temperature": TEMPERATURE, "heldout_pass_rates": after,
     }
+    if cfg.generated_rules or shapes:
+        manifest["generated_rules"] = cfg.generated_rules
+        manifest["heldout_shapes"] = {kind.summary + " " + kind.name: shaped[kind.name]["attempts_to_pass"][0]
+                                      for kind in shapes}
     return _save(cfg, student, base, manifest, metrics, start, "write")

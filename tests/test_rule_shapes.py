@@ -240,3 +240,33 @@ def test_every_piece_has_at_least_two_training_wordings_and_its_own_eval_ones():
         assert not set(primitive.train_words) & set(primitive.eval_words)
     for words in [*rs.COMBINATOR_WORDS.values(), rs.FRAMES]:
         assert len(words["train"]) >= 2 and words["eval"] and not set(words["train"]) & set(words["eval"])
+
+
+def test_the_writers_training_data_takes_generated_rules_of_the_training_shapes_only():
+    """`finetune --method write --generated-rules N` adds N rules of the pursuit task's rule
+    language to the hand-written kinds' functions, each of a training shape; the held-out
+    shapes come from the same hook with split "eval"; a task without a rule language is a
+    clear error."""
+    from ldengine.emergency.teach import rule_languages, writing_data
+    from ldengine.errors import LDEngineError
+    from ldengine.registry import Registry
+    reg = Registry.load()
+    plain = writing_data(reg, "pursuit", [1])
+    grown = writing_data(reg, "pursuit", [1], generated=12)
+    added = grown[len(plain):]
+    assert grown[:len(plain)] == plain and len(added) == 12
+    train = rule_languages(reg, "pursuit", 12, split="train")
+    assert [head for _, head, _ in added] == [kind.header({}) for kind in train]
+    assert all(rs.split_of(kind.summary) == "train" for kind in train)
+    held = rule_languages(reg, "pursuit", 6, split="eval", wording="eval")
+    assert all(rs.split_of(kind.summary) == "eval" for kind in held)
+    with pytest.raises(LDEngineError, match="no generated rule language"):
+        writing_data(reg, "twentyone", [1], generated=1)
+
+
+def test_generated_rules_are_a_writing_option_only():
+    from click.testing import CliRunner
+
+    from ldengine.cli import cli
+    result = CliRunner().invoke(cli, ["finetune", "--generated-rules", "5"])
+    assert result.exit_code == 2 and "use them with --method write" in result.output

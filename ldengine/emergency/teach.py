@@ -12,15 +12,17 @@ from ldengine.contracts import EmergencyKind
 from ldengine.emergency.rule import Instance, kinds_of, with_stage
 from ldengine.emergency.store import params_key
 from ldengine.emergency.verify import game_inputs
+from ldengine.errors import LDEngineError
 from ldengine.emergency.write import DEFAULT_ATTEMPTS, examples_prefix, worked_examples, write_function
 from ldengine.functionbase import FunctionBase
 from ldengine.ld import RetrieverProvider, SelectionExample, selection_examples
 from ldengine.retriever import Encoder, Retriever
 
 
-def writing_data(registry: Any, task: str, seeds: list[int]) -> list[tuple[str, str, str]]:
+def writing_data(registry: Any, task: str, seeds: list[int], generated: int = 0) -> list[tuple[str, str, str]]:
     """(prefix, header, body) for the training kinds only: the evaluated kinds are held out.
-    Kinds without parameters give one example each."""
+    Kinds without parameters give one example each. ``generated``: as many rules of the
+    task's generated rule language (``rule_languages``), of its training shapes and wordings."""
     prefix = examples_prefix(worked_examples(registry, task))
     rows = {}
     for kind in kinds_of(registry, task, "train"):
@@ -28,7 +30,19 @@ def writing_data(registry: Any, task: str, seeds: list[int]) -> list[tuple[str, 
             params = kind.params(seed)
             head, full = kind.header(params), kind.reference(params)
             rows[(kind.name, json.dumps(params, sort_keys=True))] = (prefix, head, full[len(head):])
+    for kind in rule_languages(registry, task, generated, split="train") if generated else []:
+        head, full = kind.header({}), kind.reference({})
+        rows[(kind.name, "{}")] = (prefix, head, full[len(head):])
     return list(rows.values())
+
+
+def rule_languages(registry: Any, task: str, n: int, split: str, seed: int = 0, wording: str | None = None) -> list:
+    """``n`` rules of the task's generated rule language (the task's ``rule_language`` hook),
+    as emergency kinds; an error for a task without one."""
+    language = getattr(registry.get("tasks", task).obj, "rule_language", None)
+    if language is None:
+        raise LDEngineError(f"task {task!r} has no generated rule language (a rule_language method on its task)")
+    return language(n, seed=seed, split=split, wording=wording)
 
 
 def pass_rates(registry: Any, task: str, student: Any, kinds: list[Any], seeds: list[int],

@@ -67,6 +67,15 @@ class PursuitTask:
     def with_emergency(self, emergency: Any) -> "PursuitTask":
         return PursuitTask(self.size, emergency)
 
+    def rule_language(self, n: int, seed: int = 0, split: str = "train", wording: str | None = None) -> list:
+        """``n`` rules of the generated rule language (``rule_shapes``: primitives joined by
+        and / or / not / except) as parameterless emergency kinds; ``split`` "train" or "eval"
+        chooses between shapes the writer may train on and shapes held out whole, ``wording``
+        between the two sets of phrasings (default: the split's). ``finetune --method write
+        --generated-rules N`` trains on them."""
+        from ldengine_plugins.pursuit.rule_shapes import shape_rules
+        return shape_rules(n, seed, split, wording, self.size)
+
     @property
     def rules(self) -> str:
         if self.emergency is None:
