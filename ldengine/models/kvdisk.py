@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ldengine.cache import cache_root, temp_beside
 
@@ -50,7 +50,7 @@ class KVDisk:
         folder = cache_root(cache_dir) / "kv" / hashlib.sha256(ident.encode()).hexdigest()[:16]
         return cls(folder, str(student.device))
 
-    def get(self, ids: list[int], after: list[int] = ()) -> list | None:
+    def get(self, ids: Sequence[int], after: Sequence[int] = ()) -> list | None:
         """The stored layers for ``ids`` read after ``after``, or None (absent, or damaged: removed)."""
         from safetensors import SafetensorError, safe_open
 
@@ -72,7 +72,7 @@ class KVDisk:
             os.utime(used)
         return layers
 
-    def put(self, ids: list[int], layers: list, after: list[int] = ()) -> None:
+    def put(self, ids: Sequence[int], layers: list, after: Sequence[int] = ()) -> None:
         """Store ``layers`` (a failure to write costs only computing them again next time)."""
         from safetensors.torch import save_file
 
@@ -98,7 +98,7 @@ class KVDisk:
             _trim(self.folder, FOLDER_BYTES)
         self._puts += 1
 
-    def _path(self, ids: list[int], after: list[int]) -> Path:
+    def _path(self, ids: Sequence[int], after: Sequence[int]) -> Path:
         key = hashlib.sha256(json.dumps([list(after), list(ids)]).encode()).hexdigest()
         return self.folder / f"{key}.safetensors"
 

@@ -27,6 +27,7 @@ from ldengine.models import lora
 from ldengine.models.base import (JOINT, LAYOUTS, NO, ROWS, TAIL, YES, candidate_row, check_options, option_row,
                                   selection_context)
 from ldengine.models.kv import cache_layers, expanded_cache, with_room
+from ldengine.models.kvdisk import KVDisk
 
 MEMO_SIZE = 4096  # selections remembered by prompt (a few hundred bytes each)
 ROW_SPAN = 64         # rows layout: positions from a candidate's row's start to the query's (rows are 35-65 tokens)
@@ -293,13 +294,13 @@ class TransformersStudent(Memoised):
         for index in range(self.model.config.num_hidden_layers):
             keys, values = [], []
             for found in joined:
-                k, v = found[index]
-                pad = start + room - k.shape[2]
+                key_t, value_t = found[index]
+                pad = start + room - key_t.shape[2]
                 if pad:
-                    k = torch.cat([k, k.new_zeros(1, k.shape[1], pad, k.shape[3])], dim=2)
-                    v = torch.cat([v, v.new_zeros(1, v.shape[1], pad, v.shape[3])], dim=2)
-                keys.append(k)
-                values.append(v)
+                    key_t = torch.cat([key_t, key_t.new_zeros(1, key_t.shape[1], pad, key_t.shape[3])], dim=2)
+                    value_t = torch.cat([value_t, value_t.new_zeros(1, value_t.shape[1], pad, value_t.shape[3])], dim=2)
+                keys.append(key_t)
+                values.append(value_t)
             data.append((keys[0], values[0]) if len(joined) == 1 else (torch.cat(keys), torch.cat(values)))
         return DynamicCache(ddp_cache_data=data, config=self.model.config)
 
@@ -390,7 +391,6 @@ class TransformersStudent(Memoised):
         if self.kv_disk_root is None or self._trained_here or not torch.is_inference_mode_enabled():
             return None
         if self._disk is None or self._disk[0] != (self._weights_version, self.kv_disk_root):
-            from ldengine.models.kvdisk import KVDisk
             self._disk = ((self._weights_version, self.kv_disk_root), KVDisk.for_student(self, self.kv_disk_root))
         return self._disk[1]
 
