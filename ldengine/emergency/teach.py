@@ -12,8 +12,8 @@ from ldengine.contracts import EmergencyKind
 from ldengine.emergency.rule import Instance, kinds_of, with_stage
 from ldengine.emergency.store import params_key
 from ldengine.emergency.verify import game_inputs
-from ldengine.errors import LDEngineError
 from ldengine.emergency.write import DEFAULT_ATTEMPTS, examples_prefix, worked_examples, write_function
+from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.ld import RetrieverProvider, SelectionExample, selection_examples
 from ldengine.retriever import Encoder, Retriever
