@@ -104,16 +104,13 @@ class KVDisk:
 
 
 def _digest(layers: list) -> str:
+    import torch
+
     h = hashlib.sha256()
     for k, v in layers:
         for t in (k, v):
-            h.update(t.detach().contiguous().cpu().view(-1).view(_bytes()).numpy().tobytes())
+            h.update(t.detach().contiguous().cpu().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-def _bytes() -> Any:
-    import torch
-    return torch.uint8
 
 
 def _trim(folder: Path, limit: int) -> None:

@@ -161,7 +161,7 @@ class TransformersStudent(Memoised):
         if prefix_ids:
             layers = (self._cached_prefix(prefix, prefix_ids) if self.use_prefix_cache
                       else self._prefix_layers(prefix_ids))
-        rows = self._candidate_rows(prefix, layers, start, list(dict.fromkeys(o for _, _, opts in items for o in opts)))
+        rows = self._candidate_rows(prefix, prefix_ids, layers, list(dict.fromkeys(o for _, _, opts in items for o in opts)))
         tail = self._encode(TAIL, special=False)
         contexts = [self._encode(selection_context(query), special=False) for _, query, _ in items]
         spans = [[rows[o][0] for o in options] for _, _, options in items]
@@ -202,7 +202,7 @@ class TransformersStudent(Memoised):
                                      position_ids=positions.to(self.device), cache=cache, use_cache=True)
         return self._answer_scores(logits, keep, lasts)
 
-    def _candidate_rows(self, prefix: str, layers: list | None, start: int, options: list[str]) -> dict:
+    def _candidate_rows(self, prefix: str, prefix_ids: list[int], layers: list | None, options: list[str]) -> dict:
         """option -> (its row's token count, [(keys, values)] per layer), read after the prefix.
 
         Rows already read under the same prefix and weights come from a cache (in
@@ -210,9 +210,8 @@ class TransformersStudent(Memoised):
         """
         import torch
 
-        found, todo = {}, []
+        found, todo, start = {}, [], len(prefix_ids)
         disk = self._kv_disk() if self.use_prefix_cache and layers else None
-        prefix_ids = self._encode(prefix, special=True) if disk else []
         for option in options:
             hit = self._rows.get((prefix, option, self._weights_version)) if self.use_prefix_cache else None
             if hit is None and disk:
