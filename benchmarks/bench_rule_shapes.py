@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     from ldengine.agents import AgentContext
-    from ldengine.emergency.adopt import writing_adapter
+    from ldengine.emergency.adopt import writing_adapter, writing_form
     from ldengine.emergency.rule import Instance
     from ldengine.emergency.verify import game_inputs
     from ldengine.emergency.write import worked_examples, write_function
@@ -49,13 +49,13 @@ def main(argv: list[str] | None = None) -> None:
     base = FunctionBase.build("pursuit", reg.modules_for("pursuit"))
     context = AgentContext(task, base, {"writer_adapter": args.adapter}, reg)
     adapter = args.adapter or writing_adapter(context)
-    writer = context.load_student(adapter=adapter)
-    examples = worked_examples(reg, "pursuit")
+    writer, form = context.load_student(adapter=adapter), writing_form(adapter)
+    examples = worked_examples(reg, "pursuit", form=form)
     rows, passed, start = [], 0, time.perf_counter()
     for i, kind in enumerate(shape_rules(args.rules, args.seed, args.split, args.wording), 1):
         game = game_inputs(task.with_emergency(Instance(kind, {})), base, kind)
         began = time.perf_counter()
-        written = write_function(kind, {}, writer, examples, args.attempts, args.seed, game=game)
+        written = write_function(kind, {}, writer, examples, args.attempts, args.seed, game=game, form=form)
         took = written.attempts_to_pass
         passed += took is not None
         last = written.attempts[-1].check if written.attempts else None
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         f"### Writing for held-out rule shapes ({time.strftime('%Y-%m-%d')})", "",
         machine_line("bench_rule_shapes.py", argv), "",
         f"{args.rules} rules drawn with seed {args.seed} from the {args.split} shapes in {args.wording} wordings; "
-        f"writer adapter `{name}`; up to {args.attempts} attempts each; "
+        f"writer adapter `{name}` ({form} form); up to {args.attempts} attempts each; "
         f"**{passed}/{args.rules} passed** in {time.perf_counter() - start:.0f} s.", "",
         "| # | shape | rule in words | attempts to pass | exhaustive check | time |",
         "|---|---|---|---|---|---|", *rows])

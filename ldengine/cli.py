@@ -18,7 +18,7 @@ from ldengine.agents import AgentContext
 from ldengine.cache import cache_parts, cache_root, clean_cache
 from ldengine.distill.conversation import DistillConfig, distill as run_distill
 from ldengine.distill.store import version_lines
-from ldengine.emergency.adopt import writing_adapter
+from ldengine.emergency.adopt import writing_adapter, writing_form
 from ldengine.emergency.measure import measure, measure_table
 from ldengine.emergency.rule import check_rule_text
 from ldengine.emergency.store import save
@@ -489,6 +489,9 @@ def retrieve(query, task, k, only_task):
 @click.option("--heldout-shapes", default=0, show_default=True, type=click.IntRange(0, 10_000),
               help="write: after training, measure this many rules of shapes held out whole, in held-out "
                    "wordings (each verified exhaustively).")
+@click.option("--form", type=click.Choice(["body", "condition"]), default="body", show_default=True,
+              help="write: what the student learns to write: the whole function body, or only the allowed-move "
+                   "condition inside a body the engine writes (the adapter's manifest records it).")
 @click.option("--out", type=click.Path(file_okay=False), help="Adapter folder (default: a versioned folder under function_base/TASK/adapters/).")
 @click.option("--from-adapter", "from_adapter", type=click.Path(exists=True, file_okay=False),
               help="ld: continue training this adapter (e.g. after a plugin added functions) instead of a new one: "
@@ -510,7 +513,7 @@ def retrieve(query, task, k, only_task):
                    "given); without it, the run prints the --adapter DIR to use it.")
 @_device_option
 def finetune(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, method, attempts,
-             generated_rules, heldout_shapes, out, from_adapter, balance, quick, eval_every, patience, promote, device):
+             generated_rules, heldout_shapes, form, out, from_adapter, balance, quick, eval_every, patience, promote, device):
     """Fine-tune the student (LoRA) and save adapter + manifest.
 
     --method ld teaches it to select the manual's functions (Logic Distillation);
@@ -534,12 +537,12 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
         raise click.UsageError("--patience counts the points of a learning curve: give --eval-every too")
     if eval_every and not out:
         raise click.UsageError("--eval-every needs --out, the folder that holds the curve and its checkpoint")
-    if (generated_rules or heldout_shapes) and method != "write":
-        raise click.UsageError("--generated-rules and --heldout-shapes train and measure writing: use them "
+    if (generated_rules or heldout_shapes or form != "body") and method != "write":
+        raise click.UsageError("--generated-rules, --heldout-shapes and --form train and measure writing: use them "
                                "with --method write")
     if method == "write":
         _finetune_write(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, attempts, out,
-                        promote, generated_rules, heldout_shapes)
+                        promote, generated_rules, heldout_shapes, form)
         return
     train_games = train_games or (KD_TRAIN_GAMES if method == "kd" else 10)
     heldout_games = heldout_games or (3 if method == "kd" else 10)
@@ -628,8 +631,10 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
                else f"checking against {len(cases)} examples; up to {attempts} attempts")
     context = AgentContext(task_obj, FunctionBase.build(task, reg.modules_for(task)),
                            {"student": student, "writer_adapter": adapter}, reg)
-    writer = context.load_student(adapter=writing_adapter(context))
-    click.echo(f"writing with {writer.name} (the first attempt greedy, then 4 at a time sampled)")
+    writer_adapter = writing_adapter(context)
+    writer, form = context.load_student(adapter=writer_adapter), writing_form(writer_adapter)
+    click.echo(f"writing with {writer.name} (the first attempt greedy, then 4 at a time sampled"
+               + ("; it writes the allowed-move condition, the engine the rest)" if form == "condition" else ")"))
 
     def show(attempt):
         click.echo(f"attempt {attempt.number} (temperature {attempt.temperature}, {attempt.seconds:.1f} s): "
@@ -638,8 +643,8 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
     ask = None if (yes or no_store) else _confirm_map
     judge = BoardJudge(rule.function_name(), cases[0][0], click.echo, ask, png,
                        (getattr(rule, "allowed", ()), getattr(rule, "forbidden", ())), rule.describe(values))
-    written = write_function(rule, values, writer, worked_examples(reg, task), attempts, seed, cases,
-                             report=show, accept=judge)
+    written = write_function(rule, values, writer, worked_examples(reg, task, form=form), attempts, seed, cases,
+                             report=show, accept=judge, form=form)
     if not written.passed:
         refused = sum(a.refused is not None for a in written.attempts)
         raise click.ClickException(f"no function passed verification in {attempts} attempts"
@@ -903,9 +908,9 @@ def _word_overlap(a: str, b: str) -> float:
 
 
 def _finetune_write(task, student, steps, batch_size, lr, top_layers, train_seeds, heldout_seeds, attempts, out,
-                    promote=False, generated_rules=0, heldout_shapes=0):
+                    promote=False, generated_rules=0, heldout_shapes=0, form="body"):
     cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out, promote=promote,
-                         generated_rules=generated_rules, heldout_shapes=heldout_shapes,
+                         generated_rules=generated_rules, heldout_shapes=heldout_shapes, form=form,
                          train_seeds=list(range(1, 1 + train_seeds)) if train_seeds else WRITE_TRAIN_SEEDS,
                          heldout_seeds=list(range(100, 100 + heldout_seeds)) if heldout_seeds else WRITE_HELDOUT_SEEDS)
     _check_adapter_out(cfg)

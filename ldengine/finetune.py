@@ -65,6 +65,9 @@ class FinetuneConfig:
     # and rules of its held-out shapes (in held-out wordings) measured after training
     generated_rules: int = 0
     heldout_shapes: int = 0
+    # --method write: what the student learns to write, the whole body or the condition only
+    # (``emergency.write.FORMS``); the adapter's manifest records it for whoever writes with it
+    form: str = "body"
 
     @property
     def tasks(self) -> list[str]:
@@ -458,8 +461,13 @@ def finetune_kd(registry: Registry, cfg: FinetuneConfig, progress: bool = True, 
         if curve.plateau(patience):
             log(f"plateau: no new best in the last {patience} points; stopped at step {curve.step}")
         metrics = curve.metrics(metrics)
-    after = kd.move_accuracy(student, task.rules, held) if curve is None else curve.points[-1]
-    log(f"held-out move accuracy after {curve.step if curve else cfg.steps} steps: {after['move_accuracy']:.3f} "
+    kept = curve.kept if curve else None
+    if curve and kept and kept["step"] != curve.step:   # the adapter saved is the best point's, not the last
+        log(f"keeping the best point's adapter (step {kept['step']}, {kept['move_accuracy']:.3f}), "
+            f"not the last one's (step {curve.step}, {curve.points[-1]['move_accuracy']:.3f})")
+        student = load_student(cfg.student, adapter=curve.folder / "best", device=cfg.device)
+    after = kd.move_accuracy(student, task.rules, held) if kept is None else kept
+    log(f"held-out move accuracy after {after.get('step', cfg.steps)} steps: {after['move_accuracy']:.3f} "
         f"(legal answers {after['legal_answer_rate']:.3f})")
     manifest = {
         **_header(cfg, student, base, "kd"), "data_sha256": digest,
@@ -471,6 +479,7 @@ def finetune_kd(registry: Registry, cfg: FinetuneConfig, progress: bool = True, 
     }
     if curve:
         manifest["examples_seen"] = curve.step * cfg.batch_size
+        manifest["adapter_step"] = after["step"]
         manifest["learning_curve"] = [{k: p[k] for k in ("step", "move_accuracy", "legal_answer_rate")}
                                       for p in curve.points]
     return _save(cfg, student, base, manifest, metrics, start, "kd")
@@ -479,7 +488,8 @@ def finetune_kd(registry: Registry, cfg: FinetuneConfig, progress: bool = True, 
 class KDCurve:
     """The KD learning curve's points and checkpoint in one folder: ``curve.json`` (the
     settings it belongs to and every point), ``checkpoint/`` (the adapter and the
-    optimizer after the last point), ``curve.png`` and ``curve.md``. Each point is
+    optimizer after the last point), ``best/`` (the adapter of the best point so far),
+    ``curve.png`` and ``curve.md``. Each point is
     written whole before it counts, so an interrupted run loses at most the steps
     since the last point."""
 
@@ -518,8 +528,20 @@ class KDCurve:
         one_move = 1 / max(self.points[-1]["heldout_moves"], 1)
         return max(p["move_accuracy"] for p in self.points[-patience:]) < best_before + one_move - 1e-9
 
+    @property
+    def best(self) -> dict:
+        """The first point of the highest held-out move accuracy (step 0 before training)."""
+        return max(self.points, key=lambda p: (p["move_accuracy"], -p["step"]))
+
+    @property
+    def kept(self) -> dict:
+        """The point whose adapter the run saves: the best trained one (``best/``), or the
+        last when training never beat the untrained student."""
+        return self.best if self.best["step"] and (self.folder / "best").is_dir() else self.points[-1]
+
     def add(self, step: int, accuracy: dict, metrics: dict | None, student: Any = None) -> None:
         import torch
+        new_best = bool(self.points) and round(accuracy["move_accuracy"], 4) > self.best["move_accuracy"]
         point = {"step": step, "move_accuracy": round(accuracy["move_accuracy"], 4),
                  "legal_answer_rate": round(accuracy["legal_answer_rate"], 4),
                  "heldout_moves": accuracy["moves"],
@@ -533,6 +555,9 @@ class KDCurve:
             torch.save(metrics["optimizer_state"], checkpoint / "optimizer.pt.tmp")
             (checkpoint / "optimizer.pt.tmp").replace(checkpoint / "optimizer.pt")
             self.optimizer_state = metrics["optimizer_state"]
+            if new_best:
+                student.save_adapter(self.folder / "best", {"method": "kd", "checkpoint_step": step,
+                                                            "move_accuracy": point["move_accuracy"]})
         self.points.append(point)
         self.step = step
         record = {"settings": self.settings, "points": self.points, "training_seconds": round(self.seconds, 1)}
@@ -617,31 +642,32 @@ def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, p
     held_kinds, train_kinds = kinds_of(registry, cfg.task, "eval"), kinds_of(registry, cfg.task, "train")
     if not train_kinds:
         raise LDEngineError(f"task {cfg.task!r} has no training emergency kinds (--method write)")
-    data = writing_data(registry, cfg.task, cfg.train_seeds, cfg.generated_rules)
+    data = writing_data(registry, cfg.task, cfg.train_seeds, cfg.generated_rules, cfg.form)
     shapes = rule_languages(registry, cfg.task, cfg.heldout_shapes, split="eval", wording="eval") \
         if cfg.heldout_shapes else []
     log(f"data: {len(data)} functions of {len(train_kinds)} training kinds"
         + (f" and {cfg.generated_rules} generated rules of the training shapes" if cfg.generated_rules else "")
         + f"; held out: {', '.join(k.name for k in held_kinds)}"
-        + (f" and {len(shapes)} rules of held-out shapes in held-out wordings" if shapes else ""))
+        + (f" and {len(shapes)} rules of held-out shapes in held-out wordings" if shapes else "")
+        + f"; the student writes {'the whole body' if cfg.form == 'body' else 'the allowed-move condition only'}")
     student = load_student(cfg.student, device=cfg.device)
     base = FunctionBase.build(cfg.task, registry.modules_for(cfg.task))
     metrics = student.train_lora_text(data, steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size,
                                       rank=cfg.rank, seed=cfg.seed, progress=progress,
                                       top_layers=cfg.top_layers, chat=False)
     log(f"loss {metrics['first_loss']:.3f} -> {metrics['final_loss']:.3f} in {metrics['seconds']:.0f} s")
-    after = pass_rates(registry, cfg.task, student, held_kinds, cfg.heldout_seeds, attempts, progress)
+    after = pass_rates(registry, cfg.task, student, held_kinds, cfg.heldout_seeds, attempts, progress, cfg.form)
     for name, row in after.items():
         log(f"held-out kind {name}: passed {row['passed']}/{row['seeds']} seeds within {attempts} attempts "
             f"(mean attempts to pass {row['mean_attempts_to_pass']})")
-    shaped = pass_rates(registry, cfg.task, student, shapes, [0], attempts, progress) if shapes else {}
+    shaped = pass_rates(registry, cfg.task, student, shapes, [0], attempts, progress, cfg.form) if shapes else {}
     for kind in shapes:
         log(f"held-out shape {kind.summary}: attempts to pass {shaped[kind.name]['attempts_to_pass'][0] or '-'}")
     if shapes:
         log(f"held-out shapes: {sum(r['passed'] for r in shaped.values())}/{len(shapes)} passed within {attempts} attempts")
     digest = hashlib.sha256(json.dumps(data).encode()).hexdigest()
     manifest = {
-        **_header(cfg, student, base, "write"), "data_sha256": digest, "train_examples": len(data),
+        **_header(cfg, student, base, "write"), "form": cfg.form, "data_sha256": digest, "train_examples": len(data),
         "train_kinds": [k.name for k in train_kinds], "held_out_kinds": [k.name for k in held_kinds],
         "attempts": attempts, "sampling_temperature": TEMPERATURE, "heldout_pass_rates": after,
     }

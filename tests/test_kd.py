@@ -104,8 +104,38 @@ def test_the_kd_learning_curve_continues_where_it_stopped(tmp_path):
     assert (out / "curve.png").stat().st_size > 0 and "| 2 | 4 |" in (out / "curve.md").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
     assert [p["step"] for p in manifest["learning_curve"]] == [0, 1, 2] and manifest["examples_seen"] == 4
+    trained = curve["points"][1:]
+    best = max(trained, key=lambda p: (p["move_accuracy"], -p["step"]))
+    if best["move_accuracy"] > curve["points"][0]["move_accuracy"]:     # the best trained point's adapter
+        assert manifest["adapter_step"] == best["step"] and (out / "best").is_dir()
+        kept = json.loads((out / "best" / "manifest.json").read_text())
+        assert kept["adapter_hash"] == manifest["adapter_hash"] and kept["checkpoint_step"] == best["step"]
+    else:                                                               # never better than untrained: the last
+        assert manifest["adapter_step"] == 2
     other = CliRunner().invoke(cli, args + ["--steps", "3", "--lr", "1e-3"])
     assert other.exit_code == 1 and "other settings (lr differ)" in other.output
+
+
+def test_the_learning_curve_keeps_the_adapter_of_its_best_point(student, moves, pursuit_task, tmp_path):
+    """Each point that beats every earlier one saves its adapter in best/; a later, worse point
+    moves the checkpoint on but not best/, and the curve keeps the best point's adapter (the
+    untrained point 0 is never kept: there is no adapter to keep)."""
+    from ldengine.finetune import FinetuneConfig, KDCurve
+    from ldengine.models import load_student
+    rows = [(rules_prefix(pursuit_task.rules), e.question, e.answer) for e in moves[:4]]
+    fresh = load_student()
+    curve = KDCurve(tmp_path, FinetuneConfig("pursuit"), "0" * 64)
+    curve.add(0, {"move_accuracy": 0.1, "legal_answer_rate": 0.5, "moves": 10}, None)
+    assert curve.kept["step"] == 0 and not (tmp_path / "best").exists()
+    hashes = []
+    for step, accuracy in ((1, 0.3), (2, 0.2)):
+        metrics = fresh.train_lora_text(rows, steps=step, start_step=step - 1, batch_size=2, lr=5e-3,
+                                        progress=False, top_layers=1)
+        curve.add(step, {"move_accuracy": accuracy, "legal_answer_rate": 0.9, "moves": 10}, metrics, fresh)
+        hashes.append(fresh.adapter_hash)
+    assert curve.best["step"] == curve.kept["step"] == 1 and hashes[0] != hashes[1]
+    assert json.loads((tmp_path / "best" / "manifest.json").read_text())["adapter_hash"] == hashes[0]
+    assert json.loads((tmp_path / "checkpoint" / "manifest.json").read_text())["adapter_hash"] == hashes[1]
 
 
 def test_finetune_kd_writes_an_adapter_with_its_manifest(tmp_path):

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ldengine.adapters import find_adapter
+from ldengine.cache import read_json
 from ldengine.emergency.store import load_stored, module_source, save
 from ldengine.emergency.verify import game_inputs
-from ldengine.emergency.write import DEFAULT_ATTEMPTS, Written, worked_examples, write_function
+from ldengine.emergency.write import DEFAULT_ATTEMPTS, FORMS, Written, worked_examples, write_function
 from ldengine.errors import LDEngineError
 
 
@@ -28,11 +29,13 @@ def adopt(context: Any, log: Callable[[str], None] = lambda s: None) -> Written 
         log(f"{kind.name}: using the verified function {path.name} (verified again: {stored.check.line()}, "
             f"fresh seed {stored.check.seed}, {stored.check.seconds:.2f} s)")
     else:
-        writer = context.load_student(adapter=writing_adapter(context))
+        adapter = writing_adapter(context)
+        writer, form = context.load_student(adapter=adapter), writing_form(adapter)
         attempts = int(context.options.get("attempts") or DEFAULT_ATTEMPTS)
         log(f"{kind.name}: the student writes a function ({attempts} attempts at most)")
-        written = write_function(kind, params, writer, worked_examples(context.registry, kind.task),
-                                 attempts, report=lambda a: log(f"  attempt {a.number}: {a.check.line()}"), game=game)
+        written = write_function(kind, params, writer, worked_examples(context.registry, kind.task, form=form),
+                                 attempts, report=lambda a: log(f"  attempt {a.number}: {a.check.line()}"), game=game,
+                                 form=form)
         path = save(written) if written.passed else None
     if path is not None:
         context.base.add_generated(module_source(written), f"{kind.task}/emergencies/{path.name}")
@@ -50,3 +53,13 @@ def writing_adapter(context: Any) -> Path | None:
         return find_adapter(context.task.name, context.base, method="write")
     except LDEngineError:
         return None
+
+
+def writing_form(adapter: Path | str | None) -> str:
+    """What a write adapter learnt to write (its manifest's ``form``, ``FORMS``): "body" for an
+    adapter saved before forms existed, and for the untuned student."""
+    manifest = Path(adapter) / "manifest.json" if adapter else None
+    form = (read_json(manifest) or {}).get("form", "body") if manifest else "body"
+    if form not in FORMS:
+        raise LDEngineError(f"{manifest}: unknown writing form {form!r} (known: {', '.join(FORMS)})")
+    return form

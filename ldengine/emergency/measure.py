@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from ldengine.agents import AgentContext
 from ldengine.cache import write_atomic
-from ldengine.emergency.adopt import writing_adapter
+from ldengine.emergency.adopt import writing_adapter, writing_form
 from ldengine.emergency.teach import pass_rates
 from ldengine.emergency.write import TEMPERATURE
 from ldengine.evaluate import EvalConfig, evaluate
@@ -26,7 +26,7 @@ def measure(registry: Any, task: str, kinds: list[Any], seeds: list[int], attemp
     writer = context.load_student(adapter=adapter)
     rows = {}
     for kind in kinds:
-        rates = pass_rates(registry, task, writer, [kind], seeds, attempts, progress)[kind.name]
+        rates = pass_rates(registry, task, writer, [kind], seeds, attempts, progress, writing_form(adapter))[kind.name]
         log(f"{kind.name}: functions passed for {rates['passed']}/{rates['seeds']} seeds")
         cfg = EvalConfig(task, ["ld", "expert"], games, 0, "greedy", str(out / kind.name), resume=True,
                          figures=False, progress=progress, options=options, emergency=kind.name,

@@ -12,27 +12,27 @@ from ldengine.contracts import EmergencyKind
 from ldengine.emergency.rule import Instance, kinds_of, with_stage
 from ldengine.emergency.store import params_key
 from ldengine.emergency.verify import game_inputs
-from ldengine.emergency.write import DEFAULT_ATTEMPTS, examples_prefix, worked_examples, write_function
+from ldengine.emergency.write import DEFAULT_ATTEMPTS, examples_prefix, training_pair, worked_examples, write_function
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.ld import RetrieverProvider, SelectionExample, selection_examples
 from ldengine.retriever import Encoder, Retriever
 
 
-def writing_data(registry: Any, task: str, seeds: list[int], generated: int = 0) -> list[tuple[str, str, str]]:
+def writing_data(registry: Any, task: str, seeds: list[int], generated: int = 0,
+                 form: str = "body") -> list[tuple[str, str, str]]:
     """(prefix, header, body) for the training kinds only: the evaluated kinds are held out.
     Kinds without parameters give one example each. ``generated``: as many rules of the
-    task's generated rule language (``rule_languages``), of its training shapes and wordings."""
-    prefix = examples_prefix(worked_examples(registry, task))
+    task's generated rule language (``rule_languages``), of its training shapes and wordings.
+    ``form`` "condition": the header ends inside the scaffold and the body is the condition."""
+    prefix = examples_prefix(worked_examples(registry, task, form=form))
     rows = {}
     for kind in kinds_of(registry, task, "train"):
         for seed in seeds:
             params = kind.params(seed)
-            head, full = kind.header(params), kind.reference(params)
-            rows[(kind.name, json.dumps(params, sort_keys=True))] = (prefix, head, full[len(head):])
+            rows[(kind.name, json.dumps(params, sort_keys=True))] = (prefix, *training_pair(kind, params, form))
     for kind in rule_languages(registry, task, generated, split="train") if generated else []:
-        head, full = kind.header({}), kind.reference({})
-        rows[(kind.name, "{}")] = (prefix, head, full[len(head):])
+        rows[(kind.name, "{}")] = (prefix, *training_pair(kind, {}, form))
     return list(rows.values())
 
 
@@ -46,10 +46,10 @@ def rule_languages(registry: Any, task: str, n: int, split: str, seed: int = 0, 
 
 
 def pass_rates(registry: Any, task: str, student: Any, kinds: list[Any], seeds: list[int],
-               attempts: int = DEFAULT_ATTEMPTS, progress: bool = True) -> dict:
+               attempts: int = DEFAULT_ATTEMPTS, progress: bool = True, form: str = "body") -> dict:
     """For each kind: over ``seeds`` (each draws the rule's parameters and the verification
     cases), the share whose function passed within ``attempts``, and the attempts it took."""
-    examples = worked_examples(registry, task)
+    examples = worked_examples(registry, task, form=form)
     game_task, base = registry.get("tasks", task).obj, FunctionBase.build(task, registry.modules_for(task))
     out = {}
     bar = tqdm(total=len(kinds) * len(seeds), desc="writing", unit="rule", disable=not progress)
@@ -58,7 +58,7 @@ def pass_rates(registry: Any, task: str, student: Any, kinds: list[Any], seeds: 
         for seed in seeds:
             params = kind.params(seed)
             game = game_inputs(game_task.with_emergency(Instance(kind, params)), base, kind)
-            written = write_function(kind, params, student, examples, attempts, seed, game=game)
+            written = write_function(kind, params, student, examples, attempts, seed, game=game, form=form)
             took.append(written.attempts_to_pass)
             bar.update(1)
         passed = [t for t in took if t is not None]

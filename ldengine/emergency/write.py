@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator
 
 from ldengine.contracts import EmergencyKind, Student
 from ldengine.emergency.verify import Check, GameInputs, verify
+from ldengine.errors import LDEngineError
 from ldengine.sandbox import IsolatedSandbox
 
 DEFAULT_ATTEMPTS = 8
@@ -20,6 +21,11 @@ DEFAULT_ATTEMPTS = 8
 # slip (wall: 7/10 seeds within 8 attempts); at 1.2 every held-out seed passed within 8.
 TEMPERATURE = 1.2
 MAX_NEW_TOKENS = 160
+# What the student writes: "body", the whole function body after the engine's def line and
+# docstring; "condition", only the allowed-move condition, one line inside the body the kind's
+# ``scaffold()`` gives (the comprehension, the same for every rule, is the engine's). A write
+# adapter's manifest says which form it learnt (``writing_form``); older ones wrote bodies.
+FORMS = ("body", "condition")
 
 
 @dataclass
@@ -54,12 +60,47 @@ class Written:
         return len(self.attempts) if self.passed else None
 
 
-def worked_examples(registry: Any, task: str, seed: int = 0) -> list[str]:
+def worked_examples(registry: Any, task: str, seed: int = 0, form: str = "body") -> list[str]:
     """The manual's emergency functions shown in the writing prompt: the teacher's reference
-    functions of some training kinds (never of an evaluated kind)."""
+    functions of some training kinds (never of an evaluated kind), written in ``form``."""
     train = [r.obj for r in registry.emergencies.values() if r.obj.task == task and r.obj.split == "train"]
     chosen = [k for k in train if getattr(k, "example", False)] or train[:3]
-    return [k.reference(k.params(seed)) for k in chosen]
+    if form == "body":
+        return [k.reference(k.params(seed)) for k in chosen]
+    return [k.reference(k.params(seed), form=form) for k in chosen]
+
+
+def scaffold_of(kind: Any, form: str) -> tuple[str, str]:
+    """What the engine writes before and after the student's text, below the header: nothing
+    in the body form; the kind's ``scaffold()`` in the condition form."""
+    if form not in FORMS:
+        raise LDEngineError(f"unknown writing form {form!r} (known: {', '.join(FORMS)})")
+    if form == "body":
+        return "", ""
+    if not callable(getattr(kind, "scaffold", None)):
+        raise LDEngineError(f"the emergency kind {kind.name!r} has no condition form (no scaffold method); "
+                            "write its whole body with a body-form adapter")
+    return kind.scaffold()
+
+
+def training_pair(kind: Any, params: dict, form: str = "body") -> tuple[str, str]:
+    """(what the prompt ends with, what the student should write) for one rule: the header and
+    the reference body; or the header and scaffold's start, and the condition with its newline."""
+    before, after = scaffold_of(kind, form)
+    head = kind.header(params) + before
+    full = kind.reference(params) if form == "body" else kind.reference(params, form=form)
+    return head, full[len(head):] if form == "body" else full[len(head):len(full) - len(after)] + "\n"
+
+
+def written_part(text: str, form: str) -> str:
+    """The part of a completion that the engine keeps: the body (``body_of``), or the
+    condition's line."""
+    return body_of(text) if form == "body" else text.split("\n", 1)[0].rstrip()
+
+
+def line_done(text: str) -> bool:
+    """A stop test for the condition form: its one line is complete."""
+    return "\n" in text
 
 
 def examples_prefix(examples: list[str]) -> str:
@@ -100,25 +141,30 @@ def write_function(kind: EmergencyKind, params: dict, student: Student, examples
                    seed: int = 0, cases: list | None = None, name: str | None = None,
                    report: Callable[[Attempt], None] = lambda a: None, verify_seed: int | None = None,
                    game: GameInputs | None = None,
-                   accept: Callable[[Attempt, Any], str | None] | None = None) -> Written:
+                   accept: Callable[[Attempt, Any], str | None] | None = None, form: str = "body") -> Written:
     """Up to ``attempts`` candidates (greedy first, then sampled), each verified in an
     isolated sandbox worker (replaced whenever a candidate kills it) on the cases and on
     inputs drawn with ``verify_seed`` (None: a fresh seed, recorded in each attempt's
     check), game-shaped with ``game``; the first that passes is accepted, unless
     ``accept(attempt, sandbox)`` (e.g. the user, shown its board map) gives a reason to
-    refuse it: that reason is recorded and the next attempt is written."""
+    refuse it: that reason is recorded and the next attempt is written. ``form``: the whole
+    body, or the condition only (``FORMS``); ``examples`` should be written in it too."""
     name = name or kind.function_name()
-    header = kind.header(params, name)
+    before, after = scaffold_of(kind, form)
+    header = kind.header(params, name) + before
     prefix, prompt = examples_prefix(examples), writing_prompt(examples, header)
     cases = cases if cases is not None else kind.cases(params, seed)
     verify_seed = random.SystemRandom().randrange(2**31) if verify_seed is None else verify_seed
     written = Written(kind.name, dict(params), name)
     with IsolatedSandbox() as sandbox:
-        for number, temperature, sample_seed, text, spent in _completions(student, prefix, header, attempts, seed):
+        stop = body_done if form == "body" else line_done
+        for number, temperature, sample_seed, text, spent in _completions(student, prefix, header, attempts, seed, stop):
             start = time.perf_counter()
-            source = header + body_of(text)
-            check = (verify(kind, params, source, name, sandbox, cases, verify_seed, game=game) if body_of(text).strip()
-                     else Check(False, ["the student wrote no function body"], len(cases), 0))
+            part = written_part(text, form)
+            source = header + part + after
+            check = (verify(kind, params, source, name, sandbox, cases, verify_seed, game=game) if part.strip()
+                     else Check(False, [f"the student wrote no {'function body' if form == 'body' else 'condition'}"],
+                                len(cases), 0))
             attempt = Attempt(number, temperature, sample_seed, source, check,
                               round(spent + time.perf_counter() - start, 2))
             written.attempts.append(attempt)
@@ -128,12 +174,12 @@ def write_function(kind: EmergencyKind, params: dict, student: Student, examples
             if attempt.check.passed and attempt.refused is None:
                 written.source = source
                 break
-    written.provenance = _provenance(kind, written, student, prompt, cases)
+    written.provenance = {**_provenance(kind, written, student, prompt, cases), "form": form}
     return written
 
 
-def _completions(student: Student, prefix: str, header: str, attempts: int,
-                 seed: int) -> Iterator[tuple[int, float, int, str, float]]:
+def _completions(student: Student, prefix: str, header: str, attempts: int, seed: int,
+                 stop: Callable[[str], bool]) -> Iterator[tuple[int, float, int, str, float]]:
     """(number, temperature, seed, text, seconds): one greedy answer, then sampled ones, four
     at a time (each of a batch is given an equal share of the batch's time)."""
     if attempts < 1:
@@ -142,7 +188,7 @@ def _completions(student: Student, prefix: str, header: str, attempts: int,
     def write(n: int, temperature: float, sample_seed: int) -> tuple[list[str], float]:
         start = time.perf_counter()
         texts = student.generate_batch([header] * n, prefix=prefix, max_new_tokens=MAX_NEW_TOKENS,
-                                       stop=body_done, chat=False, temperature=temperature, seed=sample_seed)
+                                       stop=stop, chat=False, temperature=temperature, seed=sample_seed)
         return texts, (time.perf_counter() - start) / n
     texts, spent = write(1, 0.0, seed)
     yield 1, 0.0, seed, texts[0], spent

@@ -61,9 +61,17 @@ class PursuitEmergency:
     def header(self, params: dict, name: str | None = None) -> str:
         return header(self, params, name)
 
-    def reference(self, params: dict, name: str | None = None) -> str:
-        """The teacher's function for this instance: the header plus ``body``."""
+    def reference(self, params: dict, name: str | None = None, form: str = "body") -> str:
+        """The teacher's function for this instance: the header plus ``body`` (``form``
+        "condition": the condition inside ``SCAFFOLD``, the way a condition-form writer writes it)."""
+        if form == "condition":
+            before, after = SCAFFOLD
+            return header(self, params, name) + before + self.condition(params) + after
         return header(self, params, name) + body(self.condition(params))
+
+    def scaffold(self) -> tuple[str, str]:
+        """The body around the allowed-move condition, for a writer of the condition form."""
+        return SCAFFOLD
 
     def properties(self, given: Any, out: Any) -> list[str]:
         return subset_in_order(given, out)
@@ -113,6 +121,16 @@ def body(condition: str) -> str:
     ((px, py): the pursuer's cell)."""
     return ("    out = dict(obs)\n"
             f"    out[\"candidates\"] = [[[x, y] for x, y in cells if {condition}]\n"
+            "                         for (px, py), cells in zip(obs[\"pursuers\"], obs[\"candidates\"])]\n"
+            "    return out\n")
+
+
+# The condition form of an emergency function: the engine writes the body, the writer only
+# the allowed-move condition (one line, after ``return``), the one part that changes from rule
+# to rule. The whole function still goes through the isolated worker and verification.
+SCAFFOLD = ("    def allowed(x, y, px, py):\n        return ",
+            "\n    out = dict(obs)\n"
+            "    out[\"candidates\"] = [[[x, y] for x, y in cells if allowed(x, y, px, py)]\n"
             "                         for (px, py), cells in zip(obs[\"pursuers\"], obs[\"candidates\"])]\n"
             "    return out\n")
 
@@ -459,6 +477,9 @@ class CustomRule:
 
     def function_name(self) -> str:
         return "obey_new_rule"
+
+    def scaffold(self) -> tuple[str, str]:
+        return SCAFFOLD
 
     @property
     def examples_given(self) -> bool:
