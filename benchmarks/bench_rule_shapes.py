@@ -1,7 +1,7 @@
 """Rules of shapes the writer never trained on: how often it writes a correct function.
 
     .venv/bin/python benchmarks/bench_rule_shapes.py [--rules 12] [--attempts 8] [--seed 0]
-        [--split eval] [--wording eval] [--adapter DIR] [--write]
+        [--split eval] [--wording eval] [--adapter DIR] [--temperature T] [--write]
 
 Draws ``--rules`` rules of the generated rule language (``ldengine_plugins.pursuit.rule_shapes``)
 from the held-out shapes, worded with the held-out phrasings, and has the student write a
@@ -34,13 +34,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="eval", choices=["eval", "train"])
     parser.add_argument("--wording", default="eval", choices=["eval", "train"])
     parser.add_argument("--adapter", help="writing adapter (default: the committed one)")
+    parser.add_argument("--temperature", type=float, help="of the sampled attempts (default: the engine's)")
     parser.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     from ldengine.agents import AgentContext
     from ldengine.emergency.adopt import writing_adapter, writing_form
     from ldengine.emergency.rule import Instance
     from ldengine.emergency.verify import game_inputs
-    from ldengine.emergency.write import worked_examples, write_function
+    from ldengine.emergency.write import TEMPERATURE, worked_examples, write_function
     from ldengine.functionbase import FunctionBase
     from ldengine.registry import Registry
     from ldengine_plugins.pursuit.rule_shapes import shape_rules
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     for i, kind in enumerate(shape_rules(args.rules, args.seed, args.split, args.wording), 1):
         game = game_inputs(task.with_emergency(Instance(kind, {})), base, kind)
         began = time.perf_counter()
-        written = write_function(kind, {}, writer, examples, args.attempts, args.seed, game=game, form=form)
+        written = write_function(kind, {}, writer, examples, args.attempts, args.seed, game=game, form=form,
+                                 **({"temperature": args.temperature} if args.temperature else {}))
         took = written.attempts_to_pass
         passed += took is not None
         last = written.attempts[-1].check if written.attempts else None
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         f"### Writing for held-out rule shapes ({time.strftime('%Y-%m-%d')})", "",
         machine_line("bench_rule_shapes.py", argv), "",
         f"{args.rules} rules drawn with seed {args.seed} from the {args.split} shapes in {args.wording} wordings; "
-        f"writer adapter `{name}` ({form} form); up to {args.attempts} attempts each; "
+        f"writer adapter `{name}` ({form} form); sampled at {args.temperature or TEMPERATURE}; up to {args.attempts} attempts each; "
         f"**{passed}/{args.rules} passed** in {time.perf_counter() - start:.0f} s.", "",
         "| # | shape | rule in words | attempts to pass | exhaustive check | time |",
         "|---|---|---|---|---|---|", *rows])

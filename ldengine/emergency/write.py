@@ -141,14 +141,16 @@ def write_function(kind: EmergencyKind, params: dict, student: Student, examples
                    seed: int = 0, cases: list | None = None, name: str | None = None,
                    report: Callable[[Attempt], None] = lambda a: None, verify_seed: int | None = None,
                    game: GameInputs | None = None,
-                   accept: Callable[[Attempt, Any], str | None] | None = None, form: str = "body") -> Written:
+                   accept: Callable[[Attempt, Any], str | None] | None = None, form: str = "body",
+                   temperature: float = TEMPERATURE) -> Written:
     """Up to ``attempts`` candidates (greedy first, then sampled), each verified in an
     isolated sandbox worker (replaced whenever a candidate kills it) on the cases and on
     inputs drawn with ``verify_seed`` (None: a fresh seed, recorded in each attempt's
     check), game-shaped with ``game``; the first that passes is accepted, unless
     ``accept(attempt, sandbox)`` (e.g. the user, shown its board map) gives a reason to
     refuse it: that reason is recorded and the next attempt is written. ``form``: the whole
-    body, or the condition only (``FORMS``); ``examples`` should be written in it too."""
+    body, or the condition only (``FORMS``); ``examples`` should be written in it too.
+    ``temperature``: of the sampled attempts (the first is greedy)."""
     name = name or kind.function_name()
     before, after = scaffold_of(kind, form)
     header = kind.header(params, name) + before
@@ -158,14 +160,15 @@ def write_function(kind: EmergencyKind, params: dict, student: Student, examples
     written = Written(kind.name, dict(params), name)
     with IsolatedSandbox() as sandbox:
         stop = body_done if form == "body" else line_done
-        for number, temperature, sample_seed, text, spent in _completions(student, prefix, header, attempts, seed, stop):
+        for number, heat, sample_seed, text, spent in _completions(student, prefix, header, attempts, seed, stop,
+                                                                   temperature):
             start = time.perf_counter()
             part = written_part(text, form)
             source = header + part + after
             check = (verify(kind, params, source, name, sandbox, cases, verify_seed, game=game) if part.strip()
                      else Check(False, [f"the student wrote no {'function body' if form == 'body' else 'condition'}"],
                                 len(cases), 0))
-            attempt = Attempt(number, temperature, sample_seed, source, check,
+            attempt = Attempt(number, heat, sample_seed, source, check,
                               round(spent + time.perf_counter() - start, 2))
             written.attempts.append(attempt)
             report(attempt)
@@ -179,7 +182,7 @@ def write_function(kind: EmergencyKind, params: dict, student: Student, examples
 
 
 def _completions(student: Student, prefix: str, header: str, attempts: int, seed: int,
-                 stop: Callable[[str], bool]) -> Iterator[tuple[int, float, int, str, float]]:
+                 stop: Callable[[str], bool], temperature: float) -> Iterator[tuple[int, float, int, str, float]]:
     """(number, temperature, seed, text, seconds): one greedy answer, then sampled ones, four
     at a time (each of a batch is given an equal share of the batch's time)."""
     if attempts < 1:
@@ -195,10 +198,10 @@ def _completions(student: Student, prefix: str, header: str, attempts: int, seed
     number = 1
     while number < attempts:
         n = min(4, attempts - number)
-        texts, spent = write(n, TEMPERATURE, seed + number)
+        texts, spent = write(n, temperature, seed + number)
         for text in texts:
             number += 1
-            yield number, TEMPERATURE, seed + number - 1, text, spent
+            yield number, temperature, seed + number - 1, text, spent
 
 
 def _provenance(kind: EmergencyKind, written: Written, student: Student, prompt: str, cases: list) -> dict:
