@@ -88,8 +88,10 @@ def training_pair(kind: Any, params: dict, form: str = "body") -> tuple[str, str
     the reference body; or the header and scaffold's start, and the condition with its newline."""
     before, after = scaffold_of(kind, form)
     head = kind.header(params) + before
-    full = kind.reference(params) if form == "body" else kind.reference(params, form=form)
-    return head, full[len(head):] if form == "body" else full[len(head):len(full) - len(after)] + "\n"
+    if form == "body":
+        return head, kind.reference(params)[len(head):]
+    full = kind.reference(params, form=form)
+    return head, full[len(head):len(full) - len(after)] + "\n"
 
 
 def written_part(text: str, form: str) -> str:
