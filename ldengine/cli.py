@@ -496,7 +496,8 @@ def retrieve(query, task, k, only_task):
 @click.option("--from-adapter", "from_adapter", type=click.Path(exists=True, file_okay=False),
               help="ld: continue training this adapter (e.g. after a plugin added functions) instead of a new one: "
                    "on the selections where a function it never learnt is a candidate, with as many of the others "
-                   "replayed (all of them when nothing is new).")
+                   "replayed (all of them when nothing is new); write: continue a writing adapter of the same "
+                   "--form on the same data, its batches in a new order.")
 @click.option("--balance", default=8, show_default=True, type=click.IntRange(1, 100),
               help="ld: at a stage with alternatives, repeat an example whose right function is rarer than the "
                    "commonest up to this many times more (1: no balancing).")
@@ -526,8 +527,9 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
         registry().get("tasks", name)
     if len(tasks) > 1 and method != "ld":
         raise click.UsageError(f"--method {method} trains on one task at a time; several tasks need --method ld")
-    if from_adapter and method != "ld":
-        raise click.UsageError("--from-adapter continues a selection adapter: use it with --method ld")
+    if from_adapter and method == "kd":
+        raise click.UsageError("--from-adapter continues a selection (--method ld) or writing (--method write) "
+                               "adapter; a KD run continues from its --out folder (--eval-every)")
     if quick and method != "ld":
         raise click.UsageError("--quick is a smoke run of --method ld; for kd and write pass small --steps "
                                "and --train-games")
@@ -542,7 +544,7 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
                                "with --method write")
     if method == "write":
         _finetune_write(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, attempts, out,
-                        promote, generated_rules, heldout_shapes, form)
+                        promote, generated_rules, heldout_shapes, form, from_adapter)
         return
     train_games = train_games or (KD_TRAIN_GAMES if method == "kd" else 10)
     heldout_games = heldout_games or (3 if method == "kd" else 10)
@@ -908,8 +910,9 @@ def _word_overlap(a: str, b: str) -> float:
 
 
 def _finetune_write(task, student, steps, batch_size, lr, top_layers, train_seeds, heldout_seeds, attempts, out,
-                    promote=False, generated_rules=0, heldout_shapes=0, form="body"):
+                    promote=False, generated_rules=0, heldout_shapes=0, form="body", from_adapter=None):
     cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out, promote=promote,
+                         start_adapter=from_adapter,
                          generated_rules=generated_rules, heldout_shapes=heldout_shapes, form=form,
                          train_seeds=list(range(1, 1 + train_seeds)) if train_seeds else WRITE_TRAIN_SEEDS,
                          heldout_seeds=list(range(100, 100 + heldout_seeds)) if heldout_seeds else WRITE_HELDOUT_SEEDS)

@@ -627,6 +627,21 @@ def _save(cfg: FinetuneConfig, student: Any, base: FunctionBase, manifest: dict,
     return manifest
 
 
+def _writing_start(cfg: FinetuneConfig) -> dict:
+    """The manifest of the writing adapter a run continues ({} for a fresh one); refused unless
+    it is a writing adapter of the same form."""
+    if not cfg.start_adapter:
+        return {}
+    earlier = read_json(Path(cfg.start_adapter) / "manifest.json") or {}
+    if earlier.get("method") != "write":
+        raise LDEngineError(f"{cfg.start_adapter} is not a writing adapter (its manifest's method is "
+                            f"{earlier.get('method')!r}): --method write continues one trained with --method write")
+    form = earlier.get("form", "body")
+    if form != cfg.form:
+        raise LDEngineError(f"{cfg.start_adapter} writes in the {form} form: continue it with --form {form}")
+    return earlier
+
+
 WRITE_TRAIN_SEEDS = list(range(1, 41))
 WRITE_HELDOUT_SEEDS = list(range(100, 110))
 
@@ -650,11 +665,17 @@ def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, p
         + f"; held out: {', '.join(k.name for k in held_kinds)}"
         + (f" and {len(shapes)} rules of held-out shapes in held-out wordings" if shapes else "")
         + f"; the student writes {'the whole body' if cfg.form == 'body' else 'the allowed-move condition only'}")
-    student = load_student(cfg.student, device=cfg.device)
+    earlier = _writing_start(cfg)
+    if earlier:
+        log(f"continuing {Path(cfg.start_adapter or '').name} after its {earlier.get('examples_seen', 0)} examples "
+            f"at lr {cfg.lr:g}")
+    student = load_student(cfg.student, adapter=cfg.start_adapter, device=cfg.device)
     base = FunctionBase.build(cfg.task, registry.modules_for(cfg.task))
+    # A continuation draws its batches with another seed, so that it does not read the examples in
+    # the order the first run began with.
     metrics = student.train_lora_text(data, steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size,
-                                      rank=cfg.rank, seed=cfg.seed, progress=progress,
-                                      top_layers=cfg.top_layers, chat=False)
+                                      rank=cfg.rank, seed=cfg.seed + int(earlier.get("examples_seen", 0)),
+                                      progress=progress, top_layers=cfg.top_layers, chat=False)
     log(f"loss {metrics['first_loss']:.3f} -> {metrics['final_loss']:.3f} in {metrics['seconds']:.0f} s")
     after = pass_rates(registry, cfg.task, student, held_kinds, cfg.heldout_seeds, attempts, progress, cfg.form)
     for name, row in after.items():
@@ -671,6 +692,12 @@ def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, p
         "train_kinds": [k.name for k in train_kinds], "held_out_kinds": [k.name for k in held_kinds],
         "attempts": attempts, "sampling_temperature": TEMPERATURE, "heldout_pass_rates": after,
     }
+    if earlier:
+        manifest["continuation"] = {"from": Path(cfg.start_adapter or "").name,
+                                    "adapter_hash": earlier.get("adapter_hash"),
+                                    "examples_seen_before": int(earlier.get("examples_seen", 0)),
+                                    "same_data": earlier.get("data_sha256") == digest}
+        manifest["examples_seen"] += int(earlier.get("examples_seen", 0))
     if cfg.generated_rules or shapes:
         manifest["generated_rules"] = cfg.generated_rules
         manifest["heldout_shapes"] = {kind.summary + " " + kind.name: shaped[kind.name]["attempts_to_pass"][0]

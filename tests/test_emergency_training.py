@@ -56,3 +56,30 @@ def test_eval_under_an_emergency_records_it_and_refuses_to_mix_runs(registry, tm
                        progress=False, emergency="restricted-area", emergency_seed=1)
     with pytest.raises(LDEngineError, match="--resume"):
         evaluate(registry, again, log=lambda s: None)
+
+
+def test_a_writing_fine_tune_continues_a_writing_adapter_of_its_form(registry, pursuit_base, tmp_path):
+    """--from-adapter with --method write: one more step on the committed condition writer; the
+    manifest says what it continued and counts the examples of both runs. An adapter of another
+    method or form is refused before any model loads."""
+    from pathlib import Path
+    start = Path(__file__).resolve().parent.parent / "results" / "writer-cond"
+    first = json.loads((start / "manifest.json").read_text())
+    cfg = FinetuneConfig("pursuit", steps=1, batch_size=1, lr=1e-4, train_seeds=[1], heldout_seeds=[100],
+                         form="condition", start_adapter=str(start), out=str(tmp_path / "w2"))
+    finetune_write(registry, cfg, attempts=1, progress=False, log=lambda s: None)
+    manifest = json.loads((tmp_path / "w2" / "manifest.json").read_text())
+    assert manifest["continuation"]["from"] == "writer-cond"
+    assert manifest["continuation"]["adapter_hash"] == first["adapter_hash"]
+    assert manifest["examples_seen"] == first["examples_seen"] + 1
+    assert manifest["adapter_hash"] != first["adapter_hash"]          # the step changed its weights
+    with pytest.raises(LDEngineError, match="writes in the condition form: continue it with --form condition"):
+        finetune_write(registry, FinetuneConfig("pursuit", steps=1, train_seeds=[1], heldout_seeds=[100],
+                                                start_adapter=str(start), out=str(tmp_path / "w3")),
+                       attempts=1, progress=False, log=lambda s: None)
+    selection = find_adapter("pursuit", pursuit_base)
+    with pytest.raises(LDEngineError, match="is not a writing adapter"):
+        finetune_write(registry, FinetuneConfig("pursuit", steps=1, train_seeds=[1], heldout_seeds=[100],
+                                                start_adapter=str(selection), out=str(tmp_path / "w4")),
+                       attempts=1, progress=False, log=lambda s: None)
+    assert not (tmp_path / "w3").exists() and not (tmp_path / "w4").exists()
