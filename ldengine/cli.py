@@ -30,6 +30,7 @@ from ldengine.finetune import (KD_TRAIN_GAMES, WRITE_HELDOUT_SEEDS, WRITE_TRAIN_
                                check_promotable, finetune as run_finetune, finetune_kd, finetune_write, quick as quick_config)
 from ldengine.functionbase import FunctionBase, base_for, versions_dir
 from ldengine.models.loading import chosen_device
+from ldengine.models.lora import LORA_MODULES
 from ldengine.outputs import check_plot
 from ldengine.registry import Registry
 from ldengine.retriever import Retriever
@@ -474,6 +475,9 @@ def retrieve(query, task, k, only_task):
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 512))
 @click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(1e-6, 1.0))
 @click.option("--top-layers", default=6, show_default=True, type=click.IntRange(0, 1000), help="LoRA on the last N layers (0: all).")
+@click.option("--rank", default=8, show_default=True, type=click.IntRange(1, 512), help="LoRA rank of a new adapter.")
+@click.option("--lora-modules", default="q_proj,v_proj", show_default=True, metavar="NAMES",
+              help="The projections a new adapter adapts, comma-separated, of: " + ", ".join(LORA_MODULES) + ".")
 @click.option("--train-games", type=click.IntRange(1, 10_000),
               help="Expert games for training data [ld: 10, kd: 221]; write: parameter seeds per kind [40].")
 @click.option("--heldout-games", type=click.IntRange(1, 10_000),
@@ -513,8 +517,9 @@ def retrieve(query, task, k, only_task):
               help="Make the new adapter the default (the newest promoted one is used when --adapter is not "
                    "given); without it, the run prints the --adapter DIR to use it.")
 @_device_option
-def finetune(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, method, attempts,
-             generated_rules, heldout_shapes, form, out, from_adapter, balance, quick, eval_every, patience, promote, device):
+def finetune(task, student, steps, batch_size, lr, top_layers, rank, lora_modules, train_games, heldout_games, method,
+             attempts, generated_rules, heldout_shapes, form, out, from_adapter, balance, quick, eval_every, patience,
+             promote, device):
     """Fine-tune the student (LoRA) and save adapter + manifest.
 
     --method ld teaches it to select the manual's functions (Logic Distillation);
@@ -525,6 +530,12 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
     tasks = [t.strip() for t in task.split(",") if t.strip()]
     for name in tasks or [task]:
         registry().get("tasks", name)
+    modules = tuple(dict.fromkeys(m.strip() for m in lora_modules.split(",") if m.strip()))
+    unknown = [m for m in modules if m not in LORA_MODULES]
+    if unknown or not modules:
+        raise click.UsageError(f"--lora-modules: {', '.join(unknown) or 'none given'}: choose among "
+                               f"{', '.join(LORA_MODULES)}")
+    shape = {"rank": rank, "lora_modules": modules}
     if len(tasks) > 1 and method != "ld":
         raise click.UsageError(f"--method {method} trains on one task at a time; several tasks need --method ld")
     if from_adapter and method == "kd":
@@ -544,11 +555,11 @@ def finetune(task, student, steps, batch_size, lr, top_layers, train_games, held
                                "with --method write")
     if method == "write":
         _finetune_write(task, student, steps, batch_size, lr, top_layers, train_games, heldout_games, attempts, out,
-                        promote, generated_rules, heldout_shapes, form, from_adapter)
+                        promote, generated_rules, heldout_shapes, form, from_adapter, shape)
         return
     train_games = train_games or (KD_TRAIN_GAMES if method == "kd" else 10)
     heldout_games = heldout_games or (3 if method == "kd" else 10)
-    cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out,
+    cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out, **shape,
                          start_adapter=from_adapter, device=chosen_device(device), promote=promote, balance_cap=balance,
                          train_seeds=list(range(10_000, 10_000 + train_games)),
                          heldout_seeds=list(range(20_000, 20_000 + heldout_games)))
@@ -910,9 +921,9 @@ def _word_overlap(a: str, b: str) -> float:
 
 
 def _finetune_write(task, student, steps, batch_size, lr, top_layers, train_seeds, heldout_seeds, attempts, out,
-                    promote=False, generated_rules=0, heldout_shapes=0, form="body", from_adapter=None):
+                    promote=False, generated_rules=0, heldout_shapes=0, form="body", from_adapter=None, shape=None):
     cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out, promote=promote,
-                         start_adapter=from_adapter,
+                         start_adapter=from_adapter, **(shape or {}),
                          generated_rules=generated_rules, heldout_shapes=heldout_shapes, form=form,
                          train_seeds=list(range(1, 1 + train_seeds)) if train_seeds else WRITE_TRAIN_SEEDS,
                          heldout_seeds=list(range(100, 100 + heldout_seeds)) if heldout_seeds else WRITE_HELDOUT_SEEDS)

@@ -42,6 +42,7 @@ class FinetuneConfig:
     lr: float = 3e-3
     rank: int = 8
     top_layers: int | None = 6          # LoRA on the last N decoder layers (None: all)
+    lora_modules: tuple[str, ...] = ("q_proj", "v_proj")    # the projections LoRA adapts
     k: int = 5
     shuffles: int = 8                   # held-out: each distinct selection in this many candidate orders
     train_seeds: list[int] = field(default_factory=lambda: list(range(10_000, 10_010)))
@@ -262,7 +263,7 @@ def finetune(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log
         log(_continuation_words(cfg, continued))
     metrics = student.train_lora([e.as_tuple() for e in train], steps=cfg.steps, lr=cfg.lr,
                                  batch_size=cfg.batch_size, rank=cfg.rank, seed=cfg.seed,
-                                 progress=progress, top_layers=cfg.top_layers)
+                                 progress=progress, top_layers=cfg.top_layers, modules=list(cfg.lora_modules))
     log(f"training: {cfg.steps} steps of {cfg.batch_size} in {metrics['seconds']:.0f} s "
         f"({metrics['examples_per_second']} examples/s), loss {metrics['first_loss']:.3f} -> "
         f"{metrics['final_loss']:.3f}")
@@ -444,7 +445,7 @@ def finetune_kd(registry: Registry, cfg: FinetuneConfig, progress: bool = True, 
     def train_to(steps: int, first: int = 0, state: dict | None = None) -> dict:
         return student.train_lora_text(examples, steps=steps, lr=cfg.lr, batch_size=cfg.batch_size, rank=cfg.rank,
                                        seed=cfg.seed, progress=progress, top_layers=cfg.top_layers,
-                                       start_step=first, optimizer_state=state)
+                                       modules=list(cfg.lora_modules), start_step=first, optimizer_state=state)
 
     if curve is None or not eval_every:
         metrics = train_to(cfg.steps)
@@ -675,7 +676,8 @@ def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, p
     # the order the first run began with.
     metrics = student.train_lora_text(data, steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size,
                                       rank=cfg.rank, seed=cfg.seed + int(earlier.get("examples_seen", 0)),
-                                      progress=progress, top_layers=cfg.top_layers, chat=False)
+                                      progress=progress, top_layers=cfg.top_layers,
+                                      modules=list(cfg.lora_modules), chat=False)
     log(f"loss {metrics['first_loss']:.3f} -> {metrics['final_loss']:.3f} in {metrics['seconds']:.0f} s")
     after = pass_rates(registry, cfg.task, student, held_kinds, cfg.heldout_seeds, attempts, progress, cfg.form)
     for name, row in after.items():

@@ -83,3 +83,21 @@ def test_a_writing_fine_tune_continues_a_writing_adapter_of_its_form(registry, p
                                                 start_adapter=str(selection), out=str(tmp_path / "w4")),
                        attempts=1, progress=False, log=lambda s: None)
     assert not (tmp_path / "w3").exists() and not (tmp_path / "w4").exists()
+
+
+def test_a_new_adapter_adapts_the_projections_and_rank_asked_for(registry, tmp_path):
+    """--rank and --lora-modules shape a new adapter (its manifest and peft's config say so);
+    an unknown projection is a usage error before anything loads."""
+    from click.testing import CliRunner
+
+    from ldengine.cli import cli
+    cfg = FinetuneConfig("pursuit", steps=1, batch_size=1, lr=1e-4, rank=4, top_layers=1, train_seeds=[1],
+                         heldout_seeds=[100], form="condition", lora_modules=("q_proj", "gate_proj", "down_proj"),
+                         out=str(tmp_path / "w"))
+    finetune_write(registry, cfg, attempts=1, progress=False, log=lambda s: None)
+    manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    assert manifest["rank"] == 4 and manifest["target_modules"] == ["down_proj", "gate_proj", "q_proj"]
+    assert manifest["config"]["lora_modules"] == ["q_proj", "gate_proj", "down_proj"]
+    result = CliRunner().invoke(cli, ["finetune", "--method", "write", "--lora-modules", "q_proj,mlp"])
+    assert result.exit_code == 2 and "--lora-modules: mlp: choose among q_proj" in result.output
+    assert "Traceback" not in result.output

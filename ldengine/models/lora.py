@@ -16,17 +16,20 @@ from typing import Any
 from ldengine.errors import LDEngineError
 
 TARGET_MODULES = ["q_proj", "v_proj"]
+# The projections of a Llama-family decoder layer an adapter may adapt (``--lora-modules``).
+LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 MANIFEST = "manifest.json"
 WEIGHTS = "adapter_model.safetensors"
 
 
-def attach(model: Any, rank: int, top_layers: int | None = None) -> Any:
+def attach(model: Any, rank: int, top_layers: int | None = None, modules: list[str] | None = None) -> Any:
     """A peft model with a fresh adapter, or ``model`` itself with its loaded
     adapter made trainable; in both only the LoRA weights require grad.
 
     ``top_layers``: adapt only the last N decoder layers. Backpropagation then
     stops at the lowest adapted layer, which on a CPU makes a training step
-    several times cheaper; None adapts every layer.
+    several times cheaper; None adapts every layer. ``modules``: the projections adapted
+    (default ``TARGET_MODULES``, q and v).
     """
     from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -35,7 +38,7 @@ def attach(model: Any, rank: int, top_layers: int | None = None) -> Any:
         layers = int(model.config.num_hidden_layers)
         chosen = None if top_layers is None else list(range(max(0, layers - top_layers), layers))
         config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
-                            target_modules=TARGET_MODULES, task_type="CAUSAL_LM",
+                            target_modules=list(modules or TARGET_MODULES), task_type="CAUSAL_LM",
                             layers_to_transform=chosen)
         return get_peft_model(model, config)
     for name, param in model.named_parameters():

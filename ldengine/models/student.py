@@ -523,12 +523,13 @@ class TransformersStudent(Memoised):
 
     def train_lora(self, examples: list[tuple[str, str, list[str], int]], steps: int, lr: float = 2e-4,
                    batch_size: int = 16, rank: int = 8, seed: int = 0, progress: bool = True,
-                   top_layers: int | None = None) -> dict:
+                   top_layers: int | None = None, modules: list[str] | None = None) -> dict:
         """Fine-tune a LoRA adapter (q and v projections) so that ``select`` picks
         the right option: cross-entropy over the K candidate scores, scored exactly as
         ``select`` scores them. Only the adapter trains; an adapter already loaded
-        is trained further (``rank`` and ``top_layers`` then have no effect).
-        ``top_layers`` limits the adapter to the last N layers (see ``lora.attach``).
+        is trained further (``rank``, ``top_layers`` and ``modules`` then have no effect).
+        ``top_layers`` limits the adapter to the last N layers, ``modules`` to those
+        projections (see ``lora.attach``).
 
         Each step runs every distinct prefix of the batch once, with grad, and
         expands it over that prefix's rows, as ``select_batch`` does.
@@ -536,12 +537,13 @@ class TransformersStudent(Memoised):
         if not examples:
             raise LDEngineError("train_lora needs at least one example")
         _check_targets(examples)
-        return self._train(examples, self._batch_loss, steps, lr, batch_size, rank, seed, progress, top_layers)
+        return self._train(examples, self._batch_loss, steps, lr, batch_size, rank, seed, progress, top_layers,
+                           modules=modules)
 
     def train_lora_text(self, examples: list[tuple[str, str, str]], steps: int, lr: float = 2e-3,
                         batch_size: int = 16, rank: int = 8, seed: int = 0, progress: bool = True,
                         top_layers: int | None = None, chat: bool = True, start_step: int = 0,
-                        optimizer_state: dict | None = None) -> dict:
+                        optimizer_state: dict | None = None, modules: list[str] | None = None) -> dict:
         """Fine-tune a LoRA adapter so that ``generate_batch(prompt, prefix=prefix)``
         answers ``answer``: cross-entropy on the answer's tokens only, read after
         exactly the tokens ``generate_batch`` reads (examples are
@@ -558,17 +560,17 @@ class TransformersStudent(Memoised):
             raise LDEngineError("every training example needs a non-empty answer")
         loss = lambda rows: self._text_loss(rows, chat)  # noqa: E731
         return self._train(examples, loss, steps, lr, batch_size, rank, seed, progress, top_layers,
-                           start_step, optimizer_state)
+                           start_step, optimizer_state, modules)
 
     def _train(self, examples: list, loss_fn: Callable, steps: int, lr: float, batch_size: int,
                rank: int, seed: int, progress: bool, top_layers: int | None, start_step: int = 0,
-               optimizer_state: dict | None = None) -> dict:
+               optimizer_state: dict | None = None, modules: list[str] | None = None) -> dict:
         import torch
 
         if not 0 <= start_step < steps:
             raise LDEngineError(f"training from step {start_step} to step {steps} is no training")
         torch.manual_seed(seed + start_step)
-        self.model = lora.attach(self.model, rank, top_layers)
+        self.model = lora.attach(self.model, rank, top_layers, modules)
         self._trained_here = True
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
