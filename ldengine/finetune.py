@@ -658,6 +658,8 @@ def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, p
     held_kinds, train_kinds = kinds_of(registry, cfg.task, "eval"), kinds_of(registry, cfg.task, "train")
     if not train_kinds:
         raise LDEngineError(f"task {cfg.task!r} has no training emergency kinds (--method write)")
+    earlier = _writing_start(cfg)
+    seen_before = int(earlier.get("examples_seen", 0))
     data = writing_data(registry, cfg.task, cfg.train_seeds, cfg.generated_rules, cfg.form)
     shapes = rule_languages(registry, cfg.task, cfg.heldout_shapes, split="eval", wording="eval") \
         if cfg.heldout_shapes else []
@@ -666,16 +668,14 @@ def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, p
         + f"; held out: {', '.join(k.name for k in held_kinds)}"
         + (f" and {len(shapes)} rules of held-out shapes in held-out wordings" if shapes else "")
         + f"; the student writes {'the whole body' if cfg.form == 'body' else 'the allowed-move condition only'}")
-    earlier = _writing_start(cfg)
     if earlier:
-        log(f"continuing {Path(cfg.start_adapter or '').name} after its {earlier.get('examples_seen', 0)} examples "
-            f"at lr {cfg.lr:g}")
+        log(f"continuing {Path(cfg.start_adapter or '').name} after its {seen_before} examples at lr {cfg.lr:g}")
     student = load_student(cfg.student, adapter=cfg.start_adapter, device=cfg.device)
     base = FunctionBase.build(cfg.task, registry.modules_for(cfg.task))
     # A continuation draws its batches with another seed, so that it does not read the examples in
     # the order the first run began with.
     metrics = student.train_lora_text(data, steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size,
-                                      rank=cfg.rank, seed=cfg.seed + int(earlier.get("examples_seen", 0)),
+                                      rank=cfg.rank, seed=cfg.seed + seen_before,
                                       progress=progress, top_layers=cfg.top_layers,
                                       modules=list(cfg.lora_modules), chat=False)
     log(f"loss {metrics['first_loss']:.3f} -> {metrics['final_loss']:.3f} in {metrics['seconds']:.0f} s")
@@ -697,9 +697,9 @@ def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, p
     if earlier:
         manifest["continuation"] = {"from": Path(cfg.start_adapter or "").name,
                                     "adapter_hash": earlier.get("adapter_hash"),
-                                    "examples_seen_before": int(earlier.get("examples_seen", 0)),
+                                    "examples_seen_before": seen_before,
                                     "same_data": earlier.get("data_sha256") == digest}
-        manifest["examples_seen"] += int(earlier.get("examples_seen", 0))
+        manifest["examples_seen"] += seen_before
     if cfg.generated_rules or shapes:
         manifest["generated_rules"] = cfg.generated_rules
         manifest["heldout_shapes"] = {kind.summary + " " + kind.name: shaped[kind.name]["attempts_to_pass"][0]
