@@ -1,15 +1,19 @@
 """Does the learned part earn its place? Selection ablations on the same held-out states and games.
 
     .venv/bin/python benchmarks/bench_ablation.py [--task pursuit] [--heldout-games 10] [--games 20]
-        [--adapter DIR] [--extra-module FILE] [--emergencies wall,restricted-area] [--write]
+        [--adapter DIR] [--extra-module FILE] [--emergencies wall,restricted-area] [--reading 200]
+        [--seed 0] [--emergency-seed 0] [--write]
 
 Per stage, on the stage inputs of held-out expert games (seeds 20000..., never trained
 on), with the shared index's top-5: how often each selector picks the oracle's
 function (``FunctionBase.oracle(stage, state)``): the oracle itself, the retriever's
-first hit (no model), the untuned student, the tuned student in retrieval order, and
-the tuned student with the candidates shuffled (8 orders per distinct selection).
+first hit (no model), a word matcher (no model: the alternative whose When: words best
+match a fact stated yes, ``ldengine.lexical``), the untuned student, the tuned student in
+retrieval order, and the tuned student with the candidates shuffled (8 orders per
+distinct selection). ``--reading N`` adds a row of N synthetic selections of fact
+families, phrasings and names held out of training (``ldengine.reading``): zero-shot reading.
 Then each as an agent on the same seeded games (``ldengine run``'s agents expert,
-top1, ld_untuned, ld, ld_shuffled): success, violations, average steps, distinct
+top1, lexical, ld_untuned, ld, ld_shuffled): success, violations, average steps, distinct
 selection prompts and model calls; ``--emergencies`` plays the game table again under
 each rule change, where the alternatives matter most. ``--extra-module`` adds a function module (e.g.
 the extras plugin's alternative) to the base, to measure zero-shot selection of an
@@ -27,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import machine_line, publish  # noqa: E402
 
-SELECTORS = ("oracle", "retriever top-1", "untuned student", "tuned student", "tuned, shuffled")
+SELECTORS = ("oracle", "retriever top-1", "lexical matcher", "untuned student", "tuned student", "tuned, shuffled")
 
 
 def picks(student, examples, batch: int = 16) -> list[int]:
@@ -49,23 +53,40 @@ def per_stage(examples, chosen) -> dict:
     return table
 
 
-def stage_table(reg, task, base, adapter, pairs) -> list[str]:
+def stage_table(reg, task, base, adapter, pairs, reading: int = 0) -> list[str]:
     from ldengine.adapters import find_adapter
-    from ldengine.finetune import shuffled
     from ldengine.ld import RetrieverProvider, selection_examples
     from ldengine.models import load_student
+    from ldengine.reading import reading_examples
     from ldengine.retriever import Retriever
     provider = RetrieverProvider(task, base, Retriever.for_library(base, reg), 5)
     held = selection_examples(task, base, provider, pairs)
-    mixed = shuffled(held, 8, 0)
     adapter = adapter or find_adapter(task.name, base)
     # Selection is deterministic: the memo answers a repeated prompt with the same pick.
     untuned, tuned = load_student(), load_student(adapter=adapter)
+    rows = selector_rows(task, base, held, untuned, tuned)
+    if reading:
+        # Synthetic selections of fact families, phrasings and names held out of training (seed 7: not
+        # the training run's 0 nor its held-out measurement's 1).
+        synthetic = reading_examples(task, base, provider, pairs, reading, 7, "eval", heldout_phrasing=True,
+                                     heldout_names=True)
+        rows += selector_rows(task, base, synthetic, untuned, tuned, "held-out reading (synthetic)")
+    return rows, Path(adapter).name, oracle_mix(base, held)
+
+
+def selector_rows(task, base, held, untuned, tuned, label: str = "") -> list[str]:
+    from ldengine.finetune import shuffled
+    from ldengine.lexical import text_choice
+    mixed = shuffled(held, 8, 0)
     results = {"oracle": per_stage(held, [e.answer for e in held]),
                "retriever top-1": per_stage(held, [0] * len(held)),
+               "lexical matcher": per_stage(held, [text_choice(e.query, list(e.options)) for e in held]),
                "untuned student": per_stage(held, picks(untuned, held)),
                "tuned student": per_stage(held, picks(tuned, held)),
                "tuned, shuffled": per_stage(mixed, picks(tuned, mixed))}
+    if label:
+        cells = [f"{results[k]['(all)'][0] / results[k]['(all)'][1]:.3f}" for k in SELECTORS]
+        return [f"| {task.name} | {label} | - | {len(held)} | " + " | ".join(cells) + " |"]
     stages = [s for s in task.pipeline if results["oracle"][s][1]] + ["(all)"]
     # At stages with alternatives, also one row per right function ("= NAME").
     # "= (missed)": the oracle's function was not in the top-K (counted in the stage's row).
@@ -77,7 +98,7 @@ def stage_table(reg, task, base, adapter, pairs) -> list[str]:
         cells = [f"{results[k][stage][0] / results[k][stage][1]:.3f}" if results[k][stage][1] else "-"
                  for k in SELECTORS]
         rows.append(f"| {task.name} | {stage} | {alts} | {results['oracle'][stage][1]} | " + " | ".join(cells) + " |")
-    return rows, Path(adapter).name, oracle_mix(base, held)
+    return rows
 
 
 def oracle_mix(base, held) -> str:
@@ -89,19 +110,19 @@ def oracle_mix(base, held) -> str:
     return ", ".join(f"{n} {c}" for n, c in sorted(counts.items(), key=lambda x: -x[1])) or "-"
 
 
-AGENTS = ("expert", "top1", "ld_untuned", "ld", "ld_shuffled")
-# Under an emergency: the unadapted expert (no function for the rule), and the two that adopt the
+AGENTS = ("expert", "top1", "lexical", "ld_untuned", "ld", "ld_shuffled")
+# Under an emergency: the unadapted expert (no function for the rule), and those that adopt the
 # stored function for it and differ only in how they choose a stage's function.
-EMERGENCY_AGENTS = ("expert", "top1", "ld")
+EMERGENCY_AGENTS = ("expert", "top1", "lexical", "ld")
 
 
-def game_rows(reg, task_name, games, adapter, extra, emergency=None) -> list[str]:
+def game_rows(reg, task_name, games, adapter, extra, emergency=None, seed: int = 0, emergency_seed: int = 0) -> list[str]:
     from ldengine.runner import RunConfig, run_games
     rows = []
     for agent in EMERGENCY_AGENTS if emergency else AGENTS:
         options = {"adapter": adapter, "k": 5, "log": lambda line: None}
-        cfg = RunConfig(task_name, agent, games, 0, "greedy", None, None, progress=False, options=options,
-                        emergency=emergency)
+        cfg = RunConfig(task_name, agent, games, seed, "greedy", None, None, progress=False, options=options,
+                        emergency=emergency, emergency_seed=emergency_seed)
         s = run_games(reg, cfg).summary
         calls, prompts = s.get("model_calls", "-"), s.get("distinct_prompts", "-")
         steps = "-" if s.get("avg_steps_success") is None else f"{s['avg_steps_success']:.2f}"
@@ -120,6 +141,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--extra-module", help="a function module (file) added to the base, e.g. a plugin's")
     parser.add_argument("--emergencies", default="", help="comma-separated emergency kinds: the game table "
                         "again under each (parameter seed 0), for expert, top1 and ld")
+    parser.add_argument("--reading", type=int, default=0, help="also this many synthetic selections of held-out "
+                        "fact families, phrasings and names (zero-shot reading)")
+    parser.add_argument("--seed", type=int, default=0, help="the first game seed of the game tables")
+    parser.add_argument("--emergency-seed", type=int, default=0, help="the emergencies' parameter seed")
     parser.add_argument("--write", action="store_true", help="append the figures to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     from ldengine.functionbase import FunctionBase
@@ -133,9 +158,10 @@ def main(argv: list[str]) -> None:
     base = FunctionBase.build(args.task, reg.modules_for(args.task))
     pairs = stage_inputs(task, base, reg.get("evaders", "greedy").obj,
                          list(range(20_000, 20_000 + args.heldout_games)))
-    rows, adapter_name, mix = stage_table(reg, task, base, args.adapter, pairs)
-    games = game_rows(reg, args.task, args.games, args.adapter, args.extra_module) if args.games else []
-    under = {kind: game_rows(reg, args.task, args.games, args.adapter, args.extra_module, kind)
+    rows, adapter_name, mix = stage_table(reg, task, base, args.adapter, pairs, args.reading)
+    games = game_rows(reg, args.task, args.games, args.adapter, args.extra_module, seed=args.seed) if args.games else []
+    under = {kind: game_rows(reg, args.task, args.games, args.adapter, args.extra_module, kind, args.seed,
+                             args.emergency_seed)
              for kind in filter(None, args.emergencies.split(",")) if args.games}
     title = f"### Selection ablations: {args.task}" + (f" with {Path(args.extra_module).name}" if args.extra_module else "")
     publish("\n".join([
@@ -145,13 +171,13 @@ def main(argv: list[str]) -> None:
         "Rows `= NAME`: the selections whose right function is NAME, at a stage with alternatives.", "",
         "| task | stage | functions at the stage | selections | " + " | ".join(SELECTORS) + " |",
         "|---|---|---|---|" + "---|" * len(SELECTORS), *rows, "",
-        *([f"The same selectors as agents on {args.games} games (seeds 0...):", "",
+        *([f"The same selectors as agents on {args.games} games (seeds {args.seed}...):", "",
            "| task | agent | games | success (return) | violations | avg steps | selection accuracy | "
            "distinct prompts | model calls | wall s |", "|---|---|---|---|---|---|---|---|---|---|", *games, ""]
           if games else []),
         *[line for kind, kind_rows in under.items() for line in (
-            f"Under the `{kind}` emergency (parameter seed 0; top1 and ld adopt the stored verified function "
-            f"for it, the expert has none), {args.games} games (seeds 0...):", "",
+            f"Under the `{kind}` emergency (parameter seed {args.emergency_seed}; top1, lexical and ld adopt the "
+            f"stored verified function for it, the expert has none), {args.games} games (seeds {args.seed}...):", "",
             "| task | agent | games | success (return) | violations | avg steps | selection accuracy | "
             "distinct prompts | model calls | wall s |", "|---|---|---|---|---|---|---|---|---|---|", *kind_rows, "")]]),
         args.write)

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     data = []
     for task in ("pursuit", "twentyone"):
         cfg = FinetuneConfig(task=task, balance_cap=8, emergency_seeds=[0, 1] if args.emergency_examples else [])
-        base, _, train, held, _ = build_data(reg, cfg, progress=True)
+        base, _, train, held, _, _ = build_data(reg, cfg, progress=True)
         data.append(TaskData(task, base, None, train, held, [], []))
     new = {n for d in data for n in continuation(data, manifest)[1]["new_functions"][d.task]}
     holds = [e for e in data[0].held if new & {o.split(" ", 1)[0] for o in e.options}]

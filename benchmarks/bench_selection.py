@@ -30,7 +30,7 @@ def held_out(task_name: str, games: int):
     from ldengine.registry import Registry
     cfg = FinetuneConfig(task=task_name, train_seeds=[], emergency_seeds=[],
                          heldout_seeds=list(range(20_000, 20_000 + games)))
-    base, _, _, held, _ = build_data(Registry.load(), cfg)
+    base, _, _, held, _, _ = build_data(Registry.load(), cfg)
     return base, held
 
 

@@ -27,6 +27,7 @@ from ldengine.emergency.write import TEMPERATURE
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.ld import RetrieverProvider, SelectionExample, selection_examples, stage_inputs
+from ldengine.reading import reading_examples
 from ldengine.models import load_student
 from ldengine.registry import Registry
 from ldengine.retriever import Retriever
@@ -66,6 +67,11 @@ class FinetuneConfig:
     # and rules of its held-out shapes (in held-out wordings) measured after training
     generated_rules: int = 0
     heldout_shapes: int = 0
+    # --method ld: synthetic selections that teach reading When: fields against the stated facts
+    # (``ldengine.reading``), added to the training data; held-out ones (held-out fact families,
+    # phrasings and names) measured before and after training
+    reading: int = 0
+    reading_heldout: int = 200
     # --method write: what the student learns to write, the whole body or the condition only
     # (``emergency.write.FORMS``); the adapter's manifest records it for whoever writes with it
     form: str = "body"
@@ -93,7 +99,8 @@ def quick(cfg: FinetuneConfig) -> FinetuneConfig:
     committed ones, so no agent picks it up unless asked (``--adapter``)."""
     out = cfg.out or str(cache_root() / "adapters" / f"quick-{'+'.join(cfg.tasks)}-{time.strftime('%Y%m%d-%H%M%S')}")
     return replace(cfg, steps=2, train_seeds=cfg.train_seeds[:2], heldout_seeds=cfg.heldout_seeds[:2],
-                   shuffles=2, emergency_seeds=cfg.emergency_seeds[:1], emergency_steps=1, out=out)
+                   shuffles=2, emergency_seeds=cfg.emergency_seeds[:1], emergency_steps=1, out=out,
+                   reading=min(cfg.reading, 16), reading_heldout=min(cfg.reading_heldout, 8))
 
 
 def weighted(examples: list[SelectionExample], base: FunctionBase, times: int, cap: int = 1) -> list[SelectionExample]:
@@ -208,12 +215,14 @@ def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None, p
     provider = RetrieverProvider(task, base, retriever, cfg.k)
     greedy = registry.get("evaders", "greedy").obj
     bar = f"{cfg.task}: " if progress else ""
-    train = selection_examples(task, base, provider,
-                               stage_inputs(task, base, greedy, cfg.train_seeds, bar and bar + "training games"),
-                               shuffle_seed=cfg.seed, desc=bar and bar + "training selections")
-    held = selection_examples(task, base, provider,
-                              stage_inputs(task, base, greedy, cfg.heldout_seeds, bar and bar + "held-out games"),
-                              desc=bar and bar + "held-out selections")
+    train_pairs = stage_inputs(task, base, greedy, cfg.train_seeds, bar and bar + "training games")
+    held_pairs = stage_inputs(task, base, greedy, cfg.heldout_seeds, bar and bar + "held-out games")
+    train = selection_examples(task, base, provider, train_pairs, shuffle_seed=cfg.seed,
+                               desc=bar and bar + "training selections")
+    held = selection_examples(task, base, provider, held_pairs, desc=bar and bar + "held-out selections")
+    reading = reading_examples(task, base, provider, train_pairs, cfg.reading, cfg.seed) if cfg.reading else []
+    reading_held = (reading_examples(task, base, provider, held_pairs, cfg.reading_heldout, cfg.seed + 1, "eval",
+                                     heldout_phrasing=True, heldout_names=True) if cfg.reading else [])
     emergency_held = []
     if cfg.emergency_seeds and hasattr(task, "with_emergency"):
         encoder = getattr(retriever, "encoder", None)
@@ -223,8 +232,8 @@ def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None, p
         emergency_held = emergency_selection_examples(registry, task, kinds_of(registry, cfg.task, "eval"),
                                                       cfg.emergency_seeds, greedy, cfg.k, cfg.emergency_steps,
                                                       encoder=encoder, desc=bar and bar + "emergency held-out games")
-    train = weighted(train, base, cfg.alternatives_weight, cfg.balance_cap)
-    return base, retriever, train, held, emergency_held
+    train = weighted(train, base, cfg.alternatives_weight, cfg.balance_cap) + reading
+    return base, retriever, train, held, emergency_held, reading_held
 
 
 @dataclass
@@ -237,14 +246,18 @@ class TaskData:
     held: list
     emergency_held: list
     mixed: list
+    reading_held: list = field(default_factory=list)
 
 
 def task_data(registry: Registry, cfg: FinetuneConfig, task: str, log=print, progress: bool = True) -> TaskData:
-    base, retriever, train, held, emergency_held = build_data(registry, replace(cfg, task=task), progress=progress)
+    base, retriever, train, held, emergency_held, reading_held = build_data(registry, replace(cfg, task=task),
+                                                                           progress=progress)
     log(f"{task}: {len(train)} training and {len(held)} held-out selections "
         f"(retrieval recall@{cfg.k} on held-out: {_recall(held):.3f})"
-        + (f"; {len(emergency_held)} held-out selections under the evaluated emergencies" if emergency_held else ""))
-    return TaskData(task, base, retriever, train, held, emergency_held, shuffled(held, cfg.shuffles, cfg.seed))
+        + (f"; {len(emergency_held)} held-out selections under the evaluated emergencies" if emergency_held else "")
+        + (f"; {len(reading_held)} held-out reading selections" if reading_held else ""))
+    return TaskData(task, base, retriever, train, held, emergency_held, shuffled(held, cfg.shuffles, cfg.seed),
+                    reading_held)
 
 
 def finetune(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log=print) -> dict:
@@ -255,6 +268,7 @@ def finetune(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log
     data = [task_data(registry, cfg, task, log, progress) for task in cfg.tasks]
     student = load_student(cfg.student, adapter=cfg.start_adapter, device=cfg.device)
     before = {d.task: _accuracies(student, d.held, d.mixed, d.emergency_held) for d in data}
+    reading_before = {d.task: accuracy(student, d.reading_held, desc="held-out reading") for d in data if d.reading_held}
     for d in data:
         log(f"{d.task}: held-out selection accuracy before training: " + _accuracy_words(before[d.task], d))
     train, continued = balanced([d.train for d in data]), None
@@ -268,8 +282,12 @@ def finetune(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log
         f"({metrics['examples_per_second']} examples/s), loss {metrics['first_loss']:.3f} -> "
         f"{metrics['final_loss']:.3f}")
     after = {d.task: _accuracies(student, d.held, d.mixed, d.emergency_held) for d in data}
+    reading_after = {d.task: accuracy(student, d.reading_held, desc="held-out reading") for d in data if d.reading_held}
     for d in data:
         log(f"{d.task}: held-out selection accuracy after {cfg.steps} steps: " + _accuracy_words(after[d.task], d))
+        if d.task in reading_after:
+            log(f"{d.task}: held-out reading (unseen fact families, phrasings and names) "
+                f"{reading_before[d.task]:.3f} -> {reading_after[d.task]:.3f} ({len(d.reading_held)})")
     seconds = time.perf_counter() - start
     if len(data) == 1:
         d = data[0]
@@ -284,6 +302,10 @@ def finetune(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log
             f"{student.name}-{'+'.join(cfg.tasks)}-lib{manifest['library_hash'][:8]}-s{cfg.steps}")
     if continued is not None:
         manifest["continuation"] = continued
+    if reading_after:
+        manifest["reading"] = {"train_examples": cfg.reading, "heldout_examples": cfg.reading_heldout,
+                               "heldout_accuracy_before": {t: round(v, 4) for t, v in reading_before.items()},
+                               "heldout_accuracy": {t: round(v, 4) for t, v in reading_after.items()}}
     student.save_adapter(out, manifest)
     manifest["path"] = str(out)
     return manifest

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ldengine.errors import LDEngineError, ManualError, SandboxCompileError, UnknownNameError
-from ldengine.manual import ManualEntry, entries_from_source
+from ldengine.manual import Fact, ManualEntry, entries_from_source, facts_from_source
 from ldengine.plugins import DEFAULT_PLUGINS
 from ldengine.registry import ModuleSource
 from ldengine.sandbox import CompiledModule, IsolatedSandbox, Sandbox, SandboxResult, compile_module
@@ -60,7 +60,9 @@ class FunctionBase:
     isolated: Any = field(default=None, repr=False)
     pinned: dict = field(default_factory=dict, repr=False)  # file name -> sha256 of its whole text (versions)
     _last_oracle: tuple = field(default=(None, None, None, None), repr=False)
+    _last_facts: tuple = field(default=(None, None, None, None), repr=False)
     inprocess: set = field(default_factory=set)     # module filenames run in ``sandbox``; the rest isolated
+    facts: dict = field(default_factory=dict)       # name -> Fact, in the base's order (``fact_`` defs)
 
     @classmethod
     def build(cls, task: str, sources: list[ModuleSource], sandbox: Sandbox | None = None,
@@ -70,6 +72,7 @@ class FunctionBase:
         trusted_inprocess = inprocess_requested() if inprocess is None else inprocess
         entries: dict[str, ManualEntry] = {}
         modules: dict[str, CompiledModule] = {}
+        facts: dict[str, Fact] = {}
         local: set[str] = set()
         for src in sources:
             here = trusted_inprocess and src.plugin in DEFAULT_PLUGINS
@@ -82,7 +85,9 @@ class FunctionBase:
             for entry in entries_from_source(src.source, src.filename, task, src.plugin):
                 name = _unique(entry.name, entries)
                 entries[name] = entry if name == entry.name else replace(entry, name=name)
-        return cls(task, entries, modules, sandbox or Sandbox(), inprocess=local)
+            for fact in facts_from_source(src.source, src.filename, src.plugin):
+                facts[_unique(fact.name, facts)] = fact
+        return cls(task, entries, modules, sandbox or Sandbox(), inprocess=local, facts=facts)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -157,6 +162,23 @@ class FunctionBase:
         result = self._runner(entry.module).call(self.modules[entry.module], entry.predicate, state)
         return result.ok and result.value is True
 
+    def facts_for(self, stage: str) -> list[Fact]:
+        """The facts a query at ``stage`` states, in the base's order."""
+        return [f for f in self.facts.values() if f.stage == stage]
+
+    def fact_values(self, stage: str, state: Any) -> list[tuple[Fact, bool]]:
+        """Each fact of ``stage`` with its value on ``state`` (the stage's input), computed in the
+        sandbox like every function of the base; a fact whose predicate fails or answers anything
+        but True is stated as no."""
+        if self._last_facts[:2] == (stage, id(state)) and self._last_facts[2] is state:
+            return self._last_facts[3]      # the retriever's query and the student's ask for the same input
+        out = []
+        for fact in self.facts_for(stage):
+            result = self._runner(fact.module).call(self.modules[fact.module], fact.def_name, state)
+            out.append((fact, result.ok and result.value is True))
+        self._last_facts = (stage, id(state), state, out)
+        return out
+
     def problems(self, stages: Any, own: Any = ()) -> list[str]:
         """What keeps a function from ever being played: a stage outside ``stages`` (the
         task's pipeline; the task's ``own`` plugins keep such functions as distractors on
@@ -177,21 +199,23 @@ class FunctionBase:
     def hash(self) -> str:
         """Pins every function of the base, generated ones included, and the whole text of
         its ``pinned`` modules (a stored version's: their constants too)."""
-        return _hash(self.entries, self.pinned)
+        return _hash(self.entries, self.pinned, self.facts)
 
     @property
     def teacher_hash(self) -> str:
         """Pins the teacher's functions only: what an adapter was trained on."""
-        return _hash({n: e for n, e in self.entries.items() if e.module not in self.untrusted}, self.pinned)
+        return _hash({n: e for n, e in self.entries.items() if e.module not in self.untrusted}, self.pinned,
+                     {n: f for n, f in self.facts.items() if f.module not in self.untrusted})
 
 
-def _hash(entries: dict, pinned: dict | None = None) -> str:
-    """Each function's source hash by name; then, for ``pinned`` modules (file name ->
-    sha256 of the whole text), those. A plugin base pins no module text: its hash stays
-    what the committed adapters' manifests recorded."""
+def _hash(entries: dict, pinned: dict | None = None, facts: dict | None = None) -> str:
+    """Each function's source hash by name, each fact's (its words are what a student reads);
+    then, for ``pinned`` modules (file name -> sha256 of the whole text), those."""
     h = hashlib.sha256()
     for name in sorted(entries):
         h.update(f"{name}:{entries[name].source_hash}\n".encode())
+    for name in sorted(facts or {}):
+        h.update(f"fact {name}:{facts[name].source_hash}\n".encode())
     for name, digest in sorted((pinned or {}).items()):
         h.update(f"file {name}:{digest}\n".encode())
     return h.hexdigest()

@@ -23,6 +23,7 @@ from ldengine.cache import read_json
 from ldengine.emergency.adopt import adopt
 from ldengine.emergency.rule import with_stage
 from ldengine.functionbase import FunctionBase
+from ldengine.lexical import LexicalSelector
 from ldengine.loop import FirstSelector
 from ldengine.manual import ManualEntry
 from ldengine.models.base import dtype_identity
@@ -40,20 +41,31 @@ def prompt_prefix(task: Any) -> str:
             "use-when fits the state.\n")
 
 
-def stage_query(task: Any, stage: str, state: Any) -> str:
+def stage_query(task: Any, stage: str, state: Any, base: FunctionBase | None = None) -> str:
     """The per-stage text: which stage (the prefix says what each does) and what the state holds.
 
     Kept short on purpose: on a 2-core CPU the student reads about 400 tokens
     a second, and this part and the options are read for every selection.
     """
-    return f"Stage: {stage}\nState: {task.summarize_state(state)}\n"
+    return f"Stage: {stage}\nState: {state_words(task, stage, state, base)}\n"
+
+
+def state_words(task: Any, stage: str, state: Any, base: FunctionBase | None = None) -> str:
+    """What the stage's input holds: the task's summary, then each fact the base declares for the
+    stage (``fact_`` defs, the task's and its plugins') as its sentence and yes or no."""
+    facts = base.fact_values(stage, state) if base is not None else []
+    return "; ".join([task.summarize_state(state)] + [f"{f.sentence}: {'yes' if v else 'no'}" for f, v in facts])
 
 
 def option_text(entry: ManualEntry) -> str:
     """One candidate as the student sees it: its name, its manual's stage and summary, and,
     for one of a stage's alternatives, when to use it (its manual's When: field)."""
-    when = f" Use when: {entry.when}" if entry.when else ""
-    return f"{entry.name} (stage {entry.stage}): {entry.summary}{when}"
+    return option_line(entry.name, entry.stage, entry.summary, entry.when)
+
+
+def option_line(name: str, stage: str, summary: str, when: str = "") -> str:
+    """``option_text`` from its parts (synthetic alternatives in training are worded the same way)."""
+    return f"{name} (stage {stage}): {summary}" + (f" Use when: {when}" if when else "")
 
 
 class RetrieverProvider:
@@ -71,7 +83,7 @@ class RetrieverProvider:
         student's prompt carries the full rules.
         """
         return build_query(self.task.description, f"{stage}: {self.task.stages.get(stage, '')}",
-                           self.task.summarize_state(state))
+                           state_words(self.task, stage, state, self.base))
 
     def k_for(self, stage: str) -> int:
         """K at ``stage``: at least one more than the functions declared for it (at most 2K), so
@@ -112,8 +124,8 @@ class RetrieverProvider:
 class StudentSelector:
     """The student scores the K options in one forward pass; its choice is always one of them."""
 
-    def __init__(self, task: Any, student: Any):
-        self.task, self.student, self.prefix = task, student, prompt_prefix(task)
+    def __init__(self, task: Any, student: Any, base: FunctionBase | None = None):
+        self.task, self.student, self.prefix, self.base = task, student, prompt_prefix(task), base
         self.last_probabilities: list[float] = []
         self.prompts: set = set()     # distinct (query, options) asked: what a memo could answer
 
@@ -125,7 +137,7 @@ class StudentSelector:
         """(index, probabilities) for each state's candidates, scored in one batch."""
         items = []
         for state, offered in zip(states, candidates):
-            query, options = stage_query(self.task, stage, state), [option_text(c) for c in offered]
+            query, options = stage_query(self.task, stage, state, self.base), [option_text(c) for c in offered]
             self.prompts.add((query, tuple(options)))
             items.append((self.prefix, query, options))
         return [(s.index, s.probabilities) for s in self.student.select_batch(items)]
@@ -179,7 +191,7 @@ def selection_examples(task: Any, base: FunctionBase, provider: RetrieverProvide
                 candidates[-1] = oracle
             rng.shuffle(candidates)
         answer = candidates.index(oracle) if oracle in candidates else -1
-        examples.append(SelectionExample(prefix, stage_query(task, stage, state),
+        examples.append(SelectionExample(prefix, stage_query(task, stage, state, base),
                                          tuple(option_text(c) for c in candidates), answer,
                                          stage, retrieved))
     return examples
@@ -205,10 +217,20 @@ def top1_agent(context: Any) -> Any:
     """Ablation with no selection model: the retriever's first hit at every stage. Under an
     emergency it adopts the rule's function as ``ld`` does (the stored verified one, or one
     the student writes), so the two differ only in how a stage's function is chosen."""
+    return _modelless_agent(context, "top1", FirstSelector())
+
+
+def lexical_agent(context: Any) -> Any:
+    """Ablation with no selection model: among the retriever's top-K, the stage's alternative
+    whose When: words match a fact stated yes (``ldengine.lexical``), else its default."""
+    return _modelless_agent(context, "lexical", LexicalSelector(context.base))
+
+
+def _modelless_agent(context: Any, name: str, selector: Any) -> Any:
     written = adopt(context, context.options.get("log") or _stderr)
     provider = RetrieverProvider(context.task, context.base, _retriever(context), context.options.get("k") or DEFAULT_K)
-    agent = LoopAgent(context, provider, FirstSelector())
-    agent.name = "top1"
+    agent = LoopAgent(context, provider, selector)
+    agent.name = name
     _play_adopted(agent, context, written)
     agent.identity = lambda: {"retriever_index_hash": getattr(provider.retriever, "index_hash", None), "k": provider.k,
                               **_emergency_identity(written)}
@@ -254,7 +276,7 @@ def _learned_agent(context: Any, name: str, adapter: bool = True, shuffle: bool 
         retriever.memo_size = 0
     kind = ShuffledProvider if shuffle else RetrieverProvider
     provider = kind(context.task, context.base, retriever, opts.get("k") or DEFAULT_K)
-    agent = LoopAgent(context, provider, StudentSelector(context.task, student))
+    agent = LoopAgent(context, provider, StudentSelector(context.task, student, context.base))
     agent.name = name
     _play_adopted(agent, context, written)
     agent.setup = model_setup(student, chosen)

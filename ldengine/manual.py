@@ -6,6 +6,14 @@ the state. Such a function says when to use it in an optional ``When:`` field
 ``def when_NAME(obs)`` that returns True when it applies (the engine's oracle
 runs it in the sandbox). A ``when_`` def is not a manual entry of its own.
 
+The facts a student reads to tell alternatives apart come from the modules too: a
+``def fact_NAME(obs)`` is a *fact* of the stage its docstring names (``Stage:``),
+its docstring's first line the sentence a selection's query states with yes or no
+(what the predicate returns on that stage's input). A plugin that adds an
+alternative brings, in the same module, the facts its ``When:`` field depends on.
+A fact's words are its own: written as a person states the state, not copied from
+any ``When:`` text, so that choosing means reading. A ``fact_`` def is not a manual entry.
+
 Parsing uses ``ast`` only; nothing here executes the code it reads.
 """
 from __future__ import annotations
@@ -20,6 +28,7 @@ from ldengine.errors import ManualError
 FIELDS = ("Stage", "Reads", "Returns", "Rules", "Example")
 OPTIONAL_FIELDS = ("When",)
 PREDICATE_PREFIX = "when_"
+FACT_PREFIX = "fact_"
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,18 @@ class ManualEntry:
         when = f" When: {self.when}." if self.when else ""
         return (f"{self.name}: {self.summary} Stage: {self.stage}.{when} Reads: {self.reads}. "
                 f"Returns: {self.returns}. Rules: {self.rules}")
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One fact a stage's query states: its sentence, and the predicate that says yes or no."""
+    name: str            # the def's name without ``fact_``
+    def_name: str
+    stage: str
+    sentence: str
+    module: str
+    plugin: str
+    source_hash: str
 
 
 def source_hash(text: str) -> str:
@@ -143,7 +164,7 @@ def entries_from_source(source: str, filename: str, task: str, plugin: str) -> l
     predicates = {node.name[len(PREDICATE_PREFIX):]: node for node in defs
                   if node.name.startswith(PREDICATE_PREFIX)}
     entries = [_entry(node, source, filename, task, plugin, version, predicates.get(node.name))
-               for node in defs if not node.name.startswith(PREDICATE_PREFIX)]
+               for node in defs if not node.name.startswith((PREDICATE_PREFIX, FACT_PREFIX))]
     orphans = sorted(set(predicates) - {e.def_name for e in entries})
     if orphans:
         raise ManualError(f"plugin {plugin!r}, {filename}: predicate(s) "
@@ -168,3 +189,25 @@ def _entry(node: ast.FunctionDef, source: str, filename: str, task: str, plugin:
                        f["Returns"], f["Rules"], f["Example"], parse_examples(f["Example"], where),
                        filename, version, source_hash(pinned), plugin, text,
                        when=f.get("When", ""), predicate=predicate.name if predicate else "")
+
+
+def facts_from_source(source: str, filename: str, plugin: str) -> list[Fact]:
+    """The facts (``def fact_NAME(obs)``) of a module's source; ManualError names one without a
+    sentence or a ``Stage:`` line."""
+    try:
+        tree = ast.parse(source, filename=filename)
+    except SyntaxError as exc:
+        raise ManualError(f"plugin {plugin!r}, {filename}: syntax error line {exc.lineno}: {exc.msg}") from None
+    out = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name.startswith(FACT_PREFIX):
+            where = f"plugin {plugin!r}, {filename}, fact {node.name!r}"
+            lines = inspect.cleandoc(ast.get_docstring(node) or "").splitlines()
+            stage = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Stage:")), "")
+            if not lines or not lines[0].strip() or not stage:
+                raise ManualError(f"{where}: its docstring must start with the fact's sentence and "
+                                  "name its stage (a 'Stage:' line)")
+            text = ast.get_source_segment(source, node) or ""
+            out.append(Fact(node.name[len(FACT_PREFIX):], node.name, stage, lines[0].strip().rstrip("."),
+                            filename, plugin, source_hash(text)))
+    return out

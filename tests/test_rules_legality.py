@@ -108,6 +108,23 @@ def test_it_ends_in_failure_with_violation_at_the_eighth():
     assert game.violations == MAX_VIOLATIONS + 1 and game.outcome == "failure_with_violation"
 
 
+def test_it_counts_violations_before_it_checks_capture():
+    """It ends with failure_with_violation when the 8th violation comes in the step that would capture
+    (DESIGN.md: violations are counted first, then capture is checked)."""
+    game = PursuitGame(21, [(9, 10), (11, 10), (10, 13)], (10, 10))
+    game.violations = MAX_VIOLATIONS - 1
+    step = game.pursuer_step([(9, 10), (11, 10), (10, 10)])    # the third proposal is the evader's cell
+    assert step.illegal == [False, False, True] and game.outcome is None
+    game = PursuitGame(21, [(9, 10), (11, 10), (10, 12)], (10, 10))
+    game.violations = MAX_VIOLATIONS
+    game.pursuer_step([(9, 10), (11, 10), (10, 11)])            # a capture, but ...
+    assert game.outcome == "success"
+    game = PursuitGame(21, [(9, 10), (11, 10), (10, 11)], (10, 10))
+    game.violations = MAX_VIOLATIONS
+    game.pursuer_step([(9, 10), (11, 10), (10, 10)])            # ... with an 8th violation it is a failure
+    assert game.violations == MAX_VIOLATIONS + 1 and game.outcome == "failure_with_violation"
+
+
 def test_it_ends_in_failure_without_violation_after_100_steps():
     """It ends with failure_without_violation when 100 pursuer moves bring no capture."""
     game = PursuitGame(21, [(0, 0), (0, 1), (1, 0)], (20, 20))

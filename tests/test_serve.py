@@ -508,7 +508,7 @@ def test_the_ld_agent_plays_the_same_game_through_the_server(served, pursuit_tas
     def play(student: Any) -> list:
         provider = RetrieverProvider(pursuit_task, pursuit_base, retriever, k=5)
         agent = LoopAgent(AgentContext(pursuit_task, pursuit_base), provider,
-                          StudentSelector(pursuit_task, student))
+                          StudentSelector(pursuit_task, student, pursuit_base))
         chosen: list = []
         agent.observers.append(lambda decision: chosen.append(decision.functions))
         pursuit_task.play(agent, 0, 1, evader, lambda record: None)

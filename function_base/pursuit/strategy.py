@@ -421,3 +421,32 @@ def evader_flee_greedy(obs):
         if best_key is None or key > best_key:
             best, best_key = [c[0], c[1]], key
     return best
+
+
+# The facts a query at pursuer.decide states with yes or no (the student reads them beside each
+# alternative's When: field). Their words are the state's, not copies of a When: text.
+
+def fact_capture_ready(obs):
+    """all three pursuers have a legal move that lands beside the evader
+
+    Stage: pursuer.decide
+    """
+    return when_capture_adjacent(obs)
+
+
+def fact_blocked(obs):
+    """an obstacle stops some pursuer from getting any closer to the evader
+
+    Stage: pursuer.decide
+    """
+    return when_route_around_block(obs)
+
+
+def fact_near_edge(obs):
+    """the evader stands at most 2 cells from the border of the board
+
+    Stage: pursuer.decide
+    """
+    ex, ey = obs["evader"]
+    size = obs["size"]
+    return min(ex, ey, size - 1 - ex, size - 1 - ey) <= EDGE_MARGIN

@@ -81,7 +81,8 @@ def emergency_selection_examples(registry: Any, task: Any, kinds: list[Any], see
     """Selection examples with an emergency in force: for each kind and parameter seed, the
     kind's reference function joins the base (untrusted, exactly as a written one would),
     the expert plays one seeded game with the new stage in its pipeline, and every stage
-    of its first ``steps`` steps gives an example. The prompt then carries the new rule
+    of its first ``steps`` steps gives an example, and so does every later stage with
+    alternatives (the capture-ready states come at the end). The prompt then carries the new rule
     and the new stage, so the student learns to pick the function of the stage it is
     asked for, also when the state summary looks like the one before ``decide``.
     ``desc``: a progress bar over the games."""
@@ -101,7 +102,11 @@ def emergency_selection_examples(registry: Any, task: Any, kinds: list[Any], see
         try:
             in_force.play(agent, 0, seed, evader, lambda r: None)
             provider = RetrieverProvider(in_force, base, Retriever.for_library(base, registry, encoder), k)
-            flat = [pair for step in pairs[:steps] for pair in step]
+            # every stage of the first steps, and later the stages whose functions the state decides
+            # among (capture comes at a game's end: without them no capture-ready state under a new
+            # rule was ever seen, and ld chose route_around_block there)
+            flat = [pair for step in pairs[:steps] for pair in step] + [
+                pair for step in pairs[steps:] for pair in step if len(base.for_stage(pair[0])) > 1]
             examples += selection_examples(in_force, base, provider, flat,
                                            None if shuffle_seed is None else shuffle_seed + len(examples))
         finally:

@@ -113,10 +113,11 @@ class PursuitGame:
         self.pursuers = moved
         self.steps += 1
         self.violations += sum(illegal)
-        if captured(self.evader, self.pursuers):
-            self.outcome = SUCCESS
-        elif self.violations > MAX_VIOLATIONS:
+        # DESIGN.md: violations are counted first (the 8th ends the game), then capture is checked.
+        if self.violations > MAX_VIOLATIONS:
             self.outcome = FAIL_VIOLATION
+        elif captured(self.evader, self.pursuers):
+            self.outcome = SUCCESS
         return StepResult(proposals, list(moved), illegal)
 
     def evader_step(self, choose) -> Cell:

@@ -77,6 +77,13 @@ class PursuitTask:
         return shape_rules(n, seed, split, wording, self.size)
 
     @property
+    def fact_families(self) -> tuple:
+        """Made-up facts in the game's words for training the student to read (``ldengine.reading``):
+        the query states them, made-up alternatives' When: fields paraphrase them."""
+        from ldengine_plugins.pursuit.reading import FAMILIES
+        return FAMILIES
+
+    @property
     def rules(self) -> str:
         if self.emergency is None:
             return RULES
@@ -177,7 +184,8 @@ class PursuitTask:
 
         It says which facts are already computed (distances, candidate cells,
         whether they are all legal), since that is what tells the next function
-        apart. Coordinates and counts are left out: with coordinates in the query
+        apart; the facts that tell a stage's alternatives apart are the function
+        base's (``fact_`` defs, stated by the engine after this summary). Coordinates and counts are left out: with coordinates in the query
         the retriever ranked the generate stage's function lower, and without
         counts most steps of a game give the same text, which the student's
         selection memo then answers at once.
@@ -190,8 +198,6 @@ class PursuitTask:
         else:
             parts.append("candidate cells not generated")
         parts.append("forbidden cells " + ("present" if state.get("forbidden") else "none"))
-        if isinstance(state.get("candidates"), list) and _all_legal(state):
-            parts += _decide_facts(state)
         return "; ".join(parts)
 
     def plot(self, result: GameResult, path: str, title: str = "") -> None:
@@ -210,18 +216,6 @@ class PursuitTask:
         return GameResult(head["game"], head["seed"], end.get("outcome", "unfinished"),
                           end.get("steps", len(pursuers) - 1), end.get("violations", 0), pursuers, evader,
                           tuple(map(tuple, head.get("forbidden", []))))
-
-
-def _decide_facts(state: dict) -> list[str]:
-    """The facts that tell pursuer.decide's alternatives apart (their When: fields), said once
-    the legal cells are known (the input of decide). Said at every stage, their words
-    ("pursuer", "evader", "legal cell") drew the retriever's first hit at the observe stage
-    to a decide alternative."""
-    return [
-        "every pursuer can reach a cell next to the evader now: " + ("yes" if capture_ready(state) else "no"),
-        "a pursuer is blocked (no legal cell nearer the evader): " + ("yes" if pursuer_blocked(state) else "no"),
-        "evader within 2 cells of an edge: " + ("yes" if near_edge(state) else "no"),
-        "nearest pursuer 6 or more cells away: " + ("yes" if far_apart(state) else "no")]
 
 
 def _game_record(game: PursuitGame, index: int, seed: int, agent: str, evader: str,
@@ -276,18 +270,6 @@ def near_edge(state: dict) -> bool:
     if evader is None or not isinstance(size, int):
         return False
     return min(evader[0], evader[1], size - 1 - evader[0], size - 1 - evader[1]) <= EDGE_MARGIN
-
-
-FAR_APART = 6
-
-
-def far_apart(state: dict) -> bool:
-    """Every pursuer is at least FAR_APART cells (Manhattan) from the evader."""
-    evader = parse_cell(state.get("evader"))
-    pursuers = [c for c in map(parse_cell, state.get("pursuers") or []) if c is not None]
-    if evader is None or not pursuers:
-        return False
-    return min(abs(p[0] - evader[0]) + abs(p[1] - evader[1]) for p in pursuers) >= FAR_APART
 
 
 def _all_legal(state: dict) -> bool:

@@ -1,5 +1,6 @@
 """Closing the distance fast while the pursuers are still far away: an alternative for pursuer.decide,
-played by the ld agent in the states its When: field names."""
+played by the ld agent in the states its When: field names, and the fact the student reads to know
+them (fact_all_far: its sentence is what a query at pursuer.decide states, with yes or no)."""
 
 VERSION = "0.1.0"
 
@@ -31,3 +32,11 @@ def when_rush_from_three_sides(obs):
     """True when every pursuer is 6 or more cells (Manhattan) from the evader."""
     ex, ey = obs["evader"]
     return min(abs(p[0] - ex) + abs(p[1] - ey) for p in obs["pursuers"]) >= 6
+
+
+def fact_all_far(obs):
+    """no pursuer is closer than 6 cells to the evader
+
+    Stage: pursuer.decide
+    """
+    return when_rush_from_three_sides(obs)
