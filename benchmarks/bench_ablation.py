@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import machine_line, publish  # noqa: E402
 
-SELECTORS = ("oracle", "retriever top-1", "lexical matcher", "untuned student", "tuned student", "tuned, shuffled")
+SELECTORS = ("oracle", "retriever top-1", "lexical matcher", "lexical, negations", "untuned student", "tuned student",
+             "tuned, shuffled")
 
 
 def picks(student, examples, batch: int = 16) -> list[int]:
@@ -81,6 +82,7 @@ def selector_rows(task, base, held, untuned, tuned, label: str = "") -> list[str
     results = {"oracle": per_stage(held, [e.answer for e in held]),
                "retriever top-1": per_stage(held, [0] * len(held)),
                "lexical matcher": per_stage(held, [text_choice(e.query, list(e.options)) for e in held]),
+               "lexical, negations": per_stage(held, [text_choice(e.query, list(e.options), True) for e in held]),
                "untuned student": per_stage(held, picks(untuned, held)),
                "tuned student": per_stage(held, picks(tuned, held)),
                "tuned, shuffled": per_stage(mixed, picks(tuned, mixed))}
@@ -116,10 +118,11 @@ AGENTS = ("expert", "top1", "lexical", "ld_untuned", "ld", "ld_shuffled")
 EMERGENCY_AGENTS = ("expert", "top1", "lexical", "ld")
 
 
-def game_rows(reg, task_name, games, adapter, extra, emergency=None, seed: int = 0, emergency_seed: int = 0) -> list[str]:
+def game_rows(reg, task_name, games, adapter, extra, emergency=None, seed: int = 0, emergency_seed: int = 0,
+              agents=None) -> list[str]:
     from ldengine.runner import RunConfig, run_games
     rows = []
-    for agent in EMERGENCY_AGENTS if emergency else AGENTS:
+    for agent in agents or (EMERGENCY_AGENTS if emergency else AGENTS):
         options = {"adapter": adapter, "k": 5, "log": lambda line: None}
         cfg = RunConfig(task_name, agent, games, seed, "greedy", None, None, progress=False, options=options,
                         emergency=emergency, emergency_seed=emergency_seed)
@@ -144,6 +147,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--reading", type=int, default=0, help="also this many synthetic selections of held-out "
                         "fact families, phrasings and names (zero-shot reading)")
     parser.add_argument("--seed", type=int, default=0, help="the first game seed of the game tables")
+    parser.add_argument("--heldout-start", type=int, default=20_000, help="the first seed of the held-out games "
+                        "whose stage inputs are scored (finetune measures on 20000...)")
+    parser.add_argument("--agents", default="", help="comma-separated agents of the game tables (default: all)")
     parser.add_argument("--emergency-seed", type=int, default=0, help="the emergencies' parameter seed")
     parser.add_argument("--write", action="store_true", help="append the figures to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
@@ -157,16 +163,19 @@ def main(argv: list[str]) -> None:
     task = reg.get("tasks", args.task).obj
     base = FunctionBase.build(args.task, reg.modules_for(args.task))
     pairs = stage_inputs(task, base, reg.get("evaders", "greedy").obj,
-                         list(range(20_000, 20_000 + args.heldout_games)))
+                         list(range(args.heldout_start, args.heldout_start + args.heldout_games)))
     rows, adapter_name, mix = stage_table(reg, task, base, args.adapter, pairs, args.reading)
-    games = game_rows(reg, args.task, args.games, args.adapter, args.extra_module, seed=args.seed) if args.games else []
+    agents = tuple(filter(None, args.agents.split(","))) or None
+    games = (game_rows(reg, args.task, args.games, args.adapter, args.extra_module, seed=args.seed, agents=agents)
+             if args.games else [])
     under = {kind: game_rows(reg, args.task, args.games, args.adapter, args.extra_module, kind, args.seed,
-                             args.emergency_seed)
+                             args.emergency_seed, agents)
              for kind in filter(None, args.emergencies.split(",")) if args.games}
     title = f"### Selection ablations: {args.task}" + (f" with {Path(args.extra_module).name}" if args.extra_module else "")
     publish("\n".join([
         title, "", machine_line("bench_ablation.py", argv), "",
-        f"Adapter `{adapter_name}`. Held-out stage inputs from {args.heldout_games} expert games (seeds 20000...); "
+        f"Adapter `{adapter_name}`. Held-out stage inputs from {args.heldout_games} expert games "
+        f"(seeds {args.heldout_start}...); "
         f"at stages with alternatives the oracle's function was: {mix}.", "",
         "Rows `= NAME`: the selections whose right function is NAME, at a stage with alternatives.", "",
         "| task | stage | functions at the stage | selections | " + " | ".join(SELECTORS) + " |",

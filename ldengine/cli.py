@@ -403,19 +403,24 @@ def _base(task: str, version: str | None = None):
               "instead of the plugins' modules.")
 @_JSON
 def functions_list(task, version, as_json):
-    """One line per function: name, stage, version (module version + content hash), summary."""
+    """One line per function: name, stage, version (module version + content hash), summary; then one
+    per fact a stage's query states (its sentence, answered yes or no)."""
     base = _base(task, version)
     warnings = _unplayed(registry(), task, base)
     if as_json:
         functions = [{"name": e.name, "stage": e.stage, "version": e.version, "summary": e.summary, "when": e.when,
                       "module": e.module, "plugin": e.plugin, "sha256": e.source_hash} for e in base.entries.values()]
+        facts = [{"name": f.name, "stage": f.stage, "sentence": f.sentence, "module": f.module, "plugin": f.plugin}
+                 for f in base.facts.values()]
         click.echo(json.dumps({"task": task, "version": version or "plugins", "base_hash": base.hash,
-                               "functions": functions, "warnings": warnings}, indent=2))
+                               "functions": functions, "facts": facts, "warnings": warnings}, indent=2))
         return
     for e in base.entries.values():
         click.echo(f"{e.name:<28} {e.stage:<18} {e.version:<16} {e.summary}"
                    + (f" [when: {e.when}]" if e.when else ""))
-    click.echo(f"{len(base)} functions, base hash {base.hash[:12]}")
+    for f in base.facts.values():
+        click.echo(f"fact {f.name:<23} {f.stage:<18} {'':<16} \"{f.sentence}: yes/no\" ({f.plugin})")
+    click.echo(f"{len(base)} functions, {len(base.facts)} facts, base hash {base.hash[:12]}")
     for line in warnings:
         click.echo(f"warning: {line}")
 

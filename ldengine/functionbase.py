@@ -214,8 +214,8 @@ def _hash(entries: dict, pinned: dict | None = None, facts: dict | None = None) 
     h = hashlib.sha256()
     for name in sorted(entries):
         h.update(f"{name}:{entries[name].source_hash}\n".encode())
-    for name in sorted(facts or {}):
-        h.update(f"fact {name}:{facts[name].source_hash}\n".encode())
+    for name, fact in sorted((facts or {}).items()):
+        h.update(f"fact {name}:{fact.source_hash}\n".encode())
     for name, digest in sorted((pinned or {}).items()):
         h.update(f"file {name}:{digest}\n".encode())
     return h.hexdigest()

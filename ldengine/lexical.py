@@ -3,8 +3,8 @@
 The ``lexical`` agent takes, at a stage with alternatives, the alternative whose
 ``When:`` text holds by word overlap with the stated facts: each clause of the
 ``When:`` (split at "and") is matched to the fact whose sentence shares the most
-content words with it; the clause holds when that fact is stated yes, or no where
-the clause (and not the fact) carries a negation. Among the alternatives whose every
+content words with it; the clause holds when that fact is stated yes (the variant
+with ``negation`` also flips it where one of the two carries a negation word). Among the alternatives whose every
 clause holds, the best-matching wins; when none holds, the stage's function without
 a ``When:`` (its default). At a stage with one function it takes the candidate of
 that stage. It is what the student must beat: a selector that reads nothing but
@@ -32,17 +32,20 @@ def overlap(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
 
-def clause_holds(clause: str, facts: list[tuple[str, bool]]) -> tuple[bool, float]:
-    """Whether ``clause`` holds by its best-matching fact, and that match's overlap."""
+def clause_holds(clause: str, facts: list[tuple[str, bool]], negation: bool = False) -> tuple[bool, float]:
+    """Whether ``clause`` holds by its best-matching fact (it holds when that fact is stated yes), and that
+    match's overlap. With ``negation``, a clause or fact with a negation word (and not both) flips it."""
     mine = words(clause)
     if not facts or not mine:
         return False, 0.0
-    score, sentence, value = max((overlap(mine - NEGATIONS, words(s) - NEGATIONS), s, v) for s, v in facts)
-    flipped = bool(mine & NEGATIONS) != bool(words(sentence) & NEGATIONS)
+    drop = NEGATIONS if negation else frozenset()
+    score, sentence, value = max((overlap(mine - drop, words(s) - drop), s, v) for s, v in facts)
+    flipped = negation and bool(mine & NEGATIONS) != bool(words(sentence) & NEGATIONS)
     return (value != flipped) and score > 0, score
 
 
-def lexical_choice(stage: str, candidates: list[tuple[str, str]], facts: list[tuple[str, bool]]) -> int:
+def lexical_choice(stage: str, candidates: list[tuple[str, str]], facts: list[tuple[str, bool]],
+                   negation: bool = False) -> int:
     """The index of the candidate (its stage and When: text) the word matcher takes (module docstring)."""
     own = [i for i, (where, _) in enumerate(candidates) if where == stage]
     if not own:
@@ -54,7 +57,7 @@ def lexical_choice(stage: str, candidates: list[tuple[str, str]], facts: list[tu
         when = candidates[i][1]
         if not when:
             continue
-        checks = [clause_holds(part, facts) for part in re.split(r"\band\b", when) if part.strip()]
+        checks = [clause_holds(part, facts, negation) for part in re.split(r"\band\b", when) if part.strip()]
         if checks and all(ok for ok, _ in checks):
             score = sum(s for _, s in checks) / len(checks)
             if score > best_score:
@@ -67,7 +70,7 @@ def lexical_choice(stage: str, candidates: list[tuple[str, str]], facts: list[tu
 OPTION = re.compile(r"^\S+ \(stage ([^)]+)\): .*?(?: Use when: (.*))?$", re.S)
 
 
-def text_choice(query: str, options: list[str]) -> int:
+def text_choice(query: str, options: list[str], negation: bool = False) -> int:
     """``lexical_choice`` on a selection as the student reads it: the query's "sentence: yes|no"
     parts are the facts, each option's "(stage S)" and "Use when:" its stage and When: text."""
     stage = query.split("\n", 1)[0].removeprefix("Stage: ").strip()
@@ -75,7 +78,8 @@ def text_choice(query: str, options: list[str]) -> int:
     facts = [(part.rsplit(":", 1)[0], part.endswith(": yes")) for part in state.split("; ")
              if part.endswith((": yes", ": no"))]
     parsed = [OPTION.match(o) for o in options]
-    return lexical_choice(stage, [(m.group(1), m.group(2) or "") if m else ("", "") for m in parsed], facts)
+    return lexical_choice(stage, [(m.group(1), m.group(2) or "") if m else ("", "") for m in parsed], facts,
+                          negation)
 
 
 class LexicalSelector:

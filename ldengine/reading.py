@@ -137,7 +137,7 @@ def synthetic_name(rng: random.Random, heldout: bool, taken: set) -> str:
 
 def reading_example(rng: random.Random, task: Any, stage: str, summary: str, distractors: list[str],
                     split: str = "train", heldout_phrasing: bool = False, heldout_names: bool = False,
-                    real_facts: list[str] = ()) -> SelectionExample | None:
+                    real_facts: tuple[str, ...] = ()) -> SelectionExample | None:
     """One synthetic selection at ``stage``: 2-4 made-up facts among ``real_facts`` (already worded
     "sentence: yes/no"), 2-3 made-up alternatives (at most one holds), a made-up default and
     ``distractors`` (option texts of other stages). None when the families cannot give enough facts."""
@@ -147,7 +147,9 @@ def reading_example(rng: random.Random, task: Any, stage: str, summary: str, dis
     chosen = rng.sample(pool, min(len(pool), rng.randint(2, 4)))
     facts = [draw_fact(rng, f, heldout_phrasing) for f in chosen]
     want_one = rng.random() < 0.7
-    alts, used, names = [], set(), set()
+    alts: list[tuple[str, bool]] = []
+    used: set[str] = set()
+    names: set[str] = set()
     for _ in range(rng.randint(2, 3)):
         for _try in range(20):
             text, holds, _ = when_text(rng, facts)
@@ -191,7 +193,7 @@ def reading_examples(task: Any, base: Any, provider: Any, pairs: list[tuple[str,
         stage, state = rng.choice(states)
         words = state_words(task, stage, state, base)
         summary = task.summarize_state(state)
-        real = [part for part in words[len(summary):].split("; ") if part]
+        real = tuple(part for part in words[len(summary):].split("; ") if part)
         others = [option_text(c) for c in provider.candidates(stage, state) if c.stage != stage]
         example = reading_example(rng, task, stage, summary, others, split, heldout_phrasing, heldout_names, real)
         if example is not None:

@@ -87,14 +87,15 @@ def test_reading_examples_have_one_right_answer_and_hold_families_out(registry, 
 
 def test_the_word_matcher_matches_a_paraphrase_and_falls_back_to_the_default():
     """It takes the alternative whose When: words match a fact stated yes, handles a denial, and takes the
-    stage's default when none holds; other stages' candidates are never taken at a stage with alternatives."""
+    stage's default when none holds (a denial only in its negation variant); other stages' candidates are never taken at a stage with alternatives."""
     stage = "s.decide"
     options = [("s.other", ""), ("s.decide", "the red lamp is lit"), ("s.decide", "the gate stands open"),
                ("s.decide", "")]
     assert lexical_choice(stage, options, [("the red light is on", False), ("the gate is open", True)]) == 2
     assert lexical_choice(stage, options, [("the red light is on", False), ("the gate is open", False)]) == 3
     denied = [("s.decide", "the gate is not open"), ("s.decide", "")]
-    assert lexical_choice(stage, denied, [("the gate is open", False)]) == 0
+    assert lexical_choice(stage, denied, [("the gate is open", False)], negation=True) == 0
+    assert lexical_choice(stage, denied, [("the gate is open", False)]) == 1
     query = f"Stage: {stage}\nState: summary; the gate is open: yes\n"
     assert text_choice(query, ["g_a (stage s.decide): x. Use when: the gate stands open",
                                "g_b (stage s.decide): default"]) == 0
