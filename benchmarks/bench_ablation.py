@@ -31,8 +31,31 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import machine_line, publish  # noqa: E402
 
-SELECTORS = ("oracle", "retriever top-1", "lexical matcher", "lexical, negations", "untuned student", "tuned student",
-             "tuned, shuffled")
+SELECTORS = ("oracle", "retriever top-1", "lexical matcher", "lexical, negations", "encoder matcher",
+             "untuned student", "tuned student", "tuned, shuffled")
+
+
+def encoder_choice(encoder, query: str, options: list[str]) -> int:
+    """Like the lexical matcher, with the retriever's sentence encoder (all-MiniLM-L6-v2, trained on
+    paraphrase pairs) as the judge of which stated fact a When: clause says: highest cosine."""
+    import re
+
+    from ldengine.lexical import OPTION, lexical_choice
+    stage = query.split("\n", 1)[0].removeprefix("Stage: ").strip()
+    state = query.split("State: ", 1)[-1].strip()
+    facts = [(p.rsplit(":", 1)[0], p.endswith(": yes")) for p in state.split("; ") if p.endswith((": yes", ": no"))]
+    parsed = [OPTION.match(o) for o in options]
+    candidates = [(m.group(1), m.group(2) or "") if m else ("", "") for m in parsed]
+    if not facts:
+        return lexical_choice(stage, candidates, facts)
+    vectors = encoder.encode([f for f, _ in facts])
+    linked = []
+    for where, when in candidates:
+        clauses = [c for c in re.split(r"\band\b", when) if c.strip()]
+        # each clause replaced by its nearest fact's own words: the word matcher then links it exactly
+        best = [facts[int((vectors @ encoder.encode([c])[0]).argmax())][0] for c in clauses]
+        linked.append((where, " and ".join(best)))
+    return lexical_choice(stage, linked, facts)
 
 
 def picks(student, examples, batch: int = 16) -> list[int]:
@@ -78,11 +101,13 @@ def stage_table(reg, task, base, adapter, pairs, reading: int = 0) -> list[str]:
 def selector_rows(task, base, held, untuned, tuned, label: str = "") -> list[str]:
     from ldengine.finetune import shuffled
     from ldengine.lexical import text_choice
-    mixed = shuffled(held, 8, 0)
+    from ldengine.retriever import Encoder
+    mixed, encoder = shuffled(held, 8, 0), Encoder()
     results = {"oracle": per_stage(held, [e.answer for e in held]),
                "retriever top-1": per_stage(held, [0] * len(held)),
                "lexical matcher": per_stage(held, [text_choice(e.query, list(e.options)) for e in held]),
                "lexical, negations": per_stage(held, [text_choice(e.query, list(e.options), True) for e in held]),
+               "encoder matcher": per_stage(held, [encoder_choice(encoder, e.query, list(e.options)) for e in held]),
                "untuned student": per_stage(held, picks(untuned, held)),
                "tuned student": per_stage(held, picks(tuned, held)),
                "tuned, shuffled": per_stage(mixed, picks(tuned, mixed))}
@@ -122,17 +147,39 @@ def game_rows(reg, task_name, games, adapter, extra, emergency=None, seed: int =
               agents=None) -> list[str]:
     from ldengine.runner import RunConfig, run_games
     rows = []
+    played = {}
     for agent in agents or (EMERGENCY_AGENTS if emergency else AGENTS):
         options = {"adapter": adapter, "k": 5, "log": lambda line: None}
         cfg = RunConfig(task_name, agent, games, seed, "greedy", None, None, progress=False, options=options,
                         emergency=emergency, emergency_seed=emergency_seed)
-        s = run_games(reg, cfg).summary
+        outcome = run_games(reg, cfg)
+        s, played[agent] = outcome.summary, outcome.results
         calls, prompts = s.get("model_calls", "-"), s.get("distinct_prompts", "-")
         steps = "-" if s.get("avg_steps_success") is None else f"{s['avg_steps_success']:.2f}"
         success = f"{s['success']:.3f}" if "success" in s else f"{s.get('expected_return', 0):+.4f}"
         rows.append(f"| {task_name} | {agent} | {s['games']} | {success} | {s['violations']} | {steps} | "
                     f"{s.get('selection_accuracy') or 0:.3f} | {prompts} | {calls} | {s['wall_s']:.1f} |")
-    return rows
+    return rows + ["", *against_ld(played)]
+
+
+def against_ld(played: dict) -> list[str]:
+    """Game by game against ``ld`` (same seeds): where another agent's outcome or length differs.
+    Whole-game averages hide which choices change a game; this says where they do."""
+    if "ld" not in played:
+        return []
+    lines = []
+    for agent, results in played.items():
+        if agent == "ld":
+            continue
+        pairs = list(zip(played["ld"], results))
+        outcome = [(a.seed, a.outcome, b.outcome) for a, b in pairs if a.outcome != b.outcome]
+        shorter = sum(a.outcome == b.outcome == "success" and a.steps < b.steps for a, b in pairs)
+        longer = sum(a.outcome == b.outcome == "success" and a.steps > b.steps for a, b in pairs)
+        shown = ", ".join(f"seed {seed}: ld {x}, {agent} {y}" for seed, x, y in outcome[:4])
+        lines.append(f"- {agent} against ld: {len(outcome)} of {len(pairs)} games end otherwise"
+                     + (f" ({shown}{', ...' if len(outcome) > 4 else ''})" if outcome else "")
+                     + f"; of the games both win, ld is shorter in {shorter} and longer in {longer}")
+    return lines + [""]
 
 
 def main(argv: list[str]) -> None:

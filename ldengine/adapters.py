@@ -67,12 +67,18 @@ def trained_on(manifest: dict, task: str, base: FunctionBase) -> bool:
 
 
 def adapter_misfit(manifest: dict, task: str, base: FunctionBase) -> str | None:
-    """Why an adapter does not fit ``base`` (None when it does): the functions it learnt
-    that changed or are gone; for an older manifest without that list, the base hash."""
+    """Why an adapter does not fit ``base`` (None when it does): the functions it learnt, and the
+    facts it read (``trained_facts``), that changed or are gone; for an older manifest without
+    the list of functions, the base hash."""
     trained = (manifest.get("trained_functions") or {}).get(task)
     if trained:
+        read = (manifest.get("trained_facts") or {}).get(task) or {}
         changed = [n for n, digest in trained.items() if n in base.entries and base.entries[n].source_hash != digest]
         gone = [n for n in trained if n not in base.entries]
+        # the facts it read in its queries: reworded or gone, its picks no longer rest on them (new ones,
+        # a plugin's, are read like a new function's manual)
+        changed += [f"fact {n}" for n, digest in read.items() if n in base.facts and base.facts[n].source_hash != digest]
+        gone += [f"fact {n}" for n in read if n not in base.facts]
         words = [f"{len(names)} {label}: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
                  for label, names in (("changed", changed), ("missing", gone)) if names]
         return "; ".join(words) or None

@@ -167,6 +167,11 @@ def trained_functions(base: FunctionBase) -> dict[str, str]:
     return {n: e.source_hash for n, e in sorted(base.entries.items()) if e.module not in base.untrusted}
 
 
+def trained_facts(base: FunctionBase) -> dict[str, str]:
+    """Name -> source hash of every teacher fact its queries stated (``fact_`` defs)."""
+    return {n: f.source_hash for n, f in sorted(base.facts.items()) if f.module not in base.untrusted}
+
+
 def data_hash(examples: list[SelectionExample]) -> str:
     h = hashlib.sha256()
     for e in examples:
@@ -357,7 +362,8 @@ def _joint_manifest(registry, cfg, student, data, train, before, after, metrics,
     manifest.update({"tasks": cfg.tasks, "library_hash": library,
                      "train_repeats": {d.task: max(1, round(most / len(d.train))) for d in data if d.train},
                      "function_base_hashes": {d.task: d.base.hash for d in data}, "per_task": per_task,
-                     "trained_functions": {d.task: trained_functions(d.base) for d in data}})
+                     "trained_functions": {d.task: trained_functions(d.base) for d in data},
+                     "trained_facts": {d.task: trained_facts(d.base) for d in data}})
     return manifest
 
 
@@ -404,6 +410,7 @@ def _manifest(cfg, student, base, retriever, train, held, n_mixed, before, after
         "base_model": student.name, "base_model_sha256": student.model_hash,
         "function_base_hash": base.hash, "retriever_index_hash": retriever.index_hash,
         "trained_functions": {cfg.task: trained_functions(base)},
+        "trained_facts": {cfg.task: trained_facts(base)},
         "continued_from": cfg.start_adapter and Path(cfg.start_adapter).name,
         "data_sha256": data_hash(train), "train_examples": len(train), "heldout_examples": len(held),
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("train_seeds", "heldout_seeds")},
@@ -631,6 +638,7 @@ def _header(cfg: FinetuneConfig, student: Any, base: FunctionBase, method: str) 
             "base_model": student.name, "base_model_sha256": student.model_hash,
             "function_base_hash": base.hash, "examples_seen": cfg.steps * cfg.batch_size,
             "trained_functions": {cfg.task: trained_functions(base)},
+        "trained_facts": {cfg.task: trained_facts(base)},
             "config": {k: v for k, v in asdict(cfg).items() if k not in ("train_seeds", "heldout_seeds")},
             "train_seeds": [cfg.train_seeds[0], cfg.train_seeds[-1]],
             "heldout_seeds": [cfg.heldout_seeds[0], cfg.heldout_seeds[-1]]}

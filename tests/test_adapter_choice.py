@@ -45,9 +45,20 @@ def test_a_new_adapter_becomes_the_default_only_when_promoted(committed, pursuit
     assert find_adapter("pursuit", pursuit_base, root=tmp_path) == tmp_path / "newer"
 
 
-def test_the_committed_adapter_is_the_default(committed):
-    """The committed joint adapter in function_base/adapters/ stays the default for ld."""
-    assert committed.parent.name == "adapters" and committed.parent.parent.name == "function_base"
+def test_the_committed_adapter_is_the_default(committed, pursuit_base):
+    """The committed pursuit adapter (trained on the facts its queries state) is the default for ld."""
+    assert committed.parent.name == "adapters" and committed.parent.parent.name == "pursuit"
+    manifest = json.loads((committed / "manifest.json").read_text())
+    assert set(manifest["trained_facts"]["pursuit"]) == set(pursuit_base.facts)
+
+
+def test_an_adapter_whose_facts_were_reworded_no_longer_fits(registry, committed, tmp_path):
+    """It refuses an adapter whose queries stated a fact that has since been reworded, naming the fact; a new
+    fact (a plugin's) does not stop it."""
+    modules = [replace(m, source=m.source.replace("at most 2 cells from the border", "near the border"))
+               for m in registry.modules_for("pursuit")]
+    with pytest.raises(LDEngineError, match="1 changed: fact near_edge"):
+        find_adapter("pursuit", FunctionBase.build("pursuit", modules), root=committed.parent)
 
 
 def test_promote_is_refused_where_the_default_is_not_looked_for(tmp_path):
