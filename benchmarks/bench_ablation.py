@@ -102,7 +102,8 @@ def selector_rows(task, base, held, untuned, tuned, label: str = "") -> list[str
     from ldengine.finetune import shuffled
     from ldengine.lexical import text_choice
     from ldengine.retriever import Encoder
-    mixed, encoder = shuffled(held, 8, 0), Encoder()
+    # synthetic selections are drawn in a random order already: one order each
+    mixed, encoder = (held if label else shuffled(held, 8, 0)), Encoder()
     results = {"oracle": per_stage(held, [e.answer for e in held]),
                "retriever top-1": per_stage(held, [0] * len(held)),
                "lexical matcher": per_stage(held, [text_choice(e.query, list(e.options)) for e in held]),
