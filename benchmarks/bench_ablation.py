@@ -40,12 +40,8 @@ def encoder_choice(encoder, query: str, options: list[str]) -> int:
     paraphrase pairs) as the judge of which stated fact a When: clause says: highest cosine."""
     import re
 
-    from ldengine.lexical import OPTION, lexical_choice
-    stage = query.split("\n", 1)[0].removeprefix("Stage: ").strip()
-    state = query.split("State: ", 1)[-1].strip()
-    facts = [(p.rsplit(":", 1)[0], p.endswith(": yes")) for p in state.split("; ") if p.endswith((": yes", ": no"))]
-    parsed = [OPTION.match(o) for o in options]
-    candidates = [(m.group(1), m.group(2) or "") if m else ("", "") for m in parsed]
+    from ldengine.lexical import lexical_choice, parse_selection
+    stage, candidates, facts = parse_selection(query, options)
     if not facts:
         return lexical_choice(stage, candidates, facts)
     vectors = encoder.encode([f for f, _ in facts])

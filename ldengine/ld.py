@@ -54,7 +54,12 @@ def state_words(task: Any, stage: str, state: Any, base: FunctionBase | None = N
     """What the stage's input holds: the task's summary, then each fact the base declares for the
     stage (``fact_`` defs, the task's and its plugins') as its sentence and yes or no."""
     facts = base.fact_values(stage, state) if base is not None else []
-    return "; ".join([task.summarize_state(state)] + [f"{f.sentence}: {'yes' if v else 'no'}" for f, v in facts])
+    return "; ".join([task.summarize_state(state)] + [fact_line(f.sentence, v) for f, v in facts])
+
+
+def fact_line(sentence: str, holds: bool) -> str:
+    """A fact as a query states it."""
+    return f"{sentence}: {'yes' if holds else 'no'}"
 
 
 def option_text(entry: ManualEntry) -> str:

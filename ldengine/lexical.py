@@ -70,16 +70,21 @@ def lexical_choice(stage: str, candidates: list[tuple[str, str]], facts: list[tu
 OPTION = re.compile(r"^\S+ \(stage ([^)]+)\): .*?(?: Use when: (.*))?$", re.S)
 
 
-def text_choice(query: str, options: list[str], negation: bool = False) -> int:
-    """``lexical_choice`` on a selection as the student reads it: the query's "sentence: yes|no"
-    parts are the facts, each option's "(stage S)" and "Use when:" its stage and When: text."""
+def parse_selection(query: str, options: list[str]) -> tuple[str, list[tuple[str, str]], list[tuple[str, bool]]]:
+    """A selection as the student reads it: the query's stage, each option's "(stage S)" and
+    "Use when:" text, and the query's "sentence: yes|no" parts as facts."""
     stage = query.split("\n", 1)[0].removeprefix("Stage: ").strip()
     state = query.split("State: ", 1)[-1].strip()
     facts = [(part.rsplit(":", 1)[0], part.endswith(": yes")) for part in state.split("; ")
              if part.endswith((": yes", ": no"))]
     parsed = [OPTION.match(o) for o in options]
-    return lexical_choice(stage, [(m.group(1), m.group(2) or "") if m else ("", "") for m in parsed], facts,
-                          negation)
+    return stage, [(m.group(1), m.group(2) or "") if m else ("", "") for m in parsed], facts
+
+
+def text_choice(query: str, options: list[str], negation: bool = False) -> int:
+    """``lexical_choice`` on a selection as the student reads it (``parse_selection``)."""
+    stage, candidates, facts = parse_selection(query, options)
+    return lexical_choice(stage, candidates, facts, negation)
 
 
 class LexicalSelector:

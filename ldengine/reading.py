@@ -21,7 +21,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from ldengine.ld import SelectionExample, option_line, option_text, prompt_prefix, state_words
+from ldengine.ld import SelectionExample, fact_line, option_line, option_text, prompt_prefix
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ class FactFamily:
     split: str = "train"      # "train" or "eval" (held out whole)
 
 
-def _f(name, said, means, denied, slots=(), split="train") -> FactFamily:
+def family(name: str, said: str, means: tuple, denied: tuple, slots: tuple = (), split: str = "train") -> FactFamily:
+    """A ``FactFamily`` from plain tuples (task plugins declare theirs with it too)."""
     return FactFamily(name, said, tuple(means), tuple(denied), tuple((k, tuple(v)) for k, v in slots), split)
 
 
@@ -47,28 +48,28 @@ COUNTERS = ("the turn counter", "the alarm count", "the score", "the round numbe
 
 # Abstract families: they teach the skill in words no task uses.
 GENERIC = (
-    _f("light", "the {c} light is on",
+    family("light", "the {c} light is on",
        ("the {c} light shines", "the {c} lamp is lit", "the {c} light is switched on"),
        ("the {c} light is off", "the {c} lamp is dark", "the {c} light is switched off"),
        (("c", COLOURS),)),
-    _f("open", "the {t} is open",
+    family("open", "the {t} is open",
        ("the {t} stands open", "the {t} has been opened", "nothing closes the {t}"),
        ("the {t} is shut", "the {t} is closed", "the {t} has been closed"),
        (("t", THINGS),)),
-    _f("count", "{k} has reached {n}",
+    family("count", "{k} has reached {n}",
        ("{k} is {n} or more", "{k} is at least {n}", "{k} is no lower than {n}"),
        ("{k} is below {n}", "{k} is less than {n}", "{k} has not yet reached {n}"),
        (("k", COUNTERS), ("n", ("3", "5", "8", "10")))),
-    _f("held", "the {c} token is held by the leader",
+    family("held", "the {c} token is held by the leader",
        ("the leader holds the {c} token", "the leader has the {c} token", "the {c} token belongs to the leader"),
        ("the leader lacks the {c} token", "nobody at the front holds the {c} token",
         "the leader does not have the {c} token"),
        (("c", COLOURS),)),
-    _f("raining", "it is raining on the {t}",
+    family("raining", "it is raining on the {t}",
        ("rain falls on the {t}", "the {t} is getting wet from rain", "the {t} is under rain"),
        ("the {t} stays dry", "no rain falls on the {t}", "the weather over the {t} is dry"),
        (("t", THINGS),), "eval"),
-    _f("locked", "the {t} is locked",
+    family("locked", "the {t} is locked",
        ("a lock holds the {t}", "the {t} cannot be moved without a key", "the {t} is secured by a lock"),
        ("the {t} is unlocked", "no lock holds the {t}", "the {t} is free of any lock"),
        (("t", THINGS),), "eval"),
@@ -174,7 +175,7 @@ def reading_example(rng: random.Random, task: Any, stage: str, summary: str, dis
     options.append(default)
     options += distractors[:max(0, 6 - len(options))]
     rng.shuffle(options)
-    stated = [f"{f.said}: {'yes' if f.holds else 'no'}" for f in facts] + list(real_facts)
+    stated = [fact_line(f.said, f.holds) for f in facts] + list(real_facts)
     rng.shuffle(stated)
     query = f"Stage: {stage}\nState: {'; '.join([summary] + stated)}\n"
     return SelectionExample(prompt_prefix(task), query, tuple(options), options.index(answer or default),
@@ -191,9 +192,8 @@ def reading_examples(task: Any, base: Any, provider: Any, pairs: list[tuple[str,
     out: list[SelectionExample] = []
     while states and len(out) < n:
         stage, state = rng.choice(states)
-        words = state_words(task, stage, state, base)
         summary = task.summarize_state(state)
-        real = tuple(part for part in words[len(summary):].split("; ") if part)
+        real = tuple(fact_line(f.sentence, v) for f, v in base.fact_values(stage, state))
         others = [option_text(c) for c in provider.candidates(stage, state) if c.stage != stage]
         example = reading_example(rng, task, stage, summary, others, split, heldout_phrasing, heldout_names, real)
         if example is not None:
