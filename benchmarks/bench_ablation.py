@@ -32,7 +32,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import machine_line, publish  # noqa: E402
 
 SELECTORS = ("oracle", "retriever top-1", "lexical matcher", "lexical, negations", "encoder matcher",
-             "untuned student", "tuned student", "tuned, shuffled")
+             "untuned student", "tuned student", "tuned, shuffled", "top-1, read", "tuned, read")
+# Columns measured on the candidate lists narrowed by the read When: conditions (ldengine.conditions).
+READ = ("top-1, read", "tuned, read")
 
 
 def encoder_choice(encoder, query: str, options: list[str]) -> int:
@@ -84,7 +86,8 @@ def stage_table(reg, task, base, adapter, pairs, reading: int = 0) -> list[str]:
     adapter = adapter or find_adapter(task.name, base)
     # Selection is deterministic: the memo answers a repeated prompt with the same pick.
     untuned, tuned = load_student(), load_student(adapter=adapter)
-    rows = selector_rows(task, base, held, untuned, tuned)
+    narrowed = read_examples(reg, task, base, pairs)
+    rows = selector_rows(task, base, held, untuned, tuned, narrowed=narrowed)
     if reading:
         # Synthetic selections of fact families, phrasings and names held out of training (seed 7: not
         # the training run's 0 nor its held-out measurement's 1).
@@ -94,7 +97,19 @@ def stage_table(reg, task, base, adapter, pairs, reading: int = 0) -> list[str]:
     return rows, Path(adapter).name, oracle_mix(base, held)
 
 
-def selector_rows(task, base, held, untuned, tuned, label: str = "") -> list[str]:
+def read_examples(reg, task, base, pairs):
+    """The held-out selections with each candidate list narrowed by the read conditions (as the
+    ld agent offers them): a reading that withholds the oracle's function makes the selection wrong."""
+    from ldengine.agents import AgentContext
+    from ldengine.conditions import Readings
+    from ldengine.ld import ConditionProvider, selection_examples
+    from ldengine.retriever import Retriever
+    readings = Readings(AgentContext(task, base, {}, reg), log=lambda line: print(line, file=sys.stderr))
+    provider = ConditionProvider(task, base, Retriever.for_library(base, reg), 5, readings=readings)
+    return selection_examples(task, base, provider, pairs)
+
+
+def selector_rows(task, base, held, untuned, tuned, label: str = "", narrowed=None) -> list[str]:
     from ldengine.finetune import shuffled
     from ldengine.lexical import text_choice
     from ldengine.retriever import Encoder
@@ -108,8 +123,14 @@ def selector_rows(task, base, held, untuned, tuned, label: str = "") -> list[str
                "untuned student": per_stage(held, picks(untuned, held)),
                "tuned student": per_stage(held, picks(tuned, held)),
                "tuned, shuffled": per_stage(mixed, picks(tuned, mixed))}
+    if narrowed is not None:
+        results["top-1, read"] = per_stage(narrowed, [0] * len(narrowed))
+        results["tuned, read"] = per_stage(narrowed, picks(tuned, narrowed))
+    else:
+        results.update({k: defaultdict(lambda: [0, 0]) for k in READ})
     if label:
-        cells = [f"{results[k]['(all)'][0] / results[k]['(all)'][1]:.3f}" for k in SELECTORS]
+        cells = [f"{results[k]['(all)'][0] / results[k]['(all)'][1]:.3f}" if results[k]["(all)"][1] else "-"
+                 for k in SELECTORS]
         return [f"| {task.name} | {label} | - | {len(held)} | " + " | ".join(cells) + " |"]
     stages = [s for s in task.pipeline if results["oracle"][s][1]] + ["(all)"]
     # At stages with alternatives, also one row per right function ("= NAME").
@@ -134,10 +155,12 @@ def oracle_mix(base, held) -> str:
     return ", ".join(f"{n} {c}" for n, c in sorted(counts.items(), key=lambda x: -x[1])) or "-"
 
 
-AGENTS = ("expert", "top1", "lexical", "ld_untuned", "ld", "ld_shuffled")
+AGENTS = ("expert", "top1", "lexical", "top1_read", "ld_untuned", "ld_unread", "ld", "ld_shuffled")
 # Under an emergency: the unadapted expert (no function for the rule), and those that adopt the
 # stored function for it and differ only in how they choose a stage's function.
-EMERGENCY_AGENTS = ("expert", "top1", "lexical", "ld")
+EMERGENCY_AGENTS = ("expert", "top1", "lexical", "top1_read", "ld_unread", "ld")
+# Agents of the tables that are ld with an option: ld_unread offers every alternative (--no-conditions).
+VARIANTS = {"ld_unread": ("ld", {"conditions": False})}
 
 
 def game_rows(reg, task_name, games, adapter, extra, emergency=None, seed: int = 0, emergency_seed: int = 0,
@@ -146,8 +169,9 @@ def game_rows(reg, task_name, games, adapter, extra, emergency=None, seed: int =
     rows = []
     played = {}
     for agent in agents or (EMERGENCY_AGENTS if emergency else AGENTS):
-        options = {"adapter": adapter, "k": 5, "log": lambda line: None}
-        cfg = RunConfig(task_name, agent, games, seed, "greedy", None, None, progress=False, options=options,
+        played_as, extra_options = VARIANTS.get(agent, (agent, {}))
+        options = {"adapter": adapter, "k": 5, "log": lambda line: None, **extra_options}
+        cfg = RunConfig(task_name, played_as, games, seed, "greedy", None, None, progress=False, options=options,
                         emergency=emergency, emergency_seed=emergency_seed)
         outcome = run_games(reg, cfg)
         s, played[agent] = outcome.summary, outcome.results
@@ -185,7 +209,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--heldout-games", type=int, default=10)
     parser.add_argument("--games", type=int, default=20, help="games per agent (0: skip the game table)")
     parser.add_argument("--adapter", help="selection adapter (default: the committed one for the base)")
-    parser.add_argument("--extra-module", help="a function module (file) added to the base, e.g. a plugin's")
+    parser.add_argument("--extra-module", action="append", default=[],
+                        help="a function module (file) added to the base, e.g. a plugin's (repeatable)")
     parser.add_argument("--emergencies", default="", help="comma-separated emergency kinds: the game table "
                         "again under each (parameter seed 0), for expert, top1 and ld")
     parser.add_argument("--reading", type=int, default=0, help="also this many synthetic selections of held-out "
@@ -201,9 +226,9 @@ def main(argv: list[str]) -> None:
     from ldengine.ld import stage_inputs
     from ldengine.registry import ModuleSource, Registry
     reg = Registry.load()
-    if args.extra_module:
-        text = Path(args.extra_module).read_text(encoding="utf-8")
-        reg.modules.append(ModuleSource(args.task, text, f"extra/{Path(args.extra_module).name}", "extra"))
+    for extra in args.extra_module:
+        text = Path(extra).read_text(encoding="utf-8")
+        reg.modules.append(ModuleSource(args.task, text, f"extra/{Path(extra).name}", "extra"))
     task = reg.get("tasks", args.task).obj
     base = FunctionBase.build(args.task, reg.modules_for(args.task))
     pairs = stage_inputs(task, base, reg.get("evaders", "greedy").obj,
@@ -215,7 +240,8 @@ def main(argv: list[str]) -> None:
     under = {kind: game_rows(reg, args.task, args.games, args.adapter, args.extra_module, kind, args.seed,
                              args.emergency_seed, agents)
              for kind in filter(None, args.emergencies.split(",")) if args.games}
-    title = f"### Selection ablations: {args.task}" + (f" with {Path(args.extra_module).name}" if args.extra_module else "")
+    title = f"### Selection ablations: {args.task}" + (
+        f" with {', '.join(Path(m).name for m in args.extra_module)}" if args.extra_module else "")
     publish("\n".join([
         title, "", machine_line("bench_ablation.py", argv), "",
         f"Adapter `{adapter_name}`. Held-out stage inputs from {args.heldout_games} expert games "

@@ -142,7 +142,7 @@ def in_force(reg, task, name: str, param_seed: int = 0):
     reference function, and that function's stage."""
     from ldengine.emergency.rule import Instance
     from ldengine.emergency.store import params_key
-    from ldengine.emergency.teach import reference_module
+    from ldengine.emergency.rule import reference_module
     from ldengine.functionbase import FunctionBase
     kind = reg.get("emergencies", name).obj
     params = kind.params(param_seed, task.size)

@@ -117,7 +117,8 @@ class LoopAgent:
                 "wrong_pick": c["wrong_pick"], "function_errors": c["function_error"],
                 "failed_steps": c["failed_steps"], **_emergency_stats(getattr(self, "emergency", None)),
                 **({"quarantined": dict(self.quarantined)} if self.quarantined else {}),
-                **(self.selector.stats() if callable(getattr(self.selector, "stats", None)) else {})}
+                **(self.selector.stats() if callable(getattr(self.selector, "stats", None)) else {}),
+                **(self.provider.stats() if callable(getattr(self.provider, "stats", None)) else {})}
 
 
 def _emergency_stats(written) -> dict:

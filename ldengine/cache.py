@@ -40,6 +40,7 @@ class CachePart:
 # What the engine rebuilds when it is missing (cleaned), and what only a user's command makes (kept).
 PARTS = (("students", "converted student models (GGUF -> safetensors, ~40 s to rebuild)", True),
          ("indexes", "retriever indexes (seconds to rebuild)", True),
+         ("conditions", "alternatives' When: fields read into conditions over their facts (~20 s to rebuild)", True),
          ("kv", "keys and values of the selection prompts' fixed texts (a second to rebuild)", True),
          ("file-hashes.json", "sha256 of large files, remembered by size and mtime", True),
          ("adapters", "adapters written by finetune --quick", False))

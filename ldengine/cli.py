@@ -16,6 +16,7 @@ from ldengine import generated as gen, outputs
 from ldengine.adapters import SHARED_ADAPTER_DIR, default_adapter_dir
 from ldengine.agents import AgentContext
 from ldengine.cache import cache_parts, cache_root, clean_cache
+from ldengine.conditions import PROPOSERS, Readings
 from ldengine.distill.conversation import DistillConfig, distill as run_distill
 from ldengine.distill.store import version_lines
 from ldengine.emergency.adopt import writing_adapter, writing_form
@@ -154,13 +155,16 @@ def _emergency_options(command):
 @click.option("--no-memo", is_flag=True,
               help="ld agents: score every selection with the model, even a prompt seen before (same choices; "
                    "for timing).")
+@click.option("--no-conditions", is_flag=True,
+              help="ld agents: offer every alternative of a stage instead of the one its read When: condition "
+                   "calls for (ldengine functions read); the student alone chooses among them (an ablation).")
 @_emergency_options
 @_dtype_option
 @_device_option
 @_function_base_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student, adapter, backend, k,
-        batch, no_memo, emergency, emergency_seed, attempts, dtype, device, function_base, quiet):
+        batch, no_memo, no_conditions, emergency, emergency_seed, attempts, dtype, device, function_base, quiet):
     """Play GAMES seeded games of TASK and print a summary.
 
     With --emergency NAME a new rule is in force; the ld agent has the student
@@ -171,6 +175,7 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
     _check_outputs({"--json": json_path, "--trace": trace, "--audit": audit}, plot, reg.get("tasks", task).obj)
     options = {"student": student, "adapter": adapter, "backend": _backend(student, backend), "k": k,
                "attempts": attempts, "device": chosen_device(device), "no_memo": no_memo,
+               "conditions": not no_conditions,
                "dtype": None if dtype == "float32" else dtype, "log": lambda line: click.echo(line, err=True)}
     cfg = RunConfig(task, agent, games, seed, evader, trace, audit, progress=not quiet, options=options,
                     emergency=emergency, emergency_seed=seed if emergency_seed is None else emergency_seed,
@@ -423,6 +428,56 @@ def functions_list(task, version, as_json):
     click.echo(f"{len(base)} functions, {len(base.facts)} facts, base hash {base.hash[:12]}")
     for line in warnings:
         click.echo(f"warning: {line}")
+
+
+@functions.command(name="read")
+@click.option("--task", default="pursuit", show_default=True)
+@click.option("--version", "version", metavar="VERSION", help="A stored version (ldengine functions versions) "
+              "instead of the plugins' modules.")
+@click.option("--proposer", type=click.Choice(sorted(PROPOSERS)), default="encoder", show_default=True,
+              help="What ranks the conditions a When: text may say before the check: the retriever's sentence "
+                   "encoder, or word overlap (no model).")
+@_JSON
+def functions_read(task, version, proposer, as_json):
+    """Each alternative's When: field read into a condition over its stage's facts, checked against its
+    when_ predicate on the expert's games (open board and every registered rule change).
+
+    The ld agent offers, at a stage with alternatives, only the one whose condition the state calls
+    for (the first that holds, else the default); an alternative whose words and code disagree stays
+    unread and is always offered. Readings are cached (ldengine cache list); the first costs ~20 s.
+    """
+    reg = registry()
+    task_obj = reg.get("tasks", task).obj
+    base = base_for(reg, task, version)
+    readings = Readings(AgentContext(task_obj, base, {}, reg), PROPOSERS[proposer](),
+                        log=lambda line: click.echo(line, err=True))
+    stages = [stage for stage in task_obj.pipeline if len(base.for_stage(stage)) > 1]
+    found = {stage: readings.stage(stage) for stage in stages}
+    if as_json:
+        click.echo(json.dumps({"task": task, "base_hash": base.hash, "proposer": proposer,
+                               "readings": [vars(r) for stage in found.values() for r in stage.values()]}, indent=2))
+        return
+    unread = 0
+    for stage, read in found.items():
+        facts = {f.name: f for f in base.facts_for(stage)}
+        click.echo(f"{stage}: facts {', '.join(facts) or 'none'}")
+        for e in base.for_stage(stage):
+            r = read.get(e.name)
+            if r is None:
+                click.echo(f"  {e.name:<26} default: played when no alternative's condition holds")
+            elif r.read:
+                click.echo(f"  {e.name:<26} {r.condition}  (checked on {r.states} states; the words ranked it "
+                           f"{r.rank + 1 if r.rank is not None else '-'}, their first guess: {r.first})")
+            else:
+                unread += 1
+                why = (f"no condition over the facts agrees with {e.predicate} (best: {r.example.get('condition')}, "
+                       f"{r.agree}/{r.states} states; e.g. facts {r.example.get('facts')} but the code says "
+                       f"{r.example.get('code_says')})" if r.status == "disagrees" else r.status)
+                click.echo(f"  {e.name:<26} UNREAD: {why}; it is always offered. Declare the fact its When: "
+                           "depends on (README, Facts)")
+    if not stages:
+        click.echo(f"{task} has no stage with alternatives: nothing to read")
+    click.echo(f"{sum(len(r) for r in found.values())} When: fields read, {unread} unread (proposer {proposer})")
 
 
 @functions.command(name="versions")

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ldengine.adapters import adapter_misfit, find_adapter
 from ldengine.agents import AgentContext, LoopAgent, expert_agent
 from ldengine.cache import read_json
+from ldengine.conditions import Readings, called_for
 from ldengine.emergency.adopt import adopt
 from ldengine.emergency.rule import with_stage
 from ldengine.functionbase import FunctionBase
@@ -231,19 +232,66 @@ def lexical_agent(context: Any) -> Any:
     return _modelless_agent(context, "lexical", LexicalSelector(context.base))
 
 
-def _modelless_agent(context: Any, name: str, selector: Any) -> Any:
+def top1_read_agent(context: Any) -> Any:
+    """Ablation with no selection model: the read conditions narrow each stage's alternatives
+    (as for ``ld``), then the retriever's first hit is played: what the reading does without
+    the student."""
+    return _modelless_agent(context, "top1_read", FirstSelector(), read=True)
+
+
+def _modelless_agent(context: Any, name: str, selector: Any, read: bool = False) -> Any:
     written = adopt(context, context.options.get("log") or _stderr)
-    provider = RetrieverProvider(context.task, context.base, _retriever(context), context.options.get("k") or DEFAULT_K)
+    provider = _provider(context, _retriever(context), read=read)
     agent = LoopAgent(context, provider, selector)
     agent.name = name
     _play_adopted(agent, context, written)
     agent.identity = lambda: {"retriever_index_hash": getattr(provider.retriever, "index_hash", None), "k": provider.k,
-                              **_emergency_identity(written)}
+                              **provider.stats(), **_emergency_identity(written)}
     return agent
 
 
-class ShuffledProvider(RetrieverProvider):
-    """The retriever's top-K in a seeded random order."""
+class ConditionProvider(RetrieverProvider):
+    """The retriever's top-K with the stage's alternatives narrowed by their read ``When:``
+    conditions (``ldengine.conditions``): the one the state calls for stays, the others of the
+    stage leave the list; the functions of other stages stay as they were ranked."""
+
+    def __init__(self, *args, readings: Readings | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.readings = readings    # None: no narrowing
+        self.withheld = 0       # alternatives taken off the lists so far
+
+    def candidates_batch(self, stage: str, states: list) -> list[list[ManualEntry]]:
+        out = super().candidates_batch(stage, states)
+        if self.readings is None or len(self.base.for_stage(stage)) < 2:
+            return out
+        narrowed = []
+        for state, found in zip(states, out):
+            _, withheld = called_for(self.base, self.readings, stage, state)
+            self.withheld += sum(e.name in withheld for e in found)
+            narrowed.append([e for e in found if e.name not in withheld])
+        return narrowed
+
+    def stats(self) -> dict:
+        """The read conditions the alternatives were narrowed by (name -> program; None: unread)
+        and how many alternatives left the lists; nothing without readings."""
+        if self.readings is None:
+            return {}
+        said = {name: r.condition if r.read else None
+                for stage in self.readings.stages_read() for name, r in stage.items()}
+        return {"conditions": said, "alternatives_withheld": self.withheld}
+
+
+def _provider(context: Any, retriever: Any, shuffle: bool = False, read: bool = True) -> RetrieverProvider:
+    """The agent's candidate lists: narrowed by the read conditions unless ``--no-conditions``
+    (``conditions`` option False) or ``read`` is off; shuffled for the shuffled ablation."""
+    opts = context.options
+    readings = Readings(context, log=opts.get("log") or _stderr) if read and opts.get("conditions", True) else None
+    kind = ShuffledProvider if shuffle else ConditionProvider
+    return kind(context.task, context.base, retriever, opts.get("k") or DEFAULT_K, readings=readings)
+
+
+class ShuffledProvider(ConditionProvider):
+    """The (narrowed) top-K in a seeded random order."""
 
     def __init__(self, *args, seed: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
@@ -279,8 +327,7 @@ def _learned_agent(context: Any, name: str, adapter: bool = True, shuffle: bool 
     if opts.get("no_memo"):     # every selection and retrieval computed (benchmarks; the choices are the same)
         student.memo_size = 0
         retriever.memo_size = 0
-    kind = ShuffledProvider if shuffle else RetrieverProvider
-    provider = kind(context.task, context.base, retriever, opts.get("k") or DEFAULT_K)
+    provider = _provider(context, retriever, shuffle)
     agent = LoopAgent(context, provider, StudentSelector(context.task, student, context.base))
     agent.name = name
     _play_adopted(agent, context, written)
@@ -289,7 +336,8 @@ def _learned_agent(context: Any, name: str, adapter: bool = True, shuffle: bool 
     agent.identity = lambda: {"model": student.name, "model_sha256": student.model_hash,
                               "adapter_hash": student.adapter_hash,
                               "retriever_index_hash": getattr(retriever, "index_hash", None),
-                              "k": provider.k, **dtype_identity(student), **_emergency_identity(written)}
+                              "k": provider.k, **provider.stats(), **dtype_identity(student),
+                              **_emergency_identity(written)}
     return agent
 
 

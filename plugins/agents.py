@@ -2,7 +2,7 @@
 from ldengine.agents import expert_agent
 from ldengine.baselines import kd_agent, student_agent, teacher_agent
 from ldengine.hookspecs import hookimpl
-from ldengine.ld import ld_agent, lexical_agent, shuffled_agent, top1_agent, untuned_agent
+from ldengine.ld import ld_agent, lexical_agent, shuffled_agent, top1_agent, top1_read_agent, untuned_agent
 from ldengine.models import load_student
 
 
@@ -14,6 +14,9 @@ def ldengine_register_agents(register):
              "Logic Distillation: retriever top-K + fine-tuned student select each stage's function")
     register("top1", top1_agent,
              "ablation, no model: the retriever's first hit at every stage")
+    register("top1_read", top1_read_agent,
+             "ablation, no model: the read When: conditions narrow each stage's alternatives, then the "
+             "retriever's first hit")
     register("lexical", lexical_agent,
              "ablation, no model: the stage's alternative whose When: words best match a fact stated yes")
     register("ld_untuned", untuned_agent,

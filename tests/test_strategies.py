@@ -156,7 +156,7 @@ def _expert_games(registry, seeds, emergency_seed=None, rule="wall"):
     ``rule``, with the teacher's function for it in the pipeline (as an agent that adopted one plays)."""
     from ldengine.agents import AgentContext, expert_agent
     from ldengine.emergency.rule import Instance, with_stage
-    from ldengine.emergency.teach import reference_module
+    from ldengine.emergency.rule import reference_module
     from ldengine.functionbase import FunctionBase
     task = registry.get("tasks", "pursuit").obj
     base = FunctionBase.build("pursuit", registry.modules_for("pursuit"))

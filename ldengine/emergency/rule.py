@@ -2,6 +2,7 @@
 stored function was written for; and where the rule's stage goes in the pipeline."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,3 +125,9 @@ def with_stage(pipeline: list[str], stage: str, after: str) -> list[str]:
 
 def kinds_of(registry: Any, task: str, split: str) -> list[Any]:
     return [r.obj for r in registry.emergencies.values() if r.obj.task == task and r.obj.split == split]
+
+
+def reference_module(kind: EmergencyKind, params: dict) -> str:
+    """The teacher's function for an instance, as a module the function base can take in."""
+    return (f'"""The teacher\'s reference function for the emergency {kind.name} {json.dumps(params)}."""\n\n'
+            f'VERSION = "1.0.0"\n\n\n{kind.reference(params)}')

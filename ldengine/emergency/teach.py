@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from ldengine.agents import AgentContext, expert_agent
 from ldengine.contracts import EmergencyKind
-from ldengine.emergency.rule import Instance, kinds_of, with_stage
+from ldengine.emergency.rule import Instance, kinds_of, reference_module, with_stage
 from ldengine.emergency.store import params_key
 from ldengine.emergency.verify import game_inputs
 from ldengine.emergency.write import DEFAULT_ATTEMPTS, examples_prefix, training_pair, worked_examples, write_function
@@ -67,12 +67,6 @@ def pass_rates(registry: Any, task: str, student: Any, kinds: list[Any], seeds: 
                           "mean_attempts_to_pass": round(sum(passed) / len(passed), 2) if passed else None}
     bar.close()
     return out
-
-
-def reference_module(kind: EmergencyKind, params: dict) -> str:
-    """The teacher's function for an instance, as a module the function base can take in."""
-    return (f'"""The teacher\'s reference function for the emergency {kind.name} {json.dumps(params)}."""\n\n'
-            f'VERSION = "1.0.0"\n\n\n{kind.reference(params)}')
 
 
 def emergency_selection_examples(registry: Any, task: Any, kinds: list[Any], seeds: list[int], evader: Any,
