@@ -41,7 +41,9 @@ from ldengine.cache import cache_root, read_json, write_atomic
 from ldengine.emergency.rule import Instance, kinds_of, reference_module, with_stage
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
+from ldengine.lexical import overlap, words
 from ldengine.manual import Fact, ManualEntry
+from ldengine.retriever import Encoder
 
 # Open-board games and games per registered rule change whose stage inputs check a reading.
 CHECK_SEEDS = (0, 1, 2, 3, 4, 5)
@@ -149,7 +151,6 @@ class EncoderProposer:
     @property
     def encoder(self) -> Any:
         if self._encoder is None:
-            from ldengine.retriever import Encoder
             self._encoder = Encoder()
         return self._encoder
 
@@ -182,7 +183,6 @@ class LexicalProposer:
     name = "lexical"
 
     def score(self, when: str, found: list[Condition], facts: Mapping[str, Fact]) -> list[float]:
-        from ldengine.lexical import overlap, words
         mine = words(when)
         return [overlap(mine, words(c.words(facts))) for c in found]
 
@@ -390,9 +390,13 @@ def called_for(base: FunctionBase, readings: Readings, stage: str, state: Any) -
     if len(entries) < 2 or not any(c is not None for c in read.values()):
         return {e.name for e in entries}, set()
     values = {f.name: v for f, v in base.fact_values(stage, state)}
-    chosen = next((e.name for e in entries if read.get(e.name) is not None and read[e.name].holds(values)), None)
+    chosen = next((e.name for e in entries if _holds(read.get(e.name), values)), None)
     defaults = [e.name for e in entries if not e.predicate]
     unread = {name for name, c in read.items() if c is None}
     keep = {chosen} if chosen else set(defaults)
     keep |= unread
     return keep, {e.name for e in entries} - keep
+
+
+def _holds(condition: Condition | None, values: Mapping[str, bool]) -> bool:
+    return condition is not None and condition.holds(values)

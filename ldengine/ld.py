@@ -281,7 +281,7 @@ class ConditionProvider(RetrieverProvider):
         return {"conditions": said, "alternatives_withheld": self.withheld}
 
 
-def _provider(context: Any, retriever: Any, shuffle: bool = False, read: bool = True) -> RetrieverProvider:
+def _provider(context: Any, retriever: Any, shuffle: bool = False, read: bool = True) -> ConditionProvider:
     """The agent's candidate lists: narrowed by the read conditions unless ``--no-conditions``
     (``conditions`` option False) or ``read`` is off; shuffled for the shuffled ablation."""
     opts = context.options
