@@ -474,10 +474,11 @@ def functions_read(task, version, proposer, as_json):
                        f"{r.agree}/{r.states} states; e.g. facts {r.example.get('facts')} but the code says "
                        f"{r.example.get('code_says')})" if r.status == "disagrees" else r.status)
                 click.echo(f"  {e.name:<26} UNREAD: {why}; it is always offered. Declare the fact its When: "
-                           "depends on (README, Facts)")
+                           "depends on (README: Add a function as a plugin)")
     if not stages:
         click.echo(f"{task} has no stage with alternatives: nothing to read")
-    click.echo(f"{sum(len(r) for r in found.values())} When: fields read, {unread} unread (proposer {proposer})")
+    total = sum(len(r) for r in found.values())
+    click.echo(f"{total} When: fields, {total - unread} read, {unread} unread (proposer {proposer})")
 
 
 @functions.command(name="versions")

@@ -312,7 +312,7 @@ def reading_key(base: FunctionBase, entry: ManualEntry, proposer: str, seeds: tu
     h = hashlib.sha256()
     module = base.modules.get(entry.module)
     h.update(json.dumps([CACHE_VERSION, entry.name, entry.source_hash, entry.when, entry.predicate,
-                         hashlib.sha256(str(getattr(module, "source", "")).encode()).hexdigest(),
+                         getattr(module, "source_hash", ""),
                          sorted((f.name, f.source_hash) for f in base.facts_for(entry.stage)),
                          proposer, list(seeds), list(rule_seeds)]).encode())
     return h.hexdigest()
@@ -348,7 +348,7 @@ class Readings:
                 self.log(f"reading the When: fields of {stage} into conditions over its facts "
                          f"(once per function; checked on the expert's games)...")
             states = check_states(self.context.registry, self.context.task, self.base, stage, self.seeds,
-                                  self.rule_seeds)
+                                  self.rule_seeds) if self.base.facts_for(stage) else []
             made = read_stage(self.base, stage, states, self.proposer)
             for name, reading in made.items():
                 write_atomic(self.folder / f"{keys[name]}.json", json.dumps(asdict(reading), indent=1).encode())

@@ -2,6 +2,7 @@
 the test environment, shown by ``ldengine plugins`` and ``functions list``, used in a game,
 and uninstalled."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,16 @@ def test_the_extras_plugin_installs_with_pip_registers_and_plays(tmp_path):
         chosen = [sel["chosen"] for line in trace.read_text().splitlines() for sel in
                   json.loads(line).get("selections", [])]
         assert "rush_from_three_sides" in chosen and "pin_against_edge" in chosen
+        read = ldengine("functions", "read", "--task", "pursuit")
+        assert read.returncode == 0, read.stderr
+        assert re.search(r"rush_from_three_sides +all_far", read.stdout), read.stdout
+        assert re.search(r"bring_up_straggler +straggler", read.stdout) and "6 When: fields, 6 read, 0 unread" in read.stdout
+        ld_summary = tmp_path / "ld.json"
+        ld = ldengine("run", "pursuit", "--games", "3", "--seed", "40000", "--quiet", "--json", str(ld_summary))
+        assert ld.returncode == 0, ld.stderr
+        zero_shot = json.loads(ld_summary.read_text())     # the committed adapter never saw the plugin
+        assert zero_shot["selection_accuracy"] == 1.0 and zero_shot["success"] == 1.0
+        assert zero_shot["conditions"]["box_in_centre"] == "deep_inside"
         summary = tmp_path / "s.json"
         played = ldengine("run", "pursuit", "--agent", "expert", "--evader", "lookahead", "--games", "3",
                           "--quiet", "--json", str(summary))
