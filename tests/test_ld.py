@@ -81,8 +81,12 @@ def test_the_ld_agent_plays_with_the_student_choosing_every_stage(tmp_path, purs
     assert chosen and all(f[:3] == ["observe_positions", "pursuer_candidate_cells", "filter_legal_cells"]
                           and f[3] in decide for f in chosen)
     selections = [s for r in steps if r["type"] == "pursuers" for s in r["selections"]]
-    assert all(len(s["candidates"]) == len(s["probabilities"]) == 5 and s["chosen"] in s["candidates"]
+    assert all(len(s["candidates"]) == len(s["probabilities"]) and s["chosen"] in s["candidates"]
                and abs(sum(s["probabilities"]) - 1) < 0.01 for s in selections)
+    # the top-5, less the decide alternatives the state's read conditions do not call for: one stays
+    offered = [len(decide & set(s["candidates"])) for s in selections if s["oracle"] in decide]
+    assert offered and set(offered) == {1} and data["alternatives_withheld"] == 3 * len(offered)
+    assert all(len(s["candidates"]) == 5 for s in selections if s["oracle"] not in decide)
     assert sum(s["chosen"] == s["oracle"] for s in selections) / len(selections) == data["selection_accuracy"]
 
 
