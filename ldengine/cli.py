@@ -444,7 +444,7 @@ def functions_read(task, version, proposer, as_json):
 
     The ld agent offers, at a stage with alternatives, only the one whose condition the state calls
     for (the first that holds, else the default); an alternative whose words and code disagree stays
-    unread and is always offered. Readings are cached (ldengine cache list); the first costs ~20 s.
+    unread and is always offered. Readings are cached (ldengine cache info); the first costs ~20 s.
     """
     reg = registry()
     task_obj = reg.get("tasks", task).obj

@@ -218,7 +218,7 @@ class Reading:
         return self.status == "checked" and self.condition is not None
 
 
-def check(base: FunctionBase, entry: ManualEntry, ranked: list[tuple[Condition, float]],
+def check(entry: ManualEntry, ranked: list[tuple[Condition, float]],
           states: list[tuple[dict, bool]], proposer: str) -> Reading:
     """The condition that agrees with ``entry``'s ``when_`` predicate on every state (``states``:
     the facts' values and the predicate's answer per stage input): of those, the one with the
@@ -290,10 +290,15 @@ def _evader(registry: Any) -> Any:
         return None
 
 
+def readable(base: FunctionBase, stage: str) -> list[ManualEntry]:
+    """The stage's alternatives that have words to read and code to check them by."""
+    return [e for e in base.for_stage(stage) if e.predicate and e.when]
+
+
 def read_stage(base: FunctionBase, stage: str, states: list[Any], proposer: Any) -> dict[str, Reading]:
     """Each alternative of ``stage`` with a ``When:`` and a ``when_`` predicate, read and checked."""
     facts = {f.name: f for f in base.facts_for(stage)}
-    entries = [e for e in base.for_stage(stage) if e.predicate and e.when]
+    entries = readable(base, stage)
     if not entries:
         return {}
     values = [{f.name: v for f, v in base.fact_values(stage, s)} for s in states]
@@ -301,7 +306,7 @@ def read_stage(base: FunctionBase, stage: str, states: list[Any], proposer: Any)
     for entry in entries:
         truths = [base.applies(entry, s) for s in states]
         ranked = rank(entry.when, facts, proposer) if facts else []
-        out[entry.name] = check(base, entry, ranked, list(zip(values, truths)), proposer.name)
+        out[entry.name] = check(entry, ranked, list(zip(values, truths)), proposer.name)
     return out
 
 
@@ -330,18 +335,20 @@ class Readings:
         self.folder = cache_root(cache_dir) / "conditions" / context.task.name
         self.log = log
         self._stages: dict[str, dict[str, Reading]] = {}
+        self._parsed: dict[str, dict[str, Condition | None]] = {}   # stage -> name -> its program, parsed once
 
     def stage(self, stage: str) -> dict[str, Reading]:
         """Name -> Reading for the stage's read-able alternatives (empty: nothing to read)."""
         if stage in self._stages:
             return self._stages[stage]
-        entries = [e for e in self.base.for_stage(stage) if e.predicate and e.when]
-        keys = {e.name: reading_key(self.base, e, self.proposer.name, self.seeds, self.rule_seeds) for e in entries}
+        keys = {e.name: reading_key(self.base, e, self.proposer.name, self.seeds, self.rule_seeds)
+                for e in readable(self.base, stage)}
+        facts = {f.name: f for f in self.base.facts_for(stage)}
         found: dict[str, Reading] = {}
         for name, key in keys.items():
             data = read_json(self.folder / f"{key}.json")
             reading = _reading(data) if isinstance(data, dict) else None
-            if reading is not None and (reading.condition is None or self._valid(reading)):
+            if reading is not None and (not reading.read or _parsed(reading, facts) is not None):
                 found[name] = reading
         if len(found) < len(keys):
             if self.log:
@@ -360,18 +367,20 @@ class Readings:
         """The readings of the stages asked about so far."""
         return list(self._stages.values())
 
-    def _valid(self, reading: Reading) -> bool:
-        try:
-            parse_condition(reading.condition or "", {f.name: f for f in self.base.facts_for(reading.stage)})
-        except LDEngineError:
-            return False
-        return True
-
     def condition(self, name: str, stage: str) -> Condition | None:
-        reading = self.stage(stage).get(name)
-        if reading is None or not reading.read:
-            return None
-        return parse_condition(reading.condition or "", {f.name: f for f in self.base.facts_for(stage)})
+        """``name``'s read condition (None: unread, or nothing to read)."""
+        if stage not in self._parsed:
+            facts = {f.name: f for f in self.base.facts_for(stage)}
+            self._parsed[stage] = {n: _parsed(r, facts) if r.read else None for n, r in self.stage(stage).items()}
+        return self._parsed[stage].get(name)
+
+
+def _parsed(reading: Reading, facts: Mapping[str, Fact]) -> Condition | None:
+    """A reading's program over ``facts``; None when it names a fact the stage no longer has."""
+    try:
+        return parse_condition(reading.condition or "", facts)
+    except LDEngineError:
+        return None
 
 
 def _reading(data: dict) -> Reading | None:
