@@ -209,3 +209,13 @@ def test_short_reach_games_are_captured(registry):
     evader" for capture ready and chased in a corner until the 100-step limit (seeds 0-5 among them)."""
     results, decided = _expert_games(registry, range(6), emergency_seed=0, rule="short-reach")
     assert [r.outcome for r in results] == ["success"] * 6, [(r.seed, r.outcome, r.steps) for r in results]
+
+
+def test_pin_reads_the_reach_from_the_candidates(registry):
+    """Under short-reach (emergency seed 0) game seed 27 took the oracle 38 steps while
+    encircle_evader alone took 25: pin_against_edge counted on every pursuer reaching 2 cells
+    next step. It reads each pursuer's reach from its candidates now, and the game is as short as
+    encircle's."""
+    results, decided = _expert_games(registry, [27], emergency_seed=0, rule="short-reach")
+    assert results[0].outcome == "success" and results[0].steps <= 25, (results[0].outcome, results[0].steps)
+    assert "pin_against_edge" in decided

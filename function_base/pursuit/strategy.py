@@ -146,8 +146,9 @@ def pin_against_edge(obs):
         at once. Otherwise every joint move of each pursuer's 7 candidates nearest the evader is tried; the
         greedy evader's reply is predicted (it stays or steps to the free cell, not a pursuer's, that maximises
         its distance to the nearest pursuer, then the sum; ties go to stay, x+1, x-1, y+1, y-1). A joint move
-        after which every pursuer has a cell within distance 2 that is next to the evader's new cell (capture
-        next step) wins, the one leaving the farthest pursuer closest, then the smallest sum of distances.
+        after which every pursuer has a cell within its reach that is next to the evader's new cell (capture
+        next step) wins (a pursuer's reach is read from its candidates, the farthest of them: 2, or 1 when a
+        new rule shortens it), the one leaving the farthest pursuer closest, then the smallest sum of distances.
         When no joint move pins it, it plays encircle_evader's move. Played elsewhere it has nothing to pin
         against: it plays only the plain chase (chase_nearest), about 16 steps a game instead of 9.
     Example:
@@ -177,6 +178,9 @@ def pin_against_edge(obs):
     for i, p in enumerate(obs["pursuers"]):
         cells = [(c[0], c[1]) for c in obs["candidates"][i]] or [(p[0], p[1])]
         options.append(sorted(cells, key=lambda c: abs(c[0] - ex) + abs(c[1] - ey))[:PIN_CELLS])
+    # How far each pursuer can move this step, read from its candidates (a new rule may shorten the reach).
+    reach = [max([abs(c[0] - p[0]) + abs(c[1] - p[1]) for c in cells] or [2])
+             for p, cells in zip(obs["pursuers"], obs["candidates"])]
     best, best_key = None, None
     for a in options[0]:
         for b in options[1]:
@@ -185,7 +189,7 @@ def pin_against_edge(obs):
                     return [[q[0], q[1]] for q in (a, b, c)]
                 reply = reply_to((a, b, c))
                 near = around(reply)
-                if all(any(abs(q[0] - x) + abs(q[1] - y) <= 2 for x, y in near) for q in (a, b, c)):
+                if all(any(abs(q[0] - x) + abs(q[1] - y) <= r for x, y in near) for q, r in zip((a, b, c), reach)):
                     ds = [abs(q[0] - reply[0]) + abs(q[1] - reply[1]) for q in (a, b, c)]
                     if best_key is None or (max(ds), sum(ds)) < best_key:
                         best, best_key = (a, b, c), (max(ds), sum(ds))
