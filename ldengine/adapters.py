@@ -95,6 +95,6 @@ def _learnt(manifest: dict, task: str) -> bool:
 
 
 def adapter_method(manifest: dict) -> str:
-    """kd, write, or ld (selection adapters say "ld-selection", or nothing when old)."""
+    """kd, write, read, or ld (selection adapters say "ld-selection", or nothing when old)."""
     method = manifest.get("method")
-    return method if method in ("kd", "write") else "ld"
+    return method if method in ("kd", "write", "read") else "ld"

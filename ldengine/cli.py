@@ -28,7 +28,8 @@ from ldengine.emergency.write import confirm, worked_examples, write_function
 from ldengine.errors import LDEngineError
 from ldengine.evaluate import EvalConfig, command_line, evaluate, write_results
 from ldengine.finetune import (KD_TRAIN_GAMES, WRITE_HELDOUT_SEEDS, WRITE_TRAIN_SEEDS, FinetuneConfig,
-                               check_promotable, finetune as run_finetune, finetune_kd, finetune_write, quick as quick_config)
+                               check_promotable, finetune as run_finetune, finetune_kd, finetune_read, finetune_write,
+                               quick as quick_config)
 from ldengine.functionbase import FunctionBase, base_for, versions_dir
 from ldengine.models.loading import chosen_device
 from ldengine.models.lora import LORA_MODULES
@@ -543,7 +544,7 @@ def retrieve(query, task, k, only_task):
               help="Expert games for training data [ld: 10, kd: 221]; write: parameter seeds per kind [40].")
 @click.option("--heldout-games", type=click.IntRange(1, 10_000),
               help="Held-out games for evaluation [ld: 10, kd: 3]; write: seeds per held-out kind [10].")
-@click.option("--method", type=click.Choice(["ld", "kd", "write"]), default="ld", show_default=True,
+@click.option("--method", type=click.Choice(["ld", "kd", "write", "read"]), default="ld", show_default=True,
               help="ld: select the manual's functions; kd: copy the expert's moves (the KD baseline); "
                    "write: write functions for emergencies (trained on the training kinds only).")
 @click.option("--attempts", default=8, show_default=True, type=click.IntRange(1, 64),
@@ -615,6 +616,15 @@ def finetune(task, student, steps, batch_size, lr, top_layers, rank, lora_module
         raise click.UsageError("--patience counts the points of a learning curve: give --eval-every too")
     if eval_every and not out:
         raise click.UsageError("--eval-every needs --out, the folder that holds the curve and its checkpoint")
+    if method == "read":
+        cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out,
+                             promote=promote, start_adapter=from_adapter, **shape, generated_rules=generated_rules,
+                             heldout_shapes=heldout_shapes, device=chosen_device(device))
+        _check_adapter_out(cfg)
+        manifest = finetune_read(registry(), cfg, log=click.echo)
+        click.echo(f"adapter: {manifest['path']}")
+        _adapter_use(manifest, cfg)
+        return
     if (generated_rules or heldout_shapes or form != "body") and method != "write":
         raise click.UsageError("--generated-rules, --heldout-shapes and --form train and measure writing: use them "
                                "with --method write")
@@ -1034,6 +1044,58 @@ def distill(task, teacher_url, teacher_model, teacher_key_env, rules_file, round
     else:
         click.echo(f"this base is already stored as {result.version} (same hash {result.base_hash[:12]}); kept it")
     click.echo(f"use it: ldengine run {task} --agent expert --function-base {result.version}")
+
+
+@cli.group(cls=_Group)
+def rules():
+    """Rules in words read into the task's rule language (programs, not Python)."""
+
+
+@rules.command(name="read")
+@click.argument("text")
+@click.option("--task", default="pursuit", show_default=True, help="The task whose rule language reads TEXT.")
+@click.option("--adapter", type=click.Path(exists=True, file_okay=False),
+              help="The reading adapter (default: the newest promoted `finetune --method read` adapter of the task).")
+@click.option("--samples", default=6, show_default=True, type=click.IntRange(0, 32),
+              help="Sampled readings besides the greedy one; they vote by what they forbid.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the readings as JSON.")
+def rules_read(text, task, adapter, samples, seed, as_json):
+    """Read TEXT, a rule in words, into a program of the task's rule language: the programs
+    the student reads, grouped by the moves they forbid, best first, each in canonical
+    English with its board map."""
+    from ldengine.adapters import find_adapter
+    from ldengine.models import load_student
+    from ldengine.rulelang import program_text, read
+    reg = registry()
+    reg.get("tasks", task)
+    if task not in reg.rule_languages:
+        raise click.UsageError(f"task {task!r} has no rule language (known: {', '.join(reg.rule_languages) or 'none'})")
+    language = reg.rule_languages[task].obj
+    check_rule_text(text)
+    if adapter is None:
+        adapter = find_adapter(task, FunctionBase.build(task, reg.modules_for(task)), method="read")
+    readings = read(load_student(adapter=adapter), language, text, samples=samples, seed=seed)
+    if as_json:
+        click.echo(json.dumps({"text": text, "adapter": str(adapter), "readings": [
+            {"program": r.text, "english": r.english, "votes": r.votes, "refusal": r.refusal,
+             "uses_every_number": r.uses_every_number, "programs": [program_text(p) for p in r.programs]}
+            for r in readings]}, indent=2))
+        return
+    total = sum(r.votes for r in readings)
+    if not readings:
+        click.echo("no reading: every answer was cut off before its program ended")
+        sys.exit(1)
+    for i, r in enumerate(readings):
+        click.echo(f"{'read as' if i == 0 else 'or'}: {r.text}  ({r.votes}/{total} answers"
+                   f"{'' if r.uses_every_number else '; leaves a number of the text unused'})")
+        click.echo(f"  in words: {r.english}")
+        if r.refusal:
+            click.echo(f"  refused: {r.refusal}")
+        if i == 0 and not r.refusal:
+            click.echo(language.picture(r.program))
+    if len(readings) > 1:
+        click.echo(f"the answers disagree on what is forbidden ({len(readings)} readings)")
 
 
 @cli.group(cls=_Group)

@@ -108,6 +108,37 @@ class EmergencyKind(Protocol):
     def reference(self, params: dict) -> str: ...
 
 
+class RuleLanguage(Protocol):
+    """A task's rule language (``ldengine_register_rule_languages``, read by ``ldengine.rulelang``).
+    Programs are nested tuples. ``primitives``: name -> per parameter, None (a number the
+    rule's text states) or the values it may take; ``combinators``: name -> how many programs
+    it joins; ``max_depth`` bounds nesting."""
+    task: str
+    stage: str
+    primitives: dict[str, tuple]
+    combinators: dict[str, int]
+    max_depth: int
+    max_primitives: int
+    covers: str
+    lacks: str
+
+    def manual(self) -> str: ...
+
+    def english(self, program: Any) -> str: ...
+
+    def denotation(self, program: Any) -> Any: ...
+
+    def refusal(self, program: Any) -> str | None: ...
+
+    def kind(self, program: Any, text: str) -> Any: ...
+
+    def picture(self, program: Any) -> str: ...
+
+    def examples(self, n: int, seed: int = 0, split: str = "train", wording: str | None = None) -> list: ...
+
+    def clause_examples(self, n: int, seed: int = 0) -> list: ...
+
+
 def members(contract: type) -> list[str]:
     """The required members of ``contract``: its annotated attributes and its methods."""
     methods = [n for n, v in vars(contract).items() if callable(v) and (n == "__call__" or not n.startswith("_"))]

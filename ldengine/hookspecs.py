@@ -64,5 +64,16 @@ def ldengine_register_emergencies(register):
 
 
 @hookspec
+def ldengine_register_rule_languages(register):
+    """Register a task's rule language: ``register(language)`` with a
+    ``rulelang.RuleLanguage`` (``task``, ``stage``, ``primitives``, ``combinators``,
+    ``max_depth``, ``max_primitives``, ``covers``, ``lacks``, ``manual()``,
+    ``english(program)``, ``denotation(program)``, ``refusal(program)``,
+    ``kind(program, text)``, ``picture(program)``, ``examples(n, seed, split, wording)``,
+    ``clause_examples(n, seed)``): what ``ldengine rules read`` and the reader parse rules
+    in words into. One per task."""
+
+
+@hookspec
 def ldengine_register_commands(cli):
     """Add click commands to the ``ldengine`` group ``cli``."""

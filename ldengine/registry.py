@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ldengine.contracts import EmergencyKind, Task, require
+from ldengine.contracts import EmergencyKind, RuleLanguage, Task, require
 from ldengine.errors import PluginError, UnknownNameError
 from ldengine.plugins import PluginInfo, build_plugin_manager
 
@@ -40,6 +40,7 @@ class Registry:
     agents: dict[str, Registered] = field(default_factory=dict)
     students: dict[str, Registered] = field(default_factory=dict)
     emergencies: dict[str, Registered] = field(default_factory=dict)
+    rule_languages: dict[str, Registered] = field(default_factory=dict)
     modules: list[ModuleSource] = field(default_factory=list)
     plugins: list[PluginInfo] = field(default_factory=list)
     pm: Any = None
@@ -54,6 +55,7 @@ class Registry:
         reg._collect("ldengine_register_students", lambda p: reg._named(reg.students, "student", p, "loader"))
         reg._collect("ldengine_register_functions", reg._module_register)
         reg._collect("ldengine_register_emergencies", reg._emergency_register)
+        reg._collect("ldengine_register_rule_languages", reg._language_register)
         return reg
 
     def _collect(self, hook: str, make_register: Callable[[str], Callable]) -> None:
@@ -103,6 +105,16 @@ class Registry:
                 raise PluginError(f"plugin {plugin!r} registered emergency {name!r}, "
                                   f"already registered by {self.emergencies[name].plugin!r}")
             self.emergencies[name] = Registered(name, kind, getattr(kind, "summary", ""), plugin)
+        return register
+
+    def _language_register(self, plugin: str) -> Callable:
+        def register(language: Any) -> None:
+            task = getattr(language, "task", None)
+            require(language, RuleLanguage, plugin, f"rule language of {task!r}")
+            if task in self.rule_languages:
+                raise PluginError(f"plugin {plugin!r} registered a rule language for {task!r}, "
+                                  f"already registered by {self.rule_languages[task].plugin!r}")
+            self.rule_languages[task] = Registered(task, language, getattr(language, "covers", ""), plugin)
         return register
 
     def _module_register(self, plugin: str) -> Callable:

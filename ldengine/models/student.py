@@ -432,7 +432,8 @@ class TransformersStudent(Memoised):
 
     def generate_batch(self, prompts: list[str], prefix: str = "", max_new_tokens: int = 48,
                        stop: Callable[[str], bool] | None = None, chat: bool = True,
-                       temperature: float = 0.0, seed: int = 0) -> list[str]:
+                       temperature: float = 0.0, seed: int = 0,
+                       allowed: list[Callable[[list[int]], Any]] | None = None) -> list[str]:
         """Greedy answers to several prompts that share ``prefix`` (e.g. a task's rules);
         with ``temperature`` > 0, sampled ones (seeded: the same call gives the same texts).
 
@@ -442,6 +443,9 @@ class TransformersStudent(Memoised):
         run together, right-padded, each at its own positions; an answer ends at
         the end-of-sequence token, after ``max_new_tokens``, or as soon as
         ``stop(answer_so_far)`` is true. Used by the text-answering agents.
+        ``allowed`` (one per prompt) constrains the answers: ``allowed[i](tokens_so_far)`` is a
+        boolean tensor over the vocabulary, the tokens answer i may take next (a grammar's,
+        ``ldengine.rulelang``).
         """
         if not prompts:
             return []
@@ -452,7 +456,7 @@ class TransformersStudent(Memoised):
         rows = [self._encode(p + tail, special=not prefix_ids) for p in prompts]
         with torch.inference_mode():
             pick = _sampler(temperature, seed, self.device)
-            answers = self._greedy(head + prefix, prefix_ids, rows, max_new_tokens, stop, pick)
+            answers = self._greedy(head + prefix, prefix_ids, rows, max_new_tokens, stop, pick, allowed)
         return [self.tokenizer.decode(a, skip_special_tokens=True) for a in answers]
 
     def _chat_parts(self) -> tuple[str, str]:
@@ -466,7 +470,8 @@ class TransformersStudent(Memoised):
         return head, tail
 
     def _greedy(self, prefix: str, prefix_ids: list[int], rows: list[list[int]], max_new_tokens: int,
-                stop: Callable[[str], bool] | None, pick: Callable | None = None) -> list[list[int]]:
+                stop: Callable[[str], bool] | None, pick: Callable | None = None,
+                allowed: list[Callable[[list[int]], Any]] | None = None) -> list[list[int]]:
         import torch
 
         layers = None
@@ -490,6 +495,8 @@ class TransformersStudent(Memoised):
         position = last + start + 1
         eos = self.tokenizer.eos_token_id
         for step in range(max_new_tokens):
+            if allowed is not None:
+                logits = _masked(logits, [None if done[row] else allowed[row](answers[row]) for row in range(batch)])
             tokens = pick(logits) if pick else logits.argmax(-1)
             for row in range(batch):
                 if not done[row]:
@@ -772,6 +779,18 @@ def _check_targets(examples: list[tuple[str, str, list[str], int]]) -> None:
         if not 0 <= right < len(options):
             raise LDEngineError(f"training example {query[:60]!r} names option {right}, "
                                 f"but has {len(options)} options")
+
+
+def _masked(logits: Any, masks: list) -> Any:
+    """``logits`` with every token a row's mask does not allow at -inf (None: the row is free)."""
+    import torch
+    logits = logits.clone()
+    for row, mask in enumerate(masks):
+        if mask is not None:
+            keep = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+            keep[:mask.shape[0]] = mask[:logits.shape[-1]].to(logits.device)
+            logits[row, ~keep] = float("-inf")
+    return logits
 
 
 def _sampler(temperature: float, seed: int, device: Any) -> Callable | None:

@@ -27,3 +27,9 @@ def ldengine_register_functions(register):
 def ldengine_register_emergencies(register):
     for kind in emergencies.KINDS:
         register(kind)
+
+
+@hookimpl
+def ldengine_register_rule_languages(register):
+    from ldengine_plugins.pursuit.rule_program import PursuitRules
+    register(PursuitRules())

@@ -66,6 +66,7 @@ class Primitive:
     factors: tuple[Factor, ...] = field(compare=False)
     train_words: tuple[str, ...] = field(compare=False)
     eval_words: tuple[str, ...] = field(compare=False)
+    call: tuple = field(default=(), compare=False)     # as a program: (name, *numbers), see rule_program
 
     def words(self, wording: str) -> tuple[str, ...]:
         return self.train_words if wording == TRAIN else self.eval_words
@@ -78,36 +79,51 @@ class Primitive:
 
 
 def _cell(rng: random.Random, size: int) -> Primitive:
-    a, b = rng.randint(1, size - 2), rng.randint(1, size - 2)
+    return cell(rng.randint(1, size - 2), rng.randint(1, size - 2))
+
+
+def cell(a: int, b: int) -> Primitive:
     return Primitive("cell", f"x == {a} and y == {b}", (("cell", lambda x, y: x == a and y == b),),
                      (f"the move ends on cell ({a}, {b})", f"(x, y) == ({a}, {b})"),
-                     (f"the pursuer lands exactly on ({a}, {b})",))
+                     (f"the pursuer lands exactly on ({a}, {b})",), ("cell", a, b))
 
 
 def _column(rng: random.Random, size: int) -> Primitive:
-    a = rng.randint(1, size - 2)
+    return column(rng.randint(1, size - 2))
+
+
+def column(a: int) -> Primitive:
     return Primitive("column", f"x == {a}", (("cell", lambda x, y: x == a),),
                      (f"the move ends in column x = {a}", f"x == {a}"),
-                     (f"the destination's x coordinate equals {a}",))
+                     (f"the destination's x coordinate equals {a}",), ("column", a))
 
 
 def _row(rng: random.Random, size: int) -> Primitive:
-    b = rng.randint(1, size - 2)
+    return row(rng.randint(1, size - 2))
+
+
+def row(b: int) -> Primitive:
     return Primitive("row", f"y == {b}", (("cell", lambda x, y: y == b),),
                      (f"the move ends in row y = {b}", f"y == {b}"),
-                     (f"the destination's y coordinate equals {b}",))
+                     (f"the destination's y coordinate equals {b}",), ("row", b))
 
 
 def _diagonal(rng: random.Random, size: int) -> Primitive:
     if rng.random() < 0.5:
-        c = rng.randint(-(size // 2), size // 2)
-        return Primitive("diagonal", f"x - y == {c}", (("cell", lambda x, y: x - y == c),),
-                         (f"the move ends on the diagonal x - y == {c}", f"x - y == {c}"),
-                         (f"the destination's x minus its y equals {c}",))
-    c = rng.randint(4, 2 * size - 6)
+        return diagonal(rng.randint(-(size // 2), size // 2))
+    return anti_diagonal(rng.randint(4, 2 * size - 6))
+
+
+def diagonal(c: int) -> Primitive:
+    return Primitive("diagonal", f"x - y == {c}", (("cell", lambda x, y: x - y == c),),
+                     (f"the move ends on the diagonal x - y == {c}", f"x - y == {c}"),
+                     (f"the destination's x minus its y equals {c}",), ("diagonal", c))
+
+
+def anti_diagonal(c: int) -> Primitive:
     return Primitive("diagonal", f"x + y == {c}", (("cell", lambda x, y: x + y == c),),
                      (f"the move ends on the anti-diagonal x + y == {c}", f"x + y == {c}"),
-                     (f"the destination's coordinates add up to {c}",))
+                     (f"the destination's coordinates add up to {c}",), ("anti_diagonal", c))
 
 
 def _span(rng: random.Random, size: int, least: int, most: int) -> tuple[int, int]:
@@ -117,23 +133,29 @@ def _span(rng: random.Random, size: int, least: int, most: int) -> tuple[int, in
     return start, start + width - 1
 
 
-def _box(rng: random.Random, size: int, name: str, reads: str, x: str, y: str, widths: tuple[int, int],
-         says: str, again: str) -> Primitive:
+def _box(name: str, reads: str, x: str, y: str, says: str, again: str,
+         a0: int, a1: int, b0: int, b1: int) -> Primitive:
     """A rectangle of the cells that ``reads`` names (the destination, or the pursuer's own cell)."""
-    (a0, a1), (b0, b1) = _span(rng, size, *widths), _span(rng, size, *widths)
     cond = f"{a0} <= {x} <= {a1} and {b0} <= {y} <= {b1}"
     return Primitive(name, cond, ((reads, lambda u, v: a0 <= u <= a1 and b0 <= v <= b1),),
                      (f"{says} {a0} <= {x} <= {a1}, {b0} <= {y} <= {b1}", f"({cond})"),
-                     (f"{again} columns {a0} to {a1} and rows {b0} to {b1}",))
+                     (f"{again} columns {a0} to {a1} and rows {b0} to {b1}",), (name, a0, a1, b0, b1))
 
 
 def _rectangle(rng: random.Random, size: int) -> Primitive:
-    return _box(rng, size, "rectangle", "cell", "x", "y", (2, 8), "the move ends inside the rectangle",
-                "the destination lies in")
+    return rectangle(*_span(rng, size, 2, 8), *_span(rng, size, 2, 8))
+
+
+def rectangle(a0: int, a1: int, b0: int, b1: int) -> Primitive:
+    return _box("rectangle", "cell", "x", "y", "the move ends inside the rectangle", "the destination lies in",
+                a0, a1, b0, b1)
 
 
 def _border(rng: random.Random, size: int) -> Primitive:
-    (a0, a1), (b0, b1) = _span(rng, size, 3, 9), _span(rng, size, 3, 9)
+    return border(*_span(rng, size, 3, 9), *_span(rng, size, 3, 9))
+
+
+def border(a0: int, a1: int, b0: int, b1: int) -> Primitive:
     cond = f"{a0} <= x <= {a1} and {b0} <= y <= {b1} and (x == {a0} or x == {a1} or y == {b0} or y == {b1})"
 
     def rim(x: int, y: int) -> bool:
@@ -142,7 +164,7 @@ def _border(rng: random.Random, size: int) -> Primitive:
                      (f"the move ends on the border of the rectangle {a0} <= x <= {a1}, {b0} <= y <= {b1} "
                       f"(a cell of it in column {a0} or {a1}, or in row {b0} or {b1})", f"({cond})"),
                      (f"the destination is one of the outermost cells of the box from ({a0}, {b0}) "
-                      f"to ({a1}, {b1})",))
+                      f"to ({a1}, {b1})",), ("border", a0, a1, b0, b1))
 
 
 _SIDES = {  # half-plane: (closure over the coordinate and the bound, compass words, plain words)
@@ -153,14 +175,21 @@ _SIDES = {  # half-plane: (closure over the coordinate and the bound, compass wo
 }
 
 
+SIDE_NAMES = {"x <": "west_of", "x >": "east_of", "y <": "south_of", "y >": "north_of"}
+
+
 def _half_plane(rng: random.Random, size: int) -> Primitive:
     side = rng.choice(sorted(_SIDES))
+    return half_plane(side, rng.randint(3, size - 4))
+
+
+def half_plane(side: str, a: int) -> Primitive:
     compare, compass, words = _SIDES[side]
-    a, on_x = rng.randint(3, size - 4), side.startswith("x")
+    on_x = side.startswith("x")
     cond = f"{side} {a}"
     return Primitive("half_plane", cond, (("cell", lambda x, y: compare(x if on_x else y, a)),),
                      (f"the move ends {compass} = {a} ({cond})", cond),
-                     (f"the destination's {side[0]} coordinate is {words} {a}",))
+                     (f"the destination's {side[0]} coordinate is {words} {a}",), (SIDE_NAMES[side], a))
 
 
 _TERMS = {  # modular: (closure over the destination, words)
@@ -170,9 +199,16 @@ _TERMS = {  # modular: (closure over the destination, words)
 }
 
 
+TERM_NAMES = {"x": "x_mod", "y": "y_mod", "x + y": "sum_mod"}
+
+
 def _modular(rng: random.Random, size: int) -> Primitive:
     term, k = rng.choice(sorted(_TERMS)), rng.choice((2, 3))
-    r, (value, words) = rng.randrange(k), _TERMS[term]
+    return modular(term, k, rng.randrange(k))
+
+
+def modular(term: str, k: int, r: int) -> Primitive:
+    value, words = _TERMS[term]
     cond = f"({term}) % {k} == {r}" if "+" in term else f"{term} % {k} == {r}"
     if k == 2:
         first = f"{term} is {'even' if r == 0 else 'odd'}"
@@ -180,16 +216,19 @@ def _modular(rng: random.Random, size: int) -> Primitive:
         first = f"{term} leaves remainder {r} when divided by {k}"
     later = f"is {r} more than a multiple of {k}" if r else f"is a multiple of {k}"
     return Primitive("modular", cond, (("cell", lambda x, y: value(x, y) % k == r),),
-                     (first, cond), (f"{words} {later}",))
+                     (first, cond), (f"{words} {later}",), (TERM_NAMES[term], k, r))
 
 
 def _distance(rng: random.Random, size: int) -> Primitive:
-    a, b, d = rng.randint(3, size - 4), rng.randint(3, size - 4), rng.randint(1, 5)
+    return distance(rng.randint(3, size - 4), rng.randint(3, size - 4), rng.randint(1, 5))
+
+
+def distance(a: int, b: int, d: int) -> Primitive:
     cond = f"abs(x - {a}) + abs(y - {b}) <= {d}"
     return Primitive("distance", cond, (("cell", lambda x, y: abs(x - a) + abs(y - b) <= d),),
                      (f"the move ends within Manhattan distance {d} of ({a}, {b})", cond),
                      (f"the destination is at most {d} step{'s' if d > 1 else ''} (Manhattan distance) away "
-                      f"from ({a}, {b})",))
+                      f"from ({a}, {b})",), ("distance", a, b, d))
 
 
 _DIRECTIONS: dict[str, tuple[Factor, str, str]] = {  # condition: (factor, train words, eval words)
@@ -204,28 +243,44 @@ _DIRECTIONS: dict[str, tuple[Factor, str, str]] = {  # condition: (factor, train
 }
 
 
+DIRECTION_NAMES = {"x > px": "goes_east", "x < px": "goes_west", "y > py": "goes_north", "y < py": "goes_south",
+                   "x == px": "keeps_column", "y == py": "keeps_row"}
+
+
 def _direction(rng: random.Random, size: int) -> Primitive:
-    cond = rng.choice(sorted(_DIRECTIONS))
+    return direction(rng.choice(sorted(_DIRECTIONS)))
+
+
+def direction(cond: str) -> Primitive:
     factor, train, later = _DIRECTIONS[cond]
-    return Primitive("direction", cond, (factor,), (train, cond), (later,))
+    return Primitive("direction", cond, (factor,), (train, cond), (later,), (DIRECTION_NAMES[cond],))
 
 
 _LENGTHS = ("the pursuer stays put", "the move is a single step", "the move covers two cells")
 
 
 def _length(rng: random.Random, size: int) -> Primitive:
-    n = rng.randint(0, REACH)
+    return length(rng.randint(0, REACH))
+
+
+def length(n: int) -> Primitive:
     cond = f"abs(x - px) + abs(y - py) == {n}"
     later = "the pursuer does not move" if n == 0 else f"the move has Manhattan length {n}"
     return Primitive("length", cond, (("step", lambda dx, dy: abs(dx) + abs(dy) == n),),
-                     (f"{_LENGTHS[n]} (|x - px| + |y - py| == {n})", cond), (later,))
+                     (f"{_LENGTHS[n]} (|x - px| + |y - py| == {n})", cond), (later,), ("length", n))
 
 
 def _crossing(rng: random.Random, size: int) -> Primitive:
     """A wall segment, as the ``wall`` kind's: crossing the line between two columns (or
     rows) by a move that starts or ends beside the wall."""
     line, (lo, hi) = rng.randint(3, size - 5), _span(rng, size, 3, 8)
-    across, along = ("x", "y") if rng.random() < 0.5 else ("y", "x")
+    return crossing("x" if rng.random() < 0.5 else "y", line, lo, hi)
+
+
+def crossing(across: str, line: int, lo: int, hi: int) -> Primitive:
+    """A wall between lines ``line`` and ``line + 1`` of ``across`` ("x": columns, "y": rows),
+    spanning ``lo`` to ``hi`` along the other axis."""
+    along = "y" if across == "x" else "x"
     lines, sides = ("columns", "rows") if across == "x" else ("rows", "columns")
     cond = (f"min(p{across}, {across}) <= {line} < max(p{across}, {across}) and "
             f"({lo} <= p{along} <= {hi} or {lo} <= {along} <= {hi})")
@@ -236,12 +291,17 @@ def _crossing(rng: random.Random, size: int) -> Primitive:
                      (f"the move crosses {wall} that spans {sides} {lo} to {hi} (min(p{across}, {across}) <= {line} "
                       f"< max(p{across}, {across}), starting or ending in {sides} {lo} to {hi})", f"({cond})"),
                      (f"the move passes from one side of the line between {across} = {line} and "
-                      f"{across} = {line + 1} to the other while starting or ending in {sides} {lo} to {hi}",))
+                      f"{across} = {line + 1} to the other while starting or ending in {sides} {lo} to {hi}",),
+                     (f"wall_{across}", line, lo, hi))
 
 
 def _start(rng: random.Random, size: int) -> Primitive:
-    return _box(rng, size, "start", "source", "px", "py", (3, 9), "the pursuer starts inside the rectangle",
-                "the pursuer currently stands in")
+    return start(*_span(rng, size, 3, 9), *_span(rng, size, 3, 9))
+
+
+def start(a0: int, a1: int, b0: int, b1: int) -> Primitive:
+    return _box("start", "source", "px", "py", "the pursuer starts inside the rectangle",
+                "the pursuer currently stands in", a0, a1, b0, b1)
 
 
 PRIMITIVES: dict[str, Callable[[random.Random, int], Primitive]] = {

@@ -1,0 +1,222 @@
+"""Pursuit's rule language as programs: what a rule in words is read into.
+
+A program names the *forbidden* region of pursuer moves from (px, py) to (x, y), in the
+terms of ``rule_shapes``: a primitive with its numbers, e.g. ``column(5)`` or
+``rectangle(3, 7, 10, 14)``, or a combinator over programs: ``And(a, b)``, ``Or(a, b)``,
+``Except(a, b)`` (a and not b) and ``Not(a)``. Programs are nested tuples,
+``("And", ("column", 5), ("Not", ("row", 7)))``; ``ldengine.rulelang`` parses and prints
+them and constrains the student's output to them.
+
+What it covers: every primitive and combinator of ``rule_shapes`` (cells, columns, rows,
+diagonals, rectangles and their borders, half-planes, parity and remainders, Manhattan
+distance to a cell, move directions and lengths, walls, where the pursuer starts), nested
+two deep with at most three primitives. What it does not: anything about the evader or
+the other pursuers (their distance, how many stand in a row), counts of moves or time,
+and regions no combination of these primitives draws (e.g. a circle).
+"""
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+
+from ldengine.errors import LDEngineError
+from ldengine_plugins.pursuit import rule_shapes as rs
+from ldengine_plugins.pursuit.emergencies import PursuitEmergency
+
+TASK = "pursuit"
+COMBINATORS = {"And": "and", "Or": "or", "Except": "except", "Not": "not"}     # program name -> rule_shapes op
+OPS = {op: name for name, op in COMBINATORS.items()}
+FROM_TEXT = None                 # a parameter whose number the rule's text states
+
+# Program name -> (builder, what each parameter may be: FROM_TEXT or the only values it can take).
+PRIMITIVES: dict[str, tuple[Callable[..., rs.Primitive], tuple]] = {
+    "cell": (rs.cell, (FROM_TEXT, FROM_TEXT)),
+    "column": (rs.column, (FROM_TEXT,)),
+    "row": (rs.row, (FROM_TEXT,)),
+    "diagonal": (rs.diagonal, (FROM_TEXT,)),
+    "anti_diagonal": (rs.anti_diagonal, (FROM_TEXT,)),
+    "rectangle": (rs.rectangle, (FROM_TEXT,) * 4),
+    "border": (rs.border, (FROM_TEXT,) * 4),
+    **{name: (lambda a, side=side: rs.half_plane(side, a), (FROM_TEXT,)) for side, name in rs.SIDE_NAMES.items()},
+    **{name: (lambda k, r, term=term: rs.modular(term, k, r), ((2, 3), (0, 1, 2)))
+       for term, name in rs.TERM_NAMES.items()},
+    "distance": (rs.distance, (FROM_TEXT,) * 3),
+    **{name: (lambda cond=cond: rs.direction(cond), ()) for cond, name in rs.DIRECTION_NAMES.items()},
+    "length": (rs.length, ((0, 1, 2),)),
+    "wall_x": (lambda line, lo, hi: rs.crossing("x", line, lo, hi), (FROM_TEXT,) * 3),
+    "wall_y": (lambda line, lo, hi: rs.crossing("y", line, lo, hi), (FROM_TEXT,) * 3),
+    "start": (rs.start, (FROM_TEXT,) * 4),
+}
+
+# Each primitive's program, with its parameters named: the manual the student reads before a rule.
+SIGNATURES = {
+    "cell": "cell(a, b)", "column": "column(a)", "row": "row(b)", "diagonal": "diagonal(c)",
+    "anti_diagonal": "anti_diagonal(c)", "rectangle": "rectangle(x0, x1, y0, y1)",
+    "border": "border(x0, x1, y0, y1)", "west_of": "west_of(a)", "east_of": "east_of(a)",
+    "south_of": "south_of(b)", "north_of": "north_of(b)", "x_mod": "x_mod(k, r)", "y_mod": "y_mod(k, r)",
+    "sum_mod": "sum_mod(k, r)", "distance": "distance(a, b, d)", "goes_east": "goes_east()",
+    "goes_west": "goes_west()", "goes_north": "goes_north()", "goes_south": "goes_south()",
+    "keeps_column": "keeps_column()", "keeps_row": "keeps_row()", "length": "length(n)",
+    "wall_x": "wall_x(x, y0, y1)", "wall_y": "wall_y(y, x0, x1)", "start": "start(x0, x1, y0, y1)",
+}
+Program = Any       # a nested tuple: (name, *numbers) or (combinator, *programs)
+
+
+class ProgramError(LDEngineError):
+    """A program this language cannot build (an unknown name, a wrong number of parts, a
+    number a parameter cannot take)."""
+
+
+def region(program: Program) -> rs.Region:
+    """The program as a ``rule_shapes`` region (primitives built from their numbers)."""
+    if not isinstance(program, tuple) or not program or not isinstance(program[0], str):
+        raise ProgramError(f"not a program: {program!r}")
+    name, args = program[0], program[1:]
+    if name in COMBINATORS:
+        arity = 1 if name == "Not" else 2
+        if len(args) != arity:
+            raise ProgramError(f"{name} takes {arity} program(s), not {len(args)}")
+        return rs.Combined(COMBINATORS[name], tuple(region(a) for a in args))
+    if name not in PRIMITIVES:
+        raise ProgramError(f"no primitive {name!r} (known: {', '.join(PRIMITIVES)})")
+    build, params = PRIMITIVES[name]
+    if len(args) != len(params) or not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+        raise ProgramError(f"{SIGNATURES[name]} takes {len(params)} whole number(s), not {args!r}")
+    for a, allowed in zip(args, params):
+        if allowed is not FROM_TEXT and a not in allowed:
+            raise ProgramError(f"{SIGNATURES[name]}: {a} is not one of {allowed}")
+    if name.endswith("_mod") and args[1] >= args[0]:
+        raise ProgramError(f"{SIGNATURES[name]}: the remainder {args[1]} must be below {args[0]}")
+    return build(*args)
+
+
+def program_of(reg: rs.Region) -> Program:
+    """The program of a ``rule_shapes`` region (a drawn rule's)."""
+    if isinstance(reg, rs.Primitive):
+        if not reg.call:
+            raise ProgramError(f"the primitive {reg.cond!r} was built without its program")
+        return reg.call
+    return (OPS[reg.op], *(program_of(p) for p in reg.parts))
+
+
+def english(program: Program) -> str:
+    """The program in canonical English (each primitive's first training wording; compound
+    parts in parentheses): what the user confirms."""
+    return rs.render(region(program), _FIRST, rs.TRAIN)
+
+
+class _First(random.Random):
+    """A "random" source that always picks the first wording."""
+
+    def choice(self, seq: Any) -> Any:
+        return seq[0]
+
+
+_FIRST = _First()
+
+
+def mask(program: Program) -> int | None:
+    """The forbidden moves of the board (``rule_shapes.region_mask``): None for a program with
+    an idle clause."""
+    return rs.region_mask(region(program), rs.move_domain())
+
+
+def usable(program: Program) -> str | None:
+    """Why the program is refused as a rule (None: it is usable)."""
+    reg = region(program)
+    if rs.region_mask(reg, rs.move_domain()) is None:
+        return "a clause changes nothing (it holds on no move, on every move, or adds nothing to its partner)"
+    if rs.usable(reg, rs.move_domain()) is None:
+        return f"it forbids more than {rs.MAX_FORBIDDEN:.0%} of the moves or leaves too few cells to enter"
+    return None
+
+
+def picture(program: Program) -> str:
+    """The forbidden region as a board map, north at the top: "#" a cell every move into is
+    forbidden, "+" one some moves into are (it depends on where the move starts), "." open."""
+    domain = rs.move_domain()
+    forbidden = mask(program)
+    if forbidden is None:
+        return ""
+    bits = format(forbidden, f"0{len(domain.moves)}b")
+    into: dict[tuple[int, int], list[int]] = {}
+    for (x, y, _, _), bit in zip(domain.moves, bits):
+        into.setdefault((x, y), [0, 0])[bit == "1"] += 1
+    rows = []
+    for y in reversed(range(domain.size)):
+        rows.append("".join("#" if into[(x, y)][0] == 0 else "+" if into[(x, y)][1] else "."
+                            for x in range(domain.size)) + f"  y={y}")
+    return "\n".join(rows)
+
+
+def kind(program: Program, text: str) -> PursuitEmergency:
+    """The rule "a pursuer's move is forbidden in the program's region" as an emergency kind:
+    its condition (the teacher-style function is written from it, and runs only in the sandbox),
+    its referee (the composed closure) and ``text``, the user's words."""
+    reg = region(program)
+    rule = rs.ShapeRule(reg, text, "user", rs.TRAIN, 0.0)
+    return rs.as_kind(rule, text)
+
+
+def examples(n: int, seed: int = 0, split: str = rs.TRAIN, wording: str | None = None) -> list[tuple[str, Program]]:
+    """``n`` (rule text, program) pairs of ``rule_shapes``' drawn rules: shapes of ``split``,
+    words of ``wording`` (default: the split's)."""
+    return [(rule.text, program_of(rule.region)) for rule in rs.draw_rules(n, seed, split, wording)]
+
+
+def clause_examples(n: int, seed: int = 0) -> list[tuple[str, Program]]:
+    """``n`` single-primitive rules in training words, every primitive type in turn: the
+    clause-level data (one clause, one program)."""
+    rng = random.Random(f"rule-program-clauses:{seed}")
+    pairs = []
+    types = list(rs.PRIMITIVE_TYPES)
+    while len(pairs) < n:
+        prim = rs.PRIMITIVES[types[len(pairs) % len(types)]](rng, rs.SIZE)
+        if rs.region_mask(prim, rs.move_domain()) is not None:
+            pairs.append((rng.choice(rs.FRAMES[rs.TRAIN]).format(r=rng.choice(prim.train_words)), prim.call))
+    return pairs
+
+
+def manual() -> str:
+    """The language as the student reads it before a rule: the programs' names, short."""
+    return ("A program names the forbidden moves from (px, py) to (x, y): "
+            + ", ".join(SIGNATURES.values()) + "; And(p, q), Or(p, q), Except(p, q), Not(p).")
+
+
+class PursuitRules:
+    """Pursuit's rule language, as ``ldengine.rulelang`` reads it (registered by the plugin)."""
+    task = TASK
+    stage = "pursuer.decide"
+    combinators = {"And": 2, "Or": 2, "Except": 2, "Not": 1}
+    primitives = {name: params for name, (_, params) in PRIMITIVES.items()}
+    max_depth = 2
+    max_primitives = rs.MAX_PRIMITIVES
+    covers = ("cells, columns, rows, diagonals, rectangles and their borders, half-planes, parity and remainders "
+              "of x, y or x + y, Manhattan distance to a cell, move directions and lengths, walls between columns "
+              "or rows, where the pursuer starts; joined by and / or / except / not, two deep, three primitives")
+    lacks = ("the evader, the other pursuers, counts of moves or time, or a region these primitives cannot draw")
+
+    def manual(self) -> str:
+        return manual()
+
+    def english(self, program: Program) -> str:
+        return english(program)
+
+    def denotation(self, program: Program) -> int | None:
+        return mask(program)
+
+    def refusal(self, program: Program) -> str | None:
+        return usable(program)
+
+    def kind(self, program: Program, text: str) -> PursuitEmergency:
+        return kind(program, text)
+
+    def picture(self, program: Program) -> str:
+        return picture(program)
+
+    def examples(self, n: int, seed: int = 0, split: str = rs.TRAIN,
+                 wording: str | None = None) -> list[tuple[str, Program]]:
+        return examples(n, seed, split, wording)
+
+    def clause_examples(self, n: int, seed: int = 0) -> list[tuple[str, Program]]:
+        return clause_examples(n, seed)

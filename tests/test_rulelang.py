@@ -1,0 +1,94 @@
+"""Rules in words read into a task's rule language (ldengine/rulelang.py, pursuit's
+plugins/pursuit/rule_program.py): programs print and parse back, compile to the rule they
+name, the grammar built for a text admits exactly the programs whose numbers the text
+states, and the student's constrained answers are always programs of the language."""
+import pytest
+
+from ldengine import rulelang as rl
+from ldengine.errors import LDEngineError
+from ldengine_plugins.pursuit import rule_program as rp
+from ldengine_plugins.pursuit import rule_shapes as rs
+
+LANGUAGE = rp.PursuitRules()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from ldengine.models.loading import load_student
+    return load_student().tokenizer
+
+
+def test_programs_print_parse_and_compile_to_their_rule():
+    """Every drawn rule of both splits: its program prints, parses back to itself, and
+    forbids exactly the moves the rule forbids."""
+    rules = rs.draw_rules(300, seed=5, split="train") + rs.draw_rules(100, seed=5, split="eval")
+    for rule in rules:
+        program = rp.program_of(rule.region)
+        assert rl.parse_program(rl.program_text(program)) == program
+        assert rp.mask(program) == rs.region_mask(rule.region, rs.move_domain())
+        assert rp.kind(program, rule.text).condition({}) == rule.cond
+
+
+def test_bad_programs_are_refused_in_one_line():
+    for text in ("column(5", "column(x)", "__import__('os')", "column(5) + 1", "column(5, k=2)", "5"):
+        with pytest.raises(LDEngineError, match="not a program"):
+            rl.parse_program(text)
+    for program, words in ((("circle", 3), "no primitive"), (("column",), "takes 1"), (("x_mod", 4, 1), "not one of"),
+                           (("Not", ("column", 2), ("row", 3)), "takes 1"), (("x_mod", 2, 2), "below")):
+        with pytest.raises(rp.ProgramError, match=words):
+            rp.region(program)
+    assert rp.usable(("Or", ("column", 5), ("column", 5))) is not None      # a clause that adds nothing
+    assert rp.usable(("column", 5)) is None
+
+
+def test_numbers_come_from_the_text():
+    assert rl.numbers_in("cells (x, y) with 3 <= x <= 7, y0 <= y and x - y == -2; column 10.") == [3, 7, -2, 10]
+    assert rl.numbers_in("no numbers here") == []
+
+
+def test_the_grammar_admits_the_texts_programs_and_no_others(tokenizer):
+    """Built for a rule's text, the grammar accepts its program token by token, and refuses
+    the same program with a number the text does not state."""
+    for rule in rs.draw_rules(40, seed=2, split="eval", wording="eval"):
+        lark = rl.grammar(LANGUAGE, rl.numbers_in(rule.text))
+        program = rl.program_text(rp.program_of(rule.region))
+        mask = rl.GrammarMask(tokenizer, lark)
+        tokens = tokenizer(program, add_special_tokens=False)["input_ids"]
+        for i, token in enumerate(tokens):
+            assert mask(tokens[:i])[token], (rule.text, program, i)
+        mask(tokens)
+        assert mask.matcher.is_accepting()
+    lark = rl.grammar(LANGUAGE, [5])
+    mask = rl.GrammarMask(tokenizer, lark)
+    tokens = tokenizer("column(6)", add_special_tokens=False)["input_ids"]
+    assert not all(mask(tokens[:i])[t] for i, t in enumerate(tokens))
+
+
+def test_readings_group_by_what_they_forbid():
+    text = "Pursuers may not enter column 5 or row 7."
+    answers = ["Or(column(5), row(7))", "Or(row(7), column(5))", "column(5)", "Or(column(5"]
+    readings = rl.rank(LANGUAGE, text, answers)
+    assert [r.votes for r in readings] == [2, 1]
+    assert readings[0].uses_every_number and not readings[1].uses_every_number
+    assert readings[0].english == "the move ends in column x = 5 or the move ends in row y = 7"
+
+
+def test_the_picture_marks_closed_and_partly_closed_cells():
+    lines = rp.picture(("Or", ("cell", 3, 4), ("wall_x", 9, 4, 10))).splitlines()
+    row4 = next(line for line in lines if line.endswith("y=4"))
+    assert row4[3] == "#" and row4[9] == "+" and row4[0] == "."
+
+
+def test_the_student_answers_only_programs_with_the_texts_numbers():
+    """The real (untuned) student, constrained: whatever it reads, each answer is a program of
+    the language whose text-stated numbers all appear in the rule."""
+    from ldengine.models.loading import load_student
+    text = "A move from (px, py) to (x, y) is now forbidden when the move ends in row y = 4."
+    readings = rl.read(load_student(), LANGUAGE, text, samples=2, seed=1)
+    assert readings
+    for reading in readings:
+        for program in reading.programs:
+            rp.region(program)
+            for prim in rl.primitives_in(program, LANGUAGE):
+                params = LANGUAGE.primitives[prim[0]]
+                assert all(a == 4 for a, allowed in zip(prim[1:], params) if allowed is None), program
