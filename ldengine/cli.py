@@ -688,7 +688,11 @@ def _adapter_use(manifest: dict, cfg) -> None:
 @click.option("--yes", "-y", is_flag=True,
               help="Store the first function that passes without asking (for scripts); its board map is still shown.")
 @click.option("--png", type=click.Path(dir_okay=False), help="Also draw each shown board map to this PNG file.")
-def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, adapter, no_store, yes, png):
+@click.option("--read", "by_reading", is_flag=True,
+              help="Read the words into the task's rule language (the reading adapter, `finetune --method read`) "
+              "and compile the program, instead of having the student write Python.")
+def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, adapter, no_store, yes, png,
+              by_reading):
     """A new rule in words: the student writes a function for it, the isolated sandbox
     verifies it, its board map shows what it forbids, and one you confirm is stored (with
     provenance) in the function base.
@@ -707,6 +711,12 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
     check_rule_text(text)        # before any model loads (a rule over several pieces is refused here)
     reg = registry()
     task_obj = reg.get("tasks", task).obj
+    if by_reading:
+        if params or kind:
+            raise click.UsageError("--read takes the rule from its words (and --allow/--forbid examples); "
+                                   "--param and --kind are for writing")
+        _emergency_by_reading(reg, task, text, allow, forbid, seed, student, adapter, no_store, yes)
+        return
     values = _params(params)
     rule = _rule(reg, task_obj, text, values, kind, allow, forbid)
     cases = rule.cases(values, seed)
@@ -750,6 +760,44 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
         return
     path = save(written)
     click.echo(f"passed at attempt {written.attempts_to_pass}; stored {path} (+ .json provenance)")
+
+
+def _emergency_by_reading(reg, task, text, allow, forbid, seed, student, adapter, no_store, yes) -> None:
+    """``ldengine emergency TEXT --read``: the readings of TEXT, the one the examples agree with
+    (and, with --yes, the only one), compiled, verified in the worker, stored with its program."""
+    from ldengine.adapters import find_adapter
+    from ldengine.emergency.read import compile_reading, refusal_line
+    from ldengine.models import load_student
+    from ldengine.rulelang import read
+    if task not in reg.rule_languages:
+        raise click.UsageError(f"task {task!r} has no rule language to read rules into; drop --read")
+    language = reg.rule_languages[task].obj
+    allowed, forbidden = _moves(allow, "--allow"), _moves(forbid, "--forbid")
+    base = FunctionBase.build(task, reg.modules_for(task))
+    adapter = adapter or find_adapter(task, base, method="read")
+    reader = load_student(student, adapter=adapter)
+    readings = read(reader, language, text, seed=seed)
+    total = sum(r.votes for r in readings)
+    for i, r in enumerate(readings):
+        click.echo(f"{'read as' if i == 0 else 'or'}: {r.text}  ({r.votes}/{total} answers)")
+        click.echo(f"  in words: {r.english}" + (f"\n  refused: {r.refusal}" if r.refusal else ""))
+    chosen, why = compile_reading(language, readings, text, allowed, forbidden, unanimous=yes, student=reader)
+    if chosen is None:
+        raise click.ClickException(refusal_line(why, language))
+    click.echo(f"the rule: {chosen.reading.english}")
+    click.echo(language.picture(chosen.reading.program))
+    if not (yes or no_store) and not _confirm_map():
+        raise click.ClickException("not stored")
+    written = chosen.verified(seed)
+    if not written.passed:
+        raise click.ClickException(f"the compiled function fails verification: {written.attempts[-1].check.line()}")
+    click.echo(f"compiled and verified in the isolated worker: {written.attempts[-1].check.line()}")
+    if no_store:
+        click.echo("not stored (--no-store)")
+        return
+    path = save(written)
+    click.echo(f"stored {path} (+ .json provenance with the program); play it: ldengine run {task} "
+               f"--emergency {path.stem}")
 
 
 def _confirm_map() -> bool:
@@ -881,6 +929,8 @@ def generated_show(name, task, as_json):
                else f"status: CHANGED: {item.problem}")
     for entry in record["files"]:
         click.echo(f"  {entry['file']:<24} sha256 {entry['sha256']}")
+    if item.provenance.get("program"):
+        click.echo(f"read as: {item.provenance['program']}\n  in words: {item.provenance.get('english', '')}")
     if item.what == gen.EMERGENCY and item.path.is_file():
         click.echo("\n" + item.path.read_text(encoding="utf-8", errors="replace"))
     else:

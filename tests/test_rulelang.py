@@ -92,3 +92,32 @@ def test_the_student_answers_only_programs_with_the_texts_numbers():
             for prim in rl.primitives_in(program, LANGUAGE):
                 params = LANGUAGE.primitives[prim[0]]
                 assert all(a == 4 for a, allowed in zip(prim[1:], params) if allowed is None), program
+
+
+def test_a_reading_compiles_verifies_and_stores_with_its_program(tmp_path):
+    """The reading the examples agree with is compiled, verified in the worker and stored
+    with its program; the stored rule is rebuilt from the program; --yes refuses readings
+    that disagree, and a reading no example fits is refused."""
+    from ldengine.emergency.read import compile_reading
+    from ldengine.emergency.rule import stored_rule
+    from ldengine.emergency.store import save
+    from ldengine.registry import Registry
+    text = "Pursuers may not stop in column 5 or row 7."
+    readings = rl.rank(LANGUAGE, text, ["Or(column(5), row(7))", "Or(column(5), row(7))", "column(5)"])
+    chosen, why = compile_reading(LANGUAGE, readings, text, unanimous=True)
+    assert chosen is None and "disagree" in why
+    chosen, why = compile_reading(LANGUAGE, readings, text, allowed=[((4, 5), (5, 5))])
+    assert chosen is None and "agrees with" in why
+    chosen, why = compile_reading(LANGUAGE, readings, text, allowed=[((8, 6), (8, 7))])
+    assert chosen is not None and chosen.reading.text == "column(5)"
+    chosen, why = compile_reading(LANGUAGE, readings, text, forbidden=[((8, 6), (8, 7))], unanimous=True)
+    assert chosen is not None and chosen.reading.text == "Or(column(5), row(7))", why
+    written = chosen.verified(seed=3)
+    assert written.passed, written.attempts[-1].check.line()
+    path = save(written, folder=tmp_path)
+    import json
+    provenance = json.loads(path.with_suffix(".json").read_text())
+    assert provenance["program"] == "Or(column(5), row(7))" and provenance["english"] == readings[0].english
+    rebuilt = stored_rule(Registry.load(), "pursuit", provenance)
+    assert rebuilt.name == chosen.kind.name
+    assert not rebuilt.allows({}, "pursuer", (4, 6), (5, 6)) and rebuilt.allows({}, "pursuer", (4, 6), (4, 5))

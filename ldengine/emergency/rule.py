@@ -10,6 +10,7 @@ from typing import Any
 from ldengine.contracts import EmergencyKind
 from ldengine.emergency.store import stored_provenances
 from ldengine.errors import LDEngineError, UnknownNameError
+from ldengine.rulelang import parse_program
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ def stored_rule(registry: Any, task: str, provenance: dict) -> Any:
     the provenance (its words, examples and the kind it is checked like); None if neither."""
     if provenance.get("kind") in registry.emergencies:
         return registry.emergencies[provenance["kind"]].obj
+    if provenance.get("program") and task in registry.rule_languages:
+        language = registry.rule_languages[task].obj    # a rule read into the task's language
+        return language.kind(parse_program(provenance["program"]), provenance.get("rule", ""))
     rule, game = provenance.get("custom_rule"), registry.tasks.get(task)
     if not rule or game is None or not hasattr(game.obj, "custom_emergency"):
         return None

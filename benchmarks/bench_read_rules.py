@@ -1,0 +1,129 @@
+"""Rules in words read into the rule language: how often the reading is exact.
+
+    .venv/bin/python benchmarks/bench_read_rules.py [--heldout 200] [--unseen 200] [--kind-seeds 10]
+        [--samples 6] [--seed 1] [--adapter DIR] [--write]
+
+Three sets, none of them in the reading adapter's training data:
+- rules of held-out shapes (``rule_shapes.split_of``) in held-out wordings (frames,
+  combinators and primitives worded as no training rule is), drawn with ``--seed``;
+- rules of training shapes in training words that the training draw never made (by condition);
+- the four evaluated kinds (restricted-area, no-stop-row, wall, short-reach) in their own
+  words, on parameter seeds 1 to ``--kind-seeds``.
+
+Per rule, ``ldengine rules read`` is run as a user runs it (the greedy answer and
+``--samples`` sampled ones, each constrained to the grammar, grouped by what they forbid).
+Exact: the top reading forbids exactly the rule's moves (every move of the board); exact
+program: it is the rule's program; within the samples: some reading is exact; stored: the
+readings agree (one usable reading, as ``--yes`` requires); wrong stored: stored but not exact.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import machine_line, publish  # noqa: E402
+
+KINDS = ("restricted-area", "no-stop-row", "wall", "short-reach")
+TRAIN_DRAW = 1200           # the rules finetune --method read trains on (seed 0)
+
+
+def kind_mask(kind, params, domain) -> int:
+    """The moves a hand-written kind forbids a pursuer, over the language's move domain."""
+    bits = "".join("0" if kind.allows(params, "pursuer", (px, py), (x, y)) else "1"
+                   for x, y, px, py in domain.moves)
+    return int(bits, 2)
+
+
+def score(student, language, items, samples, seed) -> dict:
+    """``items``: (text, expected mask, expected program or None)."""
+    from ldengine.rulelang import read
+    rows = {"rules": 0, "exact": 0, "exact_program": 0, "within": 0, "stored": 0, "wrong_stored": 0,
+            "refused_all": 0, "seconds": [], "misses": []}
+    for text, want, program in items:
+        began = time.perf_counter()
+        readings = read(student, language, text, samples=samples, seed=seed)
+        rows["seconds"].append(time.perf_counter() - began)
+        rows["rules"] += 1
+        usable = [r for r in readings if r.refusal is None]
+        masks = [language.denotation(r.program) for r in usable]
+        top_ok = bool(usable) and masks[0] == want
+        rows["exact"] += top_ok
+        rows["exact_program"] += bool(usable) and program is not None and usable[0].program == program
+        rows["within"] += want in masks
+        rows["refused_all"] += not usable
+        if len(usable) == 1 and len(readings) == 1:
+            rows["stored"] += 1
+            rows["wrong_stored"] += not top_ok
+        if not top_ok and len(rows["misses"]) < 6:
+            rows["misses"].append((text, usable[0].text if usable else "-"))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--heldout", type=int, default=200, help="rules of held-out shapes in held-out words")
+    parser.add_argument("--unseen", type=int, default=200, help="unseen rules of training shapes")
+    parser.add_argument("--kind-seeds", type=int, default=10, help="parameter seeds of each evaluated kind")
+    parser.add_argument("--samples", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=1, help="the draw of the held-out rules and the sampling seed")
+    parser.add_argument("--adapter", help="reading adapter (default: the promoted one)")
+    parser.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
+    from ldengine.adapters import find_adapter
+    from ldengine.functionbase import FunctionBase
+    from ldengine.models import load_student
+    from ldengine.registry import Registry
+    from ldengine_plugins.pursuit import rule_program as rp, rule_shapes as rs
+    reg = Registry.load()
+    language = reg.rule_languages["pursuit"].obj
+    adapter = args.adapter or find_adapter("pursuit", FunctionBase.build("pursuit", reg.modules_for("pursuit")),
+                                           method="read")
+    student = load_student(adapter=adapter)
+    domain = rs.move_domain()
+    seen = {r.cond for r in rs.draw_rules(TRAIN_DRAW, 0, "train")}
+    sets = {}
+    held = rs.draw_rules(args.heldout, args.seed, "eval", "eval") if args.heldout else []
+    sets["held-out shapes, held-out words"] = [(r.text, rs.region_mask(r.region, domain), rp.program_of(r.region))
+                                               for r in held]
+    unseen = [r for r in rs.draw_rules(args.unseen * 3, args.seed + 100, "train") if r.cond not in seen][:args.unseen]
+    sets["unseen rules of training shapes"] = [(r.text, rs.region_mask(r.region, domain), rp.program_of(r.region))
+                                               for r in unseen]
+    kinds = []
+    for name in KINDS:
+        kind = reg.get("emergencies", name).obj
+        for p in range(1, args.kind_seeds + 1):
+            params = kind.params(p, rs.SIZE)
+            kinds.append((kind.describe(params), kind_mask(kind, params, domain), None))
+    sets["evaluated kinds, seeds 1-%d" % args.kind_seeds] = kinds
+    lines = [f"## Rules in words read into the rule language ({time.strftime('%Y-%m-%d')})", "",
+             machine_line("bench_read_rules.py", argv), "",
+             f"Reading adapter `{Path(adapter).name}`; each rule read as `ldengine rules read` reads it "
+             f"(greedy + {args.samples} sampled answers, grammar-constrained, grouped by what they forbid).", "",
+             "| rules | n | exact (top reading, every move) | exact program | exact within samples | stored "
+             "(readings agree) | wrong stored | all refused | median s per rule |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    misses = []
+    for label, items in sets.items():
+        if not items:
+            continue
+        r = score(student, language, items, args.samples, args.seed)
+        n = r["rules"]
+        program = f"{r['exact_program'] / n:.3f}" if items[0][2] is not None else "-"
+        lines.append(f"| {label} | {n} | {r['exact'] / n:.3f} | {program} | {r['within'] / n:.3f} | "
+                     f"{r['stored']} | {r['wrong_stored']} | {r['refused_all']} | "
+                     f"{statistics.median(r['seconds']):.1f} |")
+        misses += [f"- {label}: {text!r} read as `{got}`" for text, got in r["misses"]]
+        print(lines[-1], flush=True)
+    lines += ["", "First misses:", *misses] if misses else []
+    publish("\n".join(lines) + "\n", args.write)
+
+
+if __name__ == "__main__":
+    main()
