@@ -508,6 +508,8 @@ def functions_show(name, task):
         item, e = stored
         click.echo(f"{e.name}  (stored {item.what} function {item.name}, version {e.version}, sha256 "
                    f"{e.source_hash}: {item.summary()})\n")
+        if item.provenance.get("program"):
+            click.echo(f"read as: {item.provenance['program']}\n  in words: {item.provenance.get('english', '')}\n")
     click.echo(e.docstring)
 
 

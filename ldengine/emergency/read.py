@@ -77,6 +77,9 @@ def compile_reading(language: RuleLanguage, readings: list[Reading], text: str, 
                       + " | ".join(f"{r.text} ({r.votes} answers)" for r in readings)
                       + "; say the rule more plainly, or give --allow/--forbid examples")
     chosen = fitting[0]
+    if unanimous and not chosen.uses_every_number:
+        return None, (f"the reading {chosen.text} leaves a number of the rule unused, so --yes stores none; "
+                      "say the rule more plainly, or confirm the reading without --yes")
     return Compiled(chosen, kinds[id(chosen)], text, readings, student), ""
 
 
