@@ -121,3 +121,20 @@ def test_a_reading_compiles_verifies_and_stores_with_its_program(tmp_path):
     rebuilt = stored_rule(Registry.load(), "pursuit", provenance)
     assert rebuilt.name == chosen.kind.name
     assert not rebuilt.allows({}, "pursuer", (4, 6), (5, 6)) and rebuilt.allows({}, "pursuer", (4, 6), (4, 5))
+
+
+def test_the_commands_refuse_bad_input_in_one_line():
+    """No reading adapter yet: one line naming the finetune command; --read --yes without
+    examples, --read with --param: refused before any model loads."""
+    from click.testing import CliRunner
+    from ldengine.cli import cli
+    runner = CliRunner()
+    result = runner.invoke(cli, ["rules", "read", "Pursuers may not enter column 7."])
+    assert result.exit_code != 0 and "finetune --task pursuit --method read" in result.output, result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(cli, ["emergency", "Pursuers may not enter column 7.", "--read", "--yes"])
+    assert result.exit_code == 2 and "--allow and one --forbid" in result.output, result.output
+    result = runner.invoke(cli, ["emergency", "Pursuers may not enter column {x}.", "--read", "--param", "x=7"])
+    assert result.exit_code == 2 and "--param and --kind are for writing" in result.output, result.output
+    result = runner.invoke(cli, ["rules", "read", "No two pursuers may stand on the same cell."])
+    assert result.exit_code != 0 and "Traceback" not in result.output
