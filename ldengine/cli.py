@@ -774,6 +774,10 @@ def _emergency_by_reading(reg, task, text, allow, forbid, seed, student, adapter
     if task not in reg.rule_languages:
         raise click.UsageError(f"task {task!r} has no rule language to read rules into; drop --read")
     language = reg.rule_languages[task].obj
+    why = language.outside(text)
+    if why:
+        raise click.ClickException(f"cannot be read into the rule language: {why}; the language covers "
+                                   f"{language.covers}")
     allowed, forbidden = _moves(allow, "--allow"), _moves(forbid, "--forbid")
     if yes and not (allowed and forbidden):
         # measured (benchmarks/RESULTS.md): readings all answers agreed on were still wrong for 2 of
@@ -1130,6 +1134,9 @@ def rules_read(text, task, adapter, samples, seed, as_json):
         raise click.UsageError(f"task {task!r} has no rule language (known: {', '.join(reg.rule_languages) or 'none'})")
     language = reg.rule_languages[task].obj
     check_rule_text(text)
+    why = language.outside(text)
+    if why:
+        raise click.ClickException(f"cannot be read into the rule language: {why}")
     if adapter is None:
         adapter = find_adapter(task, FunctionBase.build(task, reg.modules_for(task)), method="read")
     readings = read(load_student(adapter=adapter), language, text, samples=samples, seed=seed)

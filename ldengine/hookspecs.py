@@ -69,7 +69,7 @@ def ldengine_register_rule_languages(register):
     ``rulelang.RuleLanguage`` (``task``, ``stage``, ``primitives``, ``combinators``,
     ``max_depth``, ``max_primitives``, ``covers``, ``lacks``, ``manual()``,
     ``english(program)``, ``denotation(program)``, ``refusal(program)``,
-    ``kind(program, text)``, ``picture(program)``, ``examples(n, seed, split, wording)``,
+    ``kind(program, text)``, ``picture(program)``, ``outside(text)`` (why words cannot be said in it, or None), ``examples(n, seed, split, wording)``,
     ``clause_examples(n, seed)``): what ``ldengine rules read`` and the reader parse rules
     in words into. One per task."""
 

@@ -10,8 +10,9 @@ Python token by token: its output is constrained by a grammar built for the text
 language's names and brackets; each number a parameter takes is one the text states, or
 one of the few values the parameter allows), so every answer is a well-formed program
 whose numbers come from the text. Several programs are sampled; they are grouped by
-denotation and ranked by votes, by the text's numbers all being used, then by the greedy
-answer. The grammar runs in llguidance (a Lark grammar, token masks computed in Rust).
+denotation and ranked by votes, by the text's numbers all being used, by fewer primitives,
+then by the greedy answer. Words the language cannot express (``language.outside(text)``, e.g.
+a rule about the evader) are refused with the reason before any model loads. The grammar runs in llguidance (a Lark grammar, token masks computed in Rust).
 
 Programs are nested tuples, ``("And", ("column", 5), ("Not", ("row", 7)))``, written
 ``And(column(5), Not(row(7)))``; ``parse_program`` reads that text with Python's own
@@ -189,7 +190,8 @@ def read(student: Any, language: RuleLanguage, text: str, samples: int = 6, temp
 
 
 def rank(language: RuleLanguage, text: str, answers: list[str]) -> list[Reading]:
-    """Group answers by denotation, best first: more votes, every stated number used, earlier."""
+    """Group answers by denotation, best first: more votes, every stated number used, fewer
+    primitives (the simpler reading), earlier."""
     numbers = set(numbers_in(text))
     groups: dict[Any, list[Program]] = {}
     for answer in answers:
@@ -209,4 +211,5 @@ def rank(language: RuleLanguage, text: str, answers: list[str]) -> list[Reading]
         readings.append(Reading(program, len(programs), language.english(program), language.refusal(program),
                                 numbers <= used, programs))
     order = {id(r): i for i, r in enumerate(readings)}
-    return sorted(readings, key=lambda r: (r.refusal is not None, -r.votes, not r.uses_every_number, order[id(r)]))
+    return sorted(readings, key=lambda r: (r.refusal is not None, -r.votes, not r.uses_every_number,
+                                           len(primitives_in(r.program, language)), order[id(r)]))

@@ -138,3 +138,19 @@ def test_the_commands_refuse_bad_input_in_one_line():
     assert result.exit_code == 2 and "--param and --kind are for writing" in result.output, result.output
     result = runner.invoke(cli, ["rules", "read", "No two pursuers may stand on the same cell."])
     assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+def test_words_outside_the_language_are_refused_with_the_reason():
+    from click.testing import CliRunner
+    from ldengine.cli import cli
+    result = CliRunner().invoke(cli, ["rules", "read", "Pursuers may not come within 3 cells of the evader."])
+    assert result.exit_code == 1 and "cannot say anything about the evader's cell" in result.output, result.output
+    assert LANGUAGE.outside("No pursuer may stand still two turns in a row.")
+    assert LANGUAGE.outside("Pursuers may not enter column 7 or row 3.") is None
+
+
+def test_the_simpler_reading_wins_a_tie():
+    readings = rl.rank(LANGUAGE, "Pursuers may no longer step onto column 12.",
+                       ["Except(column(12), border(12, 12, 12, 12))", "Except(column(12), border(12, 12, 12, 12))",
+                        "column(12)", "column(12)"])
+    assert readings[0].text == "column(12)"

@@ -17,6 +17,7 @@ and regions no combination of these primitives draws (e.g. a circle).
 from __future__ import annotations
 
 import random
+import re
 from typing import Any, Callable
 
 from ldengine.errors import LDEngineError
@@ -183,6 +184,24 @@ def manual() -> str:
             + ", ".join(SIGNATURES.values()) + "; And(p, q), Or(p, q), Except(p, q), Not(p).")
 
 
+# Words for what the language cannot say: a rule that needs them is refused, not misread.
+OUTSIDE = (
+    (re.compile(r"\bevader\b", re.I), "the evader's cell or distance"),
+    (re.compile(r"\b(turns?|rounds?|times|twice|consecutive|per game)\b", re.I),
+     "counts of moves, turns or time"),
+)
+
+
+def outside(text: str) -> str | None:
+    """Why the words cannot be said in this language (None: they may be)."""
+    for pattern, what in OUTSIDE:
+        found = pattern.search(text)
+        if found:
+            return (f"the rule speaks of {found.group(0)!r}, and the rule language cannot say anything about "
+                    f"{what}: a rule here names the moves a pursuer may not make from its own cell")
+    return None
+
+
 class PursuitRules:
     """Pursuit's rule language, as ``ldengine.rulelang`` reads it (registered by the plugin)."""
     task = TASK
@@ -213,6 +232,9 @@ class PursuitRules:
 
     def picture(self, program: Program) -> str:
         return picture(program)
+
+    def outside(self, text: str) -> str | None:
+        return outside(text)
 
     def examples(self, n: int, seed: int = 0, split: str = rs.TRAIN,
                  wording: str | None = None) -> list[tuple[str, Program]]:
