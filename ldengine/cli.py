@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ldengine import generated as gen, outputs
-from ldengine.adapters import SHARED_ADAPTER_DIR, default_adapter_dir
+from ldengine.adapters import SHARED_ADAPTER_DIR, default_adapter_dir, find_adapter
 from ldengine.agents import AgentContext
 from ldengine.cache import cache_parts, cache_root, clean_cache
 from ldengine.conditions import PROPOSERS, Readings
@@ -24,6 +24,7 @@ from ldengine.emergency.measure import measure, measure_table
 from ldengine.emergency.rule import check_rule_text
 from ldengine.emergency.store import save
 from ldengine.emergency.board import BoardJudge
+from ldengine.emergency.read import compile_reading, refusal_line
 from ldengine.emergency.write import confirm, worked_examples, write_function
 from ldengine.errors import LDEngineError
 from ldengine.evaluate import EvalConfig, command_line, evaluate, write_results
@@ -31,11 +32,13 @@ from ldengine.finetune import (KD_TRAIN_GAMES, WRITE_HELDOUT_SEEDS, WRITE_TRAIN_
                                check_promotable, finetune as run_finetune, finetune_kd, finetune_read, finetune_write,
                                quick as quick_config)
 from ldengine.functionbase import FunctionBase, base_for, versions_dir
+from ldengine.models import load_student
 from ldengine.models.loading import chosen_device
 from ldengine.models.lora import LORA_MODULES
 from ldengine.outputs import check_plot
 from ldengine.registry import Registry
 from ldengine.retriever import Retriever
+from ldengine.rulelang import program_text, read
 from ldengine.runner import RunConfig, run_games
 from ldengine.sandbox import IsolatedSandbox, Limits, compile_module
 from ldengine.serve import serve_command
@@ -767,10 +770,6 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
 def _emergency_by_reading(reg, task, text, allow, forbid, seed, student, adapter, no_store, yes) -> None:
     """``ldengine emergency TEXT --read``: the readings of TEXT, the one the examples agree with
     (and, with --yes, the only one), compiled, verified in the worker, stored with its program."""
-    from ldengine.adapters import find_adapter
-    from ldengine.emergency.read import compile_reading, refusal_line
-    from ldengine.models import load_student
-    from ldengine.rulelang import read
     if task not in reg.rule_languages:
         raise click.UsageError(f"task {task!r} has no rule language to read rules into; drop --read")
     language = reg.rule_languages[task].obj
@@ -1125,9 +1124,6 @@ def rules_read(text, task, adapter, samples, seed, as_json):
     """Read TEXT, a rule in words, into a program of the task's rule language: the programs
     the student reads, grouped by the moves they forbid, best first, each in canonical
     English with its board map."""
-    from ldengine.adapters import find_adapter
-    from ldengine.models import load_student
-    from ldengine.rulelang import program_text, read
     reg = registry()
     reg.get("tasks", task)
     if task not in reg.rule_languages:

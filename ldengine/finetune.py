@@ -28,6 +28,7 @@ from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.ld import RetrieverProvider, SelectionExample, selection_examples, stage_inputs
 from ldengine.reading import reading_examples
+from ldengine.rulelang import program_text, read, training_pairs
 from ldengine.models import load_student
 from ldengine.registry import Registry
 from ldengine.retriever import Retriever
@@ -747,7 +748,6 @@ def finetune_read(registry: Registry, cfg: FinetuneConfig, progress: bool = True
     clause per rule; measured on ``cfg.heldout_shapes`` rules of held-out shapes in held-out
     words (the top reading's denotation against the rule's). Saves adapter and manifest
     (method ``read``)."""
-    from ldengine.rulelang import program_text, read, training_pairs
     start = time.perf_counter()
     if cfg.task not in registry.rule_languages:
         raise LDEngineError(f"task {cfg.task!r} has no rule language (ldengine_register_rule_languages)")

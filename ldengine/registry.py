@@ -111,6 +111,7 @@ class Registry:
         def register(language: Any) -> None:
             task = getattr(language, "task", None)
             require(language, RuleLanguage, plugin, f"rule language of {task!r}")
+            task = str(task)
             if task in self.rule_languages:
                 raise PluginError(f"plugin {plugin!r} registered a rule language for {task!r}, "
                                   f"already registered by {self.rule_languages[task].plugin!r}")

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # What a function may import inside its body: libraries that take seconds to load, or that
 # only some commands need, so that `import ldengine` and `ldengine --help` stay light.
 HEAVY = ("torch", "transformers", "peft", "hnswlib", "gguf", "safetensors", "numpy", "matplotlib", "fastapi",
-         "uvicorn", "starlette", "pydantic", "openai", "tqdm", "huggingface_hub", "tokenizers")
+         "uvicorn", "starlette", "pydantic", "openai", "tqdm", "huggingface_hub", "tokenizers", "llguidance")
 
 
 # ... and two engine modules kept out of a package's import on purpose: the Python API (so that

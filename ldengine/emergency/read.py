@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from ldengine.contracts import RuleLanguage
 from ldengine.emergency.verify import verify
@@ -50,15 +50,16 @@ class Compiled:
         return written
 
 
-def agrees(kind: Any, allowed: list, forbidden: list) -> bool:
+def agrees(kind: Any, allowed: Sequence, forbidden: Sequence) -> bool:
     """Does the rule allow every ``allowed`` move and forbid every ``forbidden`` one
     (``(src, dst)`` pairs of a pursuer)?"""
     return (all(kind.allows({}, "pursuer", src, dst) for src, dst in allowed)
             and not any(kind.allows({}, "pursuer", src, dst) for src, dst in forbidden))
 
 
-def compile_reading(language: RuleLanguage, readings: list[Reading], text: str, allowed: list = (),
-                    forbidden: list = (), unanimous: bool = False, student: Any = None) -> tuple[Compiled | None, str]:
+def compile_reading(language: RuleLanguage, readings: list[Reading], text: str, allowed: Sequence = (),
+                    forbidden: Sequence = (), unanimous: bool = False,
+                    student: Any = None) -> tuple[Compiled | None, str]:
     """The reading to put in force (None and why not): the best usable one the examples agree
     with. ``unanimous`` (``--yes``): only when it is the only reading left, with nothing
     refused beside it unless examples ruled the others out."""
