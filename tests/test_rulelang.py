@@ -154,3 +154,37 @@ def test_the_simpler_reading_wins_a_tie():
                        ["Except(column(12), border(12, 12, 12, 12))", "Except(column(12), border(12, 12, 12, 12))",
                         "column(12)", "column(12)"])
     assert readings[0].text == "column(12)"
+
+
+from test_plugins import install_plugin, plugin_dir  # noqa: E402,F401  (a real plugin on sys.path)
+
+RULE_PLUGIN = '''
+from ldengine.hookspecs import hookimpl
+from ldengine_plugins.pursuit.rule_program import PursuitRules
+
+
+class Lamps(PursuitRules):
+    task = "ldtest-lamps"
+
+
+class Broken:
+    task = "ldtest-broken"
+
+
+@hookimpl
+def ldengine_register_rule_languages(register):
+    register(Lamps())
+    register(Broken())
+'''
+
+
+def test_a_plugin_registers_a_rule_language_and_an_incomplete_one_is_refused(plugin_dir):
+    """Through its entry point: the complete language is registered for its task; the one
+    without the contract's members is refused, naming them, and the plugin shows as broken."""
+    from ldengine.registry import Registry
+    install_plugin(plugin_dir, "ldtest_rules", RULE_PLUGIN)
+    reg = Registry.load()
+    assert reg.rule_languages["ldtest-lamps"].plugin == "ldtest_rules"
+    assert "ldtest-broken" not in reg.rule_languages
+    error = {p.name: p for p in reg.plugins}["ldtest_rules"].error
+    assert "rule language of 'ldtest-broken' without" in error and "english" in error
