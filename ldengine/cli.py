@@ -38,7 +38,7 @@ from ldengine.models.lora import LORA_MODULES
 from ldengine.outputs import check_plot
 from ldengine.registry import Registry
 from ldengine.retriever import Retriever
-from ldengine.rulelang import program_text, read
+from ldengine.rulelang import SAMPLES, program_text, read
 from ldengine.runner import RunConfig, run_games
 from ldengine.sandbox import IsolatedSandbox, Limits, compile_module
 from ldengine.serve import serve_command
@@ -770,27 +770,15 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
 def _emergency_by_reading(reg, task, text, allow, forbid, seed, student, adapter, no_store, yes) -> None:
     """``ldengine emergency TEXT --read``: the readings of TEXT, the one the examples agree with
     (and, with --yes, the only one), compiled, verified in the worker, stored with its program."""
-    if task not in reg.rule_languages:
-        raise click.UsageError(f"task {task!r} has no rule language to read rules into; drop --read")
-    language = reg.rule_languages[task].obj
-    why = language.outside(text)
-    if why:
-        raise click.ClickException(f"cannot be read into the rule language: {why}; the language covers "
-                                   f"{language.covers}")
+    language = _rule_language(reg, task, text)
     allowed, forbidden = _moves(allow, "--allow"), _moves(forbid, "--forbid")
     if yes and not (allowed and forbidden):
         # measured (benchmarks/RESULTS.md): readings all answers agreed on were still wrong for 2 of
         # 10 unseen rules, so nothing read is stored unseen without examples that check it
         raise click.UsageError("--read --yes needs at least one --allow and one --forbid example to check the "
                                "reading against; without them, leave out --yes and judge the map")
-    base = FunctionBase.build(task, reg.modules_for(task))
-    adapter = adapter or find_adapter(task, base, method="read")
-    reader = load_student(student, adapter=adapter)
-    readings = read(reader, language, text, seed=seed)
-    total = sum(r.votes for r in readings)
-    for i, r in enumerate(readings):
-        click.echo(f"{'read as' if i == 0 else 'or'}: {r.text}  ({r.votes}/{total} answers)")
-        click.echo(f"  in words: {r.english}" + (f"\n  refused: {r.refusal}" if r.refusal else ""))
+    _, reader, readings = _read_rule(reg, language, text, student, adapter, SAMPLES, seed)
+    _echo_readings(readings, language, picture=False)
     chosen, why = compile_reading(language, readings, text, allowed, forbidden, unanimous=yes, student=reader)
     if chosen is None:
         raise click.ClickException(refusal_line(why, language))
@@ -1116,7 +1104,7 @@ def rules():
 @click.option("--task", default="pursuit", show_default=True, help="The task whose rule language reads TEXT.")
 @click.option("--adapter", type=click.Path(exists=True, file_okay=False),
               help="The reading adapter (default: the newest promoted `finetune --method read` adapter of the task).")
-@click.option("--samples", default=6, show_default=True, type=click.IntRange(0, 32),
+@click.option("--samples", default=SAMPLES, show_default=True, type=click.IntRange(0, 32),
               help="Sampled readings besides the greedy one; they vote by what they forbid.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the readings as JSON.")
@@ -1125,37 +1113,58 @@ def rules_read(text, task, adapter, samples, seed, as_json):
     the student reads, grouped by the moves they forbid, best first, each in canonical
     English with its board map."""
     reg = registry()
-    reg.get("tasks", task)
-    if task not in reg.rule_languages:
-        raise click.UsageError(f"task {task!r} has no rule language (known: {', '.join(reg.rule_languages) or 'none'})")
-    language = reg.rule_languages[task].obj
     check_rule_text(text)
-    why = language.outside(text)
-    if why:
-        raise click.ClickException(f"cannot be read into the rule language: {why}")
-    if adapter is None:
-        adapter = find_adapter(task, FunctionBase.build(task, reg.modules_for(task)), method="read")
-    readings = read(load_student(adapter=adapter), language, text, samples=samples, seed=seed)
+    language = _rule_language(reg, task, text)
+    adapter, _, readings = _read_rule(reg, language, text, None, adapter, samples, seed)
     if as_json:
         click.echo(json.dumps({"text": text, "adapter": str(adapter), "readings": [
             {"program": r.text, "english": r.english, "votes": r.votes, "refusal": r.refusal,
              "uses_every_number": r.uses_every_number, "programs": [program_text(p) for p in r.programs]}
             for r in readings]}, indent=2))
         return
-    total = sum(r.votes for r in readings)
     if not readings:
         click.echo("no reading: every answer was cut off before its program ended")
         sys.exit(1)
+    _echo_readings(readings, language, picture=True)
+    if len(readings) > 1:
+        click.echo(f"the answers disagree on what is forbidden ({len(readings)} readings)")
+
+
+def _rule_language(reg, task: str, text: str) -> Any:
+    """TASK's rule language, once TEXT is known to be sayable in it (before any model loads)."""
+    reg.get("tasks", task)
+    if task not in reg.rule_languages:
+        raise click.UsageError(f"task {task!r} has no rule language to read rules into "
+                               f"(known: {', '.join(reg.rule_languages) or 'none'})")
+    language = reg.rule_languages[task].obj
+    why = language.outside(text)
+    if why:
+        raise click.ClickException(f"cannot be read into the rule language: {why}; the language covers "
+                                   f"{language.covers}")
+    return language
+
+
+def _read_rule(reg, language, text: str, student, adapter, samples: int, seed: int) -> tuple:
+    """(adapter, reader, readings): TEXT read by the reading adapter (default: the task's promoted one)."""
+    if adapter is None:
+        task = language.task
+        adapter = find_adapter(task, FunctionBase.build(task, reg.modules_for(task)), method="read")
+    reader = load_student(student, adapter=adapter)
+    return adapter, reader, read(reader, language, text, samples=samples, seed=seed)
+
+
+def _echo_readings(readings: list, language, picture: bool) -> None:
+    """Each reading: its program, its share of the answers, its English, why it is refused; with
+    ``picture``, the first usable one's board map."""
+    total = sum(r.votes for r in readings)
     for i, r in enumerate(readings):
         click.echo(f"{'read as' if i == 0 else 'or'}: {r.text}  ({r.votes}/{total} answers"
                    f"{'' if r.uses_every_number else '; leaves a number of the text unused'})")
         click.echo(f"  in words: {r.english}")
         if r.refusal:
             click.echo(f"  refused: {r.refusal}")
-        if i == 0 and not r.refusal:
+        if picture and i == 0 and not r.refusal:
             click.echo(language.picture(r.program))
-    if len(readings) > 1:
-        click.echo(f"the answers disagree on what is forbidden ({len(readings)} readings)")
 
 
 @cli.group(cls=_Group)

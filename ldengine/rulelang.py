@@ -33,6 +33,7 @@ from ldengine.errors import LDEngineError
 Program = Any       # (name, *numbers) for a primitive, (combinator, *programs) for a combinator
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?![\w.]\d)")
 MAX_NEW_TOKENS = 96
+SAMPLES = 6             # sampled answers besides the greedy one
 READER_PREFIX = "Read the rule into a program of the rule language.\n"
 
 
@@ -172,7 +173,7 @@ class Reading:
         return program_text(self.program)
 
 
-def read(student: Any, language: RuleLanguage, text: str, samples: int = 6, temperature: float = 0.7,
+def read(student: Any, language: RuleLanguage, text: str, samples: int = SAMPLES, temperature: float = 0.7,
          seed: int = 0) -> list[Reading]:
     """The student's readings of ``text``, best first: the greedy answer and ``samples``
     sampled ones, each constrained to the grammar of ``language`` with the text's numbers,
