@@ -130,7 +130,9 @@ def test_an_adopted_function_that_breaks_is_quarantined_after_its_first_failure(
     assert result.outcome in ("success", "failure_with_violation", "failure_without_violation")
     assert result.steps > 3 and base.isolated.errors == 1       # called again after the hang: never
     assert stats["function_errors"] == 1 and stats["failed_steps"] == 0
-    assert list(stats["quarantined"]) == ["obey_restricted_area"] and "Timeout" in stats["quarantined"]["obey_restricted_area"]
+    # the hang ends at the wall-clock or the CPU limit, whichever the machine's load makes first
+    why = stats["quarantined"]["obey_restricted_area"]
+    assert list(stats["quarantined"]) == ["obey_restricted_area"] and ("Timeout" in why or "CPULimit" in why), why
     assert len(lines) == 1 and "obey_restricted_area quarantined after its first failure" in lines[0]
     assert "pursuer.emergency" not in agent.pipeline
     noted = [s["quarantined"] for r in records if r["type"] == "pursuers" for s in r.get("selections", [])
