@@ -38,7 +38,7 @@ from ldengine.models.lora import LORA_MODULES
 from ldengine.outputs import check_plot
 from ldengine.registry import Registry
 from ldengine.retriever import Retriever
-from ldengine.rulelang import SAMPLES, program_text, read
+from ldengine.rulelang import MARGIN, program_text, read
 from ldengine.runner import RunConfig, run_games
 from ldengine.sandbox import IsolatedSandbox, Limits, compile_module
 from ldengine.serve import serve_command
@@ -777,7 +777,7 @@ def _emergency_by_reading(reg, task, text, allow, forbid, seed, student, adapter
         # 10 unseen rules, so nothing read is stored unseen without examples that check it
         raise click.UsageError("--read --yes needs at least one --allow and one --forbid example to check the "
                                "reading against; without them, leave out --yes and judge the map")
-    _, reader, readings = _read_rule(reg, language, text, student, adapter, SAMPLES, seed)
+    _, reader, readings = _read_rule(reg, language, text, student, adapter, MARGIN)
     _echo_readings(readings, language, picture=False)
     chosen, why = compile_reading(language, readings, text, allowed, forbidden, unanimous=yes, student=reader)
     if chosen is None:
@@ -1104,26 +1104,27 @@ def rules():
 @click.option("--task", default="pursuit", show_default=True, help="The task whose rule language reads TEXT.")
 @click.option("--adapter", type=click.Path(exists=True, file_okay=False),
               help="The reading adapter (default: the newest promoted `finetune --method read` adapter of the task).")
-@click.option("--samples", default=SAMPLES, show_default=True, type=click.IntRange(0, 32),
-              help="Sampled readings besides the greedy one; they vote by what they forbid.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Sampling seed.")
+@click.option("--margin", default=MARGIN, show_default=True, type=click.FloatRange(0, 50),
+              help="Show the readings whose log-probability is within this of the best one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the readings as JSON.")
-def rules_read(text, task, adapter, samples, seed, as_json):
-    """Read TEXT, a rule in words, into a program of the task's rule language: the programs
-    the student reads, grouped by the moves they forbid, best first, each in canonical
-    English with its board map."""
+def rules_read(text, task, adapter, margin, as_json):
+    """Read TEXT, a rule in words, into a program of the task's rule language: the language's
+    frames and connectives split the words every way they can, the student reads each clause
+    into one primitive, the parses are composed and grouped by the moves they forbid, best
+    first, each in canonical English with its board map."""
     reg = registry()
     check_rule_text(text)
     language = _rule_language(reg, task, text)
-    adapter, _, readings = _read_rule(reg, language, text, None, adapter, samples, seed)
+    adapter, _, readings = _read_rule(reg, language, text, None, adapter, margin)
     if as_json:
         click.echo(json.dumps({"text": text, "adapter": str(adapter), "readings": [
-            {"program": r.text, "english": r.english, "votes": r.votes, "refusal": r.refusal,
+            {"program": r.text, "english": r.english, "score": round(r.score, 4), "parses": r.votes,
+             "refusal": r.refusal,
              "uses_every_number": r.uses_every_number, "programs": [program_text(p) for p in r.programs]}
             for r in readings]}, indent=2))
         return
     if not readings:
-        click.echo("no reading: every answer was cut off before its program ended")
+        click.echo("no reading: no way of splitting the words gave clauses the student reads as primitives")
         sys.exit(1)
     _echo_readings(readings, language, picture=True)
     if len(readings) > 1:
@@ -1144,21 +1145,20 @@ def _rule_language(reg, task: str, text: str) -> Any:
     return language
 
 
-def _read_rule(reg, language, text: str, student, adapter, samples: int, seed: int) -> tuple:
+def _read_rule(reg, language, text: str, student, adapter, margin: float) -> tuple:
     """(adapter, reader, readings): TEXT read by the reading adapter (default: the task's promoted one)."""
     if adapter is None:
         task = language.task
         adapter = find_adapter(task, FunctionBase.build(task, reg.modules_for(task)), method="read")
     reader = load_student(student, adapter=adapter)
-    return adapter, reader, read(reader, language, text, samples=samples, seed=seed)
+    return adapter, reader, read(reader, language, text, margin=margin)
 
 
 def _echo_readings(readings: list, language, picture: bool) -> None:
-    """Each reading: its program, its share of the answers, its English, why it is refused; with
+    """Each reading: its program, its log-probability, its English, why it is refused; with
     ``picture``, the first usable one's board map."""
-    total = sum(r.votes for r in readings)
     for i, r in enumerate(readings):
-        click.echo(f"{'read as' if i == 0 else 'or'}: {r.text}  ({r.votes}/{total} answers"
+        click.echo(f"{'read as' if i == 0 else 'or'}: {r.text}  (log-probability {r.score:.2f}"
                    f"{'' if r.uses_every_number else '; leaves a number of the text unused'})")
         click.echo(f"  in words: {r.english}")
         if r.refusal:

@@ -112,11 +112,17 @@ class RuleLanguage(Protocol):
     """A task's rule language (``ldengine_register_rule_languages``, read by ``ldengine.rulelang``).
     Programs are nested tuples. ``primitives``: name -> per parameter, None (a number the
     rule's text states) or the values it may take; ``combinators``: name -> how many programs
-    it joins; ``max_depth`` bounds nesting."""
+    it joins; ``max_depth`` bounds nesting. ``frames``: (template, forbids) sentences around the
+    region (``{r}``; ``{_}`` any words), ``forbids`` False for a region of *allowed* moves;
+    ``openers``: templates of words that may open the region itself (``the following holds: {r}``);
+    ``connectives``: combinator -> templates joining its programs' words (``{a}``, ``{b}``)."""
     task: str
     stage: str
     primitives: dict[str, tuple]
     combinators: dict[str, int]
+    frames: tuple
+    openers: tuple
+    connectives: dict[str, tuple]
     max_depth: int
     max_primitives: int
     covers: str
@@ -139,6 +145,8 @@ class RuleLanguage(Protocol):
     def examples(self, n: int, seed: int = 0, split: str = "train", wording: str | None = None) -> list: ...
 
     def clause_examples(self, n: int, seed: int = 0) -> list: ...
+
+    def words(self, program: Any) -> tuple: ...
 
 
 def members(contract: type) -> list[str]:

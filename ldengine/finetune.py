@@ -28,7 +28,7 @@ from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.ld import RetrieverProvider, SelectionExample, selection_examples, stage_inputs
 from ldengine.reading import reading_examples
-from ldengine.rulelang import program_text, read, training_pairs
+from ldengine.rulelang import clause_training, read
 from ldengine.models import load_student
 from ldengine.registry import Registry
 from ldengine.retriever import Retriever
@@ -743,20 +743,22 @@ READ_CLAUSES = 300              # single-primitive rules: every primitive in its
 
 
 def finetune_read(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log=print) -> dict:
-    """Teach the student to read rules in words into the task's rule language (``rulelang``):
-    LoRA on (text, program) pairs of the language's training shapes and wordings plus one
-    clause per rule; measured on ``cfg.heldout_shapes`` rules of held-out shapes in held-out
-    words (the top reading's denotation against the rule's). Saves adapter and manifest
-    (method ``read``)."""
+    """Teach the student to read the clauses of rules in words into the task's rule language
+    (``rulelang``, tag then compose): LoRA on the candidate clauses the language's frames and
+    connectives make of generated rules of its training shapes in training words (a clause
+    answered with its primitive, a fragment or a compound with ``none``); measured on
+    ``cfg.heldout_shapes`` rules of held-out shapes in held-out words (the top reading's
+    denotation against the rule's). Saves adapter and manifest (method ``read``)."""
     start = time.perf_counter()
     if cfg.task not in registry.rule_languages:
         raise LDEngineError(f"task {cfg.task!r} has no rule language (ldengine_register_rule_languages)")
     language = registry.rule_languages[cfg.task].obj
     rules = cfg.generated_rules or READ_TRAIN_RULES
     pairs = language.examples(rules, seed=0) + language.clause_examples(READ_CLAUSES)
-    data = training_pairs(language, pairs)
-    log(f"data: {len(pairs)} (rule, program) pairs: {rules} rules of the training shapes in training "
-        f"words and {READ_CLAUSES} single clauses")
+    data = clause_training(language, pairs, seed=cfg.seed)
+    nones = sum(answer == " none" for _, _, answer in data)
+    log(f"data: {len(data)} clauses ({len(data) - nones} primitives, {nones} none) from {rules} rules of the "
+        f"training shapes in training words and {READ_CLAUSES} single clauses")
     student = load_student(cfg.student, adapter=cfg.start_adapter, device=cfg.device)
     base = FunctionBase.build(cfg.task, registry.modules_for(cfg.task))
     metrics = student.train_lora_text(data, steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size, rank=cfg.rank,
@@ -766,12 +768,12 @@ def finetune_read(registry: Registry, cfg: FinetuneConfig, progress: bool = True
     held = language.examples(cfg.heldout_shapes, seed=0, split="eval", wording="eval") if cfg.heldout_shapes else []
     exact = 0
     for text, program in held:
-        readings = read(student, language, text, samples=0)
+        readings = read(student, language, text)
         exact += bool(readings) and language.denotation(readings[0].program) == language.denotation(program)
     if held:
-        log(f"held-out shapes in held-out words: {exact}/{len(held)} read exactly (greedy, every move)")
-    manifest = {**_header(cfg, student, base, "read"), "language": type(language).__name__,
-                "data_sha256": hashlib.sha256(json.dumps([[t, program_text(p)] for t, p in pairs]).encode()).hexdigest(),
+        log(f"held-out shapes in held-out words: {exact}/{len(held)} read exactly (every move)")
+    manifest = {**_header(cfg, student, base, "read"), "language": type(language).__name__, "reader": "clauses",
+                "data_sha256": hashlib.sha256(json.dumps([list(d) for d in data]).encode()).hexdigest(),
                 "train_examples": len(data), "generated_rules": rules, "clauses": READ_CLAUSES,
                 "heldout_rules": len(held), "heldout_exact": exact}
     return _save(cfg, student, base, manifest, metrics, start, "read")

@@ -21,6 +21,8 @@ parser and accepts only names, calls and whole numbers (nothing is evaluated).
 from __future__ import annotations
 
 import ast
+import itertools
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,9 +34,7 @@ from ldengine.errors import LDEngineError
 
 Program = Any       # (name, *numbers) for a primitive, (combinator, *programs) for a combinator
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?![\w.]\d)")
-MAX_NEW_TOKENS = 96
-SAMPLES = 6             # sampled answers besides the greedy one
-READER_PREFIX = "Read the rule into a program of the rule language.\n"
+MAX_NEW_TOKENS = 32      # one clause's primitive
 
 
 # ---- programs as text ------------------------------------------------------------------------
@@ -82,10 +82,11 @@ def numbers_in(text: str) -> list[int]:
 
 # ---- the grammar -----------------------------------------------------------------------------
 
-def grammar(language: RuleLanguage, numbers: Sequence[int]) -> str:
-    """A Lark grammar of the programs of ``language`` whose text-stated parameters are among
-    ``numbers`` (nesting at most ``max_depth`` deep, never Not(Not(...)))."""
-    lines, prims = [], []
+def clause_grammar(language: RuleLanguage, numbers: Sequence[int], none: bool = True) -> str:
+    """A Lark grammar of one clause's reading: a primitive of ``language`` whose text-stated
+    parameters are among ``numbers`` (the clause's own), or (with ``none``) ``none``: the words
+    are not one clause (several joined, a fragment, the rule's frame) or not known words."""
+    prims = []
     stated = sorted(set(numbers))
     for name, params in language.primitives.items():
         slots = []
@@ -96,23 +97,9 @@ def grammar(language: RuleLanguage, numbers: Sequence[int]) -> str:
             slots.append("(" + " | ".join(f'"{v}"' for v in values) + ")")
         else:
             prims.append(f'"{name}(" ' + ' ", " '.join(slots) + ' ")"' if slots else f'"{name}()"')
-    if not prims:
-        raise LDEngineError("the text states no number any primitive of the rule language can take")
-    lines.append("prim: " + "\n    | ".join(prims))
-    unary = [c for c, n in language.combinators.items() if n == 1]
-    binary = [c for c, n in language.combinators.items() if n == 2]
-    below = "prim"
-    for depth in range(1, language.max_depth + 1):
-        rule = f"r{depth}"
-        alts = ["prim"] + [f'"{c}(" {below}_nn ")"' for c in unary] \
-            + [f'"{c}(" {below} ", " {below} ")"' for c in binary]
-        lines.append(f"{rule}: " + "\n    | ".join(alts))
-        # the same level without a negation at its top (what a negation may wrap)
-        lines.append(f"{rule}_nn: prim" + "".join(f'\n    | "{c}(" {below} ", " {below} ")"' for c in binary))
-        below = rule
-    lines.insert(0, f"start: {below}")
-    lines.append("prim_nn: prim")
-    return "\n".join(lines) + "\n"
+    # the answer starts with a space, as the reader's training answers do (" column(5)")
+    top = '" " (prim | "none")' if none else '" " prim'
+    return f"start: {top}\nprim: " + "\n    | ".join(prims) + "\n"
 
 
 @lru_cache(maxsize=4)
@@ -141,76 +128,290 @@ class GrammarMask:
         return torch.frombuffer(bytearray(bias), dtype=torch.uint8).bool()
 
 
+# ---- splitting the words: frames, connectives, clauses -------------------------------------
+
+HOLE = re.compile(r"\{(\w+)\}")
+MAX_PARSES = 4000       # trees of one rule's words, at most (the rest are not enumerated)
+
+
+@dataclass(frozen=True)
+class Parse:
+    """A tree over the words: a clause (``op`` None, its ``words``) or a combinator over
+    parts; ``bare`` counts compound operands written without parentheses (each an ambiguity
+    a careful writer avoids)."""
+    op: str | None
+    parts: tuple[Parse, ...] = ()
+    words: str = ""
+    bare: int = 0
+
+    def clauses(self) -> list[str]:
+        return [self.words] if self.op is None else [w for p in self.parts for w in p.clauses()]
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split()).strip().rstrip(".").strip()
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _unwrap(text: str) -> tuple[str, bool]:
+    """The text without parentheses around the whole of it, and whether it had them."""
+    wrapped = False
+    while text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
+        text, wrapped = text[1:-1].strip(), True
+    return text, wrapped
+
+
+def matches(template: str, text: str) -> list[dict[str, str]]:
+    """Every way ``text`` fills ``template``'s holes (``{a}``): the literal words in between
+    matched without regard to case, each hole with balanced parentheses and non-empty (but
+    ``{_}``, words that are ignored)."""
+    pieces = HOLE.split(template)
+    literals, holes = [p.lower() for p in pieces[0::2]], pieces[1::2]
+    low = text.lower()
+    if not low.startswith(literals[0]) or not low.endswith(literals[-1]) \
+            or len(low) < len(literals[0]) + len(literals[-1]):
+        return []
+    found: list[dict[str, str]] = []
+
+    def fill(i: int, pos: int, taken: dict[str, str]) -> None:
+        last = i == len(holes) - 1
+        lit = literals[i + 1]
+        ends = [len(low) - len(lit)] if last else [m.start() for m in re.finditer(re.escape(lit), low)] if lit else []
+        for end in ends:
+            if end <= pos:
+                continue
+            part = text[pos:end].strip().strip(",;:").strip()
+            if (part or holes[i] == "_") and _balanced(part):
+                got = {**taken, holes[i]: part}
+                if last:
+                    found.append(got)
+                else:
+                    fill(i + 1, end + len(lit), got)
+    if holes:
+        fill(0, len(literals[0]), {})
+    return found
+
+
+def regions(language: RuleLanguage, text: str) -> list[tuple[bool, str]]:
+    """(forbidden, words of the region): the rule's frame (``language.frames``) that starts
+    first in the text (of two at the same place, the longer: "only if" before "if"), then any
+    opening frames (``{r}`` alone after words, e.g. "the following holds: {r}") at the region's
+    start; the whole text as a forbidden region when no frame fits."""
+    text = " " + _normal(text)            # a frame's words may open the text
+    best: tuple[int, int, bool, str] | None = None       # (where the frame's words start, -their length, ...)
+    for template, forbids in language.frames:
+        found = matches(template, text)
+        if found and template.startswith("{_}"):
+            m = min(found, key=lambda m: len(m["_"]))
+            key = (len(m["_"]), -len(HOLE.sub("", template)), forbids, m["r"])
+        elif found:
+            key = (0, -len(HOLE.sub("", template)), forbids, found[0]["r"])
+        else:
+            continue
+        best = key if best is None or key[:2] < best[:2] else best
+    if best is None:
+        return [(True, text.strip())]
+    forbids, words = best[2], best[3]
+    opened = True
+    while opened:
+        opened = False
+        for template in language.openers:
+            found = matches(template, words)
+            if found:
+                words, opened = found[0]["r"], True
+    return [(forbids, words)]
+
+
+def parses(language: RuleLanguage, words: str, depth: int | None = None) -> list[Parse]:
+    """Every tree of ``words`` under the language's connectives (``language.connectives``),
+    at most ``max_depth`` combinators deep and ``max_primitives`` clauses, never Not(Not(...))."""
+    memo: dict[tuple[str, int], list[Parse]] = {}
+    return _parses(language, _normal(words), language.max_depth if depth is None else depth, memo)
+
+
+def _parses(language: RuleLanguage, words: str, depth: int, memo: dict) -> list[Parse]:
+    key = (words, depth)
+    if key in memo:
+        return memo[key]
+    inner, _ = _unwrap(words)
+    out = [Parse(None, words=inner)]
+    for op, templates in language.connectives.items() if depth > 0 else ():
+        for template in templates:
+            for m in matches(template, inner):
+                options = []
+                for hole in sorted(m):
+                    sub = _parses(language, m[hole], depth - 1, memo)
+                    if op == "Not":
+                        sub = [p for p in sub if p.op != "Not"]
+                    bare = 0 if _unwrap(m[hole])[1] else 1
+                    options.append([(p, bare if p.op is not None else 0) for p in sub])
+                for combo in itertools.product(*options):
+                    parts = tuple(p for p, _ in combo)
+                    if sum(len(p.clauses()) for p in parts) <= language.max_primitives:
+                        out.append(Parse(op, parts, bare=sum(p.bare + b for p, b in combo)))
+                    if len(out) >= MAX_PARSES:
+                        break
+    memo[key] = out
+    return out
+
+
 # ---- reading ---------------------------------------------------------------------------------
+
+READER_PREFIX = "Read the clause into one primitive of the rule language, or none.\n"
+BARE_PENALTY = 2.0      # log-probability taken from a parse per compound operand not in parentheses
+UNUSED_PENALTY = 2.0    # ... and per number a clause states that its reading does not use
+MARGIN = 3.0            # readings scoring within this of the best are shown beside it (and stop --yes)
+
 
 def reader_prefix(language: RuleLanguage) -> str:
     return READER_PREFIX + language.manual() + "\n"
 
 
-def reader_prompt(text: str) -> str:
-    return f"Rule: {text.strip()}\nProgram:"
+def reader_prompt(clause: str) -> str:
+    return f"Clause: {clause.strip()}\nProgram:"
 
 
-def training_pairs(language: RuleLanguage, pairs: list[tuple[str, Program]]) -> list[tuple[str, str, str]]:
-    """(prefix, prompt, answer) examples for ``Student.train_lora_text``."""
-    prefix = reader_prefix(language)
-    return [(prefix, reader_prompt(text), " " + program_text(program)) for text, program in pairs]
+def read_clauses(student: Any, language: RuleLanguage, clauses: Sequence[str]) -> dict[str, tuple[Program | None, float]]:
+    """Each clause's reading: (its primitive, the answer's log-probability), greedy under the
+    clause's grammar (its own numbers). A clause the student answers ``none`` is read again
+    without that answer, and scored by its reading's probability given that it is one clause
+    times the probability it is (1 - P(none)): a fragment costs its parse about log P(none) / (1 - P(none)),
+    words the student does not know still get their likeliest primitive."""
+    clauses = list(dict.fromkeys(clauses))
+    first = _greedy_readings(student, language, clauses, none=True)
+    nones = [c for c in clauses if first[c][0] == "none"]
+    again = _greedy_readings(student, language, nones, none=False) if nones else {}
+    out: dict[str, tuple[Program | None, float]] = {}
+    for clause in clauses:
+        answer, score = first[clause]
+        if answer == "none":
+            answer, forced = again[clause]
+            score = forced + math.log(max(1e-12, -math.expm1(score)))
+        try:
+            out[clause] = (parse_program(answer), score)
+        except LDEngineError:
+            out[clause] = (None, float("-inf"))       # cut off at the token limit
+    return out
+
+
+def _greedy_readings(student: Any, language: RuleLanguage, clauses: list[str], none: bool) -> dict[str, tuple[str, float]]:
+    masks = [GrammarMask(student.tokenizer, clause_grammar(language, numbers_in(c), none)) for c in clauses]
+    scores: list[float] = []
+    answers = student.generate_batch([reader_prompt(c) for c in clauses], prefix=reader_prefix(language),
+                                     max_new_tokens=MAX_NEW_TOKENS, allowed=masks, scores=scores)
+    return {c: (a.strip(), s) for c, a, s in zip(clauses, answers, scores)}
+
+
+def compose(parse: Parse, read: dict[str, tuple[Program | None, float]]) -> tuple[Program | None, float]:
+    """The parse's program from its clauses' readings, and its score (the sum of the clauses'
+    log-probabilities, less ``UNUSED_PENALTY`` per number a clause states and its reading does
+    not use); None when a clause's reading was cut off."""
+    if parse.op is None:
+        program, score = read[parse.words]
+        if program is None:
+            return None, score
+        unused = set(numbers_in(parse.words)) - set(program[1:])
+        return program, score - UNUSED_PENALTY * len(unused)
+    parts = [compose(p, read) for p in parse.parts]
+    if any(program is None for program, _ in parts):
+        return None, float("-inf")
+    return (parse.op, *(program for program, _ in parts)), sum(score for _, score in parts)
+
+
+def _negated(program: Program) -> Program:
+    return program[1] if program[0] == "Not" else ("Not", program)
 
 
 @dataclass
 class Reading:
-    """One denotation the sampled programs agree on: its first program, how many samples
-    gave it, its canonical English, and why it is refused (None: usable)."""
+    """One denotation the best parses agree on: its best program, how many parses gave it,
+    its best score, its canonical English, and why it is refused (None: usable)."""
     program: Program
     votes: int
     english: str
     refusal: str | None
     uses_every_number: bool
     programs: list[Program] = field(default_factory=list)
+    score: float = 0.0
 
     @property
     def text(self) -> str:
         return program_text(self.program)
 
 
-def read(student: Any, language: RuleLanguage, text: str, samples: int = SAMPLES, temperature: float = 0.7,
-         seed: int = 0) -> list[Reading]:
-    """The student's readings of ``text``, best first: the greedy answer and ``samples``
-    sampled ones, each constrained to the grammar of ``language`` with the text's numbers,
-    grouped by denotation (programs forbidding the same moves are one reading)."""
-    numbers = numbers_in(text)
-    lark = grammar(language, numbers)
-    prefix, prompt = reader_prefix(language), reader_prompt(text)
-    answers = []
-    for n, temp in ((1, 0.0), (samples, temperature)):
-        if n:
-            masks = [GrammarMask(student.tokenizer, lark) for _ in range(n)]
-            answers += student.generate_batch([prompt] * n, prefix=prefix, max_new_tokens=MAX_NEW_TOKENS,
-                                              temperature=temp, seed=seed, allowed=masks)
-    return rank(language, text, answers)
+def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN,
+         clause_reader: Any = None) -> list[Reading]:
+    """The student's readings of ``text``, best first (tag, then compose): the language's
+    frames and connectives split the words every way they can; the student reads each
+    candidate clause into one primitive (or ``none``) under a grammar of that clause's
+    numbers; each parse composes its clauses' programs, scored by their log-probabilities;
+    parses are grouped by denotation, and those within ``margin`` of the best are kept.
+    ``clause_reader`` (default ``read_clauses``) replaces the student's reading of clauses
+    (a baseline without a model, ``benchmarks/bench_read_rules.py``)."""
+    trees = [(forbids, p) for forbids, words in regions(language, text) for p in parses(language, words)]
+    read_ = (clause_reader or read_clauses)(student, language, [c for _, p in trees for c in p.clauses()])
+    scored = []
+    for forbids, parse in trees:
+        program, score = compose(parse, read_)
+        if program is not None:
+            scored.append((score - BARE_PENALTY * parse.bare, program if forbids else _negated(program)))
+    scored.sort(key=lambda item: -item[0])
+    best = scored[0][0] if scored else 0.0
+    return rank(language, text, [(s, p) for s, p in scored if s >= best - margin])
 
 
-def rank(language: RuleLanguage, text: str, answers: list[str]) -> list[Reading]:
-    """Group answers by denotation, best first: more votes, every stated number used, fewer
-    primitives (the simpler reading), earlier."""
+def rank(language: RuleLanguage, text: str, scored: list[tuple[float, Program]]) -> list[Reading]:
+    """Group (score, program) pairs by denotation, best first: usable before refused, then by
+    the best score of each group."""
     numbers = set(numbers_in(text))
-    groups: dict[Any, list[Program]] = {}
-    for answer in answers:
+    groups: dict[Any, list[tuple[float, Program]]] = {}
+    for score, program in scored:
         try:
-            program = parse_program(answer)
             key = language.denotation(program)
         except LDEngineError:
-            continue                        # cut off at the token limit
+            continue
         if key is None:
             key = ("idle", program_text(program))
-        groups.setdefault(key, []).append(program)
+        groups.setdefault(key, []).append((score, program))
     readings = []
-    for programs in groups.values():
-        first = Counter(program_text(p) for p in programs).most_common(1)[0][0]
-        program = next(p for p in programs if program_text(p) == first)
+    for members in groups.values():
+        score, program = max(members, key=lambda m: m[0])
         used = {a for prim in primitives_in(program, language) for a in prim[1:]}
-        readings.append(Reading(program, len(programs), language.english(program), language.refusal(program),
-                                numbers <= used, programs))
-    order = {id(r): i for i, r in enumerate(readings)}
-    return sorted(readings, key=lambda r: (r.refusal is not None, -r.votes, not r.uses_every_number,
-                                           len(primitives_in(r.program, language)), order[id(r)]))
+        readings.append(Reading(program, len(members), language.english(program), language.refusal(program),
+                                numbers <= used, [p for _, p in members], score))
+    return sorted(readings, key=lambda r: (r.refusal is not None, -r.score))
+
+
+def clause_training(language: RuleLanguage, pairs: list[tuple[str, Program]], negatives: float = 1.0,
+                    seed: int = 0) -> list[tuple[str, str, str]]:
+    """(prefix, prompt, answer) examples for ``Student.train_lora_text``: every candidate
+    clause the splitter makes of each rule's words, answered with its primitive when the words
+    are exactly one primitive's (``language.words``), else ``none`` (about ``negatives`` of
+    those per clause)."""
+    import random
+    rng = random.Random(f"clause-training:{seed}")
+    prefix = reader_prefix(language)
+    positives: list[tuple[str, Program]] = []      # every occurrence: common clauses are seen often
+    others: dict[str, None] = {}
+    for text, program in pairs:
+        own = {_unwrap(_normal(w))[0]: prim for prim in primitives_in(program, language) for w in language.words(prim)}
+        clauses = {c for _, words in regions(language, text) for parse in parses(language, words)
+                   for c in parse.clauses()}
+        for clause in sorted(clauses):
+            if clause in own:
+                positives.append((clause, own[clause]))
+            else:
+                others[clause] = None
+    negatives_kept = rng.sample(sorted(others), min(len(others), int(len(positives) * negatives)))
+    data = [(prefix, reader_prompt(c), " " + program_text(p)) for c, p in positives]
+    data += [(prefix, reader_prompt(c), " none") for c in negatives_kept]
+    rng.shuffle(data)
+    return data

@@ -64,7 +64,7 @@ def compile_reading(language: RuleLanguage, readings: list[Reading], text: str, 
     with. ``unanimous`` (``--yes``): only when it is the only reading left, with nothing
     refused beside it unless examples ruled the others out."""
     if not readings:
-        return None, "no reading: every answer was cut off before its program ended"
+        return None, "no reading: no way of splitting the words gave clauses the student reads as primitives"
     usable = [r for r in readings if r.refusal is None]
     if not usable:
         return None, "every reading is refused: " + "; ".join(f"{r.text}: {r.refusal}" for r in readings)

@@ -433,7 +433,8 @@ class TransformersStudent(Memoised):
     def generate_batch(self, prompts: list[str], prefix: str = "", max_new_tokens: int = 48,
                        stop: Callable[[str], bool] | None = None, chat: bool = True,
                        temperature: float = 0.0, seed: int = 0,
-                       allowed: list[Callable[[list[int]], Any]] | None = None) -> list[str]:
+                       allowed: list[Callable[[list[int]], Any]] | None = None,
+                       scores: list[float] | None = None) -> list[str]:
         """Greedy answers to several prompts that share ``prefix`` (e.g. a task's rules);
         with ``temperature`` > 0, sampled ones (seeded: the same call gives the same texts).
 
@@ -445,7 +446,8 @@ class TransformersStudent(Memoised):
         ``stop(answer_so_far)`` is true. Used by the text-answering agents.
         ``allowed`` (one per prompt) constrains the answers: ``allowed[i](tokens_so_far)`` is a
         boolean tensor over the vocabulary, the tokens answer i may take next (a grammar's,
-        ``ldengine.rulelang``).
+        ``ldengine.rulelang``). ``scores``, when given, is filled with each answer's
+        log-probability (the sum over its tokens, under the constrained distribution).
         """
         if not prompts:
             return []
@@ -456,7 +458,7 @@ class TransformersStudent(Memoised):
         rows = [self._encode(p + tail, special=not prefix_ids) for p in prompts]
         with torch.inference_mode():
             pick = _sampler(temperature, seed, self.device)
-            answers = self._greedy(head + prefix, prefix_ids, rows, max_new_tokens, stop, pick, allowed)
+            answers = self._greedy(head + prefix, prefix_ids, rows, max_new_tokens, stop, pick, allowed, scores)
         return [self.tokenizer.decode(a, skip_special_tokens=True) for a in answers]
 
     def _chat_parts(self) -> tuple[str, str]:
@@ -471,7 +473,8 @@ class TransformersStudent(Memoised):
 
     def _greedy(self, prefix: str, prefix_ids: list[int], rows: list[list[int]], max_new_tokens: int,
                 stop: Callable[[str], bool] | None, pick: Callable | None = None,
-                allowed: list[Callable[[list[int]], Any]] | None = None) -> list[list[int]]:
+                allowed: list[Callable[[list[int]], Any]] | None = None,
+                scores: list[float] | None = None) -> list[list[int]]:
         import torch
 
         layers = None
@@ -494,10 +497,17 @@ class TransformersStudent(Memoised):
         cache = with_room(out.cache, max_new_tokens)
         position = last + start + 1
         eos = self.tokenizer.eos_token_id
+        if scores is not None:
+            scores[:] = [0.0] * batch
         for step in range(max_new_tokens):
             if allowed is not None:
                 logits = _masked(logits, [None if done[row] else allowed[row](answers[row]) for row in range(batch)])
             tokens = pick(logits) if pick else logits.argmax(-1)
+            if scores is not None:
+                chosen = torch.log_softmax(logits.float(), dim=-1).gather(1, tokens.unsqueeze(1)).squeeze(1)
+                for row in range(batch):
+                    if not done[row]:
+                        scores[row] += float(chosen[row])
             for row in range(batch):
                 if not done[row]:
                     token = int(tokens[row])

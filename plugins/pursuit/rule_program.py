@@ -49,16 +49,23 @@ PRIMITIVES: dict[str, tuple[Callable[..., rs.Primitive], tuple]] = {
     "start": (rs.start, (FROM_TEXT,) * 4),
 }
 
-# Each primitive's program, with its parameters named: the manual the student reads before a rule.
+# Each primitive's program with its parameters named, and the condition on a move from (px, py)
+# to (x, y) it names: the manual the student reads before a clause.
 SIGNATURES = {
-    "cell": "cell(a, b)", "column": "column(a)", "row": "row(b)", "diagonal": "diagonal(c)",
-    "anti_diagonal": "anti_diagonal(c)", "rectangle": "rectangle(x0, x1, y0, y1)",
-    "border": "border(x0, x1, y0, y1)", "west_of": "west_of(a)", "east_of": "east_of(a)",
-    "south_of": "south_of(b)", "north_of": "north_of(b)", "x_mod": "x_mod(k, r)", "y_mod": "y_mod(k, r)",
-    "sum_mod": "sum_mod(k, r)", "distance": "distance(a, b, d)", "goes_east": "goes_east()",
-    "goes_west": "goes_west()", "goes_north": "goes_north()", "goes_south": "goes_south()",
-    "keeps_column": "keeps_column()", "keeps_row": "keeps_row()", "length": "length(n)",
-    "wall_x": "wall_x(x, y0, y1)", "wall_y": "wall_y(y, x0, x1)", "start": "start(x0, x1, y0, y1)",
+    "cell": "cell(a, b): x == a and y == b", "column": "column(a): x == a", "row": "row(b): y == b",
+    "diagonal": "diagonal(c): x - y == c", "anti_diagonal": "anti_diagonal(c): x + y == c",
+    "rectangle": "rectangle(x0, x1, y0, y1): x0 <= x <= x1 and y0 <= y <= y1",
+    "border": "border(x0, x1, y0, y1): (x, y) on the edge of the rectangle x0 <= x <= x1, y0 <= y <= y1",
+    "west_of": "west_of(a): x < a", "east_of": "east_of(a): x > a", "south_of": "south_of(b): y < b",
+    "north_of": "north_of(b): y > b", "x_mod": "x_mod(k, r): x % k == r", "y_mod": "y_mod(k, r): y % k == r",
+    "sum_mod": "sum_mod(k, r): (x + y) % k == r",
+    "distance": "distance(a, b, d): abs(x - a) + abs(y - b) <= d", "goes_east": "goes_east(): x > px",
+    "goes_west": "goes_west(): x < px", "goes_north": "goes_north(): y > py", "goes_south": "goes_south(): y < py",
+    "keeps_column": "keeps_column(): x == px", "keeps_row": "keeps_row(): y == py",
+    "length": "length(n): abs(x - px) + abs(y - py) == n",
+    "wall_x": "wall_x(x, y0, y1): the move crosses between columns x and x + 1, starting or ending in rows y0 to y1",
+    "wall_y": "wall_y(y, x0, x1): the move crosses between rows y and y + 1, starting or ending in columns x0 to x1",
+    "start": "start(x0, x1, y0, y1): x0 <= px <= x1 and y0 <= py <= y1",
 }
 Program = Any       # a nested tuple: (name, *numbers) or (combinator, *programs)
 
@@ -82,13 +89,17 @@ def region(program: Program) -> rs.Region:
         raise ProgramError(f"no primitive {name!r} (known: {', '.join(PRIMITIVES)})")
     build, params = PRIMITIVES[name]
     if len(args) != len(params) or not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
-        raise ProgramError(f"{SIGNATURES[name]} takes {len(params)} whole number(s), not {args!r}")
+        raise ProgramError(f"{_signature(name)} takes {len(params)} whole number(s), not {args!r}")
     for a, allowed in zip(args, params):
         if allowed is not FROM_TEXT and a not in allowed:
-            raise ProgramError(f"{SIGNATURES[name]}: {a} is not one of {allowed}")
+            raise ProgramError(f"{_signature(name)}: {a} is not one of {allowed}")
     if name.endswith("_mod") and args[1] >= args[0]:
-        raise ProgramError(f"{SIGNATURES[name]}: the remainder {args[1]} must be below {args[0]}")
+        raise ProgramError(f"{_signature(name)}: the remainder {args[1]} must be below {args[0]}")
     return build(*args)
+
+
+def _signature(name: str) -> str:
+    return SIGNATURES[name].partition(":")[0]
 
 
 def program_of(reg: rs.Region) -> Program:
@@ -179,9 +190,41 @@ def clause_examples(n: int, seed: int = 0) -> list[tuple[str, Program]]:
 
 
 def manual() -> str:
-    """The language as the student reads it before a rule: the programs' names, short."""
-    return ("A program names the forbidden moves from (px, py) to (x, y): "
-            + ", ".join(SIGNATURES.values()) + "; And(p, q), Or(p, q), Except(p, q), Not(p).")
+    """The language as the student reads it before a clause: each primitive's program and the
+    condition it names, one a line, then the combinators."""
+    return ("A primitive names moves from (px, py) to (x, y):\n" + "\n".join(SIGNATURES.values())
+            + "\nClauses are joined by And(p, q), Or(p, q), Except(p, q), Not(p).")
+
+
+def words(program: Program) -> tuple[str, ...]:
+    """A primitive's training wordings (what the reader is taught to read as it)."""
+    reg = region(program)
+    if not isinstance(reg, rs.Primitive):
+        raise ProgramError(f"not a primitive: {program!r}")
+    return reg.train_words
+
+
+# How rules are said: the sentence around the forbidden (or, for "needs", the allowed) region.
+FRAMES = (
+    *(("{_} " + w + " {r}", True) for w in ("when", "whenever", "if", "may not enter", "may no longer enter",
+                                              "must not enter", "cannot enter", "may not stop on",
+                                              "may no longer stop on")),
+    *(("{_} no " + who + " may " + w + " {r}", True) for who in ("piece", "pursuer") for w in ("enter", "stop on")),
+    *(("{_} " + w + " {r}", False) for w in ("needs", "only if", "only when", "must satisfy")),
+)
+# Words that may open the region after its frame ("... if the following holds: ...").
+OPENERS = ("the following holds: {r}", "the following is true: {r}", "a cell (x, y) with {r}",
+           "cells (x, y) with {r}", "a cell with {r}")
+# The English connectives: how each combinator joins its clauses.
+CONNECTIVES = {
+    "And": ("{a} and {b}", "both {a} and {b}", "{a} and also {b}", "{a} as well as {b}",
+            "{a} and at the same time {b}"),
+    "Or": ("{a} or {b}", "either {a} or {b}", "{a} or else {b}", "at least one of the following holds: {a}; {b}",
+           "one of the following holds: {a}; {b}"),
+    "Except": ("{a} except when {b}", "{a} except if {b}", "{a} unless {b}", "{a} but not if {b}",
+               "{a} but not when {b}", "{a} other than when {b}"),
+    "Not": ("it is not the case that {a}", "not ({a})", "it is false that {a}", "it is not true that {a}"),
+}
 
 
 # Words for what the language cannot say: a rule that needs them is refused, not misread.
@@ -209,6 +252,9 @@ class PursuitRules:
     combinators = {"And": 2, "Or": 2, "Except": 2, "Not": 1}
     primitives = {name: params for name, (_, params) in PRIMITIVES.items()}
     max_depth = 2
+    frames = FRAMES
+    openers = OPENERS
+    connectives = CONNECTIVES
     max_primitives = rs.MAX_PRIMITIVES
     covers = ("cells, columns, rows, diagonals, rectangles and their borders, half-planes, parity and remainders "
               "of x, y or x + y, Manhattan distance to a cell, move directions and lengths, walls between columns "
@@ -239,6 +285,9 @@ class PursuitRules:
     def examples(self, n: int, seed: int = 0, split: str = rs.TRAIN,
                  wording: str | None = None) -> list[tuple[str, Program]]:
         return examples(n, seed, split, wording)
+
+    def words(self, program: Program) -> tuple[str, ...]:
+        return words(program)
 
     def clause_examples(self, n: int, seed: int = 0) -> list[tuple[str, Program]]:
         return clause_examples(n, seed)
