@@ -6,13 +6,15 @@ rendering of any program, its denotation (which moves it forbids) and a compiler
 program to an emergency kind (the teacher-style stage function and the referee's rule).
 
 The student reads a rule in words into a program of that language instead of writing
-Python token by token: its output is constrained by a grammar built for the text (the
-language's names and brackets; each number a parameter takes is one the text states, or
-one of the few values the parameter allows), so every answer is a well-formed program
-whose numbers come from the text. Several programs are sampled; they are grouped by
-denotation and ranked by votes, by the text's numbers all being used, by fewer primitives,
-then by the greedy answer. Words the language cannot express (``language.outside(text)``, e.g.
-a rule about the evader) are refused with the reason before any model loads. The grammar runs in llguidance (a Lark grammar, token masks computed in Rust).
+Python token by token, one clause at a time (tag, then compose): the language's frames
+and connectives split the words every way they can (``regions``, ``parses``); the student
+reads each candidate clause into one primitive or ``none`` under a grammar built for that
+clause (the language's names; each number a parameter takes is one the clause states, or
+one of the few values the parameter allows), run in llguidance (a Lark grammar, token masks
+computed in Rust); each parse composes its clauses' programs and is scored by their
+log-probabilities; parses are grouped by denotation, best first. Words the language cannot
+express (``language.outside(text)``, e.g. a rule about the evader) are refused with the
+reason before any model loads.
 
 Programs are nested tuples, ``("And", ("column", 5), ("Not", ("row", 7)))``, written
 ``And(column(5), Not(row(7)))``; ``parse_program`` reads that text with Python's own
