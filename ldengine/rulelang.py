@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import itertools
 import math
+import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -398,7 +399,6 @@ def clause_training(language: RuleLanguage, pairs: list[tuple[str, Program]], ne
     clause the splitter makes of each rule's words, answered with its primitive when the words
     are exactly one primitive's (``language.words``), else ``none`` (about ``negatives`` of
     those per clause)."""
-    import random
     rng = random.Random(f"clause-training:{seed}")
     prefix = reader_prefix(language)
     positives: list[tuple[str, Program]] = []      # every occurrence: common clauses are seen often
