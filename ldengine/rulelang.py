@@ -27,7 +27,6 @@ import itertools
 import math
 import random
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Sequence
@@ -258,10 +257,8 @@ def _parses(language: RuleLanguage, words: str, depth: int, memo: dict) -> list[
                     options.append([(p, bare if p.op is not None else 0) for p in sub])
                 for combo in itertools.product(*options):
                     parts = tuple(p for p, _ in combo)
-                    if sum(len(p.clauses()) for p in parts) <= language.max_primitives:
+                    if sum(len(p.clauses()) for p in parts) <= language.max_primitives and len(out) < MAX_PARSES:
                         out.append(Parse(op, parts, bare=sum(p.bare + b for p, b in combo)))
-                    if len(out) >= MAX_PARSES:
-                        break
     memo[key] = out
     return out
 
@@ -286,8 +283,8 @@ def read_clauses(student: Any, language: RuleLanguage, clauses: Sequence[str]) -
     """Each clause's reading: (its primitive, the answer's log-probability), greedy under the
     clause's grammar (its own numbers). A clause the student answers ``none`` is read again
     without that answer, and scored by its reading's probability given that it is one clause
-    times the probability it is (1 - P(none)): a fragment costs its parse about log P(none) / (1 - P(none)),
-    words the student does not know still get their likeliest primitive."""
+    times the probability that it is one (1 - P(none)): a fragment costs its parse about
+    log(1 - P(none)), and words the student does not know still get their likeliest primitive."""
     clauses = list(dict.fromkeys(clauses))
     first = _greedy_readings(student, language, clauses, none=True)
     nones = [c for c in clauses if first[c][0] == "none"]
@@ -393,6 +390,13 @@ def rank(language: RuleLanguage, text: str, scored: list[tuple[float, Program]])
     return sorted(readings, key=lambda r: (r.refusal is not None, -r.score))
 
 
+def own_clauses(language: RuleLanguage, program: Program, words: Any = None) -> dict[str, Program]:
+    """The program's primitives by the words of each (``words(primitive)``, default
+    ``language.words``), as the splitter gives a clause: each of them is one clause."""
+    words = words or language.words
+    return {_unwrap(_normal(w))[0]: prim for prim in primitives_in(program, language) for w in words(prim)}
+
+
 def clause_training(language: RuleLanguage, pairs: list[tuple[str, Program]], negatives: float = 1.0,
                     seed: int = 0) -> list[tuple[str, str, str]]:
     """(prefix, prompt, answer) examples for ``Student.train_lora_text``: every candidate
@@ -404,7 +408,7 @@ def clause_training(language: RuleLanguage, pairs: list[tuple[str, Program]], ne
     positives: list[tuple[str, Program]] = []      # every occurrence: common clauses are seen often
     others: dict[str, None] = {}
     for text, program in pairs:
-        own = {_unwrap(_normal(w))[0]: prim for prim in primitives_in(program, language) for w in language.words(prim)}
+        own = own_clauses(language, program)
         clauses = {c for _, words in regions(language, text) for parse in parses(language, words)
                    for c in parse.clauses()}
         for clause in sorted(clauses):

@@ -68,8 +68,7 @@ def test_the_clause_grammar_admits_each_clauses_primitive_and_no_other_numbers(t
 def _gold(text, program, wording):
     """Is the rule's own tree among the parses of its words (each clause exactly one primitive's
     words, composed to the rule's denotation)?"""
-    own = {rl._unwrap(rl._normal(w))[0]: prim for prim in rl.primitives_in(program, LANGUAGE)
-           for w in rp.region(prim).words(wording)}
+    own = rl.own_clauses(LANGUAGE, program, lambda prim: rp.region(prim).words(wording))
     for forbids, words in rl.regions(LANGUAGE, text):
         for parse in rl.parses(LANGUAGE, words):
             if all(c in own for c in parse.clauses()):
@@ -109,7 +108,7 @@ def test_clause_training_answers_each_clause_with_its_primitive_or_none():
         clause = prompt.removeprefix("Clause: ").removesuffix("\nProgram:")
         if answer.strip() != "none":
             program = rl.parse_program(answer)
-            assert clause in {rl._unwrap(rl._normal(w))[0] for w in LANGUAGE.words(program)}
+            assert clause in rl.own_clauses(LANGUAGE, program)
 
 
 def test_readings_group_by_what_they_forbid():
