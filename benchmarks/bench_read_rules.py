@@ -1,7 +1,7 @@
 """Rules in words read into the rule language: how often the reading is exact.
 
     .venv/bin/python benchmarks/bench_read_rules.py [--heldout 200] [--unseen 200] [--kind-seeds 10]
-        [--seed 1] [--adapter DIR] [--write]
+        [--seed 1] [--adapter DIR] [--readers student,lexical] [--write]
 
 Three sets, none of them in the reading adapter's training data:
 - rules of held-out shapes (``rule_shapes.split_of``) in held-out wordings (frames,
@@ -11,7 +11,8 @@ Three sets, none of them in the reading adapter's training data:
   words, on parameter seeds 1 to ``--kind-seeds``.
 
 Per rule, ``ldengine rules read`` is run as a user runs it (the words split every way the
-language's frames and connectives allow, each candidate clause read into one primitive under
+language's frames and connectives allow, a clause whose symbols denote primitives exactly read
+as one of them (``language.notation``), each other candidate clause read into one primitive under
 its grammar, parses composed, grouped by what they forbid, those within the margin kept).
 Exact: the top reading forbids exactly the rule's moves (every move of the board); exact
 program: it is the rule's program; within the readings: some reading shown is exact; stored:
@@ -32,6 +33,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import machine_line, publish  # noqa: E402
 
 KINDS = ("restricted-area", "no-stop-row", "wall", "short-reach")
+READERS = {"student": (None, True, "student"), "lexical": ("lexical", True, "lexical matcher, no model"),
+           "student-symbols": (None, False, "student, symbols not read"),
+           "lexical-symbols": ("lexical", False, "lexical matcher, symbols not read")}
 TRAIN_DRAW = 1200           # the rules finetune --method read trains on (seed 0)
 
 
@@ -42,10 +46,11 @@ def kind_mask(kind, params, domain) -> int:
     return int(bits, 2)
 
 
-def lexical_clauses(student, language, clauses) -> dict:
+def lexical_clauses(student, language, clauses, only=None) -> dict:
     """A reader without a model: each clause read as the primitive whose manual line shares the
     most words and symbols with it, its parameters the clause's numbers in order (``none``
-    when no primitive's parameters fit the clause's numbers)."""
+    when no primitive's parameters fit the clause's numbers); a clause whose symbols denote
+    primitives (``only``) is the first of them."""
     import math
     import re
     from ldengine.rulelang import numbers_in
@@ -54,6 +59,9 @@ def lexical_clauses(student, language, clauses) -> dict:
     words = lambda text: set(re.findall(r"[a-z_]+|[<>=%+-]+", text.lower()))  # noqa: E731
     out = {}
     for clause in dict.fromkeys(clauses):
+        if only and only.get(clause):
+            out[clause] = (only[clause][0], 0.0)
+            continue
         numbers, have = numbers_in(clause), words(clause)
         best = (None, float("-inf"))
         for signature, meaning in lines.items():
@@ -78,7 +86,7 @@ def lexical_clauses(student, language, clauses) -> dict:
     return out
 
 
-def score(student, language, items, clause_reader=None) -> dict:
+def score(student, language, items, clause_reader=None, notation=True) -> dict:
     """``items``: (text, expected mask, expected program or None)."""
     from ldengine.emergency.read import compile_reading
     from ldengine.rulelang import read
@@ -86,7 +94,7 @@ def score(student, language, items, clause_reader=None) -> dict:
             "refused_all": 0, "seconds": [], "misses": []}
     for text, want, program in items:
         began = time.perf_counter()
-        readings = read(student, language, text, clause_reader=clause_reader)
+        readings = read(student, language, text, clause_reader=clause_reader, notation=notation)
         rows["seconds"].append(time.perf_counter() - began)
         rows["rules"] += 1
         usable = [r for r in readings if r.refusal is None]
@@ -112,8 +120,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kind-seeds", type=int, default=10, help="parameter seeds of each evaluated kind")
     parser.add_argument("--seed", type=int, default=1, help="the draw of the held-out rules")
     parser.add_argument("--adapter", help="reading adapter (default: the promoted one)")
+    parser.add_argument("--readers", default="student,lexical",
+                        help="comma-separated, of: " + ", ".join(READERS) + " (-symbols: conditions in symbols "
+                             "read by the reader like any words, not by the language's notation)")
     parser.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
+    readers = [r.strip() for r in args.readers.split(",") if r.strip()]
+    if not readers or set(readers) - set(READERS):
+        parser.error(f"--readers: of {', '.join(READERS)}")
     from ldengine.adapters import find_adapter
     from ldengine.functionbase import FunctionBase
     from ldengine.models import load_student
@@ -143,8 +157,9 @@ def main(argv: list[str] | None = None) -> None:
     lines = [f"## Rules in words read into the rule language ({time.strftime('%Y-%m-%d')})", "",
              machine_line("bench_read_rules.py", argv), "",
              f"Reading adapter `{Path(adapter).name}`; each rule read as `ldengine rules read` reads it "
-             "(split by the language's frames and connectives, each clause read into one primitive under its "
-             "grammar, parses composed and grouped by what they forbid).", "",
+             "(split by the language's frames and connectives, a clause whose symbols denote primitives exactly "
+             "read as one of them, each other clause read into one primitive under its grammar, parses composed "
+             "and grouped by what they forbid).", "",
              "| rules | n | exact (top reading, every move) | exact program | exact within the readings | stored "
              "(what --yes stores) | wrong stored | all refused | median s per rule |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -152,8 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     for label, items in sets.items():
         if not items:
             continue
-        for reader, name in ((None, "student"), (lexical_clauses, "lexical matcher, no model")):
-            r = score(student, language, items, reader)
+        for key in readers:
+            reader, symbols, name = READERS[key]
+            r = score(student, language, items, lexical_clauses if reader else None, symbols)
             n = r["rules"]
             program = f"{r['exact_program'] / n:.3f}" if items[0][2] is not None else "-"
             lines.append(f"| {label}: {name} | {n} | {r['exact'] / n:.3f} | {program} | {r['within'] / n:.3f} | "

@@ -115,7 +115,9 @@ class RuleLanguage(Protocol):
     it joins; ``max_depth`` bounds nesting. ``frames``: (template, forbids) sentences around the
     region (``{r}``; ``{_}`` any words), ``forbids`` False for a region of *allowed* moves;
     ``openers``: templates of words that may open the region itself (``the following holds: {r}``);
-    ``connectives``: combinator -> templates joining its programs' words (``{a}``, ``{b}``)."""
+    ``connectives``: combinator -> templates joining its programs' words (``{a}``, ``{b}``).
+    ``notation(clause)``: the primitives a condition the clause writes in the language's symbols
+    denotes exactly (``ldengine.notation`` finds and evaluates such conditions), else ()."""
     task: str
     stage: str
     primitives: dict[str, tuple]
@@ -147,6 +149,8 @@ class RuleLanguage(Protocol):
     def clause_examples(self, n: int, seed: int = 0) -> list: ...
 
     def words(self, program: Any) -> tuple: ...
+
+    def notation(self, clause: str) -> tuple: ...
 
 
 def members(contract: type) -> list[str]:

@@ -29,10 +29,11 @@ import random
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ldengine.contracts import RuleLanguage
 from ldengine.errors import LDEngineError
+from ldengine.notation import compares
 
 Program = Any       # (name, *numbers) for a primitive, (combinator, *programs) for a combinator
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?![\w.]\d)")
@@ -84,13 +85,15 @@ def numbers_in(text: str) -> list[int]:
 
 # ---- the grammar -----------------------------------------------------------------------------
 
-def clause_grammar(language: RuleLanguage, numbers: Sequence[int], none: bool = True) -> str:
+def clause_grammar(language: RuleLanguage, numbers: Sequence[int], none: bool = True,
+                   only: Sequence[Program] | None = None) -> str:
     """A Lark grammar of one clause's reading: a primitive of ``language`` whose text-stated
     parameters are among ``numbers`` (the clause's own), or (with ``none``) ``none``: the words
-    are not one clause (several joined, a fragment, the rule's frame) or not known words."""
+    are not one clause (several joined, a fragment, the rule's frame) or not known words.
+    ``only``: exactly these primitives (those the clause's symbols denote)."""
     prims = []
     stated = sorted(set(numbers))
-    for name, params in language.primitives.items():
+    for name, params in language.primitives.items() if only is None else ():
         slots = []
         for allowed in params:
             values = stated if allowed is None else sorted(allowed)
@@ -99,6 +102,7 @@ def clause_grammar(language: RuleLanguage, numbers: Sequence[int], none: bool = 
             slots.append("(" + " | ".join(f'"{v}"' for v in values) + ")")
         else:
             prims.append(f'"{name}(" ' + ' ", " '.join(slots) + ' ")"' if slots else f'"{name}()"')
+    prims += [f'"{program_text(p)}"' for p in only or ()]
     # the answer starts with a space, as the reader's training answers do (" column(5)")
     top = '" " (prim | "none")' if none else '" " prim'
     return f"start: {top}\nprim: " + "\n    | ".join(prims) + "\n"
@@ -279,16 +283,20 @@ def reader_prompt(clause: str) -> str:
     return f"Clause: {clause.strip()}\nProgram:"
 
 
-def read_clauses(student: Any, language: RuleLanguage, clauses: Sequence[str]) -> dict[str, tuple[Program | None, float]]:
+def read_clauses(student: Any, language: RuleLanguage, clauses: Sequence[str],
+                 only: Mapping[str, tuple] | None = None) -> dict[str, tuple[Program | None, float]]:
     """Each clause's reading: (its primitive, the answer's log-probability), greedy under the
     clause's grammar (its own numbers). A clause the student answers ``none`` is read again
     without that answer, and scored by its reading's probability given that it is one clause
     times the probability that it is one (1 - P(none)): a fragment costs its parse about
-    log(1 - P(none)), and words the student does not know still get their likeliest primitive."""
+    log(1 - P(none)), and words the student does not know still get their likeliest primitive.
+    ``only``: clause -> the primitives its symbols denote (``language.notation``): its reading
+    is one of them (the student still judges whether the words are one clause)."""
     clauses = list(dict.fromkeys(clauses))
-    first = _greedy_readings(student, language, clauses, none=True)
+    only = {c: tuple(only[c]) for c in clauses if only and only.get(c)}
+    first = _greedy_readings(student, language, clauses, none=True, only=only)
     nones = [c for c in clauses if first[c][0] == "none"]
-    again = _greedy_readings(student, language, nones, none=False) if nones else {}
+    again = _greedy_readings(student, language, nones, none=False, only=only)
     out: dict[str, tuple[Program | None, float]] = {}
     for clause in clauses:
         answer, score = first[clause]
@@ -302,8 +310,12 @@ def read_clauses(student: Any, language: RuleLanguage, clauses: Sequence[str]) -
     return out
 
 
-def _greedy_readings(student: Any, language: RuleLanguage, clauses: list[str], none: bool) -> dict[str, tuple[str, float]]:
-    masks = [GrammarMask(student.tokenizer, clause_grammar(language, numbers_in(c), none)) for c in clauses]
+def _greedy_readings(student: Any, language: RuleLanguage, clauses: list[str], none: bool,
+                     only: Mapping[str, tuple] | None = None) -> dict[str, tuple[str, float]]:
+    if not clauses:
+        return {}
+    masks = [GrammarMask(student.tokenizer, clause_grammar(language, numbers_in(c), none, (only or {}).get(c)))
+             for c in clauses]
     scores: list[float] = []
     answers = student.generate_batch([reader_prompt(c) for c in clauses], prefix=reader_prefix(language),
                                      max_new_tokens=MAX_NEW_TOKENS, allowed=masks, scores=scores)
@@ -348,16 +360,19 @@ class Reading:
 
 
 def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN,
-         clause_reader: Any = None) -> list[Reading]:
+         clause_reader: Any = None, notation: bool = True) -> list[Reading]:
     """The student's readings of ``text``, best first (tag, then compose): the language's
-    frames and connectives split the words every way they can; the student reads each
-    candidate clause into one primitive (or ``none``) under a grammar of that clause's
-    numbers; each parse composes its clauses' programs, scored by their log-probabilities;
-    parses are grouped by denotation, and those within ``margin`` of the best are kept.
-    ``clause_reader`` (default ``read_clauses``) replaces the student's reading of clauses
-    (a baseline without a model, ``benchmarks/bench_read_rules.py``)."""
+    frames and connectives split the words every way they can; each candidate clause whose
+    symbols denote primitives exactly (``language.notation``, with ``notation``) is one of
+    them; the student reads each other clause into one primitive (or ``none``) under a grammar
+    of that clause's numbers; each parse composes its clauses' programs, scored by their
+    log-probabilities; parses are grouped by denotation, and those within ``margin`` of the
+    best are kept. ``clause_reader`` (default ``read_clauses``) replaces the student's reading
+    of clauses (a baseline without a model, ``benchmarks/bench_read_rules.py``)."""
     trees = [(forbids, p) for forbids, words in regions(language, text) for p in parses(language, words)]
-    read_ = (clause_reader or read_clauses)(student, language, [c for _, p in trees for c in p.clauses()])
+    clauses = list(dict.fromkeys(c for _, p in trees for c in p.clauses()))
+    only = symbolic(language, clauses) if notation else {}
+    read_ = (clause_reader or read_clauses)(student, language, clauses, only=only)
     scored = []
     for forbids, parse in trees:
         program, score = compose(parse, read_)
@@ -366,6 +381,21 @@ def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN
     scored.sort(key=lambda item: -item[0])
     best = scored[0][0] if scored else 0.0
     return rank(language, text, [(s, p) for s, p in scored if s >= best - margin])
+
+
+def symbolic(language: RuleLanguage, clauses: Sequence[str]) -> dict[str, tuple]:
+    """Clause -> the primitives its symbols denote exactly (``language.notation``), for the
+    clauses whose words add nothing to the symbols: one that the connectives can split only
+    into parts that each write a comparison too ("11 <= x <= 15 and 11 <= y <= 15"); not one
+    with a negation ("it is not the case that x > 3") or a part in words ("both x + y is even
+    and y % 2 == 0"), whose parses read the parts."""
+    out = {}
+    for clause in clauses:
+        found = tuple(language.notation(clause))
+        if found and all(p.op != "Not" and all(compares(w) for w in p.clauses())
+                         for p in parses(language, clause) if p.op is not None):
+            out[clause] = found
+    return out
 
 
 def rank(language: RuleLanguage, text: str, scored: list[tuple[float, Program]]) -> list[Reading]:

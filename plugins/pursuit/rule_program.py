@@ -16,10 +16,13 @@ and regions no combination of these primitives draws (e.g. a circle).
 """
 from __future__ import annotations
 
+import itertools
 import random
 import re
+from functools import lru_cache
 from typing import Any, Callable
 
+from ldengine import notation as nt
 from ldengine.errors import LDEngineError
 from ldengine_plugins.pursuit import rule_shapes as rs
 from ldengine_plugins.pursuit.emergencies import PursuitEmergency
@@ -245,6 +248,68 @@ def outside(text: str) -> str | None:
     return None
 
 
+NOTATION_NAMES = frozenset({"x", "y", "px", "py"})
+NEAR = 2        # primitives with at most this many stated numbers also try each number +- 1 (x >= 13: east_of(12))
+
+
+@lru_cache(maxsize=1)
+def _notation_values() -> dict[str, Any]:
+    import numpy as np
+    moves = np.array(rs.move_domain().moves, dtype=np.int64)
+    return {name: moves[:, i] for i, name in enumerate(("x", "y", "px", "py"))}
+
+
+def _as_mask(held: Any) -> int:
+    """A boolean array over the domain's moves as a ``rule_shapes`` mask (move 0 the highest bit)."""
+    import numpy as np
+    bits = np.broadcast_to(np.asarray(held, dtype=bool), _notation_values()["x"].shape)
+    return int.from_bytes(np.packbits(bits).tobytes(), "big") >> (-len(bits) % 8)
+
+
+def _candidates(numbers: list[int]) -> list[Program]:
+    """Every primitive whose stated parameters are among ``numbers`` (or one away, for those with
+    at most ``NEAR`` of them)."""
+    out = []
+    for name, (_, params) in PRIMITIVES.items():
+        stated = sum(p is FROM_TEXT for p in params)
+        near = sorted({m for n in numbers for m in (n - 1, n, n + 1)}) if stated <= NEAR else sorted(set(numbers))
+        choices = [near if p is FROM_TEXT else p for p in params]
+        out += [(name, *args) for args in itertools.product(*choices)]
+    return out
+
+
+def notation(clause: str) -> tuple[Program, ...]:
+    """The primitives that a condition written in symbols in ``clause`` denotes exactly (same
+    moves), e.g. ``rectangle(11, 15, 11, 15)`` for "11 <= x <= 15 and 11 <= y <= 15", or where
+    none does, the negations of those it leaves out exactly (``Not(length(2))`` for
+    "|x - px| + |y - py| <= 1"); empty when the clause has no such condition."""
+    found: list[Program] = []
+    domain = rs.move_domain()
+    for text, tree in nt.segments(clause, NOTATION_NAMES):
+        try:
+            held = _as_mask(nt.evaluate(tree, _notation_values()))
+        except (nt.NotationError, ValueError, TypeError, OverflowError):
+            continue
+        if held in (0, domain.full):
+            continue
+        same, opposite = [], []
+        for program in _candidates(re_numbers(text)):
+            try:
+                own = rs.primitive_mask(region(program), domain)
+            except (LDEngineError, ValueError):
+                continue
+            if own == held:
+                same.append(program)
+            elif own == domain.full & ~held:
+                opposite.append(("Not", program))
+        found += [p for p in same or opposite if p not in found]
+    return tuple(found)
+
+
+def re_numbers(text: str) -> list[int]:
+    return [int(n) for n in re.findall(r"(?<![\w.])-?\d+", text)]
+
+
 class PursuitRules:
     """Pursuit's rule language, as ``ldengine.rulelang`` reads it (registered by the plugin)."""
     task = TASK
@@ -288,6 +353,9 @@ class PursuitRules:
 
     def words(self, program: Program) -> tuple[str, ...]:
         return words(program)
+
+    def notation(self, clause: str) -> tuple[Program, ...]:
+        return notation(clause)
 
     def clause_examples(self, n: int, seed: int = 0) -> list[tuple[str, Program]]:
         return clause_examples(n, seed)
