@@ -414,8 +414,11 @@ def rank(language: RuleLanguage, text: str, scored: list[tuple[float, Program]])
     readings = []
     for members in groups.values():
         score, program = max(members, key=lambda m: m[0])
-        used = {a for prim in primitives_in(program, language) for a in prim[1:]}
-        readings.append(Reading(program, len(members), language.english(program), language.refusal(program),
+        english = language.english(program)
+        # a number is used when the reading takes it or its own words state it (a wall between
+        # columns 13 and 14 takes 13; its English names 14)
+        used = {a for prim in primitives_in(program, language) for a in prim[1:]} | set(numbers_in(english))
+        readings.append(Reading(program, len(members), english, language.refusal(program),
                                 numbers <= used, [p for _, p in members], score))
     return sorted(readings, key=lambda r: (r.refusal is not None, -r.score))
 

@@ -171,14 +171,17 @@ def test_a_reading_compiles_verifies_and_stores_with_its_program(tmp_path):
 
 
 def test_the_commands_refuse_bad_input_in_one_line():
-    """No reading adapter yet: one line naming the finetune command; --read --yes without
-    examples, --read with --param: refused before any model loads."""
+    """The committed reading adapter reads a plain rule; a task without a rule language, --read
+    --yes without examples, --read with --param: refused in one line (the last two before any
+    model loads)."""
     from click.testing import CliRunner
     from ldengine.cli import cli
     runner = CliRunner()
     result = runner.invoke(cli, ["rules", "read", "Pursuers may not enter column 7."])
-    assert result.exit_code != 0 and "finetune --task pursuit --method read" in result.output, result.output
-    assert "Traceback" not in result.output
+    assert result.exit_code == 0 and "read as: column(7)" in result.output, result.output
+    result = runner.invoke(cli, ["rules", "read", "Players may not hit on 17.", "--task", "twentyone"])
+    assert result.exit_code != 0 and "Traceback" not in result.output and "rule language" in result.output, \
+        result.output
     result = runner.invoke(cli, ["emergency", "Pursuers may not enter column 7.", "--read", "--yes"])
     assert result.exit_code == 2 and "--allow and one --forbid" in result.output, result.output
     result = runner.invoke(cli, ["emergency", "Pursuers may not enter column {x}.", "--read", "--param", "x=7"])
@@ -194,6 +197,10 @@ def test_words_outside_the_language_are_refused_with_the_reason():
     assert result.exit_code == 1 and "cannot say anything about the evader's cell" in result.output, result.output
     assert LANGUAGE.outside("No pursuer may stand still two turns in a row.")
     assert LANGUAGE.outside("Pursuers may not enter column 7 or row 3.") is None
+    # an aside that leaves the evader alone is not a condition on it (no-stop-row's own words)
+    assert LANGUAGE.outside("Pursuers may no longer stop on a cell (x, y) with y == 7 (they may jump over "
+                            "that row; the evader may stand on it).") is None
+    assert LANGUAGE.outside("Pursuers may not stop on row 7 (unless the evader is 2 cells away).")
 
 
 from test_plugins import install_plugin, plugin_dir  # noqa: E402,F401  (a real plugin on sys.path)

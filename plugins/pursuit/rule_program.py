@@ -238,10 +238,17 @@ OUTSIDE = (
 )
 
 
+# A remark in parentheses with no number and no comparison ("(they may jump over that row; the
+# evader may stand on it)") says what the rule leaves alone, not a condition of it.
+ASIDE = re.compile(r"\([^()0-9<>=]*\)")
+
+
 def outside(text: str) -> str | None:
-    """Why the words cannot be said in this language (None: they may be)."""
+    """Why the words cannot be said in this language (None: they may be); asides in parentheses
+    without numbers or comparisons are not conditions, and are not looked at."""
+    said = ASIDE.sub(" ", text)
     for pattern, what in OUTSIDE:
-        found = pattern.search(text)
+        found = pattern.search(said)
         if found:
             return (f"the rule speaks of {found.group(0)!r}, and the rule language cannot say anything about "
                     f"{what}: a rule here names the moves a pursuer may not make from its own cell")
