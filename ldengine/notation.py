@@ -140,8 +140,10 @@ def evaluate(node: ast.AST, values: Mapping[str, Any]) -> Any:
             raise NotationError("division by zero")
         return getattr(np, ARITHMETIC[type(node.op)])(left, right)
     if isinstance(node, ast.Call):
+        assert isinstance(node.func, ast.Name)           # _check accepted only named functions
         args = [evaluate(a, values) for a in node.args]
-        return getattr(np, FUNCTIONS[node.func.id])(*args) if len(args) > 1 or node.func.id == "abs" else args[0]
+        name = node.func.id
+        return getattr(np, FUNCTIONS[name])(*args) if len(args) > 1 or name == "abs" else args[0]
     assert isinstance(node, ast.Compare)
     held = None
     left = evaluate(node.left, values)
