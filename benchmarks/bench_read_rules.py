@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import machine_line, publish  # noqa: E402
 
 KINDS = ("restricted-area", "no-stop-row", "wall", "short-reach")
-READERS = {"student": (None, True, "student"), "lexical": ("lexical", True, "lexical matcher, no model"),
+READERS = {"student": (None, True, "student"),
+           "student-encoder": ("encoder", True, "student, unknown words narrowed by the encoder"), "lexical": ("lexical", True, "lexical matcher, no model"),
            "student-symbols": (None, False, "student, symbols not read"),
            "lexical-symbols": ("lexical", False, "lexical matcher, symbols not read")}
 TRAIN_DRAW = 1200           # the rules finetune --method read trains on (seed 0)
@@ -86,7 +87,7 @@ def lexical_clauses(student, language, clauses, only=None) -> dict:
     return out
 
 
-def score(student, language, items, clause_reader=None, notation=True) -> dict:
+def score(student, language, items, clause_reader=None, notation=True, namer=None) -> dict:
     """``items``: (text, expected mask, expected program or None)."""
     from ldengine.emergency.read import compile_reading
     from ldengine.rulelang import read
@@ -94,7 +95,7 @@ def score(student, language, items, clause_reader=None, notation=True) -> dict:
             "refused_all": 0, "seconds": [], "misses": []}
     for text, want, program in items:
         began = time.perf_counter()
-        readings = read(student, language, text, clause_reader=clause_reader, notation=notation)
+        readings = read(student, language, text, clause_reader=clause_reader, notation=notation, namer=namer)
         rows["seconds"].append(time.perf_counter() - began)
         rows["rules"] += 1
         usable = [r for r in readings if r.refusal is None]
@@ -169,7 +170,12 @@ def main(argv: list[str] | None = None) -> None:
             continue
         for key in readers:
             reader, symbols, name = READERS[key]
-            r = score(student, language, items, lexical_clauses if reader else None, symbols)
+            namer = None
+            if reader == "encoder":
+                from ldengine.retriever import Encoder
+                from ldengine.rulelang import Namer
+                namer = Namer(lambda: Encoder().encode, language)
+            r = score(student, language, items, lexical_clauses if reader == "lexical" else None, symbols, namer)
             n = r["rules"]
             program = f"{r['exact_program'] / n:.3f}" if items[0][2] is not None else "-"
             lines.append(f"| {label}: {name} | {n} | {r['exact'] / n:.3f} | {program} | {r['within'] / n:.3f} | "

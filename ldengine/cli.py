@@ -37,8 +37,8 @@ from ldengine.models.loading import chosen_device
 from ldengine.models.lora import LORA_MODULES
 from ldengine.outputs import check_plot
 from ldengine.registry import Registry
-from ldengine.retriever import Retriever
-from ldengine.rulelang import MARGIN, program_text, read
+from ldengine.retriever import Encoder, Retriever
+from ldengine.rulelang import MARGIN, Namer, program_text, read
 from ldengine.runner import RunConfig, run_games
 from ldengine.sandbox import IsolatedSandbox, Limits, compile_module
 from ldengine.serve import serve_command
@@ -1151,7 +1151,8 @@ def _read_rule(reg, language, text: str, student, adapter, margin: float) -> tup
         task = language.task
         adapter = find_adapter(task, FunctionBase.build(task, reg.modules_for(task)), method="read")
     reader = load_student(student, adapter=adapter)
-    return adapter, reader, read(reader, language, text, margin=margin)
+    namer = Namer(lambda: Encoder().encode, language)       # loaded only for words the reader does not know
+    return adapter, reader, read(reader, language, text, margin=margin, namer=namer)
 
 
 def _echo_readings(readings: list, language, picture: bool) -> None:

@@ -86,14 +86,31 @@ def numbers_in(text: str) -> list[int]:
 # ---- the grammar -----------------------------------------------------------------------------
 
 def clause_grammar(language: RuleLanguage, numbers: Sequence[int], none: bool = True,
-                   only: Sequence[Program] | None = None) -> str:
+                   only: Sequence[Program] | None = None, names: Sequence[str] | None = None) -> str:
     """A Lark grammar of one clause's reading: a primitive of ``language`` whose text-stated
     parameters are among ``numbers`` (the clause's own), or (with ``none``) ``none``: the words
     are not one clause (several joined, a fragment, the rule's frame) or not known words.
-    ``only``: exactly these primitives (those the clause's symbols denote)."""
+    ``only``: exactly these primitives (those the clause's symbols denote); ``names``: only
+    primitives of these names (all, where none of them fits the clause's numbers)."""
+    if names is not None:
+        narrowed = clause_grammar(language, numbers, none, only)
+        kept = [line for line in _prim_lines(language, numbers) if line.split("(")[0].strip('" ') in names]
+        if only is not None or not kept:
+            return narrowed
+        top = '" " (prim | "none")' if none else '" " prim'
+        return f"start: {top}\nprim: " + "\n    | ".join(kept) + "\n"
+    prims = [] if only is not None else _prim_lines(language, numbers)
+    prims += [f'"{program_text(p)}"' for p in only or ()]
+    # the answer starts with a space, as the reader's training answers do (" column(5)")
+    top = '" " (prim | "none")' if none else '" " prim'
+    return f"start: {top}\nprim: " + "\n    | ".join(prims) + "\n"
+
+
+def _prim_lines(language: RuleLanguage, numbers: Sequence[int]) -> list[str]:
+    """One grammar alternative per primitive whose parameters the clause's numbers can fill."""
     prims = []
     stated = sorted(set(numbers))
-    for name, params in language.primitives.items() if only is None else ():
+    for name, params in language.primitives.items():
         slots = []
         for allowed in params:
             values = stated if allowed is None else sorted(allowed)
@@ -102,10 +119,7 @@ def clause_grammar(language: RuleLanguage, numbers: Sequence[int], none: bool = 
             slots.append("(" + " | ".join(f'"{v}"' for v in values) + ")")
         else:
             prims.append(f'"{name}(" ' + ' ", " '.join(slots) + ' ")"' if slots else f'"{name}()"')
-    prims += [f'"{program_text(p)}"' for p in only or ()]
-    # the answer starts with a space, as the reader's training answers do (" column(5)")
-    top = '" " (prim | "none")' if none else '" " prim'
-    return f"start: {top}\nprim: " + "\n    | ".join(prims) + "\n"
+    return prims
 
 
 @lru_cache(maxsize=4)
@@ -284,19 +298,22 @@ def reader_prompt(clause: str) -> str:
 
 
 def read_clauses(student: Any, language: RuleLanguage, clauses: Sequence[str],
-                 only: Mapping[str, tuple] | None = None) -> dict[str, tuple[Program | None, float]]:
+                 only: Mapping[str, tuple] | None = None, namer: Any = None) -> dict[str, tuple[Program | None, float]]:
     """Each clause's reading: (its primitive, the answer's log-probability), greedy under the
     clause's grammar (its own numbers). A clause the student answers ``none`` is read again
     without that answer, and scored by its reading's probability given that it is one clause
     times the probability that it is one (1 - P(none)): a fragment costs its parse about
     log(1 - P(none)), and words the student does not know still get their likeliest primitive.
     ``only``: clause -> the primitives its symbols denote (``language.notation``): its reading
-    is one of them (the student still judges whether the words are one clause)."""
+    is one of them (the student still judges whether the words are one clause). ``namer``
+    (a ``Namer``): a clause answered ``none`` is read again only into the primitives whose
+    taught words are nearest to its own (words the student does not know)."""
     clauses = list(dict.fromkeys(clauses))
     only = {c: tuple(only[c]) for c in clauses if only and only.get(c)}
     first = _greedy_readings(student, language, clauses, none=True, only=only)
     nones = [c for c in clauses if first[c][0] == "none"]
-    again = _greedy_readings(student, language, nones, none=False, only=only)
+    again = _greedy_readings(student, language, nones, none=False, only=only,
+                             names=namer(nones) if namer is not None and nones else None)
     out: dict[str, tuple[Program | None, float]] = {}
     for clause in clauses:
         answer, score = first[clause]
@@ -311,10 +328,12 @@ def read_clauses(student: Any, language: RuleLanguage, clauses: Sequence[str],
 
 
 def _greedy_readings(student: Any, language: RuleLanguage, clauses: list[str], none: bool,
-                     only: Mapping[str, tuple] | None = None) -> dict[str, tuple[str, float]]:
+                     only: Mapping[str, tuple] | None = None,
+                     names: Mapping[str, Sequence[str]] | None = None) -> dict[str, tuple[str, float]]:
     if not clauses:
         return {}
-    masks = [GrammarMask(student.tokenizer, clause_grammar(language, numbers_in(c), none, (only or {}).get(c)))
+    masks = [GrammarMask(student.tokenizer, clause_grammar(language, numbers_in(c), none, (only or {}).get(c),
+                                                           (names or {}).get(c)))
              for c in clauses]
     scores: list[float] = []
     answers = student.generate_batch([reader_prompt(c) for c in clauses], prefix=reader_prefix(language),
@@ -360,7 +379,7 @@ class Reading:
 
 
 def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN,
-         clause_reader: Any = None, notation: bool = True) -> list[Reading]:
+         clause_reader: Any = None, notation: bool = True, namer: Any = None) -> list[Reading]:
     """The student's readings of ``text``, best first (tag, then compose): the language's
     frames and connectives split the words every way they can; each candidate clause whose
     symbols denote primitives exactly (``language.notation``, with ``notation``) is one of
@@ -368,11 +387,15 @@ def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN
     of that clause's numbers; each parse composes its clauses' programs, scored by their
     log-probabilities; parses are grouped by denotation, and those within ``margin`` of the
     best are kept. ``clause_reader`` (default ``read_clauses``) replaces the student's reading
-    of clauses (a baseline without a model, ``benchmarks/bench_read_rules.py``)."""
+    of clauses (a baseline without a model, ``benchmarks/bench_read_rules.py``); ``namer``: see
+    ``read_clauses``."""
     trees = [(forbids, p) for forbids, words in regions(language, text) for p in parses(language, words)]
     clauses = list(dict.fromkeys(c for _, p in trees for c in p.clauses()))
     only = symbolic(language, clauses) if notation else {}
-    read_ = (clause_reader or read_clauses)(student, language, clauses, only=only)
+    if clause_reader is None:
+        read_ = read_clauses(student, language, clauses, only=only, namer=namer)
+    else:
+        read_ = clause_reader(student, language, clauses, only=only)
     scored = []
     for forbids, parse in trees:
         program, score = compose(parse, read_)
@@ -381,6 +404,41 @@ def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN
     scored.sort(key=lambda item: -item[0])
     best = scored[0][0] if scored else 0.0
     return rank(language, text, [(s, p) for s, p in scored if s >= best - margin])
+
+
+NAMES_K = 3             # primitives a Namer offers for a clause of unknown words
+
+
+class Namer:
+    """For a clause of words the student does not know: the ``k`` primitives whose taught
+    wordings (``language.words`` of ``language.clause_examples``) a sentence encoder puts
+    nearest to it. ``encoder``: called once, when first needed, it returns the encoding
+    function (texts -> unit vectors, e.g. the retriever's ``Encoder().encode``)."""
+
+    def __init__(self, encoder: Any, language: RuleLanguage, k: int = NAMES_K, examples: int = 400):
+        self.encoder, self.language, self.k, self.examples = encoder, language, k, examples
+        self.encode: Any = None
+
+    def _taught(self) -> None:
+        taught: dict[str, str] = {}
+        for _, program in self.language.clause_examples(self.examples, seed=0):
+            for words in self.language.words(program):
+                taught.setdefault(_normal(words), program[0])
+        self.encode = self.encoder()
+        self.names = list(taught.values())
+        self.vectors = self.encode(list(taught))
+
+    def __call__(self, clauses: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        if self.encode is None:
+            self._taught()
+        sims = self.encode(list(clauses)) @ self.vectors.T
+        out = {}
+        for clause, row in zip(clauses, sims.tolist()):
+            best: dict[str, float] = {}
+            for name, sim in zip(self.names, row):
+                best[name] = max(best.get(name, -1.0), sim)
+            out[clause] = tuple(sorted(best, key=lambda n: -best[n])[:self.k])
+        return out
 
 
 def symbolic(language: RuleLanguage, clauses: Sequence[str]) -> dict[str, tuple]:

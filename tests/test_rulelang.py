@@ -235,3 +235,16 @@ def test_a_plugin_registers_a_rule_language_and_an_incomplete_one_is_refused(plu
     assert "ldtest-broken" not in reg.rule_languages
     error = {p.name: p for p in reg.plugins}["ldtest_rules"].error
     assert "rule language of 'ldtest-broken' without" in error and "english" in error
+
+
+def test_the_namer_offers_the_primitives_whose_taught_words_are_nearest():
+    """The retriever's real encoder: a clause in taught words has its own primitive among the k nearest;
+    the grammar it narrows to keeps only those names (all of them where none fits the numbers)."""
+    from ldengine.retriever import Encoder
+    namer = rl.Namer(lambda: Encoder().encode, LANGUAGE)
+    named = namer(["the move ends in row y = 4", "the pursuer stays put"])
+    assert "row" in named["the move ends in row y = 4"] and len(named["the pursuer stays put"]) == rl.NAMES_K
+    assert "length" in named["the pursuer stays put"]
+    grammar = rl.clause_grammar(LANGUAGE, [4], False, names=("row", "south_of"))
+    assert '"row("' in grammar and '"south_of("' in grammar and "column" not in grammar
+    assert "column" in rl.clause_grammar(LANGUAGE, [], False, names=("row",))     # no number: all names
