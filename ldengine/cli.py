@@ -5,6 +5,7 @@ import atexit
 import json
 import os
 import re
+import stat
 import sys
 import warnings
 from pathlib import Path
@@ -41,6 +42,7 @@ from ldengine.retriever import Encoder, Retriever
 from ldengine.rulelang import MARGIN, Namer, program_text, read
 from ldengine.runner import RunConfig, run_games
 from ldengine.sandbox import IsolatedSandbox, Limits, compile_module
+from ldengine.sandbox.compiled import MAX_SOURCE
 from ldengine.serve import serve_command
 from ldengine.traces import plot_game
 from ldengine.version import __version__
@@ -1182,7 +1184,7 @@ def sandbox():
 def sandbox_run(file, name, args_json, timeout, memory_mb):
     """Run FUNCTION of FILE with ARGS in an isolated worker; print its result or error."""
     args = _json_args(args_json)
-    source = Path(file).read_text(encoding="utf-8", errors="replace")
+    source = _source_file(Path(file))
     module = compile_module(source, filename=Path(file).name, load=False)  # loads only in the worker
     limits = Limits(wall_s=timeout, cpu_s=timeout, memory_mb=memory_mb)
     with IsolatedSandbox(limits) as box:
@@ -1195,11 +1197,35 @@ def sandbox_run(file, name, args_json, timeout, memory_mb):
         sys.exit(1)
 
 
+def _source_file(path: Path) -> str:
+    """A module's text, from a regular file of at most ``MAX_SOURCE`` characters (not a
+    device, a FIFO or a socket, whose reading never ends)."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="FILE") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise click.BadParameter(f"{path} is not a regular file", param_hint="FILE")
+    if info.st_size > 4 * MAX_SOURCE:
+        raise click.BadParameter(f"{path} is larger than a module may be ({MAX_SOURCE:,} characters)",
+                                 param_hint="FILE")
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+MAX_ARGS = 1_000_000     # characters of --args
+
+
 def _json_args(text: str) -> list:
+    if len(text) > MAX_ARGS:
+        raise click.BadParameter(f"longer than {MAX_ARGS:,} characters", param_hint="--args")
     try:
         args = json.loads(text)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--args") from None
+    except RecursionError:
+        raise click.BadParameter("nested too deeply", param_hint="--args") from None
+    except ValueError as exc:        # an integer of more digits than Python converts
+        raise click.BadParameter(f"not usable: {str(exc).split(';')[0]}", param_hint="--args") from None
     if not isinstance(args, list):
         raise click.BadParameter("must be a JSON list of arguments, e.g. '[{\"a\": 1}]'", param_hint="--args")
     return args

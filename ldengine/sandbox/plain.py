@@ -31,6 +31,15 @@ _PAIRS = "\x00ldengine:pairs"
 _PAIRS_JSON = json.dumps(_PAIRS)[1:-1].encode()  # how the marker looks on the wire
 
 
+class LimitsError(LDEngineError, ValueError):
+    """Bounds that cannot be enforced: zero, negative, not a number, or above the ceiling
+    (a memory cap of 10**12 MB would be no cap at all)."""
+
+
+# The largest bounds a call may ask for: an hour of time, 64 GiB of memory.
+LIMIT_CEILINGS = {"wall_s": 3600, "cpu_s": 3600, "memory_mb": 65_536}
+
+
 class PlainDataError(LDEngineError):
     """A value is not plain data, or is too deep, too large or too long."""
 
@@ -56,8 +65,10 @@ class Limits:
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
-            if not value > 0:
-                raise ValueError(f"Limits.{name} must be positive, not {value!r}")
+            top = LIMIT_CEILINGS.get(name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= (top or math.inf):
+                raise LimitsError(f"Limits.{name} must be a number above 0"
+                                  f"{f' and at most {top:,}' if top else ''}, not {value!r}")
 
 
 DEFAULT_LIMITS = Limits()

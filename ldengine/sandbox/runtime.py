@@ -140,8 +140,37 @@ _INPLACE = {
 _BINOP_GUARDS = {ast.Mult: "_mul_", ast.Pow: "_pow_", ast.LShift: "_lshift_"}
 
 
+def _leaves(statements: list[ast.stmt], in_loop: bool = False) -> ast.stmt | None:
+    """The first ``return``, or ``break``/``continue`` of no loop inside ``statements``, that
+    would leave them (a ``finally`` that leaves discards the exception in flight)."""
+    for stmt in statements:
+        if isinstance(stmt, ast.Return) or (isinstance(stmt, (ast.Break, ast.Continue)) and not in_loop):
+            return stmt
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        loop = in_loop or isinstance(stmt, (ast.For, ast.AsyncFor, ast.While))
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            inner = getattr(stmt, field, None)
+            if inner:
+                found = _leaves([h for h in inner if isinstance(h, ast.stmt)] +
+                                [s for h in inner if isinstance(h, ast.ExceptHandler) for s in h.body],
+                                loop and field != "orelse")
+                if found is not None:
+                    return found
+    return None
+
+
 class GuardedTransformer(RestrictingNodeTransformer):
-    """RestrictedPython's policy, plus ``*``, ``**`` and ``<<`` as calls of the size guards."""
+    """RestrictedPython's policy, plus ``*``, ``**`` and ``<<`` as calls of the size guards,
+    and no ``finally`` that leaves by ``return``/``break``/``continue`` (it would swallow the
+    time limit's exception in flight)."""
+
+    def visit_Try(self, node: ast.Try) -> Any:
+        leaving = _leaves(node.finalbody)
+        if leaving is not None:
+            self.error(leaving, f"a '{type(leaving).__name__.lower()}' that leaves a finally block is not "
+                                "allowed (it would swallow the time limit)")
+        return super().visit_Try(node)
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         node = self.node_contents_visit(node)
