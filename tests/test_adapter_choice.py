@@ -90,3 +90,26 @@ def test_an_adapter_named_for_another_base_gets_a_warning_line(registry, pursuit
                            {"adapter": str(committed)}, registry)
     selection_adapter(fitting, lines.append)
     assert len(lines) == 1
+
+
+@pytest.mark.parametrize("damage", ["no adapter_hash", "damaged weights header"])
+def test_an_adapter_that_cannot_be_checked_is_refused_in_one_line(committed, tmp_path, damage):
+    """Its weights are hashed against the manifest before they are used: an adapter whose
+    manifest records no hash, or whose safetensors header is damaged, is refused in one line."""
+    from ldengine.models.loading import load_student
+    folder = copy_adapter(committed, tmp_path / "a")
+    if damage == "no adapter_hash":
+        manifest = json.loads((folder / "manifest.json").read_text())
+        del manifest["adapter_hash"]
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        said = "no adapter_hash"
+    else:
+        weights = folder / "adapter_model.safetensors"
+        data = bytearray(weights.read_bytes())
+        data[8:40] = b"{" * 32                  # the JSON header after its 8-byte length
+        weights.write_bytes(bytes(data))
+        said = "cannot be loaded"
+    with pytest.raises(LDEngineError, match=said):
+        load_student(adapter=folder)
+    result = CliRunner().invoke(cli, ["run", "pursuit", "--games", "1", "--adapter", str(folder)])
+    assert result.exit_code != 0 and said in result.output and "Traceback" not in result.output, result.output[-400:]

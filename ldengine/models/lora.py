@@ -101,16 +101,30 @@ def load(model: Any, directory: Path, model_hash: str) -> Any:
 
     if not (directory / "adapter_config.json").is_file():
         raise LDEngineError(f"no LoRA adapter in {directory} (adapter_config.json missing)")
-    expected = read_manifest(directory).get("base_model_hash")
+    try:
+        manifest = read_manifest(directory)
+    except (ValueError, OSError) as exc:
+        raise LDEngineError(f"the manifest of the adapter in {directory} cannot be read ({exc}); "
+                            "train it again or restore it") from None
+    recorded = manifest.get("adapter_hash") if isinstance(manifest, dict) else None
+    if not recorded:
+        raise LDEngineError(f"the adapter in {directory} has no adapter_hash in its manifest.json, so its weights "
+                            "cannot be checked before they are used; adapters saved by `ldengine finetune` record "
+                            "it: train it again (or --from-adapter it) rather than load it unchecked")
+    expected = manifest.get("base_model_hash")
     if expected and expected != model_hash:
         raise LDEngineError(f"the adapter in {directory} was trained on base weights {expected[:16]}, "
                             f"not on the loaded student's {model_hash[:16]}")
     if isinstance(model, PeftModel):
         raise LDEngineError("this student already has an adapter; load a fresh student to apply another")
     _quiet_peft()
-    loaded = PeftModel.from_pretrained(model, str(directory), is_trainable=False).eval()
-    recorded = read_manifest(directory).get("adapter_hash")
-    if recorded and adapter_hash(loaded) != recorded:
+    try:
+        loaded = PeftModel.from_pretrained(model, str(directory), is_trainable=False).eval()
+    except Exception as exc:        # a damaged file: safetensors' header, a config peft refuses, ...
+        raise LDEngineError(f"the adapter in {directory} cannot be loaded: {type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:200] if str(exc) else 'damaged'}; train it again or "
+                            "restore it") from None
+    if adapter_hash(loaded) != recorded:
         raise LDEngineError(f"{directory / WEIGHTS} was changed after it was saved (its tensors no longer "
                             f"hash to the manifest's adapter_hash {recorded[:12]}); train it again or restore it")
     return loaded
