@@ -136,6 +136,16 @@ def test_it_escapes_the_wire_marker_itself():
     assert json.loads(json.dumps(to_wire(value)), object_hook=from_wire) == value
 
 
+@pytest.mark.parametrize("reply", [b'{"\\u0000ldengine:pairs": [[[1], 2]]}', b'{"\\u0000ldengine:pairs": [[{"a": 1}, 2]]}',
+                                   b'{"\\u0000ldengine:pairs": 5}'])
+def test_a_crafted_reply_with_unhashable_keys_is_refused(reply):
+    """A hostile worker's reply whose key/value pairs hold a key no dict can have is plain-data
+    refused (it raised TypeError in the parent)."""
+    from ldengine.sandbox.plain import loads
+    with pytest.raises(PlainDataError):
+        loads(reply)
+
+
 @pytest.mark.parametrize("value", [10 ** 300, -(10 ** 300), [1, 10 ** 400], {"k": 10 ** 300}, {10 ** 300: 1}])
 def test_it_denies_ints_longer_than_the_limit(value):
     """It refuses an int of more than max_int_digits digits (300), wherever it sits."""

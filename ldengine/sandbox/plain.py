@@ -210,5 +210,8 @@ def from_wire(obj: dict) -> Any:
         pairs = obj[_PAIRS]
         if type(pairs) is not list or not all(type(p) is list and len(p) == 2 for p in pairs):
             raise PlainDataError("malformed key/value pairs on the wire")
-        return {k: v for k, v in pairs}
+        try:
+            return {k: v for k, v in pairs}
+        except TypeError:           # a key that cannot be one (a list, a dict): a crafted reply
+            raise PlainDataError("a key on the wire that cannot be a dict key") from None
     return obj
