@@ -66,3 +66,14 @@ def test_a_loop_of_its_own_inside_finally_may_break():
             "            if i == 1:\n                break\n            t += i\n    return t\n")
     result = run_function("def f():\n" + body, "f", timeout=5)
     assert result.ok and result.value == 1, result.error
+
+
+def test_a_module_of_thousands_of_defs_is_refused_before_it_is_compiled():
+    """Compiling grows with the square of the defs: 4,000 of them are refused before parsing,
+    in the engine's process, at once; a module under the cap still compiles and runs."""
+    from ldengine.sandbox.compiled import MAX_DEFS
+    many = "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(4000))
+    result = run_function(many, "f1", 1)
+    assert not result.ok and f"more than {MAX_DEFS} definitions" in result.error
+    few = "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(50))
+    assert run_function(few, "f1", 1).value == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import copy
 import hashlib
+import re
 from typing import Any, Callable, Sequence
 
 from RestrictedPython import compile_restricted_exec
@@ -18,6 +19,10 @@ from ldengine.errors import SandboxCompileError, UnknownNameError
 from ldengine.sandbox import policy, runtime
 
 MAX_SOURCE = 1_000_000  # characters
+# Definitions in one module, counted before parsing: RestrictedPython's compile grows with the
+# square of their number (4,000 defs: 31 s of the engine's CPU), so a module is refused first.
+MAX_DEFS = 500
+DEF = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class|lambda)\b|\blambda\b", re.M)
 DEFAULT_IMPORTS = ("math",)
 MODULE, FUNCTION = "module", "function"
 
@@ -166,6 +171,9 @@ def _parse(source: str, filename: str) -> ast.Module:
         raise SandboxCompileError(f"{filename}: source must be str, not {type(source).__name__}")
     if len(source) > MAX_SOURCE:
         raise SandboxCompileError(f"{filename}: source longer than {MAX_SOURCE} characters")
+    defs = sum(1 for _ in DEF.finditer(source))
+    if defs > MAX_DEFS:
+        raise SandboxCompileError(f"{filename}: more than {MAX_DEFS} definitions (def, class, lambda): {defs}")
     try:
         return ast.parse(source, filename)
     except SyntaxError as exc:
