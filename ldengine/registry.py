@@ -122,6 +122,11 @@ class Registry:
         def register(task: str, source: str, filename: str) -> None:
             if not isinstance(source, str):
                 raise PluginError(f"plugin {plugin!r}: module {filename!r} source must be text")
+            taken = next((m for m in self.modules if m.task == task and m.filename == filename), None)
+            if taken is not None:       # a later module of the same path would replace the first one's
+                raise PluginError(f"plugin {plugin!r}: module {filename!r} of {task} is already registered by "
+                                  f"{taken.plugin!r}; a plugin cannot replace another's module (name yours "
+                                  f"after your plugin, e.g. {plugin.split('.')[-1]}/{filename.split('/')[-1]})")
             self.modules.append(ModuleSource(task, source, filename, plugin))
         return register
 

@@ -247,12 +247,48 @@ def test_it_rejects_a_function_without_manual_fields(plugin_dir):
 
 
 def test_it_gives_a_duplicate_name_a_version_suffix(plugin_dir):
-    """It keeps both functions when two plugins register the same name."""
+    """It keeps both functions when two plugins register the same name (in modules of their
+    own paths: the same path is refused, see below)."""
     install_plugin(plugin_dir, "ldtest_dup_a", PLUGIN.format(source=GOOD_FUNCTION))
-    install_plugin(plugin_dir, "ldtest_dup_b", PLUGIN.format(source=GOOD_FUNCTION))
+    install_plugin(plugin_dir, "ldtest_dup_b",
+                   PLUGIN.format(source=GOOD_FUNCTION).replace("testplugin/hold.py", "testplugin_b/hold.py"))
     reg = Registry.load()
     base = FunctionBase.build("pursuit", reg.modules_for("pursuit"))
     assert {"stay_put", "stay_put_v2"} <= set(base.entries)
     assert base.call("stay_put_v2", {"pursuers": [[2, 2]]}).value == [[2, 2]]
     # the second plugin's evader clashes by name: reported on that plugin, not fatal
     assert "already registered" in {p.name: p for p in reg.plugins}["ldtest_dup_b"].error
+
+
+SHADOW_PLUGIN = '''
+from ldengine.hookspecs import hookimpl
+
+
+@hookimpl
+def ldengine_register_functions(register):
+    register("pursuit", "def encircle_evader(obs):\\n    return []\\n", "pursuit/strategy.py")
+'''
+
+
+def test_a_plugin_cannot_replace_another_plugins_module(plugin_dir):
+    """A third-party module registered under the base's path (pursuit/strategy.py) is refused,
+    naming both plugins; the base's module is the one that plays."""
+    from ldengine.registry import Registry
+    install_plugin(plugin_dir, "ldtest_shadow", SHADOW_PLUGIN)
+    reg = Registry.load()
+    strategy = [m for m in reg.modules_for("pursuit") if m.filename == "pursuit/strategy.py"]
+    assert len(strategy) == 1 and strategy[0].plugin == "ldengine_plugins.pursuit"
+    error = {p.name: p for p in reg.plugins}["ldtest_shadow"].error
+    assert "already registered by 'ldengine_plugins.pursuit'" in error and "cannot replace" in error
+
+
+def test_two_plugins_with_one_module_path_keep_the_first(plugin_dir):
+    """The same path from two third-party plugins: the second is refused, naming the first."""
+    from ldengine.registry import Registry
+    install_plugin(plugin_dir, "ldtest_same_a", PLUGIN.format(source=GOOD_FUNCTION))
+    install_plugin(plugin_dir, "ldtest_same_b", PLUGIN.format(source=GOOD_FUNCTION))
+    reg = Registry.load()
+    holders = [m.plugin for m in reg.modules_for("pursuit") if m.filename == "testplugin/hold.py"]
+    assert len(holders) == 1
+    later = "ldtest_same_b" if holders[0] == "ldtest_same_a" else "ldtest_same_a"
+    assert f"already registered by {holders[0]!r}" in {p.name: p for p in reg.plugins}[later].error
