@@ -329,7 +329,8 @@ def test_it_answers_only_requests_bearing_its_api_key(served):
     key or without the Bearer scheme, on every path and before reading a body; it serves
     a request bearing the key."""
     with another_server(served, api_key=KEY) as (keyed, _):
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY},
+                        {"Authorization": f"Bearer  {KEY}"}, {"Authorization": f"Bearer {KEY}  x"}):
             for method, path, body in (("GET", "/models", None), ("POST", "/completions", {"prompt": "a"}),
                                        ("GET", "/nowhere", None)):
                 status, head, answer = keyed.exchange(method, path, body, headers=headers)
@@ -339,6 +340,14 @@ def test_it_answers_only_requests_bearing_its_api_key(served):
         assert keyed.call("GET", "/models", headers=bearer)[0] == 200
         body = {"model": keyed.model, "prompt": "Rules:", "max_tokens": 1}
         assert keyed.call("POST", "/completions", body, headers=bearer)[0] == 200
+
+
+def test_a_body_with_a_5000_digit_integer_is_a_400():
+    """An integer longer than Python converts is bad JSON for the request (it was a 500)."""
+    from ldengine.serving.requests import RequestError, parse_body
+    with pytest.raises(RequestError, match="not valid JSON") as caught:
+        parse_body(b'{"max_tokens": ' + b"9" * 5000 + b"}")
+    assert caught.value.status == 400
 
 
 def test_the_backend_sends_the_key_from_its_environment(served, monkeypatch):

@@ -84,8 +84,9 @@ def _has_body(request: Any) -> bool:
 
 
 def _authorized(header: str | None, api_key: str) -> bool:
+    """``Bearer KEY`` exactly: a key padded with spaces is another key."""
     scheme, _, token = (header or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), api_key.encode())
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), api_key.encode())
 
 
 async def _answer(request: Any, handler: Callable[[dict, ServedModel], dict], model: ServedModel) -> Any:

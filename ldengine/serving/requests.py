@@ -28,8 +28,8 @@ def parse_body(raw: bytes) -> dict:
         raise RequestError(f"the request body is not UTF-8: {exc}") from None
     try:
         body = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise RequestError(f"the request body is not valid JSON: {str(exc)[:200]}") from None
+    except (ValueError, RecursionError) as exc:    # ValueError: JSON's, or an integer of too many digits
+        raise RequestError(f"the request body is not valid JSON: {str(exc).split(';')[0][:200]}") from None
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object")
     _check_text(body)
