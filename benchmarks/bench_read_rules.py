@@ -164,18 +164,17 @@ def main(argv: list[str] | None = None) -> None:
              "| rules | n | exact (top reading, every move) | exact program | exact within the readings | stored "
              "(what --yes stores) | wrong stored | all refused | median s per rule |",
              "|---|---|---|---|---|---|---|---|---|"]
+    from ldengine.retriever import Encoder
+    from ldengine.rulelang import Namer
+    namer = Namer(lambda: Encoder().encode, language)        # one for every set (the encoder loads when first asked)
     misses = []
     for label, items in sets.items():
         if not items:
             continue
         for key in readers:
             reader, symbols, name = READERS[key]
-            namer = None
-            if reader == "encoder":
-                from ldengine.retriever import Encoder
-                from ldengine.rulelang import Namer
-                namer = Namer(lambda: Encoder().encode, language)
-            r = score(student, language, items, lexical_clauses if reader == "lexical" else None, symbols, namer)
+            r = score(student, language, items, lexical_clauses if reader == "lexical" else None, symbols,
+                      namer if reader == "encoder" else None)
             n = r["rules"]
             program = f"{r['exact_program'] / n:.3f}" if items[0][2] is not None else "-"
             lines.append(f"| {label}: {name} | {n} | {r['exact'] / n:.3f} | {program} | {r['within'] / n:.3f} | "

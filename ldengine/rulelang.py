@@ -92,25 +92,23 @@ def clause_grammar(language: RuleLanguage, numbers: Sequence[int], none: bool = 
     are not one clause (several joined, a fragment, the rule's frame) or not known words.
     ``only``: exactly these primitives (those the clause's symbols denote); ``names``: only
     primitives of these names (all, where none of them fits the clause's numbers)."""
-    if names is not None:
-        narrowed = clause_grammar(language, numbers, none, only)
-        kept = [line for line in _prim_lines(language, numbers) if line.split("(")[0].strip('" ') in names]
-        if only is not None or not kept:
-            return narrowed
-        top = '" " (prim | "none")' if none else '" " prim'
-        return f"start: {top}\nprim: " + "\n    | ".join(kept) + "\n"
-    prims = [] if only is not None else _prim_lines(language, numbers)
-    prims += [f'"{program_text(p)}"' for p in only or ()]
+    if only is not None:
+        prims = [f'"{program_text(p)}"' for p in only]
+    else:
+        prims = _prim_lines(language, numbers, names) or _prim_lines(language, numbers)
     # the answer starts with a space, as the reader's training answers do (" column(5)")
     top = '" " (prim | "none")' if none else '" " prim'
     return f"start: {top}\nprim: " + "\n    | ".join(prims) + "\n"
 
 
-def _prim_lines(language: RuleLanguage, numbers: Sequence[int]) -> list[str]:
-    """One grammar alternative per primitive whose parameters the clause's numbers can fill."""
+def _prim_lines(language: RuleLanguage, numbers: Sequence[int], names: Sequence[str] | None = None) -> list[str]:
+    """One grammar alternative per primitive (of ``names``, if given) whose parameters the
+    clause's numbers can fill."""
     prims = []
     stated = sorted(set(numbers))
     for name, params in language.primitives.items():
+        if names is not None and name not in names:
+            continue
         slots = []
         for allowed in params:
             values = stated if allowed is None else sorted(allowed)

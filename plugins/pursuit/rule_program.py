@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from ldengine import notation as nt
 from ldengine.errors import LDEngineError
+from ldengine.rulelang import numbers_in
 from ldengine_plugins.pursuit import rule_shapes as rs
 from ldengine_plugins.pursuit.emergencies import PursuitEmergency
 
@@ -291,30 +292,33 @@ def notation(clause: str) -> tuple[Program, ...]:
     none does, the negations of those it leaves out exactly (``Not(length(2))`` for
     "|x - px| + |y - py| <= 1"); empty when the clause has no such condition."""
     found: list[Program] = []
-    domain = rs.move_domain()
-    for text, tree in nt.segments(clause, NOTATION_NAMES):
-        try:
-            held = _as_mask(nt.evaluate(tree, _notation_values()))
-        except (nt.NotationError, ValueError, TypeError, OverflowError):
-            continue
-        if held in (0, domain.full):
-            continue
-        same, opposite = [], []
-        for program in _candidates(re_numbers(text)):
-            try:
-                own = rs.primitive_mask(region(program), domain)
-            except (LDEngineError, ValueError):
-                continue
-            if own == held:
-                same.append(program)
-            elif own == domain.full & ~held:
-                opposite.append(("Not", program))
-        found += [p for p in same or opposite if p not in found]
+    for text, _ in nt.segments(clause, NOTATION_NAMES):
+        found += [p for p in _denoted(text) if p not in found]
     return tuple(found)
 
 
-def re_numbers(text: str) -> list[int]:
-    return [int(n) for n in re.findall(r"(?<![\w.])-?\d+", text)]
+@lru_cache(maxsize=1024)
+def _denoted(segment: str) -> tuple[Program, ...]:
+    """What one condition in symbols denotes (``notation``), by its text: the same condition
+    recurs in many candidate clauses of one rule."""
+    domain = rs.move_domain()
+    try:
+        held = _as_mask(nt.evaluate(nt.parse(segment, NOTATION_NAMES), _notation_values()))
+    except (nt.NotationError, ValueError, TypeError, OverflowError):
+        return ()
+    if held in (0, domain.full):
+        return ()
+    same, opposite = [], []
+    for program in _candidates(numbers_in(segment)):
+        try:
+            own = rs.primitive_mask(region(program), domain)
+        except (LDEngineError, ValueError):
+            continue
+        if own == held:
+            same.append(program)
+        elif own == domain.full & ~held:
+            opposite.append(("Not", program))
+    return tuple(same or opposite)
 
 
 class PursuitRules:
