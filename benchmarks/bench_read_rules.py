@@ -1,14 +1,17 @@
 """Rules in words read into the rule language: how often the reading is exact.
 
     .venv/bin/python benchmarks/bench_read_rules.py [--heldout 200] [--unseen 200] [--kind-seeds 10]
-        [--seed 1] [--adapter DIR] [--readers student,lexical] [--write]
+        [--seed 1] [--adapter DIR] [--readers student,lexical] [--rules FILE] [--write]
 
 Three sets, none of them in the reading adapter's training data:
 - rules of held-out shapes (``rule_shapes.split_of``) in held-out wordings (frames,
   combinators and primitives worded as no training rule is), drawn with ``--seed``;
 - rules of training shapes in training words that the training draw never made (by condition);
 - the four evaluated kinds (restricted-area, no-stop-row, wall, short-reach) in their own
-  words, on parameter seeds 1 to ``--kind-seeds``.
+  words, on parameter seeds 1 to ``--kind-seeds``;
+- with ``--rules FILE``, rules with their programs written by someone who saw neither the
+  training words nor the held-out ones (``benchmarks/referee_rules.json``: 60 rules written by a
+  separate session from the language's manual alone).
 
 Per rule, ``ldengine rules read`` is run as a user runs it (the words split every way the
 language's frames and connectives allow, a clause whose symbols denote primitives exactly read
@@ -22,6 +25,7 @@ stored, not exact.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -121,6 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kind-seeds", type=int, default=10, help="parameter seeds of each evaluated kind")
     parser.add_argument("--seed", type=int, default=1, help="the draw of the held-out rules")
     parser.add_argument("--adapter", help="reading adapter (default: the promoted one)")
+    parser.add_argument("--rules", help="a JSON list of {text, program} written independently of the training "
+                                        "words (e.g. benchmarks/referee_rules.json): read as one more set")
     parser.add_argument("--readers", default="student,lexical",
                         help="comma-separated, of: " + ", ".join(READERS) + " (-symbols: conditions in symbols "
                              "read by the reader like any words, not by the language's notation)")
@@ -148,6 +154,12 @@ def main(argv: list[str] | None = None) -> None:
     unseen = [r for r in rs.draw_rules(args.unseen * 3, args.seed + 100, "train") if r.cond not in seen][:args.unseen]
     sets["unseen rules of training shapes"] = [(r.text, rs.region_mask(r.region, domain), rp.program_of(r.region))
                                                for r in unseen]
+    if args.rules:
+        from ldengine.rulelang import parse_program
+        given = json.loads(Path(args.rules).read_text())
+        programs = [parse_program(r["program"]) for r in given]
+        sets[f"{Path(args.rules).stem} (independent words)"] = [(r["text"], rp.mask(p), p)
+                                                               for r, p in zip(given, programs)]
     kinds = []
     for name in KINDS:
         kind = reg.get("emergencies", name).obj

@@ -36,7 +36,7 @@ from ldengine.errors import LDEngineError
 from ldengine.notation import compares
 
 Program = Any       # (name, *numbers) for a primitive, (combinator, *programs) for a combinator
-NUMBER = re.compile(r"(?<![\w.])-?\d+(?![\w.]\d)")
+NUMBER = re.compile(r"(?:(?<![\w.])|(?<=\.\.))-?\d+(?![\w.]\d)")     # "3..7" states 3 and 7; "1.5" nothing
 MAX_NEW_TOKENS = 32      # one clause's primitive
 
 

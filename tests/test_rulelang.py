@@ -2,6 +2,8 @@
 plugins/pursuit/rule_program.py): programs print and parse back, compile to the rule they
 name, the grammar built for a text admits exactly the programs whose numbers the text
 states, and the student's constrained answers are always programs of the language."""
+import itertools
+
 import pytest
 
 from ldengine import rulelang as rl
@@ -68,7 +70,8 @@ def test_the_clause_grammar_admits_each_clauses_primitive_and_no_other_numbers(t
 def _gold(text, program, wording):
     """Is the rule's own tree among the parses of its words (each clause exactly one primitive's
     words, composed to the rule's denotation)?"""
-    own = rl.own_clauses(LANGUAGE, program, lambda prim: rp.region(prim).words(wording))
+    own = rl.own_clauses(LANGUAGE, program, rp.words if wording == rp.TAUGHT else
+                         (lambda prim: rp.region(prim).words(wording)))
     for forbids, words in rl.regions(LANGUAGE, text):
         for parse in rl.parses(LANGUAGE, words):
             if all(c in own for c in parse.clauses()):
@@ -80,9 +83,11 @@ def _gold(text, program, wording):
 
 
 def test_the_splitter_finds_every_rules_own_tree_among_its_parses():
-    """Frames and connectives split the words of every drawn rule, of both splits and both
-    wordings, so that one parse is the rule's tree; written with parentheses, it is not bare."""
-    for split, wording, seed in (("train", "train", 7), ("eval", "eval", 7), ("train", "eval", 8)):
+    """Frames and connectives split the words of every drawn rule, of both splits and every
+    wording (the teacher's paraphrases the reader is taught too), so that one parse is the rule's
+    tree; written with parentheses, it is not bare."""
+    for split, wording, seed in (("train", "train", 7), ("eval", "eval", 7), ("train", "eval", 8),
+                                 ("train", rp.TAUGHT, 9)):
         for text, program in rp.examples(60, seed, split, wording):
             parse = _gold(text, program, wording)
             assert parse is not None, text
@@ -248,3 +253,20 @@ def test_the_namer_offers_the_primitives_whose_taught_words_are_nearest():
     grammar = rl.clause_grammar(LANGUAGE, [4], False, names=("row", "south_of"))
     assert '"row("' in grammar and '"south_of("' in grammar and "column" not in grammar
     assert "column" in rl.clause_grammar(LANGUAGE, [], False, names=("row",))     # no number: all names
+
+
+def test_every_primitive_has_the_teachers_paraphrases_with_its_own_numbers():
+    """Each primitive is taught in its training words and 11-12 paraphrases; each paraphrase states
+    the primitive's numbers (a parity or a length by its words), and no connective's words."""
+    for name, (_, params) in rp.PRIMITIVES.items():
+        for args in itertools.product(*[(3, 7, 11, 15)[:len(params)] if p is None else p for p in params]):
+            program = (name, *args)
+            try:
+                taught = rp.words(program)
+            except rp.ProgramError:
+                continue
+            assert len(taught) >= len(rp.region(program).train_words) + 11, program
+            for words in taught[2:]:
+                stated = set(rl.numbers_in(words))
+                assert set(a for a in args if not name.endswith("_mod") and name != "length") <= stated, (program, words)
+                assert not any(f" {w} " in f" {words} " for w in ("unless", "except", "but", "either")), words

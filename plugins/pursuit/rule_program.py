@@ -27,11 +27,13 @@ from ldengine.errors import LDEngineError
 from ldengine.rulelang import numbers_in
 from ldengine_plugins.pursuit import rule_shapes as rs
 from ldengine_plugins.pursuit.emergencies import PursuitEmergency
+from ldengine_plugins.pursuit.paraphrases import PARAPHRASES
 
 TASK = "pursuit"
 COMBINATORS = {"And": "and", "Or": "or", "Except": "except", "Not": "not"}     # program name -> rule_shapes op
 OPS = {op: name for name, op in COMBINATORS.items()}
 FROM_TEXT = None                 # a parameter whose number the rule's text states
+TAUGHT = "taught"                # the reader's training words: each primitive's and the teacher's paraphrases
 
 # Program name -> (builder, what each parameter may be: FROM_TEXT or the only values it can take).
 PRIMITIVES: dict[str, tuple[Callable[..., rs.Primitive], tuple]] = {
@@ -176,20 +178,29 @@ def kind(program: Program, text: str) -> PursuitEmergency:
 
 def examples(n: int, seed: int = 0, split: str = rs.TRAIN, wording: str | None = None) -> list[tuple[str, Program]]:
     """``n`` (rule text, program) pairs of ``rule_shapes``' drawn rules: shapes of ``split``,
-    words of ``wording`` (default: the split's)."""
-    return [(rule.text, program_of(rule.region)) for rule in rs.draw_rules(n, seed, split, wording)]
+    words of ``wording`` (default: the split's; ``TAUGHT``: the rules of training words, each
+    clause said again in one of ``words(primitive)``, frames and connectives kept)."""
+    if wording != TAUGHT:
+        return [(rule.text, program_of(rule.region)) for rule in rs.draw_rules(n, seed, split, wording)]
+    rng = random.Random(f"rule-program-taught:{seed}")
+    return [(rng.choice(rs.FRAMES[rs.TRAIN]).format(r=rs.render(rule.region, rng, rs.TRAIN, _taught_words)),
+             program_of(rule.region)) for rule in rs.draw_rules(n, seed, split, rs.TRAIN)]
+
+
+def _taught_words(prim: rs.Primitive) -> tuple[str, ...]:
+    return words(prim.call)
 
 
 def clause_examples(n: int, seed: int = 0) -> list[tuple[str, Program]]:
-    """``n`` single-primitive rules in training words, every primitive type in turn: the
-    clause-level data (one clause, one program)."""
+    """``n`` single-primitive rules in taught words (``words``), every primitive type in turn:
+    the clause-level data (one clause, one program)."""
     rng = random.Random(f"rule-program-clauses:{seed}")
     pairs = []
     types = list(rs.PRIMITIVE_TYPES)
     while len(pairs) < n:
         prim = rs.PRIMITIVES[types[len(pairs) % len(types)]](rng, rs.SIZE)
         if rs.region_mask(prim, rs.move_domain()) is not None:
-            pairs.append((rng.choice(rs.FRAMES[rs.TRAIN]).format(r=rng.choice(prim.train_words)), prim.call))
+            pairs.append((rng.choice(rs.FRAMES[rs.TRAIN]).format(r=rng.choice(words(prim.call))), prim.call))
     return pairs
 
 
@@ -201,11 +212,35 @@ def manual() -> str:
 
 
 def words(program: Program) -> tuple[str, ...]:
-    """A primitive's training wordings (what the reader is taught to read as it)."""
+    """A primitive's taught wordings (what the reader is taught to read as it): its training
+    wordings, then the teacher's paraphrases (``paraphrases.PARAPHRASES``) with its numbers."""
     reg = region(program)
     if not isinstance(reg, rs.Primitive):
         raise ProgramError(f"not a primitive: {program!r}")
-    return reg.train_words
+    key, numbers = _paraphrase_key(program)
+    return reg.train_words + tuple(t.format(**numbers) for t in PARAPHRASES.get(key, ()))
+
+
+# The names of each primitive's numbers in the paraphrases' templates.
+_PLACES = {"cell": "ab", "column": "a", "row": "b", "diagonal": "c", "anti_diagonal": "c", "west_of": "a",
+           "east_of": "a", "south_of": "b", "north_of": "b", "distance": "abd",
+           **{name: ("x0", "x1", "y0", "y1") for name in ("rectangle", "border", "start")},
+           "wall_x": ("x", "y0", "y1"), "wall_y": ("y", "x0", "x1")}
+
+
+def _paraphrase_key(program: Program) -> tuple[str, dict[str, int]]:
+    """The paraphrases' key of a primitive (parity and remainders, and lengths, by case) and
+    its numbers by placeholder."""
+    name, args = program[0], program[1:]
+    if name.endswith("_mod"):
+        k, r = args
+        return f"{name}/{('even', 'odd')[r] if k == 2 else k}", {"k": k, "r": r}
+    if name == "length":
+        return f"length/{args[0]}", {}
+    numbers = dict(zip(_PLACES.get(name, ()), args))
+    if name.startswith("wall_"):
+        numbers["next"] = args[0] + 1
+    return name, numbers
 
 
 # How rules are said: the sentence around the forbidden (or, for "needs", the allowed) region.
@@ -360,7 +395,9 @@ class PursuitRules:
 
     def examples(self, n: int, seed: int = 0, split: str = rs.TRAIN,
                  wording: str | None = None) -> list[tuple[str, Program]]:
-        return examples(n, seed, split, wording)
+        """Rules of ``split``'s shapes; in words of ``wording``, by default the taught words for the
+        training split (what the reader is trained on), the split's own words otherwise."""
+        return examples(n, seed, split, wording or (TAUGHT if split == rs.TRAIN else None))
 
     def words(self, program: Program) -> tuple[str, ...]:
         return words(program)

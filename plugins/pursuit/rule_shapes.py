@@ -392,12 +392,14 @@ def predicate(region: Region) -> Test:
     return lambda x, y, px, py: tests[0](x, y, px, py) and not tests[1](x, y, px, py)
 
 
-def render(region: Region, rng: random.Random, wording: str = TRAIN) -> str:
-    """The region in English, a wording drawn per clause from the ``wording`` set; a compound
-    part of a combinator is put in parentheses, so the grouping is never ambiguous."""
+def render(region: Region, rng: random.Random, wording: str = TRAIN,
+           words: Callable[[Primitive], tuple[str, ...]] | None = None) -> str:
+    """The region in English, a wording drawn per clause from the ``wording`` set (or from
+    ``words(primitive)``, connectives still of ``wording``); a compound part of a combinator is
+    put in parentheses, so the grouping is never ambiguous."""
     if isinstance(region, Primitive):
-        return rng.choice(region.words(wording))
-    parts = [render(p, rng, wording) for p in region.parts]
+        return rng.choice(words(region) if words else region.words(wording))
+    parts = [render(p, rng, wording, words) for p in region.parts]
     parts = [f"({text})" if isinstance(p, Combined) else text for p, text in zip(region.parts, parts)]
     template = rng.choice(COMBINATOR_WORDS[region.op][wording])
     return template.format(a=parts[0], b=parts[-1])
