@@ -26,9 +26,9 @@ from benchmarks.common import machine_line, publish  # noqa: E402
 
 def adapters_for(task: str, base) -> list[Path]:
     """Committed selection adapters trained on this base: the task's own, then shared ones."""
-    from ldengine.adapters import SHARED_ADAPTER_DIR, adapter_method, default_adapter_dir, trained_on
+    from ldengine.adapters import adapter_method, adapter_roots, trained_on
     out = []
-    for root in (default_adapter_dir(task), SHARED_ADAPTER_DIR):
+    for root in adapter_roots(task):
         for manifest in sorted(root.glob("*/manifest.json")) if root.is_dir() else []:
             data = json.loads(manifest.read_text(encoding="utf-8"))
             if trained_on(data, task, base) and adapter_method(data) == "ld":

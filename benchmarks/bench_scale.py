@@ -237,7 +237,7 @@ def pick_adapter(task: str, base, given: str | None) -> tuple[Path, str]:
     changed since training) the newest committed selection adapter that names the task."""
     import json
 
-    from ldengine.adapters import SHARED_ADAPTER_DIR, adapter_method, default_adapter_dir, find_adapter
+    from ldengine.adapters import adapter_method, adapter_roots, find_adapter
     from ldengine.errors import LDEngineError
     if given:
         return Path(given), "given"
@@ -246,7 +246,7 @@ def pick_adapter(task: str, base, given: str | None) -> tuple[Path, str]:
     except LDEngineError:
         pass
     found = []
-    for root in (default_adapter_dir(task), SHARED_ADAPTER_DIR):
+    for root in adapter_roots(task):
         for manifest in sorted(root.glob("*/manifest.json")) if root.is_dir() else []:
             data = json.loads(manifest.read_text(encoding="utf-8"))
             tasks = data.get("tasks") or [data.get("task")]

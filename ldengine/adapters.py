@@ -8,20 +8,40 @@ from typing import Any
 from ldengine.cache import read_json
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
+from ldengine.signing import signed
 from ldengine.taskkit import function_base_root
+from ldengine.userdata import data_root
 
-ADAPTER_ROOT = function_base_root()
-SHARED_ADAPTER_DIR = ADAPTER_ROOT / "adapters"     # adapters trained on several tasks' manuals
+PACKAGE_ROOT = function_base_root()
+PACKAGED_SHARED_DIR = PACKAGE_ROOT / "adapters"     # shipped adapters trained on several tasks' manuals
 
 
 def default_adapter_dir(task: str) -> Path:
-    return ADAPTER_ROOT / task / "adapters"
+    """Where ``finetune`` saves a task's adapters: the user's data folder, never the package."""
+    return data_root() / task / "adapters"
+
+
+def shared_adapter_dir() -> Path:
+    """Where ``finetune`` saves adapters trained on several tasks' manuals."""
+    return data_root() / "adapters"
+
+
+def packaged_adapter_dir(task: str) -> Path:
+    """The adapters that ship with the package for ``task``."""
+    return PACKAGE_ROOT / task / "adapters"
 
 
 def adapter_roots(task: str) -> list[Path]:
-    """Where ``find_adapter`` looks for ``task``'s default adapters: the task's folder, then the
-    adapters trained on several tasks' manuals."""
-    return [default_adapter_dir(task), SHARED_ADAPTER_DIR]
+    """Where ``find_adapter`` looks for ``task``'s default adapters: the user's (the task's, then
+    the several tasks'), then those that ship with the package."""
+    return [default_adapter_dir(task), shared_adapter_dir(), packaged_adapter_dir(task), PACKAGED_SHARED_DIR]
+
+
+def _packaged(folder: Path) -> bool:
+    try:
+        return folder.resolve().is_relative_to(PACKAGE_ROOT.resolve())
+    except OSError:
+        return False
 
 
 def find_adapter(task: str, base: FunctionBase, root: Any = None, method: str = "ld") -> Any:
@@ -31,11 +51,18 @@ def find_adapter(task: str, base: FunctionBase, root: Any = None, method: str = 
     is still in the base unchanged (new functions, e.g. a plugin's, compete through their
     manual); an older manifest without that list needs the exact base hash. A new adapter
     is promoted only by ``ldengine finetune --promote`` (its manifest says ``promoted``);
-    the committed ones, older than that field, are."""
+    the committed ones, older than that field, are. One in the user's data folder must be
+    signed with this machine's key (``ldengine.signing``); those that ship with the package are
+    vouched for by it."""
     roots = [Path(root)] if root else adapter_roots(task)
     found, misfits = [], []
     for folder, data in _manifests(roots):
         if adapter_method(data) != method or data.get("promoted") is False:
+            continue
+        if not root and not _packaged(folder) and not signed(data):
+            # a folder the user's data holds but this machine did not sign: never made the default silently
+            misfits.append(f"{folder} is not signed with this machine's key (not trained here, or its manifest "
+                           "was changed); use it with --adapter DIR if you trust it")
             continue
         why = adapter_misfit(data, task, base)
         # KD and write adapters learnt answers in text (moves; functions for new rules), not the

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from ldengine import generated as gen, outputs
-from ldengine.adapters import SHARED_ADAPTER_DIR, default_adapter_dir, find_adapter
+from ldengine.adapters import default_adapter_dir, find_adapter, shared_adapter_dir
 from ldengine.agents import AgentContext
 from ldengine.cache import cache_parts, cache_root, clean_cache
 from ldengine.conditions import PROPOSERS, Readings
@@ -665,7 +665,7 @@ def _check_adapter_out(cfg) -> None:
     """Before training: --promote only where the default adapter is looked for, and the
     adapter's folder (--out, else the default place) writable."""
     check_promotable(cfg)
-    default = SHARED_ADAPTER_DIR if len(cfg.tasks) > 1 else default_adapter_dir(cfg.task)
+    default = shared_adapter_dir() if len(cfg.tasks) > 1 else default_adapter_dir(cfg.task)
     _check_outputs({}, folders={"--out": cfg.out} if cfg.out else {"adapter folder": default})
 
 
@@ -925,7 +925,9 @@ def generated_show(name, task, as_json):
         click.echo(json.dumps({**record, "provenance": item.provenance}, indent=2))
         return
     click.echo(f"{item.what} {item.name} ({item.task}): {item.summary()}")
-    click.echo("status: ok, every file has the sha256 its provenance records" if item.problem is None
+    vouched = ("it ships with the package" if gen.shipped(item.path)
+               else "its provenance is signed with this machine's key")
+    click.echo(f"status: ok, every file has the sha256 its provenance records and {vouched}" if item.problem is None
                else f"status: CHANGED: {item.problem}")
     for entry in record["files"]:
         click.echo(f"  {entry['file']:<24} sha256 {entry['sha256']}")

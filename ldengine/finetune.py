@@ -19,7 +19,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ldengine.adapters import SHARED_ADAPTER_DIR, adapter_roots, default_adapter_dir
+from ldengine.adapters import adapter_roots, default_adapter_dir, shared_adapter_dir
 from ldengine.cache import cache_root, read_json
 from ldengine.emergency.rule import kinds_of
 from ldengine.emergency.teach import emergency_selection_examples, pass_rates, rule_languages, writing_data
@@ -304,7 +304,7 @@ def finetune(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log
         out = Path(cfg.out) if cfg.out else default_adapter_dir(d.task) / _version_name(student, d.base, cfg)
     else:
         manifest = _joint_manifest(registry, cfg, student, data, train, before, after, metrics, seconds)
-        out = Path(cfg.out) if cfg.out else SHARED_ADAPTER_DIR / (
+        out = Path(cfg.out) if cfg.out else shared_adapter_dir() / (
             f"{student.name}-{'+'.join(cfg.tasks)}-lib{manifest['library_hash'][:8]}-s{cfg.steps}")
     if continued is not None:
         manifest["continuation"] = continued
@@ -739,7 +739,7 @@ def finetune_write(registry: Registry, cfg: FinetuneConfig, attempts: int = 8, p
 
 
 READ_TRAIN_RULES = 1200         # generated rules of the training shapes, in training words
-READ_CLAUSES = 300              # single-primitive rules: every primitive in its own words
+READ_CLAUSES = 1000             # single-primitive rules: every primitive in its taught words
 
 
 def finetune_read(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log=print) -> dict:

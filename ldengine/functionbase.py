@@ -13,7 +13,8 @@ segfault, a memory bomb or a C-level computation. The base's hash covers every f
 and indexes can say exactly which base produced them.
 
 A base can also come from a stored *version* (``ldengine distill`` writes them):
-``function_base/TASK/versions/VERSION/`` holds its module(s) and ``provenance.json``;
+``<data_root>/TASK/versions/VERSION/`` (the user's data folder, ``ldengine.userdata``) holds
+its module(s) and ``provenance.json``;
 ``base_for(registry, task, version)`` builds it instead of the plugins' modules.
 ``$LDENGINE_FUNCTION_BASE_DIR`` moves the store (tests use a temporary folder).
 A version is tamper-evident: its provenance records the sha256 of every module
@@ -36,7 +37,7 @@ from ldengine.manual import Fact, ManualEntry, entries_from_source, facts_from_s
 from ldengine.plugins import DEFAULT_PLUGINS
 from ldengine.registry import ModuleSource
 from ldengine.sandbox import CompiledModule, IsolatedSandbox, Sandbox, SandboxResult, compile_module
-from ldengine.taskkit import function_base_root
+from ldengine.userdata import data_root
 
 SANDBOX_ENV = "LDENGINE_SANDBOX"
 ISOLATED, INPROCESS = "isolated", "inprocess"
@@ -233,15 +234,15 @@ def _unique(name: str, taken: dict) -> str:
 
 # ---- stored versions (written by ``ldengine distill``) ---------------------------------------
 
-FUNCTION_BASE_ROOT = function_base_root()
 PROVENANCE = "provenance.json"
 _VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def versions_dir(task: str) -> Path:
-    """``$LDENGINE_FUNCTION_BASE_DIR/TASK/versions`` or ``function_base/TASK/versions``."""
+    """``$LDENGINE_FUNCTION_BASE_DIR/TASK/versions``, else ``<data_root>/TASK/versions`` (the
+    user's data folder: a run never writes into the package)."""
     root = os.environ.get("LDENGINE_FUNCTION_BASE_DIR")
-    return (Path(root) if root else FUNCTION_BASE_ROOT) / task / "versions"
+    return (Path(root) if root else data_root()) / task / "versions"
 
 
 def version_names(task: str) -> list[str]:

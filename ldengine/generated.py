@@ -20,7 +20,7 @@ from typing import Any
 
 from ldengine.distill.check import check_module
 from ldengine.emergency.rule import Instance, stored_rule
-from ldengine.emergency.store import check_stored, function_text, read_stored_provenance, store_dir
+from ldengine.emergency.store import check_stored, function_text, read_stored_provenance, shipped, stored_modules
 from ldengine.emergency.verify import game_inputs, verify as verify_function
 from ldengine.errors import LDEngineError, UnknownNameError
 from ldengine.functionbase import (PROVENANCE, FunctionBase, StoredCodeChanged, base_for, check_version_files,
@@ -52,7 +52,8 @@ class Stored:
         p = self.provenance
         if self.what == EMERGENCY:
             return (f"{p.get('function', '?')} for {p.get('kind', '?')} {_short_json(p.get('params'))}, "
-                    f"attempt {p.get('accepted_attempt', '?')}, model {p.get('model', '?')}")
+                    f"attempt {p.get('accepted_attempt', '?')}, model {p.get('model', '?')}"
+                    + (", ships with the package" if shipped(self.path) else ""))
         teacher = p.get("teacher", {})
         return (f"{len(p.get('functions', []))} functions, {p.get('rounds', '?')} round(s), teacher "
                 f"{teacher.get('model', '?')}, created {p.get('created', '?')}")
@@ -106,11 +107,8 @@ def find_function(registry: Any, name: str, task: str | None = None) -> tuple[St
 
 
 def _emergencies(task: str) -> list[Stored]:
-    folder = store_dir(task)
     out = []
-    for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
-        if not path.with_suffix(".json").is_file():
-            continue
+    for path in stored_modules(task):
         item = Stored(EMERGENCY, path.stem, task, path)
         try:
             item.provenance = read_stored_provenance(path)
@@ -203,6 +201,9 @@ def remove(item: Stored) -> list[Path]:
     """Delete the item's files (an emergency's module and provenance; a version's folder)."""
     files = item.files
     if item.what == EMERGENCY:
+        if shipped(item.path):
+            raise LDEngineError(f"{item.path.name} ships with the package ({item.path.parent}); it is not the "
+                                "user's to remove (a function stored for the same rule replaces it)")
         for path in files:
             path.unlink(missing_ok=True)
     else:

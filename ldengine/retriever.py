@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ldengine.cache import LRU, Memoised, cache_root, cached_sha256, read_json, sha256_file, temp_beside, write_atomic
+from ldengine.signing import sign, signed
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.models.loading import quiet_loading
@@ -384,17 +385,19 @@ def _build_index(path: Path, names: list[str], owners: list[int], texts: list[st
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    meta = {"format": INDEX_FORMAT, "names": names, "owners": owners, "passages_sha256": texts_hash,
-            "dim": encoder.dim, "index_sha256": digest, "encoder": str(encoder.path)}
+    meta = sign({"format": INDEX_FORMAT, "names": names, "owners": owners, "passages_sha256": texts_hash,
+                 "dim": encoder.dim, "index_sha256": digest, "encoder": str(encoder.path)})
     write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1).encode())
     return index, digest
 
 
 def _load_index(path: Path, names: list[str], owners: list[int], texts_hash: str,
                 dim: int) -> tuple[Any, str] | None:
-    """The stored index and its hash, or None when absent, stale or damaged (the caller rebuilds)."""
+    """The stored index and its hash, or None when absent, stale, damaged, or not signed with
+    this machine's key (the caller rebuilds): only an index this engine built and signed reaches
+    hnswlib's C++ loader, so a crafted header with its hash recomputed never does."""
     meta = read_json(path.with_suffix(".json"))
-    if not isinstance(meta, dict) or not path.is_file():
+    if not isinstance(meta, dict) or not path.is_file() or not signed(meta):
         return None
     expected = {"format": INDEX_FORMAT, "names": names, "owners": owners,
                 "passages_sha256": texts_hash, "dim": dim}

@@ -16,6 +16,8 @@ settings.load_profile("ldengine")
 os.environ["LDENGINE_EMERGENCY_DIR"] = tempfile.mkdtemp(prefix="ldengine-emergencies-")
 # ... and distilled function-base versions too.
 os.environ["LDENGINE_FUNCTION_BASE_DIR"] = tempfile.mkdtemp(prefix="ldengine-versions-")
+# ... and the user's data (adapters trained in tests, the signing key): never the tester's own.
+os.environ["LDENGINE_DATA"] = tempfile.mkdtemp(prefix="ldengine-data-")
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:

@@ -113,3 +113,23 @@ def test_an_adapter_that_cannot_be_checked_is_refused_in_one_line(committed, tmp
         load_student(adapter=folder)
     result = CliRunner().invoke(cli, ["run", "pursuit", "--games", "1", "--adapter", str(folder)])
     assert result.exit_code != 0 and said in result.output and "Traceback" not in result.output, result.output[-400:]
+
+
+def test_an_adapter_in_the_users_folder_is_the_default_only_when_signed_here(committed, pursuit_base, changed_base,
+                                                                               tmp_path, monkeypatch):
+    """finetune saves in the user's data folder, and signs the manifest; one dropped there that
+    this machine did not sign (or whose manifest was changed) is passed over for the shipped one,
+    and the refusal names it."""
+    from ldengine.adapters import default_adapter_dir
+    from ldengine.signing import sign
+    monkeypatch.setenv("LDENGINE_DATA", str(tmp_path / "data"))
+    assert default_adapter_dir("pursuit") == tmp_path / "data" / "pursuit" / "adapters"
+    dropped = copy_adapter(committed, default_adapter_dir("pursuit") / "dropped",
+                           created="2999-01-01T00:00:00Z", promoted=True)
+    assert find_adapter("pursuit", pursuit_base) == committed
+    manifest = json.loads((dropped / "manifest.json").read_text())
+    (dropped / "manifest.json").write_text(json.dumps(sign(manifest)))
+    assert find_adapter("pursuit", pursuit_base) == dropped
+    (dropped / "manifest.json").write_text(json.dumps({**sign(manifest), "heldout_accuracy": 1.0, "steps": 1}))
+    with pytest.raises(LDEngineError, match="dropped is not signed with this machine's key"):
+        find_adapter("pursuit", changed_base)

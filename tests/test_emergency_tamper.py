@@ -16,6 +16,7 @@ from ldengine.emergency.rule import under_emergency
 from ldengine.emergency.store import load_stored, save
 from ldengine.emergency.write import Written
 from ldengine.functionbase import FunctionBase, StoredCodeChanged, file_sha256, text_sha256
+from ldengine.signing import sign
 from ldengine_plugins.pursuit.emergencies import KINDS
 
 KIND = next(k for k in KINDS if k.name == "restricted-area")
@@ -107,14 +108,15 @@ def test_generated_marks_a_changed_function_and_verify_fails_in_one_line(store):
     listed = invoke("generated", "list")
     assert listed.exit_code == 0 and "CHANGED" in listed.output
     verified = invoke("generated", "verify")
-    assert one_line_naming(verified, store) and "1 of 1 failed" in verified.output
+    assert one_line_naming(verified, store) and "failed: restricted-area-" in verified.output
 
 
 def test_generated_verify_fails_a_function_that_no_longer_passes(store):
-    """Its hashes hold (provenance rewritten too) but the function ignores the rule: verify says so."""
+    """Its hashes and signature hold (provenance rewritten and signed again, as only someone with this
+    machine's key can) but the function ignores the rule: verify says so."""
     store.write_text(store.read_text().replace("return out", "return dict(obs)"))
     provenance = json.loads(store.with_suffix(".json").read_text())
-    store.with_suffix(".json").write_text(json.dumps({**provenance, "module_sha256": file_sha256(store)}))
+    store.with_suffix(".json").write_text(json.dumps(sign({**provenance, "module_sha256": file_sha256(store)})))
     verified = invoke("generated", "verify", store.stem)
     assert verified.exit_code == 1 and "keeps cells the rule forbids" in verified.output
 
@@ -124,5 +126,41 @@ def test_generated_remove_deletes_the_function_and_its_provenance(store):
     assert refused.exit_code == 1 and store.is_file()
     removed = invoke("generated", "remove", store.stem, "--yes")
     assert removed.exit_code == 0 and not store.exists() and not store.with_suffix(".json").exists()
-    unknown = invoke("generated", "show", store.stem)
+    unknown = invoke("generated", "show", store.stem + "-none")
     assert unknown.exit_code == 1 and "no stored generated code" in unknown.output
+    shipped = invoke("generated", "list", "--task", "pursuit")     # the package's own function of that name is left
+    assert store.stem in shipped.output and "ships with the package" in shipped.output
+
+
+def test_a_function_rewritten_with_its_hash_recomputed_is_refused_as_unsigned(store):
+    """The attack of issue 34: the rule weakened and the provenance's module_sha256 rewritten to
+    match. The hash agrees; the signature (this machine's key) does not, and it is refused."""
+    text = store.read_text().replace("x <= ", "x <  ", 1)
+    store.write_text(text)
+    meta = store.with_suffix(".json")
+    provenance = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**provenance, "module_sha256": text_sha256(text)}))
+    with pytest.raises(StoredCodeChanged, match="not signed with this machine's key"):
+        load_stored(KIND, PARAMS)
+    result = invoke("generated", "show", store.stem, "--task", "pursuit")
+    assert result.exit_code == 0 and "status: CHANGED:" in result.output and "Traceback" not in result.output
+    assert "not signed with this machine's key" in result.output and str(store.with_suffix(".json")) in result.output
+
+
+def test_functions_are_stored_in_the_users_data_folder_and_the_shipped_ones_still_load(monkeypatch, tmp_path):
+    """Without $LDENGINE_EMERGENCY_DIR a run stores under the data folder, never the package; the
+    functions that ship with the package are found there, and cannot be removed."""
+    from ldengine.emergency.store import module_path, save, shipped_dir, store_dir
+    monkeypatch.delenv("LDENGINE_EMERGENCY_DIR", raising=False)
+    monkeypatch.setenv("LDENGINE_DATA", str(tmp_path / "data"))
+    assert store_dir("pursuit") == tmp_path / "data" / "pursuit" / "emergencies"
+    assert module_path(KIND, PARAMS).parent == shipped_dir("pursuit")       # the shipped seed-0 function
+    assert load_stored(KIND, PARAMS).check.passed
+    result = invoke("generated", "remove", module_path(KIND, PARAMS).stem, "--task", "pursuit", "--yes")
+    assert result.exit_code == 1 and "ships with the package" in result.output
+    written = Written(KIND.name, PARAMS, NAME, [], KIND.reference(PARAMS),
+                      {"task": "pursuit", "kind": KIND.name, "params": PARAMS, "function": NAME})
+    path = save(written)
+    assert path.parent == store_dir("pursuit") and module_path(KIND, PARAMS) == path
+    with pytest.raises(Exception, match="package's own folder"):
+        save(written, shipped_dir("pursuit"))

@@ -22,7 +22,7 @@ def test_the_committed_adapters_record_their_figures(registry, pursuit_base):
     model, base, facts and data with its held-out figures. The joint adapter of both tasks' manuals
     (trained on the facts' earlier words) stays; twentyone plays with it continued on twentyone alone
     (README, 21 Points: the joint one missed a soft-hand decide state), which its manifest records."""
-    from ldengine.adapters import SHARED_ADAPTER_DIR
+    from ldengine.adapters import PACKAGED_SHARED_DIR
     from ldengine.functionbase import FunctionBase
     twentyone = FunctionBase.build("twentyone", registry.modules_for("twentyone"))
     adapter = find_adapter("pursuit", pursuit_base)
@@ -35,7 +35,7 @@ def test_the_committed_adapters_record_their_figures(registry, pursuit_base):
     # the 16-step continuation after pin_against_edge changed: 0.982 under the held-out emergencies
     # (1.000 before those steps; README, "Logic Distillation"), 1.000 at their new stage
     assert manifest["heldout_emergency_accuracy"] >= 0.98 and manifest["heldout_emergency_stage_accuracy"] == 1.0
-    (joint,) = sorted(SHARED_ADAPTER_DIR.glob("*/manifest.json"))
+    (joint,) = sorted(PACKAGED_SHARED_DIR.glob("*/manifest.json"))
     own_manifest = json.loads((find_adapter("twentyone", twentyone) / "manifest.json").read_text())
     assert own_manifest["continued_from"] == joint.parent.name
     assert own_manifest["heldout_accuracy"] == 1.0 and own_manifest["heldout_shuffled_accuracy"] == 1.0

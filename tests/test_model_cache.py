@@ -12,6 +12,7 @@ from safetensors.numpy import save_file
 from ldengine.cli import cli
 from ldengine.models import loading
 from ldengine.models.loading import MARKER, converted_gguf, damage
+from ldengine.signing import sign
 
 
 def write_converted(folder, record=True):
@@ -23,7 +24,7 @@ def write_converted(folder, record=True):
     (folder / "config.json").write_text('{"model_type": "llama"}')
     marker = {"source": "model.gguf", "sha256": "0" * 64}
     if record:
-        marker["files"] = loading._file_record(folder, loading.sha256_file)
+        marker = sign({**marker, "files": loading._file_record(folder, loading.sha256_file)})
     (folder / MARKER).write_text(json.dumps(marker))
     return folder
 
@@ -59,15 +60,27 @@ def test_it_finds_weights_changed_in_place(tmp_path):
     assert damage(folder) == "model.safetensors changed after it was written (sha256)"
 
 
-def test_an_older_conversion_is_checked_by_its_header_then_recorded(tmp_path):
-    """A folder converted before the record existed: whole weights get their record written;
-    truncated ones are found from the safetensors header."""
+def test_an_older_conversion_is_converted_again_saying_why(tmp_path):
+    """A folder converted before the record existed is converted again (its weights could be
+    anyone's); truncated ones are named from the safetensors header."""
     whole = write_converted(tmp_path / "whole", record=False)
-    assert damage(whole) is None
-    assert json.loads((whole / MARKER).read_text())["files"]["model.safetensors"]["size"] > 16000
+    assert damage(whole) == "it was converted before its files' sizes and hashes were recorded"
     cut = write_converted(tmp_path / "cut", record=False)
     os.truncate(cut / "model.safetensors", 5000)
     assert damage(cut).startswith("model.safetensors has 5000 bytes, its header needs")
+
+
+def test_weights_rewritten_with_their_record_but_no_signature_are_converted_again(tmp_path):
+    """Someone who changes the weights and writes their new sizes and hashes into the marker
+    cannot sign it: the folder is not used."""
+    folder = write_converted(tmp_path / "m")
+    save_file({"w": np.ones((64, 64), dtype=np.float32)}, str(folder / "model.safetensors"))
+    marker = json.loads((folder / MARKER).read_text())
+    marker["files"] = loading._file_record(folder, loading.sha256_file)
+    (folder / MARKER).write_text(json.dumps(marker))
+    assert damage(folder).startswith("its marker is not signed with this machine's key")
+    (folder / MARKER).write_text(json.dumps(sign(marker)))
+    assert damage(folder) is None
 
 
 def test_a_damaged_conversion_is_converted_again_with_one_line(tmp_path, monkeypatch, caplog):

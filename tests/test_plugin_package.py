@@ -78,10 +78,10 @@ def test_the_built_in_plugins_and_function_base_install_under_names_of_their_own
              "from importlib.metadata import distribution\n"
              "print(sorted(distribution('ldengine').read_text('top_level.txt').split()))\n"
              "from ldengine.taskkit import function_base_root\n"
-             "from ldengine.adapters import SHARED_ADAPTER_DIR\n"
+             "from ldengine.adapters import PACKAGED_SHARED_DIR\n"
              "import ldengine_plugins.pursuit\n"
              "print(json.dumps({n: importlib.util.find_spec(n) is not None for n in ('plugins', 'function_base')}))\n"
-             "print((function_base_root() / 'pursuit' / 'strategy.py').is_file(), any(SHARED_ADAPTER_DIR.glob('*/manifest.json')))\n")
+             "print((function_base_root() / 'pursuit' / 'strategy.py').is_file(), any(PACKAGED_SHARED_DIR.glob('*/manifest.json')))\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     tops, found, files = out.stdout.splitlines()

@@ -176,3 +176,20 @@ def test_another_tasks_function_picked_by_mistake_fails_the_stage_without_runnin
     assert decision.action is None and len(decision.stages) == 1
     assert stage.chosen.startswith("twentyone:") and stage.cause == "wrong_pick"
     assert stage.result.error_type == "ForeignFunction" and "twentyone" in stage.result.error
+
+
+def test_an_index_not_signed_here_never_reaches_hnswlibs_loader(pursuit_base, encoder, tmp_path):
+    """Issue 34's attack: the index file replaced by a crafted one and its recorded sha256
+    recomputed (hnswlib's loader crashed the process on such a header). The metadata is not
+    signed with this machine's key, so the index is built again, and the queries are answered."""
+    from ldengine.cache import sha256_file
+    from ldengine.signing import signed
+    built = Retriever.for_base(pursuit_base, encoder, cache_dir=tmp_path)
+    meta_path = built.path.with_suffix(".json")
+    assert signed(json.loads(meta_path.read_text()))
+    built.path.write_bytes(b"\xff" * 64 + built.path.read_bytes()[64:])
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "index_sha256": sha256_file(built.path)}))
+    again = Retriever.for_base(pursuit_base, encoder, cache_dir=tmp_path)
+    assert again.index_hash == built.index_hash and signed(json.loads(meta_path.read_text()))
+    assert again.search("keep the legal cells", k=3)

@@ -1,5 +1,8 @@
-"""Verified functions and their provenance under ``function_base/TASK/emergencies`` (or
-``$LDENGINE_EMERGENCY_DIR``): saved atomically, refused when changed, verified again on load."""
+"""Verified functions and their provenance: saved atomically in the user's data folder
+(``<data_root>/TASK/emergencies``, or ``$LDENGINE_EMERGENCY_DIR/TASK``), their provenance signed
+with this machine's key (``ldengine.signing``); refused when changed or unsigned, verified again
+on load. The functions that ship with the package (``function_base/TASK/emergencies``) are read
+too, checked against their recorded hashes; a run never writes there."""
 from __future__ import annotations
 
 import ast
@@ -16,15 +19,35 @@ from ldengine.emergency.write import Written
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import StoredCodeChanged, check_file, text_sha256
 from ldengine.sandbox import IsolatedSandbox
+from ldengine.signing import sign, signed, unsigned_reason
 from ldengine.taskkit import function_base_root
+from ldengine.userdata import data_root
 
 FUNCTION_ROOT = function_base_root()
 
 
 def store_dir(task: str) -> Path:
-    """Where verified functions live: ``$LDENGINE_EMERGENCY_DIR`` or ``function_base/<task>/emergencies``."""
+    """Where verified functions are stored: ``$LDENGINE_EMERGENCY_DIR/<task>``, else
+    ``<data_root>/<task>/emergencies``."""
     root = os.environ.get("LDENGINE_EMERGENCY_DIR")
-    return Path(root) / task if root else FUNCTION_ROOT / task / "emergencies"
+    return Path(root) / task if root else data_root() / task / "emergencies"
+
+
+def shipped_dir(task: str) -> Path:
+    """The functions that ship with the package (read, never written by a run)."""
+    return FUNCTION_ROOT / task / "emergencies"
+
+
+def shipped(path: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(FUNCTION_ROOT.resolve())
+    except OSError:
+        return False
+
+
+def store_dirs(task: str) -> list[Path]:
+    """Where stored functions are looked for: the user's store, then the shipped ones."""
+    return [store_dir(task), shipped_dir(task)]
 
 
 def params_key(params: dict) -> str:
@@ -32,7 +55,12 @@ def params_key(params: dict) -> str:
 
 
 def module_path(kind: EmergencyKind, params: dict, folder: Path | None = None) -> Path:
-    return (folder or store_dir(kind.task)) / f"{kind.name}-{params_key(params)}.py"
+    """The stored module of this instance in ``folder``, else the first of ``store_dirs`` that
+    holds one (the user's store when none does)."""
+    name = f"{kind.name}-{params_key(params)}.py"
+    if folder is not None:
+        return folder / name
+    return next((d / name for d in store_dirs(kind.task) if (d / name).is_file()), store_dir(kind.task) / name)
 
 
 def module_source(written: Written) -> str:
@@ -48,7 +76,10 @@ def save(written: Written, folder: Path | None = None, kind: Any = None) -> Path
         raise LDEngineError(f"no verified function for {written.kind} to store")
     path = (folder or store_dir(written.provenance["task"])) / f"{written.kind}-{params_key(written.params)}.py"
     text = module_source(written)
-    written.provenance = {**written.provenance, "file": path.name, "module_sha256": text_sha256(text)}
+    if shipped(path.parent):
+        raise LDEngineError(f"{path.parent} is the package's own folder; functions are stored in the user's data "
+                            f"folder ({store_dir(written.provenance['task'])})")
+    written.provenance = sign({**written.provenance, "file": path.name, "module_sha256": text_sha256(text)})
     write_atomic(path.with_suffix(".json"), json.dumps(written.provenance, indent=2).encode())
     write_atomic(path, text.encode())
     written.path = path
@@ -91,8 +122,10 @@ def check_stored(path: Path, provenance: dict) -> None:
     recorded ``module_sha256``. A module stored before that field existed must be exactly the
     text the engine writes around its accepted attempt's function (whose sha256 was recorded)."""
     recorded = provenance.get("module_sha256") or _legacy_module_sha256(path, provenance)
-    check_file(path, recorded, f"restore it, or remove it: ldengine generated remove {path.stem} "
-                               f"--task {provenance.get('task', 'TASK')}")
+    remedy = f"restore it, or remove it: ldengine generated remove {path.stem} --task {provenance.get('task', 'TASK')}"
+    check_file(path, recorded, remedy)
+    if not shipped(path) and not signed(provenance):
+        raise StoredCodeChanged(f"{unsigned_reason(str(path.with_suffix('.json')))}; {remedy}")
 
 
 def _legacy_module_sha256(path: Path, provenance: dict) -> str | None:
@@ -119,12 +152,25 @@ def function_text(module_text: str, name: str) -> str:
 
 
 def stored_provenances(task: str) -> list[tuple[Path, dict]]:
-    """(module path, provenance) of every function stored for ``task``; unreadable ones left out."""
-    folder = store_dir(task)
+    """(module path, provenance) of every function stored for ``task`` (the user's, then the
+    shipped ones that the user's do not replace); unreadable ones left out."""
     out = []
-    for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
+    for path in stored_modules(task):
         try:
             out.append((path, read_stored_provenance(path)))
         except StoredCodeChanged:
             continue
+    return out
+
+
+def stored_modules(task: str) -> list[Path]:
+    """The stored modules of ``task`` with a provenance file: the user's, then the shipped ones
+    of other names."""
+    seen: set[str] = set()
+    out = []
+    for folder in store_dirs(task):
+        for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
+            if path.name not in seen and path.with_suffix(".json").is_file():
+                seen.add(path.name)
+                out.append(path)
     return out

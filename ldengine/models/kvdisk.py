@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ldengine.cache import cache_root, temp_beside
+from ldengine.signing import sign, signed
 
 FORMAT = 1
 KEEP = 6                     # weight folders kept (a few adapters, two dtypes)
@@ -36,8 +37,8 @@ CHECK_EVERY = 64             # puts between two measurements of the folder
 class KVDisk:
     """``get``/``put`` of per-layer (keys, values) under one set of weights."""
 
-    def __init__(self, folder: Path, device: str):
-        self.folder, self.device = folder, device
+    def __init__(self, folder: Path, device: str, layer_count: int | None = None):
+        self.folder, self.device, self.layer_count = folder, device, layer_count
         self._puts = 0
 
     @classmethod
@@ -48,7 +49,8 @@ class KVDisk:
         ident = json.dumps([FORMAT, student.model_hash, student.adapter_hash, student.dtype, str(student.device),
                             torch.__version__, transformers.__version__])
         folder = cache_root(cache_dir) / "kv" / hashlib.sha256(ident.encode()).hexdigest()[:16]
-        return cls(folder, str(student.device))
+        count = getattr(getattr(getattr(student, "model", None), "config", None), "num_hidden_layers", None)
+        return cls(folder, str(student.device), count if isinstance(count, int) else None)
 
     def get(self, ids: Sequence[int], after: Sequence[int] = ()) -> list | None:
         """The stored layers for ``ids`` read after ``after``, or None (absent, or damaged: removed)."""
@@ -57,15 +59,18 @@ class KVDisk:
         path = self._path(ids, after)
         if not path.is_file():
             return None
-        layers, recorded = [], None
+        layers, record = [], {}
         try:
             with safe_open(str(path), framework="pt", device=self.device) as fh:
-                recorded = (fh.metadata() or {}).get("sha256")
+                record = dict(fh.metadata() or {})
                 count = len(list(fh.keys())) // 2
                 layers = [(fh.get_tensor(f"k{i}"), fh.get_tensor(f"v{i}")) for i in range(count)]
         except (SafetensorError, OSError, ValueError, KeyError):
             layers = []
-        if not layers or recorded != _digest(layers):
+        # its digest, its signature (a file rewritten with its digest is not this machine's), and
+        # its shape: every layer's keys and values alike, one position per token it was stored for
+        if (not layers or record.get("sha256") != _digest(layers) or record.get("file") != path.name
+                or not signed(record) or not _shaped(layers, len(ids), self.layer_count)):
             path.unlink(missing_ok=True)
             return None
         for used in (path, self.folder):    # recently used: pruned last
@@ -86,7 +91,8 @@ class KVDisk:
         try:
             tmp = temp_beside(path)
             try:
-                save_file(tensors, str(tmp), metadata={"sha256": _digest(layers), "tokens": str(len(ids))})
+                save_file(tensors, str(tmp), metadata=sign({"sha256": _digest(layers), "tokens": str(len(ids)),
+                                                            "file": path.name}))
                 os.replace(tmp, path)
             finally:
                 tmp.unlink(missing_ok=True)
@@ -101,6 +107,14 @@ class KVDisk:
     def _path(self, ids: Sequence[int], after: Sequence[int]) -> Path:
         key = hashlib.sha256(json.dumps([list(after), list(ids)]).encode()).hexdigest()
         return self.folder / f"{key}.safetensors"
+
+
+def _shaped(layers: list, tokens: int, count: int | None) -> bool:
+    """Are there ``count`` layers (when known), their keys and values 4-D, all of one shape,
+    with ``tokens`` positions?"""
+    shape = tuple(layers[0][0].shape)
+    return (count is None or len(layers) == count) and len(shape) == 4 and shape[2] == tokens and all(
+        tuple(k.shape) == shape and tuple(v.shape) == shape for k, v in layers)
 
 
 def _digest(layers: list) -> str:

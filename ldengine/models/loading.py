@@ -19,10 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from ldengine.cache import cached_sha256, read_json, sha256_file, write_atomic
+from ldengine.cache import cached_sha256, read_json, sha256_file
 from ldengine.errors import LDEngineError
 from ldengine.models.files import cache_root, default_student_path, weights_hash
 from ldengine.models.student import TransformersStudent
+from ldengine.signing import sign, signed
 
 log = logging.getLogger(__name__)
 MARKER = "ldengine.json"  # written last: a directory without it is an interrupted conversion
@@ -86,8 +87,8 @@ def converted_gguf(gguf: Path, digest: str, target: Path) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     try:
         _convert(gguf, staging)
-        (staging / MARKER).write_text(json.dumps({"source": str(gguf), "sha256": digest,
-                                                  "files": _file_record(staging, sha256_file)}, indent=2))
+        (staging / MARKER).write_text(json.dumps(sign({"source": str(gguf), "sha256": digest,
+                                                       "files": _file_record(staging, sha256_file)}), indent=2))
         _publish(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -96,19 +97,15 @@ def converted_gguf(gguf: Path, digest: str, target: Path) -> Path:
 
 def damage(folder: Path) -> str | None:
     """What is wrong with a converted model folder, or None when every file has the size and
-    sha256 its marker recorded. A folder converted before the marker recorded them is
-    checked for whole safetensors files instead, and its record written then."""
+    sha256 its marker recorded, and the marker is signed with this machine's key (a folder
+    someone else wrote, or rewrote with its hashes, is converted again). A folder converted
+    before the marker recorded them is converted again too; its safetensors are checked for
+    whole files first, to say why."""
     marker = read_json(folder / MARKER)
     files = marker.get("files") if isinstance(marker, dict) else None
     if not isinstance(files, dict):
         problem = next(filter(None, map(_cut_short, sorted(folder.glob("*.safetensors")))), None)
-        if problem is None and isinstance(marker, dict):
-            record = {**marker, "files": _file_record(folder, cached_sha256)}
-            try:
-                write_atomic(folder / MARKER, json.dumps(record, indent=2).encode())
-            except OSError:     # a read-only cache is checked this way again next time
-                pass
-        return problem
+        return problem or "it was converted before its files' sizes and hashes were recorded"
     for name, recorded in files.items():
         path, recorded = folder / name, recorded if isinstance(recorded, dict) else {}
         if not path.is_file():
@@ -117,6 +114,8 @@ def damage(folder: Path) -> str | None:
             return f"{name} has {path.stat().st_size} bytes, {recorded.get('size')} were written"
         if cached_sha256(path) != recorded.get("sha256"):
             return f"{name} changed after it was written (sha256)"
+    if not signed(marker):
+        return "its marker is not signed with this machine's key (converted elsewhere, or changed with its hashes)"
     return None
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ldengine.errors import LDEngineError
+from ldengine.signing import sign
 
 TARGET_MODULES = ["q_proj", "v_proj"]
 # The projections of a Llama-family decoder layer an adapter may adapt (``--lora-modules``).
@@ -86,7 +87,7 @@ def save(model: Any, directory: Path, manifest: dict) -> None:
     full = {**manifest, "rank": config.r, "lora_alpha": config.lora_alpha,
             "target_modules": sorted(config.target_modules), "peft_version": peft.__version__,
             "transformers_version": transformers.__version__, "torch_version": torch.__version__}
-    (directory / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+    (directory / MANIFEST).write_text(json.dumps(sign(full), indent=2, sort_keys=True) + "\n")
 
 
 def read_manifest(directory: Path) -> dict:
