@@ -565,7 +565,7 @@ def retrieve(query, task, k, only_task):
 @click.option("--form", type=click.Choice(["body", "condition"]), default="body", show_default=True,
               help="write: what the student learns to write: the whole function body, or only the allowed-move "
                    "condition inside a body the engine writes (the adapter's manifest records it).")
-@click.option("--out", type=click.Path(file_okay=False), help="Adapter folder (default: a versioned folder under function_base/TASK/adapters/).")
+@click.option("--out", type=click.Path(file_okay=False), help="Adapter folder (default: a versioned folder under the data folder's TASK/adapters/, ~/.local/share/ldengine unless LDENGINE_DATA is set).")
 @click.option("--from-adapter", "from_adapter", type=click.Path(exists=True, file_okay=False),
               help="ld: continue training this adapter (e.g. after a plugin added functions) instead of a new one: "
                    "on the selections where a function it never learnt is a candidate, with as many of the others "
@@ -1084,7 +1084,7 @@ def distill(task, teacher_url, teacher_model, teacher_key_env, rules_file, round
     every stage must have one function and the expert must play seeded games on it
     without a violation or a function error; failures go back to the teacher for a
     repair, up to ROUNDS answers. A passing base is stored as a new version under
-    function_base/TASK/versions/ (use it with --function-base VERSION); otherwise
+    the data folder's TASK/versions/ (use it with --function-base VERSION); otherwise
     nothing is stored and the command fails.
     """
     cfg = DistillConfig(task, teacher_url, teacher_model, teacher_key_env, rules_file, rounds, games,

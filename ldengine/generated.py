@@ -1,11 +1,12 @@
 """Stored generated code: what ``ldengine generated`` lists, shows, verifies and removes.
 
 Two kinds of code were written by a model and stored with their provenance: the
-student's functions for emergencies (``function_base/TASK/emergencies/NAME.py`` +
-``NAME.json``) and the teacher's distilled versions
-(``function_base/TASK/versions/NAME/`` with ``provenance.json``). Each is
-tamper-evident: its provenance records the sha256 of every file, and a file that
-no longer matches is refused wherever it would load. ``verify`` checks those
+student's functions for emergencies (``<data>/TASK/emergencies/NAME.py`` + ``NAME.json``
+in the user's data folder, and those that ship under ``function_base/TASK/emergencies/``)
+and the teacher's distilled versions (``<data>/TASK/versions/NAME/`` with
+``provenance.json``). Each is tamper-evident: its provenance records the sha256 of every
+file (a stored function's is signed with this machine's key too), and a file that no longer
+matches is refused wherever it would load. ``verify`` checks those
 hashes and runs the verification again: an emergency function against its rule
 on the whole move domain and fresh random states, a version through the checks
 ``ldengine distill`` ran (examples, stages, games).
