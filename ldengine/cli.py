@@ -847,7 +847,9 @@ def emergencies_stored(task, as_json):
         judged = " (the referee knows only its examples)" if rule and not rule.get("like") else ""
         status = "ok" if item.problem is None else "CHANGED"
         click.echo(f"{item.name:<28} {item.task:<10} {status:<8} {item.summary()}{judged}")
-    click.echo(f"{len(items)} stored (play one: ldengine run TASK --emergency NAME)")
+    shipped = sum(gen.shipped(item.path) for item in items)
+    click.echo(f"{len(items)} stored" + (f" ({shipped} ship with the package)" if shipped else "")
+               + " (play one: ldengine run TASK --emergency NAME)")
 
 
 @emergencies.command(name="measure")

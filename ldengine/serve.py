@@ -51,9 +51,17 @@ def default_model_name(student: Any, adapter: str | None) -> str:
               help="Requests taking turns on the model at once; more get 429.")
 @click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True), default=Limits.body_s,
               show_default=True, help="Seconds a request's body may take to arrive (then 408).")
+@click.option("--header-timeout", type=click.FloatRange(min=0, min_open=True, max=3600), default=Limits.header_s,
+              show_default=True, help="Seconds a request's line and headers may take to arrive, from the connection "
+                                      "opening or its previous answer (then the connection is closed).")
+@click.option("--max-connections", type=click.IntRange(1, 60000), default=Limits.connections, show_default=True,
+              help="Connections open at once; more are closed as soon as they are accepted.")
+@click.option("--max-connections-per-client", type=click.IntRange(1, 60000), default=Limits.per_client,
+              show_default=True, help="Connections open at once from one client address.")
 def serve_command(student: str | None, adapter: str | None, host: str, port: int, api_key: str | None,
                   model_name: str | None, dtype: str, device: str, max_read_tokens: int, max_written_tokens: int,
-                  request_timeout: float, queue_timeout: float, max_requests: int, body_timeout: float) -> None:
+                  request_timeout: float, queue_timeout: float, max_requests: int, body_timeout: float,
+                  header_timeout: float, max_connections: int, max_connections_per_client: int) -> None:
     """Serve the student over an OpenAI-compatible HTTP API.
 
     GET /v1/models, POST /v1/chat/completions and POST /v1/completions, greedy,
@@ -66,7 +74,8 @@ def serve_command(student: str | None, adapter: str | None, host: str, port: int
     if not api_key and not is_loopback(host):    # before minutes of loading, not after
         raise click.ClickException(f"refusing to serve on {host} without an API key "
                                    f"(--api-key or ${API_KEY_ENV}); or bind 127.0.0.1")
-    limits = Limits(max_read_tokens, max_written_tokens, request_timeout, queue_timeout, max_requests, body_timeout)
+    limits = Limits(max_read_tokens, max_written_tokens, request_timeout, queue_timeout, max_requests, body_timeout,
+                    header_timeout, max_connections, max_connections_per_client)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     loaded = load_student(path=student, adapter=adapter, dtype=None if dtype == "float32" else dtype,
                           device=chosen_device(device))

@@ -131,7 +131,7 @@ def test_emergencies_stored_lists_them_with_how_they_are_refereed(column_rule, l
     column, lava = column_rule[1].stem, lava_rule[1].stem
     assert any(line.startswith(column) and "the referee knows only its examples" in line for line in lines)
     assert any(line.startswith(lava) and "examples" not in line for line in lines)
-    assert lines[-1].startswith("2 stored")
+    assert lines[-1].startswith("6 stored (4 ship with the package)")     # the user's two, and the shipped
 
 
 def test_functions_show_finds_a_stored_function(column_rule):

@@ -395,6 +395,34 @@ def test_a_stalled_body_gets_408_within_the_body_timeout(served):
         assert quick.call("GET", "/models")[0] == 200
 
 
+def test_slow_headers_and_idle_sockets_are_closed_and_authorised_clients_served(served):
+    """Issue 34: a client sending its headers a byte at a time, or opening sockets and saying
+    nothing, held them open for ever. Now a connection without a whole request line and headers
+    within the header timeout (1 s here) is closed; one beyond the per-client cap (3 here) is
+    closed when accepted, before a byte is read; once they are gone, a request with the key is
+    answered."""
+    with another_server(served, api_key="k3y", header_s=1.0, per_client=3) as (quick, _):
+        parts = urllib.parse.urlsplit(quick.url)
+        address = (parts.hostname, parts.port)
+        slow = socket.create_connection(address, timeout=30)
+        start = time.monotonic()
+        slow.sendall(b"GET /v1/models HTTP/1.1\r\nHo")
+        assert slow.recv(100) == b""                      # closed by the server
+        assert 0.9 <= time.monotonic() - start < 10
+        slow.close()
+        idle = [socket.create_connection(address, timeout=30) for _ in range(3)]
+        beyond = socket.create_connection(address, timeout=30)
+        start = time.monotonic()
+        assert beyond.recv(100) == b"" and time.monotonic() - start < 0.9     # at once, not at the deadline
+        beyond.close()
+        for sock in idle:
+            assert sock.recv(100) == b""                  # each at its header deadline
+            sock.close()
+        status, answer = quick.call("GET", "/models", headers={"Authorization": "Bearer k3y"})
+        assert status == 200 and answer["data"][0]["id"] == quick.model
+        assert quick.call("GET", "/models")[0] == 401
+
+
 OVER_BUDGET = [  # (what, path, fields): each within the old caps, each held the model for minutes
     ("8 unrelated prompts of ~1,050 tokens scored with echo", "/completions",
      {"prompt": [f"{i} " + "apple river stone " * 350 for i in range(8)], "max_tokens": 0, "echo": True,

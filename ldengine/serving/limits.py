@@ -22,6 +22,10 @@ class Limits:
     queue_s: float = 10.0        # the longest wait for a request's first turn on the model
     requests: int = 8            # requests admitted at once; more get 429
     body_s: float = 5.0          # the whole request body must arrive within this (else 408)
+    header_s: float = 10.0       # a request's line and headers must arrive within this of the connection
+    #                              opening or of its previous answer (else the connection is closed)
+    connections: int = 512       # connections open at once; more are closed as soon as they are accepted
+    per_client: int = 64         # ... and from one client address
 
 
 class RequestError(LDEngineError):

@@ -54,7 +54,8 @@ class ServedModel:
     def __init__(self, student: Any, name: str, limits: Limits | None = None):
         self.student, self.name = student, name
         self.created = int(time.time())
-        self.turns = Turns(limits or Limits())
+        self.limits = limits or Limits()
+        self.turns = Turns(self.limits)
         self._usage_lock = threading.Lock()
         self.context_length = int(getattr(student.model.config, "max_position_embeddings", 2048))
         self.eos_ids = _eos_ids(student)

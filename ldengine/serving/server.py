@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 from ldengine.errors import LDEngineError
+from ldengine.serving.guard import guarded_protocol
 from ldengine.serving.http import create_app
 from ldengine.serving.limits import Limits
 from ldengine.serving.model import ServedModel
@@ -36,7 +37,8 @@ class StudentServer:
 
         self.model, self.socket = model, sock
         config = uvicorn.Config(create_app(model, api_key), lifespan="off", log_config=None,
-                                timeout_keep_alive=5, timeout_graceful_shutdown=5)
+                                timeout_keep_alive=5, timeout_graceful_shutdown=5,
+                                http=guarded_protocol(model.limits))
         self._server = uvicorn.Server(config)
         self._running, self._stopped = threading.Event(), threading.Event()
 

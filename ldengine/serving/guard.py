@@ -1,0 +1,82 @@
+"""Connections an anonymous client cannot hoard: uvicorn's HTTP protocol with a deadline for
+each request's headers and caps on open connections, in all and per client address.
+
+uvicorn closes a connection idle *between* requests (``timeout_keep_alive``) and the app
+bounds the body (``Limits.body_s``), but a client that sends its headers a byte at a time,
+or opens thousands of sockets and says nothing, held them open until the process ran out of
+descriptors (issue 34: at about 20,000 sockets ``accept()`` failed with EMFILE and an
+authorised request timed out). Here a connection that has not delivered a whole request line
+and headers within ``Limits.header_s`` of opening (or of its previous answer) is closed, and
+a connection beyond ``Limits.connections`` open ones, or beyond ``Limits.per_client`` from
+one address, is closed as soon as it is accepted, before any byte of it is read. The key is
+checked by the app before the body is read (``http.py``), so no unauthorised request costs
+the model anything.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from ldengine.serving.limits import Limits
+
+log = logging.getLogger(__name__)
+
+
+def guarded_protocol(limits: Limits) -> type:
+    """An ``H11Protocol`` class for ``uvicorn.Config(http=...)`` enforcing ``limits``'
+    header deadline and connection caps (one class per server: its counts are its own)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    open_by_client: Counter = Counter()
+    state = {"open": 0}
+
+    class GuardedH11Protocol(H11Protocol):
+        _deadline: Any = None
+        _counted: str | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            address = self.client[0] if self.client else "?"
+            if state["open"] >= limits.connections or open_by_client[address] >= limits.per_client:
+                log.warning("connection from %s closed: %d open in all, %d from it (caps %d and %d)", address,
+                            state["open"], open_by_client[address], limits.connections, limits.per_client)
+                transport.close()
+                return
+            self._counted = address
+            state["open"] += 1
+            open_by_client[address] += 1
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            if self._counted is not None:
+                state["open"] -= 1
+                open_by_client[self._counted] -= 1
+                if open_by_client[self._counted] <= 0:
+                    del open_by_client[self._counted]
+                self._counted = None
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()             # the next request's headers have their own deadline
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(limits.header_s, self._headers_late)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _headers_late(self) -> None:
+            self._deadline = None
+            # h11 leaves IDLE only once a whole request line and its headers are parsed
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+    return GuardedH11Protocol
