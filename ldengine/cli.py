@@ -774,6 +774,11 @@ def _emergency_by_reading(reg, task, text, allow, forbid, seed, student, adapter
     (and, with --yes, the only one), compiled, verified in the worker, stored with its program."""
     language = _rule_language(reg, task, text)
     allowed, forbidden = _moves(allow, "--allow"), _moves(forbid, "--forbid")
+    game = reg.get("tasks", task).obj
+    if (allowed or forbidden) and hasattr(game, "custom_emergency"):
+        # the task says what a bare cell means as a move (pursuit: entering it from a neighbour)
+        examples = game.custom_emergency(text, {}, allowed, forbidden)
+        allowed, forbidden = list(examples.allowed), list(examples.forbidden)
     if yes and not (allowed and forbidden):
         # measured (benchmarks/RESULTS.md): readings all answers agreed on were still wrong for 2 of
         # 10 unseen rules, so nothing read is stored unseen without examples that check it

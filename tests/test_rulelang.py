@@ -195,6 +195,28 @@ def test_the_commands_refuse_bad_input_in_one_line():
     assert result.exit_code != 0 and "Traceback" not in result.output
 
 
+def test_a_rule_read_with_examples_is_stored_with_its_program_and_signed(tmp_path, monkeypatch):
+    """``emergency TEXT --read --yes`` with a bare cell and a move as examples (a bare cell gave
+    a traceback): read, checked against the examples, verified in the worker, stored in the
+    store with its program and a signed provenance; an example the reading contradicts refuses."""
+    import json
+    from click.testing import CliRunner
+    from ldengine.cli import cli
+    from ldengine.signing import signed
+    monkeypatch.setenv("LDENGINE_EMERGENCY_DIR", str(tmp_path))
+    runner = CliRunner()
+    text = "Pursuers may not enter cells where y is an odd number, unless x equals 10."
+    result = runner.invoke(cli, ["emergency", text, "--read", "--allow", "10,5", "--allow", "4,5>4,6",
+                                 "--forbid", "4,5", "--yes"])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "Except(y_mod(2, 1), column(10))" in result.output
+    [stored] = (tmp_path / "pursuit").glob("*.json")
+    provenance = json.loads(stored.read_text())
+    assert provenance["program"] == "Except(y_mod(2, 1), column(10))" and signed(provenance)
+    result = runner.invoke(cli, ["emergency", text, "--read", "--allow", "4,5", "--forbid", "10,5", "--yes"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+
+
 def test_words_outside_the_language_are_refused_with_the_reason():
     from click.testing import CliRunner
     from ldengine.cli import cli
