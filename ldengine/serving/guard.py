@@ -18,6 +18,8 @@ import logging
 from collections import Counter
 from typing import Any
 
+import h11
+
 from ldengine.serving.limits import Limits
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,6 @@ log = logging.getLogger(__name__)
 def guarded_protocol(limits: Limits) -> type:
     """An ``H11Protocol`` class for ``uvicorn.Config(http=...)`` enforcing ``limits``'
     header deadline and connection caps (one class per server: its counts are its own)."""
-    import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     open_by_client: Counter = Counter()
