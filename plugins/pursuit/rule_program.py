@@ -244,16 +244,37 @@ def _paraphrase_key(program: Program) -> tuple[str, dict[str, int]]:
 
 
 # How rules are said: the sentence around the forbidden (or, for "needs", the allowed) region.
+# A prohibition is a modal ("may not", "are not allowed to", ...) before a verb of moving into
+# a place ("enter", "land on", ...), or "barred from" (and the like) before its gerund.
+MODALS = ("may not", "may no longer", "may never", "must not", "must no longer", "must never", "cannot",
+          "can not", "can no longer", "can't", "should not", "shall not", "are not allowed to",
+          "is not allowed to", "are no longer allowed to", "is no longer allowed to", "are not permitted to",
+          "is not permitted to", "are forbidden to", "is forbidden to")
+VERBS = ("enter", "stop on", "stop in", "land on", "land in", "move to", "move onto", "move into", "go to",
+         "go into", "go onto", "step on", "step onto", "step into", "end on", "end in", "end a move on",
+         "end a move in", "end their move on", "end their move in", "end its move on", "end its move in",
+         "end up on", "end up in", "finish on", "finish in", "occupy", "visit", "reach", "move", "step", "go",
+         "make a move that", "make any move that", "make moves that")
+BARRED = ("are barred from", "is barred from", "are banned from", "is banned from", "are prohibited from",
+          "is prohibited from", "are forbidden from", "is forbidden from")
+GERUNDS = ("entering", "stopping on", "landing on", "landing in", "moving to", "moving onto", "moving into",
+           "going to", "going into", "stepping on", "stepping onto", "stepping into", "ending a move on",
+           "ending a move in", "ending their move on", "ending their move in", "occupying", "visiting",
+           "moving", "making a move that", "making any move that", "making moves that")
 FRAMES = (
-    *(("{_} " + w + " {r}", True) for w in ("when", "whenever", "if", "may not enter", "may no longer enter",
-                                              "must not enter", "cannot enter", "may not stop on",
-                                              "may no longer stop on")),
-    *(("{_} no " + who + " may " + w + " {r}", True) for who in ("piece", "pursuer") for w in ("enter", "stop on")),
+    *(("{_} " + w + " {r}", True) for w in ("when", "whenever", "if")),
+    *(("{_} " + m + " " + v + " {r}", True) for m in MODALS for v in VERBS),
+    *(("{_} " + b + " " + g + " {r}", True) for b in BARRED for g in GERUNDS),
+    *(("{_} no " + who + " " + m + " " + v + " {r}", True) for who in ("piece", "pursuer")
+      for m in ("may", "can", "is allowed to") for v in VERBS),
     *(("{_} " + w + " {r}", False) for w in ("needs", "only if", "only when", "must satisfy")),
 )
-# Words that may open the region after its frame ("... if the following holds: ...").
+# Words that may open the region after its frame ("... if the following holds: ...", "... may not
+# move to (x, y) when ...": the move's own cells named before the condition).
 OPENERS = ("the following holds: {r}", "the following is true: {r}", "a cell (x, y) with {r}",
-           "cells (x, y) with {r}", "a cell with {r}")
+           "cells (x, y) with {r}", "a cell with {r}",
+           *(f"{cells} {w} {{r}}" for cells in ("(x, y)", "to (x, y)", "from (px, py) to (x, y)", "a cell (x, y)")
+             for w in ("when", "whenever", "if")))
 # The English connectives: how each combinator joins its clauses.
 CONNECTIVES = {
     "And": ("{a} and {b}", "both {a} and {b}", "{a} and also {b}", "{a} as well as {b}",
