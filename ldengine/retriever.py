@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ldengine.cache import LRU, Memoised, cache_root, cached_sha256, read_json, sha256_file, temp_beside, write_atomic
-from ldengine.signing import sign, signed
+from ldengine.signing import key_id, sign, signed
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.models.loading import quiet_loading
@@ -278,7 +278,7 @@ class Retriever(Memoised):
             raise LDEngineError(f"the {home.task} function base is empty: nothing to retrieve")
         encoder = encoder or Encoder()
         folder = Path(cache_dir) if cache_dir is not None else cache_root()
-        path = folder / "indexes" / f"{_index_stem(bases)}-{encoder.model_hash[:8]}.bin"
+        path = folder / "indexes" / f"{_index_stem(bases)}-{encoder.model_hash[:8]}-{key_id()}.bin"
         names, passages = documents(bases)
         owners = [i for i, group in enumerate(passages) for _ in group]
         texts_hash = _passages_hash(names, passages)

@@ -68,6 +68,15 @@ def _key(create: bool) -> bytes | None:
     return key
 
 
+def key_id() -> str:
+    """A short name of this machine's key (the key is made if there is none yet): caches signed
+    with it live in folders named by it, so that two data folders sharing one cache (a test run
+    beside the user's own) never rebuild each other's."""
+    key = _key(create=True)
+    assert key is not None
+    return hashlib.sha256(b"ldengine key id:" + key).hexdigest()[:8]
+
+
 def _payload(record: dict) -> bytes:
     body = {k: v for k, v in record.items() if k != FIELD}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()

@@ -47,3 +47,12 @@ def test_a_key_others_can_read_or_a_damaged_key_is_refused_in_one_line():
 def test_without_a_key_nothing_is_signed_and_no_key_is_made():
     assert not signed({"a": 1, "signature": "00" * 32})
     assert not signing.key_path().exists()
+
+
+def test_the_key_id_names_the_key_and_differs_between_data_folders(tmp_path, monkeypatch):
+    """Caches signed with a key live in folders named by its id: two data folders sharing one
+    cache keep separate copies instead of rebuilding each other's."""
+    first = signing.key_id()
+    assert len(first) == 8 and signing.key_id() == first
+    monkeypatch.setenv("LDENGINE_DATA", str(tmp_path / "other"))
+    assert signing.key_id() != first

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ldengine.cache import cache_root, temp_beside
-from ldengine.signing import sign, signed
+from ldengine.signing import key_id, sign, signed
 
 FORMAT = 1
 KEEP = 6                     # weight folders kept (a few adapters, two dtypes)
@@ -47,7 +47,7 @@ class KVDisk:
         import transformers
 
         ident = json.dumps([FORMAT, student.model_hash, student.adapter_hash, student.dtype, str(student.device),
-                            torch.__version__, transformers.__version__])
+                            torch.__version__, transformers.__version__, key_id()])
         folder = cache_root(cache_dir) / "kv" / hashlib.sha256(ident.encode()).hexdigest()[:16]
         count = getattr(getattr(getattr(student, "model", None), "config", None), "num_hidden_layers", None)
         return cls(folder, str(student.device), count if isinstance(count, int) else None)

@@ -23,7 +23,7 @@ from ldengine.cache import cached_sha256, read_json, sha256_file
 from ldengine.errors import LDEngineError
 from ldengine.models.files import cache_root, default_student_path, weights_hash
 from ldengine.models.student import TransformersStudent
-from ldengine.signing import sign, signed
+from ldengine.signing import key_id, sign, signed
 
 log = logging.getLogger(__name__)
 MARKER = "ldengine.json"  # written last: a directory without it is an interrupted conversion
@@ -65,7 +65,7 @@ def resolve_model_dir(source: Path, cache_dir: str | Path | None = None) -> tupl
         raise LDEngineError(f"cannot load {source} as a student: give a .gguf file "
                             f"or a local Hugging Face model directory")
     digest = weights_hash(source)
-    return converted_gguf(source, digest, cache_root(cache_dir) / "students" / digest[:16]), digest
+    return converted_gguf(source, digest, cache_root(cache_dir) / "students" / f"{digest[:16]}-{key_id()}"), digest
 
 
 def converted_gguf(gguf: Path, digest: str, target: Path) -> Path:
