@@ -9,7 +9,7 @@ from ldengine.cache import read_json
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.signing import signed
-from ldengine.taskkit import function_base_root
+from ldengine.taskkit import function_base_root, shipped
 from ldengine.userdata import data_root
 
 PACKAGE_ROOT = function_base_root()
@@ -37,13 +37,6 @@ def adapter_roots(task: str) -> list[Path]:
     return [default_adapter_dir(task), shared_adapter_dir(), packaged_adapter_dir(task), PACKAGED_SHARED_DIR]
 
 
-def _packaged(folder: Path) -> bool:
-    try:
-        return folder.resolve().is_relative_to(PACKAGE_ROOT.resolve())
-    except OSError:
-        return False
-
-
 def find_adapter(task: str, base: FunctionBase, root: Any = None, method: str = "ld") -> Any:
     """The newest promoted adapter of ``method`` (``ld``: selection, ``kd``: moves)
     trained on this task's functions: the task's own, or one trained on several tasks'
@@ -59,7 +52,7 @@ def find_adapter(task: str, base: FunctionBase, root: Any = None, method: str = 
     for folder, data in _manifests(roots):
         if adapter_method(data) != method or data.get("promoted") is False:
             continue
-        if not root and not _packaged(folder) and not signed(data):
+        if not root and not shipped(folder) and not signed(data):
             # a folder the user's data holds but this machine did not sign: never made the default silently
             misfits.append(f"{folder} is not signed with this machine's key (not trained here, or its manifest "
                            "was changed); use it with --adapter DIR if you trust it")

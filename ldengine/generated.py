@@ -21,13 +21,14 @@ from typing import Any
 
 from ldengine.distill.check import check_module
 from ldengine.emergency.rule import Instance, stored_rule
-from ldengine.emergency.store import check_stored, function_text, read_stored_provenance, shipped, stored_modules
+from ldengine.emergency.store import check_stored, function_text, read_stored_provenance, stored_modules
 from ldengine.emergency.verify import game_inputs, verify as verify_function
 from ldengine.errors import LDEngineError, UnknownNameError
 from ldengine.functionbase import (PROVENANCE, FunctionBase, StoredCodeChanged, base_for, check_version_files,
                                    file_sha256, read_provenance, version_names, versions_dir)
 from ldengine.manual import ManualEntry, entries_from_source
 from ldengine.sandbox import IsolatedSandbox
+from ldengine.taskkit import shipped
 
 EMERGENCY, VERSION = "emergency", "version"
 

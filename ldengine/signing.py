@@ -28,6 +28,9 @@ KEY_BYTES = 32
 FIELD = "signature"
 
 
+_READ: list = [None, b""]       # (path, mtime, size, inode) of the key last read, and its bytes
+
+
 class SigningKeyError(LDEngineError):
     """The signing key cannot be made, read, or trusted (others can read it)."""
 
@@ -59,7 +62,9 @@ def _key(create: bool) -> bytes | None:
         if os.name == "posix" and info.st_mode & 0o077:
             raise SigningKeyError(f"the signing key {path} can be read or changed by other users "
                                   f"(mode {stat.S_IMODE(info.st_mode):o}); run: chmod 600 {path}")
-        key = path.read_bytes()
+        stamp = (str(path), info.st_mtime_ns, info.st_size, info.st_ino)
+        key = _READ[1] if _READ[0] == stamp else path.read_bytes()     # checked on every kv cache read
+        _READ[:] = [stamp, key]
     except OSError as exc:
         raise SigningKeyError(f"cannot read the signing key {path}: {exc.strerror or exc}") from None
     if len(key) != KEY_BYTES:

@@ -16,6 +16,14 @@ def function_base_root() -> Path:
     return Path(str(resources.files(FUNCTION_BASE_PACKAGE)))
 
 
+def shipped(path: Path) -> bool:
+    """Is ``path`` inside the built-in function base's folder (what ships with the package)?"""
+    try:
+        return Path(path).resolve().is_relative_to(function_base_root().resolve())
+    except OSError:
+        return False
+
+
 def register_function_folder(register: Callable, task: str) -> None:
     """Hand every module of ``function_base/TASK/`` to ``register`` as text (never imported)."""
     folder = function_base_root() / task

@@ -20,7 +20,7 @@ from ldengine.errors import LDEngineError
 from ldengine.functionbase import StoredCodeChanged, check_file, text_sha256
 from ldengine.sandbox import IsolatedSandbox
 from ldengine.signing import sign, signed, unsigned_reason
-from ldengine.taskkit import function_base_root
+from ldengine.taskkit import function_base_root, shipped
 from ldengine.userdata import data_root
 
 FUNCTION_ROOT = function_base_root()
@@ -36,13 +36,6 @@ def store_dir(task: str) -> Path:
 def shipped_dir(task: str) -> Path:
     """The functions that ship with the package (read, never written by a run)."""
     return FUNCTION_ROOT / task / "emergencies"
-
-
-def shipped(path: Path) -> bool:
-    try:
-        return path.resolve().is_relative_to(FUNCTION_ROOT.resolve())
-    except OSError:
-        return False
 
 
 def store_dirs(task: str) -> list[Path]:
