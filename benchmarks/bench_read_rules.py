@@ -99,7 +99,8 @@ def score(student, language, items, clause_reader=None, notation=True, namer=Non
             "refused_all": 0, "seconds": [], "misses": []}
     for text, want, program in items:
         began = time.perf_counter()
-        readings = read(student, language, text, clause_reader=clause_reader, notation=notation, namer=namer)
+        readings = read(student, language, text, clause_reader=clause_reader, notation=notation, namer=namer,
+                        near=student.near if clause_reader is None else 0)
         rows["seconds"].append(time.perf_counter() - began)
         rows["rules"] += 1
         usable = [r for r in readings if r.refusal is None]

@@ -8,8 +8,9 @@ from typing import Any, Callable
 
 from ldengine.contracts import Student, require
 from ldengine.functionbase import FunctionBase
-from ldengine.loop import Decision, OracleSelector, WholeBase, decide_batch
+from ldengine.loop import Decision, OracleSelector, WholeBase, Without, decide_batch
 from ldengine.models import load_by_name, load_student
+from ldengine.plugins import DEFAULT_PLUGINS
 
 
 @dataclass
@@ -56,7 +57,7 @@ class LoopAgent:
         self.last_batch: list[tuple[list[str], list[dict]]] = []
         self.counts: Counter = Counter()
         self.observers: list[Callable[[Decision], None]] = []
-        self.quarantined: dict[str, str] = {}      # generated function -> why it was dropped
+        self.quarantined: dict[str, str] = {}      # generated or third-party function -> why it was dropped
         self.log: Callable[[str], None] = context.options.get("log") or _stderr
 
     def act(self, state: Any) -> Any:
@@ -67,7 +68,8 @@ class LoopAgent:
     def act_batch(self, states: list) -> list:
         """One step of several games in lockstep (``decide_batch``); ``last_batch`` then
         holds each game's (functions used, stage records), in order."""
-        decisions = decide_batch(states, self.pipeline, self.base, self.provider, self.selector, self.adopted())
+        provider = Without(self.provider, set(self.quarantined)) if self.quarantined else self.provider
+        decisions = decide_batch(states, self.pipeline, self.base, provider, self.selector, self.adopted())
         # The expert's candidates are the whole base: its trace names only chosen and oracle.
         whole = isinstance(self.provider, WholeBase)
         self.last_batch = [(d.functions, [s.record(with_candidates=not whole) for s in d.stages])
@@ -86,17 +88,26 @@ class LoopAgent:
         return set(self.pipeline) - set(self.task.pipeline)
 
     def _quarantine(self, decision: Decision, records: list[dict]) -> None:
-        """A generated function that fails in an adopted stage is dropped with that stage after
-        its first failure (one line to the log and in the trace), not called again every step."""
+        """A function the engine does not ship (generated, or a third-party plugin's) is
+        quarantined after its first failure, with one line to the log and in the trace: in a
+        stage an emergency adopted, that stage is dropped from the pipeline; elsewhere the
+        function is no longer offered (the stage's other candidates are), not called again
+        every step. The step it failed in fails as before."""
         for stage, record in zip(decision.stages, records):
             entry = self.base.entries.get(stage.chosen)
-            if stage.result.ok or stage.stage not in self.adopted() or entry is None \
-                    or entry.module not in self.base.untrusted:
+            if stage.result.ok or entry is None or stage.chosen in self.quarantined:
                 continue
-            why = (f"{stage.chosen} quarantined after its first failure ({stage.result.error}); "
-                   f"stage {stage.stage} dropped from the pipeline")
+            adopted = stage.stage in self.adopted() and entry.module in self.base.untrusted
+            if adopted:
+                why = (f"{stage.chosen} quarantined after its first failure ({stage.result.error}); "
+                       f"stage {stage.stage} dropped from the pipeline")
+                self.pipeline.remove(stage.stage)
+            elif entry.module in self.base.untrusted or entry.plugin not in DEFAULT_PLUGINS:
+                why = (f"{stage.chosen} ({entry.plugin}) quarantined after its first failure "
+                       f"({stage.result.error}); not offered at {stage.stage} again")
+            else:
+                continue
             record["quarantined"] = why
-            self.pipeline.remove(stage.stage)
             self.quarantined[stage.chosen] = stage.result.error or "failed"
             self.log(why)
 

@@ -562,6 +562,9 @@ def retrieve(query, task, k, only_task):
 @click.option("--heldout-shapes", default=0, show_default=True, type=click.IntRange(0, 10_000),
               help="write: after training, measure this many rules of shapes held out whole, in held-out "
                    "wordings (each verified exhaustively).")
+@click.option("--near", default=0, show_default=True, type=click.IntRange(0, 12),
+              help="read: show the reader the taught wordings of this many primitives nearest to each clause "
+                   "(a sentence encoder picks them), so it compares instead of recalling; the manifest records it.")
 @click.option("--form", type=click.Choice(["body", "condition"]), default="body", show_default=True,
               help="write: what the student learns to write: the whole function body, or only the allowed-move "
                    "condition inside a body the engine writes (the adapter's manifest records it).")
@@ -591,8 +594,8 @@ def retrieve(query, task, k, only_task):
                    "given); without it, the run prints the --adapter DIR to use it.")
 @_device_option
 def finetune(task, student, steps, batch_size, lr, top_layers, rank, lora_modules, train_games, heldout_games, method,
-             attempts, generated_rules, heldout_shapes, form, out, from_adapter, balance, reading, quick, eval_every,
-             patience, promote, device):
+             attempts, generated_rules, heldout_shapes, near, form, out, from_adapter, balance, reading, quick,
+             eval_every, patience, promote, device):
     """Fine-tune the student (LoRA) and save adapter + manifest.
 
     --method ld teaches it to select the manual's functions (Logic Distillation);
@@ -626,12 +629,15 @@ def finetune(task, student, steps, batch_size, lr, top_layers, rank, lora_module
     if method == "read":
         cfg = FinetuneConfig(task, student, steps, batch_size, lr, top_layers=top_layers or None, out=out,
                              promote=promote, start_adapter=from_adapter, **shape, generated_rules=generated_rules,
-                             heldout_shapes=heldout_shapes, device=chosen_device(device))
+                             heldout_shapes=heldout_shapes, near=near, device=chosen_device(device))
         _check_adapter_out(cfg)
         manifest = finetune_read(registry(), cfg, log=click.echo)
         click.echo(f"adapter: {manifest['path']}")
         _adapter_use(manifest, cfg)
         return
+    if near:
+        raise click.UsageError("--near shows a reader the taught wordings nearest to each clause: use it with "
+                               "--method read")
     if (generated_rules or heldout_shapes or form != "body") and method != "write":
         raise click.UsageError("--generated-rules, --heldout-shapes and --form train and measure writing: use them "
                                "with --method write")
@@ -1163,7 +1169,7 @@ def _read_rule(reg, language, text: str, student, adapter, margin: float) -> tup
         adapter = find_adapter(task, FunctionBase.build(task, reg.modules_for(task)), method="read")
     reader = load_student(student, adapter=adapter)
     namer = Namer(lambda: Encoder().encode, language)       # loaded only for words the reader does not know
-    return adapter, reader, read(reader, language, text, margin=margin, namer=namer)
+    return adapter, reader, read(reader, language, text, margin=margin, namer=namer, near=getattr(reader, "near", 0))
 
 
 def _echo_readings(readings: list, language, picture: bool) -> None:

@@ -28,10 +28,10 @@ from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.ld import RetrieverProvider, SelectionExample, selection_examples, stage_inputs
 from ldengine.reading import reading_examples
-from ldengine.rulelang import clause_training, read
+from ldengine.rulelang import Namer, clause_training, read
 from ldengine.models import load_student
 from ldengine.registry import Registry
-from ldengine.retriever import Retriever
+from ldengine.retriever import Encoder, Retriever
 from ldengine.version import __version__
 
 
@@ -76,6 +76,9 @@ class FinetuneConfig:
     # --method write: what the student learns to write, the whole body or the condition only
     # (``emergency.write.FORMS``); the adapter's manifest records it for whoever writes with it
     form: str = "body"
+    # --method read: the taught wordings nearest to each clause shown before it (0: none); the
+    # manifest records it, and reading with the adapter shows as many
+    near: int = 0
 
     @property
     def tasks(self) -> list[str]:
@@ -755,10 +758,12 @@ def finetune_read(registry: Registry, cfg: FinetuneConfig, progress: bool = True
     language = registry.rule_languages[cfg.task].obj
     rules = cfg.generated_rules or READ_TRAIN_RULES
     pairs = language.examples(rules, seed=0) + language.clause_examples(READ_CLAUSES)
-    data = clause_training(language, pairs, seed=cfg.seed)
+    namer = Namer(lambda: Encoder().encode, language)
+    data = clause_training(language, pairs, seed=cfg.seed, namer=namer, near=cfg.near)
     nones = sum(answer == " none" for _, _, answer in data)
     log(f"data: {len(data)} clauses ({len(data) - nones} primitives, {nones} none) from {rules} rules of the "
-        f"training shapes in training words and {READ_CLAUSES} single clauses")
+        f"training shapes in training words and {READ_CLAUSES} single clauses"
+        + (f", each after the {cfg.near} taught wordings nearest to it" if cfg.near else ""))
     student = load_student(cfg.student, adapter=cfg.start_adapter, device=cfg.device)
     base = FunctionBase.build(cfg.task, registry.modules_for(cfg.task))
     metrics = student.train_lora_text(data, steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size, rank=cfg.rank,
@@ -768,11 +773,12 @@ def finetune_read(registry: Registry, cfg: FinetuneConfig, progress: bool = True
     held = language.examples(cfg.heldout_shapes, seed=0, split="eval", wording="eval") if cfg.heldout_shapes else []
     exact = 0
     for text, program in held:
-        readings = read(student, language, text)
+        readings = read(student, language, text, namer=namer, near=cfg.near)
         exact += bool(readings) and language.denotation(readings[0].program) == language.denotation(program)
     if held:
         log(f"held-out shapes in held-out words: {exact}/{len(held)} read exactly (every move)")
-    manifest = {**_header(cfg, student, base, "read"), "language": type(language).__name__, "reader": "clauses",
+    manifest = {**_header(cfg, student, base, "read"), "language": type(language).__name__,
+                "reader": "clauses-near" if cfg.near else "clauses", "near": cfg.near,
                 "data_sha256": hashlib.sha256(json.dumps([list(d) for d in data]).encode()).hexdigest(),
                 "train_examples": len(data), "generated_rules": rules, "clauses": READ_CLAUSES,
                 "heldout_rules": len(held), "heldout_exact": exact}

@@ -144,6 +144,28 @@ class WholeBase:
         return self.entries
 
 
+class Without:
+    """A provider's candidates less the named functions (those an agent quarantined); a stage
+    whose every candidate is named keeps them (it has nothing else to run)."""
+
+    def __init__(self, provider: CandidateProvider, names: set[str]):
+        self.provider, self.names = provider, names
+
+    def _less(self, offered: list[ManualEntry]) -> list[ManualEntry]:
+        return [e for e in offered if e.name not in self.names] or offered
+
+    def candidates(self, stage: str, state: Any) -> list[ManualEntry]:
+        return self._less(self.provider.candidates(stage, state))
+
+    def candidates_batch(self, stage: str, states: list) -> list[list[ManualEntry]]:
+        batch = getattr(self.provider, "candidates_batch", None)
+        offered = batch(stage, states) if batch else [self.provider.candidates(stage, s) for s in states]
+        return [self._less(o) for o in offered]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.provider, name)      # the provider's stats and the like
+
+
 class OracleSelector:
     """Picks the base's right function for the stage and state (``FunctionBase.oracle``)."""
 

@@ -291,12 +291,21 @@ def reader_prefix(language: RuleLanguage) -> str:
     return READER_PREFIX + language.manual() + "\n"
 
 
-def reader_prompt(clause: str) -> str:
-    return f"Clause: {clause.strip()}\nProgram:"
+def reader_prompt(clause: str, near: Sequence[tuple[str, Program]] = ()) -> str:
+    """The clause to read; ``near``: taught wordings nearest to it with their programs, shown
+    first (a reader trained with them compares the clause with them instead of recalling)."""
+    shown = "".join(f"{words} -> {program_text(program)}\n" for words, program in near)
+    return (f"Near:\n{shown}" if shown else "") + f"Clause: {clause.strip()}\nProgram:"
+
+
+def template_key(words: str) -> str:
+    """The wording with its numbers blanked: two clauses of one template share it."""
+    return re.sub(r"-?\d+", "#", _normal(words).lower())
 
 
 def read_clauses(student: Any, language: RuleLanguage, clauses: Sequence[str],
-                 only: Mapping[str, tuple] | None = None, namer: Any = None) -> dict[str, tuple[Program | None, float]]:
+                 only: Mapping[str, tuple] | None = None, namer: Any = None,
+                 near: int = 0) -> dict[str, tuple[Program | None, float]]:
     """Each clause's reading: (its primitive, the answer's log-probability), greedy under the
     clause's grammar (its own numbers). A clause the student answers ``none`` is read again
     without that answer, and scored by its reading's probability given that it is one clause
@@ -305,13 +314,16 @@ def read_clauses(student: Any, language: RuleLanguage, clauses: Sequence[str],
     ``only``: clause -> the primitives its symbols denote (``language.notation``): its reading
     is one of them (the student still judges whether the words are one clause). ``namer``
     (a ``Namer``): a clause answered ``none`` is read again only into the primitives whose
-    taught words are nearest to its own (words the student does not know)."""
+    taught words are nearest to its own (words the student does not know). ``near``: a reader
+    trained with neighbours (its manifest's ``near``) sees that many taught wordings nearest to
+    each clause (``namer.near``) before it, as it was taught."""
     clauses = list(dict.fromkeys(clauses))
     only = {c: tuple(only[c]) for c in clauses if only and only.get(c)}
-    first = _greedy_readings(student, language, clauses, none=True, only=only)
+    shown = namer.near(clauses, near) if near and namer is not None and clauses else {}
+    first = _greedy_readings(student, language, clauses, none=True, only=only, near=shown)
     nones = [c for c in clauses if first[c][0] == "none"]
     again = _greedy_readings(student, language, nones, none=False, only=only,
-                             names=namer(nones) if namer is not None and nones else None)
+                             names=namer(nones) if namer is not None and nones else None, near=shown)
     out: dict[str, tuple[Program | None, float]] = {}
     for clause in clauses:
         answer, score = first[clause]
@@ -326,15 +338,16 @@ def read_clauses(student: Any, language: RuleLanguage, clauses: Sequence[str],
 
 
 def _greedy_readings(student: Any, language: RuleLanguage, clauses: list[str], none: bool,
-                     only: Mapping[str, tuple] | None = None,
-                     names: Mapping[str, Sequence[str]] | None = None) -> dict[str, tuple[str, float]]:
+                     only: Mapping[str, tuple] | None = None, names: Mapping[str, Sequence[str]] | None = None,
+                     near: Mapping[str, Sequence[tuple[str, Program]]] | None = None) -> dict[str, tuple[str, float]]:
     if not clauses:
         return {}
     masks = [GrammarMask(student.tokenizer, clause_grammar(language, numbers_in(c), none, (only or {}).get(c),
                                                            (names or {}).get(c)))
              for c in clauses]
     scores: list[float] = []
-    answers = student.generate_batch([reader_prompt(c) for c in clauses], prefix=reader_prefix(language),
+    answers = student.generate_batch([reader_prompt(c, (near or {}).get(c, ())) for c in clauses],
+                                     prefix=reader_prefix(language),
                                      max_new_tokens=MAX_NEW_TOKENS, allowed=masks, scores=scores)
     return {c: (a.strip(), s) for c, a, s in zip(clauses, answers, scores)}
 
@@ -377,7 +390,7 @@ class Reading:
 
 
 def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN,
-         clause_reader: Any = None, notation: bool = True, namer: Any = None) -> list[Reading]:
+         clause_reader: Any = None, notation: bool = True, namer: Any = None, near: int = 0) -> list[Reading]:
     """The student's readings of ``text``, best first (tag, then compose): the language's
     frames and connectives split the words every way they can; each candidate clause whose
     symbols denote primitives exactly (``language.notation``, with ``notation``) is one of
@@ -386,12 +399,12 @@ def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN
     log-probabilities; parses are grouped by denotation, and those within ``margin`` of the
     best are kept. ``clause_reader`` (default ``read_clauses``) replaces the student's reading
     of clauses (a baseline without a model, ``benchmarks/bench_read_rules.py``); ``namer``: see
-    ``read_clauses``."""
+    ``read_clauses``, as is ``near`` (the reading adapter's manifest says how many)."""
     trees = [(forbids, p) for forbids, words in regions(language, text) for p in parses(language, words)]
     clauses = list(dict.fromkeys(c for _, p in trees for c in p.clauses()))
     only = symbolic(language, clauses) if notation else {}
     if clause_reader is None:
-        read_ = read_clauses(student, language, clauses, only=only, namer=namer)
+        read_ = read_clauses(student, language, clauses, only=only, namer=namer, near=near)
     else:
         read_ = clause_reader(student, language, clauses, only=only)
     scored = []
@@ -418,19 +431,43 @@ class Namer:
         self.encode: Any = None
 
     def _taught(self) -> None:
-        taught: dict[str, str] = {}
+        taught: dict[str, Program] = {}
         for _, program in self.language.clause_examples(self.examples, seed=0):
             for words in self.language.words(program):
-                taught.setdefault(_normal(words), program[0])
+                taught.setdefault(_normal(words), program)
         self.encode = self.encoder()
-        self.names = list(taught.values())
+        self.taught = list(taught.items())
+        self.names = [program[0] for program in taught.values()]
+        self.keys = [template_key(words) for words in taught]
         self.vectors = self.encode(list(taught))
+
+    def near(self, clauses: Sequence[str], n: int,
+             exclude: Mapping[str, str] | None = None) -> dict[str, list[tuple[str, Program]]]:
+        """Per clause, the ``n`` taught wordings nearest to it with their programs, one per
+        primitive (so the nearest of several primitives are shown side by side), nearest last
+        (next to the clause); ``exclude``: clause -> a template whose wordings are left out
+        (in training, the clause's own: the reader learns to compare with other words)."""
+        if self.encode is None:
+            self._taught()
+        sims = self.encode(list(clauses)) @ self.vectors.T
+        out = {}
+        for clause, row in zip(clauses, sims):
+            skip = (exclude or {}).get(clause)
+            picked: dict[str, int] = {}
+            for i in row.argsort()[::-1]:
+                name = self.names[i]
+                if name not in picked and self.keys[i] != skip:
+                    picked[name] = int(i)
+                    if len(picked) == n:
+                        break
+            out[clause] = [self.taught[i] for i in reversed(picked.values())]
+        return out
 
     def __call__(self, clauses: Sequence[str]) -> dict[str, tuple[str, ...]]:
         if self.encode is None:
             self._taught()
         sims = self.encode(list(clauses)) @ self.vectors.T
-        out = {}
+        out: dict[str, tuple[str, ...]] = {}
         for clause, row in zip(clauses, sims.tolist()):
             best: dict[str, float] = {}
             for name, sim in zip(self.names, row):
@@ -487,11 +524,12 @@ def own_clauses(language: RuleLanguage, program: Program, words: Any = None) -> 
 
 
 def clause_training(language: RuleLanguage, pairs: list[tuple[str, Program]], negatives: float = 1.0,
-                    seed: int = 0) -> list[tuple[str, str, str]]:
+                    seed: int = 0, namer: Any = None, near: int = 0) -> list[tuple[str, str, str]]:
     """(prefix, prompt, answer) examples for ``Student.train_lora_text``: every candidate
     clause the splitter makes of each rule's words, answered with its primitive when the words
     are exactly one primitive's (``language.words``), else ``none`` (about ``negatives`` of
-    those per clause)."""
+    those per clause). ``near`` (with ``namer``): each clause shown after the taught wordings
+    nearest to it (``Namer.near``), those of its own template left out."""
     rng = random.Random(f"clause-training:{seed}")
     prefix = reader_prefix(language)
     positives: list[tuple[str, Program]] = []      # every occurrence: common clauses are seen often
@@ -506,7 +544,11 @@ def clause_training(language: RuleLanguage, pairs: list[tuple[str, Program]], ne
             else:
                 others[clause] = None
     negatives_kept = rng.sample(sorted(others), min(len(others), int(len(positives) * negatives)))
-    data = [(prefix, reader_prompt(c), " " + program_text(p)) for c, p in positives]
-    data += [(prefix, reader_prompt(c), " none") for c in negatives_kept]
+    shown: dict[str, list[tuple[str, Program]]] = {}
+    if near and namer is not None:
+        asked = list(dict.fromkeys([c for c, _ in positives] + negatives_kept))
+        shown = namer.near(asked, near, exclude={c: template_key(c) for c in asked})
+    data = [(prefix, reader_prompt(c, shown.get(c, ())), " " + program_text(p)) for c, p in positives]
+    data += [(prefix, reader_prompt(c, shown.get(c, ())), " none") for c in negatives_kept]
     rng.shuffle(data)
     return data

@@ -141,6 +141,63 @@ def test_an_adopted_function_that_breaks_is_quarantined_after_its_first_failure(
     base.isolated.close()
 
 
+BROKEN_PLUGIN = '''VERSION = "0.1.0"
+
+
+def chase_broken(obs):
+    """Move every pursuer by a plan that breaks on every state.
+
+    Stage: pursuer.decide
+    When: never (a plan that breaks)
+    Reads: obs["candidates"]
+    Returns: the action, a list with one cell [x, y] per pursuer
+    Rules: none; it reads a key no state has.
+    Example:
+        >>> chase_broken({"candidates": []})
+        []
+    """
+    return obs["no such key"]
+
+
+def when_chase_broken(obs):
+    """Never."""
+    return False
+'''
+
+
+def test_a_third_party_function_that_fails_is_no_longer_offered(registry, pursuit_task):
+    """A plugin's function (not one the engine ships) that raises: the step it failed in fails, it is
+    quarantined with one logged line (also in the trace) and never offered again; the stage's other
+    candidates play on, and the summary lists it."""
+    from ldengine.agents import LoopAgent
+    from ldengine.loop import OracleSelector, WholeBase
+    from ldengine.registry import ModuleSource
+
+    class Prefers(OracleSelector):            # a selector that picks the plugin's function when offered
+        def select(self, stage, state, candidates):
+            names = [c.name for c in candidates if c.stage == stage]
+            if stage == "pursuer.decide" and "chase_broken" in names:
+                return [c.name for c in candidates].index("chase_broken")
+            return super().select(stage, state, candidates)
+
+    modules = registry.modules_for("pursuit") + [ModuleSource("pursuit", BROKEN_PLUGIN, "pursuit/broken.py",
+                                                              "ldtest_broken")]
+    base = FunctionBase.build("pursuit", modules)
+    lines, records = [], []
+    agent = LoopAgent(AgentContext(pursuit_task, base, {"log": lines.append}), WholeBase(base), Prefers(base))
+    result = pursuit_task.play(agent, 0, 30, registry.get("evaders", "greedy").obj, records.append)
+    stats = agent.stats()
+    assert stats["failed_steps"] == 1 and result.steps > 2
+    assert stats["quarantined"] == {"chase_broken": "KeyError: 'no such key'"}
+    assert lines == ["chase_broken (ldtest_broken) quarantined after its first failure (KeyError: 'no such key'); "
+                     "not offered at pursuer.decide again"]
+    chosen = [s["chosen"] for r in records if r["type"] == "pursuers" for s in r.get("selections", [])]
+    assert chosen.count("chase_broken") == 1
+    noted = [s["quarantined"] for r in records if r["type"] == "pursuers" for s in r.get("selections", [])
+             if "quarantined" in s]
+    assert noted == lines
+
+
 def test_writing_stops_at_the_bodys_own_return_and_keeps_only_the_body():
     """Generation stops when the body returns at its own level or a new unindented line
     starts; a return nested in an ``if`` does not stop it; the body keeps indented lines."""

@@ -264,17 +264,43 @@ def test_a_plugin_registers_a_rule_language_and_an_incomplete_one_is_refused(plu
     assert "rule language of 'ldtest-broken' without" in error and "english" in error
 
 
-def test_the_namer_offers_the_primitives_whose_taught_words_are_nearest():
+@pytest.fixture(scope="module")
+def namer():
+    """The retriever's real encoder over the language's taught wordings (encoded once per module)."""
+    from ldengine.retriever import Encoder
+    return rl.Namer(lambda: Encoder().encode, LANGUAGE)
+
+
+def test_the_namer_offers_the_primitives_whose_taught_words_are_nearest(namer):
     """The retriever's real encoder: a clause in taught words has its own primitive among the k nearest;
     the grammar it narrows to keeps only those names (all of them where none fits the numbers)."""
-    from ldengine.retriever import Encoder
-    namer = rl.Namer(lambda: Encoder().encode, LANGUAGE)
     named = namer(["the move ends in row y = 4", "the pursuer stays put"])
     assert "row" in named["the move ends in row y = 4"] and len(named["the pursuer stays put"]) == rl.NAMES_K
     assert "length" in named["the pursuer stays put"]
     grammar = rl.clause_grammar(LANGUAGE, [4], False, names=("row", "south_of"))
     assert '"row("' in grammar and '"south_of("' in grammar and "column" not in grammar
     assert "column" in rl.clause_grammar(LANGUAGE, [], False, names=("row",))     # no number: all names
+
+
+def test_a_reader_with_neighbours_sees_the_nearest_taught_wordings_of_other_templates(namer):
+    """``Namer.near``: one wording per primitive, the nearest last (next to the clause); in training a
+    clause's own template is left out, so the reader learns to compare with other words; the prompt
+    shows them as 'words -> program' lines before the clause."""
+    clause = "the move ends in row y = 4"
+    shown = namer.near([clause], 4)[clause]
+    assert len(shown) == 4 and len({program[0] for _, program in shown}) == 4
+    assert shown[-1][1][0] == "row" and rl.template_key(shown[-1][0]) == rl.template_key(clause)
+    other = namer.near([clause], 4, exclude={clause: rl.template_key(clause)})[clause]
+    assert all(rl.template_key(words) != rl.template_key(clause) for words, _ in other)
+    prompt = rl.reader_prompt(clause, other)
+    assert prompt.startswith("Near:\n") and prompt.endswith(f"Clause: {clause}\nProgram:")
+    assert f"{other[0][0]} -> {rl.program_text(other[0][1])}\n" in prompt
+    data = rl.clause_training(LANGUAGE, LANGUAGE.examples(10, seed=3), namer=namer, near=3)
+    assert all(prompt.startswith("Near:\n") and prompt.count(" -> ") >= 3 for _, prompt, _ in data)
+    for _, prompt, _ in data:
+        lines = prompt.splitlines()
+        asked = lines[-2].removeprefix("Clause: ")
+        assert all(rl.template_key(line.rsplit(" -> ", 1)[0]) != rl.template_key(asked) for line in lines[1:-2])
 
 
 def test_every_primitive_has_the_teachers_paraphrases_with_its_own_numbers():

@@ -55,6 +55,7 @@ class TransformersStudent(Memoised):
         self._rows = LRU(ROW_CACHE_SIZE)          # (prefix, candidate, weights version) -> (length, keys and values)
         self._assembled = LRU(ASSEMBLED_SIZE)     # (prefix, candidates, weights version) -> joined keys and values
         self.layout = ROWS                        # how selections are read; an adapter brings its own
+        self.near = 0                             # taught wordings a reading adapter reads each clause after
         self._memo = LRU(memo_size)               # (weights version, prompt parts) -> Selection
         self._weights_version = 0
         self._yes_id, self._no_id = answer_token_ids(tokenizer)
@@ -689,7 +690,9 @@ class TransformersStudent(Memoised):
         """Apply a saved LoRA adapter (refused if its manifest names other base weights)."""
         self.model = lora.load(self.model, Path(directory), self.model_hash)
         self._trained_here = False
-        self.layout = lora.read_manifest(Path(directory)).get("selection_layout", JOINT)
+        manifest = lora.read_manifest(Path(directory))
+        self.layout = manifest.get("selection_layout", JOINT)
+        self.near = int(manifest.get("near") or 0)
         if self.layout not in LAYOUTS:
             raise LDEngineError(f"the adapter in {directory} reads selections in the layout {self.layout!r}, "
                                 f"which this engine does not know (known: {', '.join(LAYOUTS)})")
