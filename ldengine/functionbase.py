@@ -37,6 +37,7 @@ from ldengine.manual import Fact, ManualEntry, entries_from_source, facts_from_s
 from ldengine.plugins import DEFAULT_PLUGINS
 from ldengine.registry import ModuleSource
 from ldengine.sandbox import CompiledModule, IsolatedSandbox, Sandbox, SandboxResult, compile_module
+from ldengine.signing import signed, unsigned_reason
 from ldengine.userdata import data_root
 
 SANDBOX_ENV = "LDENGINE_SANDBOX"
@@ -324,12 +325,18 @@ def check_file(path: Path, recorded: Any, remedy: str) -> None:
 
 
 def check_version_files(task: str, version: str) -> list[Path]:
-    """Every module file of a stored version against ``modules[].sha256`` of its provenance;
-    a file added to the folder afterwards is refused too. Returns the files checked."""
+    """Every module file of a stored version against ``modules[].sha256`` of its provenance,
+    once the provenance is known to be signed with this machine's key (a provenance rewritten
+    together with its hashes is not); a file added to the folder afterwards is refused too.
+    Returns the files checked."""
     folder = _version_folder(task, version)
     remedy = f"restore it, or remove the version: ldengine generated remove {version} --task {task}"
+    provenance = read_provenance(task, version)
+    if not signed(provenance):
+        raise StoredCodeChanged(f"{unsigned_reason(str(folder / PROVENANCE))}; distil it again, or remove it: "
+                                f"ldengine generated remove {version} --task {task}")
     recorded: dict[str, Any] = {}      # file name -> the sha256 its provenance records
-    for module in read_provenance(task, version).get("modules") or []:
+    for module in provenance.get("modules") or []:
         if not isinstance(module, dict):
             continue
         name = module.get("file")

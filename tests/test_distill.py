@@ -18,7 +18,9 @@ from click.testing import CliRunner
 
 from ldengine.cli import cli
 from ldengine.distill.check import check_answer, extract_code
-from ldengine.functionbase import StoredCodeChanged, _hash, base_for, file_sha256, versions_dir
+from ldengine.functionbase import FunctionBase, StoredCodeChanged, _hash, base_for, file_sha256, version_hash, versions_dir
+from ldengine.registry import ModuleSource
+from ldengine.signing import sign
 from tests.jsonhttp import send_json
 
 TRANSCRIPTS = Path(__file__).parent / "data" / "teacher"
@@ -260,11 +262,30 @@ def test_a_version_stored_before_whole_module_hashes_still_loads_and_is_file_che
     prov = json.loads((folder / "provenance.json").read_text())
     base = base_for(None, "pursuit", version)
     legacy = {k: v for k, v in prov.items() if k != "hash_covers"}
-    (folder / "provenance.json").write_text(json.dumps({**legacy, "base_hash": _hash(base.entries)}))
+    (folder / "provenance.json").write_text(json.dumps(sign({**legacy, "base_hash": _hash(base.entries)})))
     assert base_for(None, "pursuit", version).hash == _hash(base.entries)
     (folder / "distilled.py").write_text((folder / "distilled.py").read_text().replace("FAR = 999", "FAR = 9"))
     with pytest.raises(StoredCodeChanged, match="distilled.py was changed"):
         base_for(None, "pursuit", version)
+
+
+def test_a_version_whose_provenance_was_rewritten_with_its_hashes_is_refused(restored):
+    """Someone who edits the module and writes its new sha256 and base hash into the provenance
+    (as the hashes alone would accept) still cannot get it loaded: the provenance is signed."""
+    version, folder = restored
+    module = folder / "distilled.py"
+    module.write_text(module.read_text().replace("FAR = 999", "FAR = 9"))
+    prov = json.loads((folder / "provenance.json").read_text())
+    prov["modules"] = [{"file": "distilled.py", "sha256": file_sha256(module)}]
+    sources = [ModuleSource("pursuit", module.read_text(), f"pursuit/versions/{version}/distilled.py", "x")]
+    prov["base_hash"] = version_hash(FunctionBase.build("pursuit", sources), {"distilled.py": module.read_text()})
+    (folder / "provenance.json").write_text(json.dumps(prov))
+    result = CliRunner().invoke(cli, ["functions", "list", "--version", version])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and "Traceback" not in result.output
+    assert "is not signed with this machine's key" in lines[0] and "provenance.json" in lines[0]
+    (folder / "provenance.json").write_text(json.dumps(sign(prov)))     # signed here: the hashes decide
+    assert base_for(None, "pursuit", version).hash == prov["base_hash"]
 
 
 def test_generated_verifies_and_removes_a_version(restored, tmp_path):

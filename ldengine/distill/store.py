@@ -12,6 +12,7 @@ from pathlib import Path
 from ldengine.distill.check import MODULE_FILE, Round
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import PROVENANCE, read_provenance, version_hash, version_names, versions_dir
+from ldengine.signing import sign
 
 
 @dataclass
@@ -27,7 +28,9 @@ class Distilled:
 def store(task: str, done: Round, provenance: dict) -> Distilled:
     """Write the module and its provenance as a new version; the same base already stored is kept.
     The version's hash covers the module's whole text (``version_hash``), and the provenance
-    records the file's sha256 (``modules``): both are checked whenever the version loads."""
+    records the file's sha256 (``modules``): both are checked whenever the version loads, and the
+    provenance is signed with this machine's key (``ldengine.signing``): a version whose provenance
+    was rewritten with its hashes is refused too."""
     source, base = done.module()
     base_hash = version_hash(base, {MODULE_FILE: source})
     root = versions_dir(task)
@@ -38,8 +41,8 @@ def store(task: str, done: Round, provenance: dict) -> Distilled:
             if _stored_hash(task, version) == base_hash:
                 return Distilled(version, final, base_hash, False, [])
             continue        # another base under this name (a prefix collision): a longer name
-        if _write_version(root, final, source, {**provenance, "version": version, "base_hash": base_hash,
-                                                "hash_covers": "modules"}):
+        if _write_version(root, final, source, sign({**provenance, "version": version, "base_hash": base_hash,
+                                                     "hash_covers": "modules"})):
             return Distilled(version, final, base_hash, True, [])
     raise LDEngineError(f"cannot store the new base under {root}: every name is taken")
 
