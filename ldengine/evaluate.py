@@ -265,7 +265,7 @@ def outcome_columns(task: Any = None) -> tuple:
 
 
 def summarize(name: str, run: dict, rows: list[dict], task: Any = None) -> dict:
-    """The summary keys of DESIGN.md, 95% intervals, errors and cost, for one agent; a task
+    """The summary keys of the README's "Evaluate" section, 95% intervals, errors and cost, for one agent; a task
     with ``eval_metrics(rows)`` adds its own figures (else: average steps of success)."""
     played = [r for r in rows if r["outcome"] != "error"]
     n = len(played)

@@ -1,4 +1,4 @@
-"""An independent reading of DESIGN.md's pursuit rules, used to check traces.
+"""An independent reading of the pursuit rules (README, "The two tasks: rules"), used to check traces.
 
 Written from the spec, not from ``plugins/pursuit/rules.py``: it imports
 nothing from the engine, so a rule misread in one place shows up as a

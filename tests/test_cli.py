@@ -1,4 +1,4 @@
-"""The command line: output contracts of DESIGN.md and one-line errors."""
+"""The command line: output contracts of the README and one-line errors."""
 import json
 import subprocess
 import sys
@@ -18,7 +18,7 @@ def invoke(*args):
 
 
 def test_run_writes_the_summary_json_and_a_trace_the_referee_accepts(tmp_path):
-    """It writes the summary keys of DESIGN.md and a trace an independent referee replays."""
+    """It writes the summary keys of the README and a trace an independent referee replays."""
     out, trace, plot = tmp_path / "r.json", tmp_path / "t.jsonl", tmp_path / "g.png"
     result = invoke("run", "pursuit", "--agent", "expert", "--games", "4", "--seed", "3",
                     "--json", str(out), "--trace", str(trace), "--plot", str(plot))

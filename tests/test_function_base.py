@@ -33,7 +33,7 @@ def test_each_pipeline_stage_has_exactly_one_function_and_there_are_distractors(
 
 
 def test_every_entry_has_every_manual_field_and_a_version(pursuit_base):
-    """It documents each function with summary, the fields of DESIGN.md and a versioned hash."""
+    """It documents each function with summary, the manual fields and a versioned hash."""
     for entry in pursuit_base.entries.values():
         assert entry.summary and all(getattr(entry, f.lower()) for f in FIELDS)
         assert "+" in entry.version and len(entry.source_hash) == 64

@@ -124,5 +124,11 @@ def test_the_environment_table_names_every_variable_the_code_reads():
 
 
 def test_the_readme_does_not_send_readers_outside_the_repository():
-    """No reference to files the repository does not hold (DESIGN.md lives outside it)."""
+    """No reference to files the repository does not hold (DESIGN.md lives outside it), in the README
+    or in a docstring or comment of the code and tests."""
     assert "../shared" not in README and "DESIGN.md" not in README
+    root = Path(__file__).resolve().parent.parent
+    for path in [*root.glob("ldengine/**/*.py"), *root.glob("plugins/**/*.py"), *root.glob("tests/*.py")]:
+        text = path.read_text(encoding="utf-8")
+        cited = [w for w in ("DESIGN" + ".md", "STYLE" + ".md") if w in text]
+        assert not cited or path.name == "test_readme.py", (path, cited)

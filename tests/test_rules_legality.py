@@ -1,4 +1,4 @@
-"""Move legality and game bookkeeping, property-tested against DESIGN.md's rules."""
+"""Move legality and game bookkeeping, property-tested against the README's rules."""
 import random
 
 from hypothesis import given, strategies as st
@@ -110,7 +110,7 @@ def test_it_ends_in_failure_with_violation_at_the_eighth():
 
 def test_it_counts_violations_before_it_checks_capture():
     """It ends with failure_with_violation when the 8th violation comes in the step that would capture
-    (DESIGN.md: violations are counted first, then capture is checked)."""
+    (the rules: violations are counted first, then capture is checked)."""
     game = PursuitGame(21, [(9, 10), (11, 10), (10, 13)], (10, 10))
     game.violations = MAX_VIOLATIONS - 1
     step = game.pursuer_step([(9, 10), (11, 10), (10, 10)])    # the third proposal is the evader's cell

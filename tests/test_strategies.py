@@ -8,7 +8,7 @@ STRATEGIES = ("capture_adjacent", "route_around_block", "pin_against_edge", "enc
 
 
 def decide_input(pursuers, evader, size=21, forbidden=()):
-    """The stage's input: the state plus each pursuer's legal cells (DESIGN.md rules)."""
+    """The stage's input: the state plus each pursuer's legal cells (the README's rules)."""
     forbidden = [list(c) for c in forbidden]
     closed = {tuple(c) for c in forbidden} | {tuple(evader)}
     candidates = [[[p[0] + dx, p[1] + dy] for dx in range(-2, 3) for dy in range(-2, 3)

@@ -1,7 +1,7 @@
 """Student backends: a small LM that selects among candidate functions.
 
 Light to import: torch, transformers and peft load inside the functions that
-use them, so ``ldengine --help`` stays fast (STYLE.md, item 6).
+use them, so ``ldengine --help`` stays fast (``tests/test_architecture.py`` keeps heavy imports out of module tops).
 """
 from ldengine.contracts import Selection, Student
 from ldengine.models.base import load_by_name, option_row, selection_context

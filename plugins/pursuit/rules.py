@@ -1,4 +1,4 @@
-"""The pursuit game's rules, exactly as DESIGN.md states them.
+"""The pursuit game's rules, exactly as the README ("The two tasks: rules") states them.
 
 This module is the engine's referee: pure functions over cells and a small
 ``PursuitGame`` that applies one step. Agents never call it to decide; they
@@ -113,7 +113,7 @@ class PursuitGame:
         self.pursuers = moved
         self.steps += 1
         self.violations += sum(illegal)
-        # DESIGN.md: violations are counted first (the 8th ends the game), then capture is checked.
+        # The rules: violations are counted first (the 8th ends the game), then capture is checked.
         if self.violations > MAX_VIOLATIONS:
             self.outcome = FAIL_VIOLATION
         elif captured(self.evader, self.pursuers):

@@ -273,7 +273,7 @@ def near_edge(state: dict) -> bool:
 
 
 def _all_legal(state: dict) -> bool:
-    """Every candidate cell is a legal move for its pursuer (DESIGN.md rules)."""
+    """Every candidate cell is a legal move for its pursuer (the rules in README, "The two tasks: rules")."""
     evader, size = parse_cell(state.get("evader")), state.get("size")
     forbidden = frozenset(c for c in map(parse_cell, state.get("forbidden") or []) if c is not None)
     if evader is None or not isinstance(size, int):
