@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import atexit
+import io
 import json
 import os
 import re
@@ -139,6 +140,11 @@ def _emergency_options(command):
                              "emergencies stored, e.g. a rule of your own, custom-1a2b3c4d).")(command)
 
 
+def _check_emergency_seed(emergency: str | None, emergency_seed: int | None) -> None:
+    if emergency_seed is not None and not emergency:
+        raise click.UsageError("--emergency-seed draws an emergency's parameters: name the rule with --emergency")
+
+
 @cli.command()
 @click.argument("task")
 @click.option("--agent", default="ld", show_default=True, help="Agent that plays the pursuers (ldengine plugins lists them).")
@@ -178,6 +184,7 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
     stored verified one.
     """
     reg = registry()
+    _check_emergency_seed(emergency, emergency_seed)
     _check_outputs({"--json": json_path, "--trace": trace, "--audit": audit}, plot, reg.get("tasks", task).obj)
     options = {"student": student, "adapter": adapter, "backend": _backend(student, backend), "k": k,
                "attempts": attempts, "device": chosen_device(device), "no_memo": no_memo,
@@ -299,6 +306,7 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_f
         raise click.BadParameter(f"{', '.join(sorted(set(again) - set(names)))} not in --agents",
                                  param_hint="--replay")
     registry().get("tasks", task)
+    _check_emergency_seed(emergency, emergency_seed)
     _check_outputs({}, folders={"--out": out})
     options = {"student": student, "backend": _backend(student, backend), "k": k, "teacher_url": teacher_url,
                "teacher_model": teacher_model, "teacher_key_env": teacher_key_env, "attempts": attempts,
@@ -342,6 +350,9 @@ def _adapters(pairs) -> dict:
 def plot_cmd(trace, game, out):
     """Draw one game of a saved trace (ldengine run TASK --trace FILE): the pieces' trails,
     start and end."""
+    if Path(trace).is_dir():
+        raise click.BadParameter(f"{trace} is a folder, not a trace file (write one with ldengine run TASK "
+                                 "--trace FILE)", param_hint="TRACE")
     out = out or str(Path(trace).with_suffix("")) + f"-game{game}.png"
     check_plot(out, "--out")
     plot_game(registry(), trace, game, out)
@@ -528,6 +539,9 @@ def retrieve(query, task, k, only_task):
 
     The agents search one index over every task's functions; another task's
     function shows as task:name."""
+    if not query.strip():
+        raise click.BadParameter("an empty query matches nothing in particular: give the words to search for",
+                                 param_hint="QUERY")
     base = _base(task)
     found = Retriever.for_base(base) if only_task else Retriever.for_library(base, registry())
     for rank, (name, score) in enumerate(found.search(query, k), 1):
@@ -724,13 +738,19 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
     check_rule_text(text)        # before any model loads (a rule over several pieces is refused here)
     reg = registry()
     task_obj = reg.get("tasks", task).obj
+    _check_examples(allow, forbid)
+    if by_reading and (params or kind):
+        raise click.UsageError("--read takes the rule from its words (and --allow/--forbid examples); "
+                               "--param and --kind are for writing")
+    values = _params(params)
+    if not by_reading:
+        _check_placeholders(text, values, kind)
+    if not (yes or no_store):
+        _need_answer("pass --yes to store without asking (with --allow/--forbid examples that check it), or "
+                     "--no-store to only see the functions")
     if by_reading:
-        if params or kind:
-            raise click.UsageError("--read takes the rule from its words (and --allow/--forbid examples); "
-                                   "--param and --kind are for writing")
         _emergency_by_reading(reg, task, text, allow, forbid, seed, student, adapter, no_store, yes)
         return
-    values = _params(params)
     rule = _rule(reg, task_obj, text, values, kind, allow, forbid)
     cases = rule.cases(values, seed)
     if not cases:
@@ -809,6 +829,26 @@ def _emergency_by_reading(reg, task, text, allow, forbid, seed, student, adapter
     path = save(written)
     click.echo(f"stored {path} (+ .json provenance with the program); play it: ldengine run {task} "
                f"--emergency {path.stem}")
+
+
+def _answerable() -> bool:
+    """Can a question be answered? Not when stdin is closed or a character device that is no
+    terminal (``< /dev/null``, a service); a pipe or a terminal can answer."""
+    try:
+        fd = sys.stdin.fileno()
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return True         # a stream of a program of its own (a test's): it may hold the answer
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return False
+    return os.isatty(fd) or not stat.S_ISCHR(info.st_mode)
+
+
+def _need_answer(hint: str) -> None:
+    """Refuse in one line, before any work, a command that will ask a question nobody can answer."""
+    if not _answerable():
+        raise click.ClickException(f"this asks for confirmation, and there is no terminal to answer it: {hint}")
 
 
 def _confirm_map() -> bool:
@@ -989,6 +1029,7 @@ def generated_remove(name, task, yes):
     """Delete NAME's stored files: a function and its provenance, or a version's folder."""
     item = gen.find(registry(), name, _generated_task(task))
     if not yes:
+        _need_answer("pass --yes to remove without asking")
         click.confirm(f"remove the {item.what} {item.name} ({item.path})?", abort=True)
     removed = gen.remove(item)
     click.echo(f"removed {item.what} {item.name}: " + ", ".join(str(path) for path in removed))
@@ -1005,6 +1046,36 @@ def _params(pairs) -> dict:
         except ValueError:
             out[key] = value
     return out
+
+
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def _check_placeholders(text: str, values: dict, kind: str | None) -> None:
+    """Every {K} of the rule's words has a whole-number --param, and (unless --kind names the
+    rule the parameters are for) every --param fills a {K}."""
+    holes = list(dict.fromkeys(PLACEHOLDER.findall(text)))
+    missing = [h for h in holes if h not in values]
+    if missing:
+        raise click.BadParameter(f"the rule's words have {', '.join('{' + h + '}' for h in missing)} and no "
+                                 f"value for it: add --param {missing[0]}=N", param_hint="--param")
+    wordy = [f"{h}={values[h]}" for h in holes if not isinstance(values[h], int)]
+    if wordy:
+        raise click.BadParameter(f"{', '.join(wordy)}: a rule's parameter is a whole number (a column, a row, a "
+                                 "distance)", param_hint="--param")
+    unused = [k for k in values if k not in holes]
+    if holes and unused and not kind:
+        raise click.BadParameter(f"{', '.join(unused)} is not a placeholder of the rule's words (they have "
+                                 f"{', '.join('{' + h + '}' for h in holes)})", param_hint="--param")
+
+
+def _check_examples(allow, forbid) -> None:
+    """A move given both as allowed and as forbidden is refused before anything runs."""
+    both = sorted(set(_moves(allow, "--allow")) & set(_moves(forbid, "--forbid")))
+    if both:
+        shown = ", ".join(">".join(",".join(map(str, side)) for side in (m if isinstance(m[0], tuple) else (m,)))
+                          for m in both)
+        raise click.UsageError(f"{shown} is given both with --allow and with --forbid: a move is one or the other")
 
 
 def _moves(items, hint: str) -> list:
@@ -1281,6 +1352,7 @@ def cache_clean(yes):
         return
     size = _megabytes(sum(p.size for p in parts))
     if not yes:
+        _need_answer("pass --yes to remove without asking")
         click.confirm(f"remove {', '.join(p.name for p in parts)} ({size}) from {cache_root()}?", abort=True)
     removed = clean_cache()
     click.echo(f"removed {', '.join(str(p.path) for p in removed)} ({size})")

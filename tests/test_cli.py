@@ -77,6 +77,20 @@ def test_run_against_the_random_evader(tmp_path):
     (["run", "pursuit", "--json", f"{__file__}/r.json"], "test_cli.py is a file, not a folder"),
     (["functions", "show", "no_such_function"], "no function 'no_such_function'"),
     (["sandbox", "run", "missing.py", "--function", "f"], "does not exist"),
+    (["retrieve", "  "], "an empty query matches nothing in particular"),
+    (["run", "pursuit", "--emergency-seed", "3"], "--emergency-seed draws an emergency's parameters"),
+    (["eval", "pursuit", "--emergency-seed", "3", "--out", "x"], "--emergency-seed draws an emergency's parameters"),
+    (["plot", "."], "is a folder, not a trace file"),
+    (["emergency", "Pursuers may not enter column {x0}.", "--param", "x0=abc", "--no-store"],
+     "x0=abc: a rule's parameter is a whole number"),
+    (["emergency", "Pursuers may not enter column {x0}.", "--param", "z=3", "--no-store"],
+     "the rule's words have {x0} and no value for it: add --param x0=N"),
+    (["emergency", "Pursuers may not enter column {x0}.", "--param", "x0=3", "--param", "z=3", "--no-store"],
+     "z is not a placeholder of the rule's words (they have {x0})"),
+    (["emergency", "Pursuers may not enter column 5.", "--forbid", "10,5", "--allow", "10,5", "--no-store"],
+     "10,5 is given both with --allow and with --forbid"),
+    (["emergency", "Pursuers may not enter column 5.", "--read", "--forbid", "4,5>5,5", "--allow", "4,5>5,5",
+      "--no-store"], "4,5>5,5 is given both with --allow and with --forbid"),
 ])
 def test_bad_arguments_give_a_one_line_error(args, message):
     """It answers a bad argument with a one-line error and exit code 1 or 2, no traceback."""
@@ -140,3 +154,18 @@ def test_an_interrupted_run_keeps_every_finished_game(tmp_path):
     summary = json.loads(out.read_text())
     ends = check_trace(trace)
     assert summary["interrupted"] is True and summary["games"] == len(ends) > 0
+
+
+@pytest.mark.parametrize("args", [["emergency", "Pursuers may not enter column 5."],
+                                  ["emergency", "Pursuers may not enter column 5.", "--read"],
+                                  ["generated", "remove", "wall-ddf6cde496"]])
+def test_a_question_nobody_can_answer_is_refused_before_any_work(args):
+    """With stdin at /dev/null (a script, a service) a command that would ask for confirmation
+    stops at once, in one line naming --yes, before any model loads."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "ldengine", *args], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1 and "there is no terminal to answer it" in lines[-1] and "--yes" in lines[-1]
+    assert "Traceback" not in done.stderr and "writing with" not in done.stdout
