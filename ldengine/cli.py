@@ -128,6 +128,9 @@ def _function_base_option(command):
                              "plugins' modules.")(command)
 
 
+TASK_HELP = "The task (ldengine plugins lists them)."
+
+
 def _emergency_options(command):
     """--emergency, --emergency-seed and --attempts, shared by run and eval."""
     command = click.option("--attempts", default=8, show_default=True, type=click.IntRange(1, 64),
@@ -420,7 +423,7 @@ def _base(task: str, version: str | None = None):
 
 
 @functions.command(name="list")
-@click.option("--task", default="pursuit", show_default=True)
+@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
 @click.option("--version", "version", metavar="VERSION", help="A stored version (ldengine functions versions) "
               "instead of the plugins' modules.")
 @_JSON
@@ -448,7 +451,7 @@ def functions_list(task, version, as_json):
 
 
 @functions.command(name="read")
-@click.option("--task", default="pursuit", show_default=True)
+@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
 @click.option("--version", "version", metavar="VERSION", help="A stored version (ldengine functions versions) "
               "instead of the plugins' modules.")
 @click.option("--proposer", type=click.Choice(sorted(PROPOSERS)), default="encoder", show_default=True,
@@ -499,7 +502,7 @@ def functions_read(task, version, proposer, as_json):
 
 
 @functions.command(name="versions")
-@click.option("--task", default="pursuit", show_default=True)
+@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
 def functions_versions(task):
     """The stored function base versions of TASK (from ldengine distill), with their provenance."""
     registry().get("tasks", task)
@@ -511,7 +514,7 @@ def functions_versions(task):
 
 @functions.command(name="show")
 @click.argument("name")
-@click.option("--task", default="pursuit", show_default=True)
+@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
 def functions_show(name, task):
     """The full manual entry of NAME, with its version and source hash: a function of the
     base, or a stored generated one (ldengine emergencies stored)."""
@@ -531,8 +534,9 @@ def functions_show(name, task):
 
 @cli.command()
 @click.argument("query")
-@click.option("--task", default="pursuit", show_default=True)
-@click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True)
+@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
+@click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True,
+              help="How many manual entries to show, best first.")
 @click.option("--only-task", is_flag=True, help="Search TASK's functions alone, not the index shared by every task.")
 def retrieve(query, task, k, only_task):
     """Show the top-K manual entries the dense retriever returns for QUERY.
@@ -555,8 +559,10 @@ def retrieve(query, task, k, only_task):
                    "learns every one's manual and is saved under function_base/adapters/.")
 @click.option("--student", type=click.Path(exists=True), help="Student model (default: SmolLM2-135M-Instruct GGUF).")
 @click.option("--steps", default=24, show_default=True, type=click.IntRange(1, 100_000), help="LoRA training steps.")
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 512))
-@click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(1e-6, 1.0))
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 512),
+              help="Training examples per LoRA step.")
+@click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(1e-6, 1.0),
+              help="Learning rate of the LoRA weights (AdamW).")
 @click.option("--top-layers", default=6, show_default=True, type=click.IntRange(0, 1000), help="LoRA on the last N layers (0: all).")
 @click.option("--rank", default=8, show_default=True, type=click.IntRange(1, 512), help="LoRA rank of a new adapter.")
 @click.option("--lora-modules", default="q_proj,v_proj", show_default=True, metavar="NAMES",
@@ -699,14 +705,15 @@ def _adapter_use(manifest: dict, cfg) -> None:
 
 @cli.command()
 @click.argument("text")
-@click.option("--task", default="pursuit", show_default=True)
+@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
 @click.option("--param", "params", multiple=True, metavar="K=V",
               help="A parameter of the rule (repeatable); {K} in TEXT is replaced by its value.")
 @click.option("--kind", help="A registered emergency kind whose rule the text describes: examples are derived "
               "from it and PARAMS (default: the kind whose parameter names match PARAMS, if exactly one).")
 @click.option("--allow", multiple=True, metavar="X,Y|PX,PY>X,Y", help="A move the rule allows (repeatable).")
 @click.option("--forbid", multiple=True, metavar="X,Y|PX,PY>X,Y", help="A move the rule forbids (repeatable).")
-@click.option("--attempts", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option("--attempts", default=8, show_default=True, type=click.IntRange(1, 64),
+              help="Functions the student may write for the rule before giving up.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Sampling and case seed.")
 @click.option("--student", type=click.Path(exists=True), help="Student model (default: SmolLM2-135M-Instruct GGUF).")
 @click.option("--adapter", type=click.Path(exists=True, file_okay=False),
@@ -866,7 +873,7 @@ def emergencies():
 
 
 @emergencies.command(name="list")
-@click.option("--task", default="pursuit", show_default=True)
+@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
 @_JSON
 def emergencies_list(task, as_json):
     """Each kind: whether it is evaluated (held out of the writing fine-tune) or for training, and its rule."""
@@ -904,15 +911,17 @@ def emergencies_stored(task, as_json):
 
 
 @emergencies.command(name="measure")
-@click.option("--task", default="pursuit", show_default=True)
+@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
 @click.option("--kinds", default="eval", show_default=True,
               help="Comma-separated kind names, or 'eval' (the held-out kinds) or 'all'.")
 @click.option("--seeds", default=10, show_default=True, type=click.IntRange(1, 10_000),
               help="Parameter seeds per kind for the writing pass rate.")
-@click.option("--attempts", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option("--attempts", default=8, show_default=True, type=click.IntRange(1, 64),
+              help="Functions the student may write for the rule before giving up.")
 @click.option("--games", default=50, show_default=True, type=click.IntRange(1, 100_000),
               help="Games per agent (ld, expert) with each kind in force.")
-@click.option("--out", default="results/emergencies", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", default="results/emergencies", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for each kind's games, results.json and the table (table.md).")
 @click.option("--student", type=click.Path(exists=True), help="Student model (default: SmolLM2-135M-Instruct GGUF).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def emergencies_measure(task, kinds, seeds, attempts, games, out, student, quiet):

@@ -169,3 +169,18 @@ def test_a_question_nobody_can_answer_is_refused_before_any_work(args):
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1 and "there is no terminal to answer it" in lines[-1] and "--yes" in lines[-1]
     assert "Traceback" not in done.stderr and "writing with" not in done.stdout
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    """--help explains every option (none is listed bare)."""
+    import click
+
+    def bare(command, path):
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                yield from bare(sub, [*path, name])
+            return
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden and not param.help:
+                yield f"{' '.join(path)} {'/'.join(param.opts)}"
+    assert list(bare(cli, ["ldengine"])) == []
