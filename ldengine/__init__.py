@@ -7,7 +7,8 @@ from typing import Any
 
 from ldengine.version import __version__
 
-API = ("load_registry", "play", "make_agent", "first_state", "decide", "select_function", "run_function")
+API = ("load_registry", "play", "make_agent", "first_state", "decide", "stage_input", "select_function",
+       "run_function")
 __all__ = ["__version__", *API]
 
 

@@ -1,9 +1,10 @@
 """The Python API: what ``from ldengine import ...`` gives (README, "Python API").
 
-    from ldengine import load_registry, play, make_agent, first_state, decide, select_function, run_function
+    from ldengine import (load_registry, play, make_agent, first_state, decide, stage_input,
+                          select_function, run_function)
 
-``play`` is ``ldengine run`` as a function; ``make_agent``, ``first_state``, ``decide``
-and ``select_function`` look inside one decision step; ``run_function`` runs code in
+``play`` is ``ldengine run`` as a function; ``make_agent``, ``first_state``, ``decide``,
+``stage_input`` and ``select_function`` look inside one decision step; ``run_function`` runs code in
 the isolated sandbox. Every function runs in the sandbox, as from the command line.
 """
 from __future__ import annotations
@@ -58,11 +59,30 @@ def decide(agent: Any, state: Any) -> Decision:
     return decide_batch([state], agent.pipeline, agent.base, agent.provider, agent.selector, agent.adopted())[0]
 
 
+def stage_input(agent: Any, stage: str, state: Any) -> Any:
+    """What ``stage`` receives when ``agent`` decides on ``state``: the state itself for the
+    pipeline's first stage, else the output of the stages before it, each chosen and run as
+    ``decide`` runs them (pursuit's ``pursuer.decide`` gets the state with each pursuer's
+    legal ``candidates``). A stage that fails on the way is an error naming it."""
+    at = _stage_index(agent, stage)
+    if at == 0:
+        return state
+    before = decide_batch([state], agent.pipeline[:at], agent.base, agent.provider, agent.selector,
+                          agent.adopted())[0]
+    failed = [s for s in before.stages if not s.result.ok and s.stage not in agent.adopted()]
+    if failed:
+        raise LDEngineError(f"stage {failed[0].stage} failed before {stage} ({failed[0].chosen}: "
+                            f"{failed[0].result.error})")
+    last = before.stages[-1]
+    return last.result.value if last.result.ok else last.state       # a failed adopted stage passes its input on
+
+
 def select_function(agent: Any, stage: str, state: Any) -> StageRecord:
-    """The function ``agent`` selects at ``stage`` for ``state`` (the stage's input):
-    ``.chosen``, its ``.candidates``, the ``.oracle``'s choice and the chosen function's
-    output, run in the sandbox (``.result``)."""
-    _selecting(agent)
+    """The function ``agent`` selects at ``stage`` for ``state``, the stage's input (for a
+    game's state, ``stage_input(agent, stage, state)`` gives it): ``.chosen``, its
+    ``.candidates``, the ``.oracle``'s choice and the chosen function's output, run in the
+    sandbox (``.result``)."""
+    _stage_index(agent, stage)
     return decide_batch([state], [stage], agent.base, agent.provider, agent.selector)[0].stages[0]
 
 
@@ -75,6 +95,13 @@ def run_function(source: str, name: str, *args: Any, timeout: float = 2.0, memor
         return SandboxResult(name, error_type=COMPILE_ERROR, error=error_text(COMPILE_ERROR, str(exc)))
     with IsolatedSandbox(Limits(wall_s=timeout, cpu_s=timeout, memory_mb=memory_mb)) as box:
         return box.call(module, name, *args)
+
+
+def _stage_index(agent: Any, stage: str) -> int:
+    _selecting(agent)
+    if stage not in agent.pipeline:
+        raise LDEngineError(f"no stage {stage!r} in the agent's pipeline ({', '.join(agent.pipeline)})")
+    return agent.pipeline.index(stage)
 
 
 def _selecting(agent: Any) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 import ldengine
-from ldengine import decide, first_state, make_agent, play, run_function, select_function
+from ldengine import decide, first_state, make_agent, play, run_function, select_function, stage_input
+from ldengine.errors import LDEngineError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +23,7 @@ def test_importing_ldengine_and_reaching_the_api_imports_no_heavy_library():
 
 def test_it_exports_the_documented_names_and_no_others():
     assert set(ldengine.__all__) == {"__version__", "load_registry", "play", "make_agent", "first_state", "decide",
-                                     "select_function", "run_function"}
+                                     "stage_input", "select_function", "run_function"}
     with pytest.raises(ImportError):
         from ldengine import no_such_name  # noqa: F401
 
@@ -42,6 +43,12 @@ def test_decide_and_select_function_agree_with_the_oracle(registry):
     decide_input = step.stages[-1].state
     chosen = select_function(agent, "pursuer.decide", decide_input)
     assert chosen.chosen == step.functions[-1] and chosen.result.value == step.action
+    assert stage_input(agent, "pursuer.decide", state) == decide_input and "candidates" in decide_input
+    assert stage_input(agent, agent.pipeline[0], state) is state
+    with pytest.raises(LDEngineError, match="no stage 'pursuer.dance' in the agent's pipeline"):
+        stage_input(agent, "pursuer.dance", state)
+    with pytest.raises(LDEngineError, match="no stage 'pursuer.dance'"):
+        select_function(agent, "pursuer.dance", state)
 
 
 def test_run_function_returns_a_refused_construct_and_a_hang_as_results():
