@@ -881,11 +881,16 @@ def emergencies_list(task, as_json):
     kinds = [item for item in registry().emergencies.values() if item.obj.task == task]
     if as_json:
         click.echo(json.dumps([{"name": i.name, "task": task, "split": i.obj.split, "plugin": i.plugin,
-                                "rule": i.obj.describe(i.obj.params(0))} for i in kinds], indent=2))
+                                "params": sorted(i.obj.params(0)), "rule": i.obj.describe(i.obj.params(0))}
+                               for i in kinds], indent=2))
         return
     for item in kinds:
         kind = item.obj
-        click.echo(f"{kind.name:<18} {kind.split:<6} {kind.describe(kind.params(0))}")
+        names = ", ".join(sorted(kind.params(0))) or "-"
+        click.echo(f"{kind.name:<18} {kind.split:<6} params {names:<17} {kind.describe(kind.params(0))}")
+    if kinds:
+        click.echo("(the rule as seed 0 draws its params; --emergency-seed draws others, and "
+                   "ldengine emergency TEXT --param K=V fills your own)")
     if not kinds:
         click.echo(f"task {task} has no emergency kinds")
 

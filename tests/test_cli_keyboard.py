@@ -79,7 +79,8 @@ def test_the_engines_own_error_lines_start_like_clicks():
     (["functions", "list"], lambda d: d["version"] == "plugins" and len(d["base_hash"]) == 64
      and "capture_adjacent" in {f["name"] for f in d["functions"]}),
     (["emergencies", "list"], lambda d: {"name": "restricted-area", "split": "eval"}.items()
-     <= next(k for k in d if k["name"] == "restricted-area").items()),
+     <= next(k for k in d if k["name"] == "restricted-area").items()
+     and next(k for k in d if k["name"] == "restricted-area")["params"] == ["x0", "x1", "y0", "y1"]),
     (["generated", "list"], lambda d: isinstance(d, list)),
 ])
 def test_the_list_commands_print_json(args, check):
@@ -93,6 +94,8 @@ def test_an_unknown_task_in_emergencies_list_is_an_error():
     result = CliRunner().invoke(cli, ["emergencies", "list", "--task", "chess"])
     assert result.exit_code == 1 and result.output.startswith("Error: unknown task 'chess' (known: ")
     assert invoke("emergencies", "list", "--task", "twentyone").output == "task twentyone has no emergency kinds\n"
+    lines = invoke("emergencies", "list").output.splitlines()
+    assert any(line.startswith("restricted-area") and "params x0, x1, y0, y1 " in line for line in lines)
 
 
 def test_plugins_lists_in_aligned_columns():
