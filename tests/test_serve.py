@@ -254,6 +254,8 @@ BAD_REQUESTS = [  # (what, method, path, raw body or changes to a good body, sta
     ("top_logprobs without logprobs", "POST", "/chat/completions", {"top_logprobs": 2}, 400),
     ("a stop that is a number", "POST", "/chat/completions", {"stop": 3}, 400),
     ("temperature as text", "POST", "/chat/completions", {"temperature": "hot"}, 400),
+    ("sampling asked (temperature 0.7)", "POST", "/chat/completions", {"temperature": 0.7}, 400),
+    ("sampling asked (top_p 0.9)", "POST", "/completions", {"top_p": 0.9}, 400),
     ("streaming", "POST", "/chat/completions", {"stream": True}, 400),
     ("two answers", "POST", "/chat/completions", {"n": 2}, 400),
     ("no model", "POST", "/chat/completions", {"model": DROP}, 400),

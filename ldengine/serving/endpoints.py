@@ -19,8 +19,9 @@ subset of the OpenAI API that clients of a small local model use, and selections
 - ``POST /v1/ldengine/selections`` (an ldengine extension): the student's own
   selection, for adapters whose layout text prompts cannot express.
 
-Generation is always greedy (``temperature`` and ``top_p`` are accepted and
-ignored), since selection and the engine's answers are greedy. Each request has a
+Generation is always greedy, since selection and the engine's answers are greedy: a
+request asking for sampling (``temperature`` other than 0, ``top_p`` other than 1) is
+refused with a 400 naming the field, never answered greedily in silence. Each request has a
 budget (``Limits``): the tokens the model reads and writes for it, refused up front
 (400) when its size says it would exceed them.
 """

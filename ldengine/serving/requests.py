@@ -92,8 +92,14 @@ def common_options(body: dict, model: ServedModel) -> None:
     if get_field(body, "stream", bool, False):
         raise RequestError("streaming is not supported by ldengine serve", param="stream")
     ranged_field(body, "n", 1, 1, 1)
-    for name in ("temperature", "top_p"):
-        get_field(body, name, (int, float))
+    # generation here is greedy: a request that asks for sampling is refused, not silently answered greedily
+    temperature = get_field(body, "temperature", (int, float))
+    if temperature is not None and temperature != 0:
+        raise RequestError(f"ldengine serve answers greedily: 'temperature' must be 0 or absent, not {temperature}",
+                           param="temperature")
+    top_p = get_field(body, "top_p", (int, float))
+    if top_p is not None and top_p != 1:
+        raise RequestError(f"ldengine serve answers greedily: 'top_p' must be 1 or absent, not {top_p}", param="top_p")
 
 
 def chat_messages(body: dict) -> list[dict]:
