@@ -2,6 +2,8 @@
 whose trained functions are all still in the function base, unchanged."""
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +120,66 @@ def adapter_method(manifest: dict) -> str:
     """kd, write, read, or ld (selection adapters say "ld-selection", or nothing when old)."""
     method = manifest.get("method")
     return method if method in ("kd", "write", "read") else "ld"
+
+
+METHODS = ("ld", "kd", "write", "read")
+
+
+@dataclass
+class Listed:
+    """An adapter as ``ldengine adapters list`` shows it."""
+    name: str
+    path: Path
+    method: str
+    shipped: bool           # ships with the package (else the user's data folder holds it)
+    signed: bool            # signed with this machine's key (shipped ones are vouched for by the package)
+    promoted: bool
+    default: bool           # the one find_adapter picks for its method
+    manifest: dict
+
+    def line(self) -> str:
+        where = "package" if self.shipped else "data" + ("" if self.signed else " (unsigned)")
+        notes = ", ".join(n for n, on in (("default", self.default), ("not promoted", not self.promoted)) if on)
+        return (f"{self.name:<62} {self.method:<6} {where:<16} {self.steps!s:>5} steps  "
+                f"{str(self.manifest.get('created', ''))[:19]:<19}  {notes}").rstrip()
+
+    @property
+    def steps(self) -> Any:
+        training = self.manifest.get("training")
+        return (training.get("steps") if isinstance(training, dict) else None) or self.manifest.get("steps") or "?"
+
+
+def listed(task: str, base: FunctionBase) -> list[Listed]:
+    """Every adapter ``find_adapter`` could use for ``task`` (the user's and the package's), with
+    the default of each method marked."""
+    defaults = set()
+    for method in METHODS:
+        try:
+            defaults.add(Path(find_adapter(task, base, method=method)).resolve())
+        except LDEngineError:
+            pass
+    out = []
+    for folder, data in _manifests(adapter_roots(task)):
+        inside = shipped(folder)
+        out.append(Listed(folder.name, folder, adapter_method(data), inside, inside or signed(data),
+                          data.get("promoted") is not False, folder.resolve() in defaults, data))
+    return out
+
+
+def find_listed(task: str, base: FunctionBase, name: str) -> Listed:
+    """The adapter of ``task`` named ``name`` (its folder's name), or an error naming the known ones."""
+    items = listed(task, base)
+    for item in items:
+        if item.name == name:
+            return item
+    raise LDEngineError(f"no adapter {name!r} for {task} (known: {', '.join(i.name for i in items) or 'none'}; "
+                        f"ldengine adapters list --task {task})")
+
+
+def remove_adapter(item: Listed) -> Path:
+    """Delete an adapter folder of the user's data; one that ships with the package is refused."""
+    if item.shipped:
+        raise LDEngineError(f"{item.name} ships with the package ({item.path}); only adapters in the data folder "
+                            "can be removed")
+    shutil.rmtree(item.path)
+    return item.path

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ldengine import generated as gen, outputs
+from ldengine import adapters, generated as gen, outputs
 from ldengine.adapters import default_adapter_dir, find_adapter, shared_adapter_dir
 from ldengine.agents import AgentContext
 from ldengine.cache import cache_parts, cache_root, clean_cache
@@ -1329,6 +1329,56 @@ def _json_args(text: str) -> list:
     if not isinstance(args, list):
         raise click.BadParameter("must be a JSON list of arguments, e.g. '[{\"a\": 1}]'", param_hint="--args")
     return args
+
+
+@cli.group(name="adapters", cls=_Group)
+def adapters_group():
+    """The LoRA adapters a task's agents can use: the package's and those finetune saved in the data folder."""
+
+
+@adapters_group.command(name="list")
+@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
+@_JSON
+def adapters_list(task, as_json):
+    """Each adapter: its method (ld: selection, kd: moves, write: functions for new rules, read: rules
+    in words), where it lives, its steps, when it was made, and the default of each method."""
+    items = adapters.listed(task, _base(task))
+    if as_json:
+        click.echo(json.dumps([{"name": i.name, "path": str(i.path), "method": i.method, "shipped": i.shipped,
+                                "signed": i.signed, "promoted": i.promoted, "default": i.default,
+                                "steps": i.steps, "created": i.manifest.get("created")}
+                               for i in items], indent=2))
+        return
+    for item in items:
+        click.echo(item.line())
+    click.echo(f"{len(items)} adapters for {task} (use one: --adapter DIR; ldengine adapters show NAME)")
+
+
+@adapters_group.command(name="show")
+@click.argument("name")
+@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
+def adapters_show(name, task):
+    """NAME's folder and its manifest (what it was trained on, with which settings, its figures)."""
+    item = adapters.find_listed(task, _base(task), name)
+    click.echo(item.line())
+    click.echo(f"path: {item.path}")
+    click.echo(json.dumps(item.manifest, indent=2))
+
+
+@adapters_group.command(name="remove")
+@click.argument("name")
+@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
+@click.option("--yes", is_flag=True, help="Remove without asking.")
+def adapters_remove(name, task, yes):
+    """Delete NAME's folder from the data folder (adapters that ship with the package stay)."""
+    item = adapters.find_listed(task, _base(task), name)
+    if item.shipped:
+        raise click.ClickException(f"{item.name} ships with the package ({item.path}); only adapters in the data "
+                                   "folder can be removed")
+    if not yes:
+        _need_answer("pass --yes to remove without asking")
+        click.confirm(f"remove the adapter {item.name} ({item.path})?", abort=True)
+    click.echo(f"removed {adapters.remove_adapter(item)}")
 
 
 @cli.group(name="cache", cls=_Group)

@@ -133,3 +133,31 @@ def test_an_adapter_in_the_users_folder_is_the_default_only_when_signed_here(com
     (dropped / "manifest.json").write_text(json.dumps({**sign(manifest), "heldout_accuracy": 1.0, "steps": 1}))
     with pytest.raises(LDEngineError, match="dropped is not signed with this machine's key"):
         find_adapter("pursuit", changed_base)
+
+
+def test_adapters_list_show_and_remove_as_a_user_runs_them(committed, tmp_path, monkeypatch):
+    """The package's adapters are listed with their method and the default of each marked; one in
+    the data folder is listed as unsigned until signed here, shown with its manifest, and removed
+    (with --yes); one that ships with the package is never removed."""
+    from ldengine.adapters import default_adapter_dir
+    from ldengine.signing import sign
+    monkeypatch.setenv("LDENGINE_DATA", str(tmp_path / "data"))
+    mine = copy_adapter(committed, default_adapter_dir("pursuit") / "mine", promoted=False)
+    listed = CliRunner().invoke(cli, ["adapters", "list"])
+    assert listed.exit_code == 0, listed.output
+    lines = {line.split()[0]: line for line in listed.output.splitlines()[:-1]}
+    assert committed.name in lines and "package" in lines[committed.name] and "default" in lines[committed.name]
+    assert "data (unsigned)" in lines["mine"] and "not promoted" in lines["mine"]
+    assert any(" read " in line and "default" in line for line in lines.values())
+    (mine / "manifest.json").write_text(json.dumps(sign(json.loads((mine / "manifest.json").read_text()))))
+    as_json = json.loads(CliRunner().invoke(cli, ["adapters", "list", "--json"]).output)
+    assert {"name": "mine", "shipped": False, "signed": True, "default": False}.items() <= \
+        next(a for a in as_json if a["name"] == "mine").items()
+    shown = CliRunner().invoke(cli, ["adapters", "show", "mine"])
+    assert shown.exit_code == 0 and f"path: {mine}" in shown.output and '"adapter_hash"' in shown.output
+    refused = CliRunner().invoke(cli, ["adapters", "remove", committed.name, "--yes"])
+    assert refused.exit_code == 1 and "ships with the package" in refused.output and committed.exists()
+    unknown = CliRunner().invoke(cli, ["adapters", "show", "nope"])
+    assert unknown.exit_code == 1 and "no adapter 'nope' for pursuit (known: " in unknown.output
+    removed = CliRunner().invoke(cli, ["adapters", "remove", "mine", "--yes"])
+    assert removed.exit_code == 0 and not mine.exists()
