@@ -178,8 +178,10 @@ def _check_emergency_seed(emergency: str | None, emergency_seed: int | None) -> 
 @_device_option
 @_function_base_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--force", is_flag=True, help="Overwrite the --json, --trace, --audit and --plot files if they exist.")
 def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student, adapter, backend, k,
-        batch, no_memo, no_conditions, emergency, emergency_seed, attempts, dtype, device, function_base, quiet):
+        batch, no_memo, no_conditions, emergency, emergency_seed, attempts, dtype, device, function_base, quiet,
+        force):
     """Play GAMES seeded games of TASK and print a summary.
 
     With --emergency NAME a new rule is in force; the ld agent has the student
@@ -188,7 +190,8 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
     """
     reg = registry()
     _check_emergency_seed(emergency, emergency_seed)
-    _check_outputs({"--json": json_path, "--trace": trace, "--audit": audit}, plot, reg.get("tasks", task).obj)
+    _check_outputs({"--json": json_path, "--trace": trace, "--audit": audit}, plot, reg.get("tasks", task).obj,
+                   force=force)
     options = {"student": student, "adapter": adapter, "backend": _backend(student, backend), "k": k,
                "attempts": attempts, "device": chosen_device(device), "no_memo": no_memo,
                "conditions": not no_conditions,
@@ -208,11 +211,17 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
                                    "the summary and trace cover those")
 
 
-def _check_outputs(files: dict, plot: str | None = None, task: Any = None, folders: dict | None = None) -> None:
+def _check_outputs(files: dict, plot: str | None = None, task: Any = None, folders: dict | None = None,
+                   force: bool = True) -> None:
     """Every path a command will write (option -> path), checked before any game is played,
-    so that a bad one costs one line instead of the games; ``plot`` also needs a task that draws."""
+    so that a bad one costs one line instead of the games; ``plot`` also needs a task that draws.
+    Without ``force`` a file that exists with something in it is refused, not overwritten."""
     if plot and task is not None and not callable(getattr(task, "plot", None)):
         raise click.ClickException(f"--plot: plots are not available for {task.name}")
+    for option, path in [*files.items(), ("--plot", plot)]:
+        if path and not force and Path(path).is_file() and Path(path).stat().st_size:
+            raise click.ClickException(f"{option} {path} already exists: pass --force to overwrite it, or give "
+                                       "another name")
     for option, path in files.items():
         if path:
             outputs.check_file(path, option)

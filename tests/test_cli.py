@@ -61,6 +61,19 @@ def test_run_is_reproducible_for_a_seed(tmp_path):
     assert traces[0] == traces[1] != traces[2]
 
 
+def test_run_refuses_to_overwrite_an_output_without_force(tmp_path):
+    """An existing --json/--trace file is refused before any game, in one line naming --force; with
+    --force it is written again."""
+    summary = tmp_path / "r.json"
+    summary.write_text("{}")
+    refused = CliRunner().invoke(cli, ["run", "pursuit", "--agent", "expert", "--json", str(summary)])
+    assert refused.exit_code == 1 and refused.output.strip().splitlines() == [
+        f"Error: --json {summary} already exists: pass --force to overwrite it, or give another name"]
+    assert summary.read_text() == "{}"
+    forced = invoke("run", "pursuit", "--agent", "expert", "--json", str(summary), "--force")
+    assert forced.exit_code == 0 and json.loads(summary.read_text())["games"] == 1
+
+
 def test_run_against_the_random_evader(tmp_path):
     """It plays against the seeded random evader and the referee accepts its moves."""
     trace = tmp_path / "t.jsonl"
