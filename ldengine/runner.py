@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from tqdm import tqdm
@@ -84,6 +85,9 @@ def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
     with ExitStack() as stack:
         agent, base = build_agent(registry, task, cfg.agent, cfg.options, _auditor(stack, cfg.audit),
                                   cfg.function_base)
+        log = cfg.options.get("log")
+        if cfg.progress and callable(log):
+            log(header_line(cfg, agent))        # what plays, before the games (the summary repeats it)
         emit = _emitter(stack, cfg.trace)
         bar = stack.enter_context(_progress(cfg))
         games = [(i, cfg.seed + i) for i in range(cfg.games)]
@@ -223,6 +227,20 @@ def _summary(cfg, task, agent, base, results, wall, interrupted) -> dict:
     if interrupted:
         summary["interrupted"] = True
     return summary
+
+
+def header_line(cfg: RunConfig, agent: Any) -> str:
+    """One line saying what is about to play: games and seeds, agent, student and adapter, base, emergency."""
+    s = _setup(cfg, agent)
+    words = [f"{cfg.games} game{'s' if cfg.games != 1 else ''} of {cfg.task} (seeds {cfg.seed}-"
+             f"{cfg.seed + cfg.games - 1}), agent {cfg.agent}, evader {cfg.evader}"]
+    if s["student"]:
+        words.append(f"student {s['student']} ({s['dtype']}), adapter {Path(s['adapter']).name if s['adapter'] else 'none'}")
+    if cfg.function_base:
+        words.append(f"base {cfg.function_base}")
+    if cfg.emergency:
+        words.append(f"emergency {cfg.emergency}")
+    return "playing " + " | ".join(words)
 
 
 def _setup(cfg: RunConfig, agent: Any) -> dict:

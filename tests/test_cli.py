@@ -74,6 +74,14 @@ def test_run_refuses_to_overwrite_an_output_without_force(tmp_path):
     assert forced.exit_code == 0 and json.loads(summary.read_text())["games"] == 1
 
 
+def test_run_says_what_plays_before_the_games():
+    """Without --quiet the first line (on stderr) says what is about to play; the summary follows the games."""
+    result = CliRunner().invoke(cli, ["run", "pursuit", "--agent", "expert", "--games", "2", "--seed", "3"])
+    assert result.exit_code == 0 and result.stderr.splitlines()[0] == \
+        "playing 2 games of pursuit (seeds 3-4), agent expert, evader greedy"
+    assert "playing" not in result.stdout and "success 1.000" in result.stdout
+
+
 def test_run_against_the_random_evader(tmp_path):
     """It plays against the seeded random evader and the referee accepts its moves."""
     trace = tmp_path / "t.jsonl"
