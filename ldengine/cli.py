@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ldengine import adapters, generated as gen, outputs
+from ldengine import adapters, generated as gen, outputs, runlog
 from ldengine.adapters import default_adapter_dir, find_adapter, shared_adapter_dir
 from ldengine.agents import AgentContext
 from ldengine.cache import cache_parts, cache_root, clean_cache
@@ -200,6 +200,10 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
                     emergency=emergency, emergency_seed=seed if emergency_seed is None else emergency_seed,
                     function_base=function_base, batch=batch)
     outcome = run_games(reg, cfg)
+    ctx = click.get_current_context()
+    runlog.append("run", command_line(ctx.command_path, [task], [(p.opts[0], ctx.params[p.name])
+                                                               for p in ctx.command.params if p.name != "task"]),
+                  outcome.summary, interrupted=outcome.interrupted or None)
     click.echo(format_summary(outcome.summary, reg.get("tasks", task).obj))
     if json_path:
         Path(json_path).write_text(json.dumps(outcome.summary, indent=2) + "\n", encoding="utf-8")
@@ -332,7 +336,9 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_f
                      seed if emergency_seed is None else emergency_seed, again, function_base=function_base)
     try:
         evaluate(registry(), cfg, log=click.echo)
+        runlog.append("eval", cfg.command, {"games": games}, agents=cfg.agents, out=out)
     except KeyboardInterrupt:
+        runlog.append("eval", cfg.command, {"games": games}, agents=cfg.agents, out=out, interrupted=True)
         if (Path(out) / "run.json").exists():
             run = json.loads((Path(out) / "run.json").read_text(encoding="utf-8"))
             write_results(registry(), Path(out), run)
@@ -1388,6 +1394,23 @@ def adapters_remove(name, task, yes):
         _need_answer("pass --yes to remove without asking")
         click.confirm(f"remove the adapter {item.name} ({item.path})?", abort=True)
     click.echo(f"removed {adapters.remove_adapter(item)}")
+
+
+@cli.command(name="logs")
+@click.option("-n", "count", default=10, show_default=True, type=click.IntRange(0),
+              help="How many of the latest runs to show (0: all).")
+@_JSON
+def logs_cmd(count, as_json):
+    """The latest run and eval commands, each with its full command line, version and key figures
+    (the log is <data folder>/logs.jsonl)."""
+    found = runlog.records(count or None)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    for record in found:
+        click.echo(runlog.line(record))
+    click.echo(f"{len(found)} run(s) shown from {runlog.log_path()}" if found
+               else f"no run logged yet in {runlog.log_path()}")
 
 
 @cli.group(name="cache", cls=_Group)

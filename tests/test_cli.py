@@ -205,3 +205,20 @@ def test_every_option_of_every_command_says_what_it_does():
             if isinstance(param, click.Option) and not param.hidden and not param.help:
                 yield f"{' '.join(path)} {'/'.join(param.opts)}"
     assert list(bare(cli, ["ldengine"])) == []
+
+
+def test_every_run_is_logged_and_listed_by_ldengine_logs(tmp_path, monkeypatch):
+    """Each run appends its full command line, version and key figures to the data folder's log;
+    ldengine logs lists the latest (a damaged line is skipped), --json prints them."""
+    monkeypatch.setenv("LDENGINE_DATA", str(tmp_path))
+    assert "no run logged yet" in invoke("logs").output
+    for seed in (1, 2):
+        assert invoke("run", "pursuit", "--agent", "expert", "--games", "1", "--seed", str(seed), "--quiet").exit_code == 0
+    with open(tmp_path / "logs.jsonl", "a") as log:
+        log.write("{not json\n")
+    records = json.loads(invoke("logs", "--json").output)
+    assert [r["kind"] for r in records] == ["run", "run"] and records[-1]["success"] == 1.0
+    assert records[-1]["command"].startswith("ldengine run pursuit --agent expert --games 1 --seed 2")
+    assert records[-1]["version"] and records[-1]["games"] == 1
+    listed = invoke("logs", "-n", "1").output.splitlines()
+    assert "--seed 2" in listed[0] and "success 1.000" in listed[1] and listed[-1].startswith("1 run(s) shown from")
