@@ -1464,9 +1464,9 @@ def _load_plugin_commands() -> None:
         reg = registry()
     except LDEngineError:   # e.g. a misspelt LDENGINE_LOAD_PLUGINS: the command that needs plugins says so
         return
-    for impl in reg.pm.hook.ldengine_register_commands.get_hookimpls():
+    for impl in reg.hook_order("ldengine_register_commands"):
         try:
-            impl.function(cli=cli)
+            reg.call_one("ldengine_register_commands", impl, cli=cli)
         except Exception as exc:
             click.echo(f"warning: plugin {impl.plugin_name!r} could not add its commands: {exc}", err=True)
 

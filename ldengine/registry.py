@@ -58,10 +58,27 @@ class Registry:
         reg._collect("ldengine_register_rule_languages", reg._language_register)
         return reg
 
+    def hook_order(self, hook: str) -> list:
+        """``hook``'s implementations in the order the engine calls them: the built-in plugins' first
+        (a third-party plugin never takes a name from a built-in one, whatever it asks), then, within
+        each group, ``tryfirst`` ones, the others in the order they were registered, ``trylast``
+        ones last (pluggy's own markers, honoured in their meaning)."""
+        impls = getattr(self.pm.hook, hook).get_hookimpls()     # pluggy's: trylast..., others..., tryfirst...
+        builtin = {p.name for p in self.plugins if p.origin == "built-in"}
+        rank = {id(i): (i.plugin_name not in builtin, 0 if i.tryfirst else 2 if i.trylast else 1, n)
+                for n, i in enumerate(impls)}
+        return sorted(impls, key=lambda i: rank[id(i)])
+
+    def call_one(self, hook: str, impl: Any, **kwargs: Any) -> list:
+        """One plugin's implementation of ``hook``, called through pluggy (its hook-call
+        monitoring, ``pm.add_hookcall_monitoring``, sees the call)."""
+        others = [i.plugin for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is not impl.plugin]
+        return self.pm.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
+
     def _collect(self, hook: str, make_register: Callable[[str], Callable]) -> None:
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+        for impl in self.hook_order(hook):
             try:
-                impl.function(register=make_register(impl.plugin_name))
+                self.call_one(hook, impl, register=make_register(impl.plugin_name))
             except Exception as exc:  # one plugin's failure is reported, not fatal
                 self._mark_broken(impl.plugin_name, f"{hook}: {type(exc).__name__}: {exc}")
 

@@ -292,3 +292,44 @@ def test_two_plugins_with_one_module_path_keep_the_first(plugin_dir):
     assert len(holders) == 1
     later = "ldtest_same_b" if holders[0] == "ldtest_same_a" else "ldtest_same_a"
     assert f"already registered by {holders[0]!r}" in {p.name: p for p in reg.plugins}[later].error
+
+
+ORDERED = '''
+from ldengine.hookspecs import hookimpl
+
+
+@hookimpl({marker})
+def ldengine_register_evaders(register):
+    register("{name}", lambda obs: obs["evader"], "stays where it is")
+    register("greedy", lambda obs: obs["evader"], "a third-party greedy")
+'''
+
+
+def test_hooks_are_called_through_pluggy_in_the_order_their_markers_ask(plugin_dir):
+    """Two third-party plugins registered first-last-first: trylast's name comes after tryfirst's;
+    neither takes the built-in 'greedy' (refused, the plugin marked), and pluggy's hook-call
+    monitoring sees every registration call."""
+    install_plugin(plugin_dir, "ldtest_late", ORDERED.format(marker="trylast=True", name="late_evader"))
+    install_plugin(plugin_dir, "ldtest_early", ORDERED.format(marker="tryfirst=True", name="early_evader"))
+    seen = []
+    from ldengine import registry as registry_module
+    real = registry_module.build_plugin_manager
+
+    def monitored():
+        pm, infos = real()
+        pm.add_hookcall_monitoring(lambda name, impls, kwargs: seen.append((name, [i.plugin_name for i in impls])),
+                                   lambda outcome, name, impls, kwargs: None)
+        return pm, infos
+    registry_module.build_plugin_manager = monitored
+    try:
+        reg = Registry.load()
+    finally:
+        registry_module.build_plugin_manager = real
+    names = list(reg.evaders)
+    assert "early_evader" in names, [(p.name, p.error) for p in reg.plugins]
+    assert names.index("early_evader") < names.index("late_evader")
+    assert reg.evaders["greedy"].plugin == "ldengine_plugins.pursuit"
+    errors = {p.name: p.error for p in reg.plugins}
+    assert "already registered by 'ldengine_plugins.pursuit'" in errors["ldtest_early"]
+    calls = [impls for name, impls in seen if name == "ldengine_register_evaders"]
+    assert [impls[0] for impls in calls][-2:] == ["ldtest_early", "ldtest_late"]
