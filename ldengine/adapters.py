@@ -157,7 +157,7 @@ def listed(task: str, base: FunctionBase) -> list[Listed]:
         try:
             defaults.add(Path(find_adapter(task, base, method=method)).resolve())
         except LDEngineError:
-            pass
+            continue        # no adapter of this method fits: none is marked
     out = []
     for folder, data in _manifests(adapter_roots(task)):
         inside = shipped(folder)
@@ -176,10 +176,15 @@ def find_listed(task: str, base: FunctionBase, name: str) -> Listed:
                         f"ldengine adapters list --task {task})")
 
 
-def remove_adapter(item: Listed) -> Path:
-    """Delete an adapter folder of the user's data; one that ships with the package is refused."""
+def check_removable(item: Listed) -> None:
+    """Only an adapter of the user's data folder can be removed; one that ships with the package is refused."""
     if item.shipped:
         raise LDEngineError(f"{item.name} ships with the package ({item.path}); only adapters in the data folder "
                             "can be removed")
+
+
+def remove_adapter(item: Listed) -> Path:
+    """Delete an adapter folder of the user's data (``check_removable`` first)."""
+    check_removable(item)
     shutil.rmtree(item.path)
     return item.path

@@ -200,10 +200,7 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
                     emergency=emergency, emergency_seed=seed if emergency_seed is None else emergency_seed,
                     function_base=function_base, batch=batch)
     outcome = run_games(reg, cfg)
-    ctx = click.get_current_context()
-    runlog.append("run", command_line(ctx.command_path, [task], [(p.opts[0], ctx.params[p.name])
-                                                               for p in ctx.command.params if p.name != "task"]),
-                  outcome.summary, interrupted=outcome.interrupted or None)
+    runlog.append("run", _this_command(task), outcome.summary, interrupted=outcome.interrupted or None)
     click.echo(format_summary(outcome.summary, reg.get("tasks", task).obj))
     if json_path:
         Path(json_path).write_text(json.dumps(outcome.summary, indent=2) + "\n", encoding="utf-8")
@@ -213,6 +210,13 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
     if outcome.interrupted:
         raise click.ClickException(f"interrupted after {len(outcome.results)} game(s); "
                                    "the summary and trace cover those")
+
+
+def _this_command(task: str) -> str:
+    """The running command with TASK and every effective option spelled out (to replay it)."""
+    ctx = click.get_current_context()
+    return command_line(ctx.command_path, [task], [(p.opts[0], ctx.params[p.name]) for p in ctx.command.params
+                                                  if p.name != "task" and p.name in ctx.params])
 
 
 def _check_outputs(files: dict, plot: str | None = None, task: Any = None, folders: dict | None = None,
@@ -327,12 +331,9 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_f
     options = {"student": student, "backend": _backend(student, backend), "k": k, "teacher_url": teacher_url,
                "teacher_model": teacher_model, "teacher_key_env": teacher_key_env, "attempts": attempts,
                "device": chosen_device(device), "dtype": None if dtype == "float32" else dtype, "log": click.echo}
-    ctx = click.get_current_context()
-    params = [(p.opts[0], ctx.params[p.name]) for p in ctx.command.params
-              if p.name != "task" and p.name in ctx.params]
     cfg = EvalConfig(task, list(dict.fromkeys(names)), games, seed, evader, out, resume, start,
                      not no_figures, not quiet, batch, options, _adapters(adapters),
-                     command_line(ctx.command_path, [task], params), emergency,
+                     _this_command(task), emergency,
                      seed if emergency_seed is None else emergency_seed, again, function_base=function_base)
     try:
         evaluate(registry(), cfg, log=click.echo)
@@ -906,7 +907,7 @@ def emergencies_list(task, as_json):
     if kinds:
         click.echo("(the rule as seed 0 draws its params; --emergency-seed draws others, and "
                    "ldengine emergency TEXT --param K=V fills your own)")
-    if not kinds:
+    else:
         click.echo(f"task {task} has no emergency kinds")
 
 
@@ -1387,9 +1388,7 @@ def adapters_show(name, task):
 def adapters_remove(name, task, yes):
     """Delete NAME's folder from the data folder (adapters that ship with the package stay)."""
     item = adapters.find_listed(task, _base(task), name)
-    if item.shipped:
-        raise click.ClickException(f"{item.name} ships with the package ({item.path}); only adapters in the data "
-                                   "folder can be removed")
+    adapters.check_removable(item)          # before asking
     if not yes:
         _need_answer("pass --yes to remove without asking")
         click.confirm(f"remove the adapter {item.name} ({item.path})?", abort=True)

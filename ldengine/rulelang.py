@@ -441,17 +441,20 @@ class Namer:
         self.keys = [template_key(words) for words in taught]
         self.vectors = self.encode(list(taught))
 
+    def _similarities(self, clauses: Sequence[str]) -> Any:
+        """Each clause's cosine similarity to every taught wording (the encoder loads when first asked)."""
+        if self.encode is None:
+            self._taught()
+        return self.encode(list(clauses)) @ self.vectors.T
+
     def near(self, clauses: Sequence[str], n: int,
              exclude: Mapping[str, str] | None = None) -> dict[str, list[tuple[str, Program]]]:
         """Per clause, the ``n`` taught wordings nearest to it with their programs, one per
         primitive (so the nearest of several primitives are shown side by side), nearest last
         (next to the clause); ``exclude``: clause -> a template whose wordings are left out
         (in training, the clause's own: the reader learns to compare with other words)."""
-        if self.encode is None:
-            self._taught()
-        sims = self.encode(list(clauses)) @ self.vectors.T
         out = {}
-        for clause, row in zip(clauses, sims):
+        for clause, row in zip(clauses, self._similarities(clauses)):
             skip = (exclude or {}).get(clause)
             picked: dict[str, int] = {}
             for i in row.argsort()[::-1]:
@@ -464,11 +467,8 @@ class Namer:
         return out
 
     def __call__(self, clauses: Sequence[str]) -> dict[str, tuple[str, ...]]:
-        if self.encode is None:
-            self._taught()
-        sims = self.encode(list(clauses)) @ self.vectors.T
         out: dict[str, tuple[str, ...]] = {}
-        for clause, row in zip(clauses, sims.tolist()):
+        for clause, row in zip(clauses, self._similarities(clauses).tolist()):
             best: dict[str, float] = {}
             for name, sim in zip(self.names, row):
                 best[name] = max(best.get(name, -1.0), sim)

@@ -40,7 +40,7 @@ def append(kind: str, command: str, figures: dict[str, Any], **extra: Any) -> No
         finally:
             os.close(fd)
     except OSError:
-        pass
+        return          # a log that cannot be written costs the run nothing
 
 
 def records(last: int | None = None) -> list[dict]:
