@@ -37,10 +37,14 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import machine_line, publish  # noqa: E402
 
 KINDS = ("restricted-area", "no-stop-row", "wall", "short-reach")
-READERS = {"student": (None, True, "student"),
-           "student-encoder": ("encoder", True, "student, unknown words narrowed by the encoder"), "lexical": ("lexical", True, "lexical matcher, no model"),
-           "student-symbols": (None, False, "student, symbols not read"),
-           "lexical-symbols": ("lexical", False, "lexical matcher, symbols not read")}
+# name -> (clause reader: None the student, symbols read by the notation, words read by the lexicon first, label)
+READERS = {"student": (None, True, True, "student, words read by the lexicon first"),
+           "student-alone": (None, True, False, "student alone, no lexicon"),
+           "lexicon": ("lexicon", True, True, "lexicon and grammar, no model"),
+           "student-encoder": ("encoder", True, False, "student, unknown words narrowed by the encoder"),
+           "lexical": ("lexical", True, False, "lexical matcher, no model"),
+           "student-symbols": (None, False, False, "student, symbols not read"),
+           "lexical-symbols": ("lexical", False, False, "lexical matcher, symbols not read")}
 TRAIN_DRAW = 1200           # the rules finetune --method read trains on (seed 0)
 
 
@@ -91,7 +95,16 @@ def lexical_clauses(student, language, clauses, only=None) -> dict:
     return out
 
 
-def score(student, language, items, clause_reader=None, notation=True, namer=None) -> dict:
+def lexicon_clauses(student, language, clauses, only=None) -> dict:
+    """No model: a clause the lexicon (or its symbols) reads is its first reading; any other
+    clause has none (its parses are dropped)."""
+    return {c: ((only[c][0], 0.0) if only and only.get(c) else (None, float("-inf"))) for c in dict.fromkeys(clauses)}
+
+
+CLAUSE_READERS = {"lexical": lexical_clauses, "lexicon": lexicon_clauses}
+
+
+def score(student, language, items, clause_reader=None, notation=True, namer=None, lexical=True) -> dict:
     """``items``: (text, expected mask, expected program or None)."""
     from ldengine.emergency.read import compile_reading
     from ldengine.rulelang import read
@@ -100,7 +113,7 @@ def score(student, language, items, clause_reader=None, notation=True, namer=Non
     for text, want, program in items:
         began = time.perf_counter()
         readings = read(student, language, text, clause_reader=clause_reader, notation=notation, namer=namer,
-                        near=student.near if clause_reader is None else 0)
+                        near=student.near if clause_reader is None else 0, lexical=lexical)
         rows["seconds"].append(time.perf_counter() - began)
         rows["rules"] += 1
         usable = [r for r in readings if r.refusal is None]
@@ -128,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adapter", help="reading adapter (default: the promoted one)")
     parser.add_argument("--rules", help="a JSON list of {text, program} written independently of the training "
                                         "words (e.g. benchmarks/referee_rules.json): read as one more set")
-    parser.add_argument("--readers", default="student,lexical",
+    parser.add_argument("--readers", default="student,student-alone,lexicon,lexical",
                         help="comma-separated, of: " + ", ".join(READERS) + " (-symbols: conditions in symbols "
                              "read by the reader like any words, not by the language's notation)")
     parser.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
@@ -185,9 +198,9 @@ def main(argv: list[str] | None = None) -> None:
         if not items:
             continue
         for key in readers:
-            reader, symbols, name = READERS[key]
-            r = score(student, language, items, lexical_clauses if reader == "lexical" else None, symbols,
-                      namer if reader == "encoder" else None)
+            reader, symbols, lexical, name = READERS[key]
+            r = score(student, language, items, CLAUSE_READERS.get(reader), symbols,
+                      namer if reader == "encoder" else None, lexical)
             n = r["rules"]
             program = f"{r['exact_program'] / n:.3f}" if items[0][2] is not None else "-"
             lines.append(f"| {label}: {name} | {n} | {r['exact'] / n:.3f} | {program} | {r['within'] / n:.3f} | "

@@ -117,7 +117,9 @@ class RuleLanguage(Protocol):
     ``openers``: templates of words that may open the region itself (``the following holds: {r}``);
     ``connectives``: combinator -> templates joining its programs' words (``{a}``, ``{b}``).
     ``notation(clause)``: the primitives a condition the clause writes in the language's symbols
-    denotes exactly (``ldengine.notation`` finds and evaluates such conditions), else ()."""
+    denotes exactly (``ldengine.notation`` finds and evaluates such conditions), else ().
+    ``lexicon``: the language's words (``ldengine.lexicon.Lexicon``: what words mean in that
+    notation), read before the student; None for a language without one."""
     task: str
     stage: str
     primitives: dict[str, tuple]
@@ -129,6 +131,7 @@ class RuleLanguage(Protocol):
     max_primitives: int
     covers: str
     lacks: str
+    lexicon: Any
 
     def manual(self) -> str: ...
 

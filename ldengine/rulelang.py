@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
+from ldengine import lexicon
 from ldengine.contracts import RuleLanguage
 from ldengine.errors import LDEngineError
 from ldengine.notation import compares
@@ -360,12 +361,16 @@ def compose(parse: Parse, read: dict[str, tuple[Program | None, float]]) -> tupl
         program, score = read[parse.words]
         if program is None:
             return None, score
-        unused = set(numbers_in(parse.words)) - set(program[1:])
+        unused = set(numbers_in(parse.words)) - _numbers_of(program)
         return program, score - UNUSED_PENALTY * len(unused)
     parts = [compose(p, read) for p in parse.parts]
     if any(program is None for program, _ in parts):
         return None, float("-inf")
     return (parse.op, *(program for program, _ in parts)), sum(score for _, score in parts)
+
+
+def _numbers_of(program: Program) -> set[int]:
+    return {n for a in program[1:] for n in (_numbers_of(a) if isinstance(a, tuple) else (a,))}
 
 
 def _negated(program: Program) -> Program:
@@ -390,7 +395,8 @@ class Reading:
 
 
 def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN,
-         clause_reader: Any = None, notation: bool = True, namer: Any = None, near: int = 0) -> list[Reading]:
+         clause_reader: Any = None, notation: bool = True, namer: Any = None, near: int = 0,
+         lexical: bool = True) -> list[Reading]:
     """The student's readings of ``text``, best first (tag, then compose): the language's
     frames and connectives split the words every way they can; each candidate clause whose
     symbols denote primitives exactly (``language.notation``, with ``notation``) is one of
@@ -403,10 +409,15 @@ def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN
     trees = [(forbids, p) for forbids, words in regions(language, text) for p in parses(language, words)]
     clauses = list(dict.fromkeys(c for _, p in trees for c in p.clauses()))
     only = symbolic(language, clauses) if notation else {}
+    if lexical:
+        for clause, programs in lexicon.readings(language, clauses).items():
+            only[clause] = tuple(dict.fromkeys((*only.get(clause, ()), *programs)))
     if clause_reader is None:
         read_ = read_clauses(student, language, clauses, only=only, namer=namer, near=near)
     else:
         read_ = clause_reader(student, language, clauses, only=only)
+    if lexical:                 # "it is false that ...": words joining clauses are no primitive's
+        read_.update({c: (None, float("-inf")) for c in lexicon.unreadable(language, clauses)})
     scored = []
     for forbids, parse in trees:
         program, score = compose(parse, read_)

@@ -134,7 +134,8 @@ def test_the_picture_marks_closed_and_partly_closed_cells():
 
 def test_the_student_answers_only_programs_with_the_texts_numbers():
     """The real (untuned) student, constrained: whatever it reads, each answer is a program of
-    the language whose text-stated numbers all appear in the rule."""
+    the language whose text-stated numbers all appear in the rule (or, for a box, are the
+    board's edges)."""
     from ldengine.models.loading import load_student
     text = "A move from (px, py) to (x, y) is now forbidden when the move ends in row y = 4."
     readings = rl.read(load_student(), LANGUAGE, text, margin=50.0)
@@ -143,7 +144,9 @@ def test_the_student_answers_only_programs_with_the_texts_numbers():
             rp.region(program)
             for prim in rl.primitives_in(program, LANGUAGE):
                 params = LANGUAGE.primitives[prim[0]]
-                assert all(a == 4 for a, allowed in zip(prim[1:], params) if allowed is None), program
+                # a box may also take the board's edges ("columns 3 to 7" is rectangle(3, 7, 0, 20))
+                edges = {0, rs.SIZE - 1} if len(params) == 4 else set()
+                assert all(a in {4, *edges} for a, allowed in zip(prim[1:], params) if allowed is None), program
 
 
 def test_a_reading_compiles_verifies_and_stores_with_its_program(tmp_path):

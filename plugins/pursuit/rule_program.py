@@ -27,6 +27,7 @@ from ldengine.errors import LDEngineError
 from ldengine.rulelang import numbers_in
 from ldengine_plugins.pursuit import rule_shapes as rs
 from ldengine_plugins.pursuit.emergencies import PursuitEmergency
+from ldengine_plugins.pursuit.lexicon import LEXICON
 from ldengine_plugins.pursuit.paraphrases import PARAPHRASES
 
 TASK = "pursuit"
@@ -254,13 +255,19 @@ VERBS = ("enter", "stop on", "stop in", "land on", "land in", "move to", "move o
          "go into", "go onto", "step on", "step onto", "step into", "end on", "end in", "end a move on",
          "end a move in", "end their move on", "end their move in", "end its move on", "end its move in",
          "end up on", "end up in", "finish on", "finish in", "occupy", "visit", "reach", "move", "step", "go",
-         "make a move that", "make any move that", "make moves that")
+         "make a move that", "make any move that", "make moves that", "end their moves on", "end their moves in",
+         "end moves on", "end moves in", "make moves of", "make a move of", "make any move of")
 BARRED = ("are barred from", "is barred from", "are banned from", "is banned from", "are prohibited from",
           "is prohibited from", "are forbidden from", "is forbidden from")
 GERUNDS = ("entering", "stopping on", "landing on", "landing in", "moving to", "moving onto", "moving into",
            "going to", "going into", "stepping on", "stepping onto", "stepping into", "ending a move on",
            "ending a move in", "ending their move on", "ending their move in", "occupying", "visiting",
            "moving", "making a move that", "making any move that", "making moves that")
+ONLY = ("may only", "may only ever", "can only", "can only ever", "are only allowed to", "is only allowed to")
+STAY = ("must stay", "must remain", "must always stay", "must always remain", "are required to stay",
+        "is required to stay", "are required to remain", "is required to remain", "have to stay", "has to stay")
+AVOID = ("must keep out of", "must stay out of", "must stay away from", "must keep away from", "must keep clear of",
+         "must stay clear of", "must avoid", "have to avoid", "has to avoid", "must keep off", "must stay off")
 FRAMES = (
     *(("{_} " + w + " {r}", True) for w in ("when", "whenever", "if")),
     *(("{_} " + m + " " + v + " {r}", True) for m in MODALS for v in VERBS),
@@ -268,6 +275,10 @@ FRAMES = (
     *(("{_} no " + who + " " + m + " " + v + " {r}", True) for who in ("piece", "pursuer")
       for m in ("may", "can", "is allowed to") for v in VERBS),
     *(("{_} " + w + " {r}", False) for w in ("needs", "only if", "only when", "must satisfy")),
+    # a region of allowed moves: "pursuers may only land on even columns", "must stay north of row 5"
+    *(("{_} " + m + " " + v + " {r}", False) for m in ONLY for v in VERBS),
+    *(("{_} " + m + " {r}", False) for m in STAY),
+    *(("{_} " + m + " {r}", True) for m in AVOID),
 )
 # Words that may open the region after its frame ("... if the following holds: ...", "... may not
 # move to (x, y) when ...": the move's own cells named before the condition).
@@ -282,7 +293,10 @@ CONNECTIVES = {
     "Or": ("{a} or {b}", "either {a} or {b}", "{a} or else {b}", "at least one of the following holds: {a}; {b}",
            "one of the following holds: {a}; {b}"),
     "Except": ("{a} except when {b}", "{a} except if {b}", "{a} unless {b}", "{a} but not if {b}",
-               "{a} but not when {b}", "{a} other than when {b}"),
+               "{a} but not when {b}", "{a} other than when {b}", "{a} except where {b}", "{a} except in {b}",
+               "{a} except on {b}", "{a} except for {b}", "{a} apart from {b}", "{a} but not in {b}",
+               "{a} but not on {b}", "{a} anywhere other than in {b}", "{a} anywhere other than {b}",
+               "{a} anywhere but in {b}", "{a} anywhere but {b}"),
     "Not": ("it is not the case that {a}", "not ({a})", "it is false that {a}", "it is not true that {a}"),
 }
 
@@ -334,9 +348,10 @@ def _candidates(numbers: list[int]) -> list[Program]:
     """Every primitive whose stated parameters are among ``numbers`` (or one away, for those with
     at most ``NEAR`` of them)."""
     out = []
+    edges = {0, rs.SIZE - 1}              # "columns 3 to 7": rectangle(3, 7, 0, 20)
     for name, (_, params) in PRIMITIVES.items():
         stated = sum(p is FROM_TEXT for p in params)
-        near = sorted({m for n in numbers for m in (n - 1, n, n + 1)}) if stated <= NEAR else sorted(set(numbers))
+        near = sorted({m for n in numbers for m in (n - 1, n, n + 1)}) if stated <= NEAR else sorted({*numbers, *edges})
         choices = [near if p is FROM_TEXT else p for p in params]
         out += [(name, *args) for args in itertools.product(*choices)]
     return out
@@ -392,6 +407,7 @@ class PursuitRules:
               "of x, y or x + y, Manhattan distance to a cell, move directions and lengths, walls between columns "
               "or rows, where the pursuer starts; joined by and / or / except / not, two deep, three primitives")
     lacks = ("the evader, the other pursuers, counts of moves or time, or a region these primitives cannot draw")
+    lexicon = LEXICON
 
     def manual(self) -> str:
         return manual()

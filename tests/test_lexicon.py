@@ -1,0 +1,112 @@
+"""A clause read by the rule language's lexicon and a grammar, no model (ldengine/lexicon.py,
+pursuit's plugins/pursuit/lexicon.py): words are tagged by the longest entry, a Lark grammar
+composes them into conditions of the notation, and the language names the programs that
+denote exactly those moves. Clauses the grammar cannot parse, or whose words the lexicon must
+not read past, have no lexical reading (the student reads them)."""
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from ldengine import lexicon as lx
+from ldengine import rulelang as rl
+from ldengine.errors import LDEngineError
+from ldengine_plugins.pursuit import rule_program as rp
+
+LANGUAGE = rp.PursuitRules()
+LEXICON = LANGUAGE.lexicon
+
+
+def read(clause: str) -> tuple:
+    return lx.readings(LANGUAGE, [clause]).get(clause, ())
+
+
+def test_the_tagger_takes_the_longest_entry_and_skips_words_it_does_not_know():
+    tags = lx.tag(LEXICON, "a cell whose x coordinate is exactly 11 more than its y")
+    assert [(t.kind, t.words) for t in tags] == [("TERM", "x coordinate"), ("CMP", "is exactly"),
+                                                  ("DIFF", "11 more than"), ("TERM", "y")]
+    assert [t.kind for t in lx.tag(LEXICON, "columns 11 or more")] == ["TERM", "NUM", "POST"]
+
+
+@pytest.mark.parametrize("clause, program", [
+    ("the square at (4, 13)", ("cell", 4, 13)),
+    ("the tile sitting in column 17, row 2", ("cell", 17, 2)),
+    ("any cell whose x coordinate is 15", ("column", 15)),
+    ("a cell whose two coordinates add up to 18", ("anti_diagonal", 18)),
+    ("a cell whose x is exactly 11 more than its y", ("diagonal", 11)),
+    ("the block spanning columns 3 through 7 and rows 12 through 16", ("rectangle", 3, 7, 12, 16)),
+    ("the perimeter cells of the box covering columns 5 to 15 and rows 5 to 15", ("border", 5, 15, 5, 15)),
+    ("everything west of column 5", ("west_of", 5)),
+    ("columns 11 or more", ("east_of", 10)),
+    ("odd-numbered rows", ("y_mod", 2, 1)),
+    ("columns whose number leaves a remainder of 1 when divided by 3", ("x_mod", 3, 1)),
+    ("cells whose coordinates sum to a multiple of 3", ("sum_mod", 3, 0)),
+    ("within 3 steps of the centre square (10, 10)", ("distance", 10, 10, 3)),
+    ("moving east", ("goes_east",)),
+    ("the pursuer stays put", ("length", 0)),
+    ("a move that covers two squares", ("length", 2)),
+    ("a wall between columns 13 and 14 from row 2 to row 8", ("wall_x", 13, 2, 8)),
+    ("a pursuer standing in columns 3 to 7 and rows 2 to 5", ("start", 3, 7, 2, 5)),
+    ("outside the box from (2, 3) to (6, 9)", ("Not", ("rectangle", 2, 6, 3, 9))),
+])
+def test_a_clause_reads_into_the_program_that_forbids_its_moves(clause, program):
+    """Every reading denotes exactly the moves of the clause's own program."""
+    found = read(clause)
+    assert found, clause
+    assert {LANGUAGE.denotation(p) for p in found} == {LANGUAGE.denotation(program)}, (clause, found)
+
+
+def test_conditions_no_primitive_denotes_are_composed_with_the_languages_combinators():
+    """Two conditions in one clause become And of their primitives; places listed with "and"
+    (a conjunction that forbids nothing) are either of them; "straight north" is two conditions."""
+    assert LANGUAGE.denotation(read("row 7 anywhere east of column 10")[0]) == \
+        LANGUAGE.denotation(("And", ("row", 7), ("east_of", 10)))
+    assert LANGUAGE.denotation(read("the squares (5, 5) and (15, 15)")[0]) == \
+        LANGUAGE.denotation(("Or", ("cell", 5, 5), ("cell", 15, 15)))
+    assert LANGUAGE.denotation(read("columns 3 and 17")[0]) == LANGUAGE.denotation(("Or", ("column", 3), ("column", 17)))
+    assert LANGUAGE.denotation(read("moving straight north")[0]) == \
+        LANGUAGE.denotation(("And", ("goes_north",), ("keeps_column",)))
+
+
+@pytest.mark.parametrize("clause", [
+    "column 8, except where it meets row 10",          # a connective's words: the splitter's, not the lexicon's
+    "x > 5 and the move goes east",                    # symbols: the notation reads them
+    "column 5 17",                                     # a number no condition takes
+    "it is false that the move goes east",
+    "the cell two steps beyond the evader",            # nothing the grammar composes
+    "",
+])
+def test_clauses_the_lexicon_must_not_read_have_no_reading(clause):
+    assert read(clause) == ()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 20), st.integers(0, 20), st.integers(0, 20), st.integers(0, 20),
+       st.sampled_from(["the block of columns {a} through {b} and rows {c} through {d}",
+                        "cells with x from {a} to {b} and y from {c} to {d}",
+                        "the box from ({a}, {c}) to ({b}, {d})",
+                        "the rectangle spanning columns {a}-{b} and rows {c}-{d}"]))
+def test_any_box_in_words_reads_as_its_rectangle(a, b, c, d, words):
+    """Property: any box of the board, in any of these wordings, reads exactly as its rectangle."""
+    a, b, c, d = min(a, b), max(a, b), min(c, d), max(c, d)
+    found = read(words.format(a=a, b=b, c=c, d=d))
+    assert found and LANGUAGE.denotation(found[0]) == LANGUAGE.denotation(("rectangle", a, b, c, d))
+
+
+def test_a_bad_pattern_is_refused_and_a_language_without_a_lexicon_reads_nothing():
+    with pytest.raises(LDEngineError, match="not a pattern"):
+        lx.Lexicon((lx.Entry("TERM", "x(", "x"),))
+
+    class Wordless(rp.PursuitRules):
+        lexicon = None
+    assert lx.readings(Wordless(), ["column 5"]) == {}
+
+
+def test_the_lexicon_constrains_the_reading_of_a_whole_rule_without_a_model():
+    """Through ``rulelang.read`` with a clause reader that takes the lexicon's (or the symbols')
+    first reading: a rule in words the student was never taught reads exactly, frames and
+    connectives split as before."""
+    def first(student, language, clauses, only=None):
+        return {c: ((only[c][0], 0.0) if only and only.get(c) else (None, float("-inf"))) for c in clauses}
+    text = "Pursuers may not land on cells whose coordinates add up to an odd number, unless x equals 10."
+    [best, *_] = rl.read(None, LANGUAGE, text, clause_reader=first)
+    assert LANGUAGE.denotation(best.program) == LANGUAGE.denotation(("Except", ("sum_mod", 2, 1), ("column", 10)))
+    assert rl.read(None, LANGUAGE, text, clause_reader=first, lexical=False) == []
