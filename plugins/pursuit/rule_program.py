@@ -256,7 +256,8 @@ VERBS = ("enter", "stop on", "stop in", "land on", "land in", "move to", "move o
          "end a move in", "end their move on", "end their move in", "end its move on", "end its move in",
          "end up on", "end up in", "finish on", "finish in", "occupy", "visit", "reach", "move", "step", "go",
          "make a move that", "make any move that", "make moves that", "end their moves on", "end their moves in",
-         "end moves on", "end moves in", "make moves of", "make a move of", "make any move of")
+         "end moves on", "end moves in", "make moves of", "make a move of", "make any move of", "stand on", "stand in",
+         "stop at", "be on", "be in", "end up at", "come to", "move to any")
 BARRED = ("are barred from", "is barred from", "are banned from", "is banned from", "are prohibited from",
           "is prohibited from", "are forbidden from", "is forbidden from")
 GERUNDS = ("entering", "stopping on", "landing on", "landing in", "moving to", "moving onto", "moving into",
