@@ -95,9 +95,11 @@ class Entry:
 class Lexicon:
     """A language's words: its ``entries`` and ``mark(kind, condition, markers)``, which rewrites
     a clause's condition for each marker it holds (None: the marker does not fit the condition;
-    ``markers``: the kinds of all the clause's markers)."""
+    ``markers``: the kinds of all the clause's markers); ``bounds``: a condition true everywhere
+    on the board, joined to each reading so that its edges are numbers a primitive may take)."""
     entries: tuple[Entry, ...]
     mark: Callable[[str, str, tuple[str, ...]], str | None] = field(default=lambda kind, condition, markers: None)
+    bounds: str = ""
 
     def __post_init__(self) -> None:
         for entry in self.entries:
@@ -302,7 +304,9 @@ def program(language: Any, node: Node) -> Any:
     """The program of the language that a node denotes: the whole node as one primitive where
     one denotes exactly its moves (``language.notation``), else its parts' programs joined by
     the language's And / Or / Not; None where a condition is no primitive."""
-    found = language.notation(text_of(node))
+    text = text_of(node)
+    bounds = language.lexicon.bounds if language.lexicon is not None else ""
+    found = language.notation(f"({text}) and {bounds}" if bounds else text)
     if found:
         return found[0]
     if node[0] == "cond":

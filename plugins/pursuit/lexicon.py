@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from ldengine.lexicon import Entry, Lexicon
+from ldengine_plugins.pursuit import rule_shapes as rs
 
 N = r"(?P<{}>-?\d+)"
 A, B, C, D = (N.format(k) for k in "abcd")
@@ -244,4 +245,7 @@ def mark(kind: str, condition: str, markers: tuple[str, ...] = ()) -> str | None
     return None
 
 
-LEXICON = Lexicon(ENTRIES, mark)
+# Always true on the board: joined to a lexical reading so that the board's edges are numbers a
+# primitive may take ("columns 3 to 7" is rectangle(3, 7, 0, 20); a wall across the board, 0 to 20).
+EDGES = f"0 <= x <= {rs.SIZE - 1} and 0 <= y <= {rs.SIZE - 1}"
+LEXICON = Lexicon(ENTRIES, mark, EDGES)

@@ -349,10 +349,9 @@ def _candidates(numbers: list[int]) -> list[Program]:
     """Every primitive whose stated parameters are among ``numbers`` (or one away, for those with
     at most ``NEAR`` of them)."""
     out = []
-    edges = {0, rs.SIZE - 1}              # "columns 3 to 7": rectangle(3, 7, 0, 20)
     for name, (_, params) in PRIMITIVES.items():
         stated = sum(p is FROM_TEXT for p in params)
-        near = sorted({m for n in numbers for m in (n - 1, n, n + 1)}) if stated <= NEAR else sorted({*numbers, *edges})
+        near = sorted({m for n in numbers for m in (n - 1, n, n + 1)}) if stated <= NEAR else sorted(set(numbers))
         choices = [near if p is FROM_TEXT else p for p in params]
         out += [(name, *args) for args in itertools.product(*choices)]
     return out
