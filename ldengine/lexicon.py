@@ -159,7 +159,7 @@ class _Tokens(Lexer):
     """Hands the tagger's tokens to the parser as they are."""
 
     def __init__(self, conf: Any) -> None:
-        pass
+        self.conf = conf          # Lark hands every lexer its configuration
 
     def lex(self, data: Any) -> Any:                        # type: ignore[override]
         yield from data
