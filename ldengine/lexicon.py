@@ -48,6 +48,7 @@ MAX_TREES = 16          # parses of one clause, at most
 NUMBER = r"-?\d+"
 WORD_START = r"(?<![\w])"
 WORD_END = r"(?![\w])"
+WORD = re.compile(r"\w+|\S")          # a word no entry knows, skipped
 
 # Conditions side by side are joined by "and"; "or" binds after "and".
 GRAMMAR = r"""
@@ -127,6 +128,12 @@ def _compiled(lexicon: Lexicon) -> tuple[list[tuple[Entry, re.Pattern]], re.Patt
 def tag(lexicon: Lexicon, clause: str) -> list[Tag]:
     """The clause's tokens, left to right (the longest entry at each place; words no entry
     matches are skipped)."""
+    return list(_tags(lexicon, clause))
+
+
+@lru_cache(maxsize=2048)
+def _tags(lexicon: Lexicon, clause: str) -> tuple[Tag, ...]:
+    """``tag``, once per clause (``unreadable`` and ``read`` both ask for a rule's clauses)."""
     patterns, number = _compiled(lexicon)
     tags: list[Tag] = []
     pos = 0
@@ -148,11 +155,11 @@ def tag(lexicon: Lexicon, clause: str) -> list[Tag]:
             tags.append(Tag("NUM", m.group(0), "", {"n": m.group(0)}))
             pos = m.end()
             continue
-        word = re.compile(r"\w+|\S").match(text, pos)
+        word = WORD.match(text, pos)
         pos = word.end() if word else pos + 1
     # "the horizontal line y": one term, said twice
-    return [t for i, t in enumerate(tags)
-            if not (i and t.kind == "TERM" and tags[i - 1].kind == "TERM" and _term(t) == _term(tags[i - 1]))]
+    return tuple(t for i, t in enumerate(tags)
+                 if not (i and t.kind == "TERM" and tags[i - 1].kind == "TERM" and _term(t) == _term(tags[i - 1])))
 
 
 class _Tokens(Lexer):
@@ -345,14 +352,14 @@ def _denotes_nothing(language: Any, prog: Any) -> bool:
         return False
 
 
-def _fits(language: Any, prog: Any, depth: int = 0) -> bool:
+def _fits(language: Any, prog: Any) -> bool:
     """Within the language's nesting and its number of primitives."""
     def walk(p: Any, d: int) -> tuple[int, int]:
         if p[0] not in language.combinators:
             return 1, d
         counts = [walk(q, d + 1) for q in p[1:]]
         return sum(c for c, _ in counts), max(e for _, e in counts)
-    count, deepest = walk(prog, depth)
+    count, deepest = walk(prog, 0)
     return count <= language.max_primitives and deepest <= language.max_depth
 
 
