@@ -27,6 +27,8 @@ the student (``rulelang.read``). Every number a reading states is one its clause
 from __future__ import annotations
 
 import ast
+import functools
+import operator
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,7 +40,7 @@ from lark.lexer import Lexer
 from lark.visitors import CollapseAmbiguities
 
 from ldengine.errors import LDEngineError
-from ldengine.notation import compares
+from ldengine.notation import compares, segments
 
 Node = tuple           # ("cond", notation text) | ("and" | "or", *nodes) | ("not", node)
 KINDS = ("TERM", "CMP", "RANGE", "REL", "DIFF", "BY", "STEPS", "COND", "POST", "AND", "OR", "NUM")
@@ -97,10 +99,17 @@ class Lexicon:
     """A language's words: its ``entries`` and ``mark(kind, condition, markers)``, which rewrites
     a clause's condition for each marker it holds (None: the marker does not fit the condition;
     ``markers``: the kinds of all the clause's markers); ``bounds``: a condition true everywhere
-    on the board, joined to each reading so that its edges are numbers a primitive may take)."""
+    on the board, joined to each reading so that its edges are numbers a primitive may take);
+    ``names``: the notation's names, so that a condition in symbols is marked too ("the border
+    of the rectangle 6 <= x <= 11, 1 <= y <= 5": the symbols alone say the rectangle);
+    ``filler``: a pattern of the words that say nothing about which moves a rule forbids
+    ("the", "pursuers"), so that any other word no entry reads is one the lexicon does not
+    know (``unread``)."""
     entries: tuple[Entry, ...]
     mark: Callable[[str, str, tuple[str, ...]], str | None] = field(default=lambda kind, condition, markers: None)
     bounds: str = ""
+    names: frozenset[str] = frozenset()
+    filler: str = ""
 
     def __post_init__(self) -> None:
         for entry in self.entries:
@@ -116,6 +125,7 @@ class Tag:
     words: str
     fragment: str
     numbers: dict[str, str]
+    span: tuple[int, int] = field(default=(0, 0), compare=False)    # where, in the clause's words
 
 
 @lru_cache(maxsize=8)
@@ -147,12 +157,12 @@ def _tags(lexicon: Lexicon, clause: str) -> tuple[Tag, ...]:
         if best is not None:
             end, entry, m = best
             groups = {**dict(entry.given), **{k: v for k, v in m.groupdict().items() if v is not None}}
-            tags.append(Tag(entry.kind, m.group(0), entry.fragment, groups))
+            tags.append(Tag(entry.kind, m.group(0), entry.fragment, groups, m.span()))
             pos = end
             continue
         m = number.match(text, pos)
         if m:
-            tags.append(Tag("NUM", m.group(0), "", {"n": m.group(0)}))
+            tags.append(Tag("NUM", m.group(0), "", {"n": m.group(0)}, m.span()))
             pos = m.end()
             continue
         word = WORD.match(text, pos)
@@ -273,12 +283,12 @@ def read(lexicon: Lexicon, clause: str) -> list[Node]:
     """The conditions the clause's words compose into, one per distinct parse (none when the
     grammar cannot parse them): a node is ("cond", notation text), ("and"|"or", *nodes) or
     ("not", node); a marker other than ``NEG`` makes the whole clause one condition."""
-    if compares(NAMED.sub(" ", clause)):
-        return []           # a condition in symbols: the notation reads it (``rulelang.symbolic``)
     tags = [t for t in tag(lexicon, clause) if t.kind != "SKIP"]
     if any(t.kind in ("STOP", "SPLIT") for t in tags):
         return []
     markers = [t for t in tags if t.kind not in KINDS]
+    if compares(NAMED.sub(" ", clause)):
+        return _marked_symbols(lexicon, clause, markers)
     tags = [t for t in tags if t.kind in KINDS]
     tokens = [Token(t.kind, str(i)) for i, t in enumerate(tags)]
     if not tokens or len(tokens) > MAX_TOKENS:
@@ -293,18 +303,35 @@ def read(lexicon: Lexicon, clause: str) -> list[Node]:
             node = _Composer(tags).node(one)
         except (ValueError, KeyError, IndexError):
             continue
-        for marker in markers:
-            if marker.kind == "NEG":
-                node = node[1] if node[0] == "not" else ("not", node)
-                continue
-            marked = lexicon.mark(marker.kind, text_of(node), tuple(m.kind for m in markers))
-            if marked is None:
-                break
-            node = ("cond", marked)
-        else:
-            if node not in out:
-                out.append(node)
+        marked = _marked(lexicon, node, markers)
+        if marked is not None and marked not in out:
+            out.append(marked)
     return out
+
+
+def _marked(lexicon: Lexicon, node: Node, markers: list[Tag]) -> Node | None:
+    """The node under each of the clause's markers in turn (None: one does not fit it)."""
+    for marker in markers:
+        if marker.kind == "NEG":
+            node = node[1] if node[0] == "not" else ("not", node)
+            continue
+        marked = lexicon.mark(marker.kind, text_of(node), tuple(m.kind for m in markers))
+        if marked is None:
+            return None
+        node = ("cond", marked)
+    return node
+
+
+def _marked_symbols(lexicon: Lexicon, clause: str, markers: list[Tag]) -> list[Node]:
+    """A condition in symbols under the words' markers, where they change what it says (the
+    border of a rectangle written in symbols); none where the symbols say it all (the notation
+    reads them, ``rulelang.symbolic``)."""
+    found = segments(clause, lexicon.names) if lexicon.names and markers else []
+    if not found:
+        return []
+    node: Node = _joined("and", [("cond", text) for text, _ in found])
+    marked = _marked(lexicon, node, markers)
+    return [marked] if marked is not None and marked != node else []
 
 
 def program(language: Any, node: Node) -> Any:
@@ -345,11 +372,34 @@ def _split(text: str) -> Node:
     return ("cond", text)
 
 
-def _denotes_nothing(language: Any, prog: Any) -> bool:
+def _mask(language: Any, prog: Any) -> int | None:
     try:
-        return language.denotation(prog) in (0, None)
+        return language.denotation(prog)
     except LDEngineError:
-        return False
+        return None
+
+
+def _conjunction(language: Any, node: Node) -> Any:
+    """The program of a conjunction whose whole the language finds idle (its denotation None):
+    without the parts that restate the others ("moving straight north, staying in the same
+    column"); read as a list (Or) when the parts share no move ("the squares (5, 5) and
+    (15, 15)"); None when a part is no primitive's."""
+    parts = [program(language, part) for part in node[1:]]
+    masks = [_mask(language, p) for p in parts]
+    if any(p is None for p in parts) or any(m is None for m in masks):
+        return None
+    both = functools.reduce(operator.and_, masks)
+    if not both:
+        return program(language, ("or", *node[1:]))
+    kept = list(range(len(parts)))
+    for i in range(len(parts)):
+        rest = [masks[j] for j in kept if j != i]
+        if rest and functools.reduce(operator.and_, rest) == both:
+            kept.remove(i)
+    out = parts[kept[-1]]
+    for i in reversed(kept[:-1]):
+        out = ("And", parts[i], out)
+    return out
 
 
 def _fits(language: Any, prog: Any) -> bool:
@@ -382,10 +432,62 @@ def readings(language: Any, clauses: Sequence[str]) -> dict[str, tuple]:
         found: list = []
         for node in read(lexicon, clause):
             prog = program(language, node)
-            if prog is not None and node[0] == "and" and len(node) == 3 and _denotes_nothing(language, prog):
-                prog = program(language, ("or", *node[1:]))     # "the squares (5, 5) and (15, 15)": either
+            if prog is not None and node[0] == "and" and _mask(language, prog) is None:
+                prog = _conjunction(language, node)
             if prog is not None and prog not in found and _fits(language, prog):
                 found.append(prog)
         if found:
             out[clause] = tuple(found)
     return out
+
+
+# Kinds that state a condition: words of these kinds outside the rule's region are words the
+# reading left out ("Eastward moves are forbidden except when they end north of row 15").
+STATING = frozenset(KINDS) - {"TERM", "AND", "OR", "NUM", "BY"}
+NEUTRAL = frozenset({"SKIP", "STOP", "SPLIT", "DEST"})
+
+
+def unread(language: Any, text: str, region: str, clauses: Sequence[str],
+           symbols: Sequence[str] = ()) -> tuple[str, ...]:
+    """The words of a rule that its reading may have missed: in each of the region's
+    ``clauses`` (the region: the words after the rule's frame; its finest split by the
+    connectives) that writes no condition in symbols and is no part of one of ``symbols`` (the
+    clauses the notation reads, ``rulelang.symbolic``), each word no lexicon entry reads, that is no
+    word of the language's frames or connectives and no filler; before or after the region,
+    the words that state a condition (a marker counts where a number or a stating word is there
+    too: "pursuers standing in column 3 may not ..."). Empty for a language without a lexicon."""
+    lexicon = language.lexicon
+    if lexicon is None:
+        return ()
+    known = _vocabulary(language)
+    filler = re.compile(lexicon.filler, re.IGNORECASE) if lexicon.filler else None
+    out = []
+    for clause in clauses:
+        if compares(NAMED.sub(" ", clause)) or any(clause in said for said in symbols):
+            continue            # the symbols say it; words that change them are read as markers (_marked_symbols)
+        words = " ".join(clause.split())
+        covered = [t.span for t in _tags(lexicon, words)]
+        for m in WORDS.finditer(words):
+            word = POSSESSIVE.sub("", m.group(0))
+            if not any(a <= m.start() and m.end() <= b for a, b in covered) and word.lower() not in known \
+                    and not (filler and filler.fullmatch(word)):
+                out.append(m.group(0))
+    region = " ".join(region.split())
+    rest = " ".join(text.split()).replace(region, " ", 1) if region else text
+    tags = _tags(lexicon, rest)
+    stating = [t.words for t in tags if t.kind in STATING]
+    if stating or any(t.kind == "NUM" for t in tags):
+        stating += [t.words for t in tags if t.kind not in KINDS and t.kind not in NEUTRAL]
+    return tuple(dict.fromkeys(out + stating))
+
+
+WORDS = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+POSSESSIVE = re.compile(r"['’]s?$|['’]s(?=-)")
+
+
+@lru_cache(maxsize=8)
+def _vocabulary(language: Any) -> frozenset[str]:
+    """The words of the language's frames, openers and connectives."""
+    templates = [t for t, _ in language.frames] + list(language.openers) \
+        + [t for ts in language.connectives.values() for t in ts]
+    return frozenset(w.lower() for t in templates for w in re.findall(r"[^\W\d_]+", re.sub(r"\{\w+\}", " ", t)))

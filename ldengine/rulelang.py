@@ -388,6 +388,7 @@ class Reading:
     uses_every_number: bool
     programs: list[Program] = field(default_factory=list)
     score: float = 0.0
+    unread: tuple[str, ...] = ()      # words of the rule the lexicon does not read (``lexicon.unread``)
 
     @property
     def text(self) -> str:
@@ -406,12 +407,14 @@ def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN
     best are kept. ``clause_reader`` (default ``read_clauses``) replaces the student's reading
     of clauses (a baseline without a model, ``benchmarks/bench_read_rules.py``); ``namer``: see
     ``read_clauses``, as is ``near`` (the reading adapter's manifest says how many)."""
-    trees = [(forbids, p) for forbids, words in regions(language, text) for p in parses(language, words)]
+    found = regions(language, text)
+    trees = [(forbids, p) for forbids, words in found for p in parses(language, words)]
     clauses = list(dict.fromkeys(c for _, p in trees for c in p.clauses()))
     only = symbolic(language, clauses) if notation else {}
     if lexical:
         for clause, programs in lexicon.readings(language, clauses).items():
-            only[clause] = tuple(dict.fromkeys((*only.get(clause, ()), *programs)))
+            # a clause in symbols is read by the lexicon only where its words change them (a border)
+            only[clause] = programs if compares(clause) else tuple(dict.fromkeys((*only.get(clause, ()), *programs)))
     if clause_reader is None:
         read_ = read_clauses(student, language, clauses, only=only, namer=namer, near=near)
     else:
@@ -425,7 +428,10 @@ def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN
             scored.append((score - BARE_PENALTY * parse.bare, program if forbids else _negated(program)))
     scored.sort(key=lambda item: -item[0])
     best = scored[0][0] if scored else 0.0
-    return rank(language, text, [(s, p) for s, p in scored if s >= best - margin])
+    finest = max((p for _, p in trees), key=lambda p: len(p.clauses()), default=None)
+    unread = lexicon.unread(language, text, found[0][1], finest.clauses() if finest else [],
+                            [c for c in clauses if c in only and compares(c)]) if found else ()
+    return rank(language, text, [(s, p) for s, p in scored if s >= best - margin], unread)
 
 
 NAMES_K = 3             # primitives a Namer offers for a clause of unknown words
@@ -502,9 +508,10 @@ def symbolic(language: RuleLanguage, clauses: Sequence[str]) -> dict[str, tuple]
     return out
 
 
-def rank(language: RuleLanguage, text: str, scored: list[tuple[float, Program]]) -> list[Reading]:
+def rank(language: RuleLanguage, text: str, scored: list[tuple[float, Program]],
+         unread: tuple[str, ...] = ()) -> list[Reading]:
     """Group (score, program) pairs by denotation, best first: usable before refused, then by
-    the best score of each group."""
+    the best score of each group; ``unread``: the words no reading accounts for."""
     numbers = set(numbers_in(text))
     groups: dict[Any, list[tuple[float, Program]]] = {}
     for score, program in scored:
@@ -523,7 +530,7 @@ def rank(language: RuleLanguage, text: str, scored: list[tuple[float, Program]])
         # columns 13 and 14 takes 13; its English names 14)
         used = {a for prim in primitives_in(program, language) for a in prim[1:]} | set(numbers_in(english))
         readings.append(Reading(program, len(members), english, language.refusal(program),
-                                numbers <= used, [p for _, p in members], score))
+                                numbers <= used, [p for _, p in members], score, unread))
     return sorted(readings, key=lambda r: (r.refusal is not None, -r.score))
 
 

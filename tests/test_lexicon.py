@@ -104,9 +104,66 @@ def test_the_lexicon_constrains_the_reading_of_a_whole_rule_without_a_model():
     """Through ``rulelang.read`` with a clause reader that takes the lexicon's (or the symbols')
     first reading: a rule in words the student was never taught reads exactly, frames and
     connectives split as before."""
-    def first(student, language, clauses, only=None):
-        return {c: ((only[c][0], 0.0) if only and only.get(c) else (None, float("-inf"))) for c in clauses}
     text = "Pursuers may not land on cells whose coordinates add up to an odd number, unless x equals 10."
-    [best, *_] = rl.read(None, LANGUAGE, text, clause_reader=first)
+    [best, *_] = rl.read(None, LANGUAGE, text, clause_reader=first_reading)
     assert LANGUAGE.denotation(best.program) == LANGUAGE.denotation(("Except", ("sum_mod", 2, 1), ("column", 10)))
-    assert rl.read(None, LANGUAGE, text, clause_reader=first, lexical=False) == []
+    assert rl.read(None, LANGUAGE, text, clause_reader=first_reading, lexical=False) == []
+
+
+def first_reading(student, language, clauses, only=None):
+    """A clause reader without a model: the lexicon's (or the symbols') first reading."""
+    return {c: ((only[c][0], 0.0) if only and only.get(c) else (None, float("-inf"))) for c in clauses}
+
+
+@pytest.mark.parametrize("clause, program", [
+    # a marker in words on a condition in symbols: the symbols alone say the rectangle
+    ("the move ends on the border of the rectangle 6 <= x <= 11, 1 <= y <= 5", ("border", 6, 11, 1, 5)),
+    ("a cell outside the rectangle 3 <= x <= 7, 2 <= y <= 9", ("Not", ("rectangle", 3, 7, 2, 9))),
+    # a compass word before "of" names a place, not a move; "up" only after a verb of moving
+    ("a cell north of row 13", ("north_of", 13)),
+    ("end up east of column 15", ("east_of", 15)),
+    ("end up in row 16", ("row", 16)),
+    ("the north-west corner cell (0, 20)", ("cell", 0, 20)),
+    ("moves up", ("goes_north",)),
+    # "edges included": the whole box, not its border
+    ("the area from column 12 to column 19 and from row 0 to row 5, edges included", ("rectangle", 12, 19, 0, 5)),
+    # a part that restates another is left out, not read as a list
+    ("moving straight north, staying in the same column", ("And", ("goes_north",), ("keeps_column",))),
+])
+def test_markers_and_directions_are_read_where_the_words_put_them(clause, program):
+    found = read(clause)
+    assert found, clause
+    assert LANGUAGE.denotation(found[0]) == LANGUAGE.denotation(program), (clause, found)
+
+
+def test_symbols_a_marker_does_not_change_are_left_to_the_notation():
+    assert read("the move ends inside the rectangle 6 <= x <= 11, 1 <= y <= 5") == ()
+
+
+@pytest.mark.parametrize("text, unread", [
+    # a condition before the frame that the frame's words cut off
+    ("Eastward moves are forbidden except when they end north of row 15.", "Eastward"),
+    # a word no entry reads, in the region
+    ("Pursuers may not enter the diamond around (10, 10).", "diamond"),
+])
+def test_yes_stores_no_reading_that_left_words_unread(text, unread):
+    """Words the lexicon does not know (or a condition outside the rule's region) make the reading
+    advisory: shown, never stored by --yes."""
+    from ldengine.emergency.read import compile_reading
+    readings = rl.read(None, LANGUAGE, text, clause_reader=first_reading)
+    assert readings and unread in readings[0].unread
+    compiled, why = compile_reading(LANGUAGE, readings, text, unanimous=True)
+    assert compiled is None and "not in the rule language's lexicon" in why and unread in why
+
+
+@pytest.mark.parametrize("text", [
+    "Pursuers may not land on cells whose coordinates add up to an odd number, unless x equals 10.",
+    "A move from (px, py) to (x, y) is now forbidden when the move ends on the border of the rectangle "
+    "6 <= x <= 11, 1 <= y <= 5 (a cell of it in column 6 or 11, or in row 1 or 5).",
+    "From now on, a pursuer standing on (px, py) must not go to (x, y) whenever the pursuer lands exactly on (11, 15).",
+])
+def test_a_rule_whose_every_word_is_read_is_stored_with_yes(text):
+    from ldengine.emergency.read import compile_reading
+    readings = rl.read(None, LANGUAGE, text, clause_reader=first_reading)
+    assert readings[0].unread == ()
+    assert compile_reading(LANGUAGE, readings, text, unanimous=True)[0] is not None

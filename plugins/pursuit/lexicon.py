@@ -32,11 +32,20 @@ UNIT = r"(?:steps?|cells?|squares?|spaces?|tiles?|moves?|units?)"
 ASIDE = r"(?: ?\([a-z ]+\)|, [a-z ]+,)?"          # "3 steps (Manhattan distance) away", "5 steps, counted as ..., of"
 
 
-def _direction(words: str) -> str:
-    """A move toward ``words`` (east|right...): the verb then the direction, or the direction's
-    adverb alone ("eastward"), or "to the east"."""
-    return (rf"(?:{MOVE} )?(?:(?:one |a |any )?(?:steps? |cells? |squares? )?)?(?:(?:to|toward|towards|into) the (?:{words})"
-            rf"|(?:{words})(?:wards?)?)")
+# After a direction said alone: not a place ("north of row 5", "the north-west corner", "the east edge").
+PLACE_AFTER = (r"(?![-\w]| (?:of|than|corners?|edges?|sides?|half|halves|parts?|ends?|borders?|quarters?|regions?|areas?"
+               r"|zones?|cells?|squares?|rows?|columns?)\b)")
+
+
+def _direction(cardinal: str, relative: str) -> str:
+    """A move toward a compass point (``cardinal``: "east") or a side (``relative``: "right"):
+    "to the east" (after a verb of moving or not), the compass point's word alone ("east",
+    "eastward") where no place follows it ("east of column 5" is a place), the side's word only
+    after a verb of moving ("moves up"; "ends up in row 16" is no move up)."""
+    amount = r"(?:(?:one |a |any )?(?:steps? |cells? |squares? )?)?"
+    return (rf"(?:{MOVE} )?{amount}(?:to|toward|towards|into) the (?:{cardinal}|{relative})"
+            rf"|(?:{MOVE} )?{amount}(?:{cardinal})(?:wards?)?{PLACE_AFTER}"
+            rf"|{MOVE} {amount}(?:{relative})(?:wards?)?{PLACE_AFTER}")
 
 
 ENTRIES = (
@@ -150,10 +159,10 @@ ENTRIES = (
     *(Entry("COND", rf"(?:in |on |into )?the (?:same |very )?{line} (?:it|they|the pursuer) (?:began|started|starts?|begins?|stood|"
                     rf"stands?|was|were|is|are)(?: (?:it|the move|its move|their move))?(?: in| on| from)?", condition)
       for line, condition in (("column", "x == px"), ("row", "y == py"))),
-    Entry("COND", _direction("east|right"), "x > px"),
-    Entry("COND", _direction("west|left"), "x < px"),
-    Entry("COND", _direction("north|up|upper side"), "y > py"),
-    Entry("COND", _direction("south|down|lower side"), "y < py"),
+    Entry("COND", _direction("east", "right"), "x > px"),
+    Entry("COND", _direction("west", "left"), "x < px"),
+    Entry("COND", _direction("north", "up|upper side"), "y > py"),
+    Entry("COND", _direction("south", "down|lower side"), "y < py"),
     *(Entry("COND", rf"(?:{up}) (?:its |their |the |a )?(?:pursuer'?s? |chaser'?s? )?{v}(?:[- ]coordinate)?"
                     rf"|{v}(?:[- ]coordinate)? (?:{ups})|(?:a )?(?:{bigger}) {v}(?:[- ]coordinate)? than (?:the one|where|what) (?:it|they)"
                     r" (?:started|began|start|had|stood)(?: from| with| at| in)?", condition)
@@ -191,7 +200,8 @@ ENTRIES = (
     Entry("NEG", r"outside(?: of)?|not (?:in|inside|within|on|into)|beyond the (?:box|rectangle|area|region|block)"
                  r"|(?:that|which) (?:is|are|lies|lie) not (?:in|on|inside|within)"),
     Entry("BORDER", r"(?:the )?(?:borders?|edges?|perimeters?|rims?|boundary|boundaries|outlines?|outer (?:ring|cells|squares|edge)"
-                    r"|frames?|rings?|outermost (?:cells|squares|ring))(?: cells| squares)?"),
+                    r"|frames?|rings?|outermost (?:cells|squares|ring))(?: cells| squares)?"
+                    r"(?!,? (?:included|inclusive|counted|too|as well))"),     # "the box, edges included": the whole box
     Entry("START", r"(?:starts?|starting|begins?|beginning|stands?|standing|is currently|currently|located|positioned)"
                    r"(?: (?:its|their) (?:move|turn|step))? (?:in|on|at|inside|within|from)"
                    r"|(?:whose|with (?:its|their)) (?:starting|current|start|origin) (?:cell|square|position|point)"
@@ -248,4 +258,18 @@ def mark(kind: str, condition: str, markers: tuple[str, ...] = ()) -> str | None
 # Always true on the board: joined to a lexical reading so that the board's edges are numbers a
 # primitive may take ("columns 3 to 7" is rectangle(3, 7, 0, 20); a wall across the board, 0 to 20).
 EDGES = f"0 <= x <= {rs.SIZE - 1} and 0 <= y <= {rs.SIZE - 1}"
-LEXICON = Lexicon(ENTRIES, mark, EDGES)
+# Words that say nothing about which moves are forbidden: who moves, articles and pronouns, the
+# verbs and nouns of any rule ("is", "cells"), words of forbidding and allowing. Prepositions of
+# place ("from", "between", "near") are not filler: a reading that skips them may have lost a place.
+FILLER = ("(?:pursuers?|chasers?|hunters?|pieces?|players?|agents?|catchers?|seekers?|tokens?|units?|robots?|they|them|it|its"
+          "|their|theirs|itself|themselves|one|ones|the|a|an|any|every|each|all|this|that|these|those|which|who|whom|whose"
+          "|what|is|are|be|been|being|was|were|am|do|does|did|has|have|had|will|would|shall|should|may|might|can|could|must"
+          "|of|to|in|on|at|into|onto|for|with|as|so|then|there|here|now|also|ever|still|just|please|new|rule|rules"
+          "|note|notes|moves?|moving|cells?|squares?|tiles?|positions?|spots?|places?|locations?|points?|destinations?"
+          "|targets?|board|grid|game|turn|turns|forbidden|prohibited|banned|barred|illegal|disallowed|allowed|permitted"
+          "|legal|off[- ]limits|limits|off|out|bounds|closed|open|no|go|anywhere|anything|everywhere|whatsoever"
+          "|from now on|henceforth|starting now|effective immediately|lies?|lying|sits?|sitting|located|situated|exactly|currently|presently|lands?|landing"
+          # nouns of a place the words around them state ("the block of columns 3 to 7 and rows 2 to 5")
+          "|areas?|zones?|regions?|blocks?|box|boxes|rectangles?|territory|territories|parts?|lines?|numbers?|inside"
+          "|anymore|any longer|nobody|no one|everything|foot)")
+LEXICON = Lexicon(ENTRIES, mark, EDGES, frozenset({"x", "y", "px", "py"}), FILLER)
