@@ -447,15 +447,15 @@ STATING = frozenset(KINDS) - {"TERM", "AND", "OR", "NUM", "BY"}
 NEUTRAL = frozenset({"SKIP", "STOP", "SPLIT", "DEST"})
 
 
-def unread(language: Any, text: str, region: str, clauses: Sequence[str],
+def unread(language: Any, text: str, read: Sequence[str], clauses: Sequence[str],
            symbols: Sequence[str] = ()) -> tuple[str, ...]:
-    """The words of a rule that its reading may have missed: in each of the region's
-    ``clauses`` (the region: the words after the rule's frame; its finest split by the
-    connectives) that writes no condition in symbols and is no part of one of ``symbols`` (the
+    """The words of a rule that its reading may have missed: in each of the ``clauses`` read
+    (``read``: the region, the words after the rule's frame, and its subject; ``clauses``: their
+    finest split by the connectives) that writes no condition in symbols and is no part of one of ``symbols`` (the
     clauses the notation reads, ``rulelang.symbolic``), each word no lexicon entry reads, that is no
     word of the language's frames or connectives and no filler; before or after the region,
     the words that state a condition (a marker counts where a number or a stating word is there
-    too: "pursuers standing in column 3 may not ..."). Empty for a language without a lexicon."""
+    too). Empty for a language without a lexicon."""
     lexicon = language.lexicon
     if lexicon is None:
         return ()
@@ -463,7 +463,7 @@ def unread(language: Any, text: str, region: str, clauses: Sequence[str],
     filler = re.compile(lexicon.filler, re.IGNORECASE) if lexicon.filler else None
     out = []
     for clause in clauses:
-        if compares(NAMED.sub(" ", clause)) or any(clause in said for said in symbols):
+        if not clause or compares(NAMED.sub(" ", clause)) or any(clause in said for said in symbols):
             continue            # the symbols say it; words that change them are read as markers (_marked_symbols)
         words = " ".join(clause.split())
         covered = [t.span for t in _tags(lexicon, words)]
@@ -472,13 +472,26 @@ def unread(language: Any, text: str, region: str, clauses: Sequence[str],
             if not any(a <= m.start() and m.end() <= b for a, b in covered) and word.lower() not in known \
                     and not (filler and filler.fullmatch(word)):
                 out.append(m.group(0))
-    region = " ".join(region.split())
-    rest = " ".join(text.split()).replace(region, " ", 1) if region else text
+    rest = " ".join(text.split())
+    for words in read:
+        rest = rest.replace(" ".join(words.split()), " ", 1) if words.strip() else rest
     tags = _tags(lexicon, rest)
     stating = [t.words for t in tags if t.kind in STATING]
     if stating or any(t.kind == "NUM" for t in tags):
         stating += [t.words for t in tags if t.kind not in KINDS and t.kind not in NEUTRAL]
     return tuple(dict.fromkeys(out + stating))
+
+
+def stops(language: Any, words: str) -> bool:
+    """Whether ``words`` hold one the lexicon must not read past ("except", "unless")."""
+    return language.lexicon is not None and any(t.kind in ("STOP", "SPLIT")
+                                                for t in _tags(language.lexicon, " ".join(words.split())))
+
+
+def states(language: Any, words: str) -> bool:
+    """Whether the lexicon reads a word of ``words`` that states a condition (a comparison, a
+    range, a relation, a whole condition)."""
+    return language.lexicon is not None and any(t.kind in STATING for t in _tags(language.lexicon, " ".join(words.split())))
 
 
 WORDS = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")

@@ -220,25 +220,37 @@ def matches(template: str, text: str) -> list[dict[str, str]]:
 
 
 def regions(language: RuleLanguage, text: str) -> list[tuple[bool, str]]:
-    """(forbidden, words of the region): the rule's frame (``language.frames``) that starts
-    first in the text (of two at the same place, the longer: "only if" before "if"), then any
-    opening frames (``{r}`` alone after words, e.g. "the following holds: {r}") at the region's
-    start; the whole text as a forbidden region when no frame fits."""
+    """(forbidden, words of the region) of ``framed``, without its subject."""
+    return [(forbids, words) for forbids, words, _ in framed(language, text)]
+
+
+def framed(language: RuleLanguage, text: str) -> list[tuple[bool, str, str]]:
+    """(forbidden, words of the region, subject): the rule's frame (``language.frames``) that
+    starts first in the text (of two at the same place, the longer: "only if" before "if"),
+    then any opening frames (``{r}`` alone after words, e.g. "the following holds: {r}") at the
+    region's start; the whole text as a forbidden region when no frame fits. The words before
+    a frame are its subject where the lexicon reads a condition in them ("pursuers standing in
+    columns 0 to 4 may not move west": the rule holds for those moves only), else ignored
+    (""); a frame is not taken where those words hold one the lexicon must not read past
+    ("eastward moves are forbidden except when ...": no "when" frame there)."""
     text = " " + _normal(text)            # a frame's words may open the text
-    best: tuple[int, int, bool, str] | None = None       # (where the frame's words start, -their length, ...)
+    best: tuple[int, int, bool, str, str] | None = None    # (where the frame's words start, -their length, ...)
     for template, forbids in language.frames:
         found = matches(template, text)
         if found and template.startswith("{_}"):
+            found = [m for m in found if not lexicon.stops(language, m["_"])]
+        if found and template.startswith("{_}"):
             m = min(found, key=lambda m: len(m["_"]))
-            key = (len(m["_"]), -len(HOLE.sub("", template)), forbids, m["r"])
+            subject = m["_"] if lexicon.states(language, m["_"]) else ""
+            key = (len(m["_"]), -len(HOLE.sub("", template)), forbids, m["r"], subject)
         elif found:
-            key = (0, -len(HOLE.sub("", template)), forbids, found[0]["r"])
+            key = (0, -len(HOLE.sub("", template)), forbids, found[0]["r"], "")
         else:
             continue
         best = key if best is None or key[:2] < best[:2] else best
     if best is None:
-        return [(True, text.strip())]
-    forbids, words = best[2], best[3]
+        return [(True, text.strip(), "")]
+    forbids, words, subject = best[2], best[3], best[4]
     opened = True
     while opened:
         opened = False
@@ -246,7 +258,7 @@ def regions(language: RuleLanguage, text: str) -> list[tuple[bool, str]]:
             found = matches(template, words)
             if found:
                 words, opened = found[0]["r"], True
-    return [(forbids, words)]
+    return [(forbids, words, subject)]
 
 
 def parses(language: RuleLanguage, words: str, depth: int | None = None) -> list[Parse]:
@@ -407,9 +419,10 @@ def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN
     best are kept. ``clause_reader`` (default ``read_clauses``) replaces the student's reading
     of clauses (a baseline without a model, ``benchmarks/bench_read_rules.py``); ``namer``: see
     ``read_clauses``, as is ``near`` (the reading adapter's manifest says how many)."""
-    found = regions(language, text)
-    trees = [(forbids, p) for forbids, words in found for p in parses(language, words)]
-    clauses = list(dict.fromkeys(c for _, p in trees for c in p.clauses()))
+    found = framed(language, text)
+    trees = [(forbids, p) for forbids, words, _ in found for p in parses(language, words)]
+    subject = found[0][2]
+    clauses = list(dict.fromkeys([c for _, p in trees for c in p.clauses()] + ([subject] if subject else [])))
     only = symbolic(language, clauses) if notation else {}
     if lexical:
         for clause, programs in lexicon.readings(language, clauses).items():
@@ -424,12 +437,17 @@ def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN
     scored = []
     for forbids, parse in trees:
         program, score = compose(parse, read_)
+        if program is not None and not forbids:
+            program = _negated(program)
+        if program is not None and subject:            # the moves the rule holds for
+            program, score = (("And", read_[subject][0], program), score + read_[subject][1]) \
+                if read_[subject][0] is not None else (None, score)
         if program is not None:
-            scored.append((score - BARE_PENALTY * parse.bare, program if forbids else _negated(program)))
+            scored.append((score - BARE_PENALTY * parse.bare, program))
     scored.sort(key=lambda item: -item[0])
     best = scored[0][0] if scored else 0.0
     finest = max((p for _, p in trees), key=lambda p: len(p.clauses()), default=None)
-    unread = lexicon.unread(language, text, found[0][1], finest.clauses() if finest else [],
+    unread = lexicon.unread(language, text, [found[0][1], subject], (finest.clauses() if finest else []) + [subject],
                             [c for c in clauses if c in only and compares(c)]) if found else ()
     return rank(language, text, [(s, p) for s, p in scored if s >= best - margin], unread)
 

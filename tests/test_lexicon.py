@@ -141,8 +141,7 @@ def test_symbols_a_marker_does_not_change_are_left_to_the_notation():
 
 
 @pytest.mark.parametrize("text, unread", [
-    # a condition before the frame that the frame's words cut off
-    ("Eastward moves are forbidden except when they end north of row 15.", "Eastward"),
+    ("Pursuers may not enter the shaded cells of column 5.", "shaded"),
     # a word no entry reads, in the region
     ("Pursuers may not enter the diamond around (10, 10).", "diamond"),
 ])
@@ -167,3 +166,17 @@ def test_a_rule_whose_every_word_is_read_is_stored_with_yes(text):
     readings = rl.read(None, LANGUAGE, text, clause_reader=first_reading)
     assert readings[0].unread == ()
     assert compile_reading(LANGUAGE, readings, text, unanimous=True)[0] is not None
+
+
+@pytest.mark.parametrize("text, program", [
+    # words before a frame that state a condition are the rule's subject: the moves it holds for
+    ("Pursuers starting in columns 0 to 4, rows 6 to 14 are not allowed to move west.",
+     ("And", ("start", 0, 4, 6, 14), ("goes_west",))),
+    ("East of column 10, pursuers may only land in even rows.", ("And", ("east_of", 10), ("Not", ("y_mod", 2, 0)))),
+    # ... but no frame is taken past words the lexicon must not read past
+    ("Eastward moves are forbidden except when they end north of row 15.",
+     ("Except", ("goes_east",), ("north_of", 15))),
+])
+def test_words_before_the_frame_are_read_as_its_subject(text, program):
+    [best, *_] = rl.read(None, LANGUAGE, text, clause_reader=first_reading)
+    assert LANGUAGE.denotation(best.program) == LANGUAGE.denotation(program), best.program

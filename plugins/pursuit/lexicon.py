@@ -79,7 +79,9 @@ ENTRIES = (
     Entry("CMP", r"(?:is |are )?(?:strictly )?(?:less|smaller|lower|fewer|further west|further south) than|below|under"
                  r"|(?:to the )?(?:west|left) of|(?:to the )?south of|<|strictly west of|strictly south of", "<"),
     Entry("CMP", r"(?:is |are )?(?:at most|no (?:more|greater|larger|higher|bigger|farther|further) than|(?:less|smaller|lower) than or equal to"
-                 r"|not (?:more|greater|larger|higher) than|not above|up to(?: and including)?|within)|<=|≤", "<="),
+                 r"|not (?:more|greater|larger|higher) than|not above|up to(?: and including)?"
+                 r"|within(?! (?:the |a |an )?(?:box|square|block|area|region|zone|rectangle|band|strip|columns?|rows?)\b))"
+                 r"|<=|≤", "<="),
     Entry("CMP", r"(?:is |are )?(?:equal to|equals?|exactly|=|==|of|at|is|are|numbered|number|set to|of exactly|"
                  r"is exactly|are exactly|equal)(?=\s*-?\d)", "=="),
     Entry("CMP", r"(?:is not|isn't|are not|aren't|does not equal|doesn't equal|not equal to|other than|different from|"
@@ -112,7 +114,7 @@ ENTRIES = (
           "{t} % {k} == {r}"),
     Entry("REL", r"(?:is |are )?" + N.format("r") + r" (?:more|greater|larger) than (?:a )?multiples? of " + N.format("k"),
           "{t} % {k} == {r}"),
-    Entry("REL", r"(?:mod|modulo) " + N.format("k") + r" (?:is |equals |gives |leaves )?" + N.format("r"),
+    Entry("REL", r"(?:mod|modulo) " + N.format("k") + r" ?(?:is |equals |gives |leaves |== ?|= ?)?" + N.format("r"),
           "{t} % {k} == {r}"),
     # two terms: "x is 11 more than y", "x exceeds y by 4"
     Entry("DIFF", NUM + r" (?:more|greater|larger|higher|bigger) than", "{t} - {u} == {n}"),
@@ -151,7 +153,7 @@ ENTRIES = (
       for words, condition in (("east|right", "x > px and y == py"), ("west|left", "x < px and y == py"),
                                ("north|up", "y > py and x == px"), ("south|down", "y < py and x == px"))),
     *(Entry("COND", rf"(?:(?:further|farther|more) )?(?:{words})(?:wards?)? (?:than|of) "
-                    r"(?:where (?:it|they|the pursuer) (?:started|began|starts?|begins?|stood|stands?|was|were|is|are)"
+                    r"(?:(?:where )?(?:it|they|the pursuer) (?:started|began|starts?|begins?|stood|stands?|was|were|is|are)"
                     r"|(?:its|their|the) (?:own )?(?:start(?:ing)?|original|current|previous|old) (?:cell|square|position|point|spot|place))",
             condition)
       for words, condition in (("east|right", "x > px"), ("west|left", "x < px"), ("north|up", "y > py"),
@@ -270,6 +272,6 @@ FILLER = ("(?:pursuers?|chasers?|hunters?|pieces?|players?|agents?|catchers?|see
           "|legal|off[- ]limits|limits|off|out|bounds|closed|open|no|go|anywhere|anything|everywhere|whatsoever"
           "|from now on|henceforth|starting now|effective immediately|lies?|lying|sits?|sitting|located|situated|exactly|currently|presently|lands?|landing"
           # nouns of a place the words around them state ("the block of columns 3 to 7 and rows 2 to 5")
-          "|areas?|zones?|regions?|blocks?|box|boxes|rectangles?|territory|territories|parts?|lines?|numbers?|inside"
+          "|areas?|zones?|regions?|blocks?|box|boxes|rectangles?|territory|territories|parts?|lines?|numbers?|inside|within"
           "|anymore|any longer|nobody|no one|everything|foot)")
 LEXICON = Lexicon(ENTRIES, mark, EDGES, frozenset({"x", "y", "px", "py"}), FILLER)

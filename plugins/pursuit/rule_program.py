@@ -278,6 +278,10 @@ FRAMES = (
     *(("{_} " + w + " {r}", False) for w in ("needs", "only if", "only when", "must satisfy")),
     # a region of allowed moves: "pursuers may only land on even columns", "must stay north of row 5"
     *(("{_} " + m + " " + v + " {r}", False) for m in ONLY for v in VERBS),
+    # "pursuers may land only in odd columns"
+    *(("{_} " + m + " " + v + " only " + p + " {r}", False) for m in ("may", "can", "are allowed to", "is allowed to")
+      for v in ("land", "stop", "end", "end up", "move", "go", "step", "finish", "stand", "end their moves",
+                "end moves", "end a move") for p in ("in", "on", "at", "into", "onto", "to", "within", "inside")),
     *(("{_} " + m + " {r}", False) for m in STAY),
     *(("{_} " + m + " {r}", True) for m in AVOID),
 )
@@ -297,7 +301,8 @@ CONNECTIVES = {
                "{a} but not when {b}", "{a} other than when {b}", "{a} except where {b}", "{a} except in {b}",
                "{a} except on {b}", "{a} except for {b}", "{a} apart from {b}", "{a} but not in {b}",
                "{a} but not on {b}", "{a} anywhere other than in {b}", "{a} anywhere other than {b}",
-               "{a} anywhere but in {b}", "{a} anywhere but {b}"),
+               "{a} anywhere but in {b}", "{a} anywhere but {b}", "{a} except at {b}", "{a} except along {b}",
+               "{a} except {b}"),
     "Not": ("it is not the case that {a}", "not ({a})", "it is false that {a}", "it is not true that {a}"),
 }
 
