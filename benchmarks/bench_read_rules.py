@@ -1,7 +1,7 @@
 """Rules in words read into the rule language: how often the reading is exact.
 
     .venv/bin/python benchmarks/bench_read_rules.py [--heldout 200] [--unseen 200] [--kind-seeds 10]
-        [--seed 1] [--adapter DIR] [--readers student,lexical] [--rules FILE] [--write]
+        [--seed 1] [--adapter DIR] [--readers student,lexical] [--rules FILE]... [--write]
 
 Three sets, none of them in the reading adapter's training data:
 - rules of held-out shapes (``rule_shapes.split_of``) in held-out wordings (frames,
@@ -139,8 +139,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kind-seeds", type=int, default=10, help="parameter seeds of each evaluated kind")
     parser.add_argument("--seed", type=int, default=1, help="the draw of the held-out rules")
     parser.add_argument("--adapter", help="reading adapter (default: the promoted one)")
-    parser.add_argument("--rules", help="a JSON list of {text, program} written independently of the training "
-                                        "words (e.g. benchmarks/referee_rules.json): read as one more set")
+    parser.add_argument("--rules", action="append", default=[],
+                        help="a JSON list of {text, program} written independently of the training words (e.g. "
+                             "benchmarks/referee_rules_4.json): read as one more set (may be given several times)")
     parser.add_argument("--readers", default="student,student-alone,lexicon,lexical",
                         help="comma-separated, of: " + ", ".join(READERS) + " (-symbols: conditions in symbols "
                              "read by the reader like any words, not by the language's notation)")
@@ -168,12 +169,11 @@ def main(argv: list[str] | None = None) -> None:
     unseen = [r for r in rs.draw_rules(args.unseen * 3, args.seed + 100, "train") if r.cond not in seen][:args.unseen]
     sets["unseen rules of training shapes"] = [(r.text, rs.region_mask(r.region, domain), rp.program_of(r.region))
                                                for r in unseen]
-    if args.rules:
-        from ldengine.rulelang import parse_program
-        given = json.loads(Path(args.rules).read_text())
+    from ldengine.rulelang import parse_program
+    for path in args.rules:
+        given = json.loads(Path(path).read_text())
         programs = [parse_program(r["program"]) for r in given]
-        sets[f"{Path(args.rules).stem} (independent words)"] = [(r["text"], rp.mask(p), p)
-                                                               for r, p in zip(given, programs)]
+        sets[f"{Path(path).stem} (independent words)"] = [(r["text"], rp.mask(p), p) for r, p in zip(given, programs)]
     kinds = []
     for name in KINDS:
         kind = reg.get("emergencies", name).obj
@@ -187,9 +187,13 @@ def main(argv: list[str] | None = None) -> None:
              "(split by the language's frames and connectives, a clause whose symbols denote primitives exactly "
              "read as one of them, each other clause read into one primitive under its grammar, parses composed "
              "and grouped by what they forbid).", "",
-             "| rules | n | exact (top reading, every move) | exact program | exact within the readings | stored "
-             "(what --yes stores) | wrong stored | all refused | median s per rule |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "A reading is exact when it forbids exactly the rule's moves (every move of the board). Stored: what "
+             "`--yes` stores (one reading left, every number of the text used, every word of the text read by the "
+             "lexicon, its frames or its filler, or by the notation). Own program refused: rules whose own program "
+             "the language refuses as a rule (it forbids more than 80% of the moves), which no reader can store.", "",
+             "| rules | n | exact (top usable reading, every move) | exact program | exact within the readings | stored "
+             "(what --yes stores) | wrong stored | all refused | own program refused | median s per rule |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     from ldengine.retriever import Encoder
     from ldengine.rulelang import Namer
     namer = Namer(lambda: Encoder().encode, language)        # one for every set (the encoder loads when first asked)
@@ -203,8 +207,9 @@ def main(argv: list[str] | None = None) -> None:
                       namer if reader == "encoder" else None, lexical)
             n = r["rules"]
             program = f"{r['exact_program'] / n:.3f}" if items[0][2] is not None else "-"
+            own = sum(p is not None and language.refusal(p) is not None for _, _, p in items) if items[0][2] else "-"
             lines.append(f"| {label}: {name} | {n} | {r['exact'] / n:.3f} | {program} | {r['within'] / n:.3f} | "
-                         f"{r['stored']} | {r['wrong_stored']} | {r['refused_all']} | "
+                         f"{r['stored']} | {r['wrong_stored']} | {r['refused_all']} | {own} | "
                          f"{statistics.median(r['seconds']):.1f} |")
             misses += [f"- {label} ({name}): {text!r} read as `{got}`" for text, got in r["misses"]]
             print(lines[-1], flush=True)

@@ -329,6 +329,12 @@ def _marked_symbols(lexicon: Lexicon, clause: str, markers: list[Tag]) -> list[N
     found = segments(clause, lexicon.names) if lexicon.names and markers else []
     if not found:
         return []
+    # a marker says what the symbols after it are ("the border of the rectangle 2 <= x <= 6");
+    # not one after them or in an aside ("y == 16 (the evader may stand on it)")
+    first = " ".join(clause.split()).find(found[0][0])
+    markers = [m for m in markers if first < 0 or m.span[1] <= first]
+    if not markers:
+        return []
     node: Node = _joined("and", [("cond", text) for text, _ in found])
     marked = _marked(lexicon, node, markers)
     return [marked] if marked is not None and marked != node else []

@@ -221,18 +221,21 @@ def matches(template: str, text: str) -> list[dict[str, str]]:
 
 def regions(language: RuleLanguage, text: str) -> list[tuple[bool, str]]:
     """(forbidden, words of the region) of ``framed``, without its subject."""
-    return [(forbids, words) for forbids, words, _ in framed(language, text)]
+    return [(forbids, words) for forbids, words, _, _ in framed(language, text)]
 
 
-def framed(language: RuleLanguage, text: str) -> list[tuple[bool, str, str]]:
-    """(forbidden, words of the region, subject): the rule's frame (``language.frames``) that
+def framed(language: RuleLanguage, text: str) -> list[tuple[bool, str, str, str]]:
+    """(forbidden, words of the region, subject, heading): the rule's frame (``language.frames``) that
     starts first in the text (of two at the same place, the longer: "only if" before "if"),
     then any opening frames (``{r}`` alone after words, e.g. "the following holds: {r}") at the
     region's start; the whole text as a forbidden region when no frame fits. The words before
     a frame are its subject where the lexicon reads a condition in them ("pursuers standing in
     columns 0 to 4 may not move west": the rule holds for those moves only), else ignored
     (""); a frame is not taken where those words hold one the lexicon must not read past
-    ("eastward moves are forbidden except when ...": no "when" frame there)."""
+    ("eastward moves are forbidden except when ...": no "when" frame there). Where the region
+    is written in symbols, words before a colon are its heading, not its subject ("A wall
+    stands between columns 6 and 7 for rows 10 to 16: a move ... is forbidden when min(px, x)
+    <= 6 < ...": the symbols state the rule)."""
     text = " " + _normal(text)            # a frame's words may open the text
     best: tuple[int, int, bool, str, str] | None = None    # (where the frame's words start, -their length, ...)
     for template, forbids in language.frames:
@@ -249,8 +252,11 @@ def framed(language: RuleLanguage, text: str) -> list[tuple[bool, str, str]]:
             continue
         best = key if best is None or key[:2] < best[:2] else best
     if best is None:
-        return [(True, text.strip(), "")]
-    forbids, words, subject = best[2], best[3], best[4]
+        return [(True, text.strip(), "", "")]
+    forbids, words, subject, heading = best[2], best[3], best[4], ""
+    if ":" in subject and compares(words):
+        heading, subject = subject.rsplit(":", 1)
+        subject = subject if lexicon.states(language, subject) else ""
     opened = True
     while opened:
         opened = False
@@ -258,7 +264,7 @@ def framed(language: RuleLanguage, text: str) -> list[tuple[bool, str, str]]:
             found = matches(template, words)
             if found:
                 words, opened = found[0]["r"], True
-    return [(forbids, words, subject)]
+    return [(forbids, words, subject.strip(), heading)]
 
 
 def parses(language: RuleLanguage, words: str, depth: int | None = None) -> list[Parse]:
@@ -420,7 +426,7 @@ def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN
     of clauses (a baseline without a model, ``benchmarks/bench_read_rules.py``); ``namer``: see
     ``read_clauses``, as is ``near`` (the reading adapter's manifest says how many)."""
     found = framed(language, text)
-    trees = [(forbids, p) for forbids, words, _ in found for p in parses(language, words)]
+    trees = [(forbids, p) for forbids, words, _, _ in found for p in parses(language, words)]
     subject = found[0][2]
     clauses = list(dict.fromkeys([c for _, p in trees for c in p.clauses()] + ([subject] if subject else [])))
     only = symbolic(language, clauses) if notation else {}
@@ -447,7 +453,8 @@ def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN
     scored.sort(key=lambda item: -item[0])
     best = scored[0][0] if scored else 0.0
     finest = max((p for _, p in trees), key=lambda p: len(p.clauses()), default=None)
-    unread = lexicon.unread(language, text, [found[0][1], subject], (finest.clauses() if finest else []) + [subject],
+    unread = lexicon.unread(language, text, [found[0][1], subject, found[0][3]],
+                            (finest.clauses() if finest else []) + [subject],
                             [c for c in clauses if c in only and compares(c)]) if found else ()
     return rank(language, text, [(s, p) for s, p in scored if s >= best - margin], unread)
 
