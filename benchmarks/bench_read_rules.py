@@ -169,11 +169,19 @@ def main(argv: list[str] | None = None) -> None:
     unseen = [r for r in rs.draw_rules(args.unseen * 3, args.seed + 100, "train") if r.cond not in seen][:args.unseen]
     sets["unseen rules of training shapes"] = [(r.text, rs.region_mask(r.region, domain), rp.program_of(r.region))
                                                for r in unseen]
+    from ldengine.errors import LDEngineError
     from ldengine.rulelang import parse_program
+    outside: list[str] = []
     for path in args.rules:
         given = json.loads(Path(path).read_text())
         programs = [parse_program(r["program"]) for r in given]
-        sets[f"{Path(path).stem} (independent words)"] = [(r["text"], rp.mask(p), p) for r, p in zip(given, programs)]
+        kept = []
+        for r, p in zip(given, programs):
+            try:
+                kept.append((r["text"], rp.mask(p), p))
+            except LDEngineError as exc:      # the referee wrote a program the language cannot say
+                outside.append(f"- {Path(path).stem}: {r['text']!r} ({exc})")
+        sets[f"{Path(path).stem} (independent words)"] = kept
     kinds = []
     for name in KINDS:
         kind = reg.get("emergencies", name).obj
@@ -213,6 +221,8 @@ def main(argv: list[str] | None = None) -> None:
                          f"{statistics.median(r['seconds']):.1f} |")
             misses += [f"- {label} ({name}): {text!r} read as `{got}`" for text, got in r["misses"]]
             print(lines[-1], flush=True)
+    lines += ["", "Rules left out: their program is not one the language can say (a parameter out of its range):",
+              *outside] if outside else []
     lines += ["", "First misses:", *misses] if misses else []
     publish("\n".join(lines) + "\n", args.write)
 
