@@ -1238,7 +1238,8 @@ def rules_read(text, task, adapter, margin, as_json):
         click.echo(json.dumps({"text": text, "adapter": str(adapter), "readings": [
             {"program": r.text, "english": r.english, "score": round(r.score, 4), "parses": r.votes,
              "refusal": r.refusal,
-             "uses_every_number": r.uses_every_number, "programs": [program_text(p) for p in r.programs]}
+             "uses_every_number": r.uses_every_number, "unread": list(r.unread), "guessed": list(r.guessed),
+             "programs": [program_text(p) for p in r.programs]}
             for r in readings]}, indent=2))
         return
     if not readings:
@@ -1280,6 +1281,10 @@ def _echo_readings(readings: list, language, picture: bool) -> None:
         click.echo(f"{'read as' if i == 0 else 'or'}: {r.text}  (log-probability {r.score:.2f}"
                    f"{'' if r.uses_every_number else '; leaves a number of the text unused'})")
         click.echo(f"  in words: {r.english}")
+        if i == 0 and r.guessed:
+            click.echo(f"  read by the student alone: {'; '.join(r.guessed)} (--yes stores no such reading)")
+        if i == 0 and r.unread:
+            click.echo(f"  words not read: {', '.join(r.unread)} (--yes stores no reading that left words unread)")
         if r.refusal:
             click.echo(f"  refused: {r.refusal}")
         if picture and i == 0 and not r.refusal:

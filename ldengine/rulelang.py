@@ -407,6 +407,7 @@ class Reading:
     programs: list[Program] = field(default_factory=list)
     score: float = 0.0
     unread: tuple[str, ...] = ()      # words of the rule the lexicon does not read (``lexicon.unread``)
+    guessed: tuple[str, ...] = ()     # clauses the student read that neither the lexicon nor the symbols read
 
     @property
     def text(self) -> str:
@@ -441,6 +442,7 @@ def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN
     if lexical:                 # "it is false that ...": words joining clauses are no primitive's
         read_.update({c: (None, float("-inf")) for c in lexicon.unreadable(language, clauses)})
     scored = []
+    guessed: dict[Program, set[str]] = {}        # program -> the clauses of its parses only the student read
     for forbids, parse in trees:
         program, score = compose(parse, read_)
         if program is not None and not forbids:
@@ -450,13 +452,20 @@ def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN
                 if read_[subject][0] is not None else (None, score)
         if program is not None:
             scored.append((score - BARE_PENALTY * parse.bare, program))
+            alone = {c for c in parse.clauses() + ([subject] if subject else []) if not only.get(c)}
+            guessed[program] = alone if program not in guessed else min(guessed[program], alone, key=len)
     scored.sort(key=lambda item: -item[0])
     best = scored[0][0] if scored else 0.0
     finest = max((p for _, p in trees), key=lambda p: len(p.clauses()), default=None)
     unread = lexicon.unread(language, text, [found[0][1], subject, found[0][3]],
                             (finest.clauses() if finest else []) + [subject],
                             [c for c in clauses if c in only and compares(c)]) if found else ()
-    return rank(language, text, [(s, p) for s, p in scored if s >= best - margin], unread)
+    readings = rank(language, text, [(s, p) for s, p in scored if s >= best - margin], unread)
+    if lexical and language.lexicon is not None:
+        for reading in readings:
+            sets: list[set[str]] = [guessed.get(p, set()) for p in reading.programs]
+            reading.guessed = tuple(sorted(sorted(sets, key=len)[0])) if sets else ()
+    return readings
 
 
 NAMES_K = 3             # primitives a Namer offers for a clause of unknown words

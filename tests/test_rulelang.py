@@ -218,6 +218,13 @@ def test_a_rule_read_with_examples_is_stored_with_its_program_and_signed(tmp_pat
     assert provenance["program"] == "Except(y_mod(2, 1), column(10))" and signed(provenance)
     result = runner.invoke(cli, ["emergency", text, "--read", "--allow", "4,5", "--forbid", "10,5", "--yes"])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    # a word the lexicon does not know: the reading is shown, --yes stores nothing and names the word
+    text = "Pursuers may not enter the shaded cells of column 5."
+    result = runner.invoke(cli, ["rules", "read", text])
+    assert result.exit_code == 0 and "read as: column(5)" in result.output and "words not read: shaded" in result.output
+    result = runner.invoke(cli, ["emergency", text, "--read", "--allow", "4,5", "--forbid", "5,5", "--yes"])
+    assert result.exit_code == 1 and "'shaded'" in result.output and "Traceback" not in result.output, result.output
+    assert len(list((tmp_path / "pursuit").glob("*.json"))) == 1
 
 
 def test_words_outside_the_language_are_refused_with_the_reason():

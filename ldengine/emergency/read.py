@@ -78,6 +78,10 @@ def compile_reading(language: RuleLanguage, readings: list[Reading], text: str, 
                       + " | ".join(f"{r.text} ({r.votes} answers)" for r in readings)
                       + "; say the rule more plainly, or give --allow/--forbid examples")
     chosen = fitting[0]
+    if unanimous and chosen.guessed:
+        return None, ("the student alone read " + ", ".join(repr(c) for c in chosen.guessed)
+                      + f" (no lexicon entry or condition in symbols reads it), so --yes stores none of its reading "
+                      f"{chosen.text}; confirm the reading without --yes, or say the rule more plainly")
     if unanimous and chosen.unread:
         return None, (f"the words {', '.join(repr(w) for w in chosen.unread)} are not in the rule language's lexicon, "
                       f"so --yes stores none (the reading {chosen.text} may have missed them); confirm the reading "
