@@ -173,6 +173,7 @@ def test_a_rule_whose_every_word_is_read_is_stored_with_yes(text):
     ("Pursuers starting in columns 0 to 4, rows 6 to 14 are not allowed to move west.",
      ("And", ("start", 0, 4, 6, 14), ("goes_west",))),
     ("East of column 10, pursuers may only land in even rows.", ("And", ("east_of", 10), ("Not", ("y_mod", 2, 0)))),
+    ("Pursuers standing west of column 6 may not move east.", ("And", ("start", 0, 5, 0, 20), ("goes_east",))),
     # ... but no frame is taken past words the lexicon must not read past
     ("Eastward moves are forbidden except when they end north of row 15.",
      ("Except", ("goes_east",), ("north_of", 15))),

@@ -206,6 +206,8 @@ ENTRIES = (
                     r"(?!,? (?:included|inclusive|counted|too|as well))"),     # "the box, edges included": the whole box
     Entry("START", r"(?:starts?|starting|begins?|beginning|stands?|standing|is currently|currently|located|positioned)"
                    r"(?: (?:its|their) (?:move|turn|step))? (?:in|on|at|inside|within|from)"
+                   r"|(?:starts?|starting|begins?|beginning|stands?|standing|located|positioned)"
+                   r"(?= (?:(?:to the |further |farther )?(?:west|east|north|south|left|right)|above|below)\b)"
                    r"|(?:whose|with (?:its|their)) (?:starting|current|start|origin) (?:cell|square|position|point)"
                    r"|(?:moves?|steps?) (?:that )?(?:start|begin|originate)s?(?: (?:in|on|at|inside|within|from))?"),
     Entry("DEST", r"(?:the )?(?:destination|target (?:cell|square))|(?:the move|it|they) (?:ends?|lands?)|lands? (?:on|in)"),
