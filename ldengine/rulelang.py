@@ -237,15 +237,15 @@ def framed(language: RuleLanguage, text: str) -> list[tuple[bool, str, str, str]
     stands between columns 6 and 7 for rows 10 to 16: a move ... is forbidden when min(px, x)
     <= 6 < ...": the symbols state the rule)."""
     text = " " + _normal(text)            # a frame's words may open the text
-    best: tuple[int, int, bool, str, str] | None = None    # (where the frame's words start, -their length, ...)
+    best: tuple[int, int, bool, str, str] | None = None    # (where the frame's words start, -their length,
+    #                                                          forbids, region, words before the frame)
     for template, forbids in language.frames:
         found = matches(template, text)
         if found and template.startswith("{_}"):
             found = [m for m in found if not lexicon.stops(language, m["_"])]
         if found and template.startswith("{_}"):
             m = min(found, key=lambda m: len(m["_"]))
-            subject = m["_"] if lexicon.states(language, m["_"]) else ""
-            key = (len(m["_"]), -len(HOLE.sub("", template)), forbids, m["r"], subject)
+            key = (len(m["_"]), -len(HOLE.sub("", template)), forbids, m["r"], m["_"])
         elif found:
             key = (0, -len(HOLE.sub("", template)), forbids, found[0]["r"], "")
         else:
@@ -253,10 +253,10 @@ def framed(language: RuleLanguage, text: str) -> list[tuple[bool, str, str, str]
         best = key if best is None or key[:2] < best[:2] else best
     if best is None:
         return [(True, text.strip(), "", "")]
-    forbids, words, subject, heading = best[2], best[3], best[4], ""
+    forbids, words, subject, heading = best[2], best[3], best[4], ""     # subject: the words before the frame
     if ":" in subject and compares(words):
         heading, subject = subject.rsplit(":", 1)
-        subject = subject if lexicon.states(language, subject) else ""
+    subject = subject if lexicon.states(language, subject) else ""
     opened = True
     while opened:
         opened = False
