@@ -132,7 +132,8 @@ TASK_HELP = "The task (ldengine plugins lists them)."
 
 
 def _emergency_options(command):
-    """--emergency, --emergency-seed and --attempts, shared by run and eval."""
+    """--emergency, --emergency-seed, --attempts and --read, shared by run and eval."""
+    command = _read_option(command)
     command = click.option("--attempts", default=8, show_default=True, type=click.IntRange(1, 64),
                            help="Functions the student may write for the emergency before giving up.")(command)
     command = click.option("--emergency-seed", type=click.IntRange(0),
@@ -143,9 +144,18 @@ def _emergency_options(command):
                              "emergencies stored, e.g. a rule of your own, custom-1a2b3c4d).")(command)
 
 
-def _check_emergency_seed(emergency: str | None, emergency_seed: int | None) -> None:
+def _read_option(command):
+    return click.option("--read", "by_reading", is_flag=True,
+                        help="ld agents: read the new rule's words into the task's rule language (the reading "
+                             "adapter) and compile the program, instead of having the student write Python; each "
+                             "reading, best first, counts as one of --attempts.")(command)
+
+
+def _check_emergency_seed(emergency: str | None, emergency_seed: int | None, by_reading: bool = False) -> None:
     if emergency_seed is not None and not emergency:
         raise click.UsageError("--emergency-seed draws an emergency's parameters: name the rule with --emergency")
+    if by_reading and not emergency:
+        raise click.UsageError("--read reads a new rule's words: name the rule with --emergency")
 
 
 @cli.command()
@@ -180,8 +190,8 @@ def _check_emergency_seed(emergency: str | None, emergency_seed: int | None) -> 
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--force", is_flag=True, help="Overwrite the --json, --trace, --audit and --plot files if they exist.")
 def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student, adapter, backend, k,
-        batch, no_memo, no_conditions, emergency, emergency_seed, attempts, dtype, device, function_base, quiet,
-        force):
+        batch, no_memo, no_conditions, emergency, emergency_seed, attempts, by_reading, dtype, device, function_base,
+        quiet, force):
     """Play GAMES seeded games of TASK and print a summary.
 
     With --emergency NAME a new rule is in force; the ld agent has the student
@@ -189,11 +199,11 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
     stored verified one.
     """
     reg = registry()
-    _check_emergency_seed(emergency, emergency_seed)
+    _check_emergency_seed(emergency, emergency_seed, by_reading)
     _check_outputs({"--json": json_path, "--trace": trace, "--audit": audit}, plot, reg.get("tasks", task).obj,
                    force=force)
     options = {"student": student, "adapter": adapter, "backend": _backend(student, backend), "k": k,
-               "attempts": attempts, "device": chosen_device(device), "no_memo": no_memo,
+               "attempts": attempts, "read": by_reading, "device": chosen_device(device), "no_memo": no_memo,
                "conditions": not no_conditions,
                "dtype": None if dtype == "float32" else dtype, "log": lambda line: click.echo(line, err=True)}
     cfg = RunConfig(task, agent, games, seed, evader, trace, audit, progress=not quiet, options=options,
@@ -309,8 +319,8 @@ def format_summary(s: dict, task: Any = None) -> str:
 @_function_base_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_figures, batch, student, adapters,
-             backend, k, teacher_url, teacher_model, teacher_key_env, emergency, emergency_seed, attempts, dtype,
-             device, function_base, quiet):
+             backend, k, teacher_url, teacher_model, teacher_key_env, emergency, emergency_seed, attempts,
+             by_reading, dtype, device, function_base, quiet):
     """Every agent plays the same GAMES seeded games of TASK; write Table 1, results and figures.
 
     Results go to OUT game by game; after Ctrl-C or a crash, the same command
@@ -326,10 +336,11 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_f
         raise click.BadParameter(f"{', '.join(sorted(set(again) - set(names)))} not in --agents",
                                  param_hint="--replay")
     registry().get("tasks", task)
-    _check_emergency_seed(emergency, emergency_seed)
+    _check_emergency_seed(emergency, emergency_seed, by_reading)
     _check_outputs({}, folders={"--out": out})
     options = {"student": student, "backend": _backend(student, backend), "k": k, "teacher_url": teacher_url,
                "teacher_model": teacher_model, "teacher_key_env": teacher_key_env, "attempts": attempts,
+               "read": by_reading,
                "device": chosen_device(device), "dtype": None if dtype == "float32" else dtype, "log": click.echo}
     cfg = EvalConfig(task, list(dict.fromkeys(names)), games, seed, evader, out, resume, start,
                      not no_figures, not quiet, batch, options, _adapters(adapters),
@@ -943,11 +954,16 @@ def emergencies_stored(task, as_json):
               help="Games per agent (ld, expert) with each kind in force.")
 @click.option("--out", default="results/emergencies", show_default=True, type=click.Path(file_okay=False),
               help="Folder for each kind's games, results.json and the table (table.md).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Game i uses seed SEED+i.")
+@click.option("--emergency-seed", default=0, show_default=True, type=click.IntRange(0),
+              help="Draws each kind's parameters for the games (the pass rate uses seeds 100 and up).")
 @click.option("--student", type=click.Path(exists=True), help="Student model (default: SmolLM2-135M-Instruct GGUF).")
+@_read_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def emergencies_measure(task, kinds, seeds, attempts, games, out, student, quiet):
+def emergencies_measure(task, kinds, seeds, attempts, games, out, seed, emergency_seed, student, by_reading, quiet):
     """Per kind: pass rate of the student's functions (attempts to first pass) and LD's success
-    with the kind in force, against the expert that nobody adapted. Writes OUT/table.md."""
+    with the kind in force, against the expert that nobody adapted. Writes OUT/table.md.
+    With --read the rule's words are read into the rule language and compiled instead."""
     reg = registry()
     reg.get("tasks", task)
     if kinds in ("eval", "all"):
@@ -956,9 +972,9 @@ def emergencies_measure(task, kinds, seeds, attempts, games, out, student, quiet
     else:
         chosen = [reg.get("emergencies", name.strip()).obj for name in kinds.split(",") if name.strip()]
     _check_outputs({}, folders={"--out": out})
-    options = {"student": student, "log": click.echo, "attempts": attempts}
+    options = {"student": student, "log": click.echo, "attempts": attempts, "read": by_reading}
     report = measure(reg, task, chosen, list(range(100, 100 + seeds)), attempts, games, Path(out), options,
-                        click.echo, not quiet)
+                     click.echo, not quiet, seed=seed, emergency_seed=emergency_seed)
     click.echo(measure_table(report))
 
 

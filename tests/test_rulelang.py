@@ -328,3 +328,29 @@ def test_every_primitive_has_the_teachers_paraphrases_with_its_own_numbers():
                 stated = set(rl.numbers_in(words))
                 assert set(a for a in args if not name.endswith("_mod") and name != "length") <= stated, (program, words)
                 assert not any(f" {w} " in f" {words} " for w in ("unless", "except", "but", "either")), words
+
+
+def test_a_game_under_a_new_rule_reads_its_words_and_plays_the_compiled_function(tmp_path, monkeypatch):
+    """``run --emergency KIND --read``: the ld agent reads the rule's words into a program,
+    the engine compiles it, the isolated worker verifies it against the rule in force, and
+    the game is played with it (no violation); the stored provenance records the program. A
+    reading that fails verification is never adopted; --read without a rule is refused."""
+    import json
+    from click.testing import CliRunner
+    from ldengine.cli import cli
+    from ldengine.signing import signed
+    monkeypatch.setenv("LDENGINE_EMERGENCY_DIR", str(tmp_path))
+    runner = CliRunner()
+    result = runner.invoke(cli, ["run", "pursuit", "--read"])
+    assert result.exit_code == 2 and "name the rule with --emergency" in result.output, result.output
+    out = tmp_path / "run.json"
+    result = runner.invoke(cli, ["run", "pursuit", "--games", "1", "--seed", "9300", "--emergency", "restricted-area",
+                                 "--emergency-seed", "5", "--read", "--json", str(out), "--quiet"])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "reading 1: rectangle(11, 15, 9, 13): passed" in result.output, result.output
+    summary = json.loads(out.read_text())
+    assert summary["violations"] == 0 and summary["success"] == 1.0, summary
+    [stored] = (tmp_path / "pursuit").glob("restricted-area-*.json")
+    provenance = json.loads(stored.read_text())
+    assert provenance["read"] and provenance["program"] == "rectangle(11, 15, 9, 13)" and signed(provenance)
+    assert provenance["attempts"][0]["passed"] and provenance["accepted_attempt"] == 1

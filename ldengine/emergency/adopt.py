@@ -1,5 +1,6 @@
 """Adopting a function when the rule appears in a game: the stored verified one, or one
-the student writes now; an accepted one joins the function base as untrusted code."""
+the student writes now (or, with the ``read`` option, reads into the rule language and the
+engine compiles); an accepted one joins the function base as untrusted code."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +8,7 @@ from typing import Any, Callable
 
 from ldengine.adapters import find_adapter
 from ldengine.cache import read_json
+from ldengine.emergency.read import Reader, read_function
 from ldengine.emergency.store import load_stored, module_source, save
 from ldengine.emergency.verify import game_inputs
 from ldengine.emergency.write import DEFAULT_ATTEMPTS, FORMS, Written, worked_examples, write_function
@@ -28,6 +30,13 @@ def adopt(context: Any, log: Callable[[str], None] = lambda s: None) -> Written 
         written, path = stored, stored.path
         log(f"{kind.name}: using the verified function {path.name} (verified again: {stored.check.line()}, "
             f"fresh seed {stored.check.seed}, {stored.check.seconds:.2f} s)")
+    elif context.options.get("read"):
+        log(f"{kind.name}: the student reads the rule into the rule language: {kind.describe(params)}")
+        written = read_function(kind, params, Reader.load(context),
+                                int(context.options.get("attempts") or DEFAULT_ATTEMPTS), game=game)
+        for attempt, tried in zip(written.attempts, written.provenance["attempts"]):
+            log(f"  reading {attempt.number}: {tried['program']}: {attempt.check.line()}")
+        path = save(written) if written.passed else None
     else:
         adapter = writing_adapter(context)
         writer, form = context.load_student(adapter=adapter), writing_form(adapter)
@@ -40,7 +49,8 @@ def adopt(context: Any, log: Callable[[str], None] = lambda s: None) -> Written 
     if path is not None:
         context.base.add_generated(module_source(written), f"{kind.task}/emergencies/{path.name}")
     else:
-        log(f"{kind.name}: no function passed verification in {len(written.attempts)} attempts; "
+        log(f"{kind.name}: no function passed verification in {len(written.attempts)} "
+            f"{'readings' if context.options.get('read') else 'attempts'}; "
             "playing on without one")
     return written
 

@@ -9,13 +9,17 @@ function, and stored with its program and the program's canonical English.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from ldengine.contracts import RuleLanguage
-from ldengine.emergency.verify import verify
+from ldengine.adapters import find_adapter
+from ldengine.contracts import EmergencyKind, RuleLanguage
+from ldengine.emergency.verify import GameInputs, verify
 from ldengine.emergency.write import Attempt, Written
-from ldengine.rulelang import Reading
+from ldengine.errors import LDEngineError
+from ldengine.retriever import Encoder
+from ldengine.rulelang import Namer, Reading, read
 from ldengine.sandbox import IsolatedSandbox
 
 
@@ -90,6 +94,64 @@ def compile_reading(language: RuleLanguage, readings: list[Reading], text: str, 
         return None, (f"the reading {chosen.text} leaves a number of the rule unused, so --yes stores none; "
                       "say the rule more plainly, or confirm the reading without --yes")
     return Compiled(chosen, kinds[id(chosen)], text, readings, student), ""
+
+
+@dataclass
+class Reader:
+    """What reads a rule in a game: the task's rule language, the student with the reading
+    adapter, and the encoder that names primitives for words the reader does not know."""
+    language: RuleLanguage
+    student: Any
+    namer: Any
+
+    @classmethod
+    def load(cls, context: Any) -> "Reader":
+        """``context.task``'s reader: its rule language and its promoted reading adapter (the
+        ``reader_adapter`` option overrides it), loaded through ``context.load_student``."""
+        task = context.task.name
+        registered = context.registry.rule_languages.get(task) if context.registry else None
+        if registered is None:
+            raise LDEngineError(f"task {task!r} has no rule language to read its rules into")
+        adapter = context.options.get("reader_adapter") or find_adapter(task, context.base, method="read")
+        language = registered.obj
+        return cls(language, context.load_student(adapter=adapter), Namer(lambda: Encoder().encode, language))
+
+
+def read_function(kind: EmergencyKind, params: dict, reader: Reader, readings: int = 8, seed: int = 0,
+                  game: GameInputs | None = None) -> Written:
+    """The rule of ``kind`` with ``params``, known by its words (``kind.describe``), read into
+    the rule language and compiled: each usable reading, best first (at most ``readings``), is
+    one attempt, verified in the isolated worker against the kind's own rule exactly as a
+    written function is (its cases, every move of the board, fresh states; with ``game``, the
+    stage's real inputs); the first that passes is accepted. What was read is in the provenance."""
+    text = kind.describe(params)
+    found = read(reader.student, reader.language, text, namer=reader.namer, near=getattr(reader.student, "near", 0))
+    name = kind.function_name()
+    written = Written(kind.name, dict(params), name)
+    accepted = None
+    usable = [r for r in found if r.refusal is None and r.program is not None][:readings]
+    with IsolatedSandbox() as sandbox:
+        for number, reading in enumerate(usable, 1):
+            start = time.perf_counter()
+            source = reader.language.kind(reading.program, text).reference({}, name)
+            check = verify(kind, params, source, name, sandbox, case_seed=seed, game=game)
+            written.attempts.append(Attempt(number, 0.0, seed, source, check,
+                                            seconds=round(time.perf_counter() - start, 3)))
+            if check.passed:
+                written.source, accepted = source, reading
+                break
+    written.provenance = {
+        "kind": kind.name, "task": kind.task, "params": dict(params), "function": name, "rule": text,
+        "stage": kind.stage, "after": kind.after, "read": True,
+        "program": accepted.text if accepted else None, "english": accepted.english if accepted else None,
+        "readings": [{"program": r.text, "votes": r.votes, "refusal": r.refusal} for r in found],
+        "model": getattr(reader.student, "name", None), "model_sha256": getattr(reader.student, "model_hash", None),
+        "adapter_hash": getattr(reader.student, "adapter_hash", None),
+        "attempts": [{"number": a.number, "program": r.text, "passed": a.check.passed, "check": asdict(a.check),
+                      "seconds": a.seconds, "source_sha256": hashlib.sha256(a.source.encode()).hexdigest()}
+                     for a, r in zip(written.attempts, usable)],
+        "accepted_attempt": written.attempts_to_pass, "version": "1.0.0"}
+    return written
 
 
 def refusal_line(why: str, language: RuleLanguage) -> str:

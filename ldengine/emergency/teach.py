@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from ldengine.agents import AgentContext, expert_agent
 from ldengine.contracts import EmergencyKind
+from ldengine.emergency.read import Reader, read_function
 from ldengine.emergency.rule import Instance, kinds_of, reference_module, with_stage
 from ldengine.emergency.store import params_key
 from ldengine.emergency.verify import game_inputs
@@ -46,19 +47,24 @@ def rule_languages(registry: Any, task: str, n: int, split: str, seed: int = 0, 
 
 
 def pass_rates(registry: Any, task: str, student: Any, kinds: list[Any], seeds: list[int],
-               attempts: int = DEFAULT_ATTEMPTS, progress: bool = True, form: str = "body") -> dict:
+               attempts: int = DEFAULT_ATTEMPTS, progress: bool = True, form: str = "body",
+               reader: Reader | None = None) -> dict:
     """For each kind: over ``seeds`` (each draws the rule's parameters and the verification
-    cases), the share whose function passed within ``attempts``, and the attempts it took."""
+    cases), the share whose function passed within ``attempts``, and the attempts it took.
+    With ``reader``, the rule's words are read into the rule language instead (each reading,
+    best first, is one attempt: ``read_function``)."""
     examples = worked_examples(registry, task, form=form)
     game_task, base = registry.get("tasks", task).obj, FunctionBase.build(task, registry.modules_for(task))
     out = {}
-    bar = tqdm(total=len(kinds) * len(seeds), desc="writing", unit="rule", disable=not progress)
+    bar = tqdm(total=len(kinds) * len(seeds), desc="reading" if reader else "writing", unit="rule",
+               disable=not progress)
     for kind in kinds:
         took = []
         for seed in seeds:
             params = kind.params(seed)
             game = game_inputs(game_task.with_emergency(Instance(kind, params)), base, kind)
-            written = write_function(kind, params, student, examples, attempts, seed, game=game, form=form)
+            written = read_function(kind, params, reader, attempts, seed, game=game) if reader else \
+                write_function(kind, params, student, examples, attempts, seed, game=game, form=form)
             took.append(written.attempts_to_pass)
             bar.update(1)
         passed = [t for t in took if t is not None]
