@@ -94,22 +94,44 @@ class LoopAgent:
         function is no longer offered (the stage's other candidates are), not called again
         every step. The step it failed in fails as before."""
         for stage, record in zip(decision.stages, records):
-            entry = self.base.entries.get(stage.chosen)
-            if stage.result.ok or entry is None or stage.chosen in self.quarantined:
-                continue
-            adopted = stage.stage in self.adopted() and entry.module in self.base.untrusted
-            if adopted:
-                why = (f"{stage.chosen} quarantined after its first failure ({stage.result.error}); "
-                       f"stage {stage.stage} dropped from the pipeline")
-                self.pipeline.remove(stage.stage)
-            elif entry.module in self.base.untrusted or entry.plugin not in DEFAULT_PLUGINS:
-                why = (f"{stage.chosen} ({entry.plugin}) quarantined after its first failure "
-                       f"({stage.result.error}); not offered at {stage.stage} again")
-            else:
-                continue
-            record["quarantined"] = why
-            self.quarantined[stage.chosen] = stage.result.error or "failed"
-            self.log(why)
+            if not stage.result.ok:
+                self._drop(stage.stage, stage.chosen, record, f"after its first failure ({stage.result.error})",
+                           stage.result.error or "failed")
+
+    def refereed(self, record: dict) -> None:
+        """The run-time monitor: the referee rejected a proposal of a step (its trace record
+        has a true ``illegal``: a count, or one flag per proposal). The function the engine does
+        not ship that shaped the action last (the latest such stage of the step's
+        ``selections``) is quarantined at once, as a failing one is; the trace record and the
+        summary say so. Nothing happens when only the engine's own functions shaped it."""
+        illegal = record.get("illegal")
+        if not (any(illegal) if isinstance(illegal, (list, tuple)) else illegal):
+            return
+        for stage in reversed(record.get("selections") or []):
+            if isinstance(stage, dict) and self._drop(
+                    stage.get("stage"), stage.get("chosen"), record,
+                    "at once: the referee rejected a move it shaped", "the referee rejected a move it shaped"):
+                return
+
+    def _drop(self, stage: Any, name: Any, record: dict, when: str, reason: str) -> bool:
+        """Quarantine ``name`` (chosen at ``stage``) if the engine does not ship it; True if it
+        is (or already was) quarantined, False for the engine's own functions."""
+        entry = self.base.entries.get(name) if isinstance(name, str) else None
+        if entry is None:
+            return False
+        if name in self.quarantined:
+            return True
+        if stage in self.adopted() and entry.module in self.base.untrusted:
+            why = f"{name} quarantined {when}; stage {stage} dropped from the pipeline"
+            self.pipeline.remove(stage)
+        elif entry.module in self.base.untrusted or entry.plugin not in DEFAULT_PLUGINS:
+            why = f"{name} ({entry.plugin}) quarantined {when}; not offered at {stage} again"
+        else:
+            return False
+        record["quarantined"] = why
+        self.quarantined[name] = reason
+        self.log(why)
+        return True
 
     def _count(self, decision: Decision) -> None:
         self.counts["steps"] += 1

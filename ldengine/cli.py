@@ -40,7 +40,7 @@ from ldengine.models.lora import LORA_MODULES
 from ldengine.outputs import check_plot
 from ldengine.registry import Registry
 from ldengine.retriever import Encoder, Retriever
-from ldengine.rulelang import MARGIN, Namer, program_text, read
+from ldengine.rulelang import MARGIN, Namer, program_text, read, read_without_model
 from ldengine.runner import RunConfig, run_games
 from ldengine.sandbox import IsolatedSandbox, Limits, compile_module
 from ldengine.sandbox.compiled import MAX_SOURCE
@@ -1251,7 +1251,8 @@ def rules_read(text, task, adapter, margin, as_json):
     language = _rule_language(reg, task, text)
     adapter, _, readings = _read_rule(reg, language, text, None, adapter, margin)
     if as_json:
-        click.echo(json.dumps({"text": text, "adapter": str(adapter), "readings": [
+        click.echo(json.dumps({"text": text, "adapter": str(adapter) if adapter else None,
+                               "reader": "student" if adapter else "lexicon", "readings": [
             {"program": r.text, "english": r.english, "score": round(r.score, 4), "parses": r.votes,
              "refusal": r.refusal,
              "uses_every_number": r.uses_every_number, "unread": list(r.unread), "guessed": list(r.guessed),
@@ -1281,7 +1282,16 @@ def _rule_language(reg, task: str, text: str) -> Any:
 
 
 def _read_rule(reg, language, text: str, student, adapter, margin: float) -> tuple:
-    """(adapter, reader, readings): TEXT read by the reading adapter (default: the task's promoted one)."""
+    """(adapter, reader, readings): TEXT read by the reading adapter (default: the task's promoted one).
+    With neither a student nor an adapter named, a text whose every clause the lexicon or its
+    symbols read one way only, all parses agreeing, is read without loading the model
+    (``read_without_model``: the student would read it the same); then adapter and reader are None."""
+    if student is None and adapter is None:
+        readings = read_without_model(language, text)
+        if readings is not None:
+            click.echo("read by the lexicon and the symbols alone (every clause one way, every parse agreeing): "
+                       "the student is not loaded", err=True)
+            return None, None, readings
     if adapter is None:
         task = language.task
         adapter = find_adapter(task, FunctionBase.build(task, reg.modules_for(task)), method="read")

@@ -468,6 +468,28 @@ def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN
     return readings
 
 
+def read_without_model(language: RuleLanguage, text: str) -> list[Reading] | None:
+    """The reading of ``text`` when the student is not needed, else None: every candidate
+    clause of every parse is read by exactly one program of the lexicon or the symbols, and
+    all the parses forbid the same moves. The student's readings of such a text are that
+    reading (its log-probabilities only rank parses whose clauses are already fixed, and they
+    all agree), so ``ldengine emergency --read`` and ``rules read`` do not load it."""
+    needs: list[str] = []
+
+    def unique(student: Any, language: RuleLanguage, clauses: Sequence[str],
+               only: Mapping[str, tuple] | None = None) -> dict[str, tuple[Program | None, float]]:
+        out: dict[str, tuple[Program | None, float]] = {}
+        for clause in dict.fromkeys(clauses):
+            programs = tuple((only or {}).get(clause) or ())
+            if len(programs) != 1:
+                needs.append(clause)
+            out[clause] = (programs[0], 0.0) if len(programs) == 1 else (None, float("-inf"))
+        return out
+
+    readings = read(None, language, text, margin=float("inf"), clause_reader=unique)
+    return readings if not needs and len(readings) == 1 else None
+
+
 NAMES_K = 3             # primitives a Namer offers for a clause of unknown words
 
 

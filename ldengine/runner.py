@@ -119,6 +119,9 @@ def play_games(task: Task, agent: Agent, games: list[tuple[int, int]], policy: E
     go on. Each game's trace records are written when it ends.
     """
     batch = batch or getattr(agent, "default_batch", None) or 16
+    watch = getattr(agent, "refereed", None)
+    if callable(watch):             # the run-time monitor (LoopAgent.refereed)
+        emit = Refereed(emit, watch)
     if callable(getattr(agent, "act_batch", None)) and hasattr(task, "game_steps") and batch > 1:
         yield from _play_side_by_side(task, agent, games, policy, emit, agent_name, evader_name, batch, start,
                                       on_round)
@@ -269,6 +272,23 @@ class Emitter:
         if self.fh is not None and lines:
             self.fh.write("".join(line + "\n" for line in lines))
             self.fh.flush()
+
+
+class Refereed(Emitter):
+    """An emitter that first shows each step record with a rejected proposal (a true
+    ``illegal``) to ``watch``, so what it adds (``quarantined``) reaches the trace."""
+
+    def __init__(self, inner: Emitter, watch: Callable[[dict], None]):
+        super().__init__(None)
+        self.inner, self.watch = inner, watch
+
+    def __call__(self, record: dict) -> None:
+        if record.get("illegal"):
+            self.watch(record)
+        self.inner(record)
+
+    def flush(self, game: Any) -> None:
+        self.inner.flush(game)
 
 
 def _emitter(stack: ExitStack, path: str | None) -> Emitter:

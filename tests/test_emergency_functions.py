@@ -206,3 +206,75 @@ def test_writing_stops_at_the_bodys_own_return_and_keeps_only_the_body():
     assert body_done("    x = 1\ndef other(obs):\n")
     assert body_of("    x = 1\n\n    return x\n\ndef other(obs):\n    pass\n") == "    x = 1\n\n    return x\n"
     assert body_of("\ndef other(obs):\n").strip() == ""
+
+
+OFF_BOARD_PLUGIN = '''VERSION = "0.1.0"
+
+
+def chase_off_board(obs):
+    """Move every pursuer to a cell off the board: a plan that runs and returns a well-formed
+    action every referee rejects.
+
+    Stage: pursuer.decide
+    When: never (a plan the referee rejects)
+    Reads: obs["pursuers"]
+    Returns: the action, a list with one cell [x, y] per pursuer
+    Rules: none.
+    Example:
+        >>> chase_off_board({"pursuers": [[0, 0]]})
+        [[-5, -5]]
+    """
+    return [[-5, -5] for _ in obs["pursuers"]]
+
+
+def when_chase_off_board(obs):
+    """Never."""
+    return False
+'''
+
+
+def test_a_third_party_function_whose_move_the_referee_rejects_is_quarantined_at_once(registry, pursuit_task):
+    """The run-time monitor: a plugin's function that runs without error but shapes a move the
+    referee rejects is quarantined at once (one logged line, in the trace's step record and in the
+    summary) and never offered again; the engine's own functions play on. A move the engine's own
+    functions shaped quarantines nothing."""
+    from ldengine.agents import LoopAgent
+    from ldengine.loop import OracleSelector, WholeBase
+    from ldengine.registry import ModuleSource
+    from ldengine.runner import Emitter, play_games
+
+    class Prefers(OracleSelector):            # a selector that picks the plugin's function when offered
+        def select(self, stage, state, candidates):
+            names = [c.name for c in candidates]
+            if stage == "pursuer.decide" and "chase_off_board" in names:
+                return names.index("chase_off_board")
+            return super().select(stage, state, candidates)
+
+    class Kept(Emitter):
+        def __init__(self):
+            super().__init__(None)
+            self.records = []
+
+        def __call__(self, record):
+            self.records.append(record)
+
+    modules = registry.modules_for("pursuit") + [ModuleSource("pursuit", OFF_BOARD_PLUGIN, "pursuit/off_board.py",
+                                                              "ldtest_off_board")]
+    base = FunctionBase.build("pursuit", modules)
+    evader = registry.get("evaders", "greedy").obj
+    for batch in (1, 4):
+        lines, emit = [], Kept()
+        agent = LoopAgent(AgentContext(pursuit_task, base, {"log": lines.append}), WholeBase(base), Prefers(base))
+        [played] = play_games(pursuit_task, agent, [(0, 30)], evader, emit, batch=batch)
+        steps = [r for r in emit.records if r["type"] == "pursuers"]
+        assert played.result.violations == 3 and played.result.steps > 2, played.result    # 3 pursuers, 1 step
+        assert agent.stats()["quarantined"] == {"chase_off_board": "the referee rejected a move it shaped"}
+        assert lines == ["chase_off_board (ldtest_off_board) quarantined at once: the referee rejected a move it "
+                         "shaped; not offered at pursuer.decide again"]
+        assert [r.get("quarantined") for r in steps if r.get("quarantined")] == lines
+        assert [s["chosen"] for r in steps for s in r["selections"]].count("chase_off_board") == 1
+    # the engine's own functions under a rule nobody adapted to: violations, nothing quarantined
+    task = under_emergency(registry, pursuit_task, "restricted-area", 0)
+    agent = expert_agent(AgentContext(task, FunctionBase.build("pursuit", registry.modules_for("pursuit")), {}))
+    results = [p.result for p in play_games(task, agent, [(i, i) for i in range(6)], evader, Kept())]
+    assert sum(r.violations for r in results) > 0 and "quarantined" not in agent.stats()

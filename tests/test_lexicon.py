@@ -181,3 +181,24 @@ def test_a_rule_whose_every_word_is_read_is_stored_with_yes(text):
 def test_words_before_the_frame_are_read_as_its_subject(text, program):
     [best, *_] = rl.read(None, LANGUAGE, text, clause_reader=first_reading)
     assert LANGUAGE.denotation(best.program) == LANGUAGE.denotation(program), best.program
+
+
+def test_a_text_the_lexicon_reads_one_way_is_read_without_the_model():
+    """``read_without_model``: every clause read one way by the lexicon or the symbols, every
+    parse agreeing: that reading (its unread words still listed, so --yes still refuses them);
+    a clause no entry reads needs the student (None). ``rules read`` then loads no model and
+    says so in its JSON."""
+    import json
+    from click.testing import CliRunner
+    from ldengine.cli import cli
+    from ldengine.rulelang import read_without_model
+    [reading] = read_without_model(LANGUAGE, "Pursuers may not enter column 7 or row 3.")
+    assert reading.text == "Or(column(7), row(3))" and not reading.unread and not reading.guessed
+    [reading] = read_without_model(LANGUAGE, "Pursuers may not enter the shaded cells of column 5.")
+    assert reading.text == "column(5)" and reading.unread == ("shaded",)
+    assert read_without_model(LANGUAGE, "Pursuers must keep off the purple region of the board.") is None
+    result = CliRunner().invoke(cli, ["rules", "read", "No pursuer may move east.", "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output[result.output.index("{"):])
+    assert answer["reader"] == "lexicon" and answer["adapter"] is None
+    assert [r["program"] for r in answer["readings"]] == ["goes_east()"]

@@ -25,7 +25,7 @@ from ldengine.serve import default_model_name, serve_command
 from ldengine.serving.endpoints import _cost
 from ldengine.serving.http import MAX_BODY_BYTES
 from ldengine.serving.limits import Limits
-from ldengine.serving.model import PASS_TOKENS, _groups
+from ldengine.serving.model import PASS_TOKENS, ROW_TOKENS, _groups
 from ldengine.serving.server import make_server
 
 
@@ -234,6 +234,13 @@ def test_prompt_tails_run_in_bounded_groups():
     groups = _groups(tails)
     assert [t for g in groups for t in g] == tails
     assert all(len(g) * max(map(len, g)) <= PASS_TOKENS or len(g) == 1 for g in groups)
+    # each row of a pass holds its own copy of the shared prefix: 32 one-token tails over a
+    # 2,035-token prefix are one pass of 32 rows by the tails alone, and 8 passes with the prefix
+    ones = [[7]] * 32
+    assert len(_groups(ones)) == 1
+    groups = _groups(ones, shared=2035)
+    assert [t for g in groups for t in g] == ones and len(groups) == 8
+    assert all(len(g) * (2035 + max(map(len, g))) <= ROW_TOKENS for g in groups)
 
 
 DROP = "<drop this field>"

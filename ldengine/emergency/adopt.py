@@ -25,6 +25,10 @@ def adopt(context: Any, log: Callable[[str], None] = lambda s: None) -> Written 
     kind, params = instance.kind, instance.params
     game = game_inputs(context.task, context.base, kind)        # verify on what this game will feed it
     stored = load_stored(kind, params, log=log, game=game)
+    if stored is not None and context.options.get("read") and not stored.provenance.get("read"):
+        log(f"{kind.name}: the stored {stored.path.name if stored.path else 'function'} was written, not read; "
+            "--read reads the rule")
+        stored = None
     path: Path | None
     if stored is not None and stored.path and stored.check:
         written, path = stored, stored.path

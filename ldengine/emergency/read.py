@@ -46,6 +46,7 @@ class Compiled:
             "kind": self.kind.name, "task": self.kind.task, "params": {}, "function": name, "rule": self.text,
             "stage": self.kind.stage, "after": self.kind.after, "program": self.reading.text,
             "english": self.reading.english, "read": True,
+            "reader": "student" if self.student is not None else "lexicon",
             "readings": [{"program": r.text, "votes": r.votes, "refusal": r.refusal} for r in self.readings],
             "model": getattr(self.student, "name", None), "model_sha256": getattr(self.student, "model_hash", None),
             "adapter_hash": getattr(self.student, "adapter_hash", None),

@@ -22,6 +22,9 @@ from ldengine.serving.turns import Turns
 PASS_TOKENS = 256            # tokens (padded) in one forward pass, i.e. one turn on the model: a long
                              # prompt runs in chunks of this many, prompt tails in groups of at most this
                              # many (on 2 CPU cores about 0.5 s a pass; 1,024 made a 1-token request wait 8 s)
+ROW_TOKENS = 8192            # rows x (shared prefix + padded tail) in one pass: each row holds its own copy of the
+#                              prefix's keys and values, so this bounds a pass's memory (32 one-token prompts over
+#                              a 2,035-token prefix took the server from 0.96 to 4.0 GB when only tails counted)
 
 
 @dataclass
@@ -135,7 +138,7 @@ class ServedModel:
         tails = [r[shared:] for r in rows]
         layers = _layers(self._passes(rows[0][:shared], 0, score=False)[0])
         tokens = []
-        for group in _groups(tails):
+        for group in _groups(tails, shared):
             if len(group[0]) > PASS_TOKENS:      # a long tail runs alone, in passes over the prefix
                 tokens.append(self._token(self._passes(group[0], 0, False, layers, shared)[2], top_n))
                 continue
@@ -154,7 +157,7 @@ class ServedModel:
         cache, head, last = self._passes(rows[0][:shared], top_n, score=True)
         layers, scored = _layers(cache), []
         head = [(None, None)] + head if shared else []
-        for group in _groups(tails):
+        for group in _groups(tails, shared):
             firsts = [self._scored(last.unsqueeze(0), t[:1], top_n) if shared else [(None, None)] for t in group]
             if len(group[0]) > PASS_TOKENS:      # a long tail runs alone, in passes over the prefix
                 scored.append(head + firsts[0] + self._passes(group[0], top_n, True, layers, shared)[1])
@@ -279,12 +282,15 @@ def _right_padded(tails: list[list[int]], shared: int, pad: int) -> tuple[Any, A
     return ids, mask, (shared + torch.arange(width)).expand(len(tails), width)
 
 
-def _groups(tails: list[list[int]]) -> list[list[list[int]]]:
-    """Consecutive tails in groups of at most ``PASS_TOKENS`` padded tokens (a longer
-    tail alone), so that one forward pass, and its logits, stay bounded."""
+def _groups(tails: list[list[int]], shared: int = 0) -> list[list[list[int]]]:
+    """Consecutive tails in groups of at most ``PASS_TOKENS`` padded tokens and, with the
+    ``shared`` prefix each row holds a copy of, at most ``ROW_TOKENS`` (a longer tail alone),
+    so that one forward pass, its logits and its keys and values stay bounded."""
     groups: list[list[list[int]]] = []
     for tail in tails:
-        if groups and (len(groups[-1]) + 1) * max(len(tail), *map(len, groups[-1])) <= PASS_TOKENS:
+        width = max(len(tail), *map(len, groups[-1])) if groups else len(tail)
+        rows = len(groups[-1]) + 1 if groups else 1
+        if groups and rows * width <= PASS_TOKENS and rows * (shared + width) <= ROW_TOKENS:
             groups[-1].append(tail)
         else:
             groups.append([tail])
