@@ -69,11 +69,14 @@ def measure(row_tokens: int, args) -> dict:
                     break
             except OSError:
                 time.sleep(1)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/v1/models")
+        name = json.loads(connection.getresponse().read())["data"][0]["id"]
+        connection.close()
         idle = peak_mb(server.pid)
-        words = " ".join(f"word{i % 50}" for i in range(args.prefix_tokens))
-        prefix = words[:]                     # about 2-3 tokens a word: trimmed by the server's own count below
+        prefix = " ".join(f"word{i % 50}" for i in range(args.prefix_tokens))   # about 3 tokens a word
         prompts = [f"{prefix} {i}: the next" for i in range(args.prompts)]
-        status, seconds, answer = request(port, {"model": "x", "prompt": prompts, "max_tokens": 1, "logprobs": 1},
+        status, seconds, answer = request(port, {"model": name, "prompt": prompts, "max_tokens": 1, "logprobs": 1},
                                           600)
         return {"row_tokens": row_tokens, "idle_mb": idle, "peak_mb": peak_mb(server.pid), "status": status,
                 "seconds": seconds, "prompt_tokens": (answer.get("usage") or {}).get("prompt_tokens")}
