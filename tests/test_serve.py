@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import logging
 import re
 import socket
 import threading
@@ -404,12 +405,12 @@ def test_a_stalled_body_gets_408_within_the_body_timeout(served):
         assert quick.call("GET", "/models")[0] == 200
 
 
-def test_slow_headers_and_idle_sockets_are_closed_and_authorised_clients_served(served):
+def test_slow_headers_and_idle_sockets_are_closed_and_authorised_clients_served(served, caplog):
     """Issue 34: a client sending its headers a byte at a time, or opening sockets and saying
     nothing, held them open for ever. Now a connection without a whole request line and headers
     within the header timeout (1 s here) is closed; one beyond the per-client cap (3 here) is
-    closed when accepted, before a byte is read; once they are gone, a request with the key is
-    answered."""
+    closed when accepted, before a byte is read, and 20 such refusals write one log line; once
+    they are gone, a request with the key is answered."""
     with another_server(served, api_key="k3y", header_s=1.0, per_client=3) as (quick, _):
         parts = urllib.parse.urlsplit(quick.url)
         address = (parts.hostname, parts.port)
@@ -420,16 +421,33 @@ def test_slow_headers_and_idle_sockets_are_closed_and_authorised_clients_served(
         assert 0.9 <= time.monotonic() - start < 10
         slow.close()
         idle = [socket.create_connection(address, timeout=30) for _ in range(3)]
-        beyond = socket.create_connection(address, timeout=30)
-        start = time.monotonic()
-        assert beyond.recv(100) == b"" and time.monotonic() - start < 0.9     # at once, not at the deadline
-        beyond.close()
+        with caplog.at_level(logging.WARNING, logger="ldengine.serving.guard"):
+            beyond = [socket.create_connection(address, timeout=30) for _ in range(20)]
+            start = time.monotonic()
+            assert all(s.recv(100) == b"" for s in beyond) and time.monotonic() - start < 0.9   # at once
+        for sock in beyond:
+            sock.close()
+        refused = [r for r in caplog.records if "closed:" in r.getMessage()]
+        assert len(refused) == 1, [r.getMessage() for r in refused]       # 20 refusals, one line
         for sock in idle:
             assert sock.recv(100) == b""                  # each at its header deadline
             sock.close()
         status, answer = quick.call("GET", "/models", headers={"Authorization": "Bearer k3y"})
         assert status == 200 and answer["data"][0]["id"] == quick.model
         assert quick.call("GET", "/models")[0] == 401
+
+
+def test_refusals_are_logged_at_most_once_a_period_with_the_count_held_back(caplog):
+    from ldengine.serving.guard import Throttled
+    now = [0.0]
+    throttled = Throttled(every=10, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="ldengine.serving.guard"):
+        logged = [throttled.warning("refused %s", i) for i in range(1000)]
+        now[0] = 10.5
+        logged.append(throttled.warning("refused %s", "late"))
+    assert logged.count(True) == 2 and logged[0] and logged[-1]
+    assert [r.getMessage() for r in caplog.records] == [
+        "refused 0", "refused late (999 more like it in the last 10 s not logged)"]
 
 
 OVER_BUDGET = [  # (what, path, fields): each within the old caps, each held the model for minutes

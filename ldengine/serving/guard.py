@@ -10,11 +10,13 @@ and headers within ``Limits.header_s`` of opening (or of its previous answer) is
 a connection beyond ``Limits.connections`` open ones, or beyond ``Limits.per_client`` from
 one address, is closed as soon as it is accepted, before any byte of it is read. The key is
 checked by the app before the body is read (``http.py``), so no unauthorised request costs
-the model anything.
+the model anything. Refusals are logged at most once every ``LOG_EVERY_S`` seconds, with the
+count of those held back, so a flood of sockets cannot fill the disk through the log.
 """
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from typing import Any
 
@@ -23,6 +25,26 @@ import h11
 from ldengine.serving.limits import Limits
 
 log = logging.getLogger(__name__)
+LOG_EVERY_S = 10.0          # refusals are logged at most once in this many seconds (a flood wrote 105 MB in 30 s)
+
+
+class Throttled:
+    """Log lines of one kind at most once per ``every`` seconds, the next one saying how many
+    were held back in between."""
+
+    def __init__(self, every: float = LOG_EVERY_S, clock: Any = time.monotonic):
+        self.every, self.clock, self.last, self.held = every, clock, float("-inf"), 0
+
+    def warning(self, message: str, *args: Any) -> bool:
+        """Log ``message % args`` unless one was logged within ``every`` seconds; True if logged."""
+        now = self.clock()
+        if now - self.last < self.every:
+            self.held += 1
+            return False
+        held, self.held, self.last = self.held, 0, now
+        log.warning(message + (f" ({held} more like it in the last {self.every:.0f} s not logged)" if held else ""),
+                    *args)
+        return True
 
 
 def guarded_protocol(limits: Limits) -> type:
@@ -32,6 +54,7 @@ def guarded_protocol(limits: Limits) -> type:
 
     open_by_client: Counter = Counter()
     state = {"open": 0}
+    refusals = Throttled()
 
     class GuardedH11Protocol(H11Protocol):
         _deadline: Any = None
@@ -41,7 +64,7 @@ def guarded_protocol(limits: Limits) -> type:
             super().connection_made(transport)
             address = self.client[0] if self.client else "?"
             if state["open"] >= limits.connections or open_by_client[address] >= limits.per_client:
-                log.warning("connection from %s closed: %d open in all, %d from it (caps %d and %d)", address,
+                refusals.warning("connection from %s closed: %d open in all, %d from it (caps %d and %d)", address,
                             state["open"], open_by_client[address], limits.connections, limits.per_client)
                 transport.close()
                 return
