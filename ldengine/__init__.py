@@ -1,6 +1,6 @@
 """ldengine: Logic Distillation as a sandboxed, plugin-based decision engine.
 
-The Python API (``ldengine.api``, README "Python API") is imported on first use, so
+The Python API (``ldengine.api``, docs/python-api.md) is imported on first use, so
 that ``import ldengine`` and ``ldengine --help`` stay light (no torch).
 """
 from typing import Any

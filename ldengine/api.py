@@ -1,4 +1,4 @@
-"""The Python API: what ``from ldengine import ...`` gives (README, "Python API").
+"""The Python API: what ``from ldengine import ...`` gives (docs/python-api.md).
 
     from ldengine import (load_registry, play, make_agent, first_state, decide, stage_input,
                           select_function, run_function)

@@ -521,7 +521,7 @@ def functions_read(task, version, proposer, as_json):
                        f"{r.agree}/{r.states} states; e.g. facts {r.example.get('facts')} but the code says "
                        f"{r.example.get('code_says')})" if r.status == "disagrees" else r.status)
                 click.echo(f"  {e.name:<26} UNREAD: {why}; it is always offered. Declare the fact its When: "
-                           "depends on (README: Add a function as a plugin)")
+                           "depends on (docs/plugins.md: Add a function as a plugin)")
     if not stages:
         click.echo(f"{task} has no stage with alternatives: nothing to read")
     total = sum(len(r) for r in found.values())

@@ -23,7 +23,7 @@ never chosen. Reading is therefore a one-time, checkable step per function:
 
 The language: ``fact``, ``not fact``, ``fact and fact``, ``fact or fact`` (with ``not`` on
 either side), over the facts a stage's query states (``fact_`` defs, the task's and the
-plugins'). A plugin whose alternative needs another fact declares it (README, "Facts").
+plugins'). A plugin whose alternative needs another fact declares it (docs/student.md, "Alternatives per stage").
 Readings are cached in the user's cache folder (``conditions/``), keyed by the function's
 source, its predicate's module, the stage's facts and the proposer.
 """

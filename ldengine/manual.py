@@ -1,4 +1,4 @@
-"""Manual entries: a function's docstring, parsed into the manual's fields (README, "Add a function as a plugin").
+"""Manual entries: a function's docstring, parsed into the manual's fields (docs/plugins.md, "Add a function as a plugin").
 
 A stage may have several functions (alternatives); which one is right depends on
 the state. Such a function says when to use it in an optional ``When:`` field

@@ -86,7 +86,7 @@ def test_ld_adopts_the_students_function_and_obeys_the_new_rule(tmp_path):
     """The ld agent has the student write the function (or reuses the stored one), puts it
     after the legality filter, and plays without a violation. The student selects it at the new
     stage at nearly every step: the committed adapter picks filter_legal_cells there at the
-    capturing step of these games (README, Table 2), so not at every one."""
+    capturing step of these games (docs/emergencies.md, Table 2), so not at every one."""
     out, trace = tmp_path / "r.json", tmp_path / "t.jsonl"
     result = invoke("run", "pursuit", "--agent", "ld", "--games", "4", "--emergency", "restricted-area",
                     "--json", str(out), "--trace", str(trace), "--quiet")

@@ -21,7 +21,7 @@ def test_the_committed_adapters_record_their_figures(registry, pursuit_base):
     """Pursuit plays with its own adapter, trained on the facts its queries state, whose manifest pins
     model, base, facts and data with its held-out figures. The joint adapter of both tasks' manuals
     (trained on the facts' earlier words) stays; twentyone plays with it continued on twentyone alone
-    (README, 21 Points: the joint one missed a soft-hand decide state), which its manifest records."""
+    (docs/twentyone.md: the joint one missed a soft-hand decide state), which its manifest records."""
     from ldengine.adapters import PACKAGED_SHARED_DIR
     from ldengine.functionbase import FunctionBase
     twentyone = FunctionBase.build("twentyone", registry.modules_for("twentyone"))
@@ -33,7 +33,7 @@ def test_the_committed_adapters_record_their_figures(registry, pursuit_base):
     assert len(manifest["base_model_sha256"]) == 64 and len(manifest["data_sha256"]) == 64
     assert manifest["heldout_accuracy"] == 1.0 and manifest["heldout_shuffled_accuracy"] == 1.0
     # the 16-step continuation after pin_against_edge changed: 0.982 under the held-out emergencies
-    # (1.000 before those steps; README, "Logic Distillation"), 1.000 at their new stage
+    # (1.000 before those steps; docs/student.md), 1.000 at their new stage
     assert manifest["heldout_emergency_accuracy"] >= 0.98 and manifest["heldout_emergency_stage_accuracy"] == 1.0
     (joint,) = sorted(PACKAGED_SHARED_DIR.glob("*/manifest.json"))
     own_manifest = json.loads((find_adapter("twentyone", twentyone) / "manifest.json").read_text())

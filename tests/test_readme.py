@@ -1,6 +1,7 @@
-"""The README stands alone: every `ldengine` command line it shows names commands and
-flags that exist, its eval commands run on a fresh clone, its Python example runs as
-written, and its table of environment variables names every one the code reads."""
+"""The README and the pages under docs/ stay true: every `ldengine` command line they show
+names commands and flags that exist, their eval commands run on a fresh clone, the Python
+API page's example runs as written, the reference page's table of environment variables
+names every one the code reads, and every link between the pages leads to a file."""
 import contextlib
 import io
 import re
@@ -14,12 +15,14 @@ from ldengine.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+PAGES = {path: path.read_text(encoding="utf-8") for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]}
+DOCS = "\n".join(PAGES.values())
 SHELL = {"", "bash", "sh", "shell", "console"}
 
 
 def code_blocks() -> list[tuple[str, str]]:
     """(language, text) of every fenced block."""
-    return re.findall(r"^```(\w*)\n(.*?)^```", README, re.M | re.S)
+    return re.findall(r"^```(\w*)\n(.*?)^```", DOCS, re.M | re.S)
 
 
 def command_lines() -> list[str]:
@@ -29,7 +32,7 @@ def command_lines() -> list[str]:
         if language in SHELL:
             lines += [line for line in body.replace("\\\n", " ").splitlines()
                       if re.search(r"(^|[\s/])ldengine\s", line)]
-    lines += [row.split("`")[1] for row in README.splitlines() if row.startswith("| `ldengine ")]
+    lines += [row.split("`")[1] for row in DOCS.splitlines() if row.startswith("| `ldengine ")]
     return lines
 
 
@@ -96,8 +99,8 @@ def test_the_eval_commands_work_on_a_fresh_clone():
 
 
 def test_the_python_api_example_runs_and_prints_what_it_says():
-    """The README's Python API block runs as written; each `print(...)  # -> X` prints X."""
-    section = README.split("## Python API", 1)[1]
+    """The Python API page's block runs as written; each `print(...)  # -> X` prints X."""
+    section = (ROOT / "docs" / "python-api.md").read_text(encoding="utf-8").split("## Python API", 1)[1]
     source = re.search(r"^```python\n(.*?)^```", section, re.M | re.S).group(1)
     expected = [line.split("# -> ", 1)[1].strip() for line in source.splitlines() if "# -> " in line]
     printed = io.StringIO()
@@ -107,7 +110,7 @@ def test_the_python_api_example_runs_and_prints_what_it_says():
 
 
 def test_the_environment_table_names_every_variable_the_code_reads():
-    """Each environment variable read in ldengine/ and plugins/ has a row in the README's table."""
+    """Each environment variable read in ldengine/ and plugins/ has a row in the reference page's table."""
     read = set()
     for folder in ("ldengine", "plugins"):
         for path in (ROOT / folder).rglob("*.py"):
@@ -116,7 +119,8 @@ def test_the_environment_table_names_every_variable_the_code_reads():
             text = path.read_text(encoding="utf-8")
             read |= set(re.findall(r'"(LDENGINE_[A-Z_]+)"', text))
             read |= set(re.findall(r'os\.environ(?:\.get|\.setdefault)?[(\[]\s*"([A-Z_]+)"', text))
-    table = README.split("## Environment variables", 1)[1].split("\n## ", 1)[0]
+    table = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8").split("## Environment variables", 1)[1]
+    table = table.split("\n## ", 1)[0]
     rows = {name for row in re.findall(r"^\| (`[A-Z_]+`(?:, `[A-Z_]+`)*) \|", table, re.M)
             for name in re.findall(r"`([A-Z_]+)`", row)}
     assert {"LDENGINE_SANDBOX", "LDENGINE_EMERGENCY_DIR", "HF_HUB_OFFLINE"} <= read
@@ -126,9 +130,27 @@ def test_the_environment_table_names_every_variable_the_code_reads():
 def test_the_readme_does_not_send_readers_outside_the_repository():
     """No reference to files the repository does not hold (DESIGN.md lives outside it), in the README
     or in a docstring or comment of the code and tests."""
-    assert "../shared" not in README and "DESIGN.md" not in README
+    assert "../shared" not in DOCS and "DESIGN.md" not in DOCS
     root = Path(__file__).resolve().parent.parent
     for path in [*root.glob("ldengine/**/*.py"), *root.glob("plugins/**/*.py"), *root.glob("tests/*.py")]:
         text = path.read_text(encoding="utf-8")
         cited = [w for w in ("DESIGN" + ".md", "STYLE" + ".md") if w in text]
         assert not cited or path.name == "test_readme.py", (path, cited)
+
+
+def test_every_link_between_the_pages_leads_to_a_file():
+    """Each relative link of the README and the docs pages names a file of the repository."""
+    links = [(path, target) for path, text in PAGES.items()
+             for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text) if "://" not in target]
+    assert len(links) > 20
+    missing = [f"{path.relative_to(ROOT)} -> {target}" for path, target in links
+               if not (path.parent / target).exists()]
+    assert not missing, missing
+
+
+def test_the_readme_is_short_and_sends_readers_to_every_page():
+    """A newcomer's README: the two commands, the tour, the figures, and a link to each page."""
+    assert len(README.splitlines()) <= 250
+    for path in PAGES:
+        if path.parent.name == "docs" and path.name != "index.md":
+            assert f"docs/{path.name}" in README, f"the README does not link {path.name}"

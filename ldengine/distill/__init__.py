@@ -2,7 +2,7 @@
 
 Step 1 of the paper's Algorithm 1. The teacher, any OpenAI-compatible chat
 endpoint, gets the task's rules and stage list and answers with one Python
-module in the function-base conventions (README, "Add a function as a plugin"). The engine checks it:
+module in the function-base conventions (docs/plugins.md, "Add a function as a plugin"). The engine checks it:
 
 1. ``code``: the answer holds a Python code block;
 2. ``compile``: the sandbox's policy and RestrictedPython compiler accept it;

@@ -1,6 +1,6 @@
 """The sandbox every function of a function base runs through.
 
-Two modes, layered defences (README, "The sandbox"):
+Two modes, layered defences (docs/security.md, "The sandbox"):
 
 - ``IsolatedSandbox``: restricted compile (RestrictedPython), guarded runtime,
   copied inputs and checked outputs inside a worker process with OS limits

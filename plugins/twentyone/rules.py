@@ -1,4 +1,4 @@
-"""21 Points (README, "21 Points"): the referee, and the exact optimal policy it is judged against.
+"""21 Points (docs/twentyone.md): the referee, and the exact optimal policy it is judged against.
 
 Infinite deck: each draw is an ace (1) or 2..9 with p = 1/13 each, or a ten-valued
 card (10) with p = 4/13. An ace counts 11 unless that busts the hand. The player
