@@ -845,7 +845,7 @@ def _emergency_by_reading(reg, task, text, allow, forbid, seed, student, adapter
         raise click.UsageError("--read --yes needs at least one --allow and one --forbid example to check the "
                                "reading against; without them, leave out --yes and judge the map")
     _, reader, readings = _read_rule(reg, language, text, student, adapter, MARGIN)
-    _echo_readings(readings, language, picture=False)
+    _echo_readings(readings, language, picture=False, scored=reader is not None)
     chosen, why = compile_reading(language, readings, text, allowed, forbidden, unanimous=yes, student=reader)
     if chosen is None:
         raise click.ClickException(refusal_line(why, language))
@@ -1262,7 +1262,7 @@ def rules_read(text, task, adapter, margin, as_json):
     if not readings:
         click.echo("no reading: no way of splitting the words gave clauses the student reads as primitives")
         sys.exit(1)
-    _echo_readings(readings, language, picture=True)
+    _echo_readings(readings, language, picture=True, scored=adapter is not None)
     if len(readings) > 1:
         click.echo(f"the answers disagree on what is forbidden ({len(readings)} readings)")
 
@@ -1300,12 +1300,14 @@ def _read_rule(reg, language, text: str, student, adapter, margin: float) -> tup
     return adapter, reader, read(reader, language, text, margin=margin, namer=namer, near=getattr(reader, "near", 0))
 
 
-def _echo_readings(readings: list, language, picture: bool) -> None:
-    """Each reading: its program, its log-probability, its English, why it is refused; with
-    ``picture``, the first usable one's board map."""
+def _echo_readings(readings: list, language, picture: bool, scored: bool = True) -> None:
+    """Each reading: its program, its log-probability (``scored``: the student read it; else
+    the lexicon alone did), its English, why it is refused; with ``picture``, the first usable
+    one's board map."""
     for i, r in enumerate(readings):
-        click.echo(f"{'read as' if i == 0 else 'or'}: {r.text}  (log-probability {r.score:.2f}"
-                   f"{'' if r.uses_every_number else '; leaves a number of the text unused'})")
+        how = [f"log-probability {r.score:.2f}" if scored else "read by the lexicon"]
+        how += [] if r.uses_every_number else ["leaves a number of the text unused"]
+        click.echo(f"{'read as' if i == 0 else 'or'}: {r.text}  ({'; '.join(how)})")
         click.echo(f"  in words: {r.english}")
         if i == 0 and r.guessed:
             click.echo(f"  read by the student alone: {'; '.join(r.guessed)} (--yes stores no such reading)")

@@ -337,7 +337,7 @@ KEY = "test-key-7f3a"
 def test_it_answers_only_requests_bearing_its_api_key(served):
     """It answers 401 with an OpenAI-style error to a request without the key, with another
     key or without the Bearer scheme, on every path and before reading a body; it serves
-    a request bearing the key."""
+    a request bearing the key; GET /health needs none."""
     with another_server(served, api_key=KEY) as (keyed, _):
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY},
                         {"Authorization": f"Bearer  {KEY}"}, {"Authorization": f"Bearer {KEY}  x"}):
@@ -350,6 +350,13 @@ def test_it_answers_only_requests_bearing_its_api_key(served):
         assert keyed.call("GET", "/models", headers=bearer)[0] == 200
         body = {"model": keyed.model, "prompt": "Rules:", "max_tokens": 1}
         assert keyed.call("POST", "/completions", body, headers=bearer)[0] == 200
+        # a supervisor's probe needs no key and is told nothing but that the server is up
+        parts = urllib.parse.urlsplit(keyed.url)
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        connection.request("GET", "/health")
+        response = connection.getresponse()
+        assert response.status == 200 and json.loads(response.read()) == {"status": "ok"}
+        connection.close()
 
 
 def test_a_body_with_a_5000_digit_integer_is_a_400():

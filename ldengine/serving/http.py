@@ -28,6 +28,7 @@ from ldengine.serving.requests import parse_body
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20     # 1 MiB: far above any selection or chat request of this engine
+HEALTH_PATH = "/health"      # a load balancer's or supervisor's probe, as vLLM and TGI answer it
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -41,6 +42,8 @@ def create_app(model: ServedModel, api_key: str | None = None) -> Any:
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable) -> Any:
         request.scope["path"] = request.scope["path"].rstrip("/") or "/"   # /v1/models/ is /v1/models
+        if request.scope["path"] == HEALTH_PATH and request.method in ("GET", "HEAD"):
+            return _json({"status": "ok"})      # no key needed, nothing told, no model work
         if api_key is not None and not _authorized(request.headers.get("authorization"), api_key):
             return _error(RequestError("a valid API key is required: send 'Authorization: Bearer KEY'",
                                        status=401, code="invalid_api_key"), close=_has_body(request))
