@@ -14,6 +14,7 @@ Files in the output folder:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -220,8 +221,12 @@ def _trajectory(task, agent, policy, cfg, name, path: Path) -> None:
     played = next(play_games(task, agent, [(0, cfg.seed)], policy, Emitter(None), name, cfg.evader,
                              1, start))
     if played.result is not None and hasattr(task, "plot"):
-        where = f"start '{cfg.start}'" if cfg.start else f"seed {cfg.seed}"
-        task.plot(played.result, str(path), f"{name} vs {cfg.evader} evader ({where})")
+        result, where = played.result, f"seed {cfg.seed}"
+        if cfg.start and dataclasses.is_dataclass(result) and not isinstance(result, type):
+            # not game 0 of the table (that one starts from seed 0's random cells): say where it started
+            result = dataclasses.replace(result, game=f"from the start '{cfg.start}'")
+            where = f"start '{cfg.start}', a figure game, not one of the table's"
+        task.plot(result, str(path), f"{name} vs {cfg.evader} evader ({where})")
 
 
 def _identity(agent: Any) -> dict:
@@ -411,7 +416,7 @@ def outcome_figure(results: dict, task: Any = None):
             ax.text(i, 0.5, "no games", ha="center", va="center", fontsize=9, color="tab:gray")
     ax.set_xticks(range(len(played)), [f"{n}\n{_games(s['games'])}" for n, s in played.items()])
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("share of games")
+    ax.set_ylabel("share of games (whiskers: 95% Wilson interval)")
     config = results["manifest"]["config"]
     opponent = f", {config['evader']} evader" if getattr(task, "uses_evader", True) else ""
     ax.set_title(f"{config['task']}: outcomes per agent, seeds {config['seed']}-"

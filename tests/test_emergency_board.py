@@ -91,3 +91,20 @@ def test_the_confirmed_map_becomes_the_rules_examples_and_the_referees(rule, san
     restated = rule.confirmed(judge.board.forbidden_moves, [])
     assert not restated.allows({}, "pursuer", (9, 5), (10, 5)) and restated.allows({}, "pursuer", (9, 5), (9, 6))
     assert restated.name == rule.name
+
+
+def test_each_map_drawn_to_png_gets_its_own_file_with_its_attempt_and_a_legend(rule, sandbox, tmp_path):
+    """``--png FILE`` kept only the last map, untitled and without a legend: each map drawn now
+    goes to its own file (FILE, then FILE-attemptN.png), titled with its attempt, with a legend."""
+    from PIL import Image
+    lines = []
+    judge = BoardJudge("obey_new_rule", rule.cases({})[0][0], lines.append, lambda: False, str(tmp_path / "map.png"),
+                       title=TEXT)
+    for number, condition in ((1, "x != 10"), (2, "x != 9")):
+        source = rule.header({}) + body(condition)
+        judge(Attempt(number, 0.0, 0, source, verify(rule, {}, source, "obey_new_rule", sandbox)), sandbox)
+    drawn = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert drawn == ["map-attempt2.png", "map.png"], drawn
+    assert [line for line in lines if line.startswith("map drawn to")] == [
+        f"map drawn to {tmp_path / 'map.png'}", f"map drawn to {tmp_path / 'map-attempt2.png'}"]
+    assert all(Image.open(tmp_path / name).size[0] > 500 for name in drawn)      # the legend widens the figure

@@ -138,3 +138,13 @@ def test_ldengine_plot_refuses_in_one_line(trace, tmp_path):
     hands = tmp_path / "h.jsonl"
     assert invoke("run", "twentyone", "--agent", "expert", "--hands", 2, "--trace", hands, "--quiet").exit_code == 0
     assert one_line_error(invoke("plot", hands)) == "Error: plots are not available for twentyone"
+
+
+def test_a_figure_game_from_a_named_start_is_not_called_game_0():
+    """``eval --start paper`` draws a game from the named start; its title named it "game 0
+    (seed 0)", which games.jsonl records as another game (seed 0's random start)."""
+    from dataclasses import replace
+    fig = trajectory_figure(replace(CAPTURE, game="from the start 'paper'"), 21, "ld vs greedy evader")
+    title = fig.axes[0].get_title()
+    plt.close(fig)
+    assert "from the start 'paper' (evader seed 9): captured after 2 steps" in title and "game 4" not in title

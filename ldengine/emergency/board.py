@@ -72,22 +72,42 @@ class BoardMap:
                   f"{OPEN} allowed" + ("   A/F your --allow/--forbid examples" if marks else ""))
         return "\n".join(lines + [legend])
 
-    def png(self, path: str | Path, title: str = "") -> Path:
-        """The same map as an image (matplotlib): closed cells dark, partly closed grey."""
+    def png(self, path: str | Path, title: str = "", allowed: tuple = (), forbidden: tuple = ()) -> Path:
+        """The same map as an image (matplotlib): closed cells dark, partly closed grey, with a
+        legend; the user's example moves' destinations marked A (allowed) and F (forbidden)."""
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
         shade = {OPEN: 0.0, PARTLY: 0.5, CLOSED: 1.0}
         grid = [[shade[self.mark((x, y))] for x in range(self.size)] for y in range(self.size)]
-        fig, ax = plt.subplots(figsize=(5, 5))
+        fig, ax = plt.subplots(figsize=(6.5, 5))
         ax.imshow(grid, origin="lower", cmap="Greys", vmin=0, vmax=1)
+        for moves, letter, colour in ((allowed, "A", "tab:green"), (forbidden, "F", "tab:red")):
+            for _, (x, y) in moves:
+                ax.text(x, y, letter, ha="center", va="center", fontsize=8, fontweight="bold", color=colour)
+        handles = [Patch(facecolor="black", edgecolor="grey", label="no move may enter"),
+                   Patch(facecolor="grey", edgecolor="grey", label="some moves into it forbidden"),
+                   Patch(facecolor="white", edgecolor="grey", label="allowed")]
+        if allowed or forbidden:
+            handles.append(Patch(facecolor="white", edgecolor="white", label="A / F: your --allow / --forbid"))
+        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        ax.set_xticks(range(0, self.size, 2))
+        ax.set_yticks(range(0, self.size, 2))
         ax.set_xlabel("x")
         ax.set_ylabel("y")
-        ax.set_title(title[:80] + ("..." if len(title) > 80 else ""), fontsize=8)
+        ax.set_title(title[:90] + ("..." if len(title) > 90 else ""), fontsize=8)
         path = Path(path)
         fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)
         return path
+
+
+def attempt_png(path: str | Path, number: int) -> Path:
+    """Where attempt ``number``'s map goes: the path given for the first map drawn, and
+    ``NAME-attemptN.png`` beside it for each later one (one file each, none overwritten)."""
+    path = Path(path)
+    return path if number <= 1 else path.with_name(f"{path.stem}-attempt{number}{path.suffix or '.png'}")
 
 
 class BoardJudge:
@@ -101,6 +121,7 @@ class BoardJudge:
         self.name, self.template, self.echo, self.ask = name, template, echo, ask
         self.png, self.examples, self.title = png, examples, title
         self.board: BoardMap | None = None
+        self.drawn = 0          # maps drawn to PNG files so far
 
     def __call__(self, attempt, sandbox) -> str | None:
         moves = move_map(attempt.source, self.name, sandbox, self.template)
@@ -110,7 +131,9 @@ class BoardJudge:
         self.echo(board.text(*self.examples))
         self.echo(board.summary())
         if self.png:
-            self.echo(f"map drawn to {board.png(self.png, self.title)}")
+            self.drawn += 1
+            title = f"attempt {attempt.number}: {self.title}" if self.title else f"attempt {attempt.number}"
+            self.echo(f"map drawn to {board.png(attempt_png(self.png, self.drawn), title, *self.examples)}")
         if not board.forbidden_moves:
             return self._refuse(attempt, "forbids no move, so it is no rule")
         if len(board.forbidden_moves) == board.moves:

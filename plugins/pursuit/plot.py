@@ -47,9 +47,13 @@ def trajectory_figure(result, size: int, title: str = ""):
 
 
 def outcome_words(result) -> str:
-    """The game's end in words, e.g. "game 3 (seed 3): captured after 9 steps"."""
+    """The game's end in words, e.g. "game 3 (seed 3): captured after 9 steps"; a game named
+    by words (a figure's game from a named start) keeps its name: "from the start 'paper'
+    (evader seed 0): captured after 9 steps"."""
     words = OUTCOME_WORDS.get(result.outcome, "{outcome} after {steps} steps")
     end = words.format(steps=result.steps, violations=result.violations, outcome=result.outcome)
+    if isinstance(result.game, str):
+        return f"{result.game} (evader seed {result.seed}): {end}"
     return f"game {result.game} (seed {result.seed}): {end}"
 
 
