@@ -748,7 +748,9 @@ def _adapter_use(manifest: dict, cfg) -> None:
 @click.option("--no-store", is_flag=True, help="Verify only; do not add the function to function_base/.")
 @click.option("--yes", "-y", is_flag=True,
               help="Store the first function that passes without asking (for scripts); its board map is still shown.")
-@click.option("--png", type=click.Path(dir_okay=False), help="Also draw each shown board map to this PNG file.")
+@click.option("--png", type=click.Path(dir_okay=False),
+              help="Also draw each shown board map as a PNG: FILE for the first, FILE-attemptN.png beside it "
+                   "for each later one.")
 @click.option("--read", "by_reading", is_flag=True,
               help="Read the words into the task's rule language (the reading adapter, `finetune --method read`) "
               "and compile the program, instead of having the student write Python.")
