@@ -303,6 +303,9 @@ def format_summary(s: dict, task: Any = None) -> str:
 @click.option("--batch", type=click.IntRange(1, 256),
               help="Games played side by side, each stage's selections (or answers) scored together "
                    "[default: 1 for the loop agents (ld, expert...), 16 for the text agents].")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Processes that play each agent's games, each loading the agent once (results are those "
+                   "of one process; each worker takes about 1.2 GB with the student).")
 @click.option("--student", callback=_student_source, help="Student model: a .gguf file, a local HF model folder, "
               "or openai:http://HOST:PORT/v1#MODEL (a server such as `ldengine serve`; implies --backend openai).")
 @click.option("--adapter", "adapters", multiple=True, metavar="AGENT=DIR",
@@ -318,8 +321,8 @@ def format_summary(s: dict, task: Any = None) -> str:
 @_device_option
 @_function_base_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_figures, batch, student, adapters,
-             backend, k, teacher_url, teacher_model, teacher_key_env, emergency, emergency_seed, attempts,
+def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_figures, batch, workers, student,
+             adapters, backend, k, teacher_url, teacher_model, teacher_key_env, emergency, emergency_seed, attempts,
              by_reading, dtype, device, function_base, quiet):
     """Every agent plays the same GAMES seeded games of TASK; write Table 1, results and figures.
 
@@ -345,7 +348,8 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_f
     cfg = EvalConfig(task, list(dict.fromkeys(names)), games, seed, evader, out, resume, start,
                      not no_figures, not quiet, batch, options, _adapters(adapters),
                      _this_command(task), emergency,
-                     seed if emergency_seed is None else emergency_seed, again, function_base=function_base)
+                     seed if emergency_seed is None else emergency_seed, again, function_base=function_base,
+                     workers=workers)
     try:
         evaluate(registry(), cfg, log=click.echo)
         runlog.append("eval", cfg.command, {"games": games}, agents=cfg.agents, out=out)

@@ -35,6 +35,7 @@ from ldengine.functionbase import base_for
 from ldengine.registry import Registry
 from ldengine.runner import Emitter, build_agent, play_games, round_progress
 from ldengine.version import __version__
+from ldengine.workers import Games, game_row, merge_stats, play_on_workers
 
 OUTCOME_COLUMNS = (("success", "Success"), ("failure_without_violation", "Failure without Violation"),
                    ("failure_with_violation", "Failure with Violation"))
@@ -61,6 +62,7 @@ class EvalConfig:
     emergency_seed: int = 0             # draws its parameters (e.g. where the restricted area lies)
     replay: list = field(default_factory=list)              # agents whose recorded games are dropped and replayed
     function_base: str | None = None    # a stored version (ldengine distill) instead of the plugins' base
+    workers: int = 1                    # processes that play an agent's games (ldengine.workers)
 
     def key(self) -> dict:
         """What must match for ``--resume`` to continue a run."""
@@ -189,30 +191,38 @@ def _play_agent(registry, task, policy, cfg, run, name, done, fh, out, log) -> N
     run["identities"][name] = identity
     run.setdefault("load_s", {})[name] = round(clock.now() - t0, 2)
     _save_run(out, run)
-    _play_todo(task, agent, policy, cfg, name, todo, fh)
+    merged = _play_todo(task, agent, policy, cfg, name, todo, fh)
     if todo and callable(getattr(agent, "stats", None)):
         # e.g. selection accuracy, wrong picks, the emergency function adopted, memo hits
-        stats = json.loads(json.dumps(agent.stats(), default=str))
+        stats = json.loads(json.dumps(agent.stats() if merged is None else merged, default=str))
         run.setdefault("agent_stats", {})[name] = {"games_counted": len(todo), **stats}
         _save_run(out, run)
     if figures and not figure.exists():
         _trajectory(task, agent, policy, cfg, name, figure)
 
 
-def _play_todo(task, agent, policy, cfg, name, todo, fh) -> None:
-
+def _play_todo(task, agent, policy, cfg, name, todo, fh) -> dict | None:
+    """Plays ``todo`` and appends each game's row as it ends; with ``cfg.workers`` > 1, on
+    worker processes, and returns their agents' statistics summed (None: the agent's own)."""
     bar = tqdm(total=cfg.games, initial=cfg.games - len(todo), desc=f"{cfg.task}/{name}", unit="game",
                disable=not cfg.progress, leave=False)
+    per_worker: dict = {}
     with bar:
-        for played in play_games(task, agent, todo, policy, Emitter(None), name, cfg.evader, cfg.batch,
-                                 on_round=round_progress(bar)):
-            row = {"agent": name, "game": played.game, "seed": played.seed}
-            row.update({"outcome": "error", "error": played.error} if played.error else played.result.record())
-            row.update(played.cost())
+        if cfg.workers > 1 and len(todo) > 1:
+            options = {k: v for k, v in cfg.options.items() if not callable(v)}      # a log function stays here
+            games = Games(cfg.task, name, cfg.evader, cfg.emergency, cfg.emergency_seed,
+                          {**options, "adapter": cfg.adapters.get(name)}, cfg.function_base,
+                          cfg.batch or getattr(agent, "default_batch", None) or 16)
+            rows = play_on_workers(games, todo, cfg.workers, per_worker)
+        else:
+            rows = (game_row(name, played) for played in play_games(
+                task, agent, todo, policy, Emitter(None), name, cfg.evader, cfg.batch, on_round=round_progress(bar)))
+        for row in rows:
             fh.write(json.dumps(row) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
             bar.update(1)
+    return merge_stats(list(per_worker.values())) if per_worker else None
 
 
 def _trajectory(task, agent, policy, cfg, name, path: Path) -> None:

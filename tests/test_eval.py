@@ -278,3 +278,20 @@ def test_games_side_by_side_report_each_round_before_any_game_ends(registry):
         ended.append(played.result.steps)
     assert [n for n, _, _ in rounds] == list(range(1, max(ended) + 1))
     assert rounds[0] == (1, 2, 0) and rounds[min(ended) - 1][2] == 0   # counted while no game had ended
+
+
+def test_games_on_two_workers_are_those_of_one_process(tmp_path):
+    """``eval --workers 2``: each worker process loads the agent once and plays whole games; every
+    game's row is the one a single process writes (only its cost differs), the tables are the
+    same, and the ld agent's selection counts summed over the workers are one process's."""
+    rows, stats = {}, {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        result = run_cli("eval", "pursuit", "--agents", "expert,ld", "--games", "6", "--seed", "400",
+                         "--out", str(out), "--workers", str(workers), "--no-figures", "--quiet")
+        assert result.exit_code == 0, result.output
+        rows[workers], stats[workers] = games_without_cost(out), json.loads((out / "run.json").read_text())
+        assert summaries_without_cost(out) == summaries_without_cost(tmp_path / "w1")
+    assert rows[1] == rows[2] and len(rows[1]) == 12
+    one, two = stats[1]["agent_stats"]["ld"], stats[2]["agent_stats"]["ld"]
+    assert (one["selections"], one["selection_accuracy"]) == (two["selections"], two["selection_accuracy"])
