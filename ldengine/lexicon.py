@@ -496,8 +496,12 @@ def stops(language: Any, words: str) -> bool:
 
 def states(language: Any, words: str) -> bool:
     """Whether the lexicon reads a word of ``words`` that states a condition (a comparison, a
-    range, a relation, a whole condition)."""
-    return language.lexicon is not None and any(t.kind in STATING for t in _tags(language.lexicon, " ".join(words.split())))
+    range, a relation, a whole condition), or reads the words as one ("pursuers on row 3": a
+    term and its number)."""
+    if language.lexicon is None:
+        return False
+    words = " ".join(words.split())
+    return any(t.kind in STATING for t in _tags(language.lexicon, words)) or bool(words and read(language.lexicon, words))
 
 
 WORDS = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")

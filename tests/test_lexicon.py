@@ -202,3 +202,16 @@ def test_a_text_the_lexicon_reads_one_way_is_read_without_the_model():
     answer = json.loads(result.output[result.output.index("{"):])
     assert answer["reader"] == "lexicon" and answer["adapter"] is None
     assert [r["program"] for r in answer["readings"]] == ["goes_east()"]
+
+
+def test_pursuers_named_with_where_they_are_is_where_the_move_starts():
+    """A subject naming the pursuers with a place ("pursuers in columns 15 to 20", "pursuers on
+    row 3") is where they stand before moving; it was read as where the move ends ("in columns
+    15 to 20"), or, as a term and a number ("row 3"), not read at all, and both were stored wrong."""
+    from ldengine.rulelang import read_without_model
+    for text, program in (("Pursuers in columns 15 to 20 may only move west.",
+                           "And(start(15, 20, 0, 20), Not(goes_west()))"),
+                          ("Pursuers on row 3 may not move north.", "And(start(0, 20, 3, 3), goes_north())"),
+                          ("Pursuers may not move into column 5.", "column(5)")):
+        [reading] = read_without_model(LANGUAGE, text)
+        assert reading.text == program and not reading.unread, (text, reading.text, reading.unread)

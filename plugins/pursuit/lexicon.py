@@ -209,7 +209,10 @@ ENTRIES = (
                    r"|(?:starts?|starting|begins?|beginning|stands?|standing|located|positioned)"
                    r"(?= (?:(?:to the |further |farther )?(?:west|east|north|south|left|right)|above|below)\b)"
                    r"|(?:whose|with (?:its|their)) (?:starting|current|start|origin) (?:cell|square|position|point)"
-                   r"|(?:moves?|steps?) (?:that )?(?:start|begin|originate)s?(?: (?:in|on|at|inside|within|from))?"),
+                   r"|(?:moves?|steps?) (?:that )?(?:start|begin|originate)s?(?: (?:in|on|at|inside|within|from))?"
+                   # the pieces named with where they are: "pursuers in columns 15 to 20 may only move west"
+                   r"|(?:pursuers?|chasers?|hunters?|pieces?)(?: (?:that|which|who) (?:is|are))? (?:in|on|inside|within)"
+                   r"(?= (?:the |any |columns?|rows?|cells?|squares?|\())"),
     Entry("DEST", r"(?:the )?(?:destination|target (?:cell|square))|(?:the move|it|they) (?:ends?|lands?)|lands? (?:on|in)"),
     Entry("WALL", r"walls?|barriers?|fences?|partitions?|dividers?|(?:pass\w*|cross\w*|go\w*|mov\w*) from one side of"),
     *(Entry("COND", rf"(?:separat\w*|divid\w*) (?:{words}) ?{A} (?:from|and) (?:(?:{words}) ?)?{B}", f"{{a}} <= {t} <= {{b}}")
