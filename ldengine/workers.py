@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ldengine.emergency.rule import under_emergency
+from ldengine.models.loading import available_cores
 from ldengine.registry import Registry
 from ldengine.runner import Emitter, Played, build_agent, play_games
 
@@ -43,10 +44,6 @@ def game_row(agent: str, played: Played) -> dict:
     row.update({"outcome": "error", "error": played.error} if played.error else played.result.record())
     row.update(played.cost())
     return row
-
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 _here: dict = {}            # the worker's own task, evader and agent (set by ``_start``)

@@ -46,13 +46,17 @@ class Compiled:
             "kind": self.kind.name, "task": self.kind.task, "params": {}, "function": name, "rule": self.text,
             "stage": self.kind.stage, "after": self.kind.after, "program": self.reading.text,
             "english": self.reading.english, "read": True,
-            "reader": "student" if self.student is not None else "lexicon",
-            "readings": [{"program": r.text, "votes": r.votes, "refusal": r.refusal} for r in self.readings],
-            "model": getattr(self.student, "name", None), "model_sha256": getattr(self.student, "model_hash", None),
-            "adapter_hash": getattr(self.student, "adapter_hash", None),
+            "reader": "student" if self.student is not None else "lexicon", **_reader_record(self.student, self.readings),
             "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
             "accepted_attempt": 1 if check.passed else None, "version": "1.0.0"}
         return written
+
+
+def _reader_record(student: Any, readings: list[Reading]) -> dict:
+    """The provenance of a reading: every reading found, and the model and adapter that read them."""
+    return {"readings": [{"program": r.text, "votes": r.votes, "refusal": r.refusal} for r in readings],
+            "model": getattr(student, "name", None), "model_sha256": getattr(student, "model_hash", None),
+            "adapter_hash": getattr(student, "adapter_hash", None)}
 
 
 def agrees(kind: Any, allowed: Sequence, forbidden: Sequence) -> bool:
@@ -107,13 +111,13 @@ class Reader:
 
     @classmethod
     def load(cls, context: Any) -> "Reader":
-        """``context.task``'s reader: its rule language and its promoted reading adapter (the
-        ``reader_adapter`` option overrides it), loaded through ``context.load_student``."""
+        """``context.task``'s reader: its rule language and its promoted reading adapter, loaded
+        through ``context.load_student``."""
         task = context.task.name
         registered = context.registry.rule_languages.get(task) if context.registry else None
         if registered is None:
             raise LDEngineError(f"task {task!r} has no rule language to read its rules into")
-        adapter = context.options.get("reader_adapter") or find_adapter(task, context.base, method="read")
+        adapter = find_adapter(task, context.base, method="read")
         language = registered.obj
         return cls(language, context.load_student(adapter=adapter), Namer(lambda: Encoder().encode, language))
 
@@ -145,9 +149,7 @@ def read_function(kind: EmergencyKind, params: dict, reader: Reader, readings: i
         "kind": kind.name, "task": kind.task, "params": dict(params), "function": name, "rule": text,
         "stage": kind.stage, "after": kind.after, "read": True,
         "program": accepted.text if accepted else None, "english": accepted.english if accepted else None,
-        "readings": [{"program": r.text, "votes": r.votes, "refusal": r.refusal} for r in found],
-        "model": getattr(reader.student, "name", None), "model_sha256": getattr(reader.student, "model_hash", None),
-        "adapter_hash": getattr(reader.student, "adapter_hash", None),
+        **_reader_record(reader.student, found),
         "attempts": [{"number": a.number, "program": r.text, "passed": a.check.passed, "check": asdict(a.check),
                       "seconds": a.seconds, "source_sha256": hashlib.sha256(a.source.encode()).hexdigest()}
                      for a, r in zip(written.attempts, usable)],

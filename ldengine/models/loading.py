@@ -246,12 +246,17 @@ def chosen_device(device: str) -> str | None:
     return None if device == "auto" else device
 
 
+def available_cores() -> int:
+    """The CPUs this process may run on (its affinity, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _limit_threads() -> None:
     """Never more torch threads than CPUs this process may run on: containers
     often show the host's cores, and oversubscribed threads slow matmuls down."""
     import torch
 
-    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    allowed = available_cores()
     if torch.get_num_threads() > allowed:
         torch.set_num_threads(allowed)
 
