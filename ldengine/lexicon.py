@@ -13,7 +13,9 @@ compose:
    and a range (``columns`` ``3 through 7``), a term and a relation (``column`` ``even``), a
    comparison before its term (``east of`` ``column 5``), two terms and a difference, a number
    of steps, or a whole condition (``the square at (4, 13)``); conditions side by side are
-   joined by ``and``, ``or`` joins them explicitly (``and`` before ``or``).
+   joined by ``and``, ``or`` joins them explicitly (``and`` before ``or``); a condition beside
+   alternatives may also hold for all of them ("row 5 or row 15 within columns 5 to 15": both
+   parses are kept, so the reading is not one way and ``--yes`` refuses where they differ).
 3. **Compose.** Each parse's conditions become one notation text ("3 <= x <= 7 and
    12 <= y <= 16"); markers anywhere in the clause (``NEG``: "outside"; the language's own,
    e.g. a border or where the pursuer starts) rewrite it through ``lexicon.mark``.
@@ -55,6 +57,9 @@ WORD = re.compile(r"\w+|\S")          # a word no entry knows, skipped
 # Conditions side by side are joined by "and"; "or" binds after "and".
 GRAMMAR = r"""
 start: group (OR group)*
+     | alternatives AND? cond          -> shared_after
+     | cond AND? alternatives          -> shared_before
+alternatives: cond (OR cond)+
 group: cond (AND? cond)*
 cond: TERM CMP? NUM POST?            -> compare
     | TERM CMP? NUM NUM* (AND | OR) NUM -> one_of
@@ -194,6 +199,10 @@ class _Composer:
         self.tags = tags
 
     def node(self, tree: Tree) -> Node:
+        if tree.data in ("shared_after", "shared_before"):       # "row 5 or row 15 within columns 5 to 15"
+            parts = [c for c in tree.children if isinstance(c, Tree)]
+            return _joined("and", [_joined("or", [self.cond(c) for c in p.children if isinstance(c, Tree)])
+                                   if p.data == "alternatives" else self.cond(p) for p in parts])
         groups = [_joined("and", [self.cond(c) for c in g.children if isinstance(c, Tree)])
                   for g in tree.children if isinstance(g, Tree)]
         return _joined("or", groups)

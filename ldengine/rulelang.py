@@ -219,6 +219,9 @@ def matches(template: str, text: str) -> list[dict[str, str]]:
     return found
 
 
+NEGATION = re.compile(r"(?:not|never|no longer|nowhere|no)\b", re.I)
+
+
 def regions(language: RuleLanguage, text: str) -> list[tuple[bool, str]]:
     """(forbidden, words of the region) of ``framed``, without its subject."""
     return [(forbids, words) for forbids, words, _, _ in framed(language, text)]
@@ -241,6 +244,8 @@ def framed(language: RuleLanguage, text: str) -> list[tuple[bool, str, str, str]
     #                                                          forbids, region, words before the frame)
     for template, forbids in language.frames:
         found = matches(template, text)
+        if found and not forbids:       # "must not cross": no region of allowed moves
+            found = [m for m in found if not NEGATION.match(m["r"])]
         if found and template.startswith("{_}"):
             found = [m for m in found if not lexicon.stops(language, m["_"])]
         if found and template.startswith("{_}"):

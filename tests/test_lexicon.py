@@ -215,3 +215,46 @@ def test_pursuers_named_with_where_they_are_is_where_the_move_starts():
                           ("Pursuers may not move into column 5.", "column(5)")):
         [reading] = read_without_model(LANGUAGE, text)
         assert reading.text == program and not reading.unread, (text, reading.text, reading.unread)
+
+
+@pytest.mark.parametrize("text, program", [
+    # an obligation is the complement of what is forbidden
+    ("Every move must be exactly one step long.", "Not(length(1))"),
+    ("Pursuers must end every move within 8 steps (Manhattan distance) of the centre cell (10, 10).",
+     "Not(distance(10, 10, 8))"),
+    ("Pursuers in the lower half (rows 0-9) must keep their column.",
+     "And(start(0, 20, 0, 9), Not(keeps_column()))"),
+    # a wall whose span is not said runs the whole line
+    ("A wall runs the full height of the board between column 9 and column 10.", "wall_x(9, 0, 20)"),
+    ("No move may cross the line between row 0 and row 1, anywhere along the board.", "wall_y(0, 0, 20)"),
+    ("A wall between columns 3 and 4 along rows 2 to 6 may not be crossed.", "wall_x(3, 2, 6)"),
+    # both coordinates at once
+    ("Cells with both coordinates even are forbidden.", "And(x_mod(2, 0), y_mod(2, 0))"),
+])
+def test_obligations_whole_walls_and_both_coordinates_are_read_by_the_lexicon(text, program):
+    """Referees' rules the reading missed (session 19): "must" with no negation after it is a
+    region of allowed moves (its complement is forbidden); a wall between two lines with no
+    span is across the whole board; "both coordinates even" is both conditions."""
+    [best, *_] = rl.read(None, LANGUAGE, text, clause_reader=first_reading)
+    assert best.text == program, (text, best.text)
+
+
+def test_a_negated_obligation_and_an_allowed_part_are_not_read_as_what_is_allowed():
+    """"must not cross" is no region of allowed moves (a frame of allowed moves never takes a
+    region that opens with a negation); "row 10 itself is still allowed" is no part of the
+    forbidden region (it was read as a list, "below row 10" and "row 10", and stored wrong)."""
+    from ldengine.rulelang import framed
+    [(forbids, words, _, _)] = framed(LANGUAGE, "Pursuers must not cross column 5 going east.")
+    assert forbids
+    assert not read("Everything below row 10 is closed; row 10 itself is still allowed")
+
+
+def test_a_condition_beside_alternatives_is_read_both_ways():
+    """"row 5 or row 15 within columns 5 to 15": the columns may hold for row 15 alone or for
+    both rows; both readings are kept, so the reading is not one way (the student ranks them,
+    and --yes refuses where they differ). It was read only the first way and stored wrong."""
+    from ldengine.rulelang import read_without_model
+    text = "It is forbidden to move onto row 5 or row 15 within columns 5 to 15."
+    assert set(read(text[:-1])) == {("Or", ("row", 5), ("rectangle", 5, 15, 15, 15)),
+                                    ("And", ("Or", ("row", 5), ("row", 15)), ("rectangle", 5, 15, 0, 20))}
+    assert read_without_model(LANGUAGE, text) is None

@@ -186,6 +186,10 @@ ENTRIES = (
                   r"(?:its|the same|their|one) (?:own |current )?row|(?:the )?same row"
                   r"|(?:does not|doesn't|without|never) chang\w* (?:its |their |the )?(?:row|y(?:[- ]coordinate)?)",
           "y == py"),
+    # both coordinates at once: "cells with both coordinates even"
+    *(Entry("COND", rf"both (?:of )?(?:its |their |the )?(?:coordinates|x and y)(?: are| being)? {parity}"
+                    rf"|(?:its |their |the )?(?:coordinates|x and y) (?:are )?both {parity}", condition)
+      for parity, condition in (("even", "x % 2 == 0 and y % 2 == 0"), ("odd", "x % 2 == 1 and y % 2 == 1"))),
     Entry("COND", r"stay(?:s|ing)? (?:put|still|in place|where (?:it|they) (?:is|are)|on (?:its|the same) (?:cell|square))"
                   r"|stand(?:s|ing)? still|(?:does not|doesn't|do not|don't|not|never) mov(?:e|es|ing)"
                   r"|remain(?:s|ing)? (?:in place|still|where (?:it|they) (?:is|are)|on (?:its|the same) (?:cell|square))"
@@ -214,7 +218,8 @@ ENTRIES = (
                    r"|(?:pursuers?|chasers?|hunters?|pieces?)(?: (?:that|which|who) (?:is|are))? (?:in|on|inside|within)"
                    r"(?= (?:the |any |columns?|rows?|cells?|squares?|\())"),
     Entry("DEST", r"(?:the )?(?:destination|target (?:cell|square))|(?:the move|it|they) (?:ends?|lands?)|lands? (?:on|in)"),
-    Entry("WALL", r"walls?|barriers?|fences?|partitions?|dividers?|(?:pass\w*|cross\w*|go\w*|mov\w*) from one side of"),
+    Entry("WALL", r"walls?|barriers?|fences?|partitions?|dividers?|(?:pass\w*|cross\w*|go\w*|mov\w*) from one side of"
+                  r"|cross\w* (?:the |a )?(?:line|boundary|border|seam|gap)s?(?= between\b)"),
     *(Entry("COND", rf"(?:separat\w*|divid\w*) (?:{words}) ?{A} (?:from|and) (?:(?:{words}) ?)?{B}", f"{{a}} <= {t} <= {{b}}")
       for words, t in ((r"columns?|x ?=?", "x"), (r"rows?|y ?=?", "y"))),
     Entry("SKIP", r"count(?:ing|ed)? (?:the )?(?:steps? |distance )?(?:horizontally and vertically|along the grid|in grid steps"
@@ -228,7 +233,9 @@ ENTRIES = (
     Entry("SPLIT", r"it is (?:false|not the case|not true) that|(?:at least )?one of the following|at the same time|unless"
                    r"|except (?:when|if|where)|but not (?:if|when|where)"),
     Entry("STOP", r"except|unless|but|apart from|besides|save for|only|must(?! not| never| no longer)|however|instead"
-                  r"|otherwise|whether|any other|other than|anywhere but|not|gaps?|holes?|openings?"),
+                  r"|otherwise|whether|any other|other than|anywhere but|not|gaps?|holes?|openings?"
+                  # what stays allowed: an exception, not the forbidden region ("row 10 itself is still allowed")
+                  r"|(?:is|are|stays?|remains?) (?:still |also )?(?:allowed|permitted|fine|ok|okay|open|free)(?! to\b)"),
 )
 
 BOUND = re.compile(r"(?P<a>-?\d+) <= (?P<t>[^<]+?) <= (?P<b>-?\d+)")
@@ -238,7 +245,8 @@ def mark(kind: str, condition: str, markers: tuple[str, ...] = ()) -> str | None
     """A clause's condition under a marker (``markers``: every marker of the clause): the border
     of the box it states; the same condition on where the pursuer starts (not in a clause that
     also names the destination: two subjects); a wall across the line between the two columns
-    (or rows) one range states, spanning the other range; the destination named: unchanged."""
+    (or rows) one range states, spanning the other range (the whole board where none is
+    stated); the destination named: unchanged."""
     if kind == "DEST":
         return condition
     if kind == "BORDER":
@@ -252,6 +260,8 @@ def mark(kind: str, condition: str, markers: tuple[str, ...] = ()) -> str | None
         return re.sub(r"\b([xy])\b", r"p\1", condition)
     if kind == "WALL":
         ranges = [(m["t"], m["a"], m["b"]) for m in BOUND.finditer(condition)]
+        if len(ranges) == 1 and int(ranges[0][2]) == int(ranges[0][1]) + 1:     # no span said: the whole line
+            ranges.append(("y" if ranges[0][0] == "x" else "x", "0", str(rs.SIZE - 1)))
         if len(ranges) != 2:
             return None
         for (across, lo, hi), (along, lo2, hi2) in (ranges, ranges[::-1]):

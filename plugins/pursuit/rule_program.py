@@ -267,6 +267,12 @@ GERUNDS = ("entering", "stopping on", "landing on", "landing in", "moving to", "
 ONLY = ("may only", "may only ever", "can only", "can only ever", "are only allowed to", "is only allowed to")
 STAY = ("must stay", "must remain", "must always stay", "must always remain", "are required to stay",
         "is required to stay", "are required to remain", "is required to remain", "have to stay", "has to stay")
+# an obligation: what the moves must do, the complement of what is forbidden ("every move must be one
+# step long", "pursuers must end every move on row 0"); its region never opens with a negation
+OBLIGE = ("must", "must always", "have to", "has to", "are required to", "is required to", "need to", "needs to",
+          "are obliged to", "is obliged to")
+OBLIGE_VERBS = (*VERBS, "end every move", "end each move", "finish every move", "finish each move", "be", "always end",
+                "always finish", "take the pursuer", "take it", "take them")
 AVOID = ("must keep out of", "must stay out of", "must stay away from", "must keep away from", "must keep clear of",
          "must stay clear of", "must avoid", "have to avoid", "has to avoid", "must keep off", "must stay off")
 FRAMES = (
@@ -283,6 +289,8 @@ FRAMES = (
       for v in ("land", "stop", "end", "end up", "move", "go", "step", "finish", "stand", "end their moves",
                 "end moves", "end a move") for p in ("in", "on", "at", "into", "onto", "to", "within", "inside")),
     *(("{_} " + m + " {r}", False) for m in STAY),
+    *(("{_} " + m + " {r}", False) for m in OBLIGE),
+    *(("{_} " + m + " " + v + " {r}", False) for m in OBLIGE for v in OBLIGE_VERBS),
     *(("{_} " + m + " {r}", True) for m in AVOID),
 )
 # Words that may open the region after its frame ("... if the following holds: ...", "... may not
