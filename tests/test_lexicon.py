@@ -230,11 +230,17 @@ def test_pursuers_named_with_where_they_are_is_where_the_move_starts():
     ("A wall between columns 3 and 4 along rows 2 to 6 may not be crossed.", "wall_x(3, 2, 6)"),
     # both coordinates at once
     ("Cells with both coordinates even are forbidden.", "And(x_mod(2, 0), y_mod(2, 0))"),
+    # the board's own places: a compass word before "corner" or "edge" is a place, not a move
+    ("Pursuers may not end up on the south-west corner square of the board.", "cell(0, 0)"),
+    ("Pursuers may not enter the column along the east edge of the board.", "column(20)"),
+    ("No pursuer may enter the southernmost row.", "row(0)"),
+    ("Pursuers may not step onto the outer ring of the board.", "border(0, 20, 0, 20)"),
 ])
 def test_obligations_whole_walls_and_both_coordinates_are_read_by_the_lexicon(text, program):
     """Referees' rules the reading missed (session 19): "must" with no negation after it is a
     region of allowed moves (its complement is forbidden); a wall between two lines with no
-    span is across the whole board; "both coordinates even" is both conditions."""
+    span is across the whole board; "both coordinates even" is both conditions; the board's
+    corners, edge lines and outer ring are places (they were read as moves north or east)."""
     [best, *_] = rl.read(None, LANGUAGE, text, clause_reader=first_reading)
     assert best.text == program, (text, best.text)
 

@@ -28,6 +28,7 @@ Y_WORDS = (r"y(?:[- ]?(?:coordinates?|values?|positions?|index|co-ordinates?))?|
 MOVE = (r"(?:moves?|moving|moved|steps?|stepping|goes|go|going|heads?|heading|travel(?:s|s?ing|led|ed)?|"
         r"walks?|walking|runs?|running|shifts?|shifting|jumps?|jumping)")
 LENGTH = "abs(x - px) + abs(y - py)"
+EDGE = rs.SIZE - 1              # the board's last column and row
 UNIT = r"(?:steps?|cells?|squares?|spaces?|tiles?|moves?|units?)"
 ASIDE = r"(?: ?\([a-z ]+\)|, [a-z ]+,)?"          # "3 steps (Manhattan distance) away", "5 steps, counted as ..., of"
 
@@ -202,6 +203,20 @@ ENTRIES = (
                      rf"|(?:covers?|covering|spans?|spanning|travels?|travell?ing|crosses|crossing) (?:exactly )?{n} "
                      rf"(?:steps?|cells?|squares?|spaces?)", LENGTH, (("n", str(value)),))
       for n, value in (("(?:single|one)", 1), ("(?:double|two)", 2), ("(?:zero|no)", 0))),
+    # the board's own places: its corners, its edge lines and its outer ring ("the north-east corner")
+    *(Entry("COND", rf"(?:the )?(?:{ns}[- ]?{ew}|{vert}[- ]{side})(?:ern)?(?:most)? corner(?: cell| square| tile)?"
+                    r"(?: of the (?:board|grid))?", f"x == {x} and y == {y}")
+      for ns, ew, vert, side, x, y in (("north", "east", "top", "right", EDGE, EDGE), ("north", "west", "top", "left", 0, EDGE),
+                                        ("south", "east", "bottom", "right", EDGE, 0), ("south", "west", "bottom", "left", 0, 0))),
+    *(Entry("COND", rf"(?:the )?(?:{line} )?(?:along|on|at) the (?:{side})(?:ern)? edge(?: of the (?:board|grid))?"
+                    rf"|(?:the )?(?:{side})(?:ern)?most {line}(?: of the (?:board|grid))?"
+                    rf"|(?:the )?(?:{side})(?:ern)? edge {line}", condition)
+      for side, line, condition in (("east|right", "column", f"x == {EDGE}"), ("west|left", "column", "x == 0"),
+                                    ("north|top", "row", f"y == {EDGE}"), ("south|bottom", "row", "y == 0"))),
+    Entry("COND", r"(?:the )?(?:board'?s|grid'?s) (?:outer )?(?:edges?|border|rim|perimeter|outer ring)"
+                  r"|(?:the )?(?:outer )?(?:edges?|border|rim|perimeter|outer ring|outermost (?:ring|cells|squares)) of the (?:board|grid)"
+                  r"|(?:one of )?the four edges(?: of the (?:board|grid))?",
+          f"x == 0 or x == {EDGE} or y == 0 or y == {EDGE}"),
     # markers
     Entry("NEG", r"outside(?: of)?|not (?:in|inside|within|on|into)|beyond the (?:box|rectangle|area|region|block)"
                  r"|(?:that|which) (?:is|are|lies|lie) not (?:in|on|inside|within)"),
