@@ -276,7 +276,7 @@ def mark(kind: str, condition: str, markers: tuple[str, ...] = ()) -> str | None
     if kind == "WALL":
         ranges = [(m["t"], m["a"], m["b"]) for m in BOUND.finditer(condition)]
         if len(ranges) == 1 and int(ranges[0][2]) == int(ranges[0][1]) + 1:     # no span said: the whole line
-            ranges.append(("y" if ranges[0][0] == "x" else "x", "0", str(rs.SIZE - 1)))
+            ranges.append(("y" if ranges[0][0] == "x" else "x", "0", str(EDGE)))
         if len(ranges) != 2:
             return None
         for (across, lo, hi), (along, lo2, hi2) in (ranges, ranges[::-1]):
