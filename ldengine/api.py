@@ -24,10 +24,13 @@ def load_registry() -> Registry:
     return Registry.load()
 
 
-def play(task: str = "pursuit", agent: str = "expert", games: int = 1, seed: int = 0, *, evader: str = "greedy",
-         emergency: str | None = None, trace: str | None = None, registry: Registry | None = None,
-         **options: Any) -> RunOutcome:
+def play(task: str | None = None, agent: str = "expert", games: int = 1, seed: int = 0, *,
+         evader: str | None = None, emergency: str | None = None, trace: str | None = None,
+         registry: Registry | None = None, **options: Any) -> RunOutcome:
     """Play ``games`` seeded games (game i: seed ``seed + i``) as ``ldengine run`` does.
+
+    ``task`` None: the first task registered (pursuit); ``evader`` None: the task's own
+    (pursuit: greedy; none for a task without one, such as twentyone).
 
     ``outcome.summary`` holds the summary keys (``success``, ``avg_steps_success``, ...),
     ``outcome.results`` each game's result. ``options`` go to the agent as the command
@@ -36,17 +39,20 @@ def play(task: str = "pursuit", agent: str = "expert", games: int = 1, seed: int
     return run_games(registry or load_registry(), cfg)
 
 
-def make_agent(task: str = "pursuit", agent: str = "expert", registry: Registry | None = None,
+def make_agent(task: str | None = None, agent: str = "expert", registry: Registry | None = None,
                **options: Any) -> Any:
-    """An agent of ``task`` with its function base (``agent.base``), as ``play`` builds it."""
+    """An agent of ``task`` (None: the first task registered) with its function base
+    (``agent.base``), as ``play`` builds it."""
     registry = registry or load_registry()
-    return build_agent(registry, registry.get("tasks", task).obj, agent, options)[0]
+    return build_agent(registry, registry.get("tasks", task or registry.default_task()).obj, agent, options)[0]
 
 
-def first_state(task: str = "pursuit", seed: int = 0, registry: Registry | None = None) -> Any:
-    """The first state an agent decides on in game ``seed`` of ``task`` (plain data)."""
+def first_state(task: str | None = None, seed: int = 0, registry: Registry | None = None) -> Any:
+    """The first state an agent decides on in game ``seed`` of ``task`` (None: the first task
+    registered), as plain data."""
     registry = registry or load_registry()
-    steps = registry.get("tasks", task).obj.game_steps(0, seed, lambda *args: None, lambda record: None)
+    steps = registry.get("tasks", task or registry.default_task()).obj.game_steps(0, seed, lambda *args: None,
+                                                                                  lambda record: None)
     state = next(steps)
     steps.close()
     return state

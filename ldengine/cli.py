@@ -19,6 +19,7 @@ from ldengine.adapters import default_adapter_dir, find_adapter, shared_adapter_
 from ldengine.agents import AgentContext
 from ldengine.cache import cache_parts, cache_root, clean_cache
 from ldengine.conditions import PROPOSERS, Readings
+from ldengine.contracts import task_evader
 from ldengine.distill.conversation import DistillConfig, distill as run_distill
 from ldengine.distill.store import version_lines
 from ldengine.emergency.adopt import writing_adapter, writing_form
@@ -129,6 +130,19 @@ def _function_base_option(command):
 
 
 TASK_HELP = "The task (ldengine plugins lists them)."
+TASK_DEFAULT = " [default: the first task registered, pursuit]"
+EVADER_HELP = "Evader policy (ldengine plugins lists them). [default: the task's own (pursuit: greedy)]"
+
+
+def _default_task() -> str:
+    """--task when not given: the first task registered (the built-ins register first, pursuit
+    before twentyone), as ``Registry.default_task`` says."""
+    return registry().default_task()
+
+
+def _task_option(help: str = TASK_HELP):
+    """--task, defaulting to the first task registered."""
+    return click.option("--task", default=_default_task, help=help + TASK_DEFAULT)
 
 
 def _emergency_options(command):
@@ -164,7 +178,7 @@ def _check_emergency_seed(emergency: str | None, emergency_seed: int | None, by_
 @click.option("--games", "--hands", "games", default=1, show_default=True, type=click.IntRange(1, 100_000),
               help="Number of games (hands, in twentyone).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Game i uses seed SEED+i.")
-@click.option("--evader", default="greedy", show_default=True, help="Evader policy (ldengine plugins lists them).")
+@click.option("--evader", help=EVADER_HELP)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), help="Write the summary as JSON.")
 @click.option("--trace", type=click.Path(dir_okay=False, writable=True), help="Write a JSON Lines trace.")
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), help="Draw the first game's trajectories (PNG).")
@@ -202,6 +216,7 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
     _check_emergency_seed(emergency, emergency_seed, by_reading)
     _check_outputs({"--json": json_path, "--trace": trace, "--audit": audit}, plot, reg.get("tasks", task).obj,
                    force=force)
+    evader = task_evader(reg.get("tasks", task).obj, evader)      # the task's own when not named
     options = {"student": student, "adapter": adapter, "backend": _backend(student, backend), "k": k,
                "attempts": attempts, "read": by_reading, "device": chosen_device(device), "no_memo": no_memo,
                "conditions": not no_conditions,
@@ -210,23 +225,26 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
                     emergency=emergency, emergency_seed=seed if emergency_seed is None else emergency_seed,
                     function_base=function_base, batch=batch)
     outcome = run_games(reg, cfg)
-    runlog.append("run", _this_command(task), outcome.summary, interrupted=outcome.interrupted or None)
+    runlog.append("run", _this_command(task, evader=evader), outcome.summary, interrupted=outcome.interrupted or None)
     click.echo(format_summary(outcome.summary, reg.get("tasks", task).obj))
     if json_path:
         Path(json_path).write_text(json.dumps(outcome.summary, indent=2) + "\n", encoding="utf-8")
     if plot and outcome.results:
-        reg.get("tasks", task).obj.plot(outcome.results[0], plot, f"{agent} vs {evader} evader")
+        reg.get("tasks", task).obj.plot(outcome.results[0], plot, agent + (f" vs {evader} evader" if evader else ""))
         click.echo(f"plot: {plot}")
     if outcome.interrupted:
         raise click.ClickException(f"interrupted after {len(outcome.results)} game(s); "
                                    "the summary and trace cover those")
 
 
-def _this_command(task: str) -> str:
-    """The running command with TASK and every effective option spelled out (to replay it)."""
+def _this_command(task: str, **effective: Any) -> str:
+    """The running command with TASK and every effective option spelled out (to replay it);
+    ``effective`` gives the value an option took where it differs from what was parsed (the
+    task's own evader for no --evader)."""
     ctx = click.get_current_context()
-    return command_line(ctx.command_path, [task], [(p.opts[0], ctx.params[p.name]) for p in ctx.command.params
-                                                  if p.name != "task" and p.name in ctx.params])
+    params = {**ctx.params, **effective}
+    return command_line(ctx.command_path, [task], [(p.opts[0], params[p.name]) for p in ctx.command.params
+                                                  if p.name != "task" and p.name in params])
 
 
 def _check_outputs(files: dict, plot: str | None = None, task: Any = None, folders: dict | None = None,
@@ -266,7 +284,7 @@ def format_summary(s: dict, task: Any = None) -> str:
     seeds = f"seeds {s['seed']}-{s['seed'] + games - 1}" if games else "no games"
     unit = getattr(task, "unit", "game")      # what one game is called: a hand in twentyone
     plural = unit if games == 1 else unit + "s"
-    opponent = f" | evader {s['evader']}" if getattr(task, "uses_evader", True) else ""
+    opponent = f" | evader {s['evader']}" if getattr(task, "uses_evader", True) and s.get("evader") else ""
     lines = [f"{s['task']} | agent {s['agent']}{opponent} | {games} {plural} ({seeds})" + _setup_words(s)]
     if callable(getattr(task, "summary_lines", None)):
         lines += task.summary_lines(s)
@@ -291,7 +309,7 @@ def format_summary(s: dict, task: Any = None) -> str:
 @click.option("--games", "--hands", "games", default=200, show_default=True, type=click.IntRange(1, 100_000),
               help="Games (hands, in twentyone) per agent.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Game i uses seed SEED+i.")
-@click.option("--evader", default="greedy", show_default=True, help="Evader policy.")
+@click.option("--evader", help=EVADER_HELP)
 @click.option("--out", default="results/eval", show_default=True, type=click.Path(file_okay=False),
               help="Output folder (run.json, games.jsonl, results.json, table.md, figures).")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT: play only the games it lacks.")
@@ -338,7 +356,7 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_f
     if set(again) - set(names):
         raise click.BadParameter(f"{', '.join(sorted(set(again) - set(names)))} not in --agents",
                                  param_hint="--replay")
-    registry().get("tasks", task)
+    evader = task_evader(registry().get("tasks", task).obj, evader)      # the task's own when not named
     _check_emergency_seed(emergency, emergency_seed, by_reading)
     _check_outputs({}, folders={"--out": out})
     options = {"student": student, "backend": _backend(student, backend), "k": k, "teacher_url": teacher_url,
@@ -347,7 +365,7 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_f
                "device": chosen_device(device), "dtype": None if dtype == "float32" else dtype, "log": click.echo}
     cfg = EvalConfig(task, list(dict.fromkeys(names)), games, seed, evader, out, resume, start,
                      not no_figures, not quiet, batch, options, _adapters(adapters),
-                     _this_command(task), emergency,
+                     _this_command(task, evader=evader), emergency,
                      seed if emergency_seed is None else emergency_seed, again, function_base=function_base,
                      workers=workers)
     try:
@@ -454,7 +472,7 @@ def _base(task: str, version: str | None = None):
 
 
 @functions.command(name="list")
-@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
+@_task_option()
 @click.option("--version", "version", metavar="VERSION", help="A stored version (ldengine functions versions) "
               "instead of the plugins' modules.")
 @_JSON
@@ -482,7 +500,7 @@ def functions_list(task, version, as_json):
 
 
 @functions.command(name="read")
-@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
+@_task_option()
 @click.option("--version", "version", metavar="VERSION", help="A stored version (ldengine functions versions) "
               "instead of the plugins' modules.")
 @click.option("--proposer", type=click.Choice(sorted(PROPOSERS)), default="encoder", show_default=True,
@@ -533,7 +551,7 @@ def functions_read(task, version, proposer, as_json):
 
 
 @functions.command(name="versions")
-@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
+@_task_option()
 def functions_versions(task):
     """The stored function base versions of TASK (from ldengine distill), with their provenance."""
     registry().get("tasks", task)
@@ -545,7 +563,7 @@ def functions_versions(task):
 
 @functions.command(name="show")
 @click.argument("name")
-@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
+@_task_option()
 def functions_show(name, task):
     """The full manual entry of NAME, with its version and source hash: a function of the
     base, or a stored generated one (ldengine emergencies stored)."""
@@ -565,7 +583,7 @@ def functions_show(name, task):
 
 @cli.command()
 @click.argument("query")
-@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
+@_task_option()
 @click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True,
               help="How many manual entries to show, best first.")
 @click.option("--only-task", is_flag=True, help="Search TASK's functions alone, not the index shared by every task.")
@@ -585,8 +603,7 @@ def retrieve(query, task, k, only_task):
 
 
 @cli.command()
-@click.option("--task", default="pursuit", show_default=True,
-              help="The task; for --method ld several, comma-separated (pursuit,twentyone): one adapter "
+@_task_option(help="The task; for --method ld several, comma-separated (pursuit,twentyone): one adapter "
                    "learns every one's manual and is saved under function_base/adapters/.")
 @click.option("--student", type=click.Path(exists=True), help="Student model (default: SmolLM2-135M-Instruct GGUF).")
 @click.option("--steps", default=24, show_default=True, type=click.IntRange(1, 100_000), help="LoRA training steps.")
@@ -736,7 +753,7 @@ def _adapter_use(manifest: dict, cfg) -> None:
 
 @cli.command()
 @click.argument("text")
-@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
+@_task_option()
 @click.option("--param", "params", multiple=True, metavar="K=V",
               help="A parameter of the rule (repeatable); {K} in TEXT is replaced by its value.")
 @click.option("--kind", help="A registered emergency kind whose rule the text describes: examples are derived "
@@ -906,7 +923,7 @@ def emergencies():
 
 
 @emergencies.command(name="list")
-@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
+@_task_option()
 @_JSON
 def emergencies_list(task, as_json):
     """Each kind: whether it is evaluated (held out of the writing fine-tune) or for training, and its rule."""
@@ -949,7 +966,7 @@ def emergencies_stored(task, as_json):
 
 
 @emergencies.command(name="measure")
-@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
+@_task_option()
 @click.option("--kinds", default="eval", show_default=True,
               help="Comma-separated kind names, or 'eval' (the held-out kinds) or 'all'.")
 @click.option("--seeds", default=10, show_default=True, type=click.IntRange(1, 10_000),
@@ -1241,7 +1258,7 @@ def rules():
 
 @rules.command(name="read")
 @click.argument("text")
-@click.option("--task", default="pursuit", show_default=True, help="The task whose rule language reads TEXT.")
+@_task_option(help="The task whose rule language reads TEXT.")
 @click.option("--adapter", type=click.Path(exists=True, file_okay=False),
               help="The reading adapter (default: the newest promoted `finetune --method read` adapter of the task).")
 @click.option("--margin", default=MARGIN, show_default=True, type=click.FloatRange(0, 50),
@@ -1392,7 +1409,7 @@ def adapters_group():
 
 
 @adapters_group.command(name="list")
-@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
+@_task_option()
 @_JSON
 def adapters_list(task, as_json):
     """Each adapter: its method (ld: selection, kd: moves, write: functions for new rules, read: rules
@@ -1411,7 +1428,7 @@ def adapters_list(task, as_json):
 
 @adapters_group.command(name="show")
 @click.argument("name")
-@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
+@_task_option()
 def adapters_show(name, task):
     """NAME's folder and its manifest (what it was trained on, with which settings, its figures)."""
     item = adapters.find_listed(task, _base(task), name)
@@ -1422,7 +1439,7 @@ def adapters_show(name, task):
 
 @adapters_group.command(name="remove")
 @click.argument("name")
-@click.option("--task", default="pursuit", show_default=True, help=TASK_HELP)
+@_task_option()
 @click.option("--yes", is_flag=True, help="Remove without asking.")
 def adapters_remove(name, task, yes):
     """Delete NAME's folder from the data folder (adapters that ship with the package stay)."""

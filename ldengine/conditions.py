@@ -38,6 +38,7 @@ from typing import Any, Mapping
 
 from ldengine.agents import AgentContext, expert_agent
 from ldengine.cache import cache_root, read_json, write_atomic
+from ldengine.contracts import task_evader
 from ldengine.emergency.rule import Instance, kinds_of, reference_module, with_stage
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
@@ -254,9 +255,9 @@ def check_states(registry: Any, task: Any, base: FunctionBase, stage: str,
     """Inputs of ``stage`` the expert met: games on the open board, and games under each rule
     change the task registers (its teacher's function in force), where obstacles cut moves.
     The task as registered plays them (a rule in force for the run changes nothing here)."""
-    evader = _evader(registry)
     if registry is not None:
         task = registry.get("tasks", task.name).obj
+    evader = _evader(registry, task)
     out: list[Any] = []
     seen = lambda d: out.extend(s.state for s in d.stages if s.stage == stage)  # noqa: E731
     agent = expert_agent(AgentContext(task, base))
@@ -281,11 +282,13 @@ def check_states(registry: Any, task: Any, base: FunctionBase, stage: str,
     return out
 
 
-def _evader(registry: Any) -> Any:
+def _evader(registry: Any, task: Any) -> Any:
+    """The policy of the task's own evader (pursuit: greedy); None for a task without one, or
+    with no registry to find it in."""
     if registry is None:
         return None
     try:
-        return registry.get("evaders", "greedy").obj
+        return registry.policy(task_evader(task))
     except LDEngineError:
         return None
 

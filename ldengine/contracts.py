@@ -65,14 +65,16 @@ class Task(Protocol):
     ``game_steps`` (a game as a generator: lockstep play, verification inputs),
     ``with_emergency``/``emergency``/``custom_emergency`` (new rules), ``starts``
     (named start sets), ``plot``/``trace_result`` (figures), ``kd`` and ``text``
-    (text-answering baselines), ``size``, ``unit``, ``uses_evader``,
+    (text-answering baselines), ``size``, ``unit``, ``uses_evader``, ``evader`` (the name
+    of the registered evader its games are played against when the user names none, e.g.
+    pursuit's ``"greedy"``; absent or None: none, and ``play`` gets None; ``task_evader``),
     ``summary_lines`` and ``eval_*`` (how results are worded)."""
     name: str
     description: str
     pipeline: list[str]
     rules: str
 
-    def play(self, agent: Agent, game_index: int, seed: int, evader: Evader, emit: Callable[[dict], None],
+    def play(self, agent: Agent, game_index: int, seed: int, evader: Evader | None, emit: Callable[[dict], None],
              agent_name: str = "", evader_name: str = "", **options: Any) -> Any: ...
 
     def summarize(self, results: list) -> dict: ...
@@ -154,6 +156,12 @@ class RuleLanguage(Protocol):
     def words(self, program: Any) -> tuple: ...
 
     def notation(self, clause: str) -> tuple: ...
+
+
+def task_evader(task: Any, choice: str | None = None) -> str | None:
+    """The evader ``task``'s games are played against: the user's ``choice`` when given, else
+    the task's own ``evader`` (pursuit: greedy), else None (a task without one, twentyone)."""
+    return choice or getattr(task, "evader", None) or None
 
 
 def members(contract: type) -> list[str]:

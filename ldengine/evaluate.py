@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from ldengine import clock
 from ldengine.cache import write_atomic
+from ldengine.contracts import task_evader
 from ldengine.emergency.rule import under_emergency
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import base_for
@@ -44,11 +45,11 @@ Z95 = 1.959964
 
 @dataclass
 class EvalConfig:
-    task: str = "pursuit"
+    task: str | None = None             # None: the first task registered (Registry.default_task)
     agents: list[str] = field(default_factory=lambda: ["ld", "kd", "student", "expert"])
     games: int = 200
     seed: int = 0
-    evader: str = "greedy"
+    evader: str | None = None           # None: the task's own (its ``evader``; pursuit: greedy), if any
     out: str = "results/eval"
     resume: bool = False
     start: str | None = None            # trajectory figures: a named start of the task ("paper") or game 0's
@@ -74,12 +75,14 @@ class EvalConfig:
 
 def evaluate(registry: Registry, cfg: EvalConfig, log: Callable[[str], None] = print) -> dict:
     """Plays every agent's missing games, then writes results, table and figures."""
-    task = under_emergency(registry, registry.get("tasks", cfg.task).obj, cfg.emergency, cfg.emergency_seed)
-    policy = registry.get("evaders", cfg.evader).obj
+    task_name = cfg.task or registry.default_task()
+    task = under_emergency(registry, registry.get("tasks", task_name).obj, cfg.emergency, cfg.emergency_seed)
+    cfg = dataclasses.replace(cfg, task=task_name, evader=task_evader(task, cfg.evader))   # what plays, as recorded
+    policy = registry.policy(cfg.evader)
     for name in cfg.agents:
         registry.get("agents", name)
     if cfg.function_base:       # a wrong version is the user's error, not every agent's "not run"
-        base_for(registry, cfg.task, cfg.function_base)
+        base_for(registry, task_name, cfg.function_base)
     if cfg.start and cfg.start not in getattr(task, "starts", {}):
         known = ", ".join(getattr(task, "starts", {})) or "none"
         raise LDEngineError(f"task {cfg.task!r} has no start named {cfg.start!r} (known: {known})")
@@ -102,7 +105,7 @@ def _open_run(out: Path, cfg: EvalConfig, task: Any = None) -> dict:
                             "or choose another --out")
     if cfg.resume and manifest.exists():
         run = json.loads(manifest.read_text(encoding="utf-8"))
-        if run.get("config") != cfg.key():
+        if not _same_run(run.get("config"), cfg.key()):
             raise LDEngineError(f"--resume: {out} holds a run of {run.get('config')}, not {cfg.key()}")
         run["agents"] = list(dict.fromkeys(cfg.agents + run["agents"]))  # this command's order first
         run.setdefault("commands", []).append(cfg.command)
@@ -115,6 +118,14 @@ def _open_run(out: Path, cfg: EvalConfig, task: Any = None) -> dict:
                "python": sys.version.split()[0], "created": _now()}
     _save_run(out, run)
     return run
+
+
+def _same_run(recorded: Any, key: dict) -> bool:
+    """Does the run recorded in ``run.json`` have this config? A task played against no evader
+    matches a run recorded before tasks said so (its config names the evader then defaulted to)."""
+    if isinstance(recorded, dict) and key.get("evader") is None and recorded.get("evader") is not None:
+        recorded = {**recorded, "evader": None}
+    return recorded == key
 
 
 def _forget(out: Path, run: dict, agents: list[str], log: Callable[[str], None]) -> None:
@@ -216,7 +227,8 @@ def _play_todo(task, agent, policy, cfg, name, todo, fh) -> dict | None:
             rows = play_on_workers(games, todo, cfg.workers, per_worker)
         else:
             rows = (game_row(name, played) for played in play_games(
-                task, agent, todo, policy, Emitter(None), name, cfg.evader, cfg.batch, on_round=round_progress(bar)))
+                task, agent, todo, policy, Emitter(None), name, cfg.evader or "", cfg.batch,
+                on_round=round_progress(bar)))
         for row in rows:
             fh.write(json.dumps(row) + "\n")
             fh.flush()
@@ -228,7 +240,7 @@ def _play_todo(task, agent, policy, cfg, name, todo, fh) -> dict | None:
 def _trajectory(task, agent, policy, cfg, name, path: Path) -> None:
     """One more game, from the figure start, drawn (not counted in the table)."""
     start = task.starts[cfg.start] if cfg.start else None
-    played = next(play_games(task, agent, [(0, cfg.seed)], policy, Emitter(None), name, cfg.evader,
+    played = next(play_games(task, agent, [(0, cfg.seed)], policy, Emitter(None), name, cfg.evader or "",
                              1, start))
     if played.result is not None and hasattr(task, "plot"):
         result, where = played.result, f"seed {cfg.seed}"
@@ -236,7 +248,8 @@ def _trajectory(task, agent, policy, cfg, name, path: Path) -> None:
             # not game 0 of the table (that one starts from seed 0's random cells): say where it started
             result = dataclasses.replace(result, game=f"from the start '{cfg.start}'")
             where = f"start '{cfg.start}', a figure game, not one of the table's"
-        task.plot(result, str(path), f"{name} vs {cfg.evader} evader ({where})")
+        opponent = f" vs {cfg.evader} evader" if cfg.evader else ""
+        task.plot(result, str(path), f"{name}{opponent} ({where})")
 
 
 def _identity(agent: Any) -> dict:
@@ -298,7 +311,7 @@ def summarize(name: str, run: dict, rows: list[dict], task: Any = None) -> dict:
     if out["errors"]:
         out["error_examples"] = sorted({r["error"] for r in rows if r["outcome"] == "error"})[:5]
     out["missing_games"] = run["config"]["games"] - len(rows)
-    out["seed"], out["evader"] = run["config"]["seed"], run["config"]["evader"]
+    out["seed"], out["evader"] = run["config"]["seed"], run["config"].get("evader")
     out.update(run.get("identities", {}).get(name, {}))
     if name in run.get("agent_stats", {}):
         out["agent_stats"] = run["agent_stats"][name]      # over the games the last command played
@@ -390,7 +403,8 @@ def _table_note(results: dict, task: Any) -> str:
     note = getattr(task, "eval_note", None)
     if note:
         return f"{config['task']}, {seeds}; {note}"
-    return (f"{config['task']}, evader {config['evader']}, {seeds}; 95% intervals: Wilson for rates, "
+    opponent = f", evader {config['evader']}" if config.get("evader") else ""
+    return (f"{config['task']}{opponent}, {seeds}; 95% intervals: Wilson for rates, "
             "normal approximation for steps.")
 
 
@@ -428,7 +442,7 @@ def outcome_figure(results: dict, task: Any = None):
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share of games (whiskers: 95% Wilson interval)")
     config = results["manifest"]["config"]
-    opponent = f", {config['evader']} evader" if getattr(task, "uses_evader", True) else ""
+    opponent = f", {config['evader']} evader" if getattr(task, "uses_evader", True) and config.get("evader") else ""
     ax.set_title(f"{config['task']}: outcomes per agent, seeds {config['seed']}-"
                  f"{config['seed'] + config['games'] - 1}{opponent}")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))

@@ -30,14 +30,15 @@ from ldengine.ld import RetrieverProvider, SelectionExample, selection_examples,
 from ldengine.reading import reading_examples
 from ldengine.rulelang import Namer, clause_training, read
 from ldengine.models import load_student
-from ldengine.registry import Registry
+from ldengine.contracts import task_evader
+from ldengine.registry import Registry, default_task
 from ldengine.retriever import Encoder, Retriever
 from ldengine.version import __version__
 
 
 @dataclass
 class FinetuneConfig:
-    task: str = "pursuit"
+    task: str = field(default_factory=default_task)     # default: the first task registered (pursuit)
     student: str | None = None          # None: the default student (SmolLM2 GGUF)
     steps: int = 24
     batch_size: int = 8
@@ -222,10 +223,10 @@ def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None, p
     base = FunctionBase.build(cfg.task, registry.modules_for(cfg.task))
     retriever = retriever or Retriever.for_library(base, registry)
     provider = RetrieverProvider(task, base, retriever, cfg.k)
-    greedy = registry.get("evaders", "greedy").obj
+    evader = registry.policy(task_evader(task))        # the task's own (pursuit: greedy; None without one)
     bar = f"{cfg.task}: " if progress else ""
-    train_pairs = stage_inputs(task, base, greedy, cfg.train_seeds, bar and bar + "training games")
-    held_pairs = stage_inputs(task, base, greedy, cfg.heldout_seeds, bar and bar + "held-out games")
+    train_pairs = stage_inputs(task, base, evader, cfg.train_seeds, bar and bar + "training games")
+    held_pairs = stage_inputs(task, base, evader, cfg.heldout_seeds, bar and bar + "held-out games")
     train = selection_examples(task, base, provider, train_pairs, shuffle_seed=cfg.seed,
                                desc=bar and bar + "training selections")
     held = selection_examples(task, base, provider, held_pairs, desc=bar and bar + "held-out selections")
@@ -236,10 +237,10 @@ def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None, p
     if cfg.emergency_seeds and hasattr(task, "with_emergency"):
         encoder = getattr(retriever, "encoder", None)
         train += emergency_selection_examples(registry, task, kinds_of(registry, cfg.task, "train"),
-                                              cfg.emergency_seeds, greedy, cfg.k, cfg.emergency_steps,
+                                              cfg.emergency_seeds, evader, cfg.k, cfg.emergency_steps,
                                               cfg.seed + 1, encoder, desc=bar and bar + "emergency training games")
         emergency_held = emergency_selection_examples(registry, task, kinds_of(registry, cfg.task, "eval"),
-                                                      cfg.emergency_seeds, greedy, cfg.k, cfg.emergency_steps,
+                                                      cfg.emergency_seeds, evader, cfg.k, cfg.emergency_steps,
                                                       encoder=encoder, desc=bar and bar + "emergency held-out games")
     train = weighted(train, base, cfg.alternatives_weight, cfg.balance_cap) + reading
     return base, retriever, train, held, emergency_held, reading_held
@@ -454,9 +455,9 @@ def finetune_kd(registry: Registry, cfg: FinetuneConfig, progress: bool = True, 
     if eval_every and not cfg.out:
         raise LDEngineError("a learning curve (--eval-every) needs --out, the folder its checkpoints go to")
     base = FunctionBase.build(cfg.task, registry.modules_for(cfg.task))
-    greedy = registry.get("evaders", "greedy").obj
-    train = kd.move_examples(task, base, greedy, cfg.train_seeds)
-    held = kd.move_examples(task, base, greedy, cfg.heldout_seeds)
+    evader = registry.policy(task_evader(task))        # the task's own (pursuit: greedy; None without one)
+    train = kd.move_examples(task, base, evader, cfg.train_seeds)
+    held = kd.move_examples(task, base, evader, cfg.heldout_seeds)
     log(f"data: {len(train)} training moves from {len(cfg.train_seeds)} expert games, "
         f"{len(held)} held-out moves from {len(cfg.heldout_seeds)}")
     digest = hashlib.sha256(json.dumps([(e.question, e.answer) for e in train]).encode()).hexdigest()

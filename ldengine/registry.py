@@ -155,5 +155,22 @@ class Registry:
             raise UnknownNameError(f"unknown {singular} {name!r} (known: {known})")
         return table[name]
 
+    def default_task(self) -> str:
+        """The task a command plays when the user names none: the first one registered (the
+        built-in plugins register first, pursuit before twentyone: ``plugins.DEFAULT_PLUGINS``)."""
+        if not self.tasks:
+            raise UnknownNameError("no task is registered (ldengine plugins shows what loaded)")
+        return next(iter(self.tasks))
+
+    def policy(self, evader: str | None) -> Any:
+        """The registered evader ``evader``'s policy; None for no evader (a task without one)."""
+        return None if evader is None else self.get("evaders", evader).obj
+
     def modules_for(self, task: str) -> list[ModuleSource]:
         return [m for m in self.modules if m.task == task]
+
+
+def default_task() -> str:
+    """The first task registered (``Registry.default_task``), for a configuration made without
+    a registry at hand; it loads the plugins."""
+    return Registry.load().default_task()

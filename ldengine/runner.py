@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ldengine import clock
 from ldengine.agents import AgentContext
-from ldengine.contracts import Agent, Evader, Task, require
+from ldengine.contracts import Agent, Evader, Task, require, task_evader
 from ldengine.emergency.rule import under_emergency
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase, base_for
@@ -30,11 +30,11 @@ from ldengine.sandbox import Sandbox, SandboxResult
 
 @dataclass
 class RunConfig:
-    task: str = "pursuit"
+    task: str | None = None             # None: the first task registered (Registry.default_task)
     agent: str = "expert"
     games: int = 1
     seed: int = 0
-    evader: str = "greedy"
+    evader: str | None = None           # None: the task's own (its ``evader``; pursuit: greedy), if any
     trace: str | None = None
     audit: str | None = None
     progress: bool = True
@@ -79,8 +79,10 @@ def build_agent(registry: Registry, task: Task, agent: str, options: dict | None
 
 
 def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
-    task = under_emergency(registry, registry.get("tasks", cfg.task).obj, cfg.emergency, cfg.emergency_seed)
-    policy = registry.get("evaders", cfg.evader).obj
+    name = cfg.task or registry.default_task()
+    task = under_emergency(registry, registry.get("tasks", name).obj, cfg.emergency, cfg.emergency_seed)
+    cfg = replace(cfg, task=name, evader=task_evader(task, cfg.evader))   # what plays, as the summary says
+    policy = registry.policy(cfg.evader)
     results, interrupted, start = [], False, clock.now()
     with ExitStack() as stack:
         agent, base = build_agent(registry, task, cfg.agent, cfg.options, _auditor(stack, cfg.audit),
@@ -92,7 +94,7 @@ def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
         bar = stack.enter_context(_progress(cfg))
         games = [(i, cfg.seed + i) for i in range(cfg.games)]
         try:
-            for played in play_games(task, agent, games, policy, emit, cfg.agent, cfg.evader, cfg.batch,
+            for played in play_games(task, agent, games, policy, emit, cfg.agent, cfg.evader or "", cfg.batch,
                                      on_round=round_progress(bar)):
                 if played.error:
                     raise LDEngineError(f"game {played.game} (seed {played.seed}) failed: {played.error}")
@@ -105,7 +107,7 @@ def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
     return RunOutcome(summary, results, interrupted)
 
 
-def play_games(task: Task, agent: Agent, games: list[tuple[int, int]], policy: Evader, emit: "Emitter",
+def play_games(task: Task, agent: Agent, games: list[tuple[int, int]], policy: Evader | None, emit: "Emitter",
                agent_name: str = "", evader_name: str = "", batch: int | None = None, start: dict | None = None,
                on_round: Callable[[int, int], None] | None = None) -> Iterator["Played"]:
     """Play ``games`` ((index, seed) pairs); yield a ``Played`` as each game ends.
@@ -141,7 +143,7 @@ def play_games(task: Task, agent: Agent, games: list[tuple[int, int]], policy: E
         yield played
 
 
-def _play_side_by_side(task: Any, agent: Agent, games: list[tuple[int, int]], policy: Evader, emit: "Emitter",
+def _play_side_by_side(task: Any, agent: Agent, games: list[tuple[int, int]], policy: Evader | None, emit: "Emitter",
                        agent_name: str, evader_name: str, batch: int, start: dict | None,
                        on_round: Callable[[int, int], None] | None = None) -> Iterator["Played"]:
     waiting = list(games)
@@ -236,7 +238,7 @@ def header_line(cfg: RunConfig, agent: Any) -> str:
     """One line saying what is about to play: games and seeds, agent, student and adapter, base, emergency."""
     s = _setup(cfg, agent)
     words = [f"{cfg.games} game{'s' if cfg.games != 1 else ''} of {cfg.task} (seeds {cfg.seed}-"
-             f"{cfg.seed + cfg.games - 1}), agent {cfg.agent}, evader {cfg.evader}"]
+             f"{cfg.seed + cfg.games - 1}), agent {cfg.agent}" + (f", evader {cfg.evader}" if cfg.evader else "")]
     if s["student"]:
         words.append(f"student {s['student']} ({s['dtype']}), adapter {Path(s['adapter']).name if s['adapter'] else 'none'}")
     if cfg.function_base:

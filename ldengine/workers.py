@@ -29,7 +29,7 @@ class Games:
     """What a worker needs to build the agent and play (it crosses a process boundary)."""
     task: str
     agent: str
-    evader: str
+    evader: str | None          # None: a task played against no evader
     emergency: str | None = None
     emergency_seed: int = 0
     options: dict = field(default_factory=dict)
@@ -55,15 +55,15 @@ def _start(games: Games, threads: int) -> None:
     registry = Registry.load()
     task = under_emergency(registry, registry.get("tasks", games.task).obj, games.emergency, games.emergency_seed)
     agent, _ = build_agent(registry, task, games.agent, games.options, version=games.version)
-    _here.update(task=task, agent=agent, policy=registry.get("evaders", games.evader).obj, games=games)
+    _here.update(task=task, agent=agent, policy=registry.policy(games.evader), games=games)
 
 
 def _play(chunk: list[tuple[int, int]]) -> tuple[int, list[dict], dict]:
     """(this worker's pid, the rows of ``chunk``'s games, the agent's statistics so far)."""
     task, agent, policy, games = _here["task"], _here["agent"], _here["policy"], _here["games"]
     rows = [game_row(games.agent, played)
-            for played in play_games(task, agent, chunk, policy, Emitter(None), games.agent, games.evader,
-                                     games.batch)]
+            for played in play_games(task, agent, chunk, policy, Emitter(None), games.agent,
+                                     games.evader or "", games.batch)]
     stats = agent.stats() if callable(getattr(agent, "stats", None)) else {}
     return os.getpid(), rows, stats
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ldengine.agents import AgentContext, expert_agent
+from ldengine.contracts import task_evader
 from ldengine.errors import LDEngineError, ManualError, SandboxCompileError
 from ldengine.functionbase import FunctionBase
 from ldengine.runner import Emitter, play_games
@@ -162,7 +163,7 @@ def check_games(registry: Any, task: Any, base: FunctionBase, games: int) -> Che
     errors: list[str] = []
     agent.observers.append(lambda decision: errors.extend(
         f"{s.chosen} (stage {s.stage}) failed: {s.result.error}" for s in decision.stages if not s.result.ok))
-    evader_name, policy = default_evader(registry)
+    evader_name, policy = default_evader(registry, task)
     problems: list[str] = []
     outcomes: Counter[str] = Counter()
     violations = 0
@@ -196,11 +197,12 @@ def _task_checks(task: Any, base: FunctionBase) -> list[Check]:
     return [Check("task", not problems, _clip(problems))]
 
 
-def default_evader(registry: Any) -> tuple[str | None, Any]:
-    """The greedy evader when there is one (the default of run and eval), else the first."""
-    if not registry.evaders:
+def default_evader(registry: Any, task: Any) -> tuple[str | None, Any]:
+    """The task's own evader, as run and eval play against when none is named (pursuit:
+    greedy), and its policy; (None, None) for a task without one or one not registered."""
+    name = task_evader(task)
+    if name is None or name not in registry.evaders:
         return None, None
-    name = "greedy" if "greedy" in registry.evaders else sorted(registry.evaders)[0]
     return name, registry.evaders[name].obj
 
 

@@ -48,7 +48,7 @@ def build_prompt(registry: Any, task: Any, rules: str) -> str:
 def interface(registry: Any, task: Any) -> str:
     """A state the first stage receives and, from the installed base, the action the last returns."""
     try:
-        steps = task.game_steps(0, SAMPLE_SEED, default_evader(registry)[1], lambda record: None)
+        steps = task.game_steps(0, SAMPLE_SEED, default_evader(registry, task)[1], lambda record: None)
         state = json.loads(json.dumps(next(steps)))
         steps.close()
     except Exception:  # a task without game_steps: the prompt goes without the example

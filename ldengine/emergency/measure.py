@@ -35,7 +35,7 @@ def measure(registry: Any, task: str, kinds: list[Any], seeds: list[int], attemp
                            reader=reader)[kind.name]
         log(f"{kind.name}: functions {'read' if by_reading else 'written'} passed for "
             f"{rates['passed']}/{rates['seeds']} seeds")
-        cfg = EvalConfig(task, ["ld", "expert"], games, seed, "greedy", str(out / kind.name), resume=True,
+        cfg = EvalConfig(task, ["ld", "expert"], games, seed, None, str(out / kind.name), resume=True,
                          figures=False, progress=progress, options=options, emergency=kind.name,
                          emergency_seed=emergency_seed,
                          command=f"ldengine emergencies measure --task {task} (kind {kind.name})")

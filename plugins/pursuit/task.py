@@ -59,6 +59,7 @@ class PursuitTask:
     name = "pursuit"
     description = "three pursuers must surround an evader on a 21x21 board"
     pipeline = list(STAGES)
+    evader = "greedy"           # the evader a run plays against when the user names none (--evader)
 
     def __init__(self, size: int = 21, emergency: Any = None):
         self.size, self.emergency = size, emergency

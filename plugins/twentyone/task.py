@@ -65,6 +65,7 @@ class TwentyOneTask:
     eval_note = ("95% intervals: Wilson for rates, normal approximation for the expected return; agreement: "
                  "share of the agent's choices that the optimal policy makes too.")
     uses_evader = False
+    evader = None           # no evader: ``play`` gets None unless the user names one (and ignores it)
 
     def play(self, agent: Any, game_index: int, seed: int, evader: Callable = None, emit: Emit = lambda r: None,
              agent_name: str = "", evader_name: str = "", start: dict | None = None) -> HandResult:
