@@ -55,9 +55,10 @@ def default_model_name(student: Any, adapter: str | None) -> str:
               show_default=True, help="Seconds a request's line and headers may take to arrive, from the connection "
                                       "opening or its previous answer (then the connection is closed).")
 @click.option("--max-connections", type=click.IntRange(1, 60000), default=Limits.connections, show_default=True,
-              help="Connections open at once; more are closed as soon as they are accepted.")
+              help="Connections open at once; a newcomer beyond it closes the one waiting longest for its "
+                   "headers (or is closed itself when all are inside a request).")
 @click.option("--max-connections-per-client", type=click.IntRange(1, 60000), default=Limits.per_client,
-              show_default=True, help="Connections open at once from one client address.")
+              show_default=True, help="Connections open at once from one client address (the same rule among them).")
 def serve_command(student: str | None, adapter: str | None, host: str, port: int, api_key: str | None,
                   model_name: str | None, dtype: str, device: str, max_read_tokens: int, max_written_tokens: int,
                   request_timeout: float, queue_timeout: float, max_requests: int, body_timeout: float,

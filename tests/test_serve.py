@@ -264,7 +264,13 @@ BAD_REQUESTS = [  # (what, method, path, raw body or changes to a good body, sta
     ("temperature as text", "POST", "/chat/completions", {"temperature": "hot"}, 400),
     ("sampling asked (temperature 0.7)", "POST", "/chat/completions", {"temperature": 0.7}, 400),
     ("sampling asked (top_p 0.9)", "POST", "/completions", {"top_p": 0.9}, 400),
-    ("streaming", "POST", "/chat/completions", {"stream": True}, 400),
+    ("stream as text", "POST", "/chat/completions", {"stream": "yes"}, 400),
+    ("stream_options without a stream", "POST", "/chat/completions", {"stream_options": {"include_usage": True}}, 400),
+    ("an unknown stream option", "POST", "/chat/completions", {"stream": True, "stream_options": {"x": 1}}, 400),
+    ("a streamed echo", "POST", "/completions", {"stream": True, "echo": True}, 400),
+    ("a stream of two prompts", "POST", "/completions", {"stream": True, "prompt": ["a", "b"]}, 400),
+    ("a streamed selection", "POST", "/ldengine/selections", {"stream": True, "items": [{"query": "q",
+                                                                                        "options": ["a", "b"]}]}, 400),
     ("two answers", "POST", "/chat/completions", {"n": 2}, 400),
     ("no model", "POST", "/chat/completions", {"model": DROP}, 400),
     ("an unknown model", "POST", "/chat/completions", {"model": "gpt-9"}, 404),
@@ -414,10 +420,12 @@ def test_a_stalled_body_gets_408_within_the_body_timeout(served):
 
 def test_slow_headers_and_idle_sockets_are_closed_and_authorised_clients_served(served, caplog):
     """Issue 34: a client sending its headers a byte at a time, or opening sockets and saying
-    nothing, held them open for ever. Now a connection without a whole request line and headers
-    within the header timeout (1 s here) is closed; one beyond the per-client cap (3 here) is
-    closed when accepted, before a byte is read, and 20 such refusals write one log line; once
-    they are gone, a request with the key is answered."""
+    nothing, held them open for ever, and a cap per address alone would lock out a user who
+    shares the flood's address (loopback). Now a connection without a whole request line and
+    headers within the header timeout (1 s here) is closed; a connection beyond the per-client
+    cap (3 here) closes the one of that address that has waited longest for its headers, and
+    20 such closings write one log line; a request with the key is answered while the flood's
+    sockets fill the cap."""
     with another_server(served, api_key="k3y", header_s=1.0, per_client=3) as (quick, _):
         parts = urllib.parse.urlsplit(quick.url)
         address = (parts.hostname, parts.port)
@@ -427,21 +435,40 @@ def test_slow_headers_and_idle_sockets_are_closed_and_authorised_clients_served(
         assert slow.recv(100) == b""                      # closed by the server
         assert 0.9 <= time.monotonic() - start < 10
         slow.close()
-        idle = [socket.create_connection(address, timeout=30) for _ in range(3)]
         with caplog.at_level(logging.WARNING, logger="ldengine.serving.guard"):
-            beyond = [socket.create_connection(address, timeout=30) for _ in range(20)]
+            idle = [socket.create_connection(address, timeout=30) for _ in range(23)]
             start = time.monotonic()
-            assert all(s.recv(100) == b"" for s in beyond) and time.monotonic() - start < 0.9   # at once
-        for sock in beyond:
+            assert all(s.recv(100) == b"" for s in idle[:20]) and time.monotonic() - start < 0.9   # at once
+            status, answer = quick.call("GET", "/models", headers={"Authorization": "Bearer k3y"})
+            assert status == 200 and answer["data"][0]["id"] == quick.model          # the cap is full: served
+        refused = [r for r in caplog.records if "closed" in r.getMessage()]
+        assert len(refused) == 1, [r.getMessage() for r in refused]       # 21 closings, one line
+        assert "waited longest" in refused[0].getMessage()
+        for sock in idle[20:]:
+            assert sock.recv(100) == b""                  # the last three: one to make room, two at the deadline
             sock.close()
-        refused = [r for r in caplog.records if "closed:" in r.getMessage()]
-        assert len(refused) == 1, [r.getMessage() for r in refused]       # 20 refusals, one line
-        for sock in idle:
-            assert sock.recv(100) == b""                  # each at its header deadline
+        assert time.monotonic() - start < 10
+        for sock in idle[:20]:
             sock.close()
-        status, answer = quick.call("GET", "/models", headers={"Authorization": "Bearer k3y"})
-        assert status == 200 and answer["data"][0]["id"] == quick.model
         assert quick.call("GET", "/models")[0] == 401
+
+
+def test_a_connection_beyond_the_cap_is_closed_when_the_others_are_inside_requests(served):
+    """When every connection of an address is inside a request (here: one whose body is still
+    arriving), a newcomer beyond the cap (1 here) is closed at once, before a byte is read;
+    the request in progress goes on (408 when its body stops)."""
+    with another_server(served, header_s=5.0, body_s=2.0, per_client=1) as (quick, _):
+        parts = urllib.parse.urlsplit(quick.url)
+        address = (parts.hostname, parts.port)
+        with socket.create_connection(address, timeout=30) as busy:
+            busy.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b'Content-Length: 100\r\n\r\n{"model": ')
+            time.sleep(0.3)                                 # its headers are read: it is inside a request
+            with socket.create_connection(address, timeout=30) as newcomer:
+                start = time.monotonic()
+                assert newcomer.recv(100) == b"" and time.monotonic() - start < 0.9
+            assert busy.makefile("rb").read().startswith(b"HTTP/1.1 408")
+        assert quick.call("GET", "/models")[0] == 200
 
 
 def test_refusals_are_logged_at_most_once_a_period_with_the_count_held_back(caplog):
@@ -658,6 +685,103 @@ def test_the_openai_client_talks_to_the_server(served):
         assert len(text.choices[0].logprobs.top_logprobs[0]) == 5
         with pytest.raises(openai.NotFoundError):
             client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "hi"}])
+
+
+STREAMED = [  # (what, path, fields): each answered streamed and whole, the pieces must add up to the whole
+    ("chat", "/chat/completions", {"messages": [{"role": "user", "content": "Name three colours."}],
+                                   "max_tokens": 24, "logprobs": True, "top_logprobs": 2}),
+    ("chat cut at a stop string", "/chat/completions",
+     {"messages": [{"role": "user", "content": "Count from one to ten in words."}], "max_tokens": 40,
+      "stop": [" four", "ive"]}),
+    ("chat in characters of several tokens", "/chat/completions",
+     {"messages": [{"role": "user", "content": "Write 'Grüße aus Köln ☕ 日本語' again."}], "max_tokens": 30}),
+    ("completion", "/completions", {"prompt": "The rules of the game are", "max_tokens": 20, "logprobs": 2}),
+]
+
+
+def streamed(served: Served, path: str, body: dict) -> tuple[int, list]:
+    """(status, the events' JSON payloads, ``"[DONE]"`` for the last) of a streamed request."""
+    parts = urllib.parse.urlsplit(served.url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    connection.request("POST", parts.path + path, body=json.dumps({**body, "stream": True}).encode(),
+                       headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    if response.status != 200:
+        return response.status, [json.loads(response.read())]
+    assert response.getheader("content-type").startswith("text/event-stream")
+    events = [line[6:] for line in response.read().decode().split("\n") if line.startswith("data: ")]
+    connection.close()
+    return 200, [e if e == "[DONE]" else json.loads(e) for e in events]
+
+
+@pytest.mark.parametrize("what, path, fields", STREAMED, ids=[s[0] for s in STREAMED])
+def test_a_streamed_answer_adds_up_to_the_whole_one(served, what, path, fields):
+    """Issue 36: ``"stream": true`` was refused. Now the answer comes as server-sent events
+    whose pieces, put together, are the unstreamed answer: same text (whole characters only,
+    a stop string never sent), same tokens' log-probabilities, same finish_reason."""
+    body = {"model": served.model, **fields}
+    status, whole = served.call("POST", path, body)
+    assert status == 200, whole
+    status, events = streamed(served, path, {**body, "stream_options": {"include_usage": True}})
+    assert status == 200 and events[-1] == "[DONE]", events
+    chunks, usage = events[:-2], events[-2]
+    assert usage["choices"] == [] and usage["usage"] == whole["usage"]
+    choices = [c["choices"][0] for c in chunks]
+    if path == "/chat/completions":
+        assert choices[0]["delta"]["role"] == "assistant" and chunks[0]["object"] == "chat.completion.chunk"
+        pieces = [c["delta"].get("content", "") for c in choices]
+        assert "".join(pieces) == whole["choices"][0]["message"]["content"]
+        tokens = [t for c in choices if c["logprobs"] for t in c["logprobs"]["content"]]
+        expected = whole["choices"][0]["logprobs"]
+        assert tokens == (expected["content"] if expected else [])
+    else:
+        pieces = [c["text"] for c in choices]
+        assert "".join(pieces) == whole["choices"][0]["text"]
+        assert [t for c in choices for t in c["logprobs"]["tokens"]] == whole["choices"][0]["logprobs"]["tokens"]
+        assert [o for c in choices for o in c["logprobs"]["text_offset"]] == \
+            whole["choices"][0]["logprobs"]["text_offset"]
+    assert all("\ufffd" not in p for p in pieces) and len([p for p in pieces if p]) > 1
+    assert [c["finish_reason"] for c in choices] == [None] * (len(choices) - 1) + [whole["choices"][0]["finish_reason"]]
+    assert len({c["id"] for c in chunks}) == 1
+
+
+def test_the_openai_client_reads_a_stream(served):
+    """The official ``openai`` client reads both streams, and a streamed refusal raises as an
+    unstreamed one does."""
+    import openai
+    with openai.OpenAI(base_url=served.url, api_key="unused", max_retries=0) as client:
+        messages = [{"role": "user", "content": "Name a colour."}]
+        whole = client.chat.completions.create(model=served.model, max_tokens=8, messages=messages)
+        stream = client.chat.completions.create(model=served.model, max_tokens=8, messages=messages, stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in stream) == whole.choices[0].message.content
+        text = client.completions.create(model=served.model, prompt="Rules:", max_tokens=6)
+        stream = client.completions.create(model=served.model, prompt="Rules:", max_tokens=6, stream=True)
+        assert "".join(c.choices[0].text for c in stream) == text.choices[0].text
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model=served.model, max_tokens=10 ** 9, messages=messages, stream=True)
+
+
+def test_a_stream_stops_writing_when_the_client_goes(served):
+    """A client that closes the connection mid-stream frees the model: writing stops at the
+    next token, and the next request is answered at once."""
+    body = {"model": served.model, "prompt": "Once upon a time", "max_tokens": 250, "stream": True}
+    parts = urllib.parse.urlsplit(served.url)
+    before = served.student.usage["tokens"]
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
+        raw = json.dumps(body).encode()
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(raw)}\r\n\r\n".encode() + raw)
+        received = b""
+        while b"data: " not in received:                  # the headers may come apart from the first event
+            chunk = sock.recv(4096)
+            assert chunk, received
+            received += chunk
+    start = time.monotonic()
+    while served.student.usage["tokens"] == before and time.monotonic() - start < 60:
+        time.sleep(0.05)                                             # counted when its writing ends
+    assert time.monotonic() - start < 5                              # not after 250 tokens (~15 s)
+    assert served.student.usage["tokens"] - before < 40              # its prompt and a few tokens, not 250
+    assert served.call("POST", "/completions", {"model": served.model, "prompt": "a", "max_tokens": 1})[0] == 200
 
 
 def test_distill_against_the_served_student_fails_with_a_report_and_stores_nothing(served, monkeypatch, tmp_path):

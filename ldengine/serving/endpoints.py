@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 
 from ldengine.serving.limits import RequestError
 from ldengine.serving.model import Completion, ServedModel, Token, common_prefix_length
@@ -48,15 +49,19 @@ def model_info(model: ServedModel) -> dict:
             "selection_layout": getattr(student, "layout", "joint"), "selections": SELECTIONS_PATH}
 
 
-def _usage(prompt: int, completion: int) -> dict:
+def usage(prompt: int, completion: int) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def _envelope(kind: str, model: ServedModel, choices: list[dict], prompt: int, completion: int) -> dict:
-    prefix = "chatcmpl" if kind == "chat.completion" else "cmpl"
-    return {"id": f"{prefix}-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()),
-            "model": model.name, "system_fingerprint": _fingerprint(model), "choices": choices,
-            "usage": _usage(prompt, completion)}
+def envelope(kind: str, model: ServedModel, choices: list[dict], prompt: int | None = None,
+             completion: int = 0) -> dict:
+    """An answer's outer fields; ``usage`` when ``prompt`` is given (a stream's chunks have none)."""
+    prefix = "chatcmpl" if kind.startswith("chat.completion") else "cmpl"
+    answer = {"id": f"{prefix}-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()),
+              "model": model.name, "system_fingerprint": _fingerprint(model), "choices": choices}
+    if prompt is not None:
+        answer["usage"] = usage(prompt, completion)
+    return answer
 
 
 def _fingerprint(model: ServedModel) -> str:
@@ -65,9 +70,20 @@ def _fingerprint(model: ServedModel) -> str:
     return f"ldengine-{model.student.model_hash[:12]}-{adapter[:12] if adapter else 'base'}"
 
 
-def chat_completion(body: dict, model: ServedModel) -> dict:
-    """``POST /v1/chat/completions``."""
-    common_options(body, model)
+@dataclass
+class Writing:
+    """A request to write after one prompt, checked: its tokens, how much to write, where to
+    stop, and which log-probabilities to give (``top_n`` alternatives; ``logprobs``: any)."""
+    ids: list[int]
+    max_tokens: int
+    stops: list[str]
+    top_n: int
+    logprobs: bool
+
+
+def chat_request(body: dict, model: ServedModel, streamed: bool = False) -> Writing:
+    """A chat request's fields, checked against the model and its budget before any pass."""
+    common_options(body, model, streamed)
     messages, stops, max_tokens = chat_messages(body), stop_strings(body), max_tokens_asked(body, model)
     want_logprobs = get_field(body, "logprobs", bool, False)
     top_n = ranged_field(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS)
@@ -76,12 +92,23 @@ def chat_completion(body: dict, model: ServedModel) -> dict:
     ids = model.chat_ids(messages)
     check_length(model, ids, max_tokens)
     check_budget(model, len(ids), max_tokens)
+    return Writing(ids, max_tokens, stops, top_n, want_logprobs)
+
+
+def chat_completion(body: dict, model: ServedModel) -> dict:
+    """``POST /v1/chat/completions``."""
+    asked = chat_request(body, model)
     with model.serving():
-        done = model.generate(ids, max_tokens, stops, top_n)
+        done = model.generate(asked.ids, asked.max_tokens, asked.stops, asked.top_n)
     choice = {"index": 0, "message": {"role": "assistant", "content": done.text},
-              "logprobs": {"content": [_chat_logprob(t, model) for t in done.tokens]} if want_logprobs else None,
+              "logprobs": chat_logprobs(done.tokens, model) if asked.logprobs else None,
               "finish_reason": done.finish_reason}
-    return _envelope("chat.completion", model, [choice], len(ids), len(done.tokens))
+    return envelope("chat.completion", model, [choice], len(asked.ids), len(done.tokens))
+
+
+def chat_logprobs(tokens: list[Token], model: ServedModel) -> dict:
+    """The chat API's ``logprobs`` of ``tokens``."""
+    return {"content": [_chat_logprob(t, model) for t in tokens]}
 
 
 def _chat_logprob(token: Token, model: ServedModel) -> dict:
@@ -109,9 +136,9 @@ def completion(body: dict, model: ServedModel) -> dict:
         done = _written(model, rows, max_tokens, stops, top_n or 0)
         echoed = _echoed(model, rows, prompts, top_n) if echo else [([], "")] * len(rows)
     choices = [{"index": i, "text": text + d.text, "finish_reason": d.finish_reason,
-                "logprobs": _legacy_logprobs(tokens + d.tokens) if top_n is not None else None}
+                "logprobs": legacy_logprobs(tokens + d.tokens) if top_n is not None else None}
                for i, ((tokens, text), d) in enumerate(zip(echoed, done))]
-    return _envelope("text_completion", model, choices, sum(len(r) for r in rows),
+    return envelope("text_completion", model, choices, sum(len(r) for r in rows),
                      sum(len(d.tokens) for d in done))
 
 
@@ -150,10 +177,10 @@ def _one_token(token: Token, model: ServedModel, stops: list[str], prompt_tokens
     return model.finish([token], stops, "length", prompt_tokens)
 
 
-def _legacy_logprobs(tokens: list[Token]) -> dict:
+def legacy_logprobs(tokens: list[Token], offset: int = 0) -> dict:
     """The completions API's logprobs: parallel lists, top alternatives as {token: logprob}
-    (two tokens that read the same keep the likelier one)."""
-    offsets, offset = [], 0
+    (two tokens that read the same keep the likelier one); the text begins at ``offset``."""
+    offsets = []
     for token in tokens:
         offsets.append(offset)
         offset += len(token.text)
@@ -179,4 +206,4 @@ def selections(body: dict, model: ServedModel) -> dict:
     tokens = int(student.usage.get("tokens", 0) - before.get("tokens", 0))
     return {"object": "ldengine.selections", "model": model.name, "selection_layout": student.layout,
             "data": [{"index": c.index, "probabilities": c.probabilities} for c in chosen],
-            "usage": _usage(tokens, 0)}
+            "usage": usage(tokens, 0)}

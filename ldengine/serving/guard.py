@@ -6,9 +6,13 @@ bounds the body (``Limits.body_s``), but a client that sends its headers a byte 
 or opens thousands of sockets and says nothing, held them open until the process ran out of
 descriptors (issue 34: at about 20,000 sockets ``accept()`` failed with EMFILE and an
 authorised request timed out). Here a connection that has not delivered a whole request line
-and headers within ``Limits.header_s`` of opening (or of its previous answer) is closed, and
-a connection beyond ``Limits.connections`` open ones, or beyond ``Limits.per_client`` from
-one address, is closed as soon as it is accepted, before any byte of it is read. The key is
+and headers within ``Limits.header_s`` of opening (or of its previous answer) is closed.
+When a connection arrives beyond ``Limits.connections`` open ones, or beyond
+``Limits.per_client`` from its address, the connection of that scope that has waited longest
+for a request's headers is closed to make room (the newcomer is the youngest: a client that
+sends its request at once is served however many sockets a flood keeps open, even from the
+same address, as on loopback); when every connection of the scope is inside a request, the
+newcomer is closed as soon as it is accepted, before any byte of it is read. The key is
 checked by the app before the body is read (``http.py``), so no unauthorised request costs
 the model anything. Refusals are logged at most once every ``LOG_EVERY_S`` seconds, with the
 count of those held back, so a flood of sockets cannot fill the disk through the log.
@@ -54,7 +58,17 @@ def guarded_protocol(limits: Limits) -> type:
 
     open_by_client: Counter = Counter()
     state = {"open": 0}
+    waiting: dict[Any, str] = {}     # connections waiting for a request's headers, longest wait first -> address
     refusals = Throttled()
+
+    def waited_longest(address: str | None) -> Any:
+        """The connection (from ``address``; None: any) waiting longest for a request's headers."""
+        for protocol, source in list(waiting.items()):
+            if protocol.conn.their_state is not h11.IDLE or protocol.transport.is_closing():
+                del waiting[protocol]             # inside a request now (or going): not waiting
+            elif address is None or source == address:
+                return protocol
+        return None
 
     class GuardedH11Protocol(H11Protocol):
         _deadline: Any = None
@@ -63,17 +77,32 @@ def guarded_protocol(limits: Limits) -> type:
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             address = self.client[0] if self.client else "?"
-            if state["open"] >= limits.connections or open_by_client[address] >= limits.per_client:
-                refusals.warning("connection from %s closed: %d open in all, %d from it (caps %d and %d)", address,
-                            state["open"], open_by_client[address], limits.connections, limits.per_client)
-                transport.close()
-                return
+            full = ("from it" if open_by_client[address] >= limits.per_client
+                    else "in all" if state["open"] >= limits.connections else None)
+            if full:
+                victim = waited_longest(address if full == "from it" else None)
+                if victim is None:
+                    refusals.warning("connection from %s closed: %d open in all, %d from it (caps %d and %d), "
+                                     "all inside a request", address, state["open"], open_by_client[address],
+                                     limits.connections, limits.per_client)
+                    transport.close()
+                    return
+                refusals.warning("connection from %s closed to make room: it waited longest for its headers "
+                                 "(%d open in all, %d from %s; caps %d and %d)", victim._counted, state["open"],
+                                 open_by_client[address], address, limits.connections, limits.per_client)
+                victim.transport.close()
+                victim._release()
             self._counted = address
             state["open"] += 1
             open_by_client[address] += 1
             self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
+            self._release()
+            super().connection_lost(exc)
+
+        def _release(self) -> None:
+            """Stop counting this connection (at once when it is closed to make room)."""
             self._disarm()
             if self._counted is not None:
                 state["open"] -= 1
@@ -81,7 +110,6 @@ def guarded_protocol(limits: Limits) -> type:
                 if open_by_client[self._counted] <= 0:
                     del open_by_client[self._counted]
                 self._counted = None
-            super().connection_lost(exc)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -91,14 +119,18 @@ def guarded_protocol(limits: Limits) -> type:
         def _arm(self) -> None:
             self._disarm()
             self._deadline = self.loop.call_later(limits.header_s, self._headers_late)
+            if self._counted is not None:
+                waiting[self] = self._counted       # last in line: the newest wait
 
         def _disarm(self) -> None:
+            waiting.pop(self, None)
             if self._deadline is not None:
                 self._deadline.cancel()
                 self._deadline = None
 
         def _headers_late(self) -> None:
             self._deadline = None
+            waiting.pop(self, None)
             # h11 leaves IDLE only once a whole request line and its headers are parsed
             if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
                 self.transport.close()

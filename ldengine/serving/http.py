@@ -7,7 +7,8 @@ so ``ldengine --help`` stays fast); what the endpoints answer is in
 - The body: ``Content-Length`` required (411; chunked bodies are refused), at most
   ``MAX_BODY_BYTES`` (413, from the header alone), all of it within
   ``Limits.body_s`` (408); it must be UTF-8 JSON with Unicode text (400).
-- Every answer is JSON. A refusal is an OpenAI-style error ``{"error": {"message",
+- Every answer is JSON, or, for ``"stream": true``, server-sent events of JSON chunks ending
+  in ``data: [DONE]`` (``ldengine.serving.stream``). A refusal is an OpenAI-style error ``{"error": {"message",
   "type", "param", "code"}}``, with ``Retry-After`` on 429 and 503; an unexpected
   failure is a 500 with a one-line message (the traceback goes to the log, never to
   the client). A refusal sent before the body was read closes the connection.
@@ -18,12 +19,14 @@ import asyncio
 import hmac
 import json
 import logging
-from typing import Any, Callable
+import threading
+from typing import Any, AsyncIterator, Callable
 
 from ldengine.serving.endpoints import SELECTIONS_PATH, chat_completion, completion, model_info, selections
 from ldengine.serving.limits import RequestError
 from ldengine.serving.model import ServedModel
-from ldengine.serving.requests import parse_body
+from ldengine.serving.requests import parse_body, wants_stream
+from ldengine.serving.stream import chat_stream, completion_stream
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +65,11 @@ def create_app(model: ServedModel, api_key: str | None = None) -> Any:
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
-        return await _answer(request, chat_completion, model)
+        return await _answer(request, chat_completion, model, chat_stream)
 
     @app.post("/v1/completions")
     async def complete(request: Request) -> Any:
-        return await _answer(request, completion, model)
+        return await _answer(request, completion, model, completion_stream)
 
     @app.post(SELECTIONS_PATH)
     async def select(request: Request) -> Any:
@@ -92,15 +95,20 @@ def _authorized(header: str | None, api_key: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), api_key.encode())
 
 
-async def _answer(request: Any, handler: Callable[[dict, ServedModel], dict], model: ServedModel) -> Any:
-    """Read the body, then run ``handler`` on a worker thread (the model's passes block)."""
+async def _answer(request: Any, handler: Callable[[dict, ServedModel], dict], model: ServedModel,
+                  streamer: Callable[[dict, ServedModel, Callable[[dict], bool]], None] | None = None) -> Any:
+    """Read the body, then run ``handler`` on a worker thread (the model's passes block), or
+    ``streamer`` when the request asks for a stream."""
     from starlette.concurrency import run_in_threadpool
 
     read = False
     try:
         raw = await _body(request, model.turns.limits.body_s)
         read = True
-        payload = await run_in_threadpool(lambda: handler(parse_body(raw), model))
+        body = await run_in_threadpool(parse_body, raw)
+        if streamer is not None and wants_stream(body):
+            return await _stream(streamer, body, model)
+        payload = await run_in_threadpool(lambda: handler(body, model))
     except RequestError as exc:
         return _error(exc, close=not read)
     except Exception as exc:  # a failure is this request's, never the server's
@@ -108,6 +116,63 @@ async def _answer(request: Any, handler: Callable[[dict, ServedModel], dict], mo
         return _error(RequestError(f"internal error: {type(exc).__name__}: {str(exc)[:200]}", status=500,
                                    kind="server_error"))
     return _json(payload)
+
+
+_END = object()           # the last item of a stream's queue
+_STREAMING: set = set()   # the streams' worker tasks (the loop keeps only weak references to tasks)
+
+
+async def _stream(streamer: Callable, body: dict, model: ServedModel) -> Any:
+    """Run ``streamer`` on one worker thread (a request's turns on the model belong to its
+    thread) and send what it emits as server-sent events, ``data: [DONE]`` last. A refusal
+    before its first event is an ordinary error answer; a failure after it, an ``error``
+    event. When the client goes away the writing stops at its next token."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import StreamingResponse
+
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue = asyncio.Queue()
+    gone = threading.Event()
+
+    def emit(item: Any) -> bool:
+        loop.call_soon_threadsafe(events.put_nowait, item)
+        return not gone.is_set()
+
+    def work() -> None:
+        try:
+            streamer(body, model, emit)
+        except RequestError as exc:
+            emit(exc)
+        except Exception as exc:  # a failure is this request's, never the server's
+            log.exception("streamed request failed")
+            emit(RequestError(f"internal error: {type(exc).__name__}: {str(exc)[:200]}", status=500,
+                              kind="server_error"))
+        finally:
+            emit(_END)
+
+    worker = asyncio.ensure_future(run_in_threadpool(work))
+    _STREAMING.add(worker)
+    worker.add_done_callback(_STREAMING.discard)
+    first = await events.get()
+    if isinstance(first, RequestError):
+        gone.set()
+        return _error(first)
+
+    async def sent() -> AsyncIterator[bytes]:
+        item = first
+        try:
+            while item is not _END:
+                payload = item.body() if isinstance(item, RequestError) else item
+                yield f"data: {json.dumps(payload)}\n\n".encode()
+                if isinstance(item, RequestError):
+                    return
+                item = await events.get()
+            yield b"data: [DONE]\n\n"
+        finally:
+            gone.set()
+
+    return StreamingResponse(sent(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 async def _body(request: Any, within_s: float) -> bytes:

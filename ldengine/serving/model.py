@@ -12,7 +12,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ldengine.models.kv import cache_layers, expanded_cache
 from ldengine.models.student import pad_token_id
@@ -86,10 +86,13 @@ class ServedModel:
         with self.turns.request(), _inference():
             yield
 
-    def generate(self, ids: list[int], max_tokens: int, stops: list[str], top_n: int) -> Completion:
+    def generate(self, ids: list[int], max_tokens: int, stops: list[str], top_n: int,
+                 on_token: Callable[[list[Token]], bool] | None = None) -> Completion:
         """Greedy decoding with a key/value cache, stopping at end of sequence, a stop
-        string (cut from the text, as the OpenAI API does) or ``max_tokens``."""
-        tokens, finish = self._decode(ids, max_tokens, stops, top_n)
+        string (cut from the text, as the OpenAI API does) or ``max_tokens``. ``on_token``
+        (a stream) sees the tokens written so far after each one; False from it stops the
+        writing (the client has gone)."""
+        tokens, finish = self._decode(ids, max_tokens, stops, top_n, on_token)
         self._count(1, len(ids) + len(tokens))
         return self.finish(tokens, stops, finish, len(ids))
 
@@ -105,7 +108,8 @@ class ServedModel:
         kept = [t for i, t in enumerate(tokens) if len(decode([u.id for u in tokens[:i]])) < cut]
         return Completion(text[:cut], kept, "stop", prompt_tokens)
 
-    def _decode(self, ids: list[int], max_tokens: int, stops: list[str], top_n: int) -> tuple[list[Token], str]:
+    def _decode(self, ids: list[int], max_tokens: int, stops: list[str], top_n: int,
+                on_token: Callable[[list[Token]], bool] | None = None) -> tuple[list[Token], str]:
         """The prompt runs in chunks (``_passes``), then one turn per written token."""
         import torch
 
@@ -126,6 +130,8 @@ class ServedModel:
                 return tokens, "stop"
             if len(tokens) == max_tokens:
                 return tokens, "length"
+            if on_token is not None and not on_token(tokens):
+                return tokens, "cancelled"
 
     def next_tokens(self, rows: list[list[int]], top_n: int) -> list[Token]:
         """The greedy next token of each prompt with its top-``top_n`` log-probabilities.

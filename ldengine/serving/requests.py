@@ -83,14 +83,17 @@ def stop_strings(body: dict) -> list[str]:
     return stops
 
 
-def common_options(body: dict, model: ServedModel) -> None:
-    """The fields every generation request shares: the model, one answer, no streaming."""
+def common_options(body: dict, model: ServedModel, streamed: bool = False) -> None:
+    """The fields every generation request shares: the model, one answer, greedy; ``stream``
+    only where the caller answers with a stream (``streamed``)."""
     asked = get_field(body, "model", str, required=True)
     if asked != model.name:
         raise RequestError(f"the model {asked!r} does not exist here; this server serves {model.name!r}",
                            status=404, param="model", code="model_not_found")
-    if get_field(body, "stream", bool, False):
-        raise RequestError("streaming is not supported by ldengine serve", param="stream")
+    if get_field(body, "stream", bool, False) and not streamed:
+        raise RequestError("this endpoint does not stream; send 'stream': false", param="stream")
+    if not streamed and body.get("stream_options") is not None:
+        raise RequestError("'stream_options' is allowed only with 'stream': true", param="stream_options")
     ranged_field(body, "n", 1, 1, 1)
     # generation here is greedy: a request that asks for sampling is refused, not silently answered greedily
     temperature = get_field(body, "temperature", (int, float))
@@ -132,6 +135,23 @@ def prompt_list(body: dict) -> list[str]:
         raise RequestError(f"'prompt' must be a string or a list of 1 to {MAX_PROMPTS} strings "
                            "(token-id prompts are not supported)", param="prompt")
     return prompts
+
+
+def wants_stream(body: dict) -> bool:
+    """Does the request ask for its answer as a stream of server-sent events?"""
+    return bool(get_field(body, "stream", bool, False))
+
+
+def stream_usage(body: dict) -> bool:
+    """``stream_options.include_usage``: a last event carrying the usage."""
+    options = get_field(body, "stream_options", dict, {})
+    unknown = sorted(set(options) - {"include_usage"})
+    if unknown:
+        raise RequestError(f"unknown stream option {unknown[0]!r} (known: include_usage)", param="stream_options")
+    value = options.get("include_usage", False)
+    if not isinstance(value, bool):
+        raise RequestError("'stream_options.include_usage' must be true or false", param="stream_options")
+    return value
 
 
 def max_tokens_asked(body: dict, model: ServedModel, low: int = 1) -> int:
