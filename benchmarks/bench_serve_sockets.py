@@ -59,12 +59,17 @@ def server_figures(pid: int) -> dict:
     return {"fds": fds, "peak_mb": peak}
 
 
+CONNECTS: list[float] = []       # seconds each request's connect() took (the kernel's accept queue)
+
+
 def call(port: int, method: str, path: str, body: dict | None, key: str | None, timeout: float) -> tuple[int, float]:
     """(status, seconds) of one request on a fresh connection; status 0: no answer (closed or timed out)."""
     start = time.perf_counter()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
     try:
+        connection.connect()
+        CONNECTS.append(time.perf_counter() - start)
         connection.request(method, path, body=json.dumps(body).encode() if body else None, headers=headers)
         response = connection.getresponse()
         response.read()
@@ -78,9 +83,9 @@ def call(port: int, method: str, path: str, body: dict | None, key: str | None, 
 class Flood(threading.Thread):
     """Idle and slow-header sockets to ``port``, kept up until ``stop`` is set."""
 
-    def __init__(self, port: int, idle: int, slow: int):
+    def __init__(self, port: int, idle: int, slow: int, reopen: bool):
         super().__init__(daemon=True)
-        self.port, self.idle_target, self.slow_target = port, idle, slow
+        self.port, self.idle_target, self.slow_target, self.reopen = port, idle, slow, reopen
         self.selector = selectors.DefaultSelector()
         self.opened = {"idle": 0, "slow": 0}
         self.failed_connects = 0
@@ -108,12 +113,15 @@ class Flood(threading.Thread):
         return sum(1 for v in self.live.values() if v[0] == kind)
 
     def top_up(self) -> None:
-        for kind, target in (("slow", self.slow_target), ("idle", self.idle_target)):
+        for kind, target in (("slow", self.slow_target), ("idle", self.idle_target if self.reopen else 0)):
             for _ in range(target - self.count(kind)):
                 if self.stop.is_set() or not self.connect(kind):
                     break
 
     def run(self) -> None:
+        for _ in range(self.idle_target):
+            if not self.connect("idle"):
+                break
         self.top_up()
         self.ready.set()
         last_byte, last_top_up = time.monotonic(), time.monotonic()
@@ -156,7 +164,10 @@ def main() -> None:
     parser.add_argument("--idle", type=int, help="idle sockets (default: this process's descriptor limit less 300)")
     parser.add_argument("--slow", type=int, default=50, help="slow-header clients")
     parser.add_argument("--seconds", type=int, default=30, help="how long the flood lasts while requests are made")
+    parser.add_argument("--reopen", action="store_true", help="open the idle sockets the server closed again each "
+                        "second (a storm of connections), not only once")
     parser.add_argument("--header-timeout", type=float, default=10.0, help="the server's --header-timeout")
+    parser.add_argument("--label", default="", help="words added to the heading (e.g. which code ran)")
     parser.add_argument("--write", action="store_true", help="append the figures to benchmarks/RESULTS.md")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -181,7 +192,7 @@ def main() -> None:
         model = json.loads(connection.getresponse().read())["data"][0]["id"]
         connection.close()
         before = server_figures(server.pid)
-        flood = Flood(port, idle, args.slow)
+        flood = Flood(port, idle, args.slow, args.reopen)
         start = time.monotonic()
         flood.start()
         flood.ready.wait(600)
@@ -208,12 +219,15 @@ def main() -> None:
     worst = lambda rows: max(t for _, t in rows)
     med = lambda rows: statistics.median(t for _, t in rows)
     held = {k: (max(v) if v else float("nan")) for k, v in flood.held.items()}
-    lines = [f"## ldengine serve under a socket flood on loopback ({time.strftime('%Y-%m-%d')})", "",
+    lines = [f"### ldengine serve under a socket flood on loopback{': ' + args.label if args.label else ''} "
+             f"({time.strftime('%Y-%m-%d')})", "",
              machine_line("bench_serve_sockets.py", sys.argv[1:]), "",
              f"Flood from 127.0.0.1, the same address as the user: {idle:,} idle sockets (this process's "
-             f"descriptor limit is {hard:,}; all opened in {opened_s:.1f} s, closed ones opened again each second: "
-             f"{flood.opened['idle']:,} connections in all, {flood.failed_connects:,} connects that failed) and "
-             f"{args.slow} slow-header clients ({flood.opened['slow']:,} connections), for {args.seconds} s; "
+             f"descriptor limit is {hard:,}; all opened in {opened_s:.1f} s"
+             + (f", closed ones opened again each second: {flood.opened['idle']:,} connections in all" if args.reopen
+                else ", once, then held") + f"; {flood.failed_connects:,} connects that failed) and "
+             f"{args.slow} slow-header clients, each opening a new connection when one is closed "
+             f"({flood.opened['slow']:,} connections), for {args.seconds} s; "
              f"server `--header-timeout {args.header_timeout:g}`, other limits the defaults.", "",
              "| request (one a second, fresh connection) | answered 200 | median | worst |",
              "|---|---|---|---|",
@@ -225,7 +239,9 @@ def main() -> None:
              f"(statuses {sorted({s for s, _ in anonymous})}) | {med(anonymous):.3f} s | {worst(anonymous):.3f} s |",
              "",
              f"Longest an idle connection stayed open: {held['idle']:.1f} s; a slow-header one: {held['slow']:.1f} s; "
-             f"open longer than the header timeout + 2 s at the end: {overdue}. Server: {before['fds']} descriptors "
+             f"open longer than the header timeout + 2 s at the end: {overdue}. The requests' connect(): median "
+             f"{statistics.median(CONNECTS) * 1000:.1f} ms, worst {max(CONNECTS):.3f} s (a full accept queue "
+             f"drops a SYN, which the client sends again after 1 s, then 3 s). Server: {before['fds']} descriptors "
              f"before, at most {max(fds)} during; peak RSS {before['peak_mb']:.0f} MB before, "
              f"{after['peak_mb']:.0f} MB after; log {log_bytes:,} bytes in all."]
     publish("\n".join(lines) + "\n", args.write)

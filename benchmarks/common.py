@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import statistics
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ def cpu_model() -> str:
 def machine_line(script: str, argv: list[str]) -> str:
     """Machine, Python, load average and the command that reproduces the figures."""
     return (f"Machine: {cpu_model()}, Python {platform.python_version()}, load average "
-            f"{os.getloadavg()[0]:.2f}. Command: `.venv/bin/python benchmarks/{script} {' '.join(argv)}`".rstrip())
+            f"{os.getloadavg()[0]:.2f}. Command: `.venv/bin/python benchmarks/{script} {shlex.join(argv)}`".rstrip())
 
 
 def publish(text: str, write: bool) -> None:

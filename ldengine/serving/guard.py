@@ -9,9 +9,10 @@ authorised request timed out). Here a connection that has not delivered a whole 
 and headers within ``Limits.header_s`` of opening (or of its previous answer) is closed.
 When a connection arrives beyond ``Limits.connections`` open ones, or beyond
 ``Limits.per_client`` from its address, the connection of that scope that has waited longest
-for a request's headers is closed to make room (the newcomer is the youngest: a client that
-sends its request at once is served however many sockets a flood keeps open, even from the
-same address, as on loopback); when every connection of the scope is inside a request, the
+for a request's headers, with no byte of one waiting to be read, is closed to make room (the
+newcomer is the youngest, and a connection whose request is in the kernel's buffer is never
+chosen: a client that sends its request at once is served however many sockets a flood keeps
+open, even from the same address, as on loopback); when every connection of the scope is inside a request, the
 newcomer is closed as soon as it is accepted, before any byte of it is read. The key is
 checked by the app before the body is read (``http.py``), so no unauthorised request costs
 the model anything. Refusals are logged at most once every ``LOG_EVERY_S`` seconds, with the
@@ -20,6 +21,7 @@ count of those held back, so a flood of sockets cannot fill the disk through the
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections import Counter
 from typing import Any
@@ -62,11 +64,13 @@ def guarded_protocol(limits: Limits) -> type:
     refusals = Throttled()
 
     def waited_longest(address: str | None) -> Any:
-        """The connection (from ``address``; None: any) waiting longest for a request's headers."""
+        """The connection (from ``address``; None: any) waiting longest for a request's headers
+        with no byte of one waiting to be read (a connection accepted in the same burst as a
+        flood has its request in the kernel's buffer before the event loop reads it)."""
         for protocol, source in list(waiting.items()):
             if protocol.conn.their_state is not h11.IDLE or protocol.transport.is_closing():
                 del waiting[protocol]             # inside a request now (or going): not waiting
-            elif address is None or source == address:
+            elif (address is None or source == address) and not _bytes_waiting(protocol.transport):
                 return protocol
         return None
 
@@ -136,3 +140,16 @@ def guarded_protocol(limits: Limits) -> type:
                 self.transport.close()
 
     return GuardedH11Protocol
+
+
+def _bytes_waiting(transport: Any) -> bool:
+    """Has the peer sent bytes the event loop has not read yet? (A peek on a duplicate of the
+    socket's descriptor: asyncio's socket wrapper allows no reads.)"""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        with socket.fromfd(sock.fileno(), sock.family, sock.type) as dup:
+            return bool(dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:                         # nothing to read (EAGAIN), or the socket is gone
+        return False
