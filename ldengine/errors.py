@@ -2,7 +2,7 @@
 
 Every error a user can cause (a bad argument, a broken plugin, a manual entry
 without its fields, code the sandbox refuses to compile) is an ``LDEngineError``
-carrying a message written for them. ``cli.py`` is the one place that turns
+carrying a message written for them. ``ldengine.cli`` is the one place that turns
 these into ``click.ClickException``; nothing else prints tracebacks at users.
 """
 

@@ -5,6 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 import ldengine.cli as cli_module
+import ldengine.cli.app as cli_app
 from ldengine.errors import ManualError
 from ldengine.functionbase import FunctionBase
 from ldengine.registry import Registry
@@ -101,7 +102,7 @@ def install_plugin(tmp_path, name: str, code: str) -> None:
 def plugin_dir(tmp_path, monkeypatch):
     """Puts tmp_path on sys.path for the test, and takes it (and its modules) away after."""
     sys.path.insert(0, str(tmp_path))
-    monkeypatch.setattr(cli_module, "_REGISTRY", None)
+    monkeypatch.setattr(cli_app, "_REGISTRY", None)
     try:
         yield tmp_path
     finally:
