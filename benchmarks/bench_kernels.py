@@ -7,7 +7,7 @@ both alike).
 The changes, each switchable at run time:
 
 - ``head``: the answers' logits from the `` Yes`` and `` No`` rows of the output head only
-  (``ldengine.models.student.PLAIN_HEADS``), against the whole 49,152-row head at the K
+  (``ldengine.models.selection.PLAIN_HEADS``), against the whole 49,152-row head at the K
   answer positions;
 - ``gqa``: grouped-query attention inside torch's SDPA (``TRANSFORMERS_SDPA_FORCE_GQA=1``,
   set by the loader on a CPU), against transformers copying the keys and values once per
@@ -35,7 +35,7 @@ from benchmarks.common import machine_line, publish  # noqa: E402
 
 
 def switch(change: str, on: bool) -> None:
-    import ldengine.models.student as backend
+    import ldengine.models.selection as backend
     if change == "head":
         backend.PLAIN_HEADS = KNOWN_HEADS if on else frozenset()
     else:
@@ -67,7 +67,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--write", action="store_true", help="append the figures to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     machine = machine_line("bench_kernels.py", argv)
-    import ldengine.models.student as backend
+    import ldengine.models.selection as backend
     from ldengine.adapters import find_adapter
     from ldengine.models import load_student
     KNOWN_HEADS = backend.PLAIN_HEADS

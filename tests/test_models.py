@@ -175,7 +175,7 @@ def test_reading_only_the_answer_rows_of_the_head_changes_no_score(student, monk
     the whole head."""
     import torch
 
-    import ldengine.models.student as backend
+    import ldengine.models.selection as backend
     known, scores = backend.PLAIN_HEADS, {}
     assert student.model.config.model_type in known
     for plain in (known, frozenset()):

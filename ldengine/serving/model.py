@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from ldengine.models.kv import cache_layers, expanded_cache
-from ldengine.models.student import pad_token_id
+from ldengine.models.selection import pad_token_id
 from ldengine.serving.limits import Limits, RequestError
 from ldengine.serving.turns import Turns
 
