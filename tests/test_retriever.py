@@ -4,6 +4,7 @@ Each test that writes an index gets its own cache folder; the encoder is loaded
 once per module (about 1 s).
 """
 import json
+import logging
 from dataclasses import replace
 
 import pytest
@@ -45,14 +46,18 @@ def test_the_index_is_stored_then_loaded_with_the_same_results(pursuit_base, enc
     assert first.search(query, 5) == second.search(query, 5)
 
 
-def test_a_damaged_index_file_is_rebuilt_not_trusted(pursuit_base, encoder, tmp_path):
-    """It checks the stored file's checksum and rebuilds when the file was altered."""
+def test_a_damaged_index_file_is_rebuilt_not_trusted(pursuit_base, encoder, tmp_path, caplog):
+    """It checks the stored file's checksum and rebuilds when the file was altered, saying so
+    in one line (an independent referee found the rebuild silent)."""
     built = Retriever.for_base(pursuit_base, encoder, cache_dir=tmp_path)
     data = bytearray(built.path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     built.path.write_bytes(bytes(data))
-    again = Retriever.for_base(pursuit_base, encoder, cache_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="ldengine.retriever"):
+        again = Retriever.for_base(pursuit_base, encoder, cache_dir=tmp_path)
     assert not again.loaded and again.index_hash == built.index_hash
+    assert [r.getMessage() for r in caplog.records] == [
+        f"retriever index {built.path.name} discarded (its bytes do not match its signed checksum); building it again"]
 
 
 def test_a_changed_function_base_gets_its_own_index(pursuit_base, registry, encoder, tmp_path):
@@ -178,7 +183,7 @@ def test_another_tasks_function_picked_by_mistake_fails_the_stage_without_runnin
     assert stage.result.error_type == "ForeignFunction" and "twentyone" in stage.result.error
 
 
-def test_an_index_not_signed_here_never_reaches_hnswlibs_loader(pursuit_base, encoder, tmp_path):
+def test_an_index_not_signed_here_never_reaches_hnswlibs_loader(pursuit_base, encoder, tmp_path, caplog):
     """Issue 34's attack: the index file replaced by a crafted one and its recorded sha256
     recomputed (hnswlib's loader crashed the process on such a header). The metadata is not
     signed with this machine's key, so the index is built again, and the queries are answered."""
@@ -190,6 +195,8 @@ def test_an_index_not_signed_here_never_reaches_hnswlibs_loader(pursuit_base, en
     built.path.write_bytes(b"\xff" * 64 + built.path.read_bytes()[64:])
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps({**meta, "index_sha256": sha256_file(built.path)}))
-    again = Retriever.for_base(pursuit_base, encoder, cache_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="ldengine.retriever"):
+        again = Retriever.for_base(pursuit_base, encoder, cache_dir=tmp_path)
+    assert len(caplog.records) == 1 and "not signed with this machine's key" in caplog.records[0].getMessage()
     assert again.index_hash == built.index_hash and signed(json.loads(meta_path.read_text()))
     assert again.search("keep the legal cells", k=3)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -32,6 +33,8 @@ FORMAT = 1
 KEEP = 6                     # weight folders kept (a few adapters, two dtypes)
 FOLDER_BYTES = 512 << 20     # a folder's files beyond this: the least recently used removed
 CHECK_EVERY = 64             # puts between two measurements of the folder
+
+log = logging.getLogger(__name__)
 
 
 class KVDisk:
@@ -71,6 +74,8 @@ class KVDisk:
         # its shape: every layer's keys and values alike, one position per token it was stored for
         if (not layers or record.get("sha256") != _digest(layers) or record.get("file") != path.name
                 or not signed(record) or not _shaped(layers, len(ids), self.layer_count)):
+            log.warning("cached keys and values %s discarded (damaged, reshaped, or not signed with this "
+                        "machine's key); computing them again", path.name)
             path.unlink(missing_ok=True)
             return None
         for used in (path, self.folder):    # recently used: pruned last

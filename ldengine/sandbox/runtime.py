@@ -34,7 +34,7 @@ import ast
 import builtins
 import importlib
 import operator
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from RestrictedPython import RestrictingNodeTransformer
 from RestrictedPython.Guards import (
@@ -160,10 +160,30 @@ def _leaves(statements: list[ast.stmt], in_loop: bool = False) -> ast.stmt | Non
     return None
 
 
+def _own_nodes(function: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[ast.AST]:
+    """The nodes of ``function``'s body, not those of the functions and lambdas it defines."""
+    stack: list[ast.AST] = list(function.body)
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            stack.extend(ast.iter_child_nodes(node))
+
+
 class GuardedTransformer(RestrictingNodeTransformer):
     """RestrictedPython's policy, plus ``*``, ``**`` and ``<<`` as calls of the size guards,
-    and no ``finally`` that leaves by ``return``/``break``/``continue`` (it would swallow the
-    time limit's exception in flight)."""
+    no ``finally`` that leaves by ``return``/``break``/``continue`` (it would swallow the
+    time limit's exception in flight), and no ``finally`` in a generator (it runs when the
+    generator is dropped or collected, after the call and outside its time limit)."""
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
+        own = list(_own_nodes(node))
+        if any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in own):
+            for n in own:
+                if isinstance(n, ast.Try) and n.finalbody:
+                    self.error(n.finalbody[0], "a finally block in a generator is not allowed (it would run "
+                                               "after the call, outside the time limit)")
+        return super().visit_FunctionDef(node)
 
     def visit_Try(self, node: ast.Try) -> Any:
         leaving = _leaves(node.finalbody)
