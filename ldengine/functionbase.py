@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -39,6 +40,8 @@ from ldengine.registry import ModuleSource
 from ldengine.sandbox import CompiledModule, IsolatedSandbox, Sandbox, SandboxResult, compile_module
 from ldengine.signing import signed, unsigned_reason
 from ldengine.userdata import data_root
+
+log = logging.getLogger(__name__)
 
 SANDBOX_ENV = "LDENGINE_SANDBOX"
 ISOLATED, INPROCESS = "isolated", "inprocess"
@@ -65,6 +68,7 @@ class FunctionBase:
     _last_facts: tuple = field(default=(None, None, None, None), repr=False)
     inprocess: set = field(default_factory=set)     # module filenames run in ``sandbox``; the rest isolated
     facts: dict = field(default_factory=dict)       # name -> Fact, in the base's order (``fact_`` defs)
+    dropped: dict = field(default_factory=dict)     # (module, def) of a failed third-party predicate -> why
 
     @classmethod
     def build(cls, task: str, sources: list[ModuleSource], sandbox: Sandbox | None = None,
@@ -161,7 +165,21 @@ class FunctionBase:
         """Whether ``entry``'s ``when_`` predicate holds on ``state`` (True for a default)."""
         if not entry.predicate:
             return True
-        result = self._runner(entry.module).call(self.modules[entry.module], entry.predicate, state)
+        return self._predicate(entry.module, entry.predicate, entry.plugin, state)
+
+    def _predicate(self, module: str, name: str, plugin: str, state: Any) -> bool:
+        """Whether predicate ``name`` of ``module`` holds on ``state``. One the engine does not ship
+        (generated, or a third-party plugin's) that fails is quarantined at its first failure, with
+        one line to the log: from then on it counts as False without being called (a predicate
+        that killed its worker cost a new worker at every step)."""
+        key = (module, name)
+        if key in self.dropped:
+            return False
+        result = self._runner(module).call(self.modules[module], name, state)
+        if not result.ok and (module in self.untrusted or plugin not in DEFAULT_PLUGINS):
+            self.dropped[key] = result.error or "failed"
+            log.warning("%s of %s (%s) quarantined after its first failure (%s); it counts as no from now on",
+                        name, module, plugin, (result.error or "failed")[:200])
         return result.ok and result.value is True
 
     def facts_for(self, stage: str) -> list[Fact]:
@@ -176,8 +194,7 @@ class FunctionBase:
             return self._last_facts[3]      # the retriever's query and the student's ask for the same input
         out = []
         for fact in self.facts_for(stage):
-            result = self._runner(fact.module).call(self.modules[fact.module], fact.def_name, state)
-            out.append((fact, result.ok and result.value is True))
+            out.append((fact, self._predicate(fact.module, fact.def_name, fact.plugin, state)))
         self._last_facts = (stage, id(state), state, out)
         return out
 

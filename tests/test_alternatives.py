@@ -146,3 +146,24 @@ def test_a_continued_adapter_trains_where_a_new_function_competes_and_replays_th
     assert len(train) == 10 and info["replayed"] == 2
     same, info = continuation([TaskData("toy", base, None, known, [], [], [])], manifest)
     assert same == known and info["new_examples"] == 0
+
+
+def test_a_third_party_predicate_that_fails_is_quarantined_at_its_first_failure(caplog):
+    """An independent referee's find (issue 34): a plugin's when_ predicate that killed its worker
+    was called again at every step (a new worker each time, 0.44 s), silently. Now a predicate the
+    engine does not ship is quarantined at its first failure, in one log line, and counts as
+    False without being called again; the stage's default is the oracle's choice."""
+    import logging
+    failing = TOY.replace('return obs["wall"] == "right"', 'return 1 // (obs["x"] - obs["x"])')
+    assert failing != TOY
+    base = FunctionBase.build("toy", [ModuleSource("toy", failing, "toy/move.py", "a_plugin")])
+    calls = []
+    runner = base._runner
+    base._runner = lambda module: (calls.append(module), runner(module))[1]
+    with caplog.at_level(logging.WARNING, logger="ldengine.functionbase"):
+        first = base.oracle("toy.decide", {"x": 3, "wall": "right"})
+        second = base.oracle("toy.decide", {"x": 4, "wall": "right"})
+    assert first.name == second.name == "go_right" and len(calls) == 1
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["when_go_left of toy/move.py"]
+    assert "quarantined after its first failure" in caplog.records[0].getMessage()
+    assert ("toy/move.py", "when_go_left") in base.dropped
