@@ -4,22 +4,25 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from ldengine.contracts import Student, require
+from ldengine.contracts import Student, TaskBase, require
 from ldengine.functionbase import FunctionBase
 from ldengine.loop import Decision, OracleSelector, WholeBase, Without, decide_batch
 from ldengine.models import load_by_name, load_student
 from ldengine.plugins import DEFAULT_PLUGINS
 
+if TYPE_CHECKING:
+    from ldengine.registry import Registry
+
 
 @dataclass
 class AgentContext:
     """What an agent factory receives."""
-    task: Any
+    task: TaskBase
     base: FunctionBase
     options: dict = field(default_factory=dict)
-    registry: Any = None
+    registry: Registry | None = None
 
     def load_student(self, adapter: Any = None) -> Any:
         """The student backend named by the ``backend`` option (default ``transformers``),

@@ -44,15 +44,17 @@ def make_agent(task: str | None = None, agent: str = "expert", registry: Registr
     """An agent of ``task`` (None: the first task registered) with its function base
     (``agent.base``), as ``play`` builds it."""
     registry = registry or load_registry()
-    return build_agent(registry, registry.get("tasks", task or registry.default_task()).obj, agent, options)[0]
+    return build_agent(registry, registry.task(task or registry.default_task()), agent, options)[0]
 
 
 def first_state(task: str | None = None, seed: int = 0, registry: Registry | None = None) -> Any:
     """The first state an agent decides on in game ``seed`` of ``task`` (None: the first task
     registered), as plain data."""
     registry = registry or load_registry()
-    steps = registry.get("tasks", task or registry.default_task()).obj.game_steps(0, seed, lambda *args: None,
-                                                                                  lambda record: None)
+    game = registry.task(task or registry.default_task())
+    if game.game_steps is None:
+        raise LDEngineError(f"task {game.name!r} does not play its games step by step (no game_steps)")
+    steps = game.game_steps(0, seed, lambda *args: None, lambda record: None)
     state = next(steps)
     steps.close()
     return state

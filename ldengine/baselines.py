@@ -12,8 +12,9 @@ name what went wrong (e.g. unparseable answers), summed in the agent's stats.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ldengine.contracts import TaskBase
 from ldengine.adapters import find_adapter
 from ldengine.cache import LRU
 from ldengine.errors import LDEngineError
@@ -21,9 +22,12 @@ from ldengine.ld import model_setup
 from ldengine.models.base import dtype_identity
 from ldengine.teacher import DEFAULT_KEY_ENV, ChatClient
 
+if TYPE_CHECKING:
+    from ldengine.agents import AgentContext
 
-def text_protocol(task: Any, agent: str) -> Any:
-    protocol = getattr(task, "text", None)
+
+def text_protocol(task: TaskBase, agent: str) -> Any:
+    protocol = task.text
     if protocol is None:
         raise LDEngineError(f"the {agent} agent needs a text protocol, which task {task.name!r} does not offer")
     return protocol
@@ -60,7 +64,7 @@ class TextBaseline:
 
     name: str
 
-    def __init__(self, task: Any, student: Any):
+    def __init__(self, task: TaskBase, student: Any):
         self.task, self.student, self.text = task, student, text_protocol(task, self.name)
         self.last_functions: list[str] = []
         self.counts: Counter = Counter()
@@ -112,7 +116,7 @@ class TeacherBaseline(TextBaseline):
 
     name = "teacher"
 
-    def __init__(self, task: Any, client: Any):
+    def __init__(self, task: TaskBase, client: Any):
         super().__init__(task, student=None)
         self.client = client
 
@@ -141,7 +145,7 @@ class KDAgent:
     name = "kd"
     setup: dict | None = None   # what a run names in its header (``kd_agent`` sets it)
 
-    def __init__(self, task: Any, student: Any, memo_size: int = 4096):
+    def __init__(self, task: TaskBase, student: Any, memo_size: int = 4096):
         self.task, self.student, self.text = task, student, text_protocol(task, self.name)
         self.last_functions: list[str] = []
         self.counts: Counter = Counter()
@@ -171,7 +175,7 @@ class KDAgent:
         return {**self.counts, "memo_hits": self.memo.hits}
 
 
-def student_agent(context: Any) -> StudentBaseline:
+def student_agent(context: AgentContext) -> StudentBaseline:
     """The untuned default student (or ``--student PATH``), no adapter."""
     text_protocol(context.task, "student")
     if context.options.get("adapter"):
@@ -181,7 +185,7 @@ def student_agent(context: Any) -> StudentBaseline:
     return agent
 
 
-def teacher_agent(context: Any) -> TeacherBaseline:
+def teacher_agent(context: AgentContext) -> TeacherBaseline:
     """The teacher endpoint named by the ``teacher_url``/``teacher_model`` options."""
 
     text_protocol(context.task, "teacher")
@@ -194,7 +198,7 @@ def teacher_agent(context: Any) -> TeacherBaseline:
     return TeacherBaseline(context.task, client)
 
 
-def kd_agent(context: Any) -> KDAgent:
+def kd_agent(context: AgentContext) -> KDAgent:
     """The student with the committed KD adapter of the task (or ``--adapter DIR``)."""
     text_protocol(context.task, "kd")
     adapter = context.options.get("adapter") or find_adapter(context.task.name, context.base, method="kd")

@@ -34,17 +34,20 @@ import itertools
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ldengine.agents import AgentContext, expert_agent
 from ldengine.cache import cache_root, read_json, write_atomic
-from ldengine.contracts import task_evader
+from ldengine.contracts import TaskBase, emergency_params, task_evader
 from ldengine.emergency.rule import Instance, kinds_of, reference_module, with_stage
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.lexical import overlap, words
 from ldengine.manual import Fact, ManualEntry
 from ldengine.retriever import Encoder
+
+if TYPE_CHECKING:
+    from ldengine.registry import Registry
 
 # Open-board games and games per registered rule change whose stage inputs check a reading.
 CHECK_SEEDS = (0, 1, 2, 3, 4, 5)
@@ -250,13 +253,13 @@ def check(entry: ManualEntry, ranked: list[tuple[Condition, float]],
     return reading
 
 
-def check_states(registry: Any, task: Any, base: FunctionBase, stage: str,
+def check_states(registry: Registry | None, task: TaskBase, base: FunctionBase, stage: str,
                  seeds: tuple = CHECK_SEEDS, rule_seeds: tuple = RULE_SEEDS) -> list[Any]:
     """Inputs of ``stage`` the expert met: games on the open board, and games under each rule
     change the task registers (its teacher's function in force), where obstacles cut moves.
     The task as registered plays them (a rule in force for the run changes nothing here)."""
     if registry is not None:
-        task = registry.get("tasks", task.name).obj
+        task = registry.task(task.name)
     evader = _evader(registry, task)
     out: list[Any] = []
     seen = lambda d: out.extend(s.state for s in d.stages if s.stage == stage)  # noqa: E731
@@ -264,14 +267,16 @@ def check_states(registry: Any, task: Any, base: FunctionBase, stage: str,
     agent.observers.append(seen)
     for i, seed in enumerate(seeds):
         task.play(agent, i, seed, evader, lambda r: None)
-    kinds = [k for split in ("train", "eval") for k in kinds_of(registry, task.name, split)] if registry else []
-    for kind in kinds:
+    derive = task.with_emergency        # the task under a rule; None: it takes no new rules
+    if registry is None or derive is None:
+        return out
+    for kind in [k for split in ("train", "eval") for k in kinds_of(registry, task.name, split)]:
         for seed in rule_seeds:
-            params = kind.params(seed, getattr(task, "size", 21))
+            params = emergency_params(kind, task, seed)
             ruled = FunctionBase.build(task.name, registry.modules_for(task.name))
             try:
                 ruled.add_generated(reference_module(kind, params), f"{task.name}/emergencies/check-{kind.name}.py")
-                in_force = task.with_emergency(Instance(kind, params))
+                in_force = derive(Instance(kind, params))
                 player = expert_agent(AgentContext(in_force, ruled))
                 player.pipeline = with_stage(player.pipeline, kind.stage, kind.after)
                 player.observers.append(seen)
@@ -282,8 +287,8 @@ def check_states(registry: Any, task: Any, base: FunctionBase, stage: str,
     return out
 
 
-def _evader(registry: Any, task: Any) -> Any:
-    """The policy of the task's own evader (pursuit: greedy); None for a task without one, or
+def _evader(registry: Registry | None, task: TaskBase) -> Any:
+    """The policy of the task's own evader; None for a task without one, or
     with no registry to find it in."""
     if registry is None:
         return None
@@ -329,7 +334,7 @@ def reading_key(base: FunctionBase, entry: ManualEntry, proposer: str, seeds: tu
 class Readings:
     """The readings of a base's alternatives, from the cache or made (and cached) on demand."""
 
-    def __init__(self, context: Any, proposer: Any = None, cache_dir: Any = None, log: Any = None,
+    def __init__(self, context: AgentContext, proposer: Any = None, cache_dir: Any = None, log: Any = None,
                  seeds: tuple = CHECK_SEEDS, rule_seeds: tuple = RULE_SEEDS):
         self.context = context
         self.seeds, self.rule_seeds = tuple(seeds), tuple(rule_seeds)

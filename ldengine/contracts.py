@@ -3,14 +3,17 @@
 The hooks (``ldengine.hookspecs``) say when each is registered; these classes say
 what the engine calls on it. Registration checks the required members
 (``require``), so an object that lacks one fails when its plugin loads, with the
-plugin and the member named, not deep inside a run. Members the engine looks up
-with ``getattr`` (a task's ``plot``, ``game_steps``, ``with_emergency``, ...) are
-optional and listed in each class's docstring.
+plugin and the member named, not deep inside a run. A task's optional members
+(``plot``, ``game_steps``, ``with_emergency``, ...) have typed defaults in ``TaskBase``;
+those of the other kinds are listed in each class's docstring.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, runtime_checkable
+import inspect
+from collections.abc import Generator, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Protocol, cast, runtime_checkable
 
 from ldengine.errors import PluginError
 
@@ -60,15 +63,10 @@ class Evader(Protocol):
 
 
 class Task(Protocol):
-    """A decision task (``ldengine_register_tasks``). Optional members the engine uses
-    when present: ``stages`` (stage -> what it decides, for the teacher's prompt),
-    ``game_steps`` (a game as a generator: lockstep play, verification inputs),
-    ``with_emergency``/``emergency``/``custom_emergency`` (new rules), ``starts``
-    (named start sets), ``plot``/``trace_result`` (figures), ``kd`` and ``text``
-    (text-answering baselines), ``size``, ``unit``, ``uses_evader``, ``evader`` (the name
-    of the registered evader its games are played against when the user names none, e.g.
-    pursuit's ``"greedy"``; absent or None: none, and ``play`` gets None; ``task_evader``),
-    ``summary_lines`` and ``eval_*`` (how results are worded)."""
+    """What a registered task (``ldengine_register_tasks``) must have; registration checks
+    these members. The optional ones, and what the engine assumes when a task lacks one, are
+    ``TaskBase``'s: subclass it, or register any object with these members and the engine sees
+    it through ``adapt`` with ``TaskBase``'s defaults."""
     name: str
     description: str
     pipeline: list[str]
@@ -80,6 +78,103 @@ class Task(Protocol):
     def summarize(self, results: list) -> dict: ...
 
     def summarize_state(self, state: Any) -> str: ...
+
+
+# The paper's outcomes (Table 1), a task's when it names none of its own (``outcome_columns``).
+OUTCOMES = (("success", "Success"), ("failure_without_violation", "Failure without Violation"),
+            ("failure_with_violation", "Failure with Violation"))
+
+
+class TaskBase:
+    """A task as the engine sees it: the required members (``Task``) and typed defaults for the
+    optional ones, as ``llm``'s ``Model`` declares ``can_stream = False``. A member that is None
+    is a feature the task lacks (no figures, no lockstep play, no new rules...)."""
+    name: str
+    description: str
+    pipeline: list[str]
+    play: Callable[..., Any]            # (agent, game_index, seed, evader, emit, agent_name, evader_name, **options)
+    summarize: Callable[[list], dict]   # the games' results -> the run's summary
+    summarize_state: Callable[[Any], str]   # a state in words, for the student's prompt
+    unit: str = "game"                  # what summaries call one game ("hand")
+    evader: str | None = None           # the registered evader a run plays against when the user names none
+    uses_evader: bool = True            # False: the task's games have no opponent to name in summaries
+    size: int | None = None             # the board's side, passed to an emergency kind's ``params``
+    starts: Mapping[str, dict] = MappingProxyType({})    # named start positions (``eval --start``)
+    emergency: Any = None               # the new rule in force (``with_emergency``'s instance), if any
+    outcome_columns: tuple[tuple[str, str], ...] = OUTCOMES     # (outcome key, column label)
+    eval_headers: Sequence[str] = ()    # ``eval_cells``' column labels
+    eval_note: str | None = None        # the table's note (default: Wilson intervals, average steps)
+    # optional callables, None when the task lacks the feature
+    game_steps: Callable[..., Generator[Any, Any, Any]] | None = None     # a game as a generator: lockstep play, verification
+    with_emergency: Callable[[Any], TaskBase] | None = None    # the same task under a new rule
+    custom_emergency: Callable[..., Any] | None = None         # a rule of the user's own, as an instance
+    rule_language: Callable[..., list] | None = None           # generated rules in the task's rule language
+    plot: Callable[..., None] | None = None                    # (result, path, title): a game's figure
+    trace_result: Callable[[list], Any] | None = None          # a trace's records back to a game's result
+    summary_lines: Callable[[dict], list[str]] | None = None   # a run summary's lines
+    eval_metrics: Callable[[list], dict] | None = None         # eval's own figures (default: average steps)
+    eval_cells: Callable[[dict], list[str]] | None = None      # a table row's own cells
+    eval_reference: Callable[[], dict] | None = None           # a reference row (e.g. an exact optimum)
+    distill_checks: Callable[..., list] | None = None          # checks of a function base the teacher wrote
+
+    @property
+    def rules(self) -> str:
+        """The rules in words, as the models read them."""
+        raise NotImplementedError
+
+    @property
+    def stages(self) -> Mapping[str, str]:
+        """Stage -> what it decides, for the teacher's prompt."""
+        return {}
+
+    @property
+    def fact_families(self) -> tuple:
+        """Fact families of the task's own, read in ``When:`` fields."""
+        return ()
+
+    @property
+    def text(self) -> Any:
+        """The text protocol of the agents that answer in words (``student``), or None."""
+        return None
+
+    @property
+    def kd(self) -> Any:
+        """The protocol of the ``kd`` agent (moves as text), or None."""
+        return None
+
+class TaskAdapter:
+    """A registered task that does not subclass ``TaskBase``, seen with its defaults: what the
+    task has is its own, what it lacks is ``TaskBase``'s; a task it derives under a new rule
+    (``with_emergency``) is seen the same way."""
+
+    def __init__(self, task: Any):
+        self._task = task
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_task":     # copy and pickle look these up before __init__
+            raise AttributeError(name)
+        try:
+            value = getattr(self._task, name)
+        except AttributeError:
+            default = inspect.getattr_static(TaskBase, name)    # AttributeError for a member no task has
+            return default.__get__(self, TaskBase) if isinstance(default, property) else default
+        if name == "with_emergency" and callable(value):
+            return lambda emergency: adapt(value(emergency))
+        return value
+
+    def __repr__(self) -> str:
+        return repr(self._task)
+
+
+def adapt(task: Any) -> TaskBase:
+    """``task`` as the engine sees it: itself when it subclasses ``TaskBase``, else through a
+    ``TaskAdapter`` that supplies the defaults."""
+    return task if isinstance(task, TaskBase) else cast(TaskBase, TaskAdapter(task))
+
+
+def emergency_params(kind: EmergencyKind, task: TaskBase, seed: int) -> dict:
+    """An emergency kind's parameters drawn with ``seed``, for ``task``'s board when it has a size."""
+    return kind.params(seed) if task.size is None else kind.params(seed, task.size)
 
 
 class EmergencyKind(Protocol):
@@ -107,7 +202,7 @@ class EmergencyKind(Protocol):
 
     def properties(self, given: Any, out: Any) -> list[str]: ...
 
-    def reference(self, params: dict) -> str: ...
+    def reference(self, params: dict, name: str | None = None) -> str: ...
 
 
 class RuleLanguage(Protocol):
@@ -135,6 +230,8 @@ class RuleLanguage(Protocol):
     lacks: str
     lexicon: Any
 
+    def __hash__(self) -> int: ...       # readings of a language are cached per language
+
     def manual(self) -> str: ...
 
     def english(self, program: Any) -> str: ...
@@ -158,10 +255,10 @@ class RuleLanguage(Protocol):
     def notation(self, clause: str) -> tuple: ...
 
 
-def task_evader(task: Any, choice: str | None = None) -> str | None:
+def task_evader(task: TaskBase, choice: str | None = None) -> str | None:
     """The evader ``task``'s games are played against: the user's ``choice`` when given, else
-    the task's own ``evader`` (pursuit: greedy), else None (a task without one, twentyone)."""
-    return choice or getattr(task, "evader", None) or None
+    the task's own ``evader``, else None (a task without one)."""
+    return choice or task.evader or None
 
 
 def members(contract: type) -> list[str]:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ldengine import clock
 from ldengine.cache import write_atomic
-from ldengine.contracts import task_evader
+from ldengine.contracts import TaskBase, task_evader
 from ldengine.emergency.rule import under_emergency
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import base_for
@@ -38,8 +38,6 @@ from ldengine.runner import Emitter, build_agent, play_games, round_progress
 from ldengine.version import __version__
 from ldengine.workers import Games, game_row, merge_stats, play_on_workers
 
-OUTCOME_COLUMNS = (("success", "Success"), ("failure_without_violation", "Failure without Violation"),
-                   ("failure_with_violation", "Failure with Violation"))
 Z95 = 1.959964
 
 
@@ -76,15 +74,15 @@ class EvalConfig:
 def evaluate(registry: Registry, cfg: EvalConfig, log: Callable[[str], None] = print) -> dict:
     """Plays every agent's missing games, then writes results, table and figures."""
     task_name = cfg.task or registry.default_task()
-    task = under_emergency(registry, registry.get("tasks", task_name).obj, cfg.emergency, cfg.emergency_seed)
+    task = under_emergency(registry, registry.task(task_name), cfg.emergency, cfg.emergency_seed)
     cfg = dataclasses.replace(cfg, task=task_name, evader=task_evader(task, cfg.evader))   # what plays, as recorded
     policy = registry.policy(cfg.evader)
     for name in cfg.agents:
         registry.get("agents", name)
     if cfg.function_base:       # a wrong version is the user's error, not every agent's "not run"
         base_for(registry, task_name, cfg.function_base)
-    if cfg.start and cfg.start not in getattr(task, "starts", {}):
-        known = ", ".join(getattr(task, "starts", {})) or "none"
+    if cfg.start and cfg.start not in task.starts:
+        known = ", ".join(task.starts) or "none"
         raise LDEngineError(f"task {cfg.task!r} has no start named {cfg.start!r} (known: {known})")
     out = Path(cfg.out)
     run = _open_run(out, cfg, task)
@@ -98,7 +96,7 @@ def evaluate(registry: Registry, cfg: EvalConfig, log: Callable[[str], None] = p
     return results
 
 
-def _open_run(out: Path, cfg: EvalConfig, task: Any = None) -> dict:
+def _open_run(out: Path, cfg: EvalConfig, task: TaskBase) -> dict:
     manifest = out / "run.json"
     if manifest.exists() and not cfg.resume:
         raise LDEngineError(f"{out} already holds a run; pass --resume to continue it, "
@@ -146,8 +144,8 @@ def _forget(out: Path, run: dict, agents: list[str], log: Callable[[str], None])
     log(f"replay: dropped {len(lines) - len(kept)} recorded games of {', '.join(agents)}")
 
 
-def _emergency_record(task: Any) -> dict:
-    instance = getattr(task, "emergency", None)
+def _emergency_record(task: TaskBase) -> dict:
+    instance = task.emergency
     if instance is None:
         return {}
     return {"emergency": {"name": instance.kind.name, "params": dict(instance.params), "rule": instance.description}}
@@ -179,7 +177,7 @@ def _finished(path: Path) -> set[tuple[str, int]]:
 def _play_agent(registry, task, policy, cfg, run, name, done, fh, out, log) -> None:
     todo = [(i, cfg.seed + i) for i in range(cfg.games) if (name, i) not in done]
     figure = out / f"trajectory-{name}.png"
-    figures = cfg.figures and callable(getattr(task, "plot", None))
+    figures = cfg.figures and task.plot is not None
     if not todo and (figure.exists() or not figures):
         return
     options = {**cfg.options, "adapter": cfg.adapters.get(name)}
@@ -242,7 +240,7 @@ def _trajectory(task, agent, policy, cfg, name, path: Path) -> None:
     start = task.starts[cfg.start] if cfg.start else None
     played = next(play_games(task, agent, [(0, cfg.seed)], policy, Emitter(None), name, cfg.evader or "",
                              1, start))
-    if played.result is not None and hasattr(task, "plot"):
+    if played.result is not None and task.plot is not None:
         result, where = played.result, f"seed {cfg.seed}"
         if cfg.start and dataclasses.is_dataclass(result) and not isinstance(result, type):
             # not game 0 of the table (that one starts from seed 0's random cells): say where it started
@@ -268,7 +266,7 @@ def read_games(out: Path) -> list[dict]:
 
 def write_results(registry: Registry, out: Path, run: dict) -> dict:
     rows = read_games(out)
-    task = registry.get("tasks", run["config"]["task"]).obj
+    task = registry.task(run["config"]["task"])
     agents = {}
     for name in run["agents"]:
         if name in run.get("not_run", {}):
@@ -277,8 +275,8 @@ def write_results(registry: Registry, out: Path, run: dict) -> dict:
         mine = sorted((r for r in rows if r["agent"] == name), key=lambda r: r["game"])
         agents[name] = summarize(name, run, mine, task)
     results = {"manifest": {**run, "results_written": _now()}, "agents": agents}
-    reference = getattr(task, "eval_reference", None)
-    if callable(reference):
+    reference = task.eval_reference
+    if reference is not None:
         results["reference"] = reference()
     write_atomic(out / "results.json", (json.dumps(results, indent=2) + "\n").encode())
     write_atomic(out / "table.md", table(results, task).encode())
@@ -287,12 +285,12 @@ def write_results(registry: Registry, out: Path, run: dict) -> dict:
     return results
 
 
-def outcome_columns(task: Any = None) -> tuple:
-    """(outcome, column label) pairs: the task's ``outcome_columns``, or pursuit's."""
-    return tuple(getattr(task, "outcome_columns", None) or OUTCOME_COLUMNS)
+def outcome_columns(task: TaskBase | None = None) -> tuple:
+    """(outcome, column label) pairs: the task's ``outcome_columns`` (default: the paper's)."""
+    return tuple((task or TaskBase()).outcome_columns)
 
 
-def summarize(name: str, run: dict, rows: list[dict], task: Any = None) -> dict:
+def summarize(name: str, run: dict, rows: list[dict], task: TaskBase | None = None) -> dict:
     """The summary keys of the README's "Evaluate" section, 95% intervals, errors and cost, for one agent; a task
     with ``eval_metrics(rows)`` adds its own figures (else: average steps of success)."""
     played = [r for r in rows if r["outcome"] != "error"]
@@ -302,8 +300,8 @@ def summarize(name: str, run: dict, rows: list[dict], task: Any = None) -> dict:
         k = sum(r["outcome"] == key for r in played)
         out[key] = k / n if n else 0.0
         out[f"{key}_ci95"] = list(wilson(k, n))
-    metrics = getattr(task, "eval_metrics", None)
-    out.update(metrics(played) if callable(metrics) else steps_of_success(played))
+    metrics = (task or TaskBase()).eval_metrics
+    out.update(steps_of_success(played) if metrics is None else metrics(played))
     out["violations"] = sum(r["violations"] for r in played)
     wall = sum(r.get("wall_s", 0.0) for r in rows)
     out["wall_s"] = round(wall, 3)
@@ -355,15 +353,15 @@ def mean_interval(values: list[float], z: float = Z95, digits: int = 3) -> tuple
     return (round(mean - z * sd / math.sqrt(n), digits), round(mean + z * sd / math.sqrt(n), digits))
 
 
-def table(results: dict, task: Any = None) -> str:
+def table(results: dict, task: TaskBase | None = None) -> str:
     """Table 1 of the paper, one row per agent, 95% intervals in brackets; a task with
     ``eval_headers`` and ``eval_cells(summary)`` shows its own figures (else: average
     steps of success), and its ``results["reference"]`` row closes the table."""
+    task = task or TaskBase()
     columns = outcome_columns(task)
-    custom = callable(getattr(task, "eval_cells", None))
-    cells_of = task.eval_cells if custom else steps_cells
+    cells_of = task.eval_cells or steps_cells
     head = ["Agent", *(label for _, label in columns),
-            *(task.eval_headers if custom else ["Average Steps of Success"]),
+            *(task.eval_headers if task.eval_cells else ["Average Steps of Success"]),
             "Games", "Games/min", "Model calls", "Tokens"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in results["agents"].items():
@@ -397,10 +395,10 @@ def table(results: dict, task: Any = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _table_note(results: dict, task: Any) -> str:
+def _table_note(results: dict, task: TaskBase) -> str:
     config = results["manifest"]["config"]
     seeds = f"seeds {config['seed']}-{config['seed'] + config['games'] - 1}"
-    note = getattr(task, "eval_note", None)
+    note = task.eval_note
     if note:
         return f"{config['task']}, {seeds}; {note}"
     opponent = f", evader {config['evader']}" if config.get("evader") else ""
@@ -408,7 +406,7 @@ def _table_note(results: dict, task: Any) -> str:
             "normal approximation for steps.")
 
 
-def outcome_chart(results: dict, path: Path, task: Any = None) -> None:
+def outcome_chart(results: dict, path: Path, task: TaskBase | None = None) -> None:
     """Grouped bars: each agent's outcome rates with their 95% intervals (``outcome_figure``)."""
     import matplotlib.pyplot as plt
     fig = outcome_figure(results, task)
@@ -416,7 +414,7 @@ def outcome_chart(results: dict, path: Path, task: Any = None) -> None:
     plt.close(fig)
 
 
-def outcome_figure(results: dict, task: Any = None):
+def outcome_figure(results: dict, task: TaskBase | None = None):
     """The outcome chart, not saved. An agent with no finished game gets no bars (its
     interval would be the whole 0-1 range): its label says "no games"."""
     import matplotlib
@@ -425,6 +423,7 @@ def outcome_figure(results: dict, task: Any = None):
 
     played = {n: s for n, s in results["agents"].items() if "games" in s}
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(played), 4))
+    task = task or TaskBase()
     columns = outcome_columns(task)
     width = 0.8 / len(columns)
     colours = ("tab:green", "tab:gray", "tab:red")
@@ -442,7 +441,7 @@ def outcome_figure(results: dict, task: Any = None):
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share of games (whiskers: 95% Wilson interval)")
     config = results["manifest"]["config"]
-    opponent = f", {config['evader']} evader" if getattr(task, "uses_evader", True) and config.get("evader") else ""
+    opponent = f", {config['evader']} evader" if task.uses_evader and config.get("evader") else ""
     ax.set_title(f"{config['task']}: outcomes per agent, seeds {config['seed']}-"
                  f"{config['seed'] + config['games'] - 1}{opponent}")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))

@@ -31,7 +31,7 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ldengine.errors import LDEngineError, ManualError, SandboxCompileError, UnknownNameError
 from ldengine.manual import Fact, ManualEntry, entries_from_source, facts_from_source
@@ -40,6 +40,9 @@ from ldengine.registry import ModuleSource
 from ldengine.sandbox import CompiledModule, IsolatedSandbox, Sandbox, SandboxResult, compile_module
 from ldengine.signing import signed, unsigned_reason
 from ldengine.userdata import data_root
+
+if TYPE_CHECKING:
+    from ldengine.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +296,7 @@ def load_version(task: str, version: str) -> list[ModuleSource]:
                          f"version {version}") for f in files]
 
 
-def base_for(registry: Any, task: str, version: str | None = None, sandbox: Sandbox | None = None) -> FunctionBase:
+def base_for(registry: Registry, task: str, version: str | None = None, sandbox: Sandbox | None = None) -> FunctionBase:
     """The plugins' function base of ``task``, or, with ``version``, that stored version's;
     a version whose files or functions no longer hash to what its provenance recorded is refused."""
     if version is None:

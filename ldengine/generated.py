@@ -17,7 +17,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ldengine.distill.check import check_module
 from ldengine.emergency.rule import Instance, stored_rule
@@ -29,6 +29,10 @@ from ldengine.functionbase import (PROVENANCE, FunctionBase, StoredCodeChanged, 
 from ldengine.manual import ManualEntry, entries_from_source
 from ldengine.sandbox import IsolatedSandbox
 from ldengine.taskkit import shipped
+
+if TYPE_CHECKING:
+    from ldengine.contracts import EmergencyKind
+    from ldengine.registry import Registry
 
 EMERGENCY, VERSION = "emergency", "version"
 
@@ -67,14 +71,14 @@ class Stored:
                 "summary": self.summary()}
 
 
-def stored(registry: Any, task: str | None = None) -> list[Stored]:
+def stored(registry: Registry, task: str | None = None) -> list[Stored]:
     """Every stored emergency function and distilled version of ``task`` (None: every task),
     with its hashes checked."""
     tasks = [task] if task else sorted(registry.tasks)
     return [item for t in tasks for item in _emergencies(t) + _versions(t)]
 
 
-def find(registry: Any, name: str, task: str | None = None) -> Stored:
+def find(registry: Registry, name: str, task: str | None = None) -> Stored:
     """The stored item called ``name`` (an emergency file's stem or a version's name)."""
     found = [item for item in stored(registry, task) if item.name == name]
     if not found:
@@ -87,7 +91,7 @@ def find(registry: Any, name: str, task: str | None = None) -> Stored:
     return found[0]
 
 
-def find_function(registry: Any, name: str, task: str | None = None) -> tuple[Stored, ManualEntry] | None:
+def find_function(registry: Registry, name: str, task: str | None = None) -> tuple[Stored, ManualEntry] | None:
     """The stored emergency function called ``name`` (its file's stem, or its def's name when
     one stored file alone has it) and its manual entry, read with ``ast`` (never executed);
     None if there is none. A file that no longer has its recorded sha256 is refused."""
@@ -143,7 +147,7 @@ class Verdict:
     lines: list[str]
 
 
-def verify(registry: Any, item: Stored, games: int | None = None) -> Verdict:
+def verify(registry: Registry, item: Stored, games: int | None = None) -> Verdict:
     """The item's hashes, then its verification run again (see the module's docstring)."""
     if item.problem:
         return Verdict(item, False, [item.problem])
@@ -152,7 +156,7 @@ def verify(registry: Any, item: Stored, games: int | None = None) -> Verdict:
     return _verify_version(registry, item, games)
 
 
-def _verify_emergency(registry: Any, item: Stored) -> Verdict:
+def _verify_emergency(registry: Registry, item: Stored) -> Verdict:
     kind = _kind(registry, item)
     if kind is None:
         return Verdict(item, True, ["hashes match; verification not run again: its rule is not registered and "
@@ -165,10 +169,10 @@ def _verify_emergency(registry: Any, item: Stored) -> Verdict:
     return Verdict(item, result.passed, [f"hashes match; verified again: {line}"])
 
 
-def _game(registry: Any, task: str, kind: Any, params: dict) -> Any:
+def _game(registry: Registry, task: str, kind: EmergencyKind, params: dict) -> Any:
     """The inputs a game of ``task`` with ``kind`` in force feeds the function (None: none)."""
     game_task = registry.tasks[task].obj if task in registry.tasks else None
-    if game_task is None or not hasattr(game_task, "with_emergency"):
+    if game_task is None or game_task.with_emergency is None:
         return None
     try:
         in_force = game_task.with_emergency(Instance(kind, params))
@@ -177,18 +181,18 @@ def _game(registry: Any, task: str, kind: Any, params: dict) -> Any:
         return None
 
 
-def _kind(registry: Any, item: Stored) -> Any:
+def _kind(registry: Registry, item: Stored) -> Any:
     """The rule the function was written for: registered, or rebuilt from the provenance."""
     return stored_rule(registry, item.task, item.provenance)
 
 
-def _verify_version(registry: Any, item: Stored, games: int | None) -> Verdict:
+def _verify_version(registry: Registry, item: Stored, games: int | None) -> Verdict:
     try:
         base_for(registry, item.task, item.name)         # the recorded base hash
     except LDEngineError as exc:
         return Verdict(item, False, [str(exc)])
     games = games or (item.provenance.get("check_games") or {}).get("games") or 5
-    task = registry.get("tasks", item.task).obj
+    task = registry.task(item.task)
     sources = [p.read_text(encoding="utf-8") for p in sorted(item.path.glob("*.py"))]
     checks = [c for source in sources for c in check_module(registry, task, source, games)]
     lines = ["hashes match; checks run again: " + ", ".join(f"{c.name} {'ok' if c.passed else 'FAILED'}"

@@ -18,8 +18,9 @@ def ldengine_register_tasks(register):
     """Register tasks: ``register(task)`` with a ``contracts.Task``: ``name``,
     ``description``, ``pipeline`` (the stage names of one decision step, in order),
     ``rules``, ``play(agent, game_index, seed, evader, emit)``, ``summarize(results)``
-    and ``summarize_state(state)``. ``evader`` is the policy of the evader the user named,
-    else of the task's own (its optional ``evader`` member: pursuit's is greedy), else None."""
+    and ``summarize_state(state)``; the optional members have typed defaults in
+    ``contracts.TaskBase`` (subclass it, or be seen through ``contracts.adapt``). ``evader`` is the
+    policy of the evader the user named, else of the task's own (its ``evader`` member), else None."""
 
 
 @hookspec

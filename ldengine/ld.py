@@ -13,10 +13,11 @@ import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
+from ldengine.contracts import TaskBase
 from ldengine.adapters import adapter_misfit, find_adapter
 from ldengine.agents import AgentContext, LoopAgent, expert_agent
 from ldengine.cache import read_json
@@ -30,10 +31,13 @@ from ldengine.manual import ManualEntry
 from ldengine.models.base import dtype_identity
 from ldengine.retriever import Retriever, build_query
 
+if TYPE_CHECKING:
+    from ldengine.contracts import Student
+
 DEFAULT_K = 5
 
 
-def prompt_prefix(task: Any) -> str:
+def prompt_prefix(task: TaskBase) -> str:
     """The fixed part of every selection prompt for a task."""
     stages = "\n".join(f"- {stage}: {text}" for stage, text in task.stages.items())
     return (f"Rules: {task.rules}\n"
@@ -42,7 +46,7 @@ def prompt_prefix(task: Any) -> str:
             "use-when fits the state.\n")
 
 
-def stage_query(task: Any, stage: str, state: Any, base: FunctionBase | None = None) -> str:
+def stage_query(task: TaskBase, stage: str, state: Any, base: FunctionBase | None = None) -> str:
     """The per-stage text: which stage (the prefix says what each does) and what the state holds.
 
     Kept short on purpose: on a 2-core CPU the student reads about 400 tokens
@@ -51,7 +55,7 @@ def stage_query(task: Any, stage: str, state: Any, base: FunctionBase | None = N
     return f"Stage: {stage}\nState: {state_words(task, stage, state, base)}\n"
 
 
-def state_words(task: Any, stage: str, state: Any, base: FunctionBase | None = None) -> str:
+def state_words(task: TaskBase, stage: str, state: Any, base: FunctionBase | None = None) -> str:
     """What the stage's input holds: the task's summary, then each fact the base declares for the
     stage (``fact_`` defs, the task's and its plugins') as its sentence and yes or no."""
     facts = base.fact_values(stage, state) if base is not None else []
@@ -77,7 +81,7 @@ def option_line(name: str, stage: str, summary: str, when: str = "") -> str:
 class RetrieverProvider:
     """Top-K candidates from the dense retriever, for a stage and its input state."""
 
-    def __init__(self, task: Any, base: FunctionBase, retriever: Any, k: int = DEFAULT_K):
+    def __init__(self, task: TaskBase, base: FunctionBase, retriever: Any, k: int = DEFAULT_K):
         self.task, self.base, self.retriever, self.k = task, base, retriever, k
 
     def query(self, stage: str, state: Any) -> str:
@@ -130,7 +134,7 @@ class RetrieverProvider:
 class StudentSelector:
     """The student scores the K options in one forward pass; its choice is always one of them."""
 
-    def __init__(self, task: Any, student: Any, base: FunctionBase | None = None):
+    def __init__(self, task: TaskBase, student: Student, base: FunctionBase | None = None):
         self.task, self.student, self.prefix, self.base = task, student, prompt_prefix(task), base
         self.last_probabilities: list[float] = []
         self.prompts: set = set()     # distinct (query, options) asked: what a memo could answer
@@ -168,7 +172,7 @@ class SelectionExample:
         return (self.prefix, self.query, list(self.options), self.answer)
 
 
-def stage_inputs(task: Any, base: FunctionBase, evader: Any, seeds: list[int],
+def stage_inputs(task: TaskBase, base: FunctionBase, evader: Any, seeds: list[int],
                  desc: str = "") -> list[tuple[str, Any]]:
     """(stage, input state) pairs met by the expert over seeded games; with ``desc``,
     a progress bar on standard error."""
@@ -180,7 +184,7 @@ def stage_inputs(task: Any, base: FunctionBase, evader: Any, seeds: list[int],
     return pairs
 
 
-def selection_examples(task: Any, base: FunctionBase, provider: RetrieverProvider,
+def selection_examples(task: TaskBase, base: FunctionBase, provider: RetrieverProvider,
                        pairs: list[tuple[str, Any]], shuffle_seed: int | None = None,
                        desc: str = "") -> list[SelectionExample]:
     """Retrieved top-K candidates -> the oracle's index. For training (``shuffle_seed``
@@ -203,43 +207,43 @@ def selection_examples(task: Any, base: FunctionBase, provider: RetrieverProvide
     return examples
 
 
-def ld_agent(context: Any) -> Any:
+def ld_agent(context: AgentContext) -> Any:
     """Retriever + fine-tuned student choose each stage's function; the sandbox runs it."""
     return _learned_agent(context, "ld")
 
 
-def untuned_agent(context: Any) -> Any:
+def untuned_agent(context: AgentContext) -> Any:
     """Ablation: the ld agent with the student as shipped (no adapter)."""
     return _learned_agent(context, "ld_untuned", adapter=False)
 
 
-def shuffled_agent(context: Any) -> Any:
+def shuffled_agent(context: AgentContext) -> Any:
     """Ablation: the ld agent with each stage's candidates in a seeded random order, so a
     student that learnt the retriever's order (not the manual) is found out."""
     return _learned_agent(context, "ld_shuffled", shuffle=True)
 
 
-def top1_agent(context: Any) -> Any:
+def top1_agent(context: AgentContext) -> Any:
     """Ablation with no selection model: the retriever's first hit at every stage. Under an
     emergency it adopts the rule's function as ``ld`` does (the stored verified one, or one
     the student writes), so the two differ only in how a stage's function is chosen."""
     return _modelless_agent(context, "top1", FirstSelector())
 
 
-def lexical_agent(context: Any) -> Any:
+def lexical_agent(context: AgentContext) -> Any:
     """Ablation with no selection model: among the retriever's top-K, the stage's alternative
     whose When: words match a fact stated yes (``ldengine.lexical``), else its default."""
     return _modelless_agent(context, "lexical", LexicalSelector(context.base))
 
 
-def top1_read_agent(context: Any) -> Any:
+def top1_read_agent(context: AgentContext) -> Any:
     """Ablation with no selection model: the read conditions narrow each stage's alternatives
     (as for ``ld``), then the retriever's first hit is played: what the reading does without
     the student."""
     return _modelless_agent(context, "top1_read", FirstSelector(), read=True)
 
 
-def _modelless_agent(context: Any, name: str, selector: Any, read: bool = False) -> Any:
+def _modelless_agent(context: AgentContext, name: str, selector: Any, read: bool = False) -> Any:
     written = adopt(context, context.options.get("log") or _stderr)
     provider = _provider(context, _retriever(context), read=read)
     agent = LoopAgent(context, provider, selector)
@@ -281,7 +285,7 @@ class ConditionProvider(RetrieverProvider):
         return {"conditions": said, "alternatives_withheld": self.withheld}
 
 
-def _provider(context: Any, retriever: Any, shuffle: bool = False, read: bool = True) -> ConditionProvider:
+def _provider(context: AgentContext, retriever: Any, shuffle: bool = False, read: bool = True) -> ConditionProvider:
     """The agent's candidate lists: narrowed by the read conditions unless ``--no-conditions``
     (``conditions`` option False) or ``read`` is off; shuffled for the shuffled ablation."""
     opts = context.options
@@ -304,7 +308,7 @@ class ShuffledProvider(ConditionProvider):
         return out
 
 
-def _play_adopted(agent: Any, context: Any, written: Any) -> None:
+def _play_adopted(agent: Any, context: AgentContext, written: Any) -> None:
     """The emergency's new stage joins ``agent``'s pipeline when a function for it passed."""
     if written is not None and written.passed:
         kind = context.task.emergency.kind
@@ -312,12 +316,12 @@ def _play_adopted(agent: Any, context: Any, written: Any) -> None:
     agent.emergency = written
 
 
-def _retriever(context: Any) -> Any:
+def _retriever(context: AgentContext) -> Any:
     return (Retriever.for_library(context.base, context.registry) if context.registry
             else Retriever.for_base(context.base))
 
 
-def _learned_agent(context: Any, name: str, adapter: bool = True, shuffle: bool = False) -> Any:
+def _learned_agent(context: AgentContext, name: str, adapter: bool = True, shuffle: bool = False) -> Any:
     opts = context.options
     # the adapter first: a base it does not fit fails in one line before any model loads
     chosen = selection_adapter(context, opts.get("log") or _stderr) if adapter else None
@@ -341,7 +345,7 @@ def _learned_agent(context: Any, name: str, adapter: bool = True, shuffle: bool 
     return agent
 
 
-def selection_adapter(context: Any, log: Any) -> Any:
+def selection_adapter(context: AgentContext, log: Any) -> Any:
     """``--adapter DIR`` (with a warning line when it was trained on another function base),
     else the default adapter that fits this base (``find_adapter``)."""
 
@@ -356,7 +360,7 @@ def selection_adapter(context: Any, log: Any) -> Any:
     return given
 
 
-def model_setup(student: Any, adapter: Any) -> dict:
+def model_setup(student: Student, adapter: Any) -> dict:
     """What a run names in its header and summary: the student model, its weights' type and
     the adapter's folder name (None without one)."""
     return {"student": student.name, "dtype": getattr(student, "dtype", "float32"),

@@ -34,7 +34,7 @@ import operator
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError
@@ -43,6 +43,9 @@ from lark.visitors import CollapseAmbiguities
 
 from ldengine.errors import LDEngineError
 from ldengine.notation import compares, segments
+
+if TYPE_CHECKING:
+    from ldengine.contracts import RuleLanguage
 
 Node = tuple           # ("cond", notation text) | ("and" | "or", *nodes) | ("not", node)
 KINDS = ("TERM", "CMP", "RANGE", "REL", "DIFF", "BY", "STEPS", "COND", "POST", "AND", "OR", "NUM")
@@ -349,7 +352,7 @@ def _marked_symbols(lexicon: Lexicon, clause: str, markers: list[Tag]) -> list[N
     return [marked] if marked is not None and marked != node else []
 
 
-def program(language: Any, node: Node) -> Any:
+def program(language: RuleLanguage, node: Node) -> Any:
     """The program of the language that a node denotes: the whole node as one primitive where
     one denotes exactly its moves (``language.notation``), else its parts' programs joined by
     the language's And / Or / Not; None where a condition is no primitive."""
@@ -387,14 +390,14 @@ def _split(text: str) -> Node:
     return ("cond", text)
 
 
-def _mask(language: Any, prog: Any) -> int | None:
+def _mask(language: RuleLanguage, prog: Any) -> int | None:
     try:
         return language.denotation(prog)
     except LDEngineError:
         return None
 
 
-def _conjunction(language: Any, node: Node) -> Any:
+def _conjunction(language: RuleLanguage, node: Node) -> Any:
     """The program of a conjunction whose whole the language finds idle (its denotation None):
     without the parts that restate the others ("moving straight north, staying in the same
     column"); read as a list (Or) when the parts share no move ("the squares (5, 5) and
@@ -417,7 +420,7 @@ def _conjunction(language: Any, node: Node) -> Any:
     return out
 
 
-def _fits(language: Any, prog: Any) -> bool:
+def _fits(language: RuleLanguage, prog: Any) -> bool:
     """Within the language's nesting and its number of primitives."""
     def walk(p: Any, d: int) -> tuple[int, int]:
         if p[0] not in language.combinators:
@@ -428,7 +431,7 @@ def _fits(language: Any, prog: Any) -> bool:
     return count <= language.max_primitives and deepest <= language.max_depth
 
 
-def unreadable(language: Any, clauses: Sequence[str]) -> set[str]:
+def unreadable(language: RuleLanguage, clauses: Sequence[str]) -> set[str]:
     """The clauses that hold words joining clauses (the lexicon's ``SPLIT`` entries): none of
     them is one primitive's words."""
     if language.lexicon is None:
@@ -436,7 +439,7 @@ def unreadable(language: Any, clauses: Sequence[str]) -> set[str]:
     return {c for c in clauses if any(t.kind == "SPLIT" for t in tag(language.lexicon, c))}
 
 
-def readings(language: Any, clauses: Sequence[str]) -> dict[str, tuple]:
+def readings(language: RuleLanguage, clauses: Sequence[str]) -> dict[str, tuple]:
     """Clause -> the programs its lexical readings denote (``program`` of each), for the
     clauses the lexicon reads; a language without a lexicon reads none."""
     lexicon = language.lexicon
@@ -462,7 +465,7 @@ STATING = frozenset(KINDS) - {"TERM", "AND", "OR", "NUM", "BY"}
 NEUTRAL = frozenset({"SKIP", "STOP", "SPLIT", "DEST"})
 
 
-def unread(language: Any, text: str, read: Sequence[str], clauses: Sequence[str],
+def unread(language: RuleLanguage, text: str, read: Sequence[str], clauses: Sequence[str],
            symbols: Sequence[str] = ()) -> tuple[str, ...]:
     """The words of a rule that its reading may have missed: in each of the ``clauses`` read
     (``read``: the region, the words after the rule's frame, and its subject; ``clauses``: their
@@ -497,13 +500,13 @@ def unread(language: Any, text: str, read: Sequence[str], clauses: Sequence[str]
     return tuple(dict.fromkeys(out + stating))
 
 
-def stops(language: Any, words: str) -> bool:
+def stops(language: RuleLanguage, words: str) -> bool:
     """Whether ``words`` hold one the lexicon must not read past ("except", "unless")."""
     return language.lexicon is not None and any(t.kind in ("STOP", "SPLIT")
                                                 for t in _tags(language.lexicon, " ".join(words.split())))
 
 
-def states(language: Any, words: str) -> bool:
+def states(language: RuleLanguage, words: str) -> bool:
     """Whether the lexicon reads a word of ``words`` that states a condition (a comparison, a
     range, a relation, a whole condition), or reads the words as one ("pursuers on row 3": a
     term and its number)."""

@@ -21,6 +21,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from ldengine.contracts import TaskBase
 from ldengine.ld import SelectionExample, fact_line, option_line, option_text, prompt_prefix
 
 
@@ -95,9 +96,9 @@ class Drawn:
     denied: str
 
 
-def families(task: Any, split: str) -> list[FactFamily]:
+def families(task: TaskBase, split: str) -> list[FactFamily]:
     """The engine's and the task's fact families of ``split``."""
-    own = tuple(getattr(task, "fact_families", ()) or ())
+    own = tuple(task.fact_families or ())
     return [f for f in GENERIC + own if f.split == split]
 
 
@@ -136,7 +137,7 @@ def synthetic_name(rng: random.Random, heldout: bool, taken: set) -> str:
             return name
 
 
-def reading_example(rng: random.Random, task: Any, stage: str, summary: str, distractors: list[str],
+def reading_example(rng: random.Random, task: TaskBase, stage: str, summary: str, distractors: list[str],
                     split: str = "train", heldout_phrasing: bool = False, heldout_names: bool = False,
                     real_facts: tuple[str, ...] = ()) -> SelectionExample | None:
     """One synthetic selection at ``stage``: 2-4 made-up facts among ``real_facts`` (already worded
@@ -182,7 +183,7 @@ def reading_example(rng: random.Random, task: Any, stage: str, summary: str, dis
                             stage, True)
 
 
-def reading_examples(task: Any, base: Any, provider: Any, pairs: list[tuple[str, Any]], n: int, seed: int = 0,
+def reading_examples(task: TaskBase, base: Any, provider: Any, pairs: list[tuple[str, Any]], n: int, seed: int = 0,
                      split: str = "train", heldout_phrasing: bool = False,
                      heldout_names: bool = False) -> list[SelectionExample]:
     """``n`` synthetic selections built on the states of ``pairs`` at stages with alternatives

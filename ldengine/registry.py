@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
-from ldengine.contracts import EmergencyKind, RuleLanguage, Task, require
+from ldengine.contracts import EmergencyKind, RuleLanguage, Task, TaskBase, adapt, require
 from ldengine.errors import PluginError, UnknownNameError
 from ldengine.plugins import PluginInfo, build_plugin_manager
 
@@ -110,11 +110,11 @@ class Registry:
 
         def register(task: Any) -> None:
             require(task, Task, plugin, f"task {getattr(task, 'name', type(task).__name__)!r}")
-            named(task.name, task, task.description)
+            named(task.name, adapt(task), task.description)
         return register
 
     def _emergency_register(self, plugin: str) -> Callable:
-        def register(kind: Any) -> None:
+        def register(kind: EmergencyKind) -> None:
             name = getattr(kind, "name", None)
             if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name):
                 raise PluginError(f"plugin {plugin!r} registered an emergency with invalid name {name!r} "
@@ -127,7 +127,7 @@ class Registry:
         return register
 
     def _language_register(self, plugin: str) -> Callable:
-        def register(language: Any) -> None:
+        def register(language: RuleLanguage) -> None:
             task = getattr(language, "task", None)
             require(language, RuleLanguage, plugin, f"rule language of {task!r}")
             task = str(task)
@@ -167,6 +167,10 @@ class Registry:
         if not self.tasks:
             raise UnknownNameError("no task is registered (ldengine plugins shows what loaded)")
         return next(iter(self.tasks))
+
+    def task(self, name: str) -> TaskBase:
+        """The registered task ``name``, with ``TaskBase``'s defaults for what it lacks."""
+        return cast(TaskBase, self.get("tasks", name).obj)
 
     def policy(self, evader: str | None) -> Any:
         """The registered evader ``evader``'s policy; None for no evader (a task without one)."""

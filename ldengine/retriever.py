@@ -49,6 +49,7 @@ from ldengine.models.loading import quiet_loading
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from ldengine.registry import Registry
     import numpy as np
 
     from ldengine.manual import ManualEntry
@@ -258,7 +259,7 @@ class Retriever(Memoised):
         return cls.for_bases([base], encoder, cache_dir, lexical_weight)
 
     @classmethod
-    def for_library(cls, base: "FunctionBase", registry: Any, encoder: Encoder | None = None,
+    def for_library(cls, base: "FunctionBase", registry: Registry, encoder: Encoder | None = None,
                     cache_dir: str | Path | None = None,
                     lexical_weight: float = LEXICAL_WEIGHT) -> "Retriever":
         """One index over every registered task's functions, searched for ``base``'s task.

@@ -29,12 +29,15 @@ import random
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ldengine import lexicon
 from ldengine.contracts import RuleLanguage
 from ldengine.errors import LDEngineError
 from ldengine.notation import compares
+
+if TYPE_CHECKING:
+    from ldengine.contracts import Student
 
 Program = Any       # (name, *numbers) for a primitive, (combinator, *programs) for a combinator
 NUMBER = re.compile(r"(?:(?<![\w.])|(?<=\.\.))-?\d+(?![\w.]\d)")     # "3..7" states 3 and 7; "1.5" nothing

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ldengine import clock
 from ldengine.agents import AgentContext
-from ldengine.contracts import Agent, Evader, Task, require, task_evader
+from ldengine.contracts import Agent, Evader, TaskBase, require, task_evader
 from ldengine.emergency.rule import under_emergency
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase, base_for
@@ -68,7 +68,7 @@ class RunOutcome:
     interrupted: bool = False
 
 
-def build_agent(registry: Registry, task: Task, agent: str, options: dict | None = None,
+def build_agent(registry: Registry, task: TaskBase, agent: str, options: dict | None = None,
                 audit: Callable | None = None, version: str | None = None) -> tuple[Agent, FunctionBase]:
     """The agent and its function base: the plugins' base, or the stored ``version``."""
     registered = registry.get("agents", agent)
@@ -80,7 +80,7 @@ def build_agent(registry: Registry, task: Task, agent: str, options: dict | None
 
 def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
     name = cfg.task or registry.default_task()
-    task = under_emergency(registry, registry.get("tasks", name).obj, cfg.emergency, cfg.emergency_seed)
+    task = under_emergency(registry, registry.task(name), cfg.emergency, cfg.emergency_seed)
     cfg = replace(cfg, task=name, evader=task_evader(task, cfg.evader))   # what plays, as the summary says
     policy = registry.policy(cfg.evader)
     results, interrupted, start = [], False, clock.now()
@@ -107,7 +107,7 @@ def run_games(registry: Registry, cfg: RunConfig) -> RunOutcome:
     return RunOutcome(summary, results, interrupted)
 
 
-def play_games(task: Task, agent: Agent, games: list[tuple[int, int]], policy: Evader | None, emit: "Emitter",
+def play_games(task: TaskBase, agent: Agent, games: list[tuple[int, int]], policy: Evader | None, emit: "Emitter",
                agent_name: str = "", evader_name: str = "", batch: int | None = None, start: dict | None = None,
                on_round: Callable[[int, int], None] | None = None) -> Iterator["Played"]:
     """Play ``games`` ((index, seed) pairs); yield a ``Played`` as each game ends.
@@ -124,7 +124,7 @@ def play_games(task: Task, agent: Agent, games: list[tuple[int, int]], policy: E
     watch = getattr(agent, "refereed", None)
     if callable(watch):             # the run-time monitor (LoopAgent.refereed)
         emit = Refereed(emit, watch)
-    if callable(getattr(agent, "act_batch", None)) and hasattr(task, "game_steps") and batch > 1:
+    if callable(getattr(agent, "act_batch", None)) and task.game_steps is not None and batch > 1:
         yield from _play_side_by_side(task, agent, games, policy, emit, agent_name, evader_name, batch, start,
                                       on_round)
         return
@@ -133,7 +133,7 @@ def play_games(task: Task, agent: Agent, games: list[tuple[int, int]], policy: E
         played = Played(index, seed)
         try:
             played.result = task.play(agent, index, seed, policy, emit, agent_name, evader_name,
-                                      **({"start": start} if start else {}))
+                                 **({"start": start} if start else {}))
         except (KeyboardInterrupt, LDEngineError):
             raise
         except Exception as exc:  # a broken agent or plugin: this game is an error, the run goes on
@@ -143,16 +143,19 @@ def play_games(task: Task, agent: Agent, games: list[tuple[int, int]], policy: E
         yield played
 
 
-def _play_side_by_side(task: Any, agent: Agent, games: list[tuple[int, int]], policy: Evader | None, emit: "Emitter",
+def _play_side_by_side(task: TaskBase, agent: Agent, games: list[tuple[int, int]], policy: Evader | None, emit: "Emitter",
                        agent_name: str, evader_name: str, batch: int, start: dict | None,
                        on_round: Callable[[int, int], None] | None = None) -> Iterator["Played"]:
+    game_steps = task.game_steps
+    if game_steps is None:
+        raise LDEngineError(f"task {task.name!r} cannot play games side by side (it has no game_steps)")
     waiting = list(games)
     running: dict[int, list] = {}   # index -> [Played, generator, state]
     rounds = 0
     while waiting or running:
         while waiting and len(running) < batch:
             index, seed = waiting.pop(0)
-            steps = task.game_steps(index, seed, policy, emit, agent_name, evader_name,
+            steps = game_steps(index, seed, policy, emit, agent_name, evader_name,
                                     **({"start": start} if start else {}))
             running[index] = [Played(index, seed), steps, next(steps)]
         order = list(running)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,8 +17,11 @@ from ldengine.models.loading import chosen_device, load_student
 from ldengine.serving.limits import Limits
 from ldengine.serving.server import API_KEY_ENV, is_loopback, make_server
 
+if TYPE_CHECKING:
+    from ldengine.contracts import Student
 
-def default_model_name(student: Any, adapter: str | None) -> str:
+
+def default_model_name(student: Student, adapter: str | None) -> str:
     """The student's name, or the adapter folder's name when one is applied."""
     return Path(adapter).name if adapter else student.name
 

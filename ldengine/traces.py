@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ldengine.errors import LDEngineError
+
+if TYPE_CHECKING:
+    from ldengine.registry import Registry
 
 
 def read_trace(path: str | Path) -> list[dict]:
@@ -54,12 +57,12 @@ def game_records(records: list[dict], game: int) -> list[dict]:
     return mine
 
 
-def plot_game(registry: Any, path: str | Path, game: int, out: str | Path) -> str:
+def plot_game(registry: Registry, path: str | Path, game: int, out: str | Path) -> str:
     """Draw game ``game`` of the trace at ``path`` to ``out`` (PNG); returns the title drawn."""
     records = read_trace(path)
     name = trace_task(records)
-    task = registry.get("tasks", name).obj
-    if not (callable(getattr(task, "plot", None)) and callable(getattr(task, "trace_result", None))):
+    task = registry.task(name)
+    if task.plot is None or task.trace_result is None:
         raise LDEngineError(f"plots are not available for {name}")
     mine = game_records(records, game)
     head = mine[0]

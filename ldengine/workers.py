@@ -53,7 +53,7 @@ def _start(games: Games, threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
     registry = Registry.load()
-    task = under_emergency(registry, registry.get("tasks", games.task).obj, games.emergency, games.emergency_seed)
+    task = under_emergency(registry, registry.task(games.task), games.emergency, games.emergency_seed)
     agent, _ = build_agent(registry, task, games.agent, games.options, version=games.version)
     _here.update(task=task, agent=agent, policy=registry.policy(games.evader), games=games)
 

@@ -2,11 +2,13 @@
 played against (pursuit: greedy; twentyone: none), and --task defaults to the first task
 registered (pursuit, the first built-in plugin's)."""
 import json
+import pickle
 
+import pytest
 from click.testing import CliRunner
 
 from ldengine.cli import cli
-from ldengine.contracts import task_evader
+from ldengine.contracts import OUTCOMES, TaskBase, adapt, task_evader
 
 
 def run(tmp_path, monkeypatch, *args):
@@ -44,3 +46,40 @@ def test_pursuit_still_plays_against_greedy(tmp_path, monkeypatch):
     assert summary["task"] == "pursuit" and summary["games"] == 2
     assert summary["evader"] == "greedy"
     assert "| evader greedy |" in result.output
+
+
+class PlainTask:
+    """A task written without ``TaskBase``: only the required members, a unit and a rule change."""
+    name, description, pipeline, rules, unit = "plain", "a walk", ["walker.decide"], "walk to the end", "walk"
+    emergency = None
+
+    def play(self, agent, game_index, seed, evader, emit, agent_name="", evader_name=""):
+        return None
+
+    def summarize(self, results):
+        return {"games": len(results)}
+
+    def summarize_state(self, state):
+        return str(state)
+
+    def with_emergency(self, emergency):
+        ruled = PlainTask()
+        ruled.emergency = emergency
+        return ruled
+
+
+def test_a_task_without_taskbase_is_seen_with_its_defaults(registry):
+    seen = adapt(PlainTask())
+    assert seen.unit == "walk" and seen.summarize([1, 2]) == {"games": 2}      # its own members
+    assert seen.evader is None and seen.uses_evader is True and seen.size is None
+    assert dict(seen.starts) == {} and dict(seen.stages) == {} and seen.fact_families == ()
+    assert seen.outcome_columns == OUTCOMES and seen.eval_note is None and seen.text is None
+    assert seen.game_steps is None and seen.plot is None and seen.custom_emergency is None
+    ruled = seen.with_emergency("no entry")         # a task derived under a rule is seen the same way
+    assert ruled.emergency == "no entry" and ruled.unit == "walk" and ruled.plot is None
+    assert pickle.loads(pickle.dumps(seen)).unit == "walk"     # workers get tasks pickled
+    with pytest.raises(AttributeError):
+        seen.no_such_member
+    pursuit = registry.task("pursuit")
+    assert adapt(pursuit) is pursuit and isinstance(pursuit, TaskBase) and pursuit.size == 21
+    assert registry.task("twentyone").outcome_columns != OUTCOMES

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from ldengine.contracts import TaskBase
 from ldengine import outputs
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import base_for
@@ -143,12 +144,12 @@ def _check_emergency_seed(emergency: str | None, emergency_seed: int | None, by_
         raise click.UsageError("--read reads a new rule's words: name the rule with --emergency")
 
 
-def _check_outputs(files: dict, plot: str | None = None, task: Any = None, folders: dict | None = None,
+def _check_outputs(files: dict, plot: str | None = None, task: TaskBase | None = None, folders: dict | None = None,
                    force: bool = True) -> None:
     """Every path a command will write (option -> path), checked before any game is played,
     so that a bad one costs one line instead of the games; ``plot`` also needs a task that draws.
     Without ``force`` a file that exists with something in it is refused, not overwritten."""
-    if plot and task is not None and not callable(getattr(task, "plot", None)):
+    if plot and task is not None and task.plot is None:
         raise click.ClickException(f"--plot: plots are not available for {task.name}")
     for option, path in [*files.items(), ("--plot", plot)]:
         if path and not force and Path(path).is_file() and Path(path).stat().st_size:

@@ -67,7 +67,7 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
     """
     check_rule_text(text)        # before any model loads (a rule over several pieces is refused here)
     reg = registry()
-    task_obj = reg.get("tasks", task).obj
+    task_obj = reg.task(task)
     _check_examples(allow, forbid)
     if by_reading and (params or kind):
         raise click.UsageError("--read takes the rule from its words (and --allow/--forbid examples); "
@@ -130,7 +130,7 @@ def _emergency_by_reading(reg, task, text, allow, forbid, seed, student, adapter
     (and, with --yes, the only one), compiled, verified in the worker, stored with its program."""
     language = _rule_language(reg, task, text)
     allowed, forbidden = _moves(allow, "--allow"), _moves(forbid, "--forbid")
-    game = reg.get("tasks", task).obj
+    game = reg.task(task)
     if (allowed or forbidden) and hasattr(game, "custom_emergency"):
         # the task says what a bare cell means as a move (pursuit: entering it from a neighbour)
         examples = game.custom_emergency(text, {}, allowed, forbidden)
@@ -304,7 +304,7 @@ def _moves(items, hint: str) -> list:
 def _rule(reg, task, text: str, values: dict, kind: str | None, allow, forbid):
     """The rule to check against: a registered kind (named, or matched by parameter names),
     else the user's own examples, else the words alone (the user judges each function's map)."""
-    if not hasattr(task, "custom_emergency"):
+    if task.custom_emergency is None:
         raise click.ClickException(f"task {task.name!r} takes no emergencies")
     allowed, forbidden = _moves(allow, "--allow"), _moves(forbid, "--forbid")
     if not kind and values and not (allowed or forbidden):

@@ -106,7 +106,7 @@ def functions_read(task, version, proposer, as_json):
     unread and is always offered. Readings are cached (ldengine cache info); the first costs ~20 s.
     """
     reg = registry()
-    task_obj = reg.get("tasks", task).obj
+    task_obj = reg.task(task)
     base = base_for(reg, task, version)
     readings = Readings(AgentContext(task_obj, base, {}, reg), PROPOSERS[proposer](),
                         log=lambda line: click.echo(line, err=True))

@@ -12,7 +12,7 @@ from ldengine import runlog
 from ldengine.cli.app import (EVADER_HELP, _backend, _check_emergency_seed, _check_outputs, _device_option,
                               _dtype_option, _emergency_options, _function_base_option, _student_source, cli,
                               registry)
-from ldengine.contracts import task_evader
+from ldengine.contracts import TaskBase, task_evader
 from ldengine.evaluate import EvalConfig, command_line, evaluate, write_results
 from ldengine.models.loading import chosen_device
 from ldengine.outputs import check_plot
@@ -62,9 +62,9 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
     """
     reg = registry()
     _check_emergency_seed(emergency, emergency_seed, by_reading)
-    _check_outputs({"--json": json_path, "--trace": trace, "--audit": audit}, plot, reg.get("tasks", task).obj,
+    _check_outputs({"--json": json_path, "--trace": trace, "--audit": audit}, plot, reg.task(task),
                    force=force)
-    evader = task_evader(reg.get("tasks", task).obj, evader)      # the task's own when not named
+    evader = task_evader(reg.task(task), evader)      # the task's own when not named
     options = {"student": student, "adapter": adapter, "backend": _backend(student, backend), "k": k,
                "attempts": attempts, "read": by_reading, "device": chosen_device(device), "no_memo": no_memo,
                "conditions": not no_conditions,
@@ -74,11 +74,11 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
                     function_base=function_base, batch=batch)
     outcome = run_games(reg, cfg)
     runlog.append("run", _this_command(task, evader=evader), outcome.summary, interrupted=outcome.interrupted or None)
-    click.echo(format_summary(outcome.summary, reg.get("tasks", task).obj))
+    click.echo(format_summary(outcome.summary, reg.task(task)))
     if json_path:
         Path(json_path).write_text(json.dumps(outcome.summary, indent=2) + "\n", encoding="utf-8")
     if plot and outcome.results:
-        reg.get("tasks", task).obj.plot(outcome.results[0], plot, agent + (f" vs {evader} evader" if evader else ""))
+        reg.task(task).plot(outcome.results[0], plot, agent + (f" vs {evader} evader" if evader else ""))
         click.echo(f"plot: {plot}")
     if outcome.interrupted:
         raise click.ClickException(f"interrupted after {len(outcome.results)} game(s); "
@@ -105,15 +105,16 @@ def _setup_words(s: dict) -> str:
     return words + (f" | emergency {s['emergency']}" if s.get("emergency") else "")
 
 
-def format_summary(s: dict, task: Any = None) -> str:
+def format_summary(s: dict, task: TaskBase | None = None) -> str:
     """The human summary of a run; a task with ``summary_lines(summary)`` words its own results."""
     games = s["games"]
     seeds = f"seeds {s['seed']}-{s['seed'] + games - 1}" if games else "no games"
-    unit = getattr(task, "unit", "game")      # what one game is called: a hand in twentyone
+    task = task or TaskBase()
+    unit = task.unit      # what one game is called (a hand)
     plural = unit if games == 1 else unit + "s"
-    opponent = f" | evader {s['evader']}" if getattr(task, "uses_evader", True) and s.get("evader") else ""
+    opponent = f" | evader {s['evader']}" if task.uses_evader and s.get("evader") else ""
     lines = [f"{s['task']} | agent {s['agent']}{opponent} | {games} {plural} ({seeds})" + _setup_words(s)]
-    if callable(getattr(task, "summary_lines", None)):
+    if task.summary_lines is not None:
         lines += task.summary_lines(s)
     else:
         avg = "-" if s["avg_steps_success"] is None else f"{s['avg_steps_success']:.2f}"
@@ -183,7 +184,7 @@ def eval_cmd(task, agents, games, seed, evader, out, resume, replay, start, no_f
     if set(again) - set(names):
         raise click.BadParameter(f"{', '.join(sorted(set(again) - set(names)))} not in --agents",
                                  param_hint="--replay")
-    evader = task_evader(registry().get("tasks", task).obj, evader)      # the task's own when not named
+    evader = task_evader(registry().task(task), evader)      # the task's own when not named
     _check_emergency_seed(emergency, emergency_seed, by_reading)
     _check_outputs({}, folders={"--out": out})
     options = {"student": student, "backend": _backend(student, backend), "k": k, "teacher_url": teacher_url,

@@ -10,14 +10,17 @@ import json
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ldengine.agents import AgentContext, expert_agent
-from ldengine.contracts import task_evader
+from ldengine.contracts import TaskBase, task_evader
 from ldengine.errors import LDEngineError, ManualError, SandboxCompileError
 from ldengine.functionbase import FunctionBase
 from ldengine.runner import Emitter, play_games
 from ldengine.sandbox import IsolatedSandbox, Sandbox, compile_module
+
+if TYPE_CHECKING:
+    from ldengine.registry import Registry
 
 MODULE_FILE = "distilled.py"    # the module's file name, when checked and when stored
 CHECK_SEED = 30_000         # check games use seeds apart from eval (0..), finetune (10_000, 20_000)
@@ -88,7 +91,7 @@ def extract_code(answer: str) -> str | None:
     return None
 
 
-def check_answer(registry: Any, task: Any, answer: str, number: int, prompt: str, games: int) -> Round:
+def check_answer(registry: Registry, task: TaskBase, answer: str, number: int, prompt: str, games: int) -> Round:
     """Every check of one answer (later checks only when the ones they need passed)."""
     done = Round(number, sha256(prompt), sha256(answer), [])
     done.source = extract_code(answer)
@@ -101,7 +104,7 @@ def check_answer(registry: Any, task: Any, answer: str, number: int, prompt: str
     return done
 
 
-def check_module(registry: Any, task: Any, source: str, games: int, done: Round | None = None) -> list[Check]:
+def check_module(registry: Registry, task: TaskBase, source: str, games: int, done: Round | None = None) -> list[Check]:
     """The checks of a module's source, after ``code``; the checked base goes to ``done``."""
     filename = f"{task.name}/{MODULE_FILE}"
     try:
@@ -146,7 +149,7 @@ def check_examples(base: FunctionBase) -> Check:
     return Check("examples", not failures, _clip(failures), {"examples": count, "failed": len(failures)})
 
 
-def check_stages(base: FunctionBase, task: Any) -> Check:
+def check_stages(base: FunctionBase, task: TaskBase) -> Check:
     """Every pipeline stage has exactly one function (the expert's choice)."""
     problems = []
     for stage in task.pipeline:
@@ -157,7 +160,7 @@ def check_stages(base: FunctionBase, task: Any) -> Check:
     return Check("stages", not problems, problems)
 
 
-def check_games(registry: Any, task: Any, base: FunctionBase, games: int) -> Check:
+def check_games(registry: Registry, task: TaskBase, base: FunctionBase, games: int) -> Check:
     """The expert on the new base plays seeded games: no violation, no function error, no game error."""
     agent = expert_agent(AgentContext(task, base, {}, registry))
     errors: list[str] = []
@@ -186,8 +189,8 @@ def check_games(registry: Any, task: Any, base: FunctionBase, games: int) -> Che
     return Check("games", not problems, _clip(problems), figures)
 
 
-def _task_checks(task: Any, base: FunctionBase) -> list[Check]:
-    hook = getattr(task, "distill_checks", None)
+def _task_checks(task: TaskBase, base: FunctionBase) -> list[Check]:
+    hook = task.distill_checks
     if not callable(hook):
         return []
     try:
@@ -197,7 +200,7 @@ def _task_checks(task: Any, base: FunctionBase) -> list[Check]:
     return [Check("task", not problems, _clip(problems))]
 
 
-def default_evader(registry: Any, task: Any) -> tuple[str | None, Any]:
+def default_evader(registry: Registry, task: TaskBase) -> tuple[str | None, Any]:
     """The task's own evader, as run and eval play against when none is named (pursuit:
     greedy), and its policy; (None, None) for a task without one or one not registered."""
     name = task_evader(task)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ldengine.distill.check import MODULE_FILE, Round, check_answer, sha256
 from ldengine.distill.prompt import build_prompt, repair_message, task_rules
@@ -13,6 +13,9 @@ from ldengine.distill.store import Distilled, store
 from ldengine.errors import LDEngineError
 from ldengine.teacher import DEFAULT_KEY_ENV, ChatClient, TeacherError
 from ldengine.version import __version__
+
+if TYPE_CHECKING:
+    from ldengine.registry import Registry
 
 
 @dataclass
@@ -33,9 +36,9 @@ class DistillError(LDEngineError):
     """No answer passed the checks; nothing was stored."""
 
 
-def distill(registry: Any, cfg: DistillConfig, log: Callable[[str], None] = print) -> Distilled:
+def distill(registry: Registry, cfg: DistillConfig, log: Callable[[str], None] = print) -> Distilled:
     """Ask, check, repair up to ``cfg.rounds`` times; store the first module that passes."""
-    task = registry.get("tasks", cfg.task).obj
+    task = registry.task(cfg.task)
     rules, rules_source = task_rules(task, cfg.rules_file)
     client = ChatClient(cfg.url, cfg.model, cfg.key_env, timeout_s=cfg.timeout_s)
     prompt = build_prompt(registry, task, rules)

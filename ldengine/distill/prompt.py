@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ldengine.contracts import TaskBase
 from ldengine.agents import AgentContext, expert_agent
 from ldengine.distill.check import Round, default_evader
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.sandbox.runtime import PROVIDED_NAMES
 
+if TYPE_CHECKING:
+    from ldengine.registry import Registry
+
 SAMPLE_SEED = 0             # the state shown to the teacher in the prompt
 
 
-def task_rules(task: Any, rules_file: str | None) -> tuple[str, str]:
+def task_rules(task: TaskBase, rules_file: str | None) -> tuple[str, str]:
     """The rules text and where it came from: ``rules_file``, or the registered task's ``rules``."""
     if rules_file:
         try:
@@ -25,33 +29,35 @@ def task_rules(task: Any, rules_file: str | None) -> tuple[str, str]:
         if not text:
             raise LDEngineError(f"the rules file {rules_file} is empty")
         return text, f"file {Path(rules_file).name}"
-    rules = getattr(task, "rules", None)
+    rules = task.rules
     if not isinstance(rules, str) or not rules.strip():
         raise LDEngineError(f"task {task.name!r} has no rules text; give one with --rules FILE")
     return rules, "registered task"
 
 
-def stage_list(task: Any) -> list[tuple[str, str]]:
+def stage_list(task: TaskBase) -> list[tuple[str, str]]:
     """(stage, what it does) for each pipeline stage, in order."""
-    described = getattr(task, "stages", None) or {}
+    described = task.stages or {}
     return [(stage, described.get(stage, "")) for stage in task.pipeline]
 
 
-def build_prompt(registry: Any, task: Any, rules: str) -> str:
+def build_prompt(registry: Registry, task: TaskBase, rules: str) -> str:
     """The first message: the task, its rules and stages, and the conventions to follow."""
     stages = "\n".join(f"{i}. {name}: {text}" if text else f"{i}. {name}"
                        for i, (name, text) in enumerate(stage_list(task), 1))
-    return PROMPT.format(task=task.name, description=getattr(task, "description", ""), rules=rules.strip(),
+    return PROMPT.format(task=task.name, description=task.description, rules=rules.strip(),
                          stages=stages, interface=interface(registry, task), builtins=_builtins())
 
 
-def interface(registry: Any, task: Any) -> str:
+def interface(registry: Registry, task: TaskBase) -> str:
     """A state the first stage receives and, from the installed base, the action the last returns."""
+    if task.game_steps is None:     # a task without game_steps: the prompt goes without the example
+        return ""
     try:
         steps = task.game_steps(0, SAMPLE_SEED, default_evader(registry, task)[1], lambda record: None)
         state = json.loads(json.dumps(next(steps)))
         steps.close()
-    except Exception:  # a task without game_steps: the prompt goes without the example
+    except Exception:  # a game that fails to start: the prompt goes without the example
         return ""
     text = f"The state the first stage receives looks like this (the first step of a seeded game):\n{state!r}\n"
     action = _sample_action(registry, task, state)
@@ -60,7 +66,7 @@ def interface(registry: Any, task: Any) -> str:
     return text
 
 
-def _sample_action(registry: Any, task: Any, state: Any) -> Any:
+def _sample_action(registry: Registry, task: TaskBase, state: Any) -> Any:
     if not registry.modules_for(task.name):
         return None
     try:

@@ -4,7 +4,7 @@ engine compiles); an accepted one joins the function base as untrusted code."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ldengine.adapters import find_adapter
 from ldengine.cache import read_json
@@ -14,8 +14,11 @@ from ldengine.emergency.verify import game_inputs
 from ldengine.emergency.write import DEFAULT_ATTEMPTS, FORMS, Written, worked_examples, write_function
 from ldengine.errors import LDEngineError
 
+if TYPE_CHECKING:
+    from ldengine.agents import AgentContext
 
-def adopt(context: Any, log: Callable[[str], None] = lambda s: None) -> Written | None:
+
+def adopt(context: AgentContext, log: Callable[[str], None] = lambda s: None) -> Written | None:
     """The emergency in force on ``context.task``: its stored verified function, or one the
     student writes now (stored when it passes); an accepted one joins ``context.base``
     as untrusted code. Returns None when no emergency is in force."""
@@ -42,6 +45,8 @@ def adopt(context: Any, log: Callable[[str], None] = lambda s: None) -> Written 
             log(f"  reading {attempt.number}: {tried['program']}: {attempt.check.line()}")
         path = save(written) if written.passed else None
     else:
+        if context.registry is None:
+            raise LDEngineError(f"{kind.name}: writing a function needs the registry's worked examples")
         adapter = writing_adapter(context)
         writer, form = context.load_student(adapter=adapter), writing_form(adapter)
         attempts = int(context.options.get("attempts") or DEFAULT_ATTEMPTS)
@@ -59,7 +64,7 @@ def adopt(context: Any, log: Callable[[str], None] = lambda s: None) -> Written 
     return written
 
 
-def writing_adapter(context: Any) -> Path | None:
+def writing_adapter(context: AgentContext) -> Path | None:
     """The committed LoRA adapter for writing emergency functions, if there is one."""
     if context.options.get("writer_adapter"):
         return Path(context.options["writer_adapter"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ldengine.agents import AgentContext
 from ldengine.cache import write_atomic
@@ -15,15 +15,18 @@ from ldengine.emergency.write import TEMPERATURE
 from ldengine.evaluate import EvalConfig, evaluate
 from ldengine.functionbase import FunctionBase
 
+if TYPE_CHECKING:
+    from ldengine.registry import Registry
 
-def measure(registry: Any, task: str, kinds: list[Any], seeds: list[int], attempts: int, games: int,
+
+def measure(registry: Registry, task: str, kinds: list[Any], seeds: list[int], attempts: int, games: int,
             out: Path, options: dict, log: Callable[[str], None] = print, progress: bool = True,
             seed: int = 0, emergency_seed: int = 0) -> dict:
     """The table over emergencies: per kind, the writing pass rate over ``seeds`` (attempts to
     first pass; with the ``read`` option, the reading pass rate: each reading one attempt) and,
     with the kind in force (its parameters drawn by ``emergency_seed``), LD's and the unadapted
     expert's games from game seed ``seed`` (an eval run per kind under ``out/KIND``, resumable)."""
-    context = AgentContext(registry.get("tasks", task).obj, FunctionBase.build(task, registry.modules_for(task)),
+    context = AgentContext(registry.task(task), FunctionBase.build(task, registry.modules_for(task)),
                            options, registry)
     by_reading = bool(options.get("read"))
     reader = Reader.load(context) if by_reading else None

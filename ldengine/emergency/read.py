@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ldengine.adapters import find_adapter
 from ldengine.contracts import EmergencyKind, RuleLanguage
@@ -22,12 +22,15 @@ from ldengine.retriever import Encoder
 from ldengine.rulelang import Namer, Reading, read
 from ldengine.sandbox import IsolatedSandbox
 
+if TYPE_CHECKING:
+    from ldengine.agents import AgentContext
+
 
 @dataclass
 class Compiled:
     """The reading chosen for a rule, and the emergency kind its program compiles to."""
     reading: Reading
-    kind: Any
+    kind: EmergencyKind
     text: str
     readings: list[Reading]
     student: Any = None
@@ -59,7 +62,7 @@ def _reader_record(student: Any, readings: list[Reading]) -> dict:
             "adapter_hash": getattr(student, "adapter_hash", None)}
 
 
-def agrees(kind: Any, allowed: Sequence, forbidden: Sequence) -> bool:
+def agrees(kind: EmergencyKind, allowed: Sequence, forbidden: Sequence) -> bool:
     """Does the rule allow every ``allowed`` move and forbid every ``forbidden`` one
     (``(src, dst)`` pairs of a pursuer)?"""
     return (all(kind.allows({}, "pursuer", src, dst) for src, dst in allowed)
@@ -110,7 +113,7 @@ class Reader:
     namer: Any
 
     @classmethod
-    def load(cls, context: Any) -> "Reader":
+    def load(cls, context: AgentContext) -> "Reader":
         """``context.task``'s reader: its rule language and its promoted reading adapter, loaded
         through ``context.load_student``."""
         task = context.task.name

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ldengine.contracts import EmergencyKind
+from ldengine.contracts import EmergencyKind, TaskBase, emergency_params
 from ldengine.emergency.store import stored_provenances
 from ldengine.errors import LDEngineError, UnknownNameError
 from ldengine.rulelang import parse_program
+
+if TYPE_CHECKING:
+    from ldengine.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class Instance:
         return self.kind.allows(self.params, piece, src, dst)
 
 
-def under_emergency(registry: Any, task: Any, name: str | None, seed: int = 0) -> Any:
+def under_emergency(registry: Registry, task: TaskBase, name: str | None, seed: int = 0) -> Any:
     """``task`` with the emergency ``name`` in force, or ``task`` itself when ``name`` is
     empty. ``name`` is a registered kind (its parameters drawn with ``seed``) or a stored
     function (``ldengine emergencies stored``: the rule it was written for, a user's own
@@ -40,15 +43,15 @@ def under_emergency(registry: Any, task: Any, name: str | None, seed: int = 0) -
         return task
     if name in registry.emergencies:
         kind = registry.emergencies[name].obj
-        instance = Instance(kind, kind.params(seed, getattr(task, "size", 21)))
+        instance = Instance(kind, emergency_params(kind, task, seed))
     else:
         instance = stored_instance(registry, task.name, name)
-    if instance.kind.task != task.name or not hasattr(task, "with_emergency"):
+    if instance.kind.task != task.name or task.with_emergency is None:
         raise LDEngineError(f"emergency {name!r} is for the {instance.kind.task} task, not {task.name}")
     return task.with_emergency(instance)
 
 
-def stored_instance(registry: Any, task: str, name: str) -> Instance:
+def stored_instance(registry: Registry, task: str, name: str) -> Instance:
     """The rule and parameters of the stored function ``name`` (its file's stem, or its
     rule's name, e.g. ``custom-1a2b3c4d``), read from its provenance."""
     found = [(path, p) for path, p in stored_provenances(task) if name in (path.stem, p.get("kind"))]
@@ -66,7 +69,7 @@ def stored_instance(registry: Any, task: str, name: str) -> Instance:
     return Instance(kind, dict(provenance.get("params") or {}))
 
 
-def stored_rule(registry: Any, task: str, provenance: dict) -> Any:
+def stored_rule(registry: Registry, task: str, provenance: dict) -> Any:
     """The rule a stored function was written for: registered, or a user's own rebuilt from
     the provenance (its words, examples and the kind it is checked like); None if neither."""
     if provenance.get("kind") in registry.emergencies:
@@ -127,7 +130,7 @@ def with_stage(pipeline: list[str], stage: str, after: str) -> list[str]:
     return out
 
 
-def kinds_of(registry: Any, task: str, split: str) -> list[Any]:
+def kinds_of(registry: Registry, task: str, split: str) -> list[Any]:
     return [r.obj for r in registry.emergencies.values() if r.obj.task == task and r.obj.split == split]
 
 

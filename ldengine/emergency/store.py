@@ -62,7 +62,7 @@ def module_source(written: Written) -> str:
             f'VERSION = "1.0.0"\n\n\n{written.source}')
 
 
-def save(written: Written, folder: Path | None = None, kind: Any = None) -> Path:
+def save(written: Written, folder: Path | None = None, kind: EmergencyKind | None = None) -> Path:
     """Store an accepted function and its provenance (atomically, never half-written); the
     provenance records the module file's sha256, checked whenever it is loaded."""
     if not written.passed:

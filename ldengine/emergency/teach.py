@@ -3,12 +3,12 @@ its writing, and selections with the new stage's function in the base."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
 from ldengine.agents import AgentContext, expert_agent
-from ldengine.contracts import EmergencyKind
+from ldengine.contracts import EmergencyKind, TaskBase, emergency_params
 from ldengine.emergency.read import Reader, read_function
 from ldengine.emergency.rule import Instance, kinds_of, reference_module, with_stage
 from ldengine.emergency.store import params_key
@@ -19,8 +19,12 @@ from ldengine.functionbase import FunctionBase
 from ldengine.ld import RetrieverProvider, SelectionExample, selection_examples
 from ldengine.retriever import Encoder, Retriever
 
+if TYPE_CHECKING:
+    from ldengine.contracts import Student
+    from ldengine.registry import Registry
 
-def writing_data(registry: Any, task: str, seeds: list[int], generated: int = 0,
+
+def writing_data(registry: Registry, task: str, seeds: list[int], generated: int = 0,
                  form: str = "body") -> list[tuple[str, str, str]]:
     """(prefix, header, body) for the training kinds only: the evaluated kinds are held out.
     Kinds without parameters give one example each. ``generated``: as many rules of the
@@ -37,16 +41,16 @@ def writing_data(registry: Any, task: str, seeds: list[int], generated: int = 0,
     return list(rows.values())
 
 
-def rule_languages(registry: Any, task: str, n: int, split: str, seed: int = 0, wording: str | None = None) -> list:
+def rule_languages(registry: Registry, task: str, n: int, split: str, seed: int = 0, wording: str | None = None) -> list:
     """``n`` rules of the task's generated rule language (the task's ``rule_language`` hook),
     as emergency kinds; an error for a task without one."""
-    language = getattr(registry.get("tasks", task).obj, "rule_language", None)
+    language = registry.task(task).rule_language
     if language is None:
         raise LDEngineError(f"task {task!r} has no generated rule language (a rule_language method on its task)")
     return language(n, seed=seed, split=split, wording=wording)
 
 
-def pass_rates(registry: Any, task: str, student: Any, kinds: list[Any], seeds: list[int],
+def pass_rates(registry: Registry, task: str, student: Student, kinds: list[Any], seeds: list[int],
                attempts: int = DEFAULT_ATTEMPTS, progress: bool = True, form: str = "body",
                reader: Reader | None = None) -> dict:
     """For each kind: over ``seeds`` (each draws the rule's parameters and the verification
@@ -54,7 +58,7 @@ def pass_rates(registry: Any, task: str, student: Any, kinds: list[Any], seeds: 
     With ``reader``, the rule's words are read into the rule language instead (each reading,
     best first, is one attempt: ``read_function``)."""
     examples = worked_examples(registry, task, form=form)
-    game_task, base = registry.get("tasks", task).obj, FunctionBase.build(task, registry.modules_for(task))
+    game_task, base = registry.task(task), FunctionBase.build(task, registry.modules_for(task))
     out = {}
     bar = tqdm(total=len(kinds) * len(seeds), desc="reading" if reader else "writing", unit="rule",
                disable=not progress)
@@ -62,7 +66,8 @@ def pass_rates(registry: Any, task: str, student: Any, kinds: list[Any], seeds: 
         took = []
         for seed in seeds:
             params = kind.params(seed)
-            game = game_inputs(game_task.with_emergency(Instance(kind, params)), base, kind)
+            game = game_inputs(game_task.with_emergency(Instance(kind, params)), base, kind) \
+                if game_task.with_emergency is not None else None
             written = read_function(kind, params, reader, attempts, seed, game=game) if reader else \
                 write_function(kind, params, student, examples, attempts, seed, game=game, form=form)
             took.append(written.attempts_to_pass)
@@ -75,7 +80,7 @@ def pass_rates(registry: Any, task: str, student: Any, kinds: list[Any], seeds: 
     return out
 
 
-def emergency_selection_examples(registry: Any, task: Any, kinds: list[Any], seeds: list[int], evader: Any,
+def emergency_selection_examples(registry: Registry, task: TaskBase, kinds: list[Any], seeds: list[int], evader: Any,
                                  k: int, steps: int = 4, shuffle_seed: int | None = None,
                                  encoder: Any = None, desc: str = "") -> list[Any]:
     """Selection examples with an emergency in force: for each kind and parameter seed, the
@@ -86,12 +91,15 @@ def emergency_selection_examples(registry: Any, task: Any, kinds: list[Any], see
     and the new stage, so the student learns to pick the function of the stage it is
     asked for, also when the state summary looks like the one before ``decide``.
     ``desc``: a progress bar over the games."""
+    derive = task.with_emergency
+    if derive is None:
+        raise LDEngineError(f"task {task.name!r} takes no new rules (it has no with_emergency)")
     encoder = encoder or Encoder()
     examples: list[SelectionExample] = []
     games = [(kind, seed) for kind in kinds for seed in seeds]
     for kind, seed in tqdm(games, desc=desc, unit="game", disable=not desc, leave=False):
-        params = kind.params(seed, getattr(task, "size", 21))
-        in_force = task.with_emergency(Instance(kind, params))
+        params = emergency_params(kind, task, seed)
+        in_force = derive(Instance(kind, params))
         base = FunctionBase.build(task.name, registry.modules_for(task.name))
         base.add_generated(reference_module(kind, params),
                            f"{task.name}/emergencies/reference-{kind.name}-{params_key(params)}.py")

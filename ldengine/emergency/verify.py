@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from ldengine.contracts import EmergencyKind
+from ldengine.contracts import EmergencyKind, TaskBase
 from ldengine.errors import SandboxCompileError
 from ldengine.sandbox import SandboxResult, compile_function
 
@@ -124,10 +124,10 @@ class GameInputs:
         return out if isinstance(out, dict) and {"pursuers", "candidates"} <= set(out) else None
 
 
-def game_inputs(task: Any, base: Any, kind: EmergencyKind) -> GameInputs | None:
+def game_inputs(task: TaskBase, base: Any, kind: EmergencyKind) -> GameInputs | None:
     """``GameInputs`` for ``kind`` in ``task`` (the emergency in force), from ``base``'s right
     function per stage; None for a task without seeded game states."""
-    if not callable(getattr(task, "game_steps", None)) or kind.after not in task.pipeline:
+    if task.game_steps is None or kind.after not in task.pipeline:
         return None
     try:
         steps = task.game_steps(0, 0, lambda *args: None, lambda record: None)

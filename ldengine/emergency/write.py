@@ -8,12 +8,15 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ldengine.contracts import EmergencyKind, Student
 from ldengine.emergency.verify import Check, GameInputs, verify
 from ldengine.errors import LDEngineError
 from ldengine.sandbox import IsolatedSandbox
+
+if TYPE_CHECKING:
+    from ldengine.registry import Registry
 
 DEFAULT_ATTEMPTS = 8
 # Attempts after the first (greedy) one are sampled. Hot on purpose: when the greedy body
@@ -60,7 +63,7 @@ class Written:
         return len(self.attempts) if self.passed else None
 
 
-def worked_examples(registry: Any, task: str, seed: int = 0, form: str = "body") -> list[str]:
+def worked_examples(registry: Registry, task: str, seed: int = 0, form: str = "body") -> list[str]:
     """The manual's emergency functions shown in the writing prompt: the teacher's reference
     functions of some training kinds (never of an evaluated kind), written in ``form``."""
     train = [r.obj for r in registry.emergencies.values() if r.obj.task == task and r.obj.split == "train"]
@@ -139,7 +142,7 @@ def body_of(completion: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_function(kind: EmergencyKind, params: dict, student: Student, examples: list[str], attempts: int = DEFAULT_ATTEMPTS,
+def write_function(kind: Any, params: dict, student: Student, examples: list[str], attempts: int = DEFAULT_ATTEMPTS,
                    seed: int = 0, cases: list | None = None, name: str | None = None,
                    report: Callable[[Attempt], None] = lambda a: None, verify_seed: int | None = None,
                    game: GameInputs | None = None,
@@ -206,7 +209,7 @@ def _completions(student: Student, prefix: str, header: str, attempts: int, seed
             yield number, temperature, seed + number - 1, text, spent
 
 
-def _provenance(kind: EmergencyKind, written: Written, student: Student, prompt: str, cases: list) -> dict:
+def _provenance(kind: Any, written: Written, student: Student, prompt: str, cases: list) -> dict:
     return {"kind": kind.name, "task": kind.task, "params": written.params, "function": written.name,
             "rule": kind.describe(written.params), "stage": kind.stage, "after": kind.after,
             "model": getattr(student, "name", None), "model_sha256": getattr(student, "model_hash", None),

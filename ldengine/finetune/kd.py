@@ -32,8 +32,8 @@ def finetune_kd(registry: Registry, cfg: FinetuneConfig, progress: bool = True, 
     in a row bring no new best (by at least one held-out move).
     """
     start = time.perf_counter()
-    task = registry.get("tasks", cfg.task).obj
-    kd = getattr(task, "kd", None)
+    task = registry.task(cfg.task)
+    kd = task.kd
     if kd is None:
         raise LDEngineError(f"task {cfg.task!r} offers no knowledge-distillation data (--method kd)")
     if eval_every and not cfg.out:

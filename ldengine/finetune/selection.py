@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ldengine.adapters import default_adapter_dir, shared_adapter_dir
 from ldengine.cache import read_json
@@ -30,6 +30,9 @@ from ldengine.reading import reading_examples
 from ldengine.registry import Registry
 from ldengine.retriever import Retriever
 from ldengine.version import __version__
+
+if TYPE_CHECKING:
+    from ldengine.contracts import Student
 
 
 def weighted(examples: list[SelectionExample], base: FunctionBase, times: int, cap: int = 1) -> list[SelectionExample]:
@@ -95,7 +98,7 @@ def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None, p
     task's training emergency kinds in force, more training examples (the new stage
     in the pipeline, its reference function in the base); the evaluated kinds give
     held-out ones (``emergency_held``: never trained on)."""
-    task = registry.get("tasks", cfg.task).obj
+    task = registry.task(cfg.task)
     base = FunctionBase.build(cfg.task, registry.modules_for(cfg.task))
     retriever = retriever or Retriever.for_library(base, registry)
     provider = RetrieverProvider(task, base, retriever, cfg.k)
@@ -110,7 +113,7 @@ def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None, p
     reading_held = (reading_examples(task, base, provider, held_pairs, cfg.reading_heldout, cfg.seed + 1, "eval",
                                      heldout_phrasing=True, heldout_names=True) if cfg.reading else [])
     emergency_held = []
-    if cfg.emergency_seeds and hasattr(task, "with_emergency"):
+    if cfg.emergency_seeds and task.with_emergency is not None:
         encoder = getattr(retriever, "encoder", None)
         train += emergency_selection_examples(registry, task, kinds_of(registry, cfg.task, "train"),
                                               cfg.emergency_seeds, evader, cfg.k, cfg.emergency_steps,
@@ -254,7 +257,7 @@ def _emergency_words(accuracies: tuple, emergency_held: list) -> str:
     return f"; under emergencies {accuracies[2]:.3f}, at their new stage {accuracies[3]:.3f}"
 
 
-def _accuracies(student: Any, held: list, mixed: list, emergency_held: list) -> tuple:
+def _accuracies(student: Student, held: list, mixed: list, emergency_held: list) -> tuple:
     """Held-out accuracy: retrieval order, shuffled, under emergencies, at the emergency stage."""
     new_stage = [e for e in emergency_held if e.stage.endswith(".emergency")]
     return (accuracy(student, held, desc="held-out"), accuracy(student, mixed, desc="held-out, shuffled"),

@@ -8,9 +8,12 @@ one backend can be compared with another's.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ldengine.errors import LDEngineError, UnknownNameError
+
+if TYPE_CHECKING:
+    from ldengine.contracts import Student
 
 MAX_OPTIONS = 26
 QUESTION = "Does the candidate perform this stage? Answer:"
@@ -74,7 +77,7 @@ def load_by_name(name: str, registry: dict[str, Callable[..., Any]], **kwargs: A
     return loader(**kwargs)
 
 
-def dtype_identity(student: Any) -> dict:
+def dtype_identity(student: Student) -> dict:
     """``{"dtype": ...}`` when a student runs in another type than float32 (older runs
     recorded none, and float32 is what they used)."""
     dtype = getattr(student, "dtype", "float32")

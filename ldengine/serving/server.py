@@ -6,13 +6,16 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ldengine.errors import LDEngineError
 from ldengine.serving.guard import guarded_protocol
 from ldengine.serving.http import create_app
 from ldengine.serving.limits import Limits
 from ldengine.serving.model import ServedModel
+
+if TYPE_CHECKING:
+    from ldengine.contracts import Student
 
 API_KEY_ENV = "LDENGINE_API_KEY"
 
@@ -66,7 +69,7 @@ class StudentServer:
         return f"http://{host}:{port}/v1"
 
 
-def make_server(student: Any, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None,
+def make_server(student: Student, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None,
                 api_key: str | None = None, limits: Limits | None = None) -> StudentServer:
     """A server for ``student`` bound to ``host:port`` (port 0: any free port); call
     ``serve_forever()`` on it (and ``shutdown()`` from another thread to stop). Without

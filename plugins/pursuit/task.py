@@ -5,6 +5,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ldengine.contracts import TaskBase
 from ldengine.taskkit import play_through, selections_record
 from ldengine_plugins.pursuit.rules import (FAIL_NO_VIOLATION, FAIL_VIOLATION, SUCCESS, PursuitGame,
                                    is_legal_pursuer_move, parse_cell, random_start)
@@ -48,7 +49,7 @@ STAGES = {
 EMERGENCY_STAGE = "apply the new rule: drop the candidate cells it forbids"
 
 
-class PursuitTask:
+class PursuitTask(TaskBase):
     """The game; ``with_emergency(instance)`` gives the same game under a new rule.
 
     Under an emergency the referee applies the new rule to every move, the state
@@ -60,6 +61,7 @@ class PursuitTask:
     description = "three pursuers must surround an evader on a 21x21 board"
     pipeline = list(STAGES)
     evader = "greedy"           # the evader a run plays against when the user names none (--evader)
+    size: int                   # the board's side (21)
 
     def __init__(self, size: int = 21, emergency: Any = None):
         self.size, self.emergency = size, emergency

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ldengine.contracts import TaskBase
 from ldengine.taskkit import play_through, selections_record
 from ldengine_plugins.twentyone.rules import Hand, hand_value, optimal_choice, optimal_return, outcome
 
@@ -48,7 +49,7 @@ class HandResult:
                 "agreed": self.agreed}
 
 
-class TwentyOneTask:
+class TwentyOneTask(TaskBase):
     """21 Points as the README's rules state it; ``evader`` arguments are accepted and
     ignored (the dealer's play is fixed by the rules)."""
     name = "twentyone"
@@ -67,12 +68,12 @@ class TwentyOneTask:
     uses_evader = False
     evader = None           # no evader: ``play`` gets None unless the user names one (and ignores it)
 
-    def play(self, agent: Any, game_index: int, seed: int, evader: Callable = None, emit: Emit = lambda r: None,
+    def play(self, agent: Any, game_index: int, seed: int, evader: Callable | None = None, emit: Emit = lambda r: None,
              agent_name: str = "", evader_name: str = "", start: dict | None = None) -> HandResult:
         steps = self.game_steps(game_index, seed, evader, emit, agent_name, evader_name)
         return play_through(agent, steps)
 
-    def game_steps(self, game_index: int, seed: int, evader: Callable = None, emit: Emit = lambda r: None,
+    def game_steps(self, game_index: int, seed: int, evader: Callable | None = None, emit: Emit = lambda r: None,
                    agent_name: str = "", evader_name: str = "", start: dict | None = None):
         """The hand as a generator: yields each state the player decides on, receives
         ``(choice, functions used)``, returns the ``HandResult``."""
