@@ -119,8 +119,9 @@ class TaskBase:
 
     @property
     def rules(self) -> str:
-        """The rules in words, as the models read them."""
-        raise NotImplementedError
+        """The rules in words, as the models read them. Required: a task that lacks them is refused
+        when its plugin loads (``require`` finds no ``rules``), not deep inside a run."""
+        raise AttributeError("rules")
 
     @property
     def stages(self) -> Mapping[str, str]:
