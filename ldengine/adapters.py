@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from ldengine.cache import read_json
+from ldengine.contracts import TaskBase
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
+from ldengine.registry import Registry
 from ldengine.signing import signed
 from ldengine.taskkit import function_base_root, shipped
 from ldengine.userdata import data_root
@@ -33,13 +35,33 @@ def packaged_adapter_dir(task: str) -> Path:
     return PACKAGE_ROOT / task / "adapters"
 
 
-def adapter_roots(task: str) -> list[Path]:
+def registered(task: TaskBase | str) -> TaskBase:
+    """``task`` itself, or the registered task of that name (the plugins loaded to find it)."""
+    return Registry.load().task(task) if isinstance(task, str) else task
+
+
+def adapter_roots(task: TaskBase | str) -> list[Path]:
     """Where ``find_adapter`` looks for ``task``'s default adapters: the user's (the task's, then
-    the several tasks'), then those that ship with the package."""
-    return [default_adapter_dir(task), shared_adapter_dir(), packaged_adapter_dir(task), PACKAGED_SHARED_DIR]
+    the several tasks'), then those its plugin ships (``task.adapters``), then the package's."""
+    task = registered(task)
+    plugin = [Path(task.adapters)] if task.adapters is not None else []
+    return [default_adapter_dir(task.name), shared_adapter_dir(), *plugin, packaged_adapter_dir(task.name),
+            PACKAGED_SHARED_DIR]
 
 
-def find_adapter(task: str, base: FunctionBase, root: Any = None, method: str = "ld") -> Any:
+def vouched(folder: Path, task: TaskBase) -> bool:
+    """Does ``folder`` ship with the package, or with ``task``'s installed plugin (its
+    ``adapters`` folder)? Such an adapter needs no signature of this machine's key: the
+    installation vouches for it (its weights are still checked against its manifest's hash)."""
+    if shipped(folder):
+        return True
+    try:
+        return task.adapters is not None and Path(folder).resolve().is_relative_to(Path(task.adapters).resolve())
+    except OSError:
+        return False
+
+
+def find_adapter(task: TaskBase | str, base: FunctionBase, root: Any = None, method: str = "ld") -> Any:
     """The newest promoted adapter of ``method`` (``ld``: selection, ``kd``: moves)
     trained on this task's functions: the task's own, or one trained on several tasks'
     manuals (``function_base/adapters/``). It fits when every function it was trained on
@@ -47,33 +69,35 @@ def find_adapter(task: str, base: FunctionBase, root: Any = None, method: str = 
     manual); an older manifest without that list needs the exact base hash. A new adapter
     is promoted only by ``ldengine finetune --promote`` (its manifest says ``promoted``);
     the committed ones, older than that field, are. One in the user's data folder must be
-    signed with this machine's key (``ldengine.signing``); those that ship with the package are
-    vouched for by it."""
+    signed with this machine's key (``ldengine.signing``); those that ship with the package or
+    with the task's plugin are vouched for by it (``vouched``)."""
+    task = registered(task)
     roots = [Path(root)] if root else adapter_roots(task)
+    name = task.name
     found, misfits = [], []
     for folder, data in _manifests(roots):
         if adapter_method(data) != method or data.get("promoted") is False:
             continue
-        if not root and not shipped(folder) and not signed(data):
+        if not root and not vouched(folder, task) and not signed(data):
             # a folder the user's data holds but this machine did not sign: never made the default silently
             misfits.append(f"{folder} is not signed with this machine's key (not trained here, or its manifest "
                            "was changed); use it with --adapter DIR if you trust it")
             continue
-        why = adapter_misfit(data, task, base)
+        why = adapter_misfit(data, name, base)
         # KD and write adapters learnt answers in text (moves; functions for new rules), not the
         # manual's selection: any base of their task serves them.
-        if why is None or (method != "ld" and data.get("task") == task):
+        if why is None or (method != "ld" and data.get("task") == name):
             found.append((data.get("created", ""), folder))
-        elif _learnt(data, task):
-            misfits.append(f"{folder} was trained on another {task} function base ({why})")
+        elif _learnt(data, name):
+            misfits.append(f"{folder} was trained on another {name} function base ({why})")
     if found:
         return max(found)[1]
-    hint = (f"run `ldengine finetune --task {task} --method {method}` (--from-adapter DIR continues an "
+    hint = (f"run `ldengine finetune --task {name} --method {method}` (--from-adapter DIR continues an "
             f"adapter) or pass --adapter DIR")
     if misfits:
-        raise LDEngineError(f"no {method} adapter fits this {task} function base (hash {base.teacher_hash[:12]}): "
+        raise LDEngineError(f"no {method} adapter fits this {name} function base (hash {base.teacher_hash[:12]}): "
                             f"{'; '.join(misfits)}; {hint}")
-    raise LDEngineError(f"no {method} adapter in {' or '.join(map(str, roots))} was trained on this {task} "
+    raise LDEngineError(f"no {method} adapter in {' or '.join(map(str, roots))} was trained on this {name} "
                         f"function base (hash {base.teacher_hash[:12]}); {hint}")
 
 
@@ -131,7 +155,7 @@ class Listed:
     name: str
     path: Path
     method: str
-    shipped: bool           # ships with the package (else the user's data folder holds it)
+    shipped: bool           # ships with the package or the task's plugin (else the user's data folder holds it)
     signed: bool            # signed with this machine's key (shipped ones are vouched for by the package)
     promoted: bool
     default: bool           # the one find_adapter picks for its method
@@ -149,9 +173,10 @@ class Listed:
         return (training.get("steps") if isinstance(training, dict) else None) or self.manifest.get("steps") or "?"
 
 
-def listed(task: str, base: FunctionBase) -> list[Listed]:
-    """Every adapter ``find_adapter`` could use for ``task`` (the user's and the package's), with
-    the default of each method marked."""
+def listed(task: TaskBase | str, base: FunctionBase) -> list[Listed]:
+    """Every adapter ``find_adapter`` could use for ``task`` (the user's, its plugin's and the
+    package's), with the default of each method marked."""
+    task = registered(task)
     defaults = set()
     for method in METHODS:
         try:
@@ -160,20 +185,20 @@ def listed(task: str, base: FunctionBase) -> list[Listed]:
             continue        # no adapter of this method fits: none is marked
     out = []
     for folder, data in _manifests(adapter_roots(task)):
-        inside = shipped(folder)
+        inside = vouched(folder, task)
         out.append(Listed(folder.name, folder, adapter_method(data), inside, inside or signed(data),
                           data.get("promoted") is not False, folder.resolve() in defaults, data))
     return out
 
 
-def find_listed(task: str, base: FunctionBase, name: str) -> Listed:
+def find_listed(task: TaskBase, base: FunctionBase, name: str) -> Listed:
     """The adapter of ``task`` named ``name`` (its folder's name), or an error naming the known ones."""
     items = listed(task, base)
     for item in items:
         if item.name == name:
             return item
-    raise LDEngineError(f"no adapter {name!r} for {task} (known: {', '.join(i.name for i in items) or 'none'}; "
-                        f"ldengine adapters list --task {task})")
+    raise LDEngineError(f"no adapter {name!r} for {task.name} (known: {', '.join(i.name for i in items) or 'none'}; "
+                        f"ldengine adapters list --task {task.name})")
 
 
 def check_removable(item: Listed) -> None:

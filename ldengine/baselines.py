@@ -201,7 +201,7 @@ def teacher_agent(context: AgentContext) -> TeacherBaseline:
 def kd_agent(context: AgentContext) -> KDAgent:
     """The student with the committed KD adapter of the task (or ``--adapter DIR``)."""
     text_protocol(context.task, "kd")
-    adapter = context.options.get("adapter") or find_adapter(context.task.name, context.base, method="kd")
+    adapter = context.options.get("adapter") or find_adapter(context.task, context.base, method="kd")
     agent = KDAgent(context.task, context.load_student(adapter=adapter))
     agent.setup = model_setup(agent.student, adapter)
     return agent

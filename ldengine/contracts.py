@@ -9,10 +9,12 @@ those of the other kinds are listed in each class's docstring.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 import inspect
+from dataclasses import dataclass
 from collections.abc import Generator, Mapping, Sequence
-from types import MappingProxyType
+from pathlib import Path
+from types import FunctionType, MappingProxyType
 from typing import Any, Callable, Protocol, cast, runtime_checkable
 
 from ldengine.errors import PluginError
@@ -104,6 +106,9 @@ class TaskBase:
     outcome_columns: tuple[tuple[str, str], ...] = OUTCOMES     # (outcome key, column label)
     eval_headers: Sequence[str] = ()    # ``eval_cells``' column labels
     eval_note: str | None = None        # the table's note (default: Wilson intervals, average steps)
+    # a folder of adapters the task's plugin ships (``NAME/manifest.json`` each): found like the package's,
+    # vouched for by the installed plugin, their weights checked against the manifest's hash when loaded
+    adapters: Path | None = None
     # optional callables, None when the task lacks the feature
     game_steps: Callable[..., Generator[Any, Any, Any]] | None = None     # a game as a generator: lockstep play, verification
     with_emergency: Callable[[Any], TaskBase] | None = None    # the same task under a new rule
@@ -116,6 +121,17 @@ class TaskBase:
     eval_cells: Callable[[dict], list[str]] | None = None      # a table row's own cells
     eval_reference: Callable[[], dict] | None = None           # a reference row (e.g. an exact optimum)
     distill_checks: Callable[..., list] | None = None          # checks of a function base the teacher wrote
+
+    def record(self, result: Any) -> dict:
+        """A game's result (what ``play`` returned) as its row of eval's ``games.jsonl``: at least
+        ``outcome`` (a key of ``outcome_columns``) and ``violations``; the default figures read
+        ``steps``. Default: the result's own ``record()``, else its dataclass fields."""
+        if callable(getattr(result, "record", None)):
+            return dict(result.record())
+        if dataclasses.is_dataclass(result) and not isinstance(result, type):
+            return dataclasses.asdict(result)
+        raise PluginError(f"task {self.name!r}: a game's result ({type(result).__name__}) has no record() and is "
+                          "no dataclass; give the task a record(result) method that returns its row")
 
     @property
     def rules(self) -> str:
@@ -158,7 +174,8 @@ class TaskAdapter:
             value = getattr(self._task, name)
         except AttributeError:
             default = inspect.getattr_static(TaskBase, name)    # AttributeError for a member no task has
-            return default.__get__(self, TaskBase) if isinstance(default, property) else default
+            # a property or method of the defaults works on the adapted task (``self``)
+            return default.__get__(self, TaskBase) if isinstance(default, (property, FunctionType)) else default
         if name == "with_emergency" and callable(value):
             return lambda emergency: adapt(value(emergency))
         return value

@@ -224,7 +224,7 @@ def _play_todo(task, agent, policy, cfg, name, todo, fh) -> dict | None:
                           cfg.batch or getattr(agent, "default_batch", None) or 16)
             rows = play_on_workers(games, todo, cfg.workers, per_worker)
         else:
-            rows = (game_row(name, played) for played in play_games(
+            rows = (game_row(name, played, task) for played in play_games(
                 task, agent, todo, policy, Emitter(None), name, cfg.evader or "", cfg.batch,
                 on_round=round_progress(bar)))
         for row in rows:

@@ -351,7 +351,7 @@ def selection_adapter(context: AgentContext, log: Any) -> Any:
 
     given, task = context.options.get("adapter"), context.task.name
     if not given:
-        return find_adapter(task, context.base)
+        return find_adapter(context.task, context.base)
     manifest = read_json(Path(given) / "manifest.json")
     why = adapter_misfit(manifest, task, context.base) if isinstance(manifest, dict) else None
     if why:

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from ldengine.contracts import TaskBase
 from ldengine.emergency.rule import under_emergency
 from ldengine.models.loading import available_cores
 from ldengine.registry import Registry
@@ -37,11 +38,11 @@ class Games:
     batch: int | None = None
 
 
-def game_row(agent: str, played: Played) -> dict:
+def game_row(agent: str, played: Played, task: TaskBase) -> dict:
     """A game's line of ``games.jsonl``: the agent, the game and its seed, its outcome (or
-    error), and what it cost."""
+    error; ``task.record``), and what it cost."""
     row: dict = {"agent": agent, "game": played.game, "seed": played.seed}
-    row.update({"outcome": "error", "error": played.error} if played.error else played.result.record())
+    row.update({"outcome": "error", "error": played.error} if played.error else task.record(played.result))
     row.update(played.cost())
     return row
 
@@ -61,7 +62,7 @@ def _start(games: Games, threads: int) -> None:
 def _play(chunk: list[tuple[int, int]]) -> tuple[int, list[dict], dict]:
     """(this worker's pid, the rows of ``chunk``'s games, the agent's statistics so far)."""
     task, agent, policy, games = _here["task"], _here["agent"], _here["policy"], _here["games"]
-    rows = [game_row(games.agent, played)
+    rows = [game_row(games.agent, played, task)
             for played in play_games(task, agent, chunk, policy, Emitter(None), games.agent,
                                      games.evader or "", games.batch)]
     stats = agent.stats() if callable(getattr(agent, "stats", None)) else {}

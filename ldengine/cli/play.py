@@ -117,10 +117,7 @@ def format_summary(s: dict, task: TaskBase | None = None) -> str:
     if task.summary_lines is not None:
         lines += task.summary_lines(s)
     else:
-        avg = "-" if s["avg_steps_success"] is None else f"{s['avg_steps_success']:.2f}"
-        lines += [f"success {s['success']:.3f}  failure without violation {s['failure_without_violation']:.3f}"
-                  f"  failure with violation {s['failure_with_violation']:.3f}",
-                  f"average steps of success {avg}  violations {s['violations']}"]
+        lines += _outcome_lines(s, task)
     if s.get("selection_accuracy") is not None:
         lines[-1] += f"  selection accuracy {s['selection_accuracy']:.3f}"
     if s.get("distinct_prompts") is not None:
@@ -128,6 +125,21 @@ def format_summary(s: dict, task: TaskBase | None = None) -> str:
     rate = games / s["wall_s"] if s["wall_s"] else 0.0
     lines.append(f"wall {s['wall_s']:.2f} s ({rate:.3g} {unit}s/s)")
     return "\n".join(lines)
+
+
+def _outcome_lines(s: dict, task: TaskBase) -> list[str]:
+    """A summary's lines for a task without ``summary_lines``: the share of each of its outcomes
+    (``outcome_columns``) that the summary holds, then average steps of success and violations
+    where it has them."""
+    shares = "  ".join(f"{label.lower()} {s[key]:.3f}" for key, label in task.outcome_columns
+                       if isinstance(s.get(key), (int, float)))
+    extra = []
+    if "avg_steps_success" in s:
+        extra.append("average steps of success " + ("-" if s["avg_steps_success"] is None
+                                                    else f"{s['avg_steps_success']:.2f}"))
+    if "violations" in s:
+        extra.append(f"violations {s['violations']}")
+    return [line for line in (shares, "  ".join(extra)) if line] or [""]
 
 
 @cli.command(name="eval")

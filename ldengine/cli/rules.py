@@ -83,7 +83,7 @@ def _read_rule(reg, language, text: str, student, adapter, margin: float) -> tup
             return None, None, readings
     if adapter is None:
         task = language.task
-        adapter = find_adapter(task, FunctionBase.build(task, reg.modules_for(task)), method="read")
+        adapter = find_adapter(reg.task(task), FunctionBase.build(task, reg.modules_for(task)), method="read")
     reader = load_student(student, adapter=adapter)
     namer = Namer(lambda: Encoder().encode, language)       # loaded only for words the reader does not know
     return adapter, reader, read(reader, language, text, margin=margin, namer=namer, near=getattr(reader, "near", 0))

@@ -120,7 +120,7 @@ def adapters_group():
 def adapters_list(task, as_json):
     """Each adapter: its method (ld: selection, kd: moves, write: functions for new rules, read: rules
     in words), where it lives, its steps, when it was made, and the default of each method."""
-    items = adapters.listed(task, _base(task))
+    items = adapters.listed(registry().task(task), _base(task))
     if as_json:
         click.echo(json.dumps([{"name": i.name, "path": str(i.path), "method": i.method, "shipped": i.shipped,
                                 "signed": i.signed, "promoted": i.promoted, "default": i.default,
@@ -137,7 +137,7 @@ def adapters_list(task, as_json):
 @_task_option()
 def adapters_show(name, task):
     """NAME's folder and its manifest (what it was trained on, with which settings, its figures)."""
-    item = adapters.find_listed(task, _base(task), name)
+    item = adapters.find_listed(registry().task(task), _base(task), name)
     click.echo(item.line())
     click.echo(f"path: {item.path}")
     click.echo(json.dumps(item.manifest, indent=2))
@@ -149,7 +149,7 @@ def adapters_show(name, task):
 @click.option("--yes", is_flag=True, help="Remove without asking.")
 def adapters_remove(name, task, yes):
     """Delete NAME's folder from the data folder (adapters that ship with the package stay)."""
-    item = adapters.find_listed(task, _base(task), name)
+    item = adapters.find_listed(registry().task(task), _base(task), name)
     adapters.check_removable(item)          # before asking
     if not yes:
         _need_answer("pass --yes to remove without asking")

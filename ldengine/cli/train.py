@@ -152,7 +152,7 @@ def finetune(task, student, steps, batch_size, lr, top_layers, rank, lora_module
 def _check_adapter_out(cfg) -> None:
     """Before training: --promote only where the default adapter is looked for, and the
     adapter's folder (--out, else the default place) writable."""
-    check_promotable(cfg)
+    check_promotable(cfg, registry())
     default = shared_adapter_dir() if len(cfg.tasks) > 1 else default_adapter_dir(cfg.task)
     _check_outputs({}, folders={"--out": cfg.out} if cfg.out else {"adapter folder": default})
 

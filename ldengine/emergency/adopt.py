@@ -69,7 +69,7 @@ def writing_adapter(context: AgentContext) -> Path | None:
     if context.options.get("writer_adapter"):
         return Path(context.options["writer_adapter"])
     try:
-        return find_adapter(context.task.name, context.base, method="write")
+        return find_adapter(context.task, context.base, method="write")
     except LDEngineError:
         return None
 

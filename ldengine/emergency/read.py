@@ -120,7 +120,7 @@ class Reader:
         registered = context.registry.rule_languages.get(task) if context.registry else None
         if registered is None:
             raise LDEngineError(f"task {task!r} has no rule language to read its rules into")
-        adapter = find_adapter(task, context.base, method="read")
+        adapter = find_adapter(context.task, context.base, method="read")
         language = registered.obj
         return cls(language, context.load_student(adapter=adapter), Namer(lambda: Encoder().encode, language))
 

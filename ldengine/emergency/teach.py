@@ -13,7 +13,8 @@ from ldengine.emergency.read import Reader, read_function
 from ldengine.emergency.rule import Instance, kinds_of, reference_module, with_stage
 from ldengine.emergency.store import params_key
 from ldengine.emergency.verify import game_inputs
-from ldengine.emergency.write import DEFAULT_ATTEMPTS, examples_prefix, training_pair, worked_examples, write_function
+from ldengine.emergency.write import (DEFAULT_ATTEMPTS, PREAMBLE, examples_prefix, preamble_of, training_pair,
+                                      worked_examples, write_function)
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.ld import RetrieverProvider, SelectionExample, selection_examples
@@ -30,9 +31,10 @@ def writing_data(registry: Registry, task: str, seeds: list[int], generated: int
     Kinds without parameters give one example each. ``generated``: as many rules of the
     task's generated rule language (``rule_languages``), of its training shapes and wordings.
     ``form`` "condition": the header ends inside the scaffold and the body is the condition."""
-    prefix = examples_prefix(worked_examples(registry, task, form=form))
+    kinds = kinds_of(registry, task, "train")
+    prefix = examples_prefix(worked_examples(registry, task, form=form), preamble_of(kinds[0]) if kinds else PREAMBLE)
     rows = {}
-    for kind in kinds_of(registry, task, "train"):
+    for kind in kinds:
         for seed in seeds:
             params = kind.params(seed)
             rows[(kind.name, json.dumps(params, sort_keys=True))] = (prefix, *training_pair(kind, params, form))

@@ -108,18 +108,26 @@ def line_done(text: str) -> bool:
     return "\n" in text
 
 
-def examples_prefix(examples: list[str]) -> str:
-    """The part of the writing prompt every emergency shares: the manual's worked emergency
-    functions (its keys and values are computed once per student and kept)."""
-    return ("# Functions for new rules of the game. Each keeps, for every pursuer at (px, py), only\n"
-            "# the candidate cells (x, y) that the rule allows.\n\n"
-            + "".join(e.rstrip() + "\n\n\n" for e in examples))
+# The writing prompt's first lines when the kind words none of its own (its optional
+# ``preamble``, e.g. what a task's emergency functions narrow, in the task's words).
+PREAMBLE = "# Functions for new rules. Each narrows its input to what the new rule allows.\n\n"
 
 
-def writing_prompt(examples: list[str], header: str) -> str:
+def preamble_of(kind: Any) -> str:
+    """The kind's ``preamble`` if it has one, else ``PREAMBLE``."""
+    return getattr(kind, "preamble", None) or PREAMBLE
+
+
+def examples_prefix(examples: list[str], preamble: str = PREAMBLE) -> str:
+    """The part of the writing prompt every emergency of a task shares: its preamble and the
+    manual's worked emergency functions (its keys and values are computed once per student and kept)."""
+    return preamble + "".join(e.rstrip() + "\n\n\n" for e in examples)
+
+
+def writing_prompt(examples: list[str], header: str, preamble: str = PREAMBLE) -> str:
     """The whole prompt: the worked examples, then the new function's def line and manual
     entry; the student continues with its body."""
-    return examples_prefix(examples) + header
+    return examples_prefix(examples, preamble) + header
 
 
 def body_done(text: str) -> bool:
@@ -159,7 +167,8 @@ def write_function(kind: Any, params: dict, student: Student, examples: list[str
     name = name or kind.function_name()
     before, after = scaffold_of(kind, form)
     header = kind.header(params, name) + before
-    prefix, prompt = examples_prefix(examples), writing_prompt(examples, header)
+    prefix = examples_prefix(examples, preamble_of(kind))
+    prompt = writing_prompt(examples, header, preamble_of(kind))
     cases = cases if cases is not None else kind.cases(params, seed)
     verify_seed = random.SystemRandom().randrange(2**31) if verify_seed is None else verify_seed
     written = Written(kind.name, dict(params), name)

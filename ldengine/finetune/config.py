@@ -72,10 +72,10 @@ class FinetuneConfig:
         return [t.strip() for t in self.task.split(",") if t.strip()]
 
 
-def check_promotable(cfg: FinetuneConfig) -> None:
+def check_promotable(cfg: FinetuneConfig, registry: Any) -> None:
     """For the command line: a promoted adapter saved where ``find_adapter`` does not look
     would not become the default, so --promote there is refused before training."""
-    roots = {r.resolve() for task in cfg.tasks for r in adapter_roots(task)}
+    roots = {r.resolve() for task in cfg.tasks for r in adapter_roots(registry.task(task))}
     if cfg.promote and cfg.out and Path(cfg.out).expanduser().resolve().parent not in roots:
         raise LDEngineError(f"--promote: the default adapter is looked for in {', '.join(map(str, sorted(roots)))}, "
                             f"not in {Path(cfg.out).parent}; leave out --out and --quick to save it there, or leave "

@@ -20,6 +20,9 @@ from typing import Any, Callable
 from ldengine_plugins.pursuit.rules import REACH, is_legal_pursuer_move, manhattan, random_start
 
 STAGE = "pursuer.emergency"
+# The writing prompt's first lines (the engine's ``emergency.write.preamble_of``).
+PREAMBLE = ("# Functions for new rules of the game. Each keeps, for every pursuer at (px, py), only\n"
+            "# the candidate cells (x, y) that the rule allows.\n\n")
 AFTER = "pursuer.filter"
 PIECES = ("pursuer", "evader")
 
@@ -39,6 +42,7 @@ class PursuitEmergency:
     task: str = "pursuit"
     stage: str = STAGE
     after: str = AFTER
+    preamble = PREAMBLE             # the writing prompt's first lines (a class constant, not a field)
 
     def params(self, seed: int, size: int = 21) -> dict:
         return self.draw(random.Random(f"{self.name}:{seed}"), size)
@@ -440,6 +444,7 @@ class CustomRule:
     stage: str = STAGE
     after: str = AFTER
     split: str = "user"
+    preamble = PREAMBLE             # the writing prompt's first lines (a class constant, not a field)
 
     @property
     def name(self) -> str:
