@@ -29,8 +29,8 @@ def play(task: str | None = None, agent: str = "expert", games: int = 1, seed: i
          registry: Registry | None = None, **options: Any) -> RunOutcome:
     """Play ``games`` seeded games (game i: seed ``seed + i``) as ``ldengine run`` does.
 
-    ``task`` None: the first task registered (pursuit); ``evader`` None: the task's own
-    (pursuit: greedy; none for a task without one, such as twentyone).
+    ``task`` None: the first task registered; ``evader`` None: the task's own (its
+    ``evader``; none for a task without one).
 
     ``outcome.summary`` holds the summary keys (``success``, ``avg_steps_success``, ...),
     ``outcome.results`` each game's result. ``options`` go to the agent as the command
@@ -70,8 +70,8 @@ def decide(agent: Any, state: Any) -> Decision:
 def stage_input(agent: Any, stage: str, state: Any) -> Any:
     """What ``stage`` receives when ``agent`` decides on ``state``: the state itself for the
     pipeline's first stage, else the output of the stages before it, each chosen and run as
-    ``decide`` runs them (pursuit's ``pursuer.decide`` gets the state with each pursuer's
-    legal ``candidates``). A stage that fails on the way is an error naming it."""
+    ``decide`` runs them (a decide stage gets the state with what the stages before it added,
+    e.g. each piece's legal moves). A stage that fails on the way is an error naming it."""
     at = _stage_index(agent, stage)
     if at == 0:
         return state

@@ -135,7 +135,7 @@ class TeacherBaseline(TextBaseline):
 
 class KDAgent:
     """Plays with a KD adapter: short generations (one per question the protocol asks,
-    e.g. one per pursuer), all of a step's (and, through ``act_batch``, several
+    e.g. one per piece), all of a step's (and, through ``act_batch``, several
     games') questions in one batch.
 
     A memo answers a question seen before without running the model (a KD student

@@ -61,7 +61,7 @@ class Agent(Protocol):
 class Evader(Protocol):
     """An evader policy (``ldengine_register_evaders``): one of ``legal`` cells."""
 
-    def __call__(self, legal: list, pursuers: list, rng: Any) -> Any: ...
+    def __call__(self, legal: list, movers: list, rng: Any) -> Any: ...
 
 
 class Task(Protocol):
@@ -113,6 +113,7 @@ class TaskBase:
     game_steps: Callable[..., Generator[Any, Any, Any]] | None = None     # a game as a generator: lockstep play, verification
     with_emergency: Callable[[Any], TaskBase] | None = None    # the same task under a new rule
     custom_emergency: Callable[..., Any] | None = None         # a rule of the user's own, as an instance
+    rule_refusal: Callable[[str], str | None] | None = None    # why words cannot be a rule of the task (None: they can)
     rule_language: Callable[..., list] | None = None           # generated rules in the task's rule language
     plot: Callable[..., None] | None = None                    # (result, path, title): a game's figure
     trace_result: Callable[[list], Any] | None = None          # a trace's records back to a game's result

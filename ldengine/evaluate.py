@@ -47,7 +47,7 @@ class EvalConfig:
     agents: list[str] = field(default_factory=lambda: ["ld", "kd", "student", "expert"])
     games: int = 200
     seed: int = 0
-    evader: str | None = None           # None: the task's own (its ``evader``; pursuit: greedy), if any
+    evader: str | None = None           # None: the task's own (its ``evader``), if any
     out: str = "results/eval"
     resume: bool = False
     start: str | None = None            # trajectory figures: a named start of the task ("paper") or game 0's

@@ -34,7 +34,7 @@ def ldengine_register_functions(register):
 @hookspec
 def ldengine_register_evaders(register):
     """Register evader policies: ``register(name, policy, description)`` where
-    ``policy(legal_cells, pursuers, rng)`` returns one of ``legal_cells`` (``contracts.Evader``)."""
+    ``policy(legal_cells, movers, rng)`` returns one of ``legal_cells`` (``contracts.Evader``)."""
 
 
 @hookspec

@@ -7,7 +7,7 @@ compose:
 
 1. **Tag.** Left to right, the longest entry that matches at a word's start becomes a token of
    its kind (ties: the entry declared first); words no entry matches are not read (they are the
-   rule's frame and filler: "a pursuer may not step onto the"). Whole numbers are ``NUM``.
+   rule's frame and filler: "a piece may not step onto the"). Whole numbers are ``NUM``.
 2. **Parse.** A Lark grammar over the kinds (Earley, every parse kept) says how tokens make a
    condition: a term and a comparison with its number (``x`` ``greater than`` ``5``), a term
    and a range (``columns`` ``3 through 7``), a term and a relation (``column`` ``even``), a
@@ -18,7 +18,7 @@ compose:
    parses are kept, so the reading is not one way and ``--yes`` refuses where they differ).
 3. **Compose.** Each parse's conditions become one notation text ("3 <= x <= 7 and
    12 <= y <= 16"); markers anywhere in the clause (``NEG``: "outside"; the language's own,
-   e.g. a border or where the pursuer starts) rewrite it through ``lexicon.mark``.
+   e.g. a border or where the piece starts) rewrite it through ``lexicon.mark``.
 
 Each distinct text is then a condition in symbols, and the language says which primitives
 denote exactly the same moves (``language.notation``). A clause the grammar cannot parse
@@ -111,7 +111,7 @@ class Lexicon:
     ``names``: the notation's names, so that a condition in symbols is marked too ("the border
     of the rectangle 6 <= x <= 11, 1 <= y <= 5": the symbols alone say the rectangle);
     ``filler``: a pattern of the words that say nothing about which moves a rule forbids
-    ("the", "pursuers"), so that any other word no entry reads is one the lexicon does not
+    ("the", "pieces"), so that any other word no entry reads is one the lexicon does not
     know (``unread``)."""
     entries: tuple[Entry, ...]
     mark: Callable[[str, str, tuple[str, ...]], str | None] = field(default=lambda kind, condition, markers: None)
@@ -508,7 +508,7 @@ def stops(language: RuleLanguage, words: str) -> bool:
 
 def states(language: RuleLanguage, words: str) -> bool:
     """Whether the lexicon reads a word of ``words`` that states a condition (a comparison, a
-    range, a relation, a whole condition), or reads the words as one ("pursuers on row 3": a
+    range, a relation, a whole condition), or reads the words as one ("pieces on row 3": a
     term and its number)."""
     if language.lexicon is None:
         return False

@@ -79,7 +79,7 @@ GENERIC = (
 NAME_VERBS = ("hold", "sweep", "press", "guard", "drift", "split", "mirror", "shadow", "rotate", "probe")
 NAME_NOUNS = ("line", "flank", "corner", "centre", "ring", "wedge", "column", "arc", "gap", "lane")
 HELD_NAME_PARTS = ("plan", "scheme", "tactic", "play")        # held-out naming style: plan_q7
-SUMMARIES = ("Move every pursuer by the {a} plan.", "Choose each piece's cell with the {a} rule.",
+SUMMARIES = ("Move every piece by the {a} plan.", "Choose each piece's cell with the {a} rule.",
              "Pick the joint move that the {a} plan prefers.", "Play the {a} pattern this step.")
 ADJECTIVES = ("steady", "quick", "wide", "tight", "patient", "bold", "narrow", "even")
 DEFAULT_SUMMARIES = ("The usual move when no special case applies.", "The plain plan for every other state.",

@@ -163,7 +163,7 @@ class Registry:
 
     def default_task(self) -> str:
         """The task a command plays when the user names none: the first one registered (the
-        built-in plugins register first, pursuit before twentyone: ``plugins.DEFAULT_PLUGINS``)."""
+        built-in plugins register first, in ``plugins.DEFAULT_PLUGINS`` order)."""
         if not self.tasks:
             raise UnknownNameError("no task is registered (ldengine plugins shows what loaded)")
         return next(iter(self.tasks))

@@ -20,7 +20,7 @@ Two choices, both measured on expert rollouts (benchmarks/bench_retriever.py):
   the summary and stage: the base's decide function was never retrieved.
 - The score adds a lexical term to the cosine, as DPR's "BM25 + DPR" hybrid
   does (Karpukhin et al. 2020, sec. 5.1): ``cos + lexical_weight * BM25 / max
-  BM25``. The exact stage name ("pursuer.generate") is then worth more than its
+  BM25``. The exact stage name ("player.decide") is then worth more than its
   near neighbours ("evader.generate"), which MiniLM barely separates.
   ``lexical_weight=0`` gives pure dense retrieval.
 
@@ -195,7 +195,7 @@ _STOP = frozenset("a an and as at be by each every for from in is it its of on o
 
 
 def lexical_tokens(text: str) -> list[str]:
-    """Lower-case words; a dotted name ("pursuer.decide") counts whole and by its parts."""
+    """Lower-case words; a dotted name ("player.decide") counts whole and by its parts."""
     out = []
     for word in _TOKEN.findall(text.lower()):
         if "." in word:

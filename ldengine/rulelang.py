@@ -235,7 +235,7 @@ def framed(language: RuleLanguage, text: str) -> list[tuple[bool, str, str, str]
     starts first in the text (of two at the same place, the longer: "only if" before "if"),
     then any opening frames (``{r}`` alone after words, e.g. "the following holds: {r}") at the
     region's start; the whole text as a forbidden region when no frame fits. The words before
-    a frame are its subject where the lexicon reads a condition in them ("pursuers standing in
+    a frame are its subject where the lexicon reads a condition in them ("pieces standing in
     columns 0 to 4 may not move west": the rule holds for those moves only), else ignored
     (""); a frame is not taken where those words hold one the lexicon must not read past
     ("eastward moves are forbidden except when ...": no "when" frame there). Where the region

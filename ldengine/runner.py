@@ -34,7 +34,7 @@ class RunConfig:
     agent: str = "expert"
     games: int = 1
     seed: int = 0
-    evader: str | None = None           # None: the task's own (its ``evader``; pursuit: greedy), if any
+    evader: str | None = None           # None: the task's own (its ``evader``), if any
     trace: str | None = None
     audit: str | None = None
     progress: bool = True

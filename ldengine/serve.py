@@ -30,7 +30,7 @@ def default_model_name(student: Student, adapter: str | None) -> str:
 @click.option("--student", type=click.Path(exists=True),
               help="Student model: a .gguf file or a local HF model folder (default: SmolLM2-135M-Instruct).")
 @click.option("--adapter", type=click.Path(exists=True, file_okay=False),
-              help="LoRA adapter folder to apply (e.g. the pursuit LD adapter under function_base/pursuit/adapters/).")
+              help="LoRA adapter folder to apply (ldengine adapters list --task TASK shows them, with their paths).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind. Any but a loopback address needs an API key.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
@@ -70,7 +70,7 @@ def serve_command(student: str | None, adapter: str | None, host: str, port: int
 
     GET /v1/models, POST /v1/chat/completions and POST /v1/completions, greedy,
     with log-probabilities. The `openai` student backend plays against it:
-    `ldengine run pursuit --backend openai` with LDENGINE_STUDENT_URL set to
+    `ldengine run TASK --backend openai` with LDENGINE_STUDENT_URL set to
     openai:http://HOST:PORT/v1#MODEL (or nothing: the default port here) and, when
     the server has a key, LDENGINE_STUDENT_KEY set to it; serve the adapter the run
     uses (`--adapter`), or the backend refuses to play.

@@ -3,7 +3,8 @@ rule restated from the map the user confirmed (real isolated sandbox, real rules
 import pytest
 
 from ldengine.emergency.board import CLOSED, OPEN, BoardJudge, BoardMap
-from ldengine.emergency.verify import move_map, verify
+from ldengine.emergency.verify import verify
+from ldengine_plugins.pursuit.verification import move_map
 from ldengine.emergency.write import Attempt, Written, confirm
 from ldengine.sandbox import IsolatedSandbox
 
@@ -28,7 +29,7 @@ def rule(pursuit_task):
 
 
 def judge_of(rule, lines, ask=None):
-    return BoardJudge("obey_new_rule", rule.cases({})[0][0], lines.append, ask)
+    return BoardJudge("obey_new_rule", rule.cases({})[0][0], lines.append, rule.move_map, ask)
 
 
 def test_words_alone_give_a_rule_with_one_state_to_check_the_form_on_and_no_worked_example(rule):
@@ -98,7 +99,8 @@ def test_each_map_drawn_to_png_gets_its_own_file_with_its_attempt_and_a_legend(r
     goes to its own file (FILE, then FILE-attemptN.png), titled with its attempt, with a legend."""
     from PIL import Image
     lines = []
-    judge = BoardJudge("obey_new_rule", rule.cases({})[0][0], lines.append, lambda: False, str(tmp_path / "map.png"),
+    judge = BoardJudge("obey_new_rule", rule.cases({})[0][0], lines.append, rule.move_map, lambda: False,
+                       str(tmp_path / "map.png"),
                        title=TEXT)
     for number, condition in ((1, "x != 10"), (2, "x != 9")):
         source = rule.header({}) + body(condition)

@@ -26,7 +26,8 @@ def sandbox():
 
 
 def check(body, sandbox):
-    return check_function(KIND.header(PARAMS) + body, NAME, KIND.cases(PARAMS), KIND.properties, sandbox)
+    return check_function(KIND.header(PARAMS) + body, NAME, KIND.cases(PARAMS), KIND.properties, sandbox,
+                          difference=KIND.difference)
 
 
 HOSTILE = {

@@ -74,7 +74,7 @@ def test_the_cases_catch_a_function_that_ignores_the_rule(kind, sandbox):
     params = kind.params(0)
     name = kind.function_name()
     ignore = kind.header(params) + "    return dict(obs)\n"
-    check = check_function(ignore, name, kind.cases(params), kind.properties, sandbox)
+    check = check_function(ignore, name, kind.cases(params), kind.properties, sandbox, difference=kind.difference)
     assert not check.passed and "forbids" in check.reasons[0]
 
 

@@ -47,26 +47,26 @@ def test_a_third_task_runs_through_run_finetune_eval_and_an_emergency(walk, tmp_
     adapters = site / "walk_adapters"
     assert "ldtest_walk" in ldengine("plugins").stdout
 
-    expert = ldengine("run", "walk", "--agent", "expert", "--games", "4", "--quiet", "--json", str(tmp_path / "e.json"))
+    expert = ldengine("run", "linewalk", "--agent", "expert", "--games", "4", "--quiet", "--json", str(tmp_path / "e.json"))
     summary = json.loads((tmp_path / "e.json").read_text())
     assert summary["success"] == 1.0 and summary["selection_accuracy"] == 1.0 and "evader" not in expert.stdout
     assert "success 1.000  failure without violation 0.000" in expert.stdout       # the default outcomes' line
 
-    missing = ldengine("run", "walk", "--games", "1", "--quiet", ok=False)
+    missing = ldengine("run", "linewalk", "--games", "1", "--quiet", ok=False)
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
     assert "no ld adapter" in missing.stderr and str(adapters) in missing.stderr      # the plugin's folder is looked in
 
     # an adapter the plugin ships: saved into its folder and promoted, ld finds it with no --adapter
-    quick = ldengine("finetune", "--task", "walk", "--quick", "--out", str(adapters / "select"), "--promote")
-    assert "promoted: select is now the default adapter for walk" in quick.stdout
-    listed = ldengine("adapters", "list", "--task", "walk").stdout
+    quick = ldengine("finetune", "--task", "linewalk", "--quick", "--out", str(adapters / "select"), "--promote")
+    assert "promoted: select is now the default adapter for linewalk" in quick.stdout
+    listed = ldengine("adapters", "list", "--task", "linewalk").stdout
     assert re.search(r"select +ld +package .*default", listed), listed       # vouched for by the plugin, unsigned
-    played = ldengine("run", "walk", "--games", "3", "--quiet", "--json", str(tmp_path / "ld.json"))
+    played = ldengine("run", "linewalk", "--games", "3", "--quiet", "--json", str(tmp_path / "ld.json"))
     assert "| adapter select |" in played.stdout
     ld = json.loads((tmp_path / "ld.json").read_text())
     assert ld["games"] == 3 and ld["failure_with_violation"] == 0.0
 
-    ldengine("eval", "walk", "--agents", "expert,top1,ld", "--games", "3", "--out", str(tmp_path / "eval"),
+    ldengine("eval", "linewalk", "--agents", "expert,top1,ld", "--games", "3", "--out", str(tmp_path / "eval"),
              "--no-figures")
     rows = json.loads((tmp_path / "eval" / "results.json").read_text())["agents"]
     assert list(rows) == ["expert", "top1", "ld"] and rows["expert"]["success"] == 1.0
@@ -74,10 +74,10 @@ def test_a_third_task_runs_through_run_finetune_eval_and_an_emergency(walk, tmp_
     assert "Failure without Violation" in table and "evader" not in table.lower()
 
     # a new rule: the writer learns the training kinds; the held-out kind is written, verified, played
-    ldengine("finetune", "--task", "walk", "--method", "write", "--steps", "8", "--train-games", "4",
+    ldengine("finetune", "--task", "linewalk", "--method", "write", "--steps", "8", "--train-games", "4",
              "--heldout-games", "1", "--attempts", "2", "--out", str(adapters / "writer"), "--promote")
     trace = tmp_path / "rule.jsonl"
-    ruled = ldengine("run", "walk", "--emergency", "closed-cell", "--emergency-seed", "5", "--games", "3",
+    ruled = ldengine("run", "linewalk", "--emergency", "closed-cell", "--emergency-seed", "5", "--games", "3",
                      "--attempts", "2", "--quiet", "--json", str(tmp_path / "rule.json"), "--trace", str(trace))
     assert "closed-cell: the student writes a function (2 attempts at most)" in ruled.stderr + ruled.stdout
     attempts = re.findall(r"attempt \d: (passed|failed)", ruled.stderr + ruled.stdout)
@@ -101,7 +101,7 @@ def test_the_engine_names_no_task_and_no_evader():
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if path.name == "plugins.py" and line.startswith("DEFAULT_PLUGINS"):
                 continue
-            if re.search(r"pursuit|twentyone|pursuer|\bwalk\b|['\"]greedy['\"]|greedy evader|evader greedy", line,
+            if re.search(r"pursuit|twentyone|pursuer|\blinewalk\b|['\"]greedy['\"]|greedy evader|evader greedy", line,
                          re.IGNORECASE):
                 found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not found, "\n".join(found[:40]) + f"\n({len(found)} lines)"

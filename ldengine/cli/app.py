@@ -102,13 +102,13 @@ def _function_base_option(command):
 
 
 TASK_HELP = "The task (ldengine plugins lists them)."
-TASK_DEFAULT = " [default: the first task registered, pursuit]"
-EVADER_HELP = "Evader policy (ldengine plugins lists them). [default: the task's own (pursuit: greedy)]"
+TASK_DEFAULT = " [default: the first task registered (ldengine plugins lists them in order)]"
+EVADER_HELP = "Evader policy (ldengine plugins lists them). [default: the task's own, if it has one]"
 
 
 def _default_task() -> str:
-    """--task when not given: the first task registered (the built-ins register first, pursuit
-    before twentyone), as ``Registry.default_task`` says."""
+    """--task when not given: the first task registered (the built-ins register first, in
+    ``plugins.DEFAULT_PLUGINS`` order), as ``Registry.default_task`` says."""
     return registry().default_task()
 
 

@@ -55,8 +55,8 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
     provenance) in the function base.
 
     \b
-    ldengine emergency "Pursuers may not enter column 10"
-    ldengine emergency "Pursuers may not enter column 10" --forbid 10,5 --allow 9,5
+    ldengine emergency "No piece may enter column 10"
+    ldengine emergency "No piece may enter column 10" --forbid 10,5 --allow 9,5
     ldengine emergency "Lava: no piece may enter a cell (x, y) with {x0} <= x <= {x1} \\
         and {y0} <= y <= {y1}." --param x0=4 --param y0=10 --param x1=8 --param y1=14
 
@@ -65,9 +65,9 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
     (--param, --kind) check it first. The moves of the map you confirm become the rule's
     examples: the referee judges them in games.
     """
-    check_rule_text(text)        # before any model loads (a rule over several pieces is refused here)
     reg = registry()
     task_obj = reg.task(task)
+    check_rule_text(text, task_obj)     # before any model loads (the task refuses what it cannot judge)
     _check_examples(allow, forbid)
     if by_reading and (params or kind):
         raise click.UsageError("--read takes the rule from its words (and --allow/--forbid examples); "
@@ -103,7 +103,7 @@ def emergency(text, task, params, kind, allow, forbid, attempts, seed, student, 
                    f"{attempt.check.line()}")
         click.echo("".join("    | " + line + "\n" for line in attempt.source.splitlines()[-6:]))
     ask = None if (yes or no_store) else _confirm_map
-    judge = BoardJudge(rule.function_name(), cases[0][0], click.echo, ask, png,
+    judge = BoardJudge(rule.function_name(), cases[0][0], click.echo, rule.move_map, ask, png,
                        (getattr(rule, "allowed", ()), getattr(rule, "forbidden", ())), rule.describe(values))
     written = write_function(rule, values, writer, worked_examples(reg, task, form=form), attempts, seed, cases,
                              report=show, accept=judge, form=form)
@@ -131,8 +131,8 @@ def _emergency_by_reading(reg, task, text, allow, forbid, seed, student, adapter
     language = _rule_language(reg, task, text)
     allowed, forbidden = _moves(allow, "--allow"), _moves(forbid, "--forbid")
     game = reg.task(task)
-    if (allowed or forbidden) and hasattr(game, "custom_emergency"):
-        # the task says what a bare cell means as a move (pursuit: entering it from a neighbour)
+    if (allowed or forbidden) and game.custom_emergency is not None:
+        # the task says what a bare cell means as a move (e.g. entering it from a neighbour)
         examples = game.custom_emergency(text, {}, allowed, forbidden)
         allowed, forbidden = list(examples.allowed), list(examples.forbidden)
     if yes and not (allowed and forbidden):

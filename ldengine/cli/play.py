@@ -22,9 +22,9 @@ from ldengine.traces import plot_game
 
 @cli.command()
 @click.argument("task")
-@click.option("--agent", default="ld", show_default=True, help="Agent that plays the pursuers (ldengine plugins lists them).")
+@click.option("--agent", default="ld", show_default=True, help="Agent that plays (ldengine plugins lists them).")
 @click.option("--games", "--hands", "games", default=1, show_default=True, type=click.IntRange(1, 100_000),
-              help="Number of games (hands, in twentyone).")
+              help="Number of games (--hands: the same, for a task whose games are hands).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Game i uses seed SEED+i.")
 @click.option("--evader", help=EVADER_HELP)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), help="Write the summary as JSON.")
@@ -147,7 +147,7 @@ def _outcome_lines(s: dict, task: TaskBase) -> list[str]:
 @click.option("--agents", default="ld,kd,student,expert", show_default=True,
               help="Comma-separated agents; each plays the same seeded games.")
 @click.option("--games", "--hands", "games", default=200, show_default=True, type=click.IntRange(1, 100_000),
-              help="Games (hands, in twentyone) per agent.")
+              help="Games per agent (--hands: the same, for a task whose games are hands).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Game i uses seed SEED+i.")
 @click.option("--evader", help=EVADER_HELP)
 @click.option("--out", default="results/eval", show_default=True, type=click.Path(file_okay=False),
@@ -155,8 +155,8 @@ def _outcome_lines(s: dict, task: TaskBase) -> list[str]:
 @click.option("--resume", is_flag=True, help="Continue the run in OUT: play only the games it lacks.")
 @click.option("--replay", metavar="AGENTS", help="With --resume: drop these agents' recorded games (comma-separated) "
               "and play them again, e.g. after retraining an adapter.")
-@click.option("--start", help="Start of the trajectory figures: a named start (pursuit: 'paper', the "
-              "paper's Figure 6) instead of game 0's.")
+@click.option("--start", help="Start of the trajectory figures: one of the task's named starts (e.g. 'paper', "
+              "the paper's Figure 6) instead of game 0's.")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("--batch", type=click.IntRange(1, 256),
               help="Games played side by side, each stage's selections (or answers) scored together "

@@ -36,7 +36,7 @@ def rules_read(text, task, adapter, margin, as_json):
     into one primitive, the parses are composed and grouped by the moves they forbid, best
     first, each in canonical English with its board map."""
     reg = registry()
-    check_rule_text(text)
+    check_rule_text(text, reg.task(task or reg.default_task()))
     language = _rule_language(reg, task, text)
     adapter, _, readings = _read_rule(reg, language, text, None, adapter, margin)
     if as_json:

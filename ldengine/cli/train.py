@@ -17,8 +17,8 @@ from ldengine.models.lora import LORA_MODULES
 
 
 @cli.command()
-@_task_option(help="The task; for --method ld several, comma-separated (pursuit,twentyone): one adapter "
-                   "learns every one's manual and is saved under function_base/adapters/.")
+@_task_option(help="The task; for --method ld several, comma-separated (TASK1,TASK2): one adapter "
+                   "learns every one's manual and is saved in the data folder's adapters/.")
 @click.option("--student", type=click.Path(exists=True), help="Student model (default: SmolLM2-135M-Instruct GGUF).")
 @click.option("--steps", default=24, show_default=True, type=click.IntRange(1, 100_000), help="LoRA training steps.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 512),
@@ -81,7 +81,7 @@ def finetune(task, student, steps, batch_size, lr, top_layers, rank, lora_module
     """Fine-tune the student (LoRA) and save adapter + manifest.
 
     --method ld teaches it to select the manual's functions (Logic Distillation);
-    --method kd teaches it to write the expert's move for each pursuer;
+    --method kd teaches it to write the expert's move (for each piece);
     --method write teaches it to write functions for new rules (emergencies), on
     the training kinds only, and measures it on the held-out kinds.
     """

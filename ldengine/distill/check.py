@@ -201,8 +201,7 @@ def _task_checks(task: TaskBase, base: FunctionBase) -> list[Check]:
 
 
 def default_evader(registry: Registry, task: TaskBase) -> tuple[str | None, Any]:
-    """The task's own evader, as run and eval play against when none is named (pursuit:
-    greedy), and its policy; (None, None) for a task without one or one not registered."""
+    """The task's own evader, as run and eval play against when none is named, and its policy; (None, None) for a task without one or one not registered."""
     name = task_evader(task)
     if name is None or name not in registry.evaders:
         return None, None

@@ -1,16 +1,16 @@
 """What a written rule function forbids, drawn as a board map for the user to judge.
 
 The map comes from running the function on every single move of the board in the
-isolated worker (``verify.move_map``): a cell is closed when every move into it is
-dropped, partly closed when some are (the rule depends on where the move starts).
+isolated worker (the kind's ``move_map``, which knows its board): a cell is closed when
+every move into it is dropped, partly closed when some are (the rule depends on where the
+move starts).
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from ldengine.emergency.verify import move_map
+from typing import Any, Callable
 
 CLOSED, PARTLY, OPEN = "#", "+", "."
 
@@ -114,17 +114,19 @@ class BoardJudge:
     """``write_function``'s accept hook: each function that passed its checks is run on every
     move of the board in the same isolated worker and its map shown (``echo``); one that
     forbids no move or every move is refused at once, and the rest are put to ``ask`` (the
-    user; None: accepted as shown, e.g. ``--yes``). ``board`` holds the accepted one's map."""
+    user; None: accepted as shown, e.g. ``--yes``). ``board`` holds the accepted one's map.
+    ``moves(source, name, sandbox, template)``: the kind's ``move_map``, ``(src, dst, kept)`` for
+    every single move of its board, or the error of the first call that fails."""
 
-    def __init__(self, name: str, template: dict, echo, ask=None, png: str | None = None,
-                 examples: tuple = ((), ()), title: str = ""):
-        self.name, self.template, self.echo, self.ask = name, template, echo, ask
+    def __init__(self, name: str, template: dict, echo, moves: Callable[[str, str, Any, dict], list | str],
+                 ask=None, png: str | None = None, examples: tuple = ((), ()), title: str = ""):
+        self.name, self.template, self.echo, self.ask, self.moves = name, template, echo, ask, moves
         self.png, self.examples, self.title = png, examples, title
         self.board: BoardMap | None = None
         self.drawn = 0          # maps drawn to PNG files so far
 
     def __call__(self, attempt, sandbox) -> str | None:
-        moves = move_map(attempt.source, self.name, sandbox, self.template)
+        moves = self.moves(attempt.source, self.name, sandbox, self.template)
         if isinstance(moves, str):
             return self._refuse(attempt, f"fails on the board's moves: {moves}")
         board = BoardMap.of(moves, int(self.template["size"]))

@@ -64,9 +64,10 @@ def _reader_record(student: Any, readings: list[Reading]) -> dict:
 
 def agrees(kind: EmergencyKind, allowed: Sequence, forbidden: Sequence) -> bool:
     """Does the rule allow every ``allowed`` move and forbid every ``forbidden`` one
-    (``(src, dst)`` pairs of a pursuer)?"""
-    return (all(kind.allows({}, "pursuer", src, dst) for src, dst in allowed)
-            and not any(kind.allows({}, "pursuer", src, dst) for src, dst in forbidden))
+    (``(src, dst)`` pairs of the piece the rule binds first, its ``pieces[0]``)?"""
+    piece = (getattr(kind, "pieces", None) or ("",))[0]
+    return (all(kind.allows({}, piece, src, dst) for src, dst in allowed)
+            and not any(kind.allows({}, piece, src, dst) for src, dst in forbidden))
 
 
 def compile_reading(language: RuleLanguage, readings: list[Reading], text: str, allowed: Sequence = (),

@@ -85,37 +85,16 @@ def stored_rule(registry: Registry, task: str, provenance: dict) -> Any:
                                      rule.get("forbidden", []), like=like)
 
 
-# Words that make a rule about several pieces at once (where one stands relative to another):
-# a rule function judges one pursuer's own move, so such a rule cannot be written as one.
-GROUP_WORDS = re.compile(
-    r"\b(same cell|same square|each other|one another|no two|two (pursuers|pieces)|any two|together|"
-    r"share (a|the) (cell|square)|(another|other|a second|second) (pursuer|piece)s?|"
-    r"between (the )?(two |three )?(pursuers|pieces)|(pursuers|pieces) apart)\b", re.IGNORECASE)
-
-
-def check_rule_text(text: str) -> str:
+def check_rule_text(text: str, task: TaskBase) -> str:
     """``text`` if it can be a rule in words: not empty, with at least one letter, and not
-    about several pieces at once (``group_rule``)."""
+    refused by the task (its ``rule_refusal``, e.g. a rule about several pieces at once)."""
     if not re.search(r"[^\W\d_]", text or ""):
         raise LDEngineError(f"the rule {text!r} has no words: say the new rule in words, e.g. "
-                            "ldengine emergency \"Pursuers may not enter column 10\" --forbid 10,5 --allow 9,5")
-    why = group_rule(text)
+                            f"ldengine emergency \"...\" --task {task.name} (docs/emergencies.md)")
+    why = task.rule_refusal(text) if task.rule_refusal is not None else None
     if why:
         raise LDEngineError(why)
     return text
-
-
-def group_rule(text: str) -> str | None:
-    """Why ``text`` cannot be a rule function (None when it can): it speaks of where one piece
-    stands relative to another ("no two pursuers on the same cell"), and a rule function
-    keeps or drops each pursuer's own moves one by one, not the joint move of several."""
-    found = GROUP_WORDS.search(text or "")
-    if not found:
-        return None
-    return (f"this rule is about several pieces at once (\"{found.group(0)}\"): a rule function judges one "
-            "pursuer's own move from (px, py) to (x, y), so a rule over the joint move of several pieces cannot "
-            "be written as one; say it as a rule on each pursuer's move (cells, lines, areas, distances from a "
-            "fixed cell or the evader, directions)")
 
 
 def with_stage(pipeline: list[str], stage: str, after: str) -> list[str]:

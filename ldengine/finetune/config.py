@@ -23,7 +23,7 @@ from ldengine.version import __version__
 
 @dataclass
 class FinetuneConfig:
-    task: str = field(default_factory=default_task)     # default: the first task registered (pursuit)
+    task: str = field(default_factory=default_task)     # default: the first task registered
     student: str | None = None          # None: the default student (SmolLM2 GGUF)
     steps: int = 24
     batch_size: int = 8

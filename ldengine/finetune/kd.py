@@ -21,7 +21,7 @@ KD_TRAIN_GAMES = 221   # the paper's KD data set: expert rollouts from 221 seede
 
 def finetune_kd(registry: Registry, cfg: FinetuneConfig, progress: bool = True, log=print,
                 eval_every: int | None = None, patience: int | None = None) -> dict:
-    """Knowledge distillation: LoRA on the expert's moves (one example per pursuer and
+    """Knowledge distillation: LoRA on the expert's moves (one example per piece and
     step of seeded expert games); held-out move accuracy before and after; saves
     adapter and manifest. The task plugin provides the data (``task.kd``).
 
@@ -39,7 +39,7 @@ def finetune_kd(registry: Registry, cfg: FinetuneConfig, progress: bool = True, 
     if eval_every and not cfg.out:
         raise LDEngineError("a learning curve (--eval-every) needs --out, the folder its checkpoints go to")
     base = FunctionBase.build(cfg.task, registry.modules_for(cfg.task))
-    evader = registry.policy(task_evader(task))        # the task's own (pursuit: greedy; None without one)
+    evader = registry.policy(task_evader(task))        # the task's own evader (None without one)
     train = kd.move_examples(task, base, evader, cfg.train_seeds)
     held = kd.move_examples(task, base, evader, cfg.heldout_seeds)
     log(f"data: {len(train)} training moves from {len(cfg.train_seeds)} expert games, "

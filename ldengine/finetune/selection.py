@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 def weighted(examples: list[SelectionExample], base: FunctionBase, times: int, cap: int = 1) -> list[SelectionExample]:
     """Each example at a stage with several functions ``times`` times, the others once; at
     such a stage, an example whose right function is rarer than the stage's commonest is
-    repeated more, up to ``cap`` times as often, so that a state met seldom (a pursuer
+    repeated more, up to ``cap`` times as often, so that a state met seldom (a piece
     blocked by a wall) is not drowned by a common one (an evader near an edge)."""
     counts: dict = {}
     for e in examples:
@@ -76,7 +76,7 @@ def continuation(data: list, manifest: dict, seed: int = 0, replay_every: int = 
     (one for each ``replay_every`` new ones, the tasks balanced) so that what it knows stays.
 
     Trained on all examples instead, the few that hold the new function were a small share
-    of the 16 steps' 128 draws: the extras plugin's continuation took pursuit's held-out
+    of the 16 steps' 128 draws: the extras plugin's continuation took its task's held-out
     selection from 0.937 to 0.861 and 21 Points' from 0.989 to 0.800 (benchmarks/RESULTS.md,
     "Continuing an adapter")."""
     fresh, old, new = [], [], {}
@@ -102,7 +102,7 @@ def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None, p
     base = FunctionBase.build(cfg.task, registry.modules_for(cfg.task))
     retriever = retriever or Retriever.for_library(base, registry)
     provider = RetrieverProvider(task, base, retriever, cfg.k)
-    evader = registry.policy(task_evader(task))        # the task's own (pursuit: greedy; None without one)
+    evader = registry.policy(task_evader(task))        # the task's own evader (None without one)
     bar = f"{cfg.task}: " if progress else ""
     train_pairs = stage_inputs(task, base, evader, cfg.train_seeds, bar and bar + "training games")
     held_pairs = stage_inputs(task, base, evader, cfg.heldout_seeds, bar and bar + "held-out games")

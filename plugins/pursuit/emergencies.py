@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -27,8 +28,29 @@ AFTER = "pursuer.filter"
 PIECES = ("pursuer", "evader")
 
 
+class OnTheBoard:
+    """What every pursuit kind gives verification and the board maps (``verification``): the
+    board's single moves and random states as inputs, a wrong answer's cells in words, and a
+    function's effect on every move."""
+
+    def domain_cases(self, params: dict, cases: list, seed: int, game: Any = None) -> list:
+        """Verification's inputs beyond the cases: every single move of the board, random states."""
+        from ldengine_plugins.pursuit.verification import domain_cases
+        return domain_cases(self, params, cases, seed, game)
+
+    def difference(self, got: Any, expected: Any) -> str:
+        """Which cells a wrong answer kept or dropped."""
+        from ldengine_plugins.pursuit.verification import difference
+        return difference(got, expected)
+
+    def move_map(self, source: str, name: str, sandbox: Any, template: dict) -> list[tuple] | str:
+        """(src, dst, kept) for every single move of the board, or the first failing call's error."""
+        from ldengine_plugins.pursuit.verification import move_map
+        return move_map(source, name, sandbox, template)
+
+
 @dataclass(frozen=True)
-class PursuitEmergency:
+class PursuitEmergency(OnTheBoard):
     """A kind of new rule; ``params(seed, size)`` draws one instance of it."""
     name: str
     text: str                       # the rule in words, with {param} fields
@@ -410,6 +432,28 @@ __all__ = ["AFTER", "KINDS", "STAGE", "PursuitEmergency", "body", "derived_cases
 
 # ---- a rule a user describes in words ----------------------------------------------------
 
+# Words that make a rule about several pieces at once (where one stands relative to another):
+# a rule function judges one pursuer's own move, so such a rule cannot be written as one.
+GROUP_WORDS = re.compile(
+    r"\b(same cell|same square|each other|one another|no two|two (pursuers|pieces)|any two|together|"
+    r"share (a|the) (cell|square)|(another|other|a second|second) (pursuer|piece)s?|"
+    r"between (the )?(two |three )?(pursuers|pieces)|(pursuers|pieces) apart)\b", re.IGNORECASE)
+
+
+def rule_refusal(text: str) -> str | None:
+    """Why ``text`` cannot be a rule function (None when it can): it speaks of where one piece
+    stands relative to another ("no two pursuers on the same cell"), and a rule function
+    keeps or drops each pursuer's own moves one by one, not the joint move of several."""
+    found = GROUP_WORDS.search(text or "")
+    if not found:
+        return None
+    return (f"this rule is about several pieces at once (\"{found.group(0)}\"): a rule function judges one "
+            "pursuer's own move from (px, py) to (x, y), so a rule over the joint move of several pieces cannot "
+            "be written as one; say it as a rule on each pursuer's move (cells, lines, areas, distances from a "
+            "fixed cell or the evader, directions)")
+
+
+
 @dataclass(frozen=True)
 class Expect:
     """A partial expectation from a user's example: pursuer 1 must keep ``keep`` and drop ``drop``
@@ -432,7 +476,7 @@ class Expect:
 
 
 @dataclass(frozen=True)
-class CustomRule:
+class CustomRule(OnTheBoard):
     """A new rule given in words, its parameters and the user's examples of allowed and
     forbidden moves (``((px, py), (x, y))``; a bare cell means "from a neighbouring cell")."""
     text: str

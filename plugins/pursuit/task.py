@@ -104,6 +104,11 @@ class PursuitTask(TaskBase):
                 out[stage] = EMERGENCY_STAGE
         return out
 
+    def rule_refusal(self, text: str) -> str | None:
+        """Why ``text`` cannot be a rule function of this task (a rule about several pieces at once)."""
+        from ldengine_plugins.pursuit.emergencies import rule_refusal
+        return rule_refusal(text)
+
     def custom_emergency(self, text: str, params: dict, allowed=(), forbidden=(), like: Any = None) -> Any:
         """A rule a user gives in words, checked against their examples or a known kind's rule."""
         from ldengine_plugins.pursuit.emergencies import custom_rule

@@ -93,7 +93,7 @@ class WalkResult:
 
 class WalkTask(TaskBase):
     """The walk; ``with_emergency(instance)`` gives it under a new rule (the referee applies it)."""
-    name = "walk"
+    name = "linewalk"
     description = "a walker steps along a line of 9 cells to its goal"
     pipeline = list(STAGES)
     adapters = Path(__file__).resolve().parent / "walk_adapters"     # the adapters this plugin ships
@@ -169,7 +169,7 @@ class Closed:
     draw: Callable[[random.Random], dict]
     split: str = "eval"
     example: bool = False
-    task: str = "walk"
+    task: str = "linewalk"
     stage: str = STAGE
     after: str = AFTER
 
@@ -250,7 +250,7 @@ def ldengine_register_tasks(register):
 
 @hookimpl
 def ldengine_register_functions(register):
-    register("walk", FUNCTIONS, "walk/moves.py")
+    register("linewalk", FUNCTIONS, "linewalk/moves.py")
 
 
 @hookimpl
