@@ -6,14 +6,19 @@ each loads inside its own try/except so one broken plugin is reported by
 ``ldengine plugins`` instead of locking users out. (``pm.load_setuptools_entrypoints``
 would stop at the first failure, so the loop is written here.)
 Set ``LDENGINE_LOAD_PLUGINS`` to a comma-separated list of entry-point names to
-load only those (empty: none).
+load only those (empty: none); set ``LDENGINE_TRACE_PLUGINS`` (to anything but empty or 0)
+to have every hook call written to standard error with the plugins it calls (through
+pluggy's hook-call monitoring), and any failure, as datasette's ``DATASETTE_TRACE_PLUGINS`` does.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
 import os
+import sys
 from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pluggy
 
@@ -56,6 +61,8 @@ def build_plugin_manager() -> tuple[pluggy.PluginManager, list[PluginInfo]]:
     """A plugin manager with every plugin that loaded, and what happened to each."""
     pm = pluggy.PluginManager("ldengine")
     pm.add_hookspecs(hookspecs)
+    if os.environ.get("LDENGINE_TRACE_PLUGINS", "") not in ("", "0"):
+        pm.add_hookcall_monitoring(_trace_before, _trace_after)
     infos = []
     for name in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(name), name=name)
@@ -73,6 +80,17 @@ def build_plugin_manager() -> tuple[pluggy.PluginManager, list[PluginInfo]]:
         if plugin is not None:
             info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
     return pm, infos
+
+
+def _trace_before(hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
+    sys.stderr.write(f"ldengine plugins: {hook_name} -> {', '.join(i.plugin_name for i in hook_impls) or 'none'}\n")
+
+
+def _trace_after(outcome: pluggy.Result[Any], hook_name: str, hook_impls: Sequence[pluggy.HookImpl],
+                 kwargs: Mapping[str, Any]) -> None:
+    failed = outcome.exception
+    if failed is not None:
+        sys.stderr.write(f"ldengine plugins: {hook_name} failed: {type(failed).__name__}: {failed}\n")
 
 
 def _drop_misspelt(pm: pluggy.PluginManager, infos: list[PluginInfo]) -> None:

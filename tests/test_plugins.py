@@ -1,4 +1,5 @@
 """Plugins: built-ins and third-party entry points register through the same hooks."""
+import os
 import sys
 
 import pytest
@@ -351,3 +352,19 @@ def test_hooks_are_called_through_pluggy_in_the_order_their_markers_ask(plugin_d
     assert "already registered by 'ldengine_plugins.pursuit'" in errors["ldtest_early"]
     calls = [impls for name, impls in seen if name == "ldengine_register_evaders"]
     assert [impls[0] for impls in calls][-2:] == ["ldtest_early", "ldtest_late"]
+
+
+def test_LDENGINE_TRACE_PLUGINS_writes_each_hook_call_with_its_plugin():
+    """With LDENGINE_TRACE_PLUGINS set, each hook call is written to standard error with the
+    plugin it calls (pluggy's hook-call monitoring: the calls go through ``pm``); unset, nothing."""
+    import subprocess
+    probe = [sys.executable, "-m", "ldengine", "plugins"]
+    traced = subprocess.run(probe, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "LDENGINE_TRACE_PLUGINS": "1"})
+    assert traced.returncode == 0, traced.stderr
+    lines = traced.stderr.splitlines()
+    assert "ldengine plugins: ldengine_register_tasks -> ldengine_plugins.pursuit" in lines
+    assert "ldengine plugins: ldengine_register_students -> ldengine_plugins.agents" in lines
+    quiet = subprocess.run(probe, capture_output=True, text=True, timeout=120,
+                           env={k: v for k, v in os.environ.items() if k != "LDENGINE_TRACE_PLUGINS"})
+    assert "ldengine plugins:" not in quiet.stderr
