@@ -1,4 +1,4 @@
-"""Rules in words read into a task's rule language (ldengine/rulelang.py, pursuit's
+"""Rules in words read into a task's rule language (ldengine/rulelang/, pursuit's
 plugins/pursuit/rule_program.py): programs print and parse back, compile to the rule they
 name, the grammar built for a text admits exactly the programs whose numbers the text
 states, and the student's constrained answers are always programs of the language."""
