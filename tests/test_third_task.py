@@ -81,7 +81,7 @@ def test_a_third_task_runs_through_run_finetune_eval_and_an_emergency(walk, tmp_
                      "--attempts", "2", "--quiet", "--json", str(tmp_path / "rule.json"), "--trace", str(trace))
     assert "closed-cell: the student writes a function (2 attempts at most)" in ruled.stderr + ruled.stdout
     attempts = re.findall(r"attempt \d: (passed|failed)", ruled.stderr + ruled.stdout)
-    assert attempts and set(attempts[:-1]) == {"failed"} or attempts == ["passed"] or len(attempts) == 1
+    assert attempts and "passed" not in attempts[:-1], attempts      # it stops at the first that passes
     result = json.loads((tmp_path / "rule.json").read_text())
     assert result["emergency"] == "closed-cell" and result["games"] == 3
     if "passed" in attempts:        # adopted: its stage is in the pipeline, the function offered at it
