@@ -181,9 +181,10 @@ def _judge(result: Any, given: Any, expected: Any, properties: Callable,
     if hasattr(expected, "problem"):            # a partial expectation (a user's example)
         return expected.problem(result.value)
     if result.value != expected:        # the kind's words for how it differs, else a short repr of both
-        return (difference or _difference)(result.value, expected)
+        return (difference or plain_difference)(result.value, expected)
     return None
 
 
-def _difference(got: Any, expected: Any) -> str:
+def plain_difference(got: Any, expected: Any) -> str:
+    """A wrong output beside the expected one, each cut short (a kind's ``difference`` says more)."""
     return f"returns {str(got)[:120]}, expected {str(expected)[:120]}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any, Callable
 
-from ldengine.emergency.verify import RANDOM_STATES, GameInputs, PropertiesOnly
+from ldengine.emergency.verify import RANDOM_STATES, GameInputs, PropertiesOnly, plain_difference
 from ldengine.sandbox import compile_function
 
 
@@ -144,4 +144,4 @@ def difference(got: Any, expected: Any) -> str:
                 return f"pursuer {i + 1} drops cells the rule allows: {missing[:4]}"
     except (KeyError, TypeError, IndexError):
         pass
-    return f"returns {str(got)[:120]}, expected {str(expected)[:120]}"
+    return plain_difference(got, expected)
