@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
 #   make run    creates .venv, installs everything, runs `ldengine run pursuit`
-#   make test   creates .venv, installs everything (with the dev extra), runs the tests
+#   make test   creates .venv, installs everything (with the dev extra), runs the checks and the tests
+# Also: make check (the layers and the types, about a minute), make quick (the tests not marked slow)
 PYTHON ?= python3
 VENV   ?= .venv
 # A package index for torch alone, e.g. https://download.pytorch.org/whl/cpu for a CPU-only build
@@ -8,13 +9,20 @@ TORCH_INDEX ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ldengine-installed
 
-.PHONY: run test install bench clean
+.PHONY: run test quick check install bench clean
 
 run: install
 	$(BIN)/ldengine run pursuit
 
-test: install
-	$(BIN)/python -m pytest -q
+# The architecture checks run first, as their own step: a broken layer fails in a minute.
+test: install check
+	$(BIN)/python -m pytest -q -m "not architecture"
+
+quick: install
+	$(BIN)/python -m pytest -q -m "not slow and not architecture"
+
+check: install
+	$(BIN)/python -m pytest -q -m architecture tests/test_architecture.py
 
 install: $(STAMP)
 

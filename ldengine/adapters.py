@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ldengine.cache import read_json
 from ldengine.contracts import TaskBase
@@ -61,7 +60,8 @@ def vouched(folder: Path, task: TaskBase) -> bool:
         return False
 
 
-def find_adapter(task: TaskBase | str, base: FunctionBase, root: Any = None, method: str = "ld") -> Any:
+def find_adapter(task: TaskBase | str, base: FunctionBase, root: str | Path | None = None,
+                 method: str = "ld") -> Path:
     """The newest promoted adapter of ``method`` (``ld``: selection, ``kd``: moves)
     trained on this task's functions: the task's own, or one trained on several tasks'
     manuals (``function_base/adapters/``). It fits when every function it was trained on
@@ -101,7 +101,7 @@ def find_adapter(task: TaskBase | str, base: FunctionBase, root: Any = None, met
                         f"function base (hash {base.teacher_hash[:12]}); {hint}")
 
 
-def _manifests(roots: list) -> list[tuple[Any, dict]]:
+def _manifests(roots: list[Path]) -> list[tuple[Path, dict]]:
     """(folder, manifest) of every adapter in ``roots``, in name order."""
     found = [(m.parent, read_json(m)) for r in roots if r.is_dir() for m in sorted(r.glob("*/manifest.json"))]
     return [(folder, data) for folder, data in found if isinstance(data, dict)]
@@ -168,7 +168,7 @@ class Listed:
                 f"{str(self.manifest.get('created', ''))[:19]:<19}  {notes}").rstrip()
 
     @property
-    def steps(self) -> Any:
+    def steps(self) -> object:
         training = self.manifest.get("training")
         return (training.get("steps") if isinstance(training, dict) else None) or self.manifest.get("steps") or "?"
 

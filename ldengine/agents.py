@@ -13,6 +13,9 @@ from ldengine.models import load_by_name, load_student
 from ldengine.plugins import DEFAULT_PLUGINS
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ldengine.emergency.write import Written
     from ldengine.registry import Registry
 
 
@@ -24,7 +27,7 @@ class AgentContext:
     options: dict = field(default_factory=dict)
     registry: Registry | None = None
 
-    def load_student(self, adapter: Any = None) -> Any:
+    def load_student(self, adapter: str | Path | None = None) -> Any:
         """The student backend named by the ``backend`` option (default ``transformers``),
         loaded from the ``student`` option's path (default: the backend's own model), in
         the ``dtype`` option's type and on the ``device`` option's device when given."""
@@ -49,7 +52,7 @@ class LoopAgent:
     identity: Callable[[], dict] | None = None
     usage: Callable[[], dict] | None = None
     setup: dict | None = None
-    emergency: Any = None
+    emergency: Written | None = None
 
     def __init__(self, context: AgentContext, provider, selector):
         self.task, self.base = context.task, context.base
@@ -63,7 +66,7 @@ class LoopAgent:
         self.quarantined: dict[str, str] = {}      # generated or third-party function -> why it was dropped
         self.log: Callable[[str], None] = context.options.get("log") or _stderr
 
-    def act(self, state: Any) -> Any:
+    def act(self, state: object) -> object:
         action = self.act_batch([state])[0]
         self.last_functions, self.last_stages = self.last_batch[0]
         return action

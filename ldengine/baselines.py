@@ -12,9 +12,9 @@ name what went wrong (e.g. unparseable answers), summed in the agent's stats.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
-from ldengine.contracts import TaskBase
+from ldengine.contracts import Student, TaskBase
 from ldengine.adapters import find_adapter
 from ldengine.cache import LRU
 from ldengine.errors import LDEngineError
@@ -26,14 +26,46 @@ if TYPE_CHECKING:
     from ldengine.agents import AgentContext
 
 
-def text_protocol(task: TaskBase, agent: str) -> Any:
+class TextProtocol(Protocol):
+    """A task's text protocol (``task.text``), as the module's docstring describes it: what the
+    text agents ask and how their answers are read (``counts``: what went wrong, by name)."""
+
+    @property
+    def max_new_tokens(self) -> int: ...
+
+    @property
+    def kd_max_new_tokens(self) -> int: ...
+
+    def prefix(self, rules: str) -> str: ...
+
+    def question(self, state: dict) -> str: ...
+
+    def stop(self, text: str) -> bool: ...
+
+    def judge(self, state: dict, answer: str) -> tuple[object, Mapping[str, int]]: ...
+
+    def kd_questions(self, state: dict) -> list[str]: ...
+
+    def kd_stop(self, text: str) -> bool: ...
+
+    def kd_action(self, state: dict, answers: list[str]) -> tuple[object, Mapping[str, int]]: ...
+
+
+class UsingStudent(Student, Protocol):
+    """A student that counts its use (``model_calls``, ``tokens``), as the built-in backends do."""
+
+    @property
+    def usage(self) -> Mapping[str, float]: ...
+
+
+def text_protocol(task: TaskBase, agent: str) -> TextProtocol:
     protocol = task.text
     if protocol is None:
         raise LDEngineError(f"the {agent} agent needs a text protocol, which task {task.name!r} does not offer")
     return protocol
 
 
-def student_identity(student: Any) -> dict:
+def student_identity(student: Student) -> dict:
     """What pins a student's answers: its model file, adapter and (when not float32) weight type."""
     return {"model": student.name, "model_sha256": student.model_hash, "adapter_hash": student.adapter_hash,
             **dtype_identity(student)}
@@ -43,10 +75,11 @@ class Memo:
     """Greedy answers are deterministic, so a question asked before is answered from here
     without running the model (usage then counts only the generations actually run)."""
 
-    def __init__(self, student: Any, size: int = 4096):
+    def __init__(self, student: Student, size: int = 4096):
         self.student, self.known, self.hits = student, LRU(size), 0
 
-    def answers(self, questions: list[str], prefix: str, max_new_tokens: int, stop: Any) -> list[str]:
+    def answers(self, questions: list[str], prefix: str, max_new_tokens: int,
+                stop: Callable[[str], bool] | None) -> list[str]:
         found = {q: self.known.get(q) for q in questions if q in self.known}
         new = list(dict.fromkeys(q for q in questions if q not in found))
         written = self.student.generate_batch(new, prefix=prefix, max_new_tokens=max_new_tokens, stop=stop) \
@@ -64,14 +97,14 @@ class TextBaseline:
 
     name: str
 
-    def __init__(self, task: TaskBase, student: Any):
+    def __init__(self, task: TaskBase, student: Any):     # None: the teacher's
         self.task, self.student, self.text = task, student, text_protocol(task, self.name)
         self.last_functions: list[str] = []
         self.counts: Counter = Counter()
         self.last_answer = ""
         self.memo = Memo(student)
 
-    def _judge(self, state: dict, answer: str) -> Any:
+    def _judge(self, state: dict, answer: str) -> object:
         action, counts = self.text.judge(state, answer)
         self.counts["steps"] += 1
         self.counts.update(counts)
@@ -93,10 +126,10 @@ class StudentBaseline(TextBaseline):
     name = "student"
     setup: dict | None = None   # what a run names in its header (``student_agent`` sets it)
 
-    def act(self, state: dict) -> Any:
+    def act(self, state: dict) -> object:
         return self.act_batch([state])[0]
 
-    def act_batch(self, states: list[dict]) -> list[Any]:
+    def act_batch(self, states: list[dict]) -> list[object]:
         answers = self.memo.answers([self.text.question(s) for s in states], self.text.prefix(self.task.rules),
                                     self.text.max_new_tokens, self.text.stop)
         self.last_answer = answers[-1]
@@ -116,11 +149,11 @@ class TeacherBaseline(TextBaseline):
 
     name = "teacher"
 
-    def __init__(self, task: TaskBase, client: Any):
+    def __init__(self, task: TaskBase, client: ChatClient):
         super().__init__(task, student=None)
         self.client = client
 
-    def act(self, state: dict) -> Any:
+    def act(self, state: dict) -> object:
         answer = self.client.chat(self.text.prefix(self.task.rules) + self.text.question(state),
                                   max_tokens=self.text.max_new_tokens)
         self.last_answer = answer
@@ -145,16 +178,16 @@ class KDAgent:
     name = "kd"
     setup: dict | None = None   # what a run names in its header (``kd_agent`` sets it)
 
-    def __init__(self, task: TaskBase, student: Any, memo_size: int = 4096):
+    def __init__(self, task: TaskBase, student: UsingStudent, memo_size: int = 4096):
         self.task, self.student, self.text = task, student, text_protocol(task, self.name)
         self.last_functions: list[str] = []
         self.counts: Counter = Counter()
         self.memo = Memo(student, memo_size)
 
-    def act(self, state: dict) -> Any:
+    def act(self, state: dict) -> object:
         return self.act_batch([state])[0]
 
-    def act_batch(self, states: list[dict]) -> list[Any]:
+    def act_batch(self, states: list[dict]) -> list[object]:
         asked = [self.text.kd_questions(s) for s in states]
         answers = iter(self.memo.answers([q for qs in asked for q in qs], self.text.prefix(self.task.rules),
                                          self.text.kd_max_new_tokens, self.text.kd_stop))

@@ -34,11 +34,11 @@ import itertools
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol
 
 from ldengine.agents import AgentContext, expert_agent
 from ldengine.cache import cache_root, read_json, write_atomic
-from ldengine.contracts import TaskBase, emergency_params, task_evader
+from ldengine.contracts import Evader, TaskBase, emergency_params, task_evader
 from ldengine.emergency.rule import Instance, kinds_of, reference_module, with_stage
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
@@ -47,6 +47,10 @@ from ldengine.manual import Fact, ManualEntry
 from ldengine.retriever import Encoder
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
+
     from ldengine.registry import Registry
 
 # Open-board games and games per registered rule change whose stage inputs check a reading.
@@ -92,7 +96,7 @@ class Condition:
         return tuple(lit.fact for lit in self.literals)
 
 
-def parse_condition(text: str, facts: Mapping[str, Any]) -> Condition:
+def parse_condition(text: str, facts: Mapping[str, object]) -> Condition:
     """``text`` as a condition over ``facts`` (names); a bad program is refused in one line."""
     words = text.split()
     ops = {w for w in words if w in CONNECTIVES}
@@ -142,6 +146,13 @@ def negated(text: str) -> bool:
     return sum(w in NEGATIONS or w.endswith("n't") for w in words) % 2 == 1
 
 
+class Proposer(Protocol):
+    """Ranks the conditions a ``When:`` text may say (``EncoderProposer``, ``LexicalProposer``)."""
+    name: str
+
+    def score(self, when: str, found: list[Condition], facts: Mapping[str, Fact]) -> list[float]: ...
+
+
 class EncoderProposer:
     """Links each clause of the ``When:`` text to the facts by the retriever's sentence encoder:
     a condition scores the mean of how well its facts are said by some clause and how well each
@@ -149,11 +160,11 @@ class EncoderProposer:
     negation words of its clause and fact, or its connective with the text's."""
     name = "encoder"
 
-    def __init__(self, encoder: Any = None):
+    def __init__(self, encoder: Encoder | None = None):
         self._encoder = encoder
 
     @property
-    def encoder(self) -> Any:
+    def encoder(self) -> Encoder:
         if self._encoder is None:
             self._encoder = Encoder()
         return self._encoder
@@ -166,7 +177,7 @@ class EncoderProposer:
         return [_linked_score(c, names, sims, parts, facts, when) for c in found]
 
 
-def _linked_score(condition: Condition, names: list[str], sims: Any, parts: list[str],
+def _linked_score(condition: Condition, names: list[str], sims: np.ndarray, parts: list[str],
                   facts: Mapping[str, Fact], when: str) -> float:
     rows = [names.index(lit.fact) for lit in condition.literals]
     said = sum(float(sims[r].max()) for r in rows) / len(rows)
@@ -191,10 +202,10 @@ class LexicalProposer:
         return [overlap(mine, words(c.words(facts))) for c in found]
 
 
-PROPOSERS = {"encoder": EncoderProposer, "lexical": LexicalProposer}
+PROPOSERS: dict[str, Callable[[], Proposer]] = {"encoder": EncoderProposer, "lexical": LexicalProposer}
 
 
-def rank(when: str, facts: Mapping[str, Fact], proposer: Any) -> list[tuple[Condition, float]]:
+def rank(when: str, facts: Mapping[str, Fact], proposer: Proposer) -> list[tuple[Condition, float]]:
     """Every condition over ``facts``, best first (ties: fewer facts, then the language's order)."""
     found = conditions(list(facts))
     scores = proposer.score(when, found, facts)
@@ -254,14 +265,14 @@ def check(entry: ManualEntry, ranked: list[tuple[Condition, float]],
 
 
 def check_states(registry: Registry | None, task: TaskBase, base: FunctionBase, stage: str,
-                 seeds: tuple = CHECK_SEEDS, rule_seeds: tuple = RULE_SEEDS) -> list[Any]:
+                 seeds: tuple = CHECK_SEEDS, rule_seeds: tuple = RULE_SEEDS) -> list[object]:
     """Inputs of ``stage`` the expert met: games on the open board, and games under each rule
     change the task registers (its teacher's function in force), where obstacles cut moves.
     The task as registered plays them (a rule in force for the run changes nothing here)."""
     if registry is not None:
         task = registry.task(task.name)
     evader = _evader(registry, task)
-    out: list[Any] = []
+    out: list[object] = []
     seen = lambda d: out.extend(s.state for s in d.stages if s.stage == stage)  # noqa: E731
     agent = expert_agent(AgentContext(task, base))
     agent.observers.append(seen)
@@ -287,7 +298,7 @@ def check_states(registry: Registry | None, task: TaskBase, base: FunctionBase, 
     return out
 
 
-def _evader(registry: Registry | None, task: TaskBase) -> Any:
+def _evader(registry: Registry | None, task: TaskBase) -> Evader | None:
     """The policy of the task's own evader; None for a task without one, or
     with no registry to find it in."""
     if registry is None:
@@ -303,7 +314,7 @@ def readable(base: FunctionBase, stage: str) -> list[ManualEntry]:
     return [e for e in base.for_stage(stage) if e.predicate and e.when]
 
 
-def read_stage(base: FunctionBase, stage: str, states: list[Any], proposer: Any) -> dict[str, Reading]:
+def read_stage(base: FunctionBase, stage: str, states: list[object], proposer: Proposer) -> dict[str, Reading]:
     """Each alternative of ``stage`` with a ``When:`` and a ``when_`` predicate, read and checked."""
     facts = {f.name: f for f in base.facts_for(stage)}
     entries = readable(base, stage)
@@ -334,7 +345,8 @@ def reading_key(base: FunctionBase, entry: ManualEntry, proposer: str, seeds: tu
 class Readings:
     """The readings of a base's alternatives, from the cache or made (and cached) on demand."""
 
-    def __init__(self, context: AgentContext, proposer: Any = None, cache_dir: Any = None, log: Any = None,
+    def __init__(self, context: AgentContext, proposer: Proposer | None = None,
+                 cache_dir: str | Path | None = None, log: Callable[[str], None] | None = None,
                  seeds: tuple = CHECK_SEEDS, rule_seeds: tuple = RULE_SEEDS):
         self.context = context
         self.seeds, self.rule_seeds = tuple(seeds), tuple(rule_seeds)
@@ -398,7 +410,7 @@ def _reading(data: dict) -> Reading | None:
         return None
 
 
-def called_for(base: FunctionBase, readings: Readings, stage: str, state: Any) -> tuple[set, set]:
+def called_for(base: FunctionBase, readings: Readings, stage: str, state: object) -> tuple[set, set]:
     """(offered, withheld): the stage's alternatives the state calls for by their read conditions
     (the first in the base's order whose condition holds, else the default) and those withheld.
     An unread alternative is always offered; with none read, nothing is withheld."""

@@ -15,9 +15,15 @@ from dataclasses import dataclass
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from types import FunctionType, MappingProxyType
-from typing import Any, Callable, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, cast, runtime_checkable
 
 from ldengine.errors import PluginError
+
+if TYPE_CHECKING:
+    import random
+
+    from ldengine.emergency.rule import Instance
+    from ldengine.lexicon.tagging import Lexicon
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,7 @@ class Agent(Protocol):
     ``act_batch(states)`` (games in lockstep), ``last_functions`` and ``last_stages``
     (what the last step ran, for traces)."""
 
-    def act(self, state: Any) -> Any: ...
+    def act(self, state: Any) -> object: ...
 
     def stats(self) -> dict: ...
 
@@ -61,7 +67,7 @@ class Agent(Protocol):
 class Evader(Protocol):
     """An evader policy (``ldengine_register_evaders``): one of ``legal`` cells."""
 
-    def __call__(self, legal: list, movers: list, rng: Any) -> Any: ...
+    def __call__(self, legal: list, movers: list, rng: random.Random) -> object: ...
 
 
 class Task(Protocol):
@@ -75,7 +81,7 @@ class Task(Protocol):
     rules: str
 
     def play(self, agent: Agent, game_index: int, seed: int, evader: Evader | None, emit: Callable[[dict], None],
-             agent_name: str = "", evader_name: str = "", **options: Any) -> Any: ...
+             agent_name: str = "", evader_name: str = "", **options: object) -> object: ...
 
     def summarize(self, results: list) -> dict: ...
 
@@ -87,6 +93,12 @@ OUTCOMES = (("success", "Success"), ("failure_without_violation", "Failure witho
             ("failure_with_violation", "Failure with Violation"))
 
 
+class _Recorded(Protocol):
+    """A game's result that has its own ``record()`` (its row, for ``TaskBase.record``)."""
+
+    def record(self) -> Mapping[str, object]: ...
+
+
 class TaskBase:
     """A task as the engine sees it: the required members (``Task``) and typed defaults for the
     optional ones, as ``llm``'s ``Model`` declares ``can_stream = False``. A member that is None
@@ -94,7 +106,7 @@ class TaskBase:
     name: str
     description: str
     pipeline: list[str]
-    play: Callable[..., Any]            # (agent, game_index, seed, evader, emit, agent_name, evader_name, **options)
+    play: Callable[..., object]         # (agent, game_index, seed, evader, emit, agent_name, evader_name, **options)
     summarize: Callable[[list], dict]   # the games' results -> the run's summary
     summarize_state: Callable[[Any], str]   # a state in words, for the student's prompt
     unit: str = "game"                  # what summaries call one game ("hand")
@@ -102,7 +114,7 @@ class TaskBase:
     uses_evader: bool = True            # False: the task's games have no opponent to name in summaries
     size: int | None = None             # the board's side, passed to an emergency kind's ``params``
     starts: Mapping[str, dict] = MappingProxyType({})    # named start positions (``eval --start``)
-    emergency: Any = None               # the new rule in force (``with_emergency``'s instance), if any
+    emergency: Instance | None = None   # the new rule in force (``with_emergency``'s instance), if any
     outcome_columns: tuple[tuple[str, str], ...] = OUTCOMES     # (outcome key, column label)
     eval_headers: Sequence[str] = ()    # ``eval_cells``' column labels
     eval_note: str | None = None        # the table's note (default: Wilson intervals, average steps)
@@ -110,25 +122,26 @@ class TaskBase:
     # vouched for by the installed plugin, their weights checked against the manifest's hash when loaded
     adapters: Path | None = None
     # optional callables, None when the task lacks the feature
-    game_steps: Callable[..., Generator[Any, Any, Any]] | None = None     # a game as a generator: lockstep play, verification
-    with_emergency: Callable[[Any], TaskBase] | None = None    # the same task under a new rule
-    custom_emergency: Callable[..., Any] | None = None         # a rule of the user's own, as an instance
+    # a game as a generator (states out, (action, functions, stage records) in): lockstep play, verification
+    game_steps: Callable[..., Generator[object, tuple[object, list, list], object]] | None = None
+    with_emergency: Callable[[Instance], TaskBase] | None = None    # the same task under a new rule
+    custom_emergency: Callable[..., CustomRule] | None = None  # a rule of the user's own, as an instance
     rule_refusal: Callable[[str], str | None] | None = None    # why words cannot be a rule of the task (None: they can)
     rule_language: Callable[..., list] | None = None           # generated rules in the task's rule language
     plot: Callable[..., None] | None = None                    # (result, path, title): a game's figure
-    trace_result: Callable[[list], Any] | None = None          # a trace's records back to a game's result
+    trace_result: Callable[[list], object] | None = None       # a trace's records back to a game's result
     summary_lines: Callable[[dict], list[str]] | None = None   # a run summary's lines
     eval_metrics: Callable[[list], dict] | None = None         # eval's own figures (default: average steps)
     eval_cells: Callable[[dict], list[str]] | None = None      # a table row's own cells
     eval_reference: Callable[[], dict] | None = None           # a reference row (e.g. an exact optimum)
     distill_checks: Callable[..., list] | None = None          # checks of a function base the teacher wrote
 
-    def record(self, result: Any) -> dict:
+    def record(self, result: object) -> dict:
         """A game's result (what ``play`` returned) as its row of eval's ``games.jsonl``: at least
         ``outcome`` (a key of ``outcome_columns``) and ``violations``; the default figures read
         ``steps``. Default: the result's own ``record()``, else its dataclass fields."""
         if callable(getattr(result, "record", None)):
-            return dict(result.record())
+            return dict(cast(_Recorded, result).record())
         if dataclasses.is_dataclass(result) and not isinstance(result, type):
             return dataclasses.asdict(result)
         raise PluginError(f"task {self.name!r}: a game's result ({type(result).__name__}) has no record() and is "
@@ -165,10 +178,10 @@ class TaskAdapter:
     task has is its own, what it lacks is ``TaskBase``'s; a task it derives under a new rule
     (``with_emergency``) is seen the same way."""
 
-    def __init__(self, task: Any):
+    def __init__(self, task: object):
         self._task = task
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> object:
         if name.startswith("__") or name == "_task":     # copy and pickle look these up before __init__
             raise AttributeError(name)
         try:
@@ -185,7 +198,7 @@ class TaskAdapter:
         return repr(self._task)
 
 
-def adapt(task: Any) -> TaskBase:
+def adapt(task: object) -> TaskBase:
     """``task`` as the engine sees it: itself when it subclasses ``TaskBase``, else through a
     ``TaskAdapter`` that supplies the defaults."""
     return task if isinstance(task, TaskBase) else cast(TaskBase, TaskAdapter(task))
@@ -211,7 +224,7 @@ class EmergencyKind(Protocol):
 
     def describe(self, params: dict) -> str: ...
 
-    def allows(self, params: dict, piece: str, src: Any, dst: Any) -> bool: ...
+    def allows(self, params: dict, piece: str, src: object, dst: object) -> bool: ...
 
     def function_name(self) -> str: ...
 
@@ -219,9 +232,33 @@ class EmergencyKind(Protocol):
 
     def cases(self, params: dict, seed: int = 0) -> list: ...
 
-    def properties(self, given: Any, out: Any) -> list[str]: ...
+    def properties(self, given: object, out: object) -> list[str]: ...
 
     def reference(self, params: dict, name: str | None = None) -> str: ...
+
+
+class CustomRule(EmergencyKind, Protocol):
+    """A rule of the user's own (a task's ``custom_emergency``): its words (``text``), the user's
+    example moves (``(src, dst)`` pairs) and the registered kind it reads like (``like``, or None);
+    ``examples_given``: known by more than its words; ``confirmed(forbidden_moves, allowed_moves)``:
+    the rule restated with the moves of a board map the user confirmed."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def allowed(self) -> Sequence[tuple]: ...
+
+    @property
+    def forbidden(self) -> Sequence[tuple]: ...
+
+    @property
+    def like(self) -> EmergencyKind | None: ...
+
+    @property
+    def examples_given(self) -> bool: ...
+
+    def confirmed(self, forbidden_moves: list, allowed_moves: list) -> CustomRule: ...
 
 
 class RuleLanguage(Protocol):
@@ -247,21 +284,21 @@ class RuleLanguage(Protocol):
     max_primitives: int
     covers: str
     lacks: str
-    lexicon: Any
+    lexicon: Lexicon | None
 
     def __hash__(self) -> int: ...       # readings of a language are cached per language
 
     def manual(self) -> str: ...
 
-    def english(self, program: Any) -> str: ...
+    def english(self, program: tuple) -> str: ...
 
-    def denotation(self, program: Any) -> Any: ...
+    def denotation(self, program: tuple) -> Any: ...
 
-    def refusal(self, program: Any) -> str | None: ...
+    def refusal(self, program: tuple) -> str | None: ...
 
-    def kind(self, program: Any, text: str) -> Any: ...
+    def kind(self, program: tuple, text: str) -> EmergencyKind: ...
 
-    def picture(self, program: Any) -> str: ...
+    def picture(self, program: tuple) -> str: ...
 
     def outside(self, text: str) -> str | None: ...
 
@@ -269,7 +306,7 @@ class RuleLanguage(Protocol):
 
     def clause_examples(self, n: int, seed: int = 0) -> list: ...
 
-    def words(self, program: Any) -> tuple: ...
+    def words(self, program: tuple) -> tuple: ...
 
     def notation(self, clause: str) -> tuple: ...
 
@@ -286,14 +323,14 @@ def members(contract: type) -> list[str]:
     return [*getattr(contract, "__annotations__", {}), *methods]
 
 
-def missing(obj: Any, contract: type) -> list[str]:
+def missing(obj: object, contract: type) -> list[str]:
     """The members of ``contract`` that ``obj`` lacks (a method must be callable)."""
     methods = {n for n, v in vars(contract).items() if callable(v)}
     return [n for n in members(contract)
             if not hasattr(obj, n) or (n in methods and not callable(getattr(obj, n)))]
 
 
-def require(obj: Any, contract: type, plugin: str, what: str) -> None:
+def require(obj: object, contract: type, plugin: str, what: str) -> None:
     """Refuse ``obj`` (registered by ``plugin`` as ``what``) when it lacks a member."""
     lacking = missing(obj, contract)
     if lacking:

@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable, Sequence
 
 from tqdm import tqdm
 
@@ -118,7 +118,7 @@ def _open_run(out: Path, cfg: EvalConfig, task: TaskBase) -> dict:
     return run
 
 
-def _same_run(recorded: Any, key: dict) -> bool:
+def _same_run(recorded: object, key: dict) -> bool:
     """Does the run recorded in ``run.json`` have this config? A task played against no evader
     matches a run recorded before tasks said so (its config names the evader then defaulted to)."""
     if isinstance(recorded, dict) and key.get("evader") is None and recorded.get("evader") is not None:
@@ -250,7 +250,7 @@ def _trajectory(task, agent, policy, cfg, name, path: Path) -> None:
         task.plot(result, str(path), f"{name}{opponent} ({where})")
 
 
-def _identity(agent: Any) -> dict:
+def _identity(agent: object) -> dict:
     ident = getattr(agent, "identity", None)
     return dict(ident() if callable(ident) else ident or {})
 
@@ -295,7 +295,7 @@ def summarize(name: str, run: dict, rows: list[dict], task: TaskBase | None = No
     with ``eval_metrics(rows)`` adds its own figures (else: average steps of success)."""
     played = [r for r in rows if r["outcome"] != "error"]
     n = len(played)
-    out: dict[str, Any] = {"agent": name, "task": run["config"]["task"], "games": n}
+    out: dict[str, object] = {"agent": name, "task": run["config"]["task"], "games": n}
     for key, _ in outcome_columns(task):
         k = sum(r["outcome"] == key for r in played)
         out[key] = k / n if n else 0.0
@@ -452,7 +452,7 @@ def _games(n: int) -> str:
     return "no games" if n == 0 else "1 game" if n == 1 else f"{n} games"
 
 
-def command_line(command: str, arguments: list[str], options: list[tuple[str, Any]]) -> str:
+def command_line(command: str, arguments: list[str], options: Sequence[tuple[str, object]]) -> str:
     """The command with every effective option spelled out (defaults included), to replay
     it; ``options`` are (flag, value) pairs (``--resume`` and ``--quiet`` are left out)."""
     words = ["ldengine", *command.split()[1:], *arguments]

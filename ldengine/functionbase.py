@@ -31,7 +31,7 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Collection, Container
 
 from ldengine.errors import LDEngineError, ManualError, SandboxCompileError, UnknownNameError
 from ldengine.manual import Fact, ManualEntry, entries_from_source, facts_from_source
@@ -43,6 +43,7 @@ from ldengine.userdata import data_root
 
 if TYPE_CHECKING:
     from ldengine.registry import Registry
+    from ldengine.sandbox.isolated import IsolatedSandbox as Isolated
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class FunctionBase:
     modules: dict[str, CompiledModule]
     sandbox: Sandbox
     untrusted: set = field(default_factory=set)     # generated module filenames (add_generated)
-    isolated: Any = field(default=None, repr=False)
+    isolated: Isolated | None = field(default=None, repr=False)
     pinned: dict = field(default_factory=dict, repr=False)  # file name -> sha256 of its whole text (versions)
     _last_oracle: tuple = field(default=(None, None, None, None), repr=False)
     _last_facts: tuple = field(default=(None, None, None, None), repr=False)
@@ -112,7 +113,7 @@ class FunctionBase:
         entry = self.entry(name)
         return self._runner(entry.module).call(self.modules[entry.module], entry.def_name, *args)
 
-    def _runner(self, module: str) -> Any:
+    def _runner(self, module: str) -> Sandbox | Isolated:
         return self.sandbox if module in self.inprocess and module not in self.untrusted else self._isolated()
 
     def add_generated(self, source: str, filename: str, plugin: str = "generated") -> list[ManualEntry]:
@@ -130,7 +131,7 @@ class FunctionBase:
         self.untrusted.add(filename)
         return added
 
-    def _isolated(self) -> Any:
+    def _isolated(self) -> Isolated:
         if self.isolated is None:
             self.isolated = IsolatedSandbox(audit=self.sandbox.audit, shared=True)
         return self.isolated
@@ -138,7 +139,7 @@ class FunctionBase:
     def for_stage(self, stage: str) -> list[ManualEntry]:
         return [e for e in self.entries.values() if e.stage == stage]
 
-    def oracle(self, stage: str, state: Any = None) -> ManualEntry:
+    def oracle(self, stage: str, state: object = None) -> ManualEntry:
         """The right function for ``stage`` given its input ``state`` (the expert's choice).
 
         A stage with one function needs no state. With alternatives, the first (in
@@ -164,13 +165,13 @@ class FunctionBase:
         self._last_oracle = (stage, id(state), state, right)
         return right
 
-    def applies(self, entry: ManualEntry, state: Any) -> bool:
+    def applies(self, entry: ManualEntry, state: object) -> bool:
         """Whether ``entry``'s ``when_`` predicate holds on ``state`` (True for a default)."""
         if not entry.predicate:
             return True
         return self._predicate(entry.module, entry.predicate, entry.plugin, state)
 
-    def _predicate(self, module: str, name: str, plugin: str, state: Any) -> bool:
+    def _predicate(self, module: str, name: str, plugin: str, state: object) -> bool:
         """Whether predicate ``name`` of ``module`` holds on ``state``. One the engine does not ship
         (generated, or a third-party plugin's) that fails is quarantined at its first failure, with
         one line to the log: from then on it counts as False without being called (a predicate
@@ -189,7 +190,7 @@ class FunctionBase:
         """The facts a query at ``stage`` states, in the base's order."""
         return [f for f in self.facts.values() if f.stage == stage]
 
-    def fact_values(self, stage: str, state: Any) -> list[tuple[Fact, bool]]:
+    def fact_values(self, stage: str, state: object) -> list[tuple[Fact, bool]]:
         """Each fact of ``stage`` with its value on ``state`` (the stage's input), computed in the
         sandbox like every function of the base; a fact whose predicate fails or answers anything
         but True is stated as no."""
@@ -201,7 +202,7 @@ class FunctionBase:
         self._last_facts = (stage, id(state), state, out)
         return out
 
-    def problems(self, stages: Any, own: Any = ()) -> list[str]:
+    def problems(self, stages: Collection[str], own: Container[str] = ()) -> list[str]:
         """What keeps a function from ever being played: a stage outside ``stages`` (the
         task's pipeline; the task's ``own`` plugins keep such functions as distractors on
         purpose), or a second default in a stage with alternatives."""
@@ -334,7 +335,7 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def check_file(path: Path, recorded: Any, remedy: str) -> None:
+def check_file(path: Path, recorded: str | None, remedy: str) -> None:
     """Refuse ``path`` in one line unless its bytes hash to ``recorded``."""
     if not path.is_file():
         raise StoredCodeChanged(f"{path} is missing, but its provenance records it; {remedy}")
@@ -355,7 +356,7 @@ def check_version_files(task: str, version: str) -> list[Path]:
     if not signed(provenance):
         raise StoredCodeChanged(f"{unsigned_reason(str(folder / PROVENANCE))}; distil it again, or remove it: "
                                 f"ldengine generated remove {version} --task {task}")
-    recorded: dict[str, Any] = {}      # file name -> the sha256 its provenance records
+    recorded: dict[str, str | None] = {}      # file name -> the sha256 its provenance records
     for module in provenance.get("modules") or []:
         if not isinstance(module, dict):
             continue

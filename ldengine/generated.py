@@ -17,7 +17,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ldengine.distill.check import check_module
 from ldengine.emergency.rule import Instance, stored_rule
@@ -32,6 +32,7 @@ from ldengine.taskkit import shipped
 
 if TYPE_CHECKING:
     from ldengine.contracts import EmergencyKind
+    from ldengine.emergency.verify import GameInputs
     from ldengine.registry import Registry
 
 EMERGENCY, VERSION = "emergency", "version"
@@ -169,7 +170,7 @@ def _verify_emergency(registry: Registry, item: Stored) -> Verdict:
     return Verdict(item, result.passed, [f"hashes match; verified again: {line}"])
 
 
-def _game(registry: Registry, task: str, kind: EmergencyKind, params: dict) -> Any:
+def _game(registry: Registry, task: str, kind: EmergencyKind, params: dict) -> GameInputs | None:
     """The inputs a game of ``task`` with ``kind`` in force feeds the function (None: none)."""
     game_task = registry.tasks[task].obj if task in registry.tasks else None
     if game_task is None or game_task.with_emergency is None:
@@ -181,7 +182,7 @@ def _game(registry: Registry, task: str, kind: EmergencyKind, params: dict) -> A
         return None
 
 
-def _kind(registry: Registry, item: Stored) -> Any:
+def _kind(registry: Registry, item: Stored) -> EmergencyKind | None:
     """The rule the function was written for: registered, or rebuilt from the provenance."""
     return stored_rule(registry, item.task, item.provenance)
 
@@ -219,6 +220,6 @@ def remove(item: Stored) -> list[Path]:
     return files
 
 
-def _short_json(value: Any) -> str:
+def _short_json(value: object) -> str:
     text = json.dumps(value, sort_keys=True) if value is not None else "{}"
     return text if len(text) <= 60 else text[:57] + "..."

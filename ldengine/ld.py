@@ -13,7 +13,7 @@ import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Callable, cast
 
 from tqdm.auto import tqdm
 
@@ -26,13 +26,15 @@ from ldengine.emergency.adopt import adopt
 from ldengine.emergency.rule import with_stage
 from ldengine.functionbase import FunctionBase
 from ldengine.lexical import LexicalSelector
-from ldengine.loop import FirstSelector
+from ldengine.loop import FirstSelector, Selector
 from ldengine.manual import ManualEntry
 from ldengine.models.base import dtype_identity
 from ldengine.retriever import Retriever, build_query
 
 if TYPE_CHECKING:
-    from ldengine.contracts import Student
+    from ldengine.contracts import Evader, Student
+    from ldengine.emergency.rule import Instance
+    from ldengine.emergency.write import Written
 
 DEFAULT_K = 5
 
@@ -46,7 +48,7 @@ def prompt_prefix(task: TaskBase) -> str:
             "use-when fits the state.\n")
 
 
-def stage_query(task: TaskBase, stage: str, state: Any, base: FunctionBase | None = None) -> str:
+def stage_query(task: TaskBase, stage: str, state: object, base: FunctionBase | None = None) -> str:
     """The per-stage text: which stage (the prefix says what each does) and what the state holds.
 
     Kept short on purpose: on a 2-core CPU the student reads about 400 tokens
@@ -55,7 +57,7 @@ def stage_query(task: TaskBase, stage: str, state: Any, base: FunctionBase | Non
     return f"Stage: {stage}\nState: {state_words(task, stage, state, base)}\n"
 
 
-def state_words(task: TaskBase, stage: str, state: Any, base: FunctionBase | None = None) -> str:
+def state_words(task: TaskBase, stage: str, state: object, base: FunctionBase | None = None) -> str:
     """What the stage's input holds: the task's summary, then each fact the base declares for the
     stage (``fact_`` defs, the task's and its plugins') as its sentence and yes or no."""
     facts = base.fact_values(stage, state) if base is not None else []
@@ -81,10 +83,10 @@ def option_line(name: str, stage: str, summary: str, when: str = "") -> str:
 class RetrieverProvider:
     """Top-K candidates from the dense retriever, for a stage and its input state."""
 
-    def __init__(self, task: TaskBase, base: FunctionBase, retriever: Any, k: int = DEFAULT_K):
+    def __init__(self, task: TaskBase, base: FunctionBase, retriever: Retriever, k: int = DEFAULT_K):
         self.task, self.base, self.retriever, self.k = task, base, retriever, k
 
-    def query(self, stage: str, state: Any) -> str:
+    def query(self, stage: str, state: object) -> str:
         """The task in one line, the stage and what it must do, what the state holds.
 
         The task's one-line description stands for its rules here: with the full
@@ -101,7 +103,7 @@ class RetrieverProvider:
         built-in bases (at most 4 per stage) keep K."""
         return min(2 * self.k, max(self.k, len(self.base.for_stage(stage)) + 1))
 
-    def candidates(self, stage: str, state: Any) -> list[ManualEntry]:
+    def candidates(self, stage: str, state: object) -> list[ManualEntry]:
         """The retriever's top-K for the stage's query, in its order. A function declared for the
         stage that ranks below K takes the place of the lowest-ranked function of another stage
         (the stage's alternatives are always offered; the state decides among them). With the
@@ -139,7 +141,7 @@ class StudentSelector:
         self.last_probabilities: list[float] = []
         self.prompts: set = set()     # distinct (query, options) asked: what a memo could answer
 
-    def select(self, stage: str, state: Any, candidates: list[ManualEntry]) -> int:
+    def select(self, stage: str, state: object, candidates: list[ManualEntry]) -> int:
         index, self.last_probabilities = self.select_batch(stage, [state], [candidates])[0]
         return index
 
@@ -172,12 +174,12 @@ class SelectionExample:
         return (self.prefix, self.query, list(self.options), self.answer)
 
 
-def stage_inputs(task: TaskBase, base: FunctionBase, evader: Any, seeds: list[int],
-                 desc: str = "") -> list[tuple[str, Any]]:
+def stage_inputs(task: TaskBase, base: FunctionBase, evader: Evader | None, seeds: list[int],
+                 desc: str = "") -> list[tuple[str, object]]:
     """(stage, input state) pairs met by the expert over seeded games; with ``desc``,
     a progress bar on standard error."""
     agent = expert_agent(AgentContext(task, base))
-    pairs: list[tuple[str, Any]] = []
+    pairs: list[tuple[str, object]] = []
     agent.observers.append(lambda d: pairs.extend((s.stage, s.state) for s in d.stages))
     for i, seed in enumerate(tqdm(seeds, desc=desc, unit="game", disable=not desc, leave=False)):
         task.play(agent, i, seed, evader, lambda r: None)
@@ -185,7 +187,7 @@ def stage_inputs(task: TaskBase, base: FunctionBase, evader: Any, seeds: list[in
 
 
 def selection_examples(task: TaskBase, base: FunctionBase, provider: RetrieverProvider,
-                       pairs: list[tuple[str, Any]], shuffle_seed: int | None = None,
+                       pairs: list[tuple[str, object]], shuffle_seed: int | None = None,
                        desc: str = "") -> list[SelectionExample]:
     """Retrieved top-K candidates -> the oracle's index. For training (``shuffle_seed``
     set) a missed oracle replaces the last candidate and the order is shuffled, so
@@ -207,43 +209,43 @@ def selection_examples(task: TaskBase, base: FunctionBase, provider: RetrieverPr
     return examples
 
 
-def ld_agent(context: AgentContext) -> Any:
+def ld_agent(context: AgentContext) -> LoopAgent:
     """Retriever + fine-tuned student choose each stage's function; the sandbox runs it."""
     return _learned_agent(context, "ld")
 
 
-def untuned_agent(context: AgentContext) -> Any:
+def untuned_agent(context: AgentContext) -> LoopAgent:
     """Ablation: the ld agent with the student as shipped (no adapter)."""
     return _learned_agent(context, "ld_untuned", adapter=False)
 
 
-def shuffled_agent(context: AgentContext) -> Any:
+def shuffled_agent(context: AgentContext) -> LoopAgent:
     """Ablation: the ld agent with each stage's candidates in a seeded random order, so a
     student that learnt the retriever's order (not the manual) is found out."""
     return _learned_agent(context, "ld_shuffled", shuffle=True)
 
 
-def top1_agent(context: AgentContext) -> Any:
+def top1_agent(context: AgentContext) -> LoopAgent:
     """Ablation with no selection model: the retriever's first hit at every stage. Under an
     emergency it adopts the rule's function as ``ld`` does (the stored verified one, or one
     the student writes), so the two differ only in how a stage's function is chosen."""
     return _modelless_agent(context, "top1", FirstSelector())
 
 
-def lexical_agent(context: AgentContext) -> Any:
+def lexical_agent(context: AgentContext) -> LoopAgent:
     """Ablation with no selection model: among the retriever's top-K, the stage's alternative
     whose When: words match a fact stated yes (``ldengine.lexical``), else its default."""
     return _modelless_agent(context, "lexical", LexicalSelector(context.base))
 
 
-def top1_read_agent(context: AgentContext) -> Any:
+def top1_read_agent(context: AgentContext) -> LoopAgent:
     """Ablation with no selection model: the read conditions narrow each stage's alternatives
     (as for ``ld``), then the retriever's first hit is played: what the reading does without
     the student."""
     return _modelless_agent(context, "top1_read", FirstSelector(), read=True)
 
 
-def _modelless_agent(context: AgentContext, name: str, selector: Any, read: bool = False) -> Any:
+def _modelless_agent(context: AgentContext, name: str, selector: Selector, read: bool = False) -> LoopAgent:
     written = adopt(context, context.options.get("log") or _stderr)
     provider = _provider(context, _retriever(context), read=read)
     agent = LoopAgent(context, provider, selector)
@@ -285,7 +287,8 @@ class ConditionProvider(RetrieverProvider):
         return {"conditions": said, "alternatives_withheld": self.withheld}
 
 
-def _provider(context: AgentContext, retriever: Any, shuffle: bool = False, read: bool = True) -> ConditionProvider:
+def _provider(context: AgentContext, retriever: Retriever, shuffle: bool = False,
+              read: bool = True) -> ConditionProvider:
     """The agent's candidate lists: narrowed by the read conditions unless ``--no-conditions``
     (``conditions`` option False) or ``read`` is off; shuffled for the shuffled ablation."""
     opts = context.options
@@ -308,20 +311,20 @@ class ShuffledProvider(ConditionProvider):
         return out
 
 
-def _play_adopted(agent: Any, context: AgentContext, written: Any) -> None:
+def _play_adopted(agent: LoopAgent, context: AgentContext, written: Written | None) -> None:
     """The emergency's new stage joins ``agent``'s pipeline when a function for it passed."""
     if written is not None and written.passed:
-        kind = context.task.emergency.kind
+        kind = cast("Instance", context.task.emergency).kind     # adopt found it in force
         agent.pipeline = with_stage(agent.pipeline, kind.stage, kind.after)
     agent.emergency = written
 
 
-def _retriever(context: AgentContext) -> Any:
+def _retriever(context: AgentContext) -> Retriever:
     return (Retriever.for_library(context.base, context.registry) if context.registry
             else Retriever.for_base(context.base))
 
 
-def _learned_agent(context: AgentContext, name: str, adapter: bool = True, shuffle: bool = False) -> Any:
+def _learned_agent(context: AgentContext, name: str, adapter: bool = True, shuffle: bool = False) -> LoopAgent:
     opts = context.options
     # the adapter first: a base it does not fit fails in one line before any model loads
     chosen = selection_adapter(context, opts.get("log") or _stderr) if adapter else None
@@ -345,7 +348,7 @@ def _learned_agent(context: AgentContext, name: str, adapter: bool = True, shuff
     return agent
 
 
-def selection_adapter(context: AgentContext, log: Any) -> Any:
+def selection_adapter(context: AgentContext, log: Callable[[str], None]) -> Path | str | None:
     """``--adapter DIR`` (with a warning line when it was trained on another function base),
     else the default adapter that fits this base (``find_adapter``)."""
 
@@ -360,18 +363,18 @@ def selection_adapter(context: AgentContext, log: Any) -> Any:
     return given
 
 
-def model_setup(student: Student, adapter: Any) -> dict:
+def model_setup(student: Student, adapter: Path | str | None) -> dict:
     """What a run names in its header and summary: the student model, its weights' type and
     the adapter's folder name (None without one)."""
     return {"student": student.name, "dtype": getattr(student, "dtype", "float32"),
             "adapter": Path(adapter).name if adapter else None}
 
 
-def _emergency_identity(written: Any) -> dict:
+def _emergency_identity(written: Written | None) -> dict:
     if written is None:
         return {}
     return {"emergency_function": written.name if written.passed else None,
-            "emergency_function_sha256": hashlib.sha256(written.source.encode()).hexdigest()
+            "emergency_function_sha256": hashlib.sha256(cast(str, written.source).encode()).hexdigest()
             if written.passed else None}
 
 

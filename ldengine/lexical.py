@@ -13,9 +13,12 @@ shared words.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ldengine.manual import ManualEntry
+
+if TYPE_CHECKING:
+    from ldengine.functionbase import FunctionBase
 
 STOP = frozenset("a an the of to in on at is are be by for from it its this that with and or as can any some "
                  "each every all one than then there their which who whose has have had do does".split())
@@ -90,9 +93,9 @@ def text_choice(query: str, options: list[str], negation: bool = False) -> int:
 class LexicalSelector:
     """``lexical_choice`` over the facts the base states for the stage."""
 
-    def __init__(self, base: Any):
+    def __init__(self, base: FunctionBase):
         self.base = base
 
-    def select(self, stage: str, state: Any, candidates: list[ManualEntry]) -> int:
+    def select(self, stage: str, state: object, candidates: list[ManualEntry]) -> int:
         facts = [(f.sentence, v) for f, v in self.base.fact_values(stage, state)]
         return lexical_choice(stage, [(c.stage, c.when) for c in candidates], facts)

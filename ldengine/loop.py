@@ -9,7 +9,7 @@ the whole base and an oracle; the learned agent uses a retriever and a student.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Container, Protocol
 
 from ldengine.functionbase import FunctionBase
 from ldengine.manual import ManualEntry
@@ -19,19 +19,19 @@ from ldengine.sandbox import SandboxResult
 class CandidateProvider(Protocol):
     """A stage's candidates for a state. Optional: ``candidates_batch(stage, states)``
     (several games at once)."""
-    def candidates(self, stage: str, state: Any) -> list[ManualEntry]: ...
+    def candidates(self, stage: str, state: object) -> list[ManualEntry]: ...
 
 
 class Selector(Protocol):
     """Chooses one of a stage's candidates. Optional: ``select_batch(stage, states,
     candidates)`` (several games at once) and ``last_probabilities``."""
-    def select(self, stage: str, state: Any, candidates: list[ManualEntry]) -> int: ...
+    def select(self, stage: str, state: object, candidates: list[ManualEntry]) -> int: ...
 
 
 @dataclass
 class StageRecord:
     stage: str
-    state: Any              # the stage's input, o_{j-1}
+    state: object           # the stage's input, o_{j-1}
     candidates: list[str]
     chosen: str
     oracle: str
@@ -40,7 +40,7 @@ class StageRecord:
 
     def record(self, with_candidates: bool = True) -> dict:
         """The stage as a trace sees it: candidates, the chosen one, the oracle's, probabilities."""
-        out: dict[str, Any] = {"stage": self.stage, "chosen": self.chosen, "oracle": self.oracle}
+        out: dict[str, object] = {"stage": self.stage, "chosen": self.chosen, "oracle": self.oracle}
         if with_candidates:
             out["candidates"] = self.candidates
         if self.probabilities is not None:
@@ -64,7 +64,7 @@ class StageRecord:
 @dataclass
 class Decision:
     """A step's action (None when a stage failed) and what each stage did."""
-    action: Any
+    action: object
     stages: list[StageRecord] = field(default_factory=list)
 
     @property
@@ -72,14 +72,14 @@ class Decision:
         return [s.chosen for s in self.stages]
 
 
-def decide(state: Any, pipeline: list[str], base: FunctionBase,
+def decide(state: object, pipeline: list[str], base: FunctionBase,
            provider: CandidateProvider, selector: Selector) -> Decision:
     """Runs one decision step through every stage of ``pipeline``."""
     return decide_batch([state], pipeline, base, provider, selector)[0]
 
 
 def decide_batch(states: list, pipeline: list[str], base: FunctionBase,
-                 provider: CandidateProvider, selector: Selector, optional: Any = ()) -> list[Decision]:
+                 provider: CandidateProvider, selector: Selector, optional: Container[str] = ()) -> list[Decision]:
     """One decision step for each of several states (games in lockstep): stage by stage,
     every state's selection is asked in one batch (``selector.select_batch`` when it has
     one), so a student scores them together. Each state goes through exactly what
@@ -140,7 +140,7 @@ class WholeBase:
     def __init__(self, base: FunctionBase):
         self.entries = list(base.entries.values())
 
-    def candidates(self, stage: str, state: Any) -> list[ManualEntry]:
+    def candidates(self, stage: str, state: object) -> list[ManualEntry]:
         return self.entries
 
 
@@ -154,7 +154,7 @@ class Without:
     def _less(self, offered: list[ManualEntry]) -> list[ManualEntry]:
         return [e for e in offered if e.name not in self.names] or offered
 
-    def candidates(self, stage: str, state: Any) -> list[ManualEntry]:
+    def candidates(self, stage: str, state: object) -> list[ManualEntry]:
         return self._less(self.provider.candidates(stage, state))
 
     def candidates_batch(self, stage: str, states: list) -> list[list[ManualEntry]]:
@@ -162,7 +162,7 @@ class Without:
         offered = batch(stage, states) if batch else [self.provider.candidates(stage, s) for s in states]
         return [self._less(o) for o in offered]
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> object:
         return getattr(self.provider, name)      # the provider's stats and the like
 
 
@@ -172,7 +172,7 @@ class OracleSelector:
     def __init__(self, base: FunctionBase):
         self.base = base
 
-    def select(self, stage: str, state: Any, candidates: list[ManualEntry]) -> int:
+    def select(self, stage: str, state: object, candidates: list[ManualEntry]) -> int:
         right = self.base.oracle(stage, state)
         for i, entry in enumerate(candidates):
             if entry.task == right.task and entry.name == right.name:
@@ -183,5 +183,5 @@ class OracleSelector:
 class FirstSelector:
     """Takes the provider's first candidate: the retriever's top-1, an ablation with no model."""
 
-    def select(self, stage: str, state: Any, candidates: list[ManualEntry]) -> int:
+    def select(self, stage: str, state: object, candidates: list[ManualEntry]) -> int:
         return 0

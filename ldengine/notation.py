@@ -19,7 +19,14 @@ from __future__ import annotations
 import ast
 import re
 from functools import lru_cache
-from typing import Any, Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING, Mapping, Union, cast
+
+if TYPE_CHECKING:
+    import numpy
+
+    # what ``evaluate`` computes: an array over the domain, or a tuple's items (a list of such)
+    Evaluated = Union[numpy.ndarray, list["Evaluated"]]
 
 MAX_SEGMENT = 200       # characters: longer stretches are not read as one condition
 MAX_RUN = 60            # tokens of one run of the notation tried as conditions
@@ -112,12 +119,12 @@ def _is_condition(node: ast.AST) -> bool:
 
 
 @lru_cache(maxsize=1)
-def _numpy() -> Any:
+def _numpy() -> ModuleType:
     import numpy
     return numpy
 
 
-def evaluate(node: ast.AST, values: Mapping[str, Any]) -> Any:
+def evaluate(node: ast.AST, values: Mapping[str, numpy.ndarray]) -> Evaluated:
     """Where the (checked) tree holds: a boolean numpy array over the domain of ``values``
     (each variable's values, one per element of the domain)."""
     np = _numpy()
@@ -159,7 +166,7 @@ def evaluate(node: ast.AST, values: Mapping[str, Any]) -> Any:
             step = getattr(np, COMPARE[type(op)])(left, right)
         held = step if held is None else np.logical_and(held, step)
         left = right
-    return held
+    return cast("numpy.ndarray", held)     # not None: a comparison has at least one operator
 
 
 def _edge(token: str) -> bool:

@@ -18,7 +18,6 @@ import os
 import sys
 from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import pluggy
 
@@ -82,12 +81,12 @@ def build_plugin_manager() -> tuple[pluggy.PluginManager, list[PluginInfo]]:
     return pm, infos
 
 
-def _trace_before(hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
+def _trace_before(hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, object]) -> None:
     sys.stderr.write(f"ldengine plugins: {hook_name} -> {', '.join(i.plugin_name for i in hook_impls) or 'none'}\n")
 
 
-def _trace_after(outcome: pluggy.Result[Any], hook_name: str, hook_impls: Sequence[pluggy.HookImpl],
-                 kwargs: Mapping[str, Any]) -> None:
+def _trace_after(outcome: pluggy.Result[object], hook_name: str, hook_impls: Sequence[pluggy.HookImpl],
+                 kwargs: Mapping[str, object]) -> None:
     failed = outcome.exception
     if failed is not None:
         sys.stderr.write(f"ldengine plugins: {hook_name} failed: {type(failed).__name__}: {failed}\n")

@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Sequence
 
 from ldengine.contracts import TaskBase
 from ldengine.ld import SelectionExample, fact_line, option_line, option_text, prompt_prefix
+
+if TYPE_CHECKING:
+    from ldengine.functionbase import FunctionBase
+    from ldengine.loop import CandidateProvider
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,8 @@ def reading_example(rng: random.Random, task: TaskBase, stage: str, summary: str
                             stage, True)
 
 
-def reading_examples(task: TaskBase, base: Any, provider: Any, pairs: list[tuple[str, Any]], n: int, seed: int = 0,
+def reading_examples(task: TaskBase, base: FunctionBase, provider: CandidateProvider,
+                     pairs: Sequence[tuple[str, object]], n: int, seed: int = 0,
                      split: str = "train", heldout_phrasing: bool = False,
                      heldout_names: bool = False) -> list[SelectionExample]:
     """``n`` synthetic selections built on the states of ``pairs`` at stages with alternatives

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, cast
+from typing import TYPE_CHECKING, Any, Callable, cast
 
-from ldengine.contracts import EmergencyKind, RuleLanguage, Task, TaskBase, adapt, require
+from ldengine.contracts import EmergencyKind, Evader, RuleLanguage, Task, TaskBase, adapt, require
 from ldengine.errors import PluginError, UnknownNameError
 from ldengine.plugins import PluginInfo, build_plugin_manager
+
+if TYPE_CHECKING:
+    import pluggy
 
 MODULE_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*(/[A-Za-z0-9_][A-Za-z0-9_-]*)*\.py")   # no aliases of a path
 
@@ -71,7 +74,7 @@ class Registry:
                 for n, i in enumerate(impls)}
         return sorted(impls, key=lambda i: rank[id(i)])
 
-    def call_one(self, hook: str, impl: Any, **kwargs: Any) -> list:
+    def call_one(self, hook: str, impl: pluggy.HookImpl, **kwargs: object) -> list:
         """One plugin's implementation of ``hook``, called through pluggy (its hook-call
         monitoring, ``pm.add_hookcall_monitoring``, sees the call)."""
         others = [i.plugin for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is not impl.plugin]
@@ -93,7 +96,7 @@ class Registry:
     def _named(self, table: dict, kind: str, plugin: str, callable_as: str | None = None) -> Callable:
         """A ``register(name, obj, description)``; with ``callable_as``, ``obj`` must be callable
         (an evader's policy, an agent's factory, a student's loader)."""
-        def register(name: str, obj: Any, description: str = "") -> None:
+        def register(name: str, obj: object, description: str = "") -> None:
             if not isinstance(name, str) or not name.isidentifier():
                 raise PluginError(f"plugin {plugin!r} registered {kind} with invalid name {name!r}")
             if callable_as and not callable(obj):
@@ -108,7 +111,7 @@ class Registry:
     def _task_register(self, plugin: str) -> Callable:
         named = self._named(self.tasks, "task", plugin)
 
-        def register(task: Any) -> None:
+        def register(task: Task) -> None:
             require(task, Task, plugin, f"task {getattr(task, 'name', type(task).__name__)!r}")
             named(task.name, adapt(task), task.description)
         return register
@@ -172,7 +175,7 @@ class Registry:
         """The registered task ``name``, with ``TaskBase``'s defaults for what it lacks."""
         return cast(TaskBase, self.get("tasks", name).obj)
 
-    def policy(self, evader: str | None) -> Any:
+    def policy(self, evader: str | None) -> Evader | None:
         """The registered evader ``evader``'s policy; None for no evader (a task without one)."""
         return None if evader is None else self.get("evaders", evader).obj
 

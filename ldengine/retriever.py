@@ -38,7 +38,7 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from ldengine.cache import LRU, Memoised, cache_root, cached_sha256, read_json, sha256_file, temp_beside, write_atomic
 from ldengine.signing import key_id, sign, signed
@@ -50,7 +50,9 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ldengine.registry import Registry
+    import hnswlib
     import numpy as np
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from ldengine.manual import ManualEntry
 
@@ -127,7 +129,7 @@ class Encoder:
         return self._hash
 
 
-def _load_model(path: Path, device: str) -> tuple[Any, Any]:
+def _load_model(path: Path, device: str) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     from transformers import AutoModel, AutoTokenizer
 
     with quiet_loading():  # no weight-loading progress bar in the CLI's output
@@ -239,7 +241,7 @@ class Lexical:
 class Retriever(Memoised):
     """Top-k manual entries of one base for a query: best-passage cosine plus a BM25 term."""
 
-    def __init__(self, names: list[str], owners: list[int], index: Any, lexical: Lexical,
+    def __init__(self, names: list[str], owners: list[int], index: hnswlib.Index, lexical: Lexical,
                  encoder: Encoder, path: Path, index_hash: str, loaded: bool,
                  lexical_weight: float = LEXICAL_WEIGHT):
         self.names, self.owners, self.index, self.lexical = names, owners, index, lexical
@@ -364,7 +366,7 @@ def _group(owners: list[int], count: int) -> list[list[int]]:
     return groups
 
 
-def _new_index(dim: int, count: int) -> Any:
+def _new_index(dim: int, count: int) -> hnswlib.Index:
     import hnswlib
 
     index = hnswlib.Index(space="ip", dim=dim)
@@ -373,7 +375,7 @@ def _new_index(dim: int, count: int) -> Any:
 
 
 def _build_index(path: Path, names: list[str], owners: list[int], texts: list[str],
-                 texts_hash: str, encoder: Encoder) -> tuple[Any, str]:
+                 texts_hash: str, encoder: Encoder) -> tuple[hnswlib.Index, str]:
     """Encodes the passages, stores the index then its metadata (each atomically); the metadata commits it."""
     import numpy as np
 
@@ -396,7 +398,7 @@ def _build_index(path: Path, names: list[str], owners: list[int], texts: list[st
 
 
 def _load_index(path: Path, names: list[str], owners: list[int], texts_hash: str,
-                dim: int) -> tuple[Any, str] | None:
+                dim: int) -> tuple[hnswlib.Index, str] | None:
     """The stored index and its hash, or None when absent, stale, damaged, or not signed with
     this machine's key (the caller rebuilds): only an index this engine built and signed reaches
     hnswlib's C++ loader, so a crafted header with its hash recomputed never does."""
@@ -426,7 +428,7 @@ def _load_index(path: Path, names: list[str], owners: list[int], texts_hash: str
     return index, digest
 
 
-def _discarded(path: Path, why: str) -> tuple[Any, str] | None:
+def _discarded(path: Path, why: str) -> tuple[hnswlib.Index, str] | None:
     """Say, in one line, that the stored index at ``path`` is not used and is built again."""
     log.warning("retriever index %s discarded (%s); building it again", path.name, why)
     return None

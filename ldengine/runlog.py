@@ -11,7 +11,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Mapping
 
 from ldengine.userdata import data_root
 from ldengine.version import __version__
@@ -25,7 +25,7 @@ def log_path() -> Path:
     return data_root() / LOG_FILE
 
 
-def append(kind: str, command: str, figures: dict[str, Any], **extra: Any) -> None:
+def append(kind: str, command: str, figures: Mapping[str, object], **extra: object) -> None:
     """One line for a finished (or interrupted) run: ``kind`` (run, eval), its command, the
     figures of ``FIGURES`` it has, and ``extra`` (e.g. the eval's output folder). A log that
     cannot be written costs the run nothing."""

@@ -14,7 +14,7 @@ import json
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol, cast
 
 from tqdm import tqdm
 
@@ -160,7 +160,8 @@ def _play_side_by_side(task: TaskBase, agent: Agent, games: list[tuple[int, int]
             running[index] = [Played(index, seed), steps, next(steps)]
         order = list(running)
         before, t0 = usage_of(agent), clock.now()
-        actions, extras = _act_each(agent, [running[i][2] for i in order])
+        # play_games checked that the agent has act_batch
+        actions, extras = _act_each(cast(BatchAgent, agent), [running[i][2] for i in order])
         _charge([running[i][0] for i in order], clock.now() - t0, before, usage_of(agent))
         rounds += 1
         if on_round:
@@ -181,12 +182,18 @@ def _play_side_by_side(task: TaskBase, agent: Agent, games: list[tuple[int, int]
             yield played
 
 
+class BatchAgent(Agent, Protocol):
+    """An agent that plays several games' steps at once (its optional ``act_batch``)."""
+
+    def act_batch(self, states: list) -> list: ...
+
+
 @dataclass
 class _Failed:
     error: Exception
 
 
-def _act_each(agent: Any, states: list) -> tuple[list, list]:
+def _act_each(agent: BatchAgent, states: list) -> tuple[list, list]:
     """``agent.act_batch(states)`` and what each game is sent beside its action (the
     functions used and the stage records, for an agent that keeps ``last_batch``); if
     it raises, each state on its own, so one bad game does not take the others down."""
@@ -208,12 +215,12 @@ def _act_each(agent: Any, states: list) -> tuple[list, list]:
         return actions, extras
 
 
-def _extras(agent: Any, n: int) -> list[tuple]:
+def _extras(agent: object, n: int) -> list[tuple]:
     last = getattr(agent, "last_batch", None)
     return [tuple(x) for x in last] if last is not None and len(last) == n else [([], [])] * n
 
 
-def usage_of(agent: Any) -> dict:
+def usage_of(agent: object) -> dict:
     """The agent's cumulative model use (``model_calls``, ``tokens``); none for agents without a model."""
     usage = getattr(agent, "usage", None)
     return dict(usage() if callable(usage) else usage or {})
@@ -237,7 +244,7 @@ def _summary(cfg, task, agent, base, results, wall, interrupted) -> dict:
     return summary
 
 
-def header_line(cfg: RunConfig, agent: Any) -> str:
+def header_line(cfg: RunConfig, agent: object) -> str:
     """One line saying what is about to play: games and seeds, agent, student and adapter, base, emergency."""
     s = _setup(cfg, agent)
     words = [f"{cfg.games} game{'s' if cfg.games != 1 else ''} of {cfg.task} (seeds {cfg.seed}-"
@@ -251,7 +258,7 @@ def header_line(cfg: RunConfig, agent: Any) -> str:
     return "playing " + " | ".join(words)
 
 
-def _setup(cfg: RunConfig, agent: Any) -> dict:
+def _setup(cfg: RunConfig, agent: object) -> dict:
     """What the games were played with: student model, its weights' type and adapter folder
     (None for an agent without a model), function base version ("plugins": the plugins'
     modules) and the emergency in force (None)."""
@@ -272,7 +279,7 @@ class Emitter:
             self.pending.setdefault(record.get("game"), []).append(
                 json.dumps(record, separators=(", ", ": ")))
 
-    def flush(self, game: Any) -> None:
+    def flush(self, game: object) -> None:
         lines = self.pending.pop(game, [])
         if self.fh is not None and lines:
             self.fh.write("".join(line + "\n" for line in lines))
@@ -292,7 +299,7 @@ class Refereed(Emitter):
             self.watch(record)
         self.inner(record)
 
-    def flush(self, game: Any) -> None:
+    def flush(self, game: object) -> None:
         self.inner.flush(game)
 
 
@@ -313,7 +320,7 @@ def _auditor(stack: ExitStack, path: str | None) -> Callable | None:
     return audit
 
 
-def round_progress(bar: Any) -> Callable[[int, int], None]:
+def round_progress(bar: tqdm) -> Callable[[int, int], None]:
     """``play_games``' ``on_round`` for a progress bar: the rounds played shown beside it."""
     return lambda rounds, playing: bar.set_postfix_str(f"round {rounds}, {playing} in play", refresh=True)
 

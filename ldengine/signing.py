@@ -18,7 +18,6 @@ import os
 import secrets
 import stat
 from pathlib import Path
-from typing import Any
 
 from ldengine.errors import LDEngineError
 from ldengine.userdata import data_root
@@ -99,7 +98,7 @@ def sign(record: dict) -> dict:
     return {**{k: v for k, v in record.items() if k != FIELD}, FIELD: signature(record)}
 
 
-def signed(record: Any) -> bool:
+def signed(record: object) -> bool:
     """Was the record signed, as it is now, with this machine's key? (False without a key.)"""
     if not isinstance(record, dict) or not isinstance(record.get(FIELD), str):
         return False

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Generator
+from typing import TYPE_CHECKING, Callable, Generator, TypeVar
+
+if TYPE_CHECKING:
+    from ldengine.contracts import Agent
 
 # The repository's function_base/ folder, installed under this name (setup.py).
 FUNCTION_BASE_PACKAGE = "ldengine_function_base"
+
+Result = TypeVar("Result")
 
 
 def function_base_root() -> Path:
@@ -32,7 +37,7 @@ def register_function_folder(register: Callable, task: str) -> None:
             register(task, item.read_text(encoding="utf-8"), f"{task}/{item.name}")
 
 
-def play_through(agent: Any, steps: Generator[Any, Any, Any]) -> Any:
+def play_through(agent: Agent, steps: Generator[object, tuple[object, list, list], Result]) -> Result:
     """Feed ``agent.act(state)`` (and the functions it used) to a game generator until it
     returns; its return value is the game's result."""
     state = next(steps)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Iterator
 
 from ldengine.contracts import TaskBase
 from ldengine.emergency.rule import under_emergency

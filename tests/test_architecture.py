@@ -33,6 +33,7 @@ def _tool(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
+@pytest.mark.architecture
 def test_every_import_goes_down_the_layers():
     """import-linter's contracts (setup.cfg): the engine's layers, no engine import of a
     plugin or of the function base, the task plugins independent of each other."""
@@ -41,6 +42,7 @@ def test_every_import_goes_down_the_layers():
     assert "0 broken" in done.stdout or "Contracts: 3 kept, 0 broken" in done.stdout
 
 
+@pytest.mark.architecture
 def test_the_engine_type_checks():
     done = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

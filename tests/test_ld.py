@@ -131,13 +131,17 @@ def test_a_few_finetuning_steps_write_an_adapter_with_its_manifest(registry, tmp
     saved = json.loads((tmp_path / "adapter" / "manifest.json").read_text())
     assert saved["training"]["steps"] == 3 and len(saved["losses"]) == 3
     assert saved["function_base_hash"] == manifest["function_base_hash"]
-    assert 0.0 <= saved["heldout_shuffled_accuracy"] <= 1.0 and saved["train_examples"] > 0
+    after = next(line for line in lines if "held-out selection accuracy after 3 steps" in line)
+    # the figures saved are the figures printed, each over the examples it names
+    assert (f"{saved['heldout_shuffled_accuracy']:.3f} with shuffled candidates "
+            f"({saved['heldout_shuffled_examples']})") in after and saved["train_examples"] > 0
     assert (tmp_path / "adapter" / "adapter_model.safetensors").stat().st_size < 4_000_000
     assert any("before training" in line for line in lines)
     # selections under emergencies: training kinds for training, the evaluated kinds held out
     assert not set(saved["emergency_train_kinds"]) & set(saved["emergency_held_out_kinds"])
     assert "restricted-area" in saved["emergency_held_out_kinds"] and saved["emergency_train_examples"] > 0
-    assert 0.0 <= saved["heldout_emergency_stage_accuracy"] <= 1.0 and saved["heldout_emergency_examples"] > 0
+    assert f"at their new stage {saved['heldout_emergency_stage_accuracy']:.3f}" in after
+    assert saved["heldout_emergency_examples"] > 0
     assert saved["promoted"] is False
     with pytest.raises(LDEngineError, match="no ld adapter in"):
         find_adapter("pursuit", pursuit_base, root=tmp_path)
@@ -218,7 +222,10 @@ def test_one_adapter_learns_several_tasks_manuals_and_serves_each(registry, tmp_
     saved = json.loads((tmp_path / "joint" / "manifest.json").read_text())
     assert saved["tasks"] == ["pursuit", "twentyone"] and saved["training"]["steps"] == 2
     assert set(saved["per_task"]) == set(saved["function_base_hashes"]) == {"pursuit", "twentyone"}
-    assert all(0.0 <= saved["per_task"][t]["heldout_accuracy"] <= 1.0 for t in saved["tasks"])
+    for t in saved["tasks"]:       # each task's figure is the one its line printed
+        assert any(line.startswith(f"{t}: held-out selection accuracy after 2 steps: "
+                                   f"{saved['per_task'][t]['heldout_accuracy']:.3f} in retrieval order")
+                   for line in lines), lines
     assert saved["heldout_examples"] == sum(saved["per_task"][t]["heldout_examples"] for t in saved["tasks"])
     assert any(line.startswith("twentyone: held-out selection accuracy after") for line in lines)
     for task in saved["tasks"]:

@@ -10,7 +10,6 @@ import stat
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
 
 import click
 

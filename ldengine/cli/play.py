@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -85,7 +84,7 @@ def run(task, agent, games, seed, evader, json_path, trace, plot, audit, student
                                    "the summary and trace cover those")
 
 
-def _this_command(task: str, **effective: Any) -> str:
+def _this_command(task: str, **effective: object) -> str:
     """The running command with TASK and every effective option spelled out (to replay it);
     ``effective`` gives the value an option took where it differs from what was parsed (the
     task's own evader for no --evader)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +15,9 @@ from ldengine.functionbase import FunctionBase
 from ldengine.models import load_student
 from ldengine.retriever import Encoder
 from ldengine.rulelang import MARGIN, Namer, program_text, read, read_without_model
+
+if TYPE_CHECKING:
+    from ldengine.contracts import RuleLanguage
 
 
 @cli.group(cls=_Group)
@@ -56,7 +59,7 @@ def rules_read(text, task, adapter, margin, as_json):
         click.echo(f"the answers disagree on what is forbidden ({len(readings)} readings)")
 
 
-def _rule_language(reg, task: str, text: str) -> Any:
+def _rule_language(reg, task: str, text: str) -> RuleLanguage:
     """TASK's rule language, once TEXT is known to be sayable in it (before any model loads)."""
     reg.get("tasks", task)
     if task not in reg.rule_languages:

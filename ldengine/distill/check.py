@@ -10,7 +10,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ldengine.agents import AgentContext, expert_agent
 from ldengine.contracts import TaskBase, task_evader
@@ -20,6 +20,7 @@ from ldengine.runner import Emitter, play_games
 from ldengine.sandbox import IsolatedSandbox, Sandbox, compile_module
 
 if TYPE_CHECKING:
+    from ldengine.contracts import Evader
     from ldengine.registry import Registry
 
 MODULE_FILE = "distilled.py"    # the module's file name, when checked and when stored
@@ -200,7 +201,7 @@ def _task_checks(task: TaskBase, base: FunctionBase) -> list[Check]:
     return [Check("task", not problems, _clip(problems))]
 
 
-def default_evader(registry: Registry, task: TaskBase) -> tuple[str | None, Any]:
+def default_evader(registry: Registry, task: TaskBase) -> tuple[str | None, Evader | None]:
     """The task's own evader, as run and eval play against when none is named, and its policy; (None, None) for a task without one or one not registered."""
     name = task_evader(task)
     if name is None or name not in registry.evaders:

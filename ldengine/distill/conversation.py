@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from ldengine.distill.check import MODULE_FILE, Round, check_answer, sha256
 from ldengine.distill.prompt import build_prompt, repair_message, task_rules

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ldengine.contracts import TaskBase
 from ldengine.agents import AgentContext, expert_agent
@@ -66,7 +66,7 @@ def interface(registry: Registry, task: TaskBase) -> str:
     return text
 
 
-def _sample_action(registry: Registry, task: TaskBase, state: Any) -> Any:
+def _sample_action(registry: Registry, task: TaskBase, state: object) -> object:
     if not registry.modules_for(task.name):
         return None
     try:

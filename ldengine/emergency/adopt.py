@@ -4,7 +4,7 @@ engine compiles); an accepted one joins the function base as untrusted code."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from ldengine.adapters import find_adapter
 from ldengine.cache import read_json

@@ -10,7 +10,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from ldengine.emergency.write import Attempt
+    from ldengine.sandbox.isolated import IsolatedSandbox
 
 CLOSED, PARTLY, OPEN = "#", "+", "."
 
@@ -118,14 +122,15 @@ class BoardJudge:
     ``moves(source, name, sandbox, template)``: the kind's ``move_map``, ``(src, dst, kept)`` for
     every single move of its board, or the error of the first call that fails."""
 
-    def __init__(self, name: str, template: dict, echo, moves: Callable[[str, str, Any, dict], list | str],
+    def __init__(self, name: str, template: dict, echo,
+                 moves: Callable[[str, str, IsolatedSandbox, dict], list | str],
                  ask=None, png: str | None = None, examples: tuple = ((), ()), title: str = ""):
         self.name, self.template, self.echo, self.ask, self.moves = name, template, echo, ask, moves
         self.png, self.examples, self.title = png, examples, title
         self.board: BoardMap | None = None
         self.drawn = 0          # maps drawn to PNG files so far
 
-    def __call__(self, attempt, sandbox) -> str | None:
+    def __call__(self, attempt: Attempt, sandbox: IsolatedSandbox) -> str | None:
         moves = self.moves(attempt.source, self.name, sandbox, self.template)
         if isinstance(moves, str):
             return self._refuse(attempt, f"fails on the board's moves: {moves}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from ldengine.agents import AgentContext
 from ldengine.cache import write_atomic
@@ -16,11 +16,12 @@ from ldengine.evaluate import EvalConfig, evaluate
 from ldengine.functionbase import FunctionBase
 
 if TYPE_CHECKING:
+    from ldengine.contracts import EmergencyKind
     from ldengine.registry import Registry
 
 
-def measure(registry: Registry, task: str, kinds: list[Any], seeds: list[int], attempts: int, games: int,
-            out: Path, options: dict, log: Callable[[str], None] = print, progress: bool = True,
+def measure(registry: Registry, task: str, kinds: list[EmergencyKind], seeds: list[int], attempts: int,
+            games: int, out: Path, options: dict, log: Callable[[str], None] = print, progress: bool = True,
             seed: int = 0, emergency_seed: int = 0) -> dict:
     """The table over emergencies: per kind, the writing pass rate over ``seeds`` (attempts to
     first pass; with the ``read`` option, the reading pass rate: each reading one attempt) and,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ldengine.adapters import find_adapter
 from ldengine.contracts import EmergencyKind, RuleLanguage
@@ -24,6 +24,7 @@ from ldengine.sandbox import IsolatedSandbox
 
 if TYPE_CHECKING:
     from ldengine.agents import AgentContext
+    from ldengine.contracts import Student
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Compiled:
     kind: EmergencyKind
     text: str
     readings: list[Reading]
-    student: Any = None
+    student: Student | None = None
 
     def verified(self, seed: int = 0) -> Written:
         """The compiled function, verified in the isolated worker (every move of the board,
@@ -55,7 +56,7 @@ class Compiled:
         return written
 
 
-def _reader_record(student: Any, readings: list[Reading]) -> dict:
+def _reader_record(student: Student | None, readings: list[Reading]) -> dict:
     """The provenance of a reading: every reading found, and the model and adapter that read them."""
     return {"readings": [{"program": r.text, "votes": r.votes, "refusal": r.refusal} for r in readings],
             "model": getattr(student, "name", None), "model_sha256": getattr(student, "model_hash", None),
@@ -72,7 +73,7 @@ def agrees(kind: EmergencyKind, allowed: Sequence, forbidden: Sequence) -> bool:
 
 def compile_reading(language: RuleLanguage, readings: list[Reading], text: str, allowed: Sequence = (),
                     forbidden: Sequence = (), unanimous: bool = False,
-                    student: Any = None) -> tuple[Compiled | None, str]:
+                    student: Student | None = None) -> tuple[Compiled | None, str]:
     """The reading to put in force (None and why not): the best usable one the examples agree
     with. ``unanimous`` (``--yes``): only when it is the only reading left, with nothing
     refused beside it unless examples ruled the others out."""
@@ -110,8 +111,8 @@ class Reader:
     """What reads a rule in a game: the task's rule language, the student with the reading
     adapter, and the encoder that names primitives for words the reader does not know."""
     language: RuleLanguage
-    student: Any
-    namer: Any
+    student: Student
+    namer: Namer
 
     @classmethod
     def load(cls, context: AgentContext) -> "Reader":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ldengine.contracts import EmergencyKind, TaskBase, emergency_params
 from ldengine.emergency.store import stored_provenances
@@ -30,11 +30,11 @@ class Instance:
         """How the state shows it (plain data): name, rule text, parameters."""
         return {"name": self.kind.name, "rule": self.description, "params": dict(self.params)}
 
-    def allows(self, piece: str, src: Any, dst: Any) -> bool:
+    def allows(self, piece: str, src: object, dst: object) -> bool:
         return self.kind.allows(self.params, piece, src, dst)
 
 
-def under_emergency(registry: Registry, task: TaskBase, name: str | None, seed: int = 0) -> Any:
+def under_emergency(registry: Registry, task: TaskBase, name: str | None, seed: int = 0) -> TaskBase:
     """``task`` with the emergency ``name`` in force, or ``task`` itself when ``name`` is
     empty. ``name`` is a registered kind (its parameters drawn with ``seed``) or a stored
     function (``ldengine emergencies stored``: the rule it was written for, a user's own
@@ -69,7 +69,7 @@ def stored_instance(registry: Registry, task: str, name: str) -> Instance:
     return Instance(kind, dict(provenance.get("params") or {}))
 
 
-def stored_rule(registry: Registry, task: str, provenance: dict) -> Any:
+def stored_rule(registry: Registry, task: str, provenance: dict) -> EmergencyKind | None:
     """The rule a stored function was written for: registered, or a user's own rebuilt from
     the provenance (its words, examples and the kind it is checked like); None if neither."""
     if provenance.get("kind") in registry.emergencies:
@@ -109,7 +109,7 @@ def with_stage(pipeline: list[str], stage: str, after: str) -> list[str]:
     return out
 
 
-def kinds_of(registry: Registry, task: str, split: str) -> list[Any]:
+def kinds_of(registry: Registry, task: str, split: str) -> list[EmergencyKind]:
     return [r.obj for r in registry.emergencies.values() if r.obj.task == task and r.obj.split == split]
 
 

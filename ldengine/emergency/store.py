@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from ldengine.cache import write_atomic
 from ldengine.contracts import EmergencyKind

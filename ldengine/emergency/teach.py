@@ -3,7 +3,7 @@ its writing, and selections with the new stage's function in the base."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -21,7 +21,7 @@ from ldengine.ld import RetrieverProvider, SelectionExample, selection_examples
 from ldengine.retriever import Encoder, Retriever
 
 if TYPE_CHECKING:
-    from ldengine.contracts import Student
+    from ldengine.contracts import Evader, Student
     from ldengine.registry import Registry
 
 
@@ -52,7 +52,7 @@ def rule_languages(registry: Registry, task: str, n: int, split: str, seed: int 
     return language(n, seed=seed, split=split, wording=wording)
 
 
-def pass_rates(registry: Registry, task: str, student: Student, kinds: list[Any], seeds: list[int],
+def pass_rates(registry: Registry, task: str, student: Student, kinds: list[EmergencyKind], seeds: list[int],
                attempts: int = DEFAULT_ATTEMPTS, progress: bool = True, form: str = "body",
                reader: Reader | None = None) -> dict:
     """For each kind: over ``seeds`` (each draws the rule's parameters and the verification
@@ -82,9 +82,10 @@ def pass_rates(registry: Registry, task: str, student: Student, kinds: list[Any]
     return out
 
 
-def emergency_selection_examples(registry: Registry, task: TaskBase, kinds: list[Any], seeds: list[int], evader: Any,
-                                 k: int, steps: int = 4, shuffle_seed: int | None = None,
-                                 encoder: Any = None, desc: str = "") -> list[Any]:
+def emergency_selection_examples(registry: Registry, task: TaskBase, kinds: list[EmergencyKind],
+                                 seeds: list[int], evader: Evader | None, k: int, steps: int = 4,
+                                 shuffle_seed: int | None = None, encoder: Encoder | None = None,
+                                 desc: str = "") -> list[SelectionExample]:
     """Selection examples with an emergency in force: for each kind and parameter seed, the
     kind's reference function joins the base (untrusted, exactly as a written one would),
     the expert plays one seeded game with the new stage in its pipeline, and every stage

@@ -13,11 +13,19 @@ import json
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence, Union, cast
 
 from ldengine.contracts import EmergencyKind, TaskBase
 from ldengine.errors import SandboxCompileError
 from ldengine.sandbox import SandboxResult, compile_function
+
+if TYPE_CHECKING:
+    from ldengine.functionbase import FunctionBase
+    from ldengine.sandbox import CompiledModule, Sandbox
+    from ldengine.sandbox.isolated import IsolatedSandbox
+
+    # what a candidate runs in: an ``IsolatedSandbox`` worker (the in-process ``Sandbox`` calls the same way)
+    VerifySandbox = Union[IsolatedSandbox, Sandbox]
 
 RANDOM_STATES = 64          # fresh random states per verification, besides the whole move domain
 MAX_CALL_S = 0.25           # one call of a verified function (~0.3 ms when right); slower is rejected
@@ -40,10 +48,10 @@ class Check:
         return f"failed ({self.cases_passed}/{self.cases} cases passed): " + "; ".join(self.reasons[:2])
 
 
-def check_function(source: str, name: str, cases: list[tuple[Any, Any]],
-                   properties: Callable[[Any, Any], list[str]], sandbox: Any,
-                   extra: Sequence[tuple[str, Any, Any]] = (),
-                   difference: Callable[[Any, Any], str] | None = None) -> Check:
+def check_function(source: str, name: str, cases: Sequence[tuple[object, object]],
+                   properties: Callable[[object, object], list[str]], sandbox: VerifySandbox,
+                   extra: Sequence[tuple[str, object, object]] = (),
+                   difference: Callable[[object, object], str] | None = None) -> Check:
     """Compile ``source`` (one plain def) and run ``name`` on every case, then on every
     ``extra`` (label, input, expected) case, in ``sandbox`` (an ``IsolatedSandbox``); it
     passes if each output keeps the properties and equals the expected output, no call
@@ -58,7 +66,7 @@ def check_function(source: str, name: str, cases: list[tuple[Any, Any]],
     if name not in module.names:
         return Check(False, [f"defines no function {name!r}"], total, 0)
     if callable(getattr(sandbox, "start", None)):
-        sandbox.start()         # a worker's start-up is not the candidate's time
+        cast("IsolatedSandbox", sandbox).start()    # a worker's start-up is not the candidate's time
     labelled = [(f"case {i}", given, expected) for i, (given, expected) in enumerate(cases, 1)] + list(extra)
     reasons, passed = [], 0
     for label, given, expected in labelled:
@@ -74,7 +82,7 @@ def check_function(source: str, name: str, cases: list[tuple[Any, Any]],
     return Check(not reasons and passed == total, reasons, total, passed)
 
 
-def _timed_call(sandbox: Any, module: Any, name: str, given: Any) -> Any:
+def _timed_call(sandbox: VerifySandbox, module: CompiledModule, name: str, given: object) -> SandboxResult:
     """The call's result; one slower than ``MAX_CALL_S`` twice in a row comes back as an error
     (once may be a busy machine), so a function that stalls off the shown cases is refused."""
     for _ in range(2):
@@ -85,8 +93,9 @@ def _timed_call(sandbox: Any, module: Any, name: str, given: Any) -> Any:
                          error=f"TooSlow: {result.duration:.2f} s per call (the limit is {MAX_CALL_S} s)")
 
 
-def verify(kind: EmergencyKind, params: dict, source: str, name: str, sandbox: Any, cases: list | None = None,
-           seed: int | None = None, case_seed: int = 0, game: GameInputs | None = None) -> Check:
+def verify(kind: EmergencyKind, params: dict, source: str, name: str, sandbox: VerifySandbox,
+           cases: list | None = None, seed: int | None = None, case_seed: int = 0,
+           game: GameInputs | None = None) -> Check:
     """``check_function`` on the kind's cases (or ``cases``) and on ``verification_cases``
     drawn with ``seed`` (None: a fresh one, recorded in the result); with ``game``, those
     inputs are the stage's real inputs in a game (``game_inputs``)."""
@@ -106,7 +115,7 @@ class PropertiesOnly:
     """The expected output of an input whose right answer nobody can compute (a rule known
     only by a user's examples): only the properties are checked on it."""
 
-    def problem(self, out: Any) -> str | None:
+    def problem(self, out: object) -> str | None:
         return None
 
 
@@ -118,16 +127,16 @@ class GameInputs:
     earlier stages add), computed by the same functions, so a function cannot tell them apart
     from play by their shape."""
     template: dict
-    upstream: Callable[[dict], Any]
+    upstream: Callable[[dict], object]
 
-    def make(self, **fields: Any) -> dict | None:
+    def make(self, **fields: object) -> dict | None:
         """The stage's input for the template with ``fields`` changed (None when the upstream
         stages fail on it or return no state)."""
         out = self.upstream(dict(self.template, **fields))
         return out if isinstance(out, dict) else None
 
 
-def game_inputs(task: TaskBase, base: Any, kind: EmergencyKind) -> GameInputs | None:
+def game_inputs(task: TaskBase, base: FunctionBase, kind: EmergencyKind) -> GameInputs | None:
     """``GameInputs`` for ``kind`` in ``task`` (the emergency in force), from ``base``'s right
     function per stage; None for a task without seeded game states."""
     if task.game_steps is None or kind.after not in task.pipeline:
@@ -140,8 +149,8 @@ def game_inputs(task: TaskBase, base: Any, kind: EmergencyKind) -> GameInputs | 
         return None
     stages = task.pipeline[:task.pipeline.index(kind.after) + 1]
 
-    def upstream(state: dict) -> Any:
-        value = state
+    def upstream(state: dict) -> object:
+        value: object = state
         for stage in stages:
             result = base.call(base.oracle(stage, value).name, value)
             if not result.ok:
@@ -152,7 +161,7 @@ def game_inputs(task: TaskBase, base: Any, kind: EmergencyKind) -> GameInputs | 
 
 
 def verification_cases(kind: EmergencyKind, params: dict, cases: list, seed: int,
-                       game: GameInputs | None = None) -> list[tuple[str, Any, Any]]:
+                       game: GameInputs | None = None) -> list[tuple[str, object, object]]:
     """(label, input, expected) beyond the shown cases: the inputs of the kind's own domain
     (its optional ``domain_cases(params, cases, seed, game)``, e.g. every single move of a
     board and random states drawn with ``seed``, as a game computes them with ``game``), then
@@ -171,8 +180,9 @@ def _fresh_cases(kind: EmergencyKind, params: dict, seed: int) -> list:
         return []
 
 
-def _judge(result: Any, given: Any, expected: Any, properties: Callable,
-           difference: Callable[[Any, Any], str] | None = None) -> str | None:
+def _judge(result: SandboxResult, given: object, expected: object,
+           properties: Callable[[object, object], list[str]],
+           difference: Callable[[object, object], str] | None = None) -> str | None:
     if not result.ok:
         return result.error
     problems = properties(given, result.value)
@@ -185,6 +195,6 @@ def _judge(result: Any, given: Any, expected: Any, properties: Callable,
     return None
 
 
-def plain_difference(got: Any, expected: Any) -> str:
+def plain_difference(got: object, expected: object) -> str:
     """A wrong output beside the expected one, each cut short (a kind's ``difference`` says more)."""
     return f"returns {str(got)[:120]}, expected {str(expected)[:120]}"

@@ -8,15 +8,17 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence, cast
 
-from ldengine.contracts import EmergencyKind, Student
+from ldengine.contracts import CustomRule, EmergencyKind, Student
 from ldengine.emergency.verify import Check, GameInputs, verify
 from ldengine.errors import LDEngineError
 from ldengine.sandbox import IsolatedSandbox
 
 if TYPE_CHECKING:
+    from ldengine.emergency.board import BoardMap
     from ldengine.registry import Registry
+    from ldengine.sandbox.isolated import IsolatedSandbox as IsolatedWorker
 
 DEFAULT_ATTEMPTS = 8
 # Attempts after the first (greedy) one are sampled. Hot on purpose: when the greedy body
@@ -29,6 +31,15 @@ MAX_NEW_TOKENS = 160
 # ``scaffold()`` gives (the comprehension, the same for every rule, is the engine's). A write
 # adapter's manifest says which form it learnt (``writing_form``); older ones wrote bodies.
 FORMS = ("body", "condition")
+
+
+class ConditionForm(Protocol):
+    """An emergency kind that has the condition form: its optional ``scaffold()`` (what the engine
+    writes around the condition) and its ``reference`` function in either form."""
+
+    def scaffold(self) -> tuple[str, str]: ...
+
+    def reference(self, params: dict, name: str | None = None, form: str = "body") -> str: ...
 
 
 @dataclass
@@ -73,7 +84,7 @@ def worked_examples(registry: Registry, task: str, seed: int = 0, form: str = "b
     return [k.reference(k.params(seed), form=form) for k in chosen]
 
 
-def scaffold_of(kind: Any, form: str) -> tuple[str, str]:
+def scaffold_of(kind: EmergencyKind, form: str) -> tuple[str, str]:
     """What the engine writes before and after the student's text, below the header: nothing
     in the body form; the kind's ``scaffold()`` in the condition form."""
     if form not in FORMS:
@@ -83,17 +94,17 @@ def scaffold_of(kind: Any, form: str) -> tuple[str, str]:
     if not callable(getattr(kind, "scaffold", None)):
         raise LDEngineError(f"the emergency kind {kind.name!r} has no condition form (no scaffold method); "
                             "write its whole body with a body-form adapter")
-    return kind.scaffold()
+    return cast(ConditionForm, kind).scaffold()
 
 
-def training_pair(kind: Any, params: dict, form: str = "body") -> tuple[str, str]:
+def training_pair(kind: EmergencyKind, params: dict, form: str = "body") -> tuple[str, str]:
     """(what the prompt ends with, what the student should write) for one rule: the header and
     the reference body; or the header and scaffold's start, and the condition with its newline."""
     before, after = scaffold_of(kind, form)
     head = kind.header(params) + before
     if form == "body":
         return head, kind.reference(params)[len(head):]
-    full = kind.reference(params, form=form)
+    full = cast(ConditionForm, kind).reference(params, form=form)     # scaffold_of found its scaffold
     return head, full[len(head):len(full) - len(after)] + "\n"
 
 
@@ -113,7 +124,7 @@ def line_done(text: str) -> bool:
 PREAMBLE = "# Functions for new rules. Each narrows its input to what the new rule allows.\n\n"
 
 
-def preamble_of(kind: Any) -> str:
+def preamble_of(kind: EmergencyKind) -> str:
     """The kind's ``preamble`` if it has one, else ``PREAMBLE``."""
     return getattr(kind, "preamble", None) or PREAMBLE
 
@@ -150,11 +161,11 @@ def body_of(completion: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_function(kind: Any, params: dict, student: Student, examples: list[str], attempts: int = DEFAULT_ATTEMPTS,
-                   seed: int = 0, cases: list | None = None, name: str | None = None,
-                   report: Callable[[Attempt], None] = lambda a: None, verify_seed: int | None = None,
-                   game: GameInputs | None = None,
-                   accept: Callable[[Attempt, Any], str | None] | None = None, form: str = "body",
+def write_function(kind: EmergencyKind, params: dict, student: Student, examples: list[str],
+                   attempts: int = DEFAULT_ATTEMPTS, seed: int = 0, cases: list | None = None,
+                   name: str | None = None, report: Callable[[Attempt], None] = lambda a: None,
+                   verify_seed: int | None = None, game: GameInputs | None = None,
+                   accept: Callable[[Attempt, IsolatedWorker], str | None] | None = None, form: str = "body",
                    temperature: float = TEMPERATURE) -> Written:
     """Up to ``attempts`` candidates (greedy first, then sampled), each verified in an
     isolated sandbox worker (replaced whenever a candidate kills it) on the cases and on
@@ -218,7 +229,7 @@ def _completions(student: Student, prefix: str, header: str, attempts: int, seed
             yield number, temperature, seed + number - 1, text, spent
 
 
-def _provenance(kind: Any, written: Written, student: Student, prompt: str, cases: list) -> dict:
+def _provenance(kind: EmergencyKind, written: Written, student: Student, prompt: str, cases: list) -> dict:
     return {"kind": kind.name, "task": kind.task, "params": written.params, "function": written.name,
             "rule": kind.describe(written.params), "stage": kind.stage, "after": kind.after,
             "model": getattr(student, "name", None), "model_sha256": getattr(student, "model_hash", None),
@@ -231,13 +242,13 @@ def _provenance(kind: Any, written: Written, student: Student, prompt: str, case
                           "source_sha256": hashlib.sha256(a.source.encode()).hexdigest()}
                          for a in written.attempts],
             "accepted_attempt": written.attempts_to_pass, "version": "1.0.0",
-            **({"custom_rule": _custom_rule(kind)} if hasattr(kind, "allowed") else {})}
+            **({"custom_rule": _custom_rule(cast(CustomRule, kind))} if hasattr(kind, "allowed") else {})}
 
 
-def _custom_rule(kind: Any) -> dict:      # a user's rule: its words and examples too
+def _custom_rule(kind: CustomRule) -> dict:      # a user's rule: its words and examples too
     """What rebuilds a rule nobody registered (a user's words and examples), so that
     ``ldengine generated verify`` can check its function again."""
-    def moves(items: Any) -> list:
+    def moves(items: Sequence[tuple]) -> list:
         return [[list(src), list(dst)] for src, dst in items]
     return {"text": kind.text, "allowed": moves(kind.allowed), "forbidden": moves(kind.forbidden),
             "like": getattr(kind.like, "name", None)}
@@ -248,7 +259,7 @@ def _custom_rule(kind: Any) -> dict:      # a user's rule: its words and example
 ALLOWED_SAMPLE = 64
 
 
-def confirm(written: Written, kind: Any, params: dict, board: Any, seed: int = 0,
+def confirm(written: Written, kind: CustomRule, params: dict, board: BoardMap, seed: int = 0,
             by: str = "the user, on the function's board map") -> Check:
     """A user's rule once its function's board map was confirmed (``board``: ``BoardMap``):
     the rule is restated with the moves the function forbids as its forbidden examples (and

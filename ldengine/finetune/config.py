@@ -8,7 +8,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -19,6 +19,11 @@ from ldengine.functionbase import FunctionBase
 from ldengine.ld import SelectionExample
 from ldengine.registry import default_task
 from ldengine.version import __version__
+
+if TYPE_CHECKING:
+    from ldengine.contracts import Student
+    from ldengine.models import TransformersStudent
+    from ldengine.registry import Registry
 
 
 @dataclass
@@ -72,7 +77,7 @@ class FinetuneConfig:
         return [t.strip() for t in self.task.split(",") if t.strip()]
 
 
-def check_promotable(cfg: FinetuneConfig, registry: Any) -> None:
+def check_promotable(cfg: FinetuneConfig, registry: Registry) -> None:
     """For the command line: a promoted adapter saved where ``find_adapter`` does not look
     would not become the default, so --promote there is refused before training."""
     roots = {r.resolve() for task in cfg.tasks for r in adapter_roots(registry.task(task))}
@@ -111,7 +116,7 @@ def data_hash(examples: list[SelectionExample]) -> str:
     return h.hexdigest()
 
 
-def accuracy(student: Any, examples: list[SelectionExample], batch: int = 16, desc: str = "") -> float:
+def accuracy(student: Student, examples: list[SelectionExample], batch: int = 16, desc: str = "") -> float:
     """Share of examples where the student picks the right option (a miss counts wrong);
     with ``desc``, a progress bar on standard error."""
     right = 0
@@ -141,11 +146,11 @@ def shuffled(examples: list[SelectionExample], times: int, seed: int = 0) -> lis
     return out
 
 
-def _version_name(student: Any, base: FunctionBase, cfg: FinetuneConfig) -> str:
+def _version_name(student: Student, base: FunctionBase, cfg: FinetuneConfig) -> str:
     return f"{student.name}-base{base.hash[:8]}-s{cfg.steps}"
 
 
-def _header(cfg: FinetuneConfig, student: Any, base: FunctionBase, method: str) -> dict:
+def _header(cfg: FinetuneConfig, student: Student, base: FunctionBase, method: str) -> dict:
     """What every text-adapter manifest starts with: when, what, from which base and seeds."""
     return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "engine_version": __version__, "task": cfg.task, "method": method, "promoted": cfg.promote,
@@ -158,8 +163,8 @@ def _header(cfg: FinetuneConfig, student: Any, base: FunctionBase, method: str) 
             "heldout_seeds": [cfg.heldout_seeds[0], cfg.heldout_seeds[-1]]}
 
 
-def _save(cfg: FinetuneConfig, student: Any, base: FunctionBase, manifest: dict, metrics: dict,
-          start: float, suffix: str) -> dict:
+def _save(cfg: FinetuneConfig, student: TransformersStudent, base: FunctionBase, manifest: dict,
+          metrics: dict, start: float, suffix: str) -> dict:
     """Adds the training figures, saves adapter + manifest (default: a versioned folder)."""
     manifest.update({"training": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()
                                   if k not in ("losses", "optimizer_state")},

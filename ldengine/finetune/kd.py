@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ldengine.contracts import task_evader
 from ldengine.errors import LDEngineError
@@ -14,6 +14,9 @@ from ldengine.finetune.config import _header, _save, FinetuneConfig
 from ldengine.functionbase import FunctionBase
 from ldengine.models import load_student
 from ldengine.registry import Registry
+
+if TYPE_CHECKING:
+    from ldengine.models import TransformersStudent
 
 
 KD_TRAIN_GAMES = 221   # the paper's KD data set: expert rollouts from 221 seeded random starts
@@ -121,7 +124,7 @@ class KDCurve:
                          "heldout_seeds": [cfg.heldout_seeds[0], cfg.heldout_seeds[-1]]}
         self.seconds = 0.0
 
-    def resume(self, student: Any) -> bool:
+    def resume(self, student: TransformersStudent) -> bool:
         """Load the checkpoint when the folder holds one of these settings (refused if it
         holds another run's)."""
         import torch

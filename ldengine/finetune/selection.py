@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ldengine.adapters import default_adapter_dir, shared_adapter_dir
 from ldengine.cache import read_json
@@ -93,7 +93,8 @@ def continuation(data: list, manifest: dict, seed: int = 0, replay_every: int = 
     return fresh + replay, {"new_functions": new, "new_examples": len(fresh), "replayed": len(replay)}
 
 
-def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Any = None, progress: bool = False):
+def build_data(registry: Registry, cfg: FinetuneConfig, retriever: Retriever | None = None,
+               progress: bool = False):
     """Training and held-out selection examples, plus the retriever used. With the
     task's training emergency kinds in force, more training examples (the new stage
     in the pipeline, its reference function in the base); the evaluated kinds give
@@ -130,7 +131,7 @@ class TaskData:
     """One task's selection examples, and what they were drawn with."""
     task: str
     base: FunctionBase
-    retriever: Any
+    retriever: Retriever
     train: list
     held: list
     emergency_held: list

@@ -8,7 +8,7 @@ import functools
 import operator
 import re
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, cast
 
 from ldengine.errors import LDEngineError
 from ldengine.notation import compares
@@ -16,9 +16,10 @@ from ldengine.lexicon.tagging import KINDS, NAMED, Node, _tags, read, tag, text_
 
 if TYPE_CHECKING:
     from ldengine.contracts import RuleLanguage
+    from ldengine.rulelang.grammar import Program
 
 
-def program(language: RuleLanguage, node: Node) -> Any:
+def program(language: RuleLanguage, node: Node) -> Program | None:
     """The program of the language that a node denotes: the whole node as one primitive where
     one denotes exactly its moves (``language.notation``), else its parts' programs joined by
     the language's And / Or / Not; None where a condition is no primitive."""
@@ -34,8 +35,8 @@ def program(language: RuleLanguage, node: Node) -> Any:
     parts = [program(language, part) for part in node[1:]]
     if any(p is None for p in parts):
         return None
-    if node[0] == "not":
-        return parts[0][1] if parts[0][0] == "Not" else ("Not", parts[0])
+    if node[0] == "not":                    # no part is None (above)
+        return cast("Program", parts[0])[1] if cast("Program", parts[0])[0] == "Not" else ("Not", parts[0])
     out = parts[-1]
     for part in reversed(parts[:-1]):
         out = ("And" if node[0] == "and" else "Or", part, out)
@@ -63,7 +64,7 @@ def _mask(language: RuleLanguage, prog: Any) -> int | None:
         return None
 
 
-def _conjunction(language: RuleLanguage, node: Node) -> Any:
+def _conjunction(language: RuleLanguage, node: Node) -> Program | None:
     """The program of a conjunction whose whole the language finds idle (its denotation None):
     without the parts that restate the others ("moving straight north, staying in the same
     column"); read as a list (Or) when the parts share no move ("the squares (5, 5) and
@@ -86,9 +87,9 @@ def _conjunction(language: RuleLanguage, node: Node) -> Any:
     return out
 
 
-def _fits(language: RuleLanguage, prog: Any) -> bool:
+def _fits(language: RuleLanguage, prog: Program) -> bool:
     """Within the language's nesting and its number of primitives."""
-    def walk(p: Any, d: int) -> tuple[int, int]:
+    def walk(p: Program, d: int) -> tuple[int, int]:
         if p[0] not in language.combinators:
             return 1, d
         counts = [walk(q, d + 1) for q in p[1:]]
@@ -187,7 +188,7 @@ POSSESSIVE = re.compile(r"['’]s?$|['’]s(?=-)")
 
 
 @lru_cache(maxsize=8)
-def _vocabulary(language: Any) -> frozenset[str]:
+def _vocabulary(language: RuleLanguage) -> frozenset[str]:
     """The words of the language's frames, openers and connectives."""
     templates = [t for t, _ in language.frames] + list(language.openers) \
         + [t for ts in language.connectives.values() for t in ts]

@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Callable, Iterator
 
 from lark import Lark, Token, Tree
+from lark.common import LexerConf
 from lark.exceptions import LarkError
 from lark.lexer import Lexer
 from lark.visitors import CollapseAmbiguities
@@ -153,10 +154,10 @@ def _tags(lexicon: Lexicon, clause: str) -> tuple[Tag, ...]:
 class _Tokens(Lexer):
     """Hands the tagger's tokens to the parser as they are."""
 
-    def __init__(self, conf: Any) -> None:
+    def __init__(self, conf: LexerConf) -> None:
         self.conf = conf          # Lark hands every lexer its configuration
 
-    def lex(self, data: Any) -> Any:                        # type: ignore[override]
+    def lex(self, data: list[Token]) -> Iterator[Token]:    # type: ignore[override]
         yield from data
 
 

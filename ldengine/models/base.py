@@ -8,7 +8,7 @@ one backend can be compared with another's.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable, Mapping, TypeVar
 
 from ldengine.errors import LDEngineError, UnknownNameError
 
@@ -25,6 +25,7 @@ YES, NO = " Yes", " No"
 #         then per candidate a short tail that reads its row and the query (see ``candidate_row``).
 JOINT, ROWS = "joint", "rows"
 LAYOUTS = (JOINT, ROWS)
+StudentT = TypeVar("StudentT")   # what a registry's loaders return
 
 
 def check_options(options: list[str]) -> None:
@@ -66,7 +67,7 @@ def candidate_row(option: str) -> str:
     return f"Candidate: {option}\n"
 
 
-def load_by_name(name: str, registry: dict[str, Callable[..., Any]], **kwargs: Any) -> Any:
+def load_by_name(name: str, registry: Mapping[str, Callable[..., StudentT]], **kwargs: object) -> StudentT:
     """Load the student backend registered under ``name`` (e.g. through a
     ``ldengine_register_students(register)`` hook) with ``loader(**kwargs)``."""
     try:

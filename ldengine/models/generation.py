@@ -3,10 +3,13 @@ greedy or sampled, one prompt or a batch sharing a prefix. torch is imported ins
 methods only."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable, Sequence, cast
 
 from ldengine.models.kv import expanded_cache, with_room
 from ldengine.models.selection import SelectingStudent
+
+if TYPE_CHECKING:
+    import torch
 
 
 class GeneratingStudent(SelectingStudent):
@@ -25,8 +28,8 @@ class GeneratingStudent(SelectingStudent):
         ids = self._generation_ids(prompt, chat)
         sample = temperature > 0
         torch.manual_seed(seed)
-        options: dict[str, Any] = {"do_sample": sample, "max_new_tokens": max_new_tokens,
-                                   "pad_token_id": self._pad_id}
+        options: dict[str, object] = {"do_sample": sample, "max_new_tokens": max_new_tokens,
+                                      "pad_token_id": self._pad_id}
         if sample:
             options.update(temperature=temperature, top_k=0, top_p=1.0,
                            num_return_sequences=num_return_sequences)
@@ -38,7 +41,7 @@ class GeneratingStudent(SelectingStudent):
     def generate_batch(self, prompts: list[str], prefix: str = "", max_new_tokens: int = 48,
                        stop: Callable[[str], bool] | None = None, chat: bool = True,
                        temperature: float = 0.0, seed: int = 0,
-                       allowed: list[Callable[[list[int]], Any]] | None = None,
+                       allowed: Sequence[Callable[[list[int]], torch.Tensor]] | None = None,
                        scores: list[float] | None = None) -> list[str]:
         """Greedy answers to several prompts that share ``prefix`` (e.g. a task's rules);
         with ``temperature`` > 0, sampled ones (seeded: the same call gives the same texts).
@@ -64,21 +67,22 @@ class GeneratingStudent(SelectingStudent):
         with torch.inference_mode():
             pick = _sampler(temperature, seed, self.device)
             answers = self._greedy(head + prefix, prefix_ids, rows, max_new_tokens, stop, pick, allowed, scores)
-        return [self.tokenizer.decode(a, skip_special_tokens=True) for a in answers]
+        return [cast(str, self.tokenizer.decode(a, skip_special_tokens=True)) for a in answers]
 
     def _chat_parts(self) -> tuple[str, str]:
         """The chat template's text before and after a user message (no template: none)."""
         if not getattr(self.tokenizer, "chat_template", None):
             return "", ""
         marker = "\x00ldengine\x00"
-        text = self.tokenizer.apply_chat_template([{"role": "user", "content": marker}],
-                                                  tokenize=False, add_generation_prompt=True)
+        text = cast(str, self.tokenizer.apply_chat_template([{"role": "user", "content": marker}],
+                                                            tokenize=False, add_generation_prompt=True))
         head, _, tail = text.partition(marker)
         return head, tail
 
     def _greedy(self, prefix: str, prefix_ids: list[int], rows: list[list[int]], max_new_tokens: int,
-                stop: Callable[[str], bool] | None, pick: Callable | None = None,
-                allowed: list[Callable[[list[int]], Any]] | None = None,
+                stop: Callable[[str], bool] | None,
+                pick: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                allowed: Sequence[Callable[[list[int]], torch.Tensor]] | None = None,
                 scores: list[float] | None = None) -> list[list[int]]:
         import torch
 
@@ -120,7 +124,7 @@ class GeneratingStudent(SelectingStudent):
                         done[row] = True
                         continue
                     answers[row].append(token)
-                    done[row] = (stop is not None and stop(self.tokenizer.decode(answers[row])))
+                    done[row] = (stop is not None and stop(cast(str, self.tokenizer.decode(answers[row]))))
             self._count(0, batch - sum(done))
             if all(done) or step == max_new_tokens - 1:
                 break
@@ -132,12 +136,12 @@ class GeneratingStudent(SelectingStudent):
             position = position + 1
         return answers
 
-    def _generation_ids(self, prompt: str, chat: bool) -> Any:
+    def _generation_ids(self, prompt: str, chat: bool) -> torch.Tensor:
         import torch
 
         if chat and getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
-                                                      tokenize=False, add_generation_prompt=True)
+            text = cast(str, self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                                                tokenize=False, add_generation_prompt=True))
             return torch.tensor([self._encode(text, special=False)], device=self.device)
         return torch.tensor([self._encode(prompt, special=True)], device=self.device)
 
@@ -156,7 +160,7 @@ def _pad_right(seqs: list[list[int]], pad_id: int, device: str) -> tuple:
     return ids.to(device), mask.to(device), last.to(device)
 
 
-def _masked(logits: Any, masks: list) -> Any:
+def _masked(logits: torch.Tensor, masks: list[torch.Tensor | None]) -> torch.Tensor:
     """``logits`` with every token a row's mask does not allow at -inf (None: the row is free)."""
     import torch
     logits = logits.clone()
@@ -168,14 +172,14 @@ def _masked(logits: Any, masks: list) -> Any:
     return logits
 
 
-def _sampler(temperature: float, seed: int, device: Any) -> Callable | None:
+def _sampler(temperature: float, seed: int, device: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """None (greedy) at temperature 0, else a seeded sampler from softmax(logits / temperature)."""
     if temperature <= 0:
         return None
     import torch
     generator = torch.Generator(device=device).manual_seed(seed)
 
-    def pick(logits: Any) -> Any:
+    def pick(logits: torch.Tensor) -> torch.Tensor:
         probs = torch.softmax(logits.float() / temperature, dim=-1)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
     return pick

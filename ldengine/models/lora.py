@@ -11,10 +11,14 @@ import hashlib
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Iterable, cast
 
 from ldengine.errors import LDEngineError
 from ldengine.signing import sign
+
+if TYPE_CHECKING:
+    from peft import LoraConfig, PeftModel
+    from transformers import PreTrainedModel
 
 TARGET_MODULES = ["q_proj", "v_proj"]
 # The projections of a Llama-family decoder layer an adapter may adapt (``--lora-modules``).
@@ -23,7 +27,8 @@ MANIFEST = "manifest.json"
 WEIGHTS = "adapter_model.safetensors"
 
 
-def attach(model: Any, rank: int, top_layers: int | None = None, modules: list[str] | None = None) -> Any:
+def attach(model: PreTrainedModel | PeftModel, rank: int, top_layers: int | None = None,
+           modules: list[str] | None = None) -> PeftModel:
     """A peft model with a fresh adapter, or ``model`` itself with its loaded
     adapter made trainable; in both only the LoRA weights require grad.
 
@@ -56,7 +61,7 @@ def _quiet_peft() -> None:
     warnings.filterwarnings("ignore", message="Could not find a config file in .*", category=UserWarning)
 
 
-def adapter_hash(model: Any) -> str | None:
+def adapter_hash(model: PreTrainedModel | PeftModel) -> str | None:
     """sha256 of the adapter's tensors (names and values), None without one; the
     same in memory after training and after a save/load round trip."""
     from peft import PeftModel, get_peft_model_state_dict
@@ -70,14 +75,14 @@ def adapter_hash(model: Any) -> str | None:
     return digest.hexdigest()
 
 
-def save(model: Any, directory: Path, manifest: dict) -> None:
+def save(model: PreTrainedModel | PeftModel, directory: Path, manifest: dict) -> None:
     """Adapter weights, peft's adapter_config.json, and manifest.json."""
     import peft
     import torch
     import transformers
 
     _quiet_peft()
-    config = model.peft_config["default"]
+    config = cast("LoraConfig", model.peft_config["default"])     # the adapters here are LoRA (``attach``)
     # peft records the base model's local path (a cache directory on this
     # machine); the manifest's name and hash identify it portably instead.
     config.base_model_name_or_path = manifest.get("base_model")
@@ -85,7 +90,8 @@ def save(model: Any, directory: Path, manifest: dict) -> None:
     model.save_pretrained(str(directory))
     (directory / "README.md").unlink(missing_ok=True)  # peft's model-card stub; manifest.json documents it
     full = {**manifest, "rank": config.r, "lora_alpha": config.lora_alpha,
-            "target_modules": sorted(config.target_modules), "peft_version": peft.__version__,
+            "target_modules": sorted(cast("Iterable[str]", config.target_modules)),   # named by ``attach``
+            "peft_version": peft.__version__,
             "transformers_version": transformers.__version__, "torch_version": torch.__version__}
     (directory / MANIFEST).write_text(json.dumps(sign(full), indent=2, sort_keys=True) + "\n")
 
@@ -96,7 +102,7 @@ def read_manifest(directory: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def load(model: Any, directory: Path, model_hash: str) -> Any:
+def load(model: PreTrainedModel | PeftModel, directory: Path, model_hash: str) -> PeftModel:
     """``model`` with the adapter in ``directory`` applied (inference mode)."""
     from peft import PeftModel
 

@@ -39,7 +39,7 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable, TypeVar
 
 from ldengine.cache import LRU, Memoised
 from ldengine.contracts import Selection
@@ -53,6 +53,7 @@ URL_ENV, KEY_ENV = "LDENGINE_STUDENT_URL", "LDENGINE_STUDENT_KEY"
 DEFAULT_URL = "http://127.0.0.1:8000/v1"
 MEMO_SIZE = 4096       # selections remembered by prompt, as the in-process student does
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+T = TypeVar("T")
 
 
 def parse_address(address: str) -> tuple[str, str | None]:
@@ -162,7 +163,7 @@ class OpenAIStudent(Memoised):
         return [self._write(prefix + p, max_new_tokens, chat, stop) for p in prompts]
 
     def _write(self, text: str, max_tokens: int, chat: bool, stop: Callable[[str], bool] | None) -> str:
-        body: dict[str, Any] = {"model": self.name, "max_tokens": max_tokens, "temperature": 0}
+        body: dict[str, object] = {"model": self.name, "max_tokens": max_tokens, "temperature": 0}
         if chat:
             body.update(messages=[{"role": "user", "content": text}], logprobs=stop is not None)
             choice = _first_choice(self._post("/chat/completions", body))
@@ -242,7 +243,7 @@ def _error_message(exc: urllib.error.HTTPError) -> str:
         return str(exc.reason)
 
 
-def _field(data: Any, name: str, kind: type) -> Any:
+def _field(data: object, name: str, kind: type[T]) -> T:
     value = data.get(name) if isinstance(data, dict) else None
     if not isinstance(value, kind):
         raise LDEngineError(f"the student server's answer has no {name!r} ({kind.__name__})")
@@ -322,7 +323,7 @@ def _served_layout_check(student: OpenAIStudent, adapter: str | Path | None) -> 
 
 
 def load_openai_student(path: str | Path | None = None, adapter: str | Path | None = None,
-                        dtype: str | None = None, **_: Any) -> OpenAIStudent:
+                        dtype: str | None = None, **_: object) -> OpenAIStudent:
     """The ``openai`` backend's loader (``ldengine_register_students``): ``path`` is the
     address (``openai:URL#MODEL``); ``adapter`` and ``dtype`` are what the server must
     serve, checked against what it reports."""

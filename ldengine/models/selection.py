@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from ldengine.cache import LRU, Memoised
 from ldengine.contracts import Selection
@@ -26,6 +26,14 @@ from ldengine.models import lora
 from ldengine.models.base import NO, ROWS, TAIL, YES, candidate_row, check_options, option_row, selection_context
 from ldengine.models.kv import cache_layers, expanded_cache
 from ldengine.models.kvdisk import KVDisk
+
+if TYPE_CHECKING:
+    import torch
+    from peft import PeftModel
+    from transformers import DynamicCache, GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
+
+    class CausalLM(PreTrainedModel, GenerationMixin):
+        """What ``AutoModelForCausalLM`` loads: a model with a language-modelling head, which generates."""
 
 
 MEMO_SIZE = 4096  # selections remembered by prompt (a few hundred bytes each)
@@ -38,10 +46,10 @@ PLAIN_HEADS = frozenset({"llama", "mistral", "qwen2"})  # logits = lm_head(last 
 class SelectingStudent(Memoised):
     """A causal LM that selects among candidate functions (its state and caches)."""
 
-    def __init__(self, model: Any, tokenizer: Any, name: str, model_hash: str, device: str,
-                 use_prefix_cache: bool = True, prefix_cache_size: int = 8,
+    def __init__(self, model: CausalLM, tokenizer: PreTrainedTokenizerBase, name: str, model_hash: str,
+                 device: str, use_prefix_cache: bool = True, prefix_cache_size: int = 8,
                  memo_size: int = MEMO_SIZE, batch_size: int = 16):
-        self.model = model.eval()
+        self.model: CausalLM | PeftModel = model.eval()
         self.tokenizer = tokenizer
         self.name = name
         self.model_hash = model_hash
@@ -61,7 +69,7 @@ class SelectingStudent(Memoised):
         self._pad_id = pad_token_id(tokenizer)
         self.usage: Counter = Counter()           # model_calls, tokens (read or written)
         self.kv_disk_root: Path | None = None     # where fixed texts' keys and values persist (None: off)
-        self._disk: tuple[tuple, Any] | None = None
+        self._disk: tuple[tuple, KVDisk] | None = None
         self._trained_here = False                # weights changed by training in this process
 
     def selection_prompt(self, prefix: str, query: str, options: list[str]) -> str:
@@ -100,11 +108,11 @@ class SelectingStudent(Memoised):
             self._memo.put(key, selection)
         return results
 
-    def _scores(self, prefix: str, query: str, options: list[str]) -> Any:
+    def _scores(self, prefix: str, query: str, options: list[str]) -> torch.Tensor:
         """The K candidates' scores (Yes minus No logits), a float tensor [K]."""
         return self._scores_many([(prefix, query, options)])[0]
 
-    def _scores_many(self, items: list[tuple[str, str, list[str]]]) -> list[Any]:
+    def _scores_many(self, items: list[tuple[str, str, list[str]]]) -> list[torch.Tensor]:
         """Each selection's K scores, from one forward pass per distinct prefix.
 
         In the ``rows`` layout (the default) see ``_rows_scores``. In the
@@ -122,12 +130,12 @@ class SelectingStudent(Memoised):
         groups: dict[str, list[int]] = {}
         for i, (prefix, _, _) in enumerate(items):
             groups.setdefault(prefix, []).append(i)
-        out: list[Any] = [None] * len(items)
+        out: list[torch.Tensor | None] = [None] * len(items)
         if self.layout == ROWS:
             for prefix, members in groups.items():
                 for i, scores in zip(members, self._rows_scores(prefix, [items[i] for i in members])):
                     out[i] = scores
-            return out
+            return cast("list[torch.Tensor]", out)     # every item scored
         for prefix, members in groups.items():
             prefix_ids = self._encode(prefix, special=True)
             cached = self.use_prefix_cache and bool(prefix_ids)
@@ -136,9 +144,9 @@ class SelectingStudent(Memoised):
                                    special=not prefix_ids) for i in members]
             for i, scores in zip(members, self._packed_scores(layers, len(prefix_ids) if cached else 0, packed)):
                 out[i] = scores
-        return out
+        return cast("list[torch.Tensor]", out)         # every item scored
 
-    def _rows_scores(self, prefix: str, items: list[tuple[str, str, list[str]]]) -> list[Any]:
+    def _rows_scores(self, prefix: str, items: list[tuple[str, str, list[str]]]) -> list[torch.Tensor]:
         """The ``rows`` layout: each candidate's row is read once after the prefix and kept
         (``_candidate_rows``); then one pass reads, per selection, the query and K tails.
 
@@ -263,7 +271,7 @@ class SelectingStudent(Memoised):
                  for k, v in every] for j, seq in enumerate(seqs)]
 
     def _selection_cache(self, prefix: str, layers: list | None, start: int, room: int,
-                         chosen: list[list[str]], rows: dict) -> Any:
+                         chosen: list[list[str]], rows: dict) -> DynamicCache:
         """A ``DynamicCache`` per selection: the prefix, then its candidates' rows, zero-padded to
         ``room``. Each selection's joined keys and values are kept for the last
         ``ASSEMBLED_SIZE`` candidate lists: a stage offers the same candidates again and again,
@@ -314,7 +322,7 @@ class SelectingStudent(Memoised):
         self._count(1, len(ids))
         return ids, blocks, positions, lasts
 
-    def _packed_scores(self, layers: list | None, start: int, packed: list[tuple]) -> list[Any]:
+    def _packed_scores(self, layers: list | None, start: int, packed: list[tuple]) -> list[torch.Tensor]:
         import torch
 
         batch, width = len(packed), max(len(p[0]) for p in packed)
@@ -332,7 +340,7 @@ class SelectingStudent(Memoised):
                                      position_ids=(positions + start).to(self.device), cache=cache, use_cache=True)
         return self._answer_scores(logits, keep, [p[3] for p in packed])
 
-    def _answer_logits(self, keep: Any, **inputs: Any) -> Any:
+    def _answer_logits(self, keep: torch.Tensor, **inputs: object) -> torch.Tensor:
         """The `` Yes`` and `` No`` logits ([batch, len(keep), 2]) at the positions ``keep``.
 
         Where the model's head is a plain linear map of the decoder's last hidden
@@ -352,7 +360,8 @@ class SelectingStudent(Memoised):
         return torch.nn.functional.linear(hidden, head.weight[answers],
                                           None if head.bias is None else head.bias[answers])
 
-    def _answer_scores(self, logits: Any, keep: Any, lasts: list[list[int]]) -> list[Any]:
+    def _answer_scores(self, logits: torch.Tensor, keep: torch.Tensor,
+                       lasts: list[list[int]]) -> list[torch.Tensor]:
         """Per batch row, `` Yes`` minus `` No`` at each candidate's last token (``lasts``,
         positions in the row), from the answer logits (``_answer_logits``) kept at ``keep``."""
         where = {int(t): i for i, t in enumerate(keep)}
@@ -379,7 +388,7 @@ class SelectingStudent(Memoised):
             self._prefixes.put(key, layers)
         return layers
 
-    def _kv_disk(self) -> Any:
+    def _kv_disk(self) -> KVDisk | None:
         """The on-disk store of the fixed texts' keys and values for these weights
         (``ldengine.models.kvdisk``), or None: when off, while training (with grad), and
         for weights trained in this process (they change every step)."""
@@ -413,7 +422,7 @@ class SelectingStudent(Memoised):
         self.adapter_hash = lora.adapter_hash(self.model)
 
 
-def answer_token_ids(tokenizer: Any) -> tuple[int, int]:
+def answer_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
     """Token ids of `` Yes`` and `` No``; each must be one token."""
     ids = [tokenizer(word, add_special_tokens=False)["input_ids"] for word in (YES, NO)]
     if any(len(i) != 1 for i in ids):
@@ -422,19 +431,19 @@ def answer_token_ids(tokenizer: Any) -> tuple[int, int]:
     return ids[0][0], ids[1][0]
 
 
-def pad_token_id(tokenizer: Any) -> int:
+def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
         if candidate is not None:
             return candidate
     return 0
 
 
-def _selection(logits: Any) -> Selection:
+def _selection(logits: torch.Tensor) -> Selection:
     probs = logits.double().softmax(-1)
     return Selection(index=int(probs.argmax()), probabilities=[float(p) for p in probs])
 
 
-def _block_mask(blocks: Any, start: int) -> Any:
+def _block_mask(blocks: torch.Tensor, start: int) -> torch.Tensor:
     """The [batch, 1, width, start + width] boolean mask of packed selections.
 
     ``blocks`` gives each token's block (0 the context, r > 0 candidate r, -1

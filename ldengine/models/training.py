@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable, cast
 
 from ldengine.errors import LDEngineError
 from ldengine.models import lora
 from ldengine.models.generation import GeneratingStudent, _pad_right
 from ldengine.models.kv import expanded_cache
+
+if TYPE_CHECKING:
+    import torch
 
 
 class TrainingStudent(GeneratingStudent):
@@ -82,7 +85,7 @@ class TrainingStudent(GeneratingStudent):
                 "final_loss": losses[-1] if losses else None, "losses": losses,
                 "seconds": seconds, "trainable_parameters": sum(p.numel() for p in params)}
 
-    def _train_steps(self, examples: list[tuple], batches: list[list[int]], optimizer: Any,
+    def _train_steps(self, examples: list[tuple], batches: list[list[int]], optimizer: torch.optim.Optimizer,
                      params: list, progress: bool, loss_fn: Callable) -> list[float]:
         import torch
         from tqdm.auto import tqdm
@@ -103,7 +106,7 @@ class TrainingStudent(GeneratingStudent):
         self.model.eval()
         return losses
 
-    def _batch_loss(self, rows: list[tuple]) -> Any:
+    def _batch_loss(self, rows: list[tuple]) -> torch.Tensor:
         """Mean cross-entropy of the right candidates over a batch, scored as ``select`` scores.
 
         A prefix's keys and values are computed once per step, with grad, and
@@ -121,9 +124,9 @@ class TrainingStudent(GeneratingStudent):
         self._assembled.clear()
         total = sum(F.cross_entropy(s.unsqueeze(0), torch.tensor([right], device=self.device))
                     for s, (_, _, _, right) in zip(scores, rows))
-        return total / len(rows)
+        return cast("torch.Tensor", total / len(rows))     # rows: a batch, never empty
 
-    def _text_loss(self, rows: list[tuple[str, str, str]], chat: bool) -> Any:
+    def _text_loss(self, rows: list[tuple[str, str, str]], chat: bool) -> torch.Tensor:
         """Mean cross-entropy of the answers' tokens, each prefix run once with grad."""
         import torch
         import torch.nn.functional as F
@@ -160,7 +163,7 @@ class TrainingStudent(GeneratingStudent):
                 logits = out.logits[row, cols]
                 total = total + F.cross_entropy(logits.float(), ids[row, a:b], reduction="sum")
                 count += b - a
-        return total / count
+        return cast("torch.Tensor", total / count)         # rows: a batch, never empty
 
 
 def _batches(n: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:

@@ -6,13 +6,18 @@ from __future__ import annotations
 import ast
 import re
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ldengine.contracts import RuleLanguage
 from ldengine.errors import LDEngineError
 
+if TYPE_CHECKING:
+    import torch
+    from llguidance import LLTokenizer
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-Program = Any       # (name, *numbers) for a primitive, (combinator, *programs) for a combinator
+
+Program = tuple     # (name, *numbers) for a primitive, (combinator, *programs) for a combinator
 
 
 NUMBER = re.compile(r"(?:(?<![\w.])|(?<=\.\.))-?\d+(?![\w.]\d)")     # "3..7" states 3 and 7; "1.5" nothing
@@ -42,7 +47,7 @@ def _node(node: ast.AST, text: str) -> Program:
     raise LDEngineError(f"not a program: {text!r} (expected name(arguments))")
 
 
-def _arg(node: ast.AST, text: str) -> Any:
+def _arg(node: ast.AST, text: str) -> int | Program:
     if isinstance(node, ast.Constant) and type(node.value) is int:
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant) \
@@ -100,7 +105,7 @@ def _prim_lines(language: RuleLanguage, numbers: Sequence[int], names: Sequence[
 
 
 @lru_cache(maxsize=4)
-def _ll_tokenizer(tokenizer: Any) -> Any:
+def _ll_tokenizer(tokenizer: PreTrainedTokenizerFast) -> LLTokenizer:
     import llguidance.hf
     return llguidance.hf.from_tokenizer(tokenizer)
 
@@ -109,14 +114,14 @@ class GrammarMask:
     """The tokens a grammar allows next, for one answer (llguidance's matcher, fed the tokens
     the answer took so far)."""
 
-    def __init__(self, tokenizer: Any, lark: str):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, lark: str):
         import llguidance
         self.matcher = llguidance.LLMatcher(_ll_tokenizer(tokenizer), lark, log_level=0)
         if self.matcher.is_error():
             raise LDEngineError(f"the rule language's grammar is refused: {self.matcher.get_error()}")
         self.taken = 0
 
-    def __call__(self, answer: list[int]) -> Any:
+    def __call__(self, answer: list[int]) -> torch.Tensor:
         import torch
         for token in answer[self.taken:]:
             self.matcher.consume_token(token)

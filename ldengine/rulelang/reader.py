@@ -8,7 +8,7 @@ import math
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Hashable, Mapping, Protocol, Sequence, cast
 
 from ldengine import lexicon
 from ldengine.contracts import RuleLanguage
@@ -18,11 +18,24 @@ from ldengine.rulelang.grammar import (MAX_NEW_TOKENS, GrammarMask, Program, cla
                                       primitives_in, program_text)
 from ldengine.rulelang.words import Parse, _normal, _unwrap, framed, parses, regions
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ldengine.models.generation import GeneratingStudent
+
+    Encode = Callable[[list[str]], np.ndarray]      # texts -> unit vectors, one row per text
+
 
 READER_PREFIX = "Read the clause into one primitive of the rule language, or none.\n"
 BARE_PENALTY = 2.0      # log-probability taken from a parse per compound operand not in parentheses
 UNUSED_PENALTY = 2.0    # ... and per number a clause states that its reading does not use
 MARGIN = 3.0            # readings scoring within this of the best are shown beside it (and stop --yes)
+
+
+class ClauseReader(Protocol):
+    """What reads clauses in ``read`` instead of the student (``read_clauses``)."""
+    def __call__(self, student: object, language: RuleLanguage, clauses: Sequence[str],
+                 only: Mapping[str, tuple] | None = None) -> dict[str, tuple[Program | None, float]]: ...
 
 
 def reader_prefix(language: RuleLanguage) -> str:
@@ -41,8 +54,8 @@ def template_key(words: str) -> str:
     return re.sub(r"-?\d+", "#", _normal(words).lower())
 
 
-def read_clauses(student: Any, language: RuleLanguage, clauses: Sequence[str],
-                 only: Mapping[str, tuple] | None = None, namer: Any = None,
+def read_clauses(student: GeneratingStudent, language: RuleLanguage, clauses: Sequence[str],
+                 only: Mapping[str, tuple] | None = None, namer: Namer | None = None,
                  near: int = 0) -> dict[str, tuple[Program | None, float]]:
     """Each clause's reading: (its primitive, the answer's log-probability), greedy under the
     clause's grammar (its own numbers). A clause the student answers ``none`` is read again
@@ -75,7 +88,7 @@ def read_clauses(student: Any, language: RuleLanguage, clauses: Sequence[str],
     return out
 
 
-def _greedy_readings(student: Any, language: RuleLanguage, clauses: list[str], none: bool,
+def _greedy_readings(student: GeneratingStudent, language: RuleLanguage, clauses: list[str], none: bool,
                      only: Mapping[str, tuple] | None = None, names: Mapping[str, Sequence[str]] | None = None,
                      near: Mapping[str, Sequence[tuple[str, Program]]] | None = None) -> dict[str, tuple[str, float]]:
     if not clauses:
@@ -133,9 +146,9 @@ class Reading:
         return program_text(self.program)
 
 
-def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN,
-         clause_reader: Any = None, notation: bool = True, namer: Any = None, near: int = 0,
-         lexical: bool = True) -> list[Reading]:
+def read(student: object, language: RuleLanguage, text: str, margin: float = MARGIN,
+         clause_reader: ClauseReader | None = None, notation: bool = True, namer: Namer | None = None,
+         near: int = 0, lexical: bool = True) -> list[Reading]:
     """The student's readings of ``text``, best first (tag, then compose): the language's
     frames and connectives split the words every way they can; each candidate clause whose
     symbols denote primitives exactly (``language.notation``, with ``notation``) is one of
@@ -155,7 +168,9 @@ def read(student: Any, language: RuleLanguage, text: str, margin: float = MARGIN
             # a clause in symbols is read by the lexicon only where its words change them (a border)
             only[clause] = programs if compares(clause) else tuple(dict.fromkeys((*only.get(clause, ()), *programs)))
     if clause_reader is None:
-        read_ = read_clauses(student, language, clauses, only=only, namer=namer, near=near)
+        # the in-process student reads: its grammars need its tokenizer
+        read_ = read_clauses(cast("GeneratingStudent", student), language, clauses, only=only, namer=namer,
+                             near=near)
     else:
         read_ = clause_reader(student, language, clauses, only=only)
     if lexical:                 # "it is false that ...": words joining clauses are no primitive's
@@ -195,7 +210,7 @@ def read_without_model(language: RuleLanguage, text: str) -> list[Reading] | Non
     all agree), so ``ldengine emergency --read`` and ``rules read`` do not load it."""
     needs: list[str] = []
 
-    def unique(student: Any, language: RuleLanguage, clauses: Sequence[str],
+    def unique(student: object, language: RuleLanguage, clauses: Sequence[str],
                only: Mapping[str, tuple] | None = None) -> dict[str, tuple[Program | None, float]]:
         out: dict[str, tuple[Program | None, float]] = {}
         for clause in dict.fromkeys(clauses):
@@ -218,9 +233,10 @@ class Namer:
     nearest to it. ``encoder``: called once, when first needed, it returns the encoding
     function (texts -> unit vectors, e.g. the retriever's ``Encoder().encode``)."""
 
-    def __init__(self, encoder: Any, language: RuleLanguage, k: int = NAMES_K, examples: int = 400):
+    def __init__(self, encoder: Callable[[], Encode], language: RuleLanguage, k: int = NAMES_K,
+                 examples: int = 400):
         self.encoder, self.language, self.k, self.examples = encoder, language, k, examples
-        self.encode: Any = None
+        self.encode: Encode | None = None
 
     def _taught(self) -> None:
         taught: dict[str, Program] = {}
@@ -233,11 +249,11 @@ class Namer:
         self.keys = [template_key(words) for words in taught]
         self.vectors = self.encode(list(taught))
 
-    def _similarities(self, clauses: Sequence[str]) -> Any:
+    def _similarities(self, clauses: Sequence[str]) -> np.ndarray:
         """Each clause's cosine similarity to every taught wording (the encoder loads when first asked)."""
         if self.encode is None:
             self._taught()
-        return self.encode(list(clauses)) @ self.vectors.T
+        return cast("Encode", self.encode)(list(clauses)) @ self.vectors.T      # set by ``_taught``
 
     def near(self, clauses: Sequence[str], n: int,
              exclude: Mapping[str, str] | None = None) -> dict[str, list[tuple[str, Program]]]:
@@ -288,7 +304,7 @@ def rank(language: RuleLanguage, text: str, scored: list[tuple[float, Program]],
     """Group (score, program) pairs by denotation, best first: usable before refused, then by
     the best score of each group; ``unread``: the words no reading accounts for."""
     numbers = set(numbers_in(text))
-    groups: dict[Any, list[tuple[float, Program]]] = {}
+    groups: dict[Hashable, list[tuple[float, Program]]] = {}
     for score, program in scored:
         try:
             key = language.denotation(program)
@@ -309,7 +325,8 @@ def rank(language: RuleLanguage, text: str, scored: list[tuple[float, Program]],
     return sorted(readings, key=lambda r: (r.refusal is not None, -r.score))
 
 
-def own_clauses(language: RuleLanguage, program: Program, words: Any = None) -> dict[str, Program]:
+def own_clauses(language: RuleLanguage, program: Program,
+                words: Callable[[Program], Sequence[str]] | None = None) -> dict[str, Program]:
     """The program's primitives by the words of each (``words(primitive)``, default
     ``language.words``), as the splitter gives a clause: each of them is one clause."""
     words = words or language.words
@@ -317,7 +334,7 @@ def own_clauses(language: RuleLanguage, program: Program, words: Any = None) -> 
 
 
 def clause_training(language: RuleLanguage, pairs: list[tuple[str, Program]], negatives: float = 1.0,
-                    seed: int = 0, namer: Any = None, near: int = 0) -> list[tuple[str, str, str]]:
+                    seed: int = 0, namer: Namer | None = None, near: int = 0) -> list[tuple[str, str, str]]:
     """(prefix, prompt, answer) examples for ``Student.train_lora_text``: every candidate
     clause the splitter makes of each rule's words, answered with its primitive when the words
     are exactly one primitive's (``language.words``), else ``none`` (about ``negatives`` of

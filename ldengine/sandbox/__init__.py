@@ -19,12 +19,15 @@ This package is imported by the worker process, so it imports only the
 standard library and RestrictedPython, and ``IsolatedSandbox`` (subprocess
 machinery the worker never needs) only when asked for.
 """
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ldengine.sandbox.compiled import CompiledModule, compile_function, compile_module
 from ldengine.sandbox.inprocess import Sandbox
 from ldengine.sandbox.plain import DEFAULT_LIMITS, Limits, PlainDataError, to_plain
 from ldengine.sandbox.result import SandboxResult
+
+if TYPE_CHECKING:
+    from ldengine.sandbox.isolated import IsolatedSandbox
 
 __all__ = [
     "CompiledModule", "DEFAULT_LIMITS", "IsolatedSandbox", "Limits", "PlainDataError",
@@ -32,7 +35,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "type[IsolatedSandbox]":
     # The worker imports this package: the parent's subprocess machinery stays out of it.
     if name == "IsolatedSandbox":
         from ldengine.sandbox.isolated import IsolatedSandbox

@@ -11,12 +11,15 @@ import ast
 import copy
 import hashlib
 import re
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence, cast
 
 from RestrictedPython import compile_restricted_exec
 
 from ldengine.errors import SandboxCompileError, UnknownNameError
 from ldengine.sandbox import policy, runtime
+
+if TYPE_CHECKING:
+    import types
 
 MAX_SOURCE = 1_000_000  # characters
 # Definitions in one module, counted before parsing: RestrictedPython's compile grows with the
@@ -50,19 +53,19 @@ class CompiledModule:
         self.names = tuple(f.name for f in shape.functions)
         self.doc = ast.get_docstring(tree)
         self.warnings: tuple[str, ...] = ()
-        self._code: Any = None
+        self._code: types.CodeType | None = None
         self._constants = {name: ast.literal_eval(value) for name, value in shape.constants.items()}
         self._sources = {f.name: ast.get_source_segment(source, f) or "" for f in shape.functions}
         self._docs = {f.name: ast.get_docstring(f) for f in shape.functions}
         self._hashes = {name: source_hash(text) for name, text in self._sources.items()}
-        self._namespace: dict[str, Any] | None = None
+        self._namespace: dict[str, object] | None = None
 
     def __repr__(self) -> str:
         return (f"<CompiledModule {self.filename!r} {self.kind} "
                 f"functions={list(self.names)} hash={self.source_hash[:12]}>")
 
     @property
-    def constants(self) -> dict[str, Any]:
+    def constants(self) -> dict[str, object]:
         """Module constants, evaluated from the AST (a copy, not the runtime objects)."""
         return copy.deepcopy(self._constants)
 
@@ -91,7 +94,7 @@ class CompiledModule:
     def loaded(self) -> bool:
         return self._namespace is not None
 
-    def load(self) -> dict[str, Any]:
+    def load(self) -> dict[str, object]:
         """Execute the module in its fresh restricted namespace (once); that namespace.
 
         Raises ``SandboxCompileError`` if loading fails.
@@ -99,21 +102,21 @@ class CompiledModule:
         if self._namespace is not None:
             return self._namespace
         try:
-            self._namespace = runtime.load(self._code, self.filename, self.allowed_imports,
-                                           tuple(self._constants))
+            self._namespace = runtime.load(cast("types.CodeType", self._code),    # set by ``_compile``
+                                           self.filename, self.allowed_imports, tuple(self._constants))
         except Exception as exc:
             raise SandboxCompileError(
                 f"{self.filename}: loading failed: {type(exc).__name__}: {exc}") from None
         return self._namespace
 
-    def runtime_function(self, name: str) -> Callable[..., Any]:
+    def runtime_function(self, name: str) -> Callable[..., object]:
         """The guarded callable for ``name``, loading the module if needed.
 
         Call it through a ``Sandbox``: called directly, nothing copies its
         inputs or checks its output.
         """
         self._known(name)
-        return self.load()[name]
+        return cast("Callable[..., object]", self.load()[name])    # a ``def`` of the module (``_known``)
 
 
 def compile_module(source: str, filename: str = "<function-base>",

@@ -4,12 +4,15 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from ldengine.errors import SandboxCompileError, UnknownNameError
 from ldengine.sandbox import result as r
 from ldengine.sandbox.compiled import CompiledModule
-from ldengine.sandbox.plain import DEFAULT_LIMITS, Limits, PlainDataError, to_plain
+from ldengine.sandbox.plain import DEFAULT_LIMITS, Limits, Plain, PlainDataError, to_plain
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 Audit = Callable[[r.SandboxResult], None]
 
@@ -54,7 +57,7 @@ class Sandbox:
         self.calls = 0
         self.errors = 0
 
-    def call(self, module: CompiledModule, name: str, *args: Any) -> r.SandboxResult:
+    def call(self, module: CompiledModule, name: str, *args: object) -> r.SandboxResult:
         """Call ``module.name(*args)``; return a ``SandboxResult``, never raise for its errors."""
         start = time.perf_counter()
         value, error_type, error = self._run(module, name, args)
@@ -67,7 +70,7 @@ class Sandbox:
         return result
 
     def _run(self, module: CompiledModule, name: str,
-             args: tuple[Any, ...]) -> tuple[Any, str | None, str | None]:
+             args: tuple[object, ...]) -> tuple[Plain, str | None, str | None]:
         try:
             function = module.runtime_function(name)
         except UnknownNameError as exc:
@@ -100,7 +103,7 @@ _REFIRE_S = 0.05
 _armed = [False]  # a late alarm after the call ended must not raise in the host
 
 
-def guarded_call(function: Callable[..., Any], args: list[Any], cpu_s: float) -> Any:
+def guarded_call(function: Callable[..., object], args: list[Plain], cpu_s: float) -> object:
     """``function(*args)`` under a CPU-time alarm of ``cpu_s`` seconds (main thread only).
 
     The previous ``ITIMER_VIRTUAL`` timer is put back afterwards, and so is a
@@ -124,6 +127,6 @@ def guarded_call(function: Callable[..., Any], args: list[Any], cpu_s: float) ->
             signal.signal(signal.SIGVTALRM, previous)
 
 
-def _on_alarm(signum: int, frame: Any) -> None:
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
     if _armed[0]:
         raise CPUTimeExceeded("CPU time limit exceeded (in-process alarm)")

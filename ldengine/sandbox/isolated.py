@@ -15,7 +15,7 @@ import time
 import weakref
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TypeAlias
 
 import RestrictedPython
 
@@ -23,12 +23,13 @@ from ldengine.errors import SandboxCompileError
 from ldengine.sandbox import result as r
 from ldengine.sandbox.compiled import CompiledModule, compile_function, source_hash
 from ldengine.sandbox.inprocess import Audit
-from ldengine.sandbox.plain import DEFAULT_LIMITS, Limits, PlainDataError, loads, to_plain
+from ldengine.sandbox.plain import DEFAULT_LIMITS, Limits, Plain, PlainDataError, loads, to_plain
 from ldengine.sandbox.worker import NOT_LOADED, VALUE, module_key
 
 STARTUP_TIMEOUT = 30.0  # seconds; generous, a loaded CI machine can be slow
 MAX_REPLY = 64 * 2**20  # bytes
 SHARED_IDLE = 2  # warm workers a shared pool keeps per Limits
+_Reply: TypeAlias = dict[str | int, Plain]  # a worker's reply: {"value"} or {"error_type", "error"}
 
 
 class _Failure(Exception):
@@ -83,7 +84,7 @@ class IsolatedSandbox:
     def __enter__(self) -> IsolatedSandbox:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     @property
@@ -107,7 +108,7 @@ class IsolatedSandbox:
             if not self.shared:
                 self._pool.close()
 
-    def call(self, module_or_source: CompiledModule | str, name: str, *args: Any) -> r.SandboxResult:
+    def call(self, module_or_source: CompiledModule | str, name: str, *args: object) -> r.SandboxResult:
         """Call ``name(*args)`` in the worker; return a ``SandboxResult``, never raise for its errors.
 
         ``module_or_source`` is a ``CompiledModule`` or the source of one
@@ -124,7 +125,7 @@ class IsolatedSandbox:
         return result
 
     def _call(self, module_or_source: CompiledModule | str, name: str,
-              args: tuple[Any, ...]) -> tuple[Any, str | None, str | None, str]:
+              args: tuple[object, ...]) -> tuple[Plain, str | None, str | None, str]:
         try:
             module = _as_module(module_or_source)
         except SandboxCompileError as exc:
@@ -145,7 +146,7 @@ class IsolatedSandbox:
         return (*_outcome(reply), digest)
 
     def _exchange(self, worker: _Worker, module: CompiledModule, name: str,
-                  args: list[Any]) -> dict[str, Any]:
+                  args: list[Plain]) -> _Reply:
         try:
             return worker.call(module, name, args, self.limits.wall_s)
         except _Failure:
@@ -153,7 +154,7 @@ class IsolatedSandbox:
             raise
 
 
-def _outcome(reply: dict[str, Any]) -> tuple[Any, str | None, str | None]:
+def _outcome(reply: _Reply) -> tuple[Plain, str | None, str | None]:
     if "value" in reply:  # already checked by ``plain.loads``
         return reply["value"], None, None
     error_type = str(reply.get("error_type") or r.BAD_REPLY)[:100]
@@ -264,7 +265,7 @@ class _Worker:
     def kill(self) -> None:
         self._finalizer()
 
-    def call(self, module: CompiledModule, name: str, args: list[Any], timeout: float) -> dict[str, Any]:
+    def call(self, module: CompiledModule, name: str, args: list[Plain], timeout: float) -> _Reply:
         """Call ``name(*args)`` of ``module``, sending its source only if this worker lacks it."""
         key = module_key(module)
         if key in self.loaded:
@@ -276,7 +277,7 @@ class _Worker:
         self.loaded.add(key)
         return reply
 
-    def request(self, request: tuple, timeout: float) -> dict[str, Any]:
+    def request(self, request: tuple, timeout: float) -> _Reply:
         """Send one request and wait up to ``timeout`` seconds for its reply."""
         payload = marshal.dumps(request)
         view = memoryview(len(payload).to_bytes(4, "little") + payload)
@@ -287,7 +288,7 @@ class _Worker:
             raise self._died() from None
         return self._read(timeout)
 
-    def _read(self, timeout: float) -> dict[str, Any]:
+    def _read(self, timeout: float) -> _Reply:
         line = self._read_line(time.monotonic() + timeout, timeout)
         try:  # JSON only, never pickle or marshal: the worker may be hostile
             if line[:1] == VALUE:

@@ -19,7 +19,7 @@ import functools
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn, TypeAlias, Union, cast, overload
 
 from ldengine.errors import LDEngineError
 
@@ -29,6 +29,10 @@ _ATOMS = frozenset({bool, type(None)})
 # A dict whose keys JSON cannot carry as object keys travels as key/value pairs.
 _PAIRS = "\x00ldengine:pairs"
 _PAIRS_JSON = json.dumps(_PAIRS)[1:-1].encode()  # how the marker looks on the wire
+
+
+# Plain data as a type: what ``to_plain`` returns and what crosses the boundary.
+Plain: TypeAlias = Union[None, bool, int, float, str, "list[Plain]", "dict[str | int, Plain]"]
 
 
 class LimitsError(LDEngineError, ValueError):
@@ -74,7 +78,11 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-def to_plain(value: Any, limits: Limits = DEFAULT_LIMITS) -> Any:
+@overload
+def to_plain(value: tuple[object, ...], limits: Limits = DEFAULT_LIMITS) -> list[Plain]: ...
+@overload
+def to_plain(value: object, limits: Limits = DEFAULT_LIMITS) -> Plain: ...
+def to_plain(value: Any, limits: Limits = DEFAULT_LIMITS) -> Plain:
     """A fresh plain-data copy of ``value``; raise ``PlainDataError`` if it is not plain."""
     if type(value) in _ATOMS:
         return value
@@ -92,7 +100,7 @@ def _int_bound(digits: int) -> int:
     return 10 ** digits
 
 
-def _copy(v: Any, depth: int, budget: list) -> Any:
+def _copy(v: Any, depth: int, budget: list) -> Plain:
     # Hot path (every sandboxed call, both ways): module-level function, no
     # closures, exact type tests first, and containers of atoms copied in C.
     t = type(v)
@@ -136,14 +144,14 @@ def _spend(container: list | tuple | dict, depth: int, budget: list) -> None:
         raise PlainDataError(f"more than {budget[1].max_items} items")
 
 
-def _key(k: Any, budget: list) -> str | int:
+def _key(k: object, budget: list) -> str | int:
     if type(k) is str and len(k) <= budget[1].max_str:
         if k == _PAIRS:
             budget[3] = True
         return k
     if type(k) is int:
         budget[3] = True  # JSON object keys are strings: the dict travels as pairs
-        return _copy(k, 0, budget)
+        return cast(int, _copy(k, 0, budget))    # an int copies to itself
     if type(k) is str:
         raise PlainDataError(f"a string longer than {budget[1].max_str} characters")
     raise PlainDataError(f"a dict key of type {type(k).__name__} (keys must be str or int)")
@@ -156,7 +164,7 @@ def _refusal(t: type) -> str:
     return f"{name} is not plain data (int, float, bool, str, None, list, dict)"
 
 
-def to_wire(value: Any) -> Any:
+def to_wire(value: Any) -> Plain:
     """``value`` (already plain) in a form JSON carries exactly.
 
     JSON object keys are strings, so a dict with an ``int`` key (or with the
@@ -172,7 +180,7 @@ def to_wire(value: Any) -> Any:
     return value
 
 
-def dumps(value: Any, limits: Limits = DEFAULT_LIMITS) -> str:
+def dumps(value: object, limits: Limits = DEFAULT_LIMITS) -> str:
     """JSON text of a plain-data copy of ``value``; raise ``PlainDataError`` if it is not plain.
 
     ``to_plain`` and ``to_wire`` in one step; the copy is walked a second time
@@ -183,7 +191,7 @@ def dumps(value: Any, limits: Limits = DEFAULT_LIMITS) -> str:
     return json.dumps(to_wire(copied) if budget[3] else copied, separators=(",", ":"), allow_nan=False)
 
 
-def loads(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
+def loads(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Plain:
     """Plain data from JSON written by ``dumps``, checked by ``to_plain`` (for untrusted bytes).
 
     JSON can only build plain types; what is checked is size, depth, int size
@@ -200,11 +208,11 @@ def loads(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
     return to_plain(value, limits)
 
 
-def _refuse_constant(name: str) -> Any:
+def _refuse_constant(name: str) -> NoReturn:
     raise PlainDataError(f"{name} is not a finite float")
 
 
-def from_wire(obj: dict) -> Any:
+def from_wire(obj: dict) -> dict:
     """``json.loads`` object hook undoing ``to_wire``'s key/value pairs."""
     if len(obj) == 1 and _PAIRS in obj:
         pairs = obj[_PAIRS]

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ldengine.sandbox.plain import Plain
 
 # error_type values the sandbox itself produces; an exception raised by the
 # called code is reported under its own type name ("ZeroDivisionError", ...).
@@ -40,7 +43,7 @@ class SandboxResult:
     """
 
     function: str
-    value: Any = None
+    value: Plain = None
     error: str | None = None
     error_type: str | None = None
     duration: float = 0.0

@@ -34,7 +34,7 @@ import ast
 import builtins
 import importlib
 import operator
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, cast
 
 from RestrictedPython import RestrictingNodeTransformer
 from RestrictedPython.Guards import (
@@ -44,6 +44,10 @@ from RestrictedPython.Guards import (
     safer_getattr_raise,
 )
 from RestrictedPython.PrintCollector import PrintCollector
+
+if TYPE_CHECKING:
+    import types
+    from collections.abc import Mapping, Sequence, Sized
 
 _FUNCTIONS = (
     "abs", "all", "any", "bin", "bool", "chr", "dict", "divmod", "enumerate",
@@ -74,16 +78,16 @@ MAX_REPEAT = 10_000_000  # items (or characters) one ``*`` may build
 MAX_PRINTED = 10_000  # characters of print output kept per call
 
 
-def _check_mul(a: Any, b: Any) -> None:
+def _check_mul(a: object, b: object) -> None:
     if type(a) is float or type(b) is float:
         return
     if isinstance(a, int) and isinstance(b, int):
         if a.bit_length() + b.bit_length() > MAX_INT_BITS:
             raise OverflowError(f"int product of more than {MAX_INT_BITS} bits refused by the sandbox")
     elif isinstance(b, int) and type(a) in _SEQUENCES:
-        _check_repeat(len(a), b)
+        _check_repeat(len(cast("Sized", a)), b)
     elif isinstance(a, int) and type(b) in _SEQUENCES:
-        _check_repeat(len(b), a)
+        _check_repeat(len(cast("Sized", b)), a)
 
 
 def _check_repeat(length: int, times: int) -> None:
@@ -92,24 +96,24 @@ def _check_repeat(length: int, times: int) -> None:
                           f"{MAX_REPEAT} items, refused by the sandbox")
 
 
-def _check_pow(a: Any, b: Any) -> None:
+def _check_pow(a: object, b: object) -> None:
     if isinstance(a, int) and isinstance(b, int) and b > 1 and not -1 <= a <= 1:
         if (a.bit_length() - 1) * b > MAX_INT_BITS:
             raise OverflowError(f"int power of more than {MAX_INT_BITS} bits refused by the sandbox")
 
 
-def _check_lshift(a: Any, b: Any) -> None:
+def _check_lshift(a: object, b: object) -> None:
     if isinstance(a, int) and isinstance(b, int) and a and b > 0 and a.bit_length() + b > MAX_INT_BITS:
         raise OverflowError(f"int shift to more than {MAX_INT_BITS} bits refused by the sandbox")
 
 
-def guarded_mul(a: Any, b: Any) -> Any:
+def guarded_mul(a: Any, b: Any) -> object:
     """``a * b``, refused when it would build a huge int or sequence."""
     _check_mul(a, b)
     return a * b
 
 
-def guarded_pow(a: Any, b: Any, mod: Any = None) -> Any:
+def guarded_pow(a: Any, b: Any, mod: object = None) -> object:
     """``a ** b`` (or ``pow(a, b, mod)``), refused when it would build a huge int."""
     if mod is None:
         _check_pow(a, b)
@@ -117,14 +121,15 @@ def guarded_pow(a: Any, b: Any, mod: Any = None) -> Any:
     return pow(a, b, mod)  # bounded by ``mod``
 
 
-def guarded_lshift(a: Any, b: Any) -> Any:
+def guarded_lshift(a: Any, b: Any) -> object:
     """``a << b``, refused when it would build a huge int."""
     _check_lshift(a, b)
     return a << b
 
 
-def _checked(check: Callable[[Any, Any], None], op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    def inplace(x: Any, y: Any) -> Any:
+def _checked(check: Callable[[object, object], None],
+             op: Callable[[object, object], object]) -> Callable[[object, object], object]:
+    def inplace(x: object, y: object) -> object:
         check(x, y)
         return op(x, y)
     return inplace
@@ -176,7 +181,7 @@ class GuardedTransformer(RestrictingNodeTransformer):
     time limit's exception in flight), and no ``finally`` in a generator (it runs when the
     generator is dropped or collected, after the call and outside its time limit)."""
 
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST | Iterable[ast.AST] | None:
         own = list(_own_nodes(node))
         if any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in own):
             for n in own:
@@ -185,7 +190,7 @@ class GuardedTransformer(RestrictingNodeTransformer):
                                                "after the call, outside the time limit)")
         return super().visit_FunctionDef(node)
 
-    def visit_Try(self, node: ast.Try) -> Any:
+    def visit_Try(self, node: ast.Try) -> ast.AST | Iterable[ast.AST] | None:
         leaving = _leaves(node.finalbody)
         if leaving is not None:
             self.error(leaving, f"a '{type(leaving).__name__.lower()}' that leaves a finally block is not "
@@ -204,7 +209,7 @@ class GuardedTransformer(RestrictingNodeTransformer):
 class BoundedPrintCollector(PrintCollector):
     """A ``PrintCollector`` that keeps at most ``MAX_PRINTED`` characters (a print bomb costs nothing)."""
 
-    def __init__(self, _getattr_: Any = None) -> None:
+    def __init__(self, _getattr_: Callable[[object, str], object] | None = None) -> None:
         super().__init__(_getattr_)
         self.room = MAX_PRINTED
 
@@ -215,7 +220,7 @@ class BoundedPrintCollector(PrintCollector):
             self.txt.append(text)
 
 
-def restricted_builtins(allowed_imports: Iterable[str]) -> dict[str, Any]:
+def restricted_builtins(allowed_imports: Iterable[str]) -> dict[str, object]:
     """A fresh builtins dict: the curated names plus a guarded ``__import__``."""
     names = {name: getattr(builtins, name) for name in _FUNCTIONS + _EXCEPTIONS}
     names["pow"] = guarded_pow
@@ -225,9 +230,10 @@ def restricted_builtins(allowed_imports: Iterable[str]) -> dict[str, Any]:
     return names
 
 
-def _guarded_import(allowed: frozenset[str]) -> Callable[..., Any]:
-    def guarded_import(name: str, globals: Any = None, locals: Any = None,
-                       fromlist: Any = (), level: int = 0) -> Any:
+def _guarded_import(allowed: frozenset[str]) -> Callable[..., types.ModuleType]:
+    def guarded_import(name: str, globals: Mapping[str, object] | None = None,
+                       locals: Mapping[str, object] | None = None,
+                       fromlist: Sequence[str] | None = (), level: int = 0) -> types.ModuleType:
         if level != 0 or name not in allowed:
             raise ImportError(f"import of {name!r} is not allowed in the sandbox")
         return importlib.import_module(name)
@@ -244,36 +250,36 @@ class _ReadOnly:
     def __init__(self) -> None:
         self.ids: set[int] = set()
 
-    def add(self, value: Any) -> None:
+    def add(self, value: object) -> None:
         """Make ``value`` and every container inside it read-only."""
         if type(value) in _MUTABLE_TYPES:
             # Only mutable containers: an immutable tuple (the empty one is a
             # singleton) must not make every equal tuple read-only.
             self.ids.add(id(value))
         if type(value) in _MUTABLE_TYPES or type(value) is tuple:
-            for item in value.values() if type(value) is dict else value:
+            for item in value.values() if type(value) is dict else cast("Iterable[object]", value):
                 self.add(item)
 
-    def check(self, ob: Any) -> None:
+    def check(self, ob: object) -> None:
         if id(ob) in self.ids:
             raise TypeError("module constants are read-only")
 
 
-def guards(read_only: _ReadOnly) -> dict[str, Any]:
+def guards(read_only: _ReadOnly) -> dict[str, object]:
     """The ``_name_`` functions RestrictedPython-compiled code calls."""
 
-    def getattr_(ob: Any, name: str) -> Any:
+    def getattr_(ob: object, name: str) -> object:
         if name in _MUTATORS:
             read_only.check(ob)
             if ob is list or ob is dict or ob is set:  # list.append(CONST, x)
-                raise TypeError(f"unbound {ob.__name__}.{name} is not allowed")
+                raise TypeError(f"unbound {cast(type, ob).__name__}.{name} is not allowed")
         return safer_getattr_raise(ob, name)
 
-    def write_(ob: Any) -> Any:
+    def write_(ob: object) -> object:
         read_only.check(ob)
         return full_write_guard(ob)
 
-    def inplacevar_(op: str, x: Any, y: Any) -> Any:
+    def inplacevar_(op: str, x: object, y: object) -> object:
         if op not in _INPLACE:
             raise TypeError(f"{op} is not allowed in the sandbox")
         read_only.check(x)
@@ -289,19 +295,19 @@ def guards(read_only: _ReadOnly) -> dict[str, Any]:
     }
 
 
-def _apply(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def _apply(function: Callable[..., object], *args: object, **kwargs: object) -> object:
     return function(*args, **kwargs)
 
 
-def load(code: Any, module_name: str, allowed_imports: Iterable[str],
-         constant_names: Iterable[str]) -> dict[str, Any]:
+def load(code: types.CodeType, module_name: str, allowed_imports: Iterable[str],
+         constant_names: Iterable[str]) -> dict[str, object]:
     """Execute restricted ``code`` in a fresh namespace; return the namespace.
 
     ``code`` must come from ``compile_restricted``: plain ``compile()`` would
     skip every guard.
     """
     read_only = _ReadOnly()
-    namespace: dict[str, Any] = {
+    namespace: dict[str, object] = {
         "__builtins__": restricted_builtins(allowed_imports),
         "__name__": module_name,
         **guards(read_only),

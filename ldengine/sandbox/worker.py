@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 from ldengine.errors import SandboxCompileError
 from ldengine.sandbox import result as r
 from ldengine.sandbox.compiled import FUNCTION, CompiledModule, compile_function, compile_module
-from ldengine.sandbox.plain import Limits, PlainDataError, dumps
+from ldengine.sandbox.plain import Limits, Plain, PlainDataError, dumps
 
 VALUE = b"v"  # a reply line that starts with it carries a value: VALUE + plain.dumps(value)
 
@@ -163,7 +163,7 @@ def _module(key: str, source: list[Any], modules: dict[str, CompiledModule]) -> 
     return module
 
 
-def _call(module: CompiledModule, name: str, args: list[Any], limits: Limits) -> bytes:
+def _call(module: CompiledModule, name: str, args: list[Plain], limits: Limits) -> bytes:
     value = module.runtime_function(name)(*args)
     try:
         return VALUE + dumps(value, limits).encode()

@@ -24,11 +24,14 @@ import logging
 import socket
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Callable, cast
 
 import h11
 
 from ldengine.serving.limits import Limits
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger(__name__)
 LOG_EVERY_S = 10.0          # refusals are logged at most once in this many seconds (a flood wrote 105 MB in 30 s)
@@ -38,10 +41,10 @@ class Throttled:
     """Log lines of one kind at most once per ``every`` seconds, the next one saying how many
     were held back in between."""
 
-    def __init__(self, every: float = LOG_EVERY_S, clock: Any = time.monotonic):
+    def __init__(self, every: float = LOG_EVERY_S, clock: Callable[[], float] = time.monotonic):
         self.every, self.clock, self.last, self.held = every, clock, float("-inf"), 0
 
-    def warning(self, message: str, *args: Any) -> bool:
+    def warning(self, message: str, *args: object) -> bool:
         """Log ``message % args`` unless one was logged within ``every`` seconds; True if logged."""
         now = self.clock()
         if now - self.last < self.every:
@@ -60,10 +63,11 @@ def guarded_protocol(limits: Limits) -> type:
 
     open_by_client: Counter = Counter()
     state = {"open": 0}
-    waiting: dict[Any, str] = {}     # connections waiting for a request's headers, longest wait first -> address
+    # connections waiting for a request's headers, longest wait first -> address
+    waiting: dict[GuardedH11Protocol, str] = {}
     refusals = Throttled()
 
-    def waited_longest(address: str | None) -> Any:
+    def waited_longest(address: str | None) -> GuardedH11Protocol | None:
         """The connection (from ``address``; None: any) waiting longest for a request's headers
         with no byte of one waiting to be read (a connection accepted in the same burst as a
         flood has its request in the kernel's buffer before the event loop reads it)."""
@@ -75,11 +79,11 @@ def guarded_protocol(limits: Limits) -> type:
         return None
 
     class GuardedH11Protocol(H11Protocol):
-        _deadline: Any = None
+        _deadline: asyncio.TimerHandle | None = None
         _counted: str | None = None
 
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(cast("asyncio.Transport", transport))   # a socket's transport
             address = self.client[0] if self.client else "?"
             full = ("from it" if open_by_client[address] >= limits.per_client
                     else "in all" if state["open"] >= limits.connections else None)
@@ -142,7 +146,7 @@ def guarded_protocol(limits: Limits) -> type:
     return GuardedH11Protocol
 
 
-def _bytes_waiting(transport: Any) -> bool:
+def _bytes_waiting(transport: asyncio.BaseTransport) -> bool:
     """Has the peer sent bytes the event loop has not read yet? (A peek on a duplicate of the
     socket's descriptor: asyncio's socket wrapper allows no reads.)"""
     sock = transport.get_extra_info("socket")

@@ -20,13 +20,18 @@ import hmac
 import json
 import logging
 import threading
-from typing import Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 from ldengine.serving.endpoints import SELECTIONS_PATH, chat_completion, completion, model_info, selections
 from ldengine.serving.limits import RequestError
 from ldengine.serving.model import ServedModel
 from ldengine.serving.requests import parse_body, wants_stream
 from ldengine.serving.stream import chat_stream, completion_stream
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.requests import Request
+    from starlette.responses import Response
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,7 @@ HEALTH_PATH = "/health"      # a load balancer's or supervisor's probe, as vLLM 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def create_app(model: ServedModel, api_key: str | None = None) -> Any:
+def create_app(model: ServedModel, api_key: str | None = None) -> "FastAPI":
     """The ASGI app answering the API for ``model``; with ``api_key``, only to requests bearing it."""
     from fastapi import FastAPI, Request
 
@@ -43,7 +48,7 @@ def create_app(model: ServedModel, api_key: str | None = None) -> Any:
                   redirect_slashes=False)
 
     @app.middleware("http")
-    async def guard(request: Request, call_next: Callable) -> Any:
+    async def guard(request: Request, call_next: "Callable[[Request], Awaitable[Response]]") -> "Response":
         request.scope["path"] = request.scope["path"].rstrip("/") or "/"   # /v1/models/ is /v1/models
         if request.scope["path"] == HEALTH_PATH and request.method in ("GET", "HEAD"):
             return _json({"status": "ok"})      # no key needed, nothing told, no model work
@@ -82,7 +87,7 @@ def create_app(model: ServedModel, api_key: str | None = None) -> Any:
     return app
 
 
-def _has_body(request: Any) -> bool:
+def _has_body(request: "Request") -> bool:
     """Does the request come with a body (which an answer sent without reading it leaves
     on the connection: it is then closed)?"""
     headers = request.headers
@@ -95,8 +100,9 @@ def _authorized(header: str | None, api_key: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), api_key.encode())
 
 
-async def _answer(request: Any, handler: Callable[[dict, ServedModel], dict], model: ServedModel,
-                  streamer: Callable[[dict, ServedModel, Callable[[dict], bool]], None] | None = None) -> Any:
+async def _answer(request: "Request", handler: Callable[[dict, ServedModel], dict], model: ServedModel,
+                  streamer: Callable[[dict, ServedModel, Callable[[dict], bool]], None] | None = None
+                  ) -> "Response":
     """Read the body, then run ``handler`` on a worker thread (the model's passes block), or
     ``streamer`` when the request asks for a stream."""
     from starlette.concurrency import run_in_threadpool
@@ -122,7 +128,7 @@ _END = object()           # the last item of a stream's queue
 _STREAMING: set = set()   # the streams' worker tasks (the loop keeps only weak references to tasks)
 
 
-async def _stream(streamer: Callable, body: dict, model: ServedModel) -> Any:
+async def _stream(streamer: Callable, body: dict, model: ServedModel) -> "Response":
     """Run ``streamer`` on one worker thread (a request's turns on the model belong to its
     thread) and send what it emits as server-sent events, ``data: [DONE]`` last. A refusal
     before its first event is an ordinary error answer; a failure after it, an ``error``
@@ -134,7 +140,7 @@ async def _stream(streamer: Callable, body: dict, model: ServedModel) -> Any:
     events: asyncio.Queue = asyncio.Queue()
     gone = threading.Event()
 
-    def emit(item: Any) -> bool:
+    def emit(item: object) -> bool:
         loop.call_soon_threadsafe(events.put_nowait, item)
         return not gone.is_set()
 
@@ -175,7 +181,7 @@ async def _stream(streamer: Callable, body: dict, model: ServedModel) -> Any:
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _body(request: Any, within_s: float) -> bytes:
+async def _body(request: "Request", within_s: float) -> bytes:
     """The request body, refused from its headers when too large, and when it does not
     arrive in time (a stalled client must not hold a connection and a worker)."""
     from starlette.requests import ClientDisconnect
@@ -212,7 +218,7 @@ def _no_route(method: str, path: str) -> RequestError:
     return RequestError(f"no such endpoint: {method} {path}", status=404)
 
 
-def _json(payload: dict, status: int = 200, headers: dict | None = None) -> Any:
+def _json(payload: dict, status: int = 200, headers: dict | None = None) -> "Response":
     """A JSON response. ``json.dumps`` as the old server wrote it: a log-probability of
     minus infinity is ``-Infinity``, which Starlette's JSONResponse would refuse."""
     from starlette.responses import Response
@@ -220,7 +226,7 @@ def _json(payload: dict, status: int = 200, headers: dict | None = None) -> Any:
     return Response(json.dumps(payload), status_code=status, media_type="application/json", headers=headers)
 
 
-def _error(exc: RequestError, close: bool = False) -> Any:
+def _error(exc: RequestError, close: bool = False) -> "Response":
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
     if exc.status == 401:
         headers["WWW-Authenticate"] = "Bearer"

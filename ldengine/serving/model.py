@@ -12,12 +12,18 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, cast
 
 from ldengine.models.kv import cache_layers, expanded_cache
 from ldengine.models.selection import pad_token_id
 from ldengine.serving.limits import Limits, RequestError
 from ldengine.serving.turns import Turns
+
+if TYPE_CHECKING:
+    import torch
+
+    from ldengine.models.kv import PrefixLayers
+    from ldengine.models.student import TransformersStudent
 
 PASS_TOKENS = 256            # tokens (padded) in one forward pass, i.e. one turn on the model: a long
                              # prompt runs in chunks of this many, prompt tails in groups of at most this
@@ -54,7 +60,7 @@ class ServedModel:
     student's own ``generate`` does not expose.
     """
 
-    def __init__(self, student: Any, name: str, limits: Limits | None = None):
+    def __init__(self, student: TransformersStudent, name: str, limits: Limits | None = None):
         self.student, self.name = student, name
         self.created = int(time.time())
         self.limits = limits or Limits()
@@ -70,7 +76,8 @@ class ServedModel:
             text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
             return tokenizer(text, add_special_tokens=True)["input_ids"]
         try:
-            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            text = cast(str, tokenizer.apply_chat_template(messages, tokenize=False,     # untokenized: a str
+                                                           add_generation_prompt=True))
         except Exception as exc:  # the template's own checks (roles, order) judge the user's messages
             raise RequestError(f"the chat template refused the messages: {str(exc)[:200]}",
                                param="messages") from None
@@ -100,7 +107,7 @@ class ServedModel:
         """The answer's text (decoded whole, so characters split over tokens come out
         right), cut before the first stop string with the tokens that begin before it."""
         decode = self.student.tokenizer.decode
-        text = decode([t.id for t in tokens])
+        text = cast(str, decode([t.id for t in tokens]))
         cuts = [text.find(s) for s in stops if s in text]
         if not cuts:
             return Completion(text, tokens, reason, prompt_tokens)
@@ -122,7 +129,7 @@ class ServedModel:
                     out = model(input_ids=torch.tensor([[tokens[-1].id]], device=device), cache=cache,
                                 use_cache=True)
                     cache, logits = out.cache, out.logits[0, -1]
-                token = self._token(logits, top_n)
+                token = self._token(cast("torch.Tensor", logits), top_n)    # ``ids`` is not empty
             if token.id in self.eos_ids:
                 return tokens, "stop"
             tokens.append(token)
@@ -146,7 +153,8 @@ class ServedModel:
         tokens = []
         for group in _groups(tails, shared):
             if len(group[0]) > PASS_TOKENS:      # a long tail runs alone, in passes over the prefix
-                tokens.append(self._token(self._passes(group[0], 0, False, layers, shared)[2], top_n))
+                tokens.append(self._token(cast("torch.Tensor",     # a tail has tokens
+                                               self._passes(group[0], 0, False, layers, shared)[2]), top_n))
                 continue
             with self.turns.step():
                 tokens += [self._token(logits, top_n) for logits in self._tails(layers, shared, group, last_only=True)]
@@ -164,7 +172,8 @@ class ServedModel:
         layers, scored = _layers(cache), []
         head = [(None, None)] + head if shared else []
         for group in _groups(tails, shared):
-            firsts = [self._scored(last.unsqueeze(0), t[:1], top_n) if shared else [(None, None)] for t in group]
+            firsts = [self._scored(cast("torch.Tensor", last).unsqueeze(0), t[:1], top_n)     # a prefix: logits
+                      if shared else [(None, None)] for t in group]
             if len(group[0]) > PASS_TOKENS:      # a long tail runs alone, in passes over the prefix
                 scored.append(head + firsts[0] + self._passes(group[0], top_n, True, layers, shared)[1])
                 continue
@@ -178,8 +187,8 @@ class ServedModel:
         texts = self.student.tokenizer.batch_decode([[i] for i in row])
         return [Token(i, text, lp, top) for i, text, (lp, top) in zip(row, texts, scored)]
 
-    def _passes(self, ids: list[int], top_n: int, score: bool, layers: Any = None,
-                offset: int = 0) -> tuple[Any, list[tuple], Any]:
+    def _passes(self, ids: list[int], top_n: int, score: bool, layers: PrefixLayers | None = None,
+                offset: int = 0) -> tuple[Any, list[tuple], torch.Tensor | None]:
         """Run ``ids`` in chunks of ``PASS_TOKENS``, one turn each, after the ``offset``
         tokens whose keys and values are ``layers`` (none: from the start): (the key/value
         cache, the scores of ``ids[1:]`` when ``score``, the logits after the last token)."""
@@ -202,7 +211,8 @@ class ServedModel:
                     scored += self._scored(logits[:len(targets)], targets, top_n)
         return cache, scored, logits[-1]
 
-    def _tails(self, layers: Any, shared: int, tails: list[list[int]], last_only: bool) -> Any:
+    def _tails(self, layers: PrefixLayers | None, shared: int, tails: list[list[int]],
+               last_only: bool) -> torch.Tensor:
         """The logits of right-padded ``tails`` run over the prefix's keys and values:
         [rows, vocab] after each tail's last token, or [rows, width, vocab]."""
         import torch
@@ -218,7 +228,7 @@ class ServedModel:
             return out.logits
         return out.logits[torch.arange(len(tails), device=device), torch.searchsorted(ends, last)]
 
-    def _scored(self, logits: Any, targets: list[int], top_n: int) -> list[tuple]:
+    def _scored(self, logits: torch.Tensor, targets: list[int], top_n: int) -> list[tuple]:
         """(log-probability of each target under its row of logits, its top-``top_n``)."""
         import torch
 
@@ -233,7 +243,7 @@ class ServedModel:
             tops = [[(int(i), self._text(int(i)), float(v)) for v, i in zip(vs, its)] for vs, its in zip(values, ids)]
         return [(lp, top if top is not None else []) for lp, top in zip(logprobs, tops)]
 
-    def _token(self, logits: Any, top_n: int) -> Token:
+    def _token(self, logits: torch.Tensor, top_n: int) -> Token:
         """The argmax token of one position, with log-softmax values (float64)."""
         logprobs = logits.double().log_softmax(-1)
         best = int(logprobs.argmax())
@@ -244,7 +254,7 @@ class ServedModel:
         return Token(best, self._text(best), float(logprobs[best]), top)
 
     def _text(self, token_id: int) -> str:
-        return self.student.tokenizer.decode([token_id])
+        return cast(str, self.student.tokenizer.decode([token_id]))
 
     def token_bytes(self, token: Token) -> list[int]:
         """The token's own bytes (OpenAI's ``bytes``): for a byte-level BPE token that
@@ -262,12 +272,12 @@ class ServedModel:
             self.student.usage["tokens"] += tokens
 
 
-def _layers(cache: Any) -> Any:
+def _layers(cache: Any) -> PrefixLayers | None:
     """A prefix cache's (keys, values) per layer, or None for no prefix."""
     return cache_layers(cache) if cache is not None else None
 
 
-def _eos_ids(student: Any) -> set[int]:
+def _eos_ids(student: TransformersStudent) -> set[int]:
     """Every id that ends an answer: the tokenizer's and the generation config's."""
     ids = {student.tokenizer.eos_token_id}
     configured = getattr(getattr(student.model, "generation_config", None), "eos_token_id", None)
@@ -275,7 +285,8 @@ def _eos_ids(student: Any) -> set[int]:
     return {i for i in ids if i is not None}
 
 
-def _right_padded(tails: list[list[int]], shared: int, pad: int) -> tuple[Any, Any, Any]:
+def _right_padded(tails: list[list[int]], shared: int,
+                  pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ids, attention mask over shared prefix and tail, positions) of right-padded tails."""
     import torch
 
@@ -331,5 +342,5 @@ class _inference:
         self._mode = torch.inference_mode()
         self._mode.__enter__()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._mode.__exit__(*exc)

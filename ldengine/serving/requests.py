@@ -4,7 +4,7 @@ not served here) before the model does any work."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Literal, TypeVar, overload
 
 from ldengine.models.base import MAX_OPTIONS
 from ldengine.serving.limits import RequestError
@@ -17,6 +17,9 @@ MAX_MESSAGES = 256
 MAX_STOPS = 4                # as in the OpenAI API
 MAX_SELECTIONS = 64          # selections in one request (games in lockstep send one per game)
 DEFAULT_MAX_TOKENS = 256
+
+_T = TypeVar("_T")
+_U = TypeVar("_U")
 
 
 def parse_body(raw: bytes) -> dict:
@@ -38,7 +41,7 @@ def parse_body(raw: bytes) -> dict:
 
 def _check_text(body: dict) -> None:
     """Every string of ``body`` (keys too) is Unicode text that encodes to UTF-8."""
-    stack: list[tuple[str, Any]] = [("", body)]
+    stack: list[tuple[str, object]] = [("", body)]
     while stack:        # not recursive: the JSON may be nested almost to the recursion limit
         where, value = stack.pop()
         if isinstance(value, dict):
@@ -54,7 +57,25 @@ def _check_text(body: dict) -> None:
                                    f"{value[exc.start]!r} at character {exc.start}", param=where) from None
 
 
-def get_field(body: dict, name: str, types: type | tuple, default: Any = None, required: bool = False) -> Any:
+@overload
+def get_field(body: dict, name: str, types: type[_T], default: _T, required: bool = False) -> _T: ...
+@overload
+def get_field(body: dict, name: str, types: type[_T], default: None = None, *,
+              required: Literal[True]) -> _T: ...
+@overload
+def get_field(body: dict, name: str, types: type[_T], default: None = None,
+              required: bool = False) -> _T | None: ...
+@overload
+def get_field(body: dict, name: str, types: tuple[type[_T], type[_U]], default: _T | _U,
+              required: bool = False) -> _T | _U: ...
+@overload
+def get_field(body: dict, name: str, types: tuple[type[_T], type[_U]], default: None = None, *,
+              required: Literal[True]) -> _T | _U: ...
+@overload
+def get_field(body: dict, name: str, types: tuple[type[_T], type[_U]], default: None = None,
+              required: bool = False) -> _T | _U | None: ...
+def get_field(body: dict, name: str, types: type | tuple, default: object = None,
+              required: bool = False) -> object:
     """A field of the request, checked for type (``bool`` is not accepted as a number)."""
     if name not in body or body[name] is None:
         if required:
@@ -112,7 +133,7 @@ def chat_messages(body: dict) -> list[dict]:
     return [_message(m, i) for i, m in enumerate(messages)]
 
 
-def _message(message: Any, index: int) -> dict:
+def _message(message: object, index: int) -> dict:
     """One message as ``{role, content}`` text (content parts of type text are joined)."""
     where = f"messages[{index}]"
     if not isinstance(message, dict) or not isinstance(message.get("role"), str):

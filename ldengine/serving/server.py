@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ldengine.errors import LDEngineError
 from ldengine.serving.guard import guarded_protocol
@@ -15,7 +15,7 @@ from ldengine.serving.limits import Limits
 from ldengine.serving.model import ServedModel
 
 if TYPE_CHECKING:
-    from ldengine.contracts import Student
+    from ldengine.models.student import TransformersStudent
 
 API_KEY_ENV = "LDENGINE_API_KEY"
 
@@ -69,8 +69,9 @@ class StudentServer:
         return f"http://{host}:{port}/v1"
 
 
-def make_server(student: Student, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None,
-                api_key: str | None = None, limits: Limits | None = None) -> StudentServer:
+def make_server(student: TransformersStudent, host: str = "127.0.0.1", port: int = 8000,
+                model_name: str | None = None, api_key: str | None = None,
+                limits: Limits | None = None) -> StudentServer:
     """A server for ``student`` bound to ``host:port`` (port 0: any free port); call
     ``serve_forever()`` on it (and ``shutdown()`` from another thread to stop). Without
     ``api_key`` it binds only a loopback address."""

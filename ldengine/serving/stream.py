@@ -17,7 +17,7 @@ with an ``error`` event.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, cast
 
 from ldengine.serving.endpoints import (Writing, chat_logprobs, chat_request, envelope, legacy_logprobs, usage)
 from ldengine.serving.limits import RequestError
@@ -42,7 +42,7 @@ class Released:
         decode = self.model.student.tokenizer.decode
         while len(self.starts) < len(tokens):
             self.starts.append(len(decode([t.id for t in tokens[:len(self.starts)]])))
-        text = decode([t.id for t in tokens])
+        text = cast(str, decode([t.id for t in tokens]))     # a list of ids decodes to one text
         final = len(text)
         while final and text[final - 1] == "\ufffd":           # a character still missing its bytes
             final -= 1
