@@ -93,6 +93,7 @@ def test_an_adapter_named_for_another_base_gets_a_warning_line(registry, pursuit
 
 
 @pytest.mark.parametrize("damage", ["no adapter_hash", "damaged weights header"])
+@pytest.mark.slow
 def test_an_adapter_that_cannot_be_checked_is_refused_in_one_line(committed, tmp_path, damage):
     """Its weights are hashed against the manifest before they are used: an adapter whose
     manifest records no hash, or whose safetensors header is damaged, is refused in one line."""

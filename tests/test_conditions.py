@@ -56,6 +56,7 @@ def decide_states(registry, pursuit_task, grown):
     return check_states(registry, pursuit_task, grown, DECIDE, seeds=(0, 1), rule_seeds=(0,))
 
 
+@pytest.mark.slow
 def test_every_alternative_is_read_into_the_condition_its_code_checks(grown, decide_states):
     """Both proposers end at the same readings: the check against when_ decides; the words only rank."""
     expected = {"capture_adjacent": "capture_ready", "route_around_block": "blocked",
@@ -108,6 +109,7 @@ def test_ld_is_offered_only_the_alternative_the_state_calls_for(registry, pursui
         assert withheld == {e.name for e in grown.for_stage(DECIDE)} - {right}
 
 
+@pytest.mark.slow
 def test_readings_are_cached_and_a_cached_program_over_an_unknown_fact_is_read_again(registry, pursuit_task,
                                                                                       pursuit_base, tmp_path):
     context = AgentContext(pursuit_task, pursuit_base, {}, registry)
@@ -127,6 +129,7 @@ def test_a_condition_is_words_of_its_facts(pursuit_base):
                                       "evader and the evader stands at most 2 cells from the border of the board")
 
 
+@pytest.mark.slow
 def test_ld_plays_a_plugins_alternatives_zero_shot_as_the_oracle_would():
     """The extras plugin's three alternatives, never seen by the committed adapter: ld picks the
     oracle's function at every stage (the rush and straggler states come early in a game)."""

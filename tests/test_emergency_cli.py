@@ -4,6 +4,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from ldengine.cli import cli
@@ -16,6 +17,7 @@ def invoke(*args, answer=None):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False, input=answer)
 
 
+@pytest.mark.slow
 def test_a_user_describes_a_rule_and_gets_a_verified_stored_function():
     """A rule in words ({name} fields filled from --param) whose parameters match a known
     kind: examples are derived from that kind; each attempt is shown with its verdict and time;
@@ -35,6 +37,7 @@ def test_a_user_describes_a_rule_and_gets_a_verified_stored_function():
     assert {"model", "model_sha256", "prompt_sha256", "accepted_attempt", "version"} <= set(provenance)
 
 
+@pytest.mark.slow
 def test_user_examples_check_a_rule_no_kind_knows():
     """--allow/--forbid moves are the checks when no kind matches; every attempt is reported."""
     result = CliRunner().invoke(cli, ["emergency", "Pursuers may no longer enter a cell (x, y) with x == 10.",
@@ -82,6 +85,7 @@ def test_the_expert_nobody_adapted_breaks_the_new_rule_and_the_trace_shows_it(tm
     assert json.loads(out.read_text())["violations"] > 0
 
 
+@pytest.mark.slow
 def test_ld_adopts_the_students_function_and_obeys_the_new_rule(tmp_path):
     """The ld agent has the student write the function (or reuses the stored one), puts it
     after the legality filter, and plays without a violation. The student selects it at the new

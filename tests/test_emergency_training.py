@@ -22,6 +22,7 @@ def test_writing_data_holds_out_every_evaluated_kind(registry):
     assert not any(f"def {k.function_name()}(" in prefix for k in held)
 
 
+@pytest.mark.slow
 def test_a_short_writing_fine_tune_records_what_it_held_out(registry, tmp_path):
     """Two LoRA steps, one held-out seed per evaluated kind: the manifest names the training
     and held-out kinds (disjoint) and the measured pass rates."""
@@ -58,6 +59,7 @@ def test_eval_under_an_emergency_records_it_and_refuses_to_mix_runs(registry, tm
         evaluate(registry, again, log=lambda s: None)
 
 
+@pytest.mark.slow
 def test_a_writing_fine_tune_continues_a_writing_adapter_of_its_form(registry, pursuit_base, tmp_path):
     """--from-adapter with --method write: one more step on the committed condition writer; the
     manifest says what it continued and counts the examples of both runs. An adapter of another
@@ -85,6 +87,7 @@ def test_a_writing_fine_tune_continues_a_writing_adapter_of_its_form(registry, p
     assert not (tmp_path / "w3").exists() and not (tmp_path / "w4").exists()
 
 
+@pytest.mark.slow
 def test_a_new_adapter_adapts_the_projections_and_rank_asked_for(registry, tmp_path):
     """--rank and --lora-modules shape a new adapter (its manifest and peft's config say so);
     an unknown projection is a usage error before anything loads."""

@@ -49,6 +49,7 @@ def test_intervals_match_known_values():
     assert lo < 10 < hi and (10 - lo) == pytest.approx(hi - 10)
 
 
+@pytest.mark.slow
 def test_eval_writes_table_results_games_and_figures(tmp_path):
     """Expert and the untuned student play the same three seeds; every promised file is written,
     the table has a row per agent (a teacher without endpoint says 'not run'), and the
@@ -84,6 +85,7 @@ def test_eval_writes_table_results_games_and_figures(tmp_path):
     assert other.exit_code != 0 and "holds a run of" in other.output
 
 
+@pytest.mark.slow
 def test_killed_eval_resumes_to_the_same_results(tmp_path):
     """An eval killed (SIGKILL) after its first games, with a torn last line, then run again
     with --resume, ends with exactly the games and results of an uninterrupted run."""
@@ -114,6 +116,7 @@ def test_killed_eval_resumes_to_the_same_results(tmp_path):
     assert len(json.loads((cut / "run.json").read_text())["commands"]) == 2
 
 
+@pytest.mark.slow
 def test_replay_plays_one_agent_again_and_keeps_the_others_games(tmp_path):
     """--replay ld (after retraining, say) drops ld's recorded games and identity and plays
     them again; expert's games stay byte for byte, and the results equal a fresh run's."""
@@ -243,6 +246,7 @@ def test_an_unreachable_teacher_records_errors_not_a_crash(tmp_path):
     assert row["outcome"] == "error" and "cannot reach the teacher endpoint" in row["error"]
 
 
+@pytest.mark.slow
 def test_side_by_side_games_match_one_at_a_time(registry, tmp_path):
     """The student answering two games in one batch plays them exactly as one by one."""
     outs = []
@@ -280,6 +284,7 @@ def test_games_side_by_side_report_each_round_before_any_game_ends(registry):
     assert rounds[0] == (1, 2, 0) and rounds[min(ended) - 1][2] == 0   # counted while no game had ended
 
 
+@pytest.mark.slow
 def test_games_on_two_workers_are_those_of_one_process(tmp_path):
     """``eval --workers 2``: each worker process loads the agent once and plays whole games; every
     game's row is the one a single process writes (only its cost differs), the tables are the

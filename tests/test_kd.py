@@ -39,6 +39,7 @@ def _expert(task, base):
     return expert_agent(AgentContext(task, base))
 
 
+@pytest.mark.slow
 def test_batched_generation_with_a_cached_prefix_writes_what_generate_writes(student, pursuit_task):
     """Greedy answers are the same token for token: one prompt at a time through transformers'
     generate, or several at once, right-padded, after the rules' cached keys and values."""
@@ -64,6 +65,7 @@ def test_text_lora_lowers_the_loss_on_its_answers(student, moves, pursuit_task):
         fresh.train_lora_text([(rows[0][0], rows[0][1], "")], steps=1)
 
 
+@pytest.mark.slow
 def test_training_in_pieces_gives_the_adapter_of_one_run(moves, pursuit_task, tmp_path):
     """Steps 0-2 saved (adapter and optimizer), then steps 2-4 in a fresh student, end on the
     tensors of one 4-step run: what lets a learning curve continue after an interruption."""
@@ -87,6 +89,7 @@ def test_training_in_pieces_gives_the_adapter_of_one_run(moves, pursuit_task, tm
         second.train_lora_text(rows, steps=4, start_step=4, **train)
 
 
+@pytest.mark.slow
 def test_the_kd_learning_curve_continues_where_it_stopped(tmp_path):
     """`--eval-every` writes a point (curve.json, .md, .png, a checkpoint) every N steps; the
     same command with more --steps continues from the last point; other settings in the same
@@ -138,6 +141,7 @@ def test_the_learning_curve_keeps_the_adapter_of_its_best_point(student, moves, 
     assert json.loads((tmp_path / "checkpoint" / "manifest.json").read_text())["adapter_hash"] == hashes[1]
 
 
+@pytest.mark.slow
 def test_finetune_kd_writes_an_adapter_with_its_manifest(tmp_path):
     """`ldengine finetune --method kd` trains, saves adapter and manifest where --out says,
     and (not promoted) says how to use it rather than making it the default."""

@@ -43,6 +43,7 @@ def test_the_committed_adapters_record_their_figures(registry, pursuit_base):
     assert figures["heldout_accuracy"] > figures["heldout_accuracy_before"] + 0.4
 
 
+@pytest.mark.slow
 def test_under_a_held_out_emergency_the_student_picks_the_new_stages_function(registry, pursuit_task, pursuit_base):
     """With an evaluated emergency in force (never in its training data), the committed
     adapter picks the emergency function at the new stage, for every evaluated kind,
@@ -120,6 +121,7 @@ def test_a_quick_finetune_is_a_smoke_run_saved_in_the_cache(tmp_path, monkeypatc
     assert result.exit_code != 0 and "--quick is a smoke run of --method ld" in result.output
 
 
+@pytest.mark.slow
 def test_a_few_finetuning_steps_write_an_adapter_with_its_manifest(registry, tmp_path, pursuit_base):
     """It builds the data from expert games, trains three LoRA steps, evaluates on held-out
     seeds and saves the adapter with a manifest naming model, base, data and accuracy; not
@@ -210,6 +212,7 @@ def test_the_untuned_student_answers_a_step_in_text_which_is_parsed(pursuit_task
         assert stats["illegal_cells_proposed"] == sum(c not in l for c, l in zip(action, legal))
 
 
+@pytest.mark.slow
 def test_one_adapter_learns_several_tasks_manuals_and_serves_each(registry, tmp_path):
     """It trains one adapter on pursuit's and twentyone's selections (shared index), records
     each task's held-out accuracy and base hash, and each task finds it as its adapter."""
@@ -234,6 +237,7 @@ def test_one_adapter_learns_several_tasks_manuals_and_serves_each(registry, tmp_
         assert find_adapter(task, base, root=tmp_path) == tmp_path / "joint"
 
 
+@pytest.mark.slow
 def test_continuing_an_adapter_trains_where_the_plugins_new_function_competes(tmp_path, pursuit_base):
     """--from-adapter on a base a plugin grew: the committed adapter still fits; the continuation
     trains on the selections where the new alternative is a candidate (with as many others

@@ -235,6 +235,7 @@ def test_the_fixed_texts_keys_and_values_persist_on_disk_and_a_damaged_file_is_r
         student.kv_disk_root = root
 
 
+@pytest.mark.slow
 def test_weights_trained_in_the_process_never_reach_the_disk_store(trained, tmp_path):
     """An adapter trained here changes at every step: its keys and values stay in memory."""
     fresh, examples, _, _ = trained

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "plugins" / "ldengine-pursuit-extras"
 
@@ -22,6 +24,7 @@ def ldengine(*args):
                           cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_the_extras_plugin_installs_with_pip_registers_and_plays(tmp_path):
     """It installs the package with pip (its own setup.cfg, entry point in group ``ldengine``);
     ldengine then lists the plugin, its evader and its functions (the one at a stage no

@@ -166,6 +166,7 @@ def test_a_rule_is_an_emergency_kind_like_the_hand_written_ones():
     assert kind.properties(given, expected) == [] and isinstance(kind.blocked({}), frozenset)
 
 
+@pytest.mark.slow
 def test_each_condition_agrees_with_its_closure_on_every_move_in_the_sandbox(train_rules, eval_rules, sandbox):
     """The reference function (the condition in text) runs in the isolated sandbox on a state
     holding every move of the board, and keeps exactly the moves the closure allows."""

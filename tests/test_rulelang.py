@@ -82,6 +82,7 @@ def _gold(text, program, wording):
     return None
 
 
+@pytest.mark.slow
 def test_the_splitter_finds_every_rules_own_tree_among_its_parses():
     """Frames and connectives split the words of every drawn rule, of both splits and every
     wording (the teacher's paraphrases the reader is taught too), so that one parse is the rule's
@@ -198,6 +199,7 @@ def test_the_commands_refuse_bad_input_in_one_line():
     assert result.exit_code != 0 and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_a_rule_read_with_examples_is_stored_with_its_program_and_signed(tmp_path, monkeypatch):
     """``emergency TEXT --read --yes`` with a bare cell and a move as examples (a bare cell gave
     a traceback): read, checked against the examples, verified in the worker, stored in the
@@ -281,6 +283,7 @@ def namer():
     return rl.Namer(lambda: Encoder().encode, LANGUAGE)
 
 
+@pytest.mark.slow
 def test_the_namer_offers_the_primitives_whose_taught_words_are_nearest(namer):
     """The retriever's real encoder: a clause in taught words has its own primitive among the k nearest;
     the grammar it narrows to keeps only those names (all of them where none fits the numbers)."""
@@ -330,6 +333,7 @@ def test_every_primitive_has_the_teachers_paraphrases_with_its_own_numbers():
                 assert not any(f" {w} " in f" {words} " for w in ("unless", "except", "but", "either")), words
 
 
+@pytest.mark.slow
 def test_a_game_under_a_new_rule_reads_its_words_and_plays_the_compiled_function(tmp_path, monkeypatch):
     """``run --emergency KIND --read``: the ld agent reads the rule's words into a program,
     the engine compiles it, the isolated worker verifies it against the rule in force, and

@@ -784,6 +784,7 @@ def test_a_stream_stops_writing_when_the_client_goes(served):
     assert served.call("POST", "/completions", {"model": served.model, "prompt": "a", "max_tokens": 1})[0] == 200
 
 
+@pytest.mark.slow
 def test_distill_against_the_served_student_fails_with_a_report_and_stores_nothing(served, monkeypatch, tmp_path):
     """The 135M student is no teacher: ``ldengine distill`` against ``ldengine serve``
     ends with exit code 1 and a report naming the failed checks, without a traceback,

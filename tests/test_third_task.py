@@ -42,6 +42,7 @@ def walk(tmp_path):
     return site, ldengine
 
 
+@pytest.mark.slow
 def test_a_third_task_runs_through_run_finetune_eval_and_an_emergency(walk, tmp_path):
     site, ldengine = walk
     adapters = site / "walk_adapters"

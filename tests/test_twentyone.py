@@ -4,6 +4,7 @@ import json
 import math
 import random
 
+import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -71,6 +72,7 @@ def test_the_dealer_distribution_and_the_optimal_return_are_exact():
     assert abs(total / n - value) < 4 * 1.0 / math.sqrt(n)
 
 
+@pytest.mark.slow
 def test_the_function_base_decides_like_the_optimal_policy_on_every_hand(registry):
     """It runs the manual's pipeline in the sandbox on every player hand (each sum, with and
     without an ace) against every shown card: its choice is always the optimal one."""

@@ -39,7 +39,7 @@ from ldengine.rulelang import MARGIN
 @click.option("--student", type=click.Path(exists=True), help="Student model (default: SmolLM2-135M-Instruct GGUF).")
 @click.option("--adapter", type=click.Path(exists=True, file_okay=False),
               help="LoRA adapter for writing (default: the committed writing adapter, if any).")
-@click.option("--no-store", is_flag=True, help="Verify only; do not add the function to function_base/.")
+@click.option("--no-store", is_flag=True, help="Verify and show the functions only; store nothing (no confirmation asked).")
 @click.option("--yes", "-y", is_flag=True,
               help="Store the first function that passes without asking (for scripts); its board map is still shown.")
 @click.option("--png", type=click.Path(dir_okay=False),
