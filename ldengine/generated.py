@@ -58,7 +58,10 @@ class Stored:
     def summary(self) -> str:
         p = self.provenance
         if self.what == EMERGENCY:
-            return (f"{p.get('function', '?')} for {p.get('kind', '?')} {_short_json(p.get('params'))}, "
+            custom = p.get("custom_rule")
+            words = custom.get("text") if isinstance(custom, dict) else None
+            rule = f"the rule {words!r}" if words else f"{p.get('kind', '?')} {_short_json(p.get('params'))}"
+            return (f"{p.get('function', '?')} for {rule}, "
                     f"attempt {p.get('accepted_attempt', '?')}, model {p.get('model', '?')}"
                     + (", ships with the package" if shipped(self.path) else ""))
         teacher = p.get("teacher", {})

@@ -32,7 +32,10 @@ def read_trace(path: str | Path) -> list[dict]:
             except ValueError:
                 raise LDEngineError(f"{path}, line {number}: not JSON (is it a trace from ldengine run --trace?)") \
                     from None
-    if not records or not all(isinstance(r, dict) and "game" in r for r in records):
+    if not records:
+        raise LDEngineError(f"{path}: the file is empty, no game was recorded in it (a run stopped before its first "
+                            "game ends writes nothing; ldengine run TASK --trace FILE writes one)")
+    if not all(isinstance(r, dict) and "game" in r for r in records):
         raise LDEngineError(f"{path}: not a trace of games (ldengine run TASK --trace FILE writes one)")
     return records
 

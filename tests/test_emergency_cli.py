@@ -35,6 +35,9 @@ def test_a_user_describes_a_rule_and_gets_a_verified_stored_function():
     assert provenance["params"] == {"x0": 4, "y0": 10, "x1": 8, "y1": 14}
     assert provenance["attempts"][-1]["passed"] and provenance["adapter_hash"]
     assert {"model", "model_sha256", "prompt_sha256", "accepted_attempt", "version"} <= set(provenance)
+    # listed with the user's own words, not only the kind it resembles
+    listed = invoke("generated", "list", "--task", "pursuit").output
+    assert f"for the rule {provenance['custom_rule']['text']!r}" in listed and "Lava: no piece may enter" in listed
 
 
 @pytest.mark.slow

@@ -134,6 +134,9 @@ def test_ldengine_plot_refuses_in_one_line(trace, tmp_path):
     """A missing file, a game the trace does not hold, and a task without figures."""
     path, _ = trace
     assert "no such trace file" in one_line_error(invoke("plot", tmp_path / "missing.jsonl"))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert "the file is empty, no game was recorded in it" in one_line_error(invoke("plot", empty))
     assert "holds no game 3 (it holds games 0-2)" in one_line_error(invoke("plot", path, "--game", 3))
     hands = tmp_path / "h.jsonl"
     assert invoke("run", "twentyone", "--agent", "expert", "--hands", 2, "--trace", hands, "--quiet").exit_code == 0
