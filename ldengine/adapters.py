@@ -160,9 +160,10 @@ class Listed:
     promoted: bool
     default: bool           # the one find_adapter picks for its method
     manifest: dict
+    origin: str = "data"    # "package", "plugin" (the task's plugin ships it) or "data" (the user's)
 
     def line(self) -> str:
-        where = "package" if self.shipped else "data" + ("" if self.signed else " (unsigned)")
+        where = self.origin if self.shipped else "data" + ("" if self.signed else " (unsigned)")
         notes = ", ".join(n for n, on in (("default", self.default), ("not promoted", not self.promoted)) if on)
         return (f"{self.name:<62} {self.method:<6} {where:<16} {self.steps!s:>5} steps  "
                 f"{str(self.manifest.get('created', ''))[:19]:<19}  {notes}").rstrip()
@@ -186,8 +187,9 @@ def listed(task: TaskBase | str, base: FunctionBase) -> list[Listed]:
     out = []
     for folder, data in _manifests(adapter_roots(task)):
         inside = vouched(folder, task)
+        origin = "package" if shipped(folder) else "plugin" if inside else "data"
         out.append(Listed(folder.name, folder, adapter_method(data), inside, inside or signed(data),
-                          data.get("promoted") is not False, folder.resolve() in defaults, data))
+                          data.get("promoted") is not False, folder.resolve() in defaults, data, origin))
     return out
 
 
@@ -204,7 +206,7 @@ def find_listed(task: TaskBase, base: FunctionBase, name: str) -> Listed:
 def check_removable(item: Listed) -> None:
     """Only an adapter of the user's data folder can be removed; one that ships with the package is refused."""
     if item.shipped:
-        raise LDEngineError(f"{item.name} ships with the package ({item.path}); only adapters in the data folder "
+        raise LDEngineError(f"{item.name} ships with the {item.origin} ({item.path}); only adapters in the data folder "
                             "can be removed")
 
 

@@ -61,7 +61,7 @@ def test_a_third_task_runs_through_run_finetune_eval_and_an_emergency(walk, tmp_
     quick = ldengine("finetune", "--task", "linewalk", "--quick", "--out", str(adapters / "select"), "--promote")
     assert "promoted: select is now the default adapter for linewalk" in quick.stdout
     listed = ldengine("adapters", "list", "--task", "linewalk").stdout
-    assert re.search(r"select +ld +package .*default", listed), listed       # vouched for by the plugin, unsigned
+    assert re.search(r"select +ld +plugin .*default", listed), listed       # vouched for by the plugin, unsigned
     played = ldengine("run", "linewalk", "--games", "3", "--quiet", "--json", str(tmp_path / "ld.json"))
     assert "| adapter select |" in played.stdout
     ld = json.loads((tmp_path / "ld.json").read_text())

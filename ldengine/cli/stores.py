@@ -123,7 +123,7 @@ def adapters_list(task, as_json):
     items = adapters.listed(registry().task(task), _base(task))
     if as_json:
         click.echo(json.dumps([{"name": i.name, "path": str(i.path), "method": i.method, "shipped": i.shipped,
-                                "signed": i.signed, "promoted": i.promoted, "default": i.default,
+                                "origin": i.origin, "signed": i.signed, "promoted": i.promoted, "default": i.default,
                                 "steps": i.steps, "created": i.manifest.get("created")}
                                for i in items], indent=2))
         return
