@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ldengine.cache import read_json
+from ldengine.cache import cache_root, read_json
 from ldengine.contracts import TaskBase
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
@@ -22,6 +22,11 @@ PACKAGED_SHARED_DIR = PACKAGE_ROOT / "adapters"     # shipped adapters trained o
 def default_adapter_dir(task: str) -> Path:
     """Where ``finetune`` saves a task's adapters: the user's data folder, never the package."""
     return data_root() / task / "adapters"
+
+
+def quick_adapter_dir() -> Path:
+    """Where ``finetune --quick`` saves its smoke runs when no ``--out`` is given: the cache (never a default)."""
+    return cache_root() / "adapters"
 
 
 def shared_adapter_dir() -> Path:
@@ -160,10 +165,10 @@ class Listed:
     promoted: bool
     default: bool           # the one find_adapter picks for its method
     manifest: dict
-    origin: str = "data"    # "package", "plugin" (the task's plugin ships it) or "data" (the user's)
+    origin: str = "data"    # "package", "plugin" (the task's plugin ships it), "data" (the user's) or "cache"
 
     def line(self) -> str:
-        where = self.origin if self.shipped else "data" + ("" if self.signed else " (unsigned)")
+        where = self.origin + ("" if self.shipped or self.signed else " (unsigned)")
         notes = ", ".join(n for n, on in (("default", self.default), ("not promoted", not self.promoted)) if on)
         return (f"{self.name:<62} {self.method:<6} {where:<16} {self.steps!s:>5} steps  "
                 f"{str(self.manifest.get('created', ''))[:19]:<19}  {notes}").rstrip()
@@ -190,6 +195,10 @@ def listed(task: TaskBase | str, base: FunctionBase) -> list[Listed]:
         origin = "package" if shipped(folder) else "plugin" if inside else "data"
         out.append(Listed(folder.name, folder, adapter_method(data), inside, inside or signed(data),
                           data.get("promoted") is not False, folder.resolve() in defaults, data, origin))
+    for folder, data in _manifests([quick_adapter_dir()]):     # smoke runs: listed so they can be found and removed
+        if task.name in (data.get("tasks") or [data.get("task")]):
+            out.append(Listed(folder.name, folder, adapter_method(data), False, signed(data), False, False, data,
+                              "cache"))
     return out
 
 

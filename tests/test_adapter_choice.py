@@ -162,3 +162,17 @@ def test_adapters_list_show_and_remove_as_a_user_runs_them(committed, tmp_path, 
     assert unknown.exit_code == 1 and "no adapter 'nope' for pursuit (known: " in unknown.output
     removed = CliRunner().invoke(cli, ["adapters", "remove", "mine", "--yes"])
     assert removed.exit_code == 0 and not mine.exists()
+
+
+def test_quick_smoke_adapters_in_the_cache_are_listed_and_removable(committed, tmp_path, monkeypatch):
+    """``finetune --quick`` saves its smoke runs in the cache; they are listed (never a default) so
+    that they can be found and removed rather than piling up unseen."""
+    from ldengine.adapters import quick_adapter_dir
+    monkeypatch.setenv("LDENGINE_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("LDENGINE_CACHE", str(tmp_path / "cache"))
+    quick = copy_adapter(committed, quick_adapter_dir() / "quick-pursuit-20261208-000000", promoted=False)
+    listed = CliRunner().invoke(cli, ["adapters", "list"])
+    line = next(line for line in listed.output.splitlines() if line.startswith(quick.name))
+    assert " cache " in line and "not promoted" in line and "default" not in line, listed.output
+    removed = CliRunner().invoke(cli, ["adapters", "remove", quick.name, "--yes"])
+    assert removed.exit_code == 0 and not quick.exists(), removed.output

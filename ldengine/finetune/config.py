@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
-from ldengine.adapters import adapter_roots, default_adapter_dir
-from ldengine.cache import cache_root
+from ldengine.adapters import adapter_roots, default_adapter_dir, quick_adapter_dir
 from ldengine.errors import LDEngineError
 from ldengine.functionbase import FunctionBase
 from ldengine.ld import SelectionExample
@@ -92,7 +91,7 @@ def quick(cfg: FinetuneConfig) -> FinetuneConfig:
     the selections of 2 training games, scored on 2 held-out games (2 shuffles, one
     emergency seed of 1 step). Its adapter is saved in the cache, never beside the
     committed ones, so no agent picks it up unless asked (``--adapter``)."""
-    out = cfg.out or str(cache_root() / "adapters" / f"quick-{'+'.join(cfg.tasks)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = cfg.out or str(quick_adapter_dir() / f"quick-{'+'.join(cfg.tasks)}-{time.strftime('%Y%m%d-%H%M%S')}")
     return replace(cfg, steps=2, train_seeds=cfg.train_seeds[:2], heldout_seeds=cfg.heldout_seeds[:2],
                    shuffles=2, emergency_seeds=cfg.emergency_seeds[:1], emergency_steps=1, out=out,
                    reading=min(cfg.reading, 16), reading_heldout=min(cfg.reading_heldout, 8))
