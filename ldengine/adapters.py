@@ -160,12 +160,16 @@ class Listed:
     name: str
     path: Path
     method: str
-    shipped: bool           # ships with the package or the task's plugin (else the user's data folder holds it)
+    origin: str             # "package", "plugin" (the task's plugin ships it), "data" (the user's) or "cache"
     signed: bool            # signed with this machine's key (shipped ones are vouched for by the package)
     promoted: bool
     default: bool           # the one find_adapter picks for its method
     manifest: dict
-    origin: str = "data"    # "package", "plugin" (the task's plugin ships it), "data" (the user's) or "cache"
+
+    @property
+    def shipped(self) -> bool:
+        """Ships with the package or the task's plugin (else the user's data folder or the cache holds it)."""
+        return self.origin in ("package", "plugin")
 
     def line(self) -> str:
         where = self.origin + ("" if self.shipped or self.signed else " (unsigned)")
@@ -193,12 +197,11 @@ def listed(task: TaskBase | str, base: FunctionBase) -> list[Listed]:
     for folder, data in _manifests(adapter_roots(task)):
         inside = vouched(folder, task)
         origin = "package" if shipped(folder) else "plugin" if inside else "data"
-        out.append(Listed(folder.name, folder, adapter_method(data), inside, inside or signed(data),
-                          data.get("promoted") is not False, folder.resolve() in defaults, data, origin))
+        out.append(Listed(folder.name, folder, adapter_method(data), origin, inside or signed(data),
+                          data.get("promoted") is not False, folder.resolve() in defaults, data))
     for folder, data in _manifests([quick_adapter_dir()]):     # smoke runs: listed so they can be found and removed
         if task.name in (data.get("tasks") or [data.get("task")]):
-            out.append(Listed(folder.name, folder, adapter_method(data), False, signed(data), False, False, data,
-                              "cache"))
+            out.append(Listed(folder.name, folder, adapter_method(data), "cache", signed(data), False, False, data))
     return out
 
 
